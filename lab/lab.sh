@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The dbfleet lab: five real Debian bookworm hosts (db1 db2 db3 backup1 proxy1) as Docker
+# containers on a private network, built with no container registry:
+# debootstrap from Debian's mirror -> `docker import`, cached by a content hash of this
+# directory's build inputs. Each host runs sshd only (no systemd); its apt cache already
+# holds every package dbfleet installs, so provisioning needs no network inside the lab.
+#
+#   lab/lab.sh image   build (or reuse) the base image
+#   lab/lab.sh up      image + network + hosts + lab key pair + known_hosts
+#   lab/lab.sh down    remove hosts and network (the image stays cached)
+#   lab/lab.sh reset HOST...  recreate the named hosts fresh (same address)
+#   lab/lab.sh status  show the hosts
+#
+# Everything the lab writes on this machine lives in $LAB_DIR (default: .lab/, git-ignored):
+# the key pair, known_hosts and an ssh_config that inventories/lab.yml refers to.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+LAB_DIR=${LAB_DIR:-$top/.lab}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+NET=dbfleet-lab
+SUBNET=${LAB_SUBNET:-172.29.77.0/24}
+PREFIX=${SUBNET%.*}
+# name:last-octet; the addresses are fixed so the inventory can name them.
+HOSTS=(db1:11 db2:12 db3:13 backup1:21 proxy1:31)
+# What dbfleet installs on lab hosts: pre-downloaded into the image's apt cache.
+PACKAGES=$(grep -v '^#' "$here/packages.txt" | tr '\n' ' ')
+# What every lab host has from the start (a bare Debian with sshd, as a fresh VM).
+BASE_INCLUDE=openssh-server,procps,iproute2,ca-certificates,gnupg
+
+log() { printf 'lab: %s\n' "$*" >&2; }
+
+image_tag() {
+  local h
+  h=$( (cat "$here/lab.sh" "$here/packages.txt" "$here/init.sh"; echo "$MIRROR") | sha256sum | cut -c1-12)
+  echo "dbfleet-lab:$h"
+}
+
+build_image() {
+  local tag; tag=$(image_tag)
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    log "image $tag is cached"
+    echo "$tag"; return
+  fi
+  command -v debootstrap >/dev/null || { log "debootstrap is missing (apt-get install debootstrap)"; exit 1; }
+  local root; root=$(mktemp -d /tmp/dbfleet-rootfs.XXXXXX)
+  trap 'rm -rf "$root"' RETURN
+  log "debootstrap bookworm into $root (this takes a few minutes)"
+  debootstrap --variant=minbase --include="$BASE_INCLUDE" bookworm "$root" "$MIRROR" >&2
+  # Package installs must not start services while building.
+  printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"; chmod 755 "$root/usr/sbin/policy-rc.d"
+  echo "deb $MIRROR bookworm main" > "$root/etc/apt/sources.list"
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  chroot "$root" apt-get update -qq >&2
+  log "pre-downloading: $PACKAGES"
+  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only $PACKAGES >&2
+  rm -f "$root/usr/sbin/policy-rc.d" "$root/etc/ssh/ssh_host_"*
+  install -m 0755 "$here/init.sh" "$root/usr/local/sbin/lab-init"
+  mkdir -p "$root/root/.ssh"; chmod 700 "$root/root/.ssh"
+  : > "$root/etc/resolv.conf"
+  log "importing as $tag"
+  tar -C "$root" -c . | docker import --change 'CMD ["/usr/local/sbin/lab-init"]' - "$tag" >&2
+  echo "$tag"
+}
+
+ensure_keys() {
+  mkdir -p "$LAB_DIR"; chmod 700 "$LAB_DIR"
+  [ -f "$LAB_DIR/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C dbfleet-lab -f "$LAB_DIR/id_ed25519"
+}
+
+ensure_network() {
+  docker network inspect "$NET" >/dev/null 2>&1 || docker network create --subnet "$SUBNET" "$NET" >/dev/null
+}
+
+start_host() {
+  local name=$1 octet=$2 tag=$3
+  docker rm -f "lab-$name" >/dev/null 2>&1 || true
+  docker run -d --init --name "lab-$name" --hostname "$name" --network "$NET" \
+    --ip "$PREFIX.$octet" --label dbfleet-lab=1 --cap-add NET_ADMIN "$tag" >/dev/null
+  docker exec -i "lab-$name" sh -c 'umask 077; mkdir -p /root/.ssh; cat > /root/.ssh/authorized_keys' < "$LAB_DIR/id_ed25519.pub"
+}
+
+# Host keys are generated when a host first boots; collect them so ssh checks strictly.
+write_ssh_config() {
+  local kh="$LAB_DIR/known_hosts" tmp; tmp=$(mktemp)
+  for entry in "${HOSTS[@]}"; do
+    local name=${entry%%:*} octet=${entry##*:} key=""
+    docker inspect "lab-$name" >/dev/null 2>&1 || continue
+    for _ in $(seq 1 50); do
+      key=$(docker exec "lab-$name" cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null) && [ -n "$key" ] && break
+      sleep 0.2
+    done
+    echo "$PREFIX.$octet $key" | cut -d' ' -f1-3 >> "$tmp"
+  done
+  mv "$tmp" "$kh"
+  cat > "$LAB_DIR/ssh_config" <<CFG
+Host $PREFIX.*
+  User root
+  IdentityFile $LAB_DIR/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $kh
+  StrictHostKeyChecking yes
+  LogLevel ERROR
+CFG
+}
+
+wait_ssh() {
+  for entry in "$@"; do
+    local octet=${entry##*:}
+    for _ in $(seq 1 100); do
+      ssh -F "$LAB_DIR/ssh_config" -o ConnectTimeout=2 -o BatchMode=yes "$PREFIX.$octet" true 2>/dev/null && break
+      sleep 0.2
+    done
+    ssh -F "$LAB_DIR/ssh_config" -o BatchMode=yes "$PREFIX.$octet" true
+  done
+}
+
+find_entry() {
+  for entry in "${HOSTS[@]}"; do [ "${entry%%:*}" = "$1" ] && { echo "$entry"; return; }; done
+  log "unknown lab host $1"; exit 1
+}
+
+cmd=${1:-}
+case "$cmd" in
+  image) build_image >/dev/null ;;
+  up)
+    tag=$(build_image); ensure_keys; ensure_network
+    for entry in "${HOSTS[@]}"; do start_host "${entry%%:*}" "${entry##*:}" "$tag"; done
+    write_ssh_config; wait_ssh "${HOSTS[@]}"
+    log "up: ${HOSTS[*]} on $SUBNET; ssh config at $LAB_DIR/ssh_config" ;;
+  reset)
+    shift; tag=$(build_image); ensure_keys; ensure_network; entries=()
+    for n in "$@"; do e=$(find_entry "$n"); entries+=("$e"); start_host "${e%%:*}" "${e##*:}" "$tag"; done
+    write_ssh_config; wait_ssh "${entries[@]}" ;;
+  down)
+    docker ps -aq --filter label=dbfleet-lab=1 | xargs -r docker rm -f >/dev/null
+    docker network rm "$NET" >/dev/null 2>&1 || true
+    log "down" ;;
+  status) docker ps -a --filter label=dbfleet-lab=1 --format 'table {{.Names}}\t{{.Status}}\t{{.Image}}' ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,193 @@
+//! The executor: makes a [`Plan`] so, host by host, in graph order.
+//!
+//! Each host's changes run one at a time over its connection, in the graph's order; hosts
+//! run in parallel, at most `forks` scripts at once (the permit is held while a script runs,
+//! not while waiting for another host, so a cross-host `needs` never deadlocks). A task
+//! waits for its selected dependencies on other hosts; after a failure, the rest of that
+//! host's tasks and anything depending on them are skipped. Handlers run last on each host,
+//! once, when a task that notifies them changed, even if a later task of the host failed
+//! (Ansible skips them then, a long-standing complaint).
+//!
+//! Saved plans: [`check_fresh`] re-reads every target and refuses the whole plan, changing
+//! nothing, if any target moved since the plan was made; each file write also re-checks its
+//! target's digest on the host right before the rename (exit 3 = stale).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use petgraph::graph::NodeIndex;
+use tokio::sync::{Semaphore, watch};
+
+use crate::engine::{Engine, Probe};
+use crate::error::Error;
+use crate::events::{Event, EventSink, Outcome};
+use crate::plan::Plan;
+
+/// What an apply did.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub changed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// Checks a saved plan against a fresh one: same inventory, same desired states, and every
+/// target still in the state the saved plan saw.
+///
+/// Errors: [`Error::Stale`] listing every difference; [`Error::PlanFile`] when the plan
+/// was made from another inventory file content.
+pub fn check_fresh(saved: &Plan, fresh: &Plan, engine: &Engine) -> Result<(), Error> {
+    if saved.inventory_digest != engine.inv.digest {
+        return Err(Error::Stale { details: vec![format!("the inventory {} changed since the plan was made", engine.opts.inventory.display())] });
+    }
+    let mut details = Vec::new();
+    for hp in &saved.hosts {
+        let fresh_host = fresh.hosts.iter().find(|h| h.host == hp.host);
+        for c in &hp.changes {
+            let now = fresh_host.and_then(|h| h.changes.iter().find(|f| f.task == c.task));
+            match now {
+                None if c.handler => details.push(format!("{}: handler `{}` is no longer notified", hp.host, c.task)),
+                None => details.push(format!("{}: `{}` ({}) needs no change any more: its target changed since the plan", hp.host, c.task, c.target)),
+                Some(f) if f.after_digest != c.after_digest => details.push(format!("{}: `{}` would now write something else (templates or variables changed)", hp.host, c.task)),
+                Some(f) if f.before_digest != c.before_digest => details.push(format!("{}: {} changed since the plan", hp.host, c.target)),
+                Some(_) => {}
+            }
+        }
+    }
+    if details.is_empty() { Ok(()) } else { Err(Error::Stale { details }) }
+}
+
+/// Runs the plan's changes over the probe's connections.
+///
+/// Errors: [`Error::ApplyFailed`] when any task failed (after the others ran as far as
+/// they could); the failing tasks were reported as events.
+pub async fn apply(engine: &Engine, plan: &Plan, probe: &Probe, events: &Arc<dyn EventSink>) -> Result<Report, Error> {
+    events.emit(Event::ApplyStarted { changes: plan.change_count() });
+    // Nodes of this apply, and a completion signal for each: None pending, Some(ok).
+    let mut nodes: Vec<NodeIndex> = Vec::new();
+    for hp in &plan.hosts {
+        for c in &hp.changes {
+            match engine.graph.node(&hp.host, &c.task) {
+                Some(n) => nodes.push(n),
+                None => return Err(Error::PlanFile { path: plan.inventory.clone(), reason: format!("task `{}` of {} no longer exists", c.task, hp.host) }),
+            }
+        }
+    }
+    let in_apply: BTreeSet<NodeIndex> = nodes.iter().copied().collect();
+    let mut signals: HashMap<NodeIndex, (watch::Sender<Option<bool>>, watch::Receiver<Option<bool>>)> = HashMap::new();
+    for &n in &nodes {
+        signals.insert(n, watch::channel(None));
+    }
+    let receivers: Arc<HashMap<NodeIndex, watch::Receiver<Option<bool>>>> = Arc::new(signals.iter().map(|(k, v)| (*k, v.1.clone())).collect());
+    let sem = Arc::new(Semaphore::new(engine.opts.forks.max(1)));
+
+    let mut futures = Vec::new();
+    for hp in plan.hosts.iter().filter(|h| !h.changes.is_empty()) {
+        let conn = probe.conns.get(&hp.host).cloned();
+        let host_nodes: Vec<(NodeIndex, &crate::plan::Change)> = hp.changes.iter().filter_map(|c| engine.graph.node(&hp.host, &c.task).map(|n| (n, c))).collect();
+        let senders: Vec<(NodeIndex, watch::Sender<Option<bool>>)> = host_nodes.iter().map(|(n, _)| (*n, signals[n].0.clone())).collect();
+        let (receivers, sem, events) = (receivers.clone(), sem.clone(), events.clone());
+        let in_apply = &in_apply;
+        futures.push(async move {
+            let mut report = Report::default();
+            let mut failed_here = false;
+            let mut changed: BTreeSet<String> = BTreeSet::new();
+            let send = |n: NodeIndex, ok: bool| {
+                if let Some((_, s)) = senders.iter().find(|(m, _)| *m == n) {
+                    let _ = s.send(Some(ok));
+                }
+            };
+            for (n, change) in &host_nodes {
+                let t = &engine.graph.graph[*n];
+                let t0 = Instant::now();
+                // Handlers run when a notifier changed, whatever happened after it.
+                let skip = if t.handler {
+                    (!change.notified_by.iter().any(|b| changed.contains(b))).then(|| "no task that notifies it changed".to_string())
+                } else if failed_here {
+                    Some("an earlier task on this host failed".to_string())
+                } else {
+                    let mut reason = None;
+                    for dep in engine.graph.selected_deps(*n, in_apply) {
+                        if engine.graph.graph[dep].host == hp.host {
+                            continue;
+                        }
+                        let Some(rx) = receivers.get(&dep) else { continue };
+                        let mut rx = rx.clone();
+                        let ok = loop {
+                            if let Some(ok) = *rx.borrow() {
+                                break ok;
+                            }
+                            if rx.changed().await.is_err() {
+                                break false;
+                            }
+                        };
+                        if !ok {
+                            let d = &engine.graph.graph[dep];
+                            reason = Some(format!("{}/{} failed", d.host, d.name));
+                            break;
+                        }
+                    }
+                    reason
+                };
+                if let Some(reason) = skip {
+                    report.skipped += 1;
+                    events.emit(Event::TaskFinished { host: hp.host.clone(), task: t.name.clone(), outcome: Outcome::Skipped(reason), elapsed: t0.elapsed() });
+                    send(*n, false);
+                    continue;
+                }
+                events.emit(Event::TaskStarted { host: hp.host.clone(), task: t.name.clone(), summary: change.summary.clone() });
+                let guard = probe.facts.get(n).and_then(|f| t.resource.guard_value(f));
+                let script = t.resource.apply_script(guard.as_deref());
+                let result = match &conn {
+                    None => Err(format!("no connection to {}", hp.host)),
+                    Some(c) => {
+                        let _permit = sem.acquire().await;
+                        match c.run(&script).await {
+                            Ok(o) if o.code == 0 => Ok(()),
+                            Ok(o) if o.code == 3 => Err(format!("stale: {}", o.stderr.trim())),
+                            Ok(o) => Err(format!("exit {}: {}", o.code, last_lines(&o.stderr, &o.stdout))),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                };
+                match result {
+                    Ok(()) => {
+                        report.changed += 1;
+                        changed.insert(t.name.clone());
+                        events.emit(Event::TaskFinished { host: hp.host.clone(), task: t.name.clone(), outcome: Outcome::Changed, elapsed: t0.elapsed() });
+                        send(*n, true);
+                    }
+                    Err(e) => {
+                        report.failed += 1;
+                        if !t.handler {
+                            failed_here = true;
+                        }
+                        let e = engine.redactor.redact(&e);
+                        events.emit(Event::TaskFinished { host: hp.host.clone(), task: t.name.clone(), outcome: Outcome::Failed(e), elapsed: t0.elapsed() });
+                        send(*n, false);
+                    }
+                }
+            }
+            report
+        });
+    }
+    drop(signals);
+    let reports = futures::future::join_all(futures).await;
+    let mut total = Report::default();
+    for r in reports {
+        total.changed += r.changed;
+        total.failed += r.failed;
+        total.skipped += r.skipped;
+    }
+    if total.failed > 0 {
+        return Err(Error::ApplyFailed { failed: total.failed });
+    }
+    Ok(total)
+}
+
+fn last_lines(stderr: &str, stdout: &str) -> String {
+    let text = if stderr.trim().is_empty() { stdout } else { stderr };
+    let lines: Vec<&str> = text.trim().lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}

@@ -1,0 +1,274 @@
+//! Command line: clap definitions (their doc comments are the `--help` text), then one
+//! function per verb that drives the engine and hands results to the reporter.
+//! Exit codes are decided in `main.rs` from [`Exit`] and [`Error`].
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::{Engine, Options};
+use crate::error::Error;
+use crate::events::EventSink;
+use crate::report::{self, Reporter, Style};
+
+/// Declarative provisioning and operation of MariaDB/MySQL high-availability fleets.
+///
+/// Exit codes: 0 success (or no changes), 1 error, 2 changes pending (with
+/// `plan --detailed-exitcode`).
+#[derive(Debug, Parser)]
+#[command(name = "dbfleet", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The inventory file.
+    #[arg(short, long, global = true, env = "DBFLEET_INVENTORY", default_value = "inventory.yml")]
+    pub inventory: PathBuf,
+    /// Act on these hosts only (comma-separated names).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub limit: Vec<String>,
+    /// Act on tasks with one of these tags only (comma-separated); notified handlers follow.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Hosts worked on at once.
+    #[arg(long, global = true, default_value_t = 20)]
+    pub forks: usize,
+    /// SSH connect timeout in seconds.
+    #[arg(long, global = true, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Use the playbooks (and defaults.yml) of this folder instead of the built-in ones.
+    #[arg(long, global = true)]
+    pub playbooks: Option<PathBuf>,
+    /// Use the templates of this folder instead of the built-in ones.
+    #[arg(long, global = true)]
+    pub templates: Option<PathBuf>,
+    /// More logging on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// No progress and no per-task lines; results and errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the inventory, playbooks and templates; contacts no host.
+    Validate,
+    /// Show what `apply` would change, host by host.
+    Plan(PlanArgs),
+    /// Make the hosts match the inventory, or apply a saved plan.
+    Apply(ApplyArgs),
+    /// Print the task graph in Graphviz DOT.
+    Graph,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Print the plan as JSON (no secrets in it).
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan to FILE for `dbfleet apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Contact no host: render every host's files and check the graph (the CI dry-run).
+    #[arg(long)]
+    pub offline: bool,
+    /// With --offline: write the rendered files under DIR/HOST/PATH.
+    #[arg(long, value_name = "DIR", requires = "offline")]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `plan --out`; applied only if every target is as the plan saw it.
+    pub plan_file: Option<PathBuf>,
+    /// Apply without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+/// How a successful run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok,
+    /// `plan --detailed-exitcode` found changes.
+    ChangesPending,
+}
+
+/// Output style from the environment: colour only on a terminal and without `NO_COLOR`.
+pub fn style(quiet: bool) -> Style {
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    Style { color, quiet }
+}
+
+fn options(g: &Global, offline: bool) -> Options {
+    let set = |v: &Vec<String>| (!v.is_empty()).then(|| v.iter().cloned().collect::<BTreeSet<String>>());
+    Options {
+        inventory: g.inventory.clone(),
+        playbooks: g.playbooks.clone(),
+        templates: g.templates.clone(),
+        limit: set(&g.limit),
+        tags: set(&g.tags),
+        forks: g.forks,
+        offline,
+        connect_timeout: Duration::from_secs(g.connect_timeout),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| Error::io("starting the async runtime", e))
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<Exit, Error> {
+    let g = &cli.global;
+    let style = style(g.quiet);
+    match &cli.command {
+        Command::Validate => {
+            let e = Engine::load(options(g, true))?;
+            report::print(&format!(
+                "{} is valid: {}, {} on them.\n",
+                g.inventory.display(),
+                crate::diagnostics::plural(e.inv.hosts.len(), "host"),
+                crate::diagnostics::plural(e.graph.order.len(), "task")
+            ));
+            Ok(Exit::Ok)
+        }
+        Command::Graph => {
+            let e = Engine::load(options(g, true))?;
+            report::print(&e.graph.to_dot(&e.selected));
+            Ok(Exit::Ok)
+        }
+        Command::Plan(a) if a.offline => {
+            let e = Engine::load(options(g, true))?;
+            let mut files = 0;
+            if let Some(dir) = &a.out_dir {
+                files = e.render_offline(dir)?.len();
+            }
+            let mut text = format!(
+                "Offline check passed: {}, {} in graph order, every template rendered.\n",
+                crate::diagnostics::plural(e.hosts().len(), "host"),
+                crate::diagnostics::plural(e.selected.len(), "task")
+            );
+            if let Some(dir) = &a.out_dir {
+                text.push_str(&format!("Wrote {} under {}.\n", crate::diagnostics::plural(files, "file"), dir.display()));
+            }
+            report::print(&text);
+            Ok(Exit::Ok)
+        }
+        Command::Plan(a) => {
+            let engine = Engine::load(options(g, false))?;
+            let reporter = Arc::new(Reporter::new(style));
+            let events: Arc<dyn EventSink> = reporter.clone();
+            let rt = runtime()?;
+            let plan = rt.block_on(async {
+                let probe = engine.probe(&engine.hosts(), &events).await;
+                reporter.finish();
+                let probe = probe?;
+                let plan = engine.plan(&probe);
+                Engine::close(probe).await;
+                plan
+            })?;
+            if let Some(out) = &a.out {
+                crate::plan::file::save(&plan, out)?;
+            }
+            if a.json {
+                report::print(&format!("{}\n", serde_json::to_string_pretty(&plan).unwrap_or_default()));
+            } else {
+                report::print(&report::render_plan(&plan, style));
+                if let Some(out) = &a.out {
+                    report::print(&format!("Saved the plan to {}; apply it with `dbfleet apply {}`.\n", out.display(), out.display()));
+                }
+            }
+            Ok(if a.detailed_exitcode && !plan.is_empty() { Exit::ChangesPending } else { Exit::Ok })
+        }
+        Command::Apply(a) => apply(g, a, style),
+    }
+}
+
+fn apply(g: &Global, a: &ApplyArgs, style: Style) -> Result<Exit, Error> {
+    let saved = a.plan_file.as_ref().map(|p| crate::plan::file::load(p)).transpose()?;
+    let mut opts = options(g, false);
+    if let Some(s) = &saved {
+        // A saved plan is applied exactly as planned: its scope, not the command line's.
+        opts.limit = s.limit.as_ref().map(|l| l.iter().cloned().collect());
+        opts.tags = s.tags.as_ref().map(|l| l.iter().cloned().collect());
+    }
+    let engine = Engine::load(opts)?;
+    let reporter = Arc::new(Reporter::new(style));
+    let events: Arc<dyn EventSink> = reporter.clone();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let hosts = match &saved {
+            Some(s) => s.hosts.iter().filter(|h| !h.changes.is_empty()).map(|h| h.host.clone()).collect(),
+            None => engine.hosts(),
+        };
+        let probe = engine.probe(&hosts, &events).await;
+        reporter.finish();
+        let probe = probe?;
+        let fresh = match engine.plan(&probe) {
+            Ok(p) => p,
+            Err(e) => {
+                Engine::close(probe).await;
+                return Err(e);
+            }
+        };
+        let plan = match saved {
+            Some(s) => {
+                if let Err(e) = crate::apply::check_fresh(&s, &fresh, &engine) {
+                    Engine::close(probe).await;
+                    return Err(e);
+                }
+                s
+            }
+            None => {
+                report::print(&report::render_plan(&fresh, style));
+                if fresh.is_empty() {
+                    Engine::close(probe).await;
+                    return Ok(Exit::Ok);
+                }
+                if !a.auto_approve && !confirm(&fresh)? {
+                    Engine::close(probe).await;
+                    return Err(Error::Cancelled);
+                }
+                fresh
+            }
+        };
+        if plan.is_empty() {
+            report::print("The saved plan has no changes.\n");
+            Engine::close(probe).await;
+            return Ok(Exit::Ok);
+        }
+        let result = crate::apply::apply(&engine, &plan, &probe, &events).await;
+        reporter.finish();
+        Engine::close(probe).await;
+        let r = result?;
+        report::print(&format!("Apply complete: {} changed, {} skipped.\n", r.changed, r.skipped));
+        Ok(Exit::Ok)
+    })
+}
+
+/// Asks on the terminal; only `yes` approves.
+///
+/// Errors: [`Error::Usage`] when stdin is not a terminal (use `--auto-approve`).
+fn confirm(plan: &crate::plan::Plan) -> Result<bool, Error> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage("stdin is not a terminal: pass --auto-approve to apply without asking".into()));
+    }
+    report::print(&format!("\nApply these changes to {}? Only 'yes' approves: ", crate::diagnostics::plural(plan.summary.hosts_changed, "host")));
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::io("reading the answer", e))?;
+    Ok(line.trim() == "yes")
+}

@@ -1,0 +1,120 @@
+//! Located problems in the operator's files (inventory, playbooks, templates).
+//!
+//! A [`Problem`] is one thing wrong at one byte span, with a label and an optional
+//! `help:` line; [`FileProblems`] carries every problem of one file together with its
+//! source text so miette can render `file:line:col` and the offending lines. Library code
+//! returns these as values; only `main` renders them.
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+use thiserror::Error;
+
+/// One located problem.
+#[derive(Debug, Error, Diagnostic, Clone)]
+#[error("{message}")]
+pub struct Problem {
+    pub message: String,
+    #[label(collection)]
+    pub labels: Vec<LabeledSpan>,
+    #[help]
+    pub help: Option<String>,
+}
+
+impl Problem {
+    /// A problem at `span` (byte offset, byte length) with a label.
+    pub fn at(message: impl Into<String>, span: (usize, usize), label: impl Into<String>) -> Self {
+        Problem {
+            message: message.into(),
+            labels: vec![LabeledSpan::new_primary_with_span(
+                Some(label.into()),
+                SourceSpan::from(span),
+            )],
+            help: None,
+        }
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+    /// Adds a secondary label, e.g. "first defined here".
+    pub fn also(mut self, span: (usize, usize), label: impl Into<String>) -> Self {
+        self.labels.push(LabeledSpan::new_with_span(
+            Some(label.into()),
+            SourceSpan::from(span),
+        ));
+        self
+    }
+    /// The primary span's byte offset (used to sort problems in file order).
+    pub fn offset(&self) -> usize {
+        self.labels.first().map(|l| l.offset()).unwrap_or(0)
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Error, Diagnostic)]
+#[error("{} in {name}", plural(self.problems.len(), "problem"))]
+#[diagnostic(code(dbfleet::invalid_file))]
+pub struct FileProblems {
+    pub name: String,
+    #[source_code]
+    pub src: NamedSource<String>,
+    #[related]
+    pub problems: Vec<Problem>,
+}
+
+impl FileProblems {
+    pub fn new(name: &str, text: String, mut problems: Vec<Problem>) -> Self {
+        problems.sort_by_key(|p| p.offset());
+        FileProblems {
+            name: name.to_string(),
+            src: NamedSource::new(name, text),
+            problems,
+        }
+    }
+}
+
+/// "1 problem", "3 problems".
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// The closest of `candidates` to `given` (Jaro-Winkler ≥ 0.8), for "did you mean" help.
+pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(given, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+/// Byte span of a serde-saphyr location: (offset, len), len at least 1.
+pub fn span_of(loc: &serde_saphyr::Location, text: &str) -> (usize, usize) {
+    let s = loc.span();
+    let off = s
+        .byte_offset()
+        .map(|o| o as usize)
+        .unwrap_or_else(|| offset_of_line_col(text, loc.line(), loc.column()));
+    let len = s.byte_len().map(|l| l as usize).unwrap_or(0).max(1);
+    let off = off.min(text.len());
+    (off, len.min(text.len().saturating_sub(off)).max(if off < text.len() { 1 } else { 0 }))
+}
+
+/// Byte offset of a 1-based line and column (in characters).
+pub fn offset_of_line_col(text: &str, line: u64, col: u64) -> usize {
+    let mut off = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i as u64 + 1 == line {
+            return off
+                + l.char_indices()
+                    .nth(col.saturating_sub(1) as usize)
+                    .map(|(b, _)| b)
+                    .unwrap_or(l.len());
+        }
+        off += l.len();
+    }
+    text.len()
+}

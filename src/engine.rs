@@ -1,0 +1,274 @@
+//! The engine: inventory + playbooks → task graph → facts → [`Plan`], and the offline render.
+//!
+//! It owns the pipeline of DESIGN.md in one direction: load and validate, resolve tasks,
+//! build the graph, select by `--limit`/`--tags`, then (online) open one SSH connection per
+//! host and read all facts in one round trip each, all hosts in parallel up to `forks`.
+//! It emits events and never prints.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use petgraph::graph::NodeIndex;
+use tokio::sync::Semaphore;
+
+use crate::error::Error;
+use crate::events::{Event, EventSink};
+use crate::graph::TaskGraph;
+use crate::inventory::Inventory;
+use crate::plan::{Change, FORMAT_VERSION, HostPlan, Plan, digest};
+use crate::playbook::Library;
+use crate::secrets::{Redactor, Secrets};
+use crate::tasks::{Action, Resource};
+use crate::transport::SshHost;
+
+/// What to load and how widely to act.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub inventory: PathBuf,
+    pub playbooks: Option<PathBuf>,
+    pub templates: Option<PathBuf>,
+    pub limit: Option<BTreeSet<String>>,
+    pub tags: Option<BTreeSet<String>>,
+    /// Hosts worked on at once.
+    pub forks: usize,
+    /// Render with secret placeholders and never touch a secret source (`plan --offline`).
+    pub offline: bool,
+    /// SSH connect timeout.
+    pub connect_timeout: Duration,
+}
+
+/// A loaded fleet: everything known before any host is contacted.
+pub struct Engine {
+    pub opts: Options,
+    pub inv: Inventory,
+    pub lib: Library,
+    pub graph: TaskGraph,
+    /// Selected nodes in run order.
+    pub selected: Vec<NodeIndex>,
+    pub redactor: Redactor,
+    key: Vec<u8>,
+}
+
+/// Open connections and the facts they returned.
+pub struct Probe {
+    pub conns: HashMap<String, Arc<SshHost>>,
+    pub facts: HashMap<NodeIndex, String>,
+}
+
+impl Engine {
+    /// Loads and checks inventory, playbooks and templates; resolves and orders tasks.
+    ///
+    /// Errors: any located [`Error::Invalid`], [`Error::Secret`], [`Error::Cycle`],
+    /// [`Error::UnknownHost`] for a `--limit` naming no host.
+    pub fn load(opts: Options) -> Result<Engine, Error> {
+        let lib = Library::load(opts.playbooks.as_deref(), opts.templates.as_deref())?;
+        let inv = crate::inventory::load(&opts.inventory, &lib.defaults)?;
+        if let Some(limit) = &opts.limit {
+            for h in limit {
+                if inv.host(h).is_none() {
+                    return Err(Error::UnknownHost(h.clone()));
+                }
+            }
+        }
+        let redactor = Redactor::default();
+        let secrets = Arc::new(if opts.offline { Secrets::placeholders(&inv, redactor.clone()) } else { Secrets::new(&inv, redactor.clone()) });
+        let tasks = crate::tasks::resolve(&inv, &lib, secrets)?;
+        let graph = TaskGraph::build(tasks)?;
+        let selected = graph.select(opts.limit.as_ref(), opts.tags.as_ref());
+        let key = if opts.offline { Vec::new() } else { crate::secrets::digest_key(&inv)? };
+        Ok(Engine { opts, inv, lib, graph, selected, redactor, key })
+    }
+
+    /// Hosts with at least one selected task, in inventory order.
+    pub fn hosts(&self) -> Vec<String> {
+        let with: BTreeSet<&str> = self.selected.iter().map(|&n| self.graph.graph[n].host.as_str()).collect();
+        self.inv.hosts.iter().filter(|h| with.contains(h.name.as_str())).map(|h| h.name.clone()).collect()
+    }
+
+    fn nodes_of(&self, host: &str) -> Vec<NodeIndex> {
+        self.selected.iter().copied().filter(|&n| self.graph.graph[n].host == host).collect()
+    }
+
+    /// Connects to `hosts` and reads their facts: one handshake and one round trip each,
+    /// up to `forks` hosts at once.
+    ///
+    /// Errors: [`Error::Unreachable`] naming every host that could not be reached,
+    /// [`Error::Facts`] when a probe's output cannot be read.
+    pub async fn probe(&self, hosts: &[String], events: &Arc<dyn EventSink>) -> Result<Probe, Error> {
+        events.emit(Event::ProbeStarted { hosts: hosts.len() });
+        let sem = Arc::new(Semaphore::new(self.opts.forks.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for name in hosts {
+            let host = self.inv.host(name).cloned().ok_or_else(|| Error::UnknownHost(name.clone()))?;
+            let script = crate::facts::script(&self.graph, &self.nodes_of(name));
+            let (sem, events, policy, timeout, red) = (sem.clone(), events.clone(), self.inv.host_key_policy, self.opts.connect_timeout, self.redactor.clone());
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let t0 = Instant::now();
+                let res = async {
+                    let conn = SshHost::connect(&host, policy, timeout).await.map_err(|e| e.to_string())?;
+                    let out = conn.run(&script).await.map_err(|e| e.to_string())?;
+                    if out.code != 0 {
+                        return Err(format!("probe exited {}: {}", out.code, out.stderr.trim()));
+                    }
+                    Ok((conn, out.stdout))
+                }
+                .await;
+                match &res {
+                    Ok(_) => events.emit(Event::Probed { host: host.name.clone(), elapsed: t0.elapsed() }),
+                    Err(e) => events.emit(Event::Unreachable { host: host.name.clone(), error: red.redact(e) }),
+                }
+                (host.name, res.map_err(|e| red.redact(&e)))
+            });
+        }
+        let mut conns = HashMap::new();
+        let mut facts = HashMap::new();
+        let mut failed = Vec::new();
+        while let Some(r) = set.join_next().await {
+            let Ok((name, res)) = r else { continue };
+            match res {
+                Ok((conn, stdout)) => {
+                    facts.extend(crate::facts::split(&stdout));
+                    conns.insert(name, Arc::new(conn));
+                }
+                Err(e) => failed.push((name, e)),
+            }
+        }
+        if !failed.is_empty() {
+            failed.sort();
+            for (_, c) in conns.drain() {
+                if let Ok(c) = Arc::try_unwrap(c) {
+                    c.close().await;
+                }
+            }
+            return Err(Error::Unreachable(failed));
+        }
+        Ok(Probe { conns, facts })
+    }
+
+    /// Compares facts with the desired state: the plan.
+    ///
+    /// Errors: [`Error::Facts`] when a probe's output is not what the probe prints, or the
+    /// resource is in a state dbfleet refuses to change (a folder where a file should be).
+    pub fn plan(&self, probe: &Probe) -> Result<Plan, Error> {
+        let mut hosts = Vec::new();
+        for name in self.hosts() {
+            let mut changes: Vec<Change> = Vec::new();
+            for n in self.nodes_of(&name) {
+                let t = &self.graph.graph[n];
+                let sensitive = t.resource.sensitive();
+                let after_digest = digest(&t.resource.desired(), sensitive, &self.key);
+                if t.handler {
+                    let by: Vec<String> = changes.iter().filter(|c| self.notifies(&name, &c.task, &t.name)).map(|c| c.task.clone()).collect();
+                    if !by.is_empty() {
+                        changes.push(Change {
+                            task: t.name.clone(),
+                            action: Action::Run,
+                            kind: t.resource.kind().into(),
+                            target: t.resource.target(),
+                            before_digest: digest("notified", false, &self.key),
+                            after_digest,
+                            handler: true,
+                            notified_by: by,
+                            summary: handler_summary(&t.resource),
+                            diff: None,
+                            sensitive: false,
+                            notes: Vec::new(),
+                        });
+                    }
+                    continue;
+                }
+                let facts = probe.facts.get(&n).map(String::as_str).unwrap_or("");
+                let assessed = t.resource.assess(facts).map_err(|m| Error::Facts { host: name.clone(), message: format!("task `{}`: {}", t.name, self.redactor.redact(&m)) })?;
+                if let Some(a) = assessed {
+                    changes.push(Change {
+                        task: t.name.clone(),
+                        action: a.action,
+                        kind: t.resource.kind().into(),
+                        target: t.resource.target(),
+                        before_digest: digest(&a.before, sensitive, &self.key),
+                        after_digest,
+                        handler: false,
+                        notified_by: Vec::new(),
+                        summary: self.redactor.redact(&a.summary),
+                        diff: a.diff.map(|d| self.redactor.redact(&d)),
+                        sensitive,
+                        notes: a.notes,
+                    });
+                }
+            }
+            hosts.push(HostPlan { host: name, changes });
+        }
+        let mut plan = Plan {
+            format_version: FORMAT_VERSION,
+            dbfleet_version: env!("CARGO_PKG_VERSION").into(),
+            inventory: self.opts.inventory.display().to_string(),
+            inventory_digest: self.inv.digest.clone(),
+            limit: self.opts.limit.as_ref().map(|l| l.iter().cloned().collect()),
+            tags: self.opts.tags.as_ref().map(|l| l.iter().cloned().collect()),
+            hosts,
+            summary: Default::default(),
+        };
+        plan.summarize();
+        Ok(plan)
+    }
+
+    fn notifies(&self, host: &str, task: &str, handler: &str) -> bool {
+        self.graph.node(host, task).is_some_and(|n| self.graph.graph[n].notify.iter().any(|h| h == handler))
+    }
+
+    /// Renders every selected host's files under `out_dir/HOST/PATH` with no SSH at all
+    /// (secrets as `<secret:NAME>` placeholders; such files written 0600). Returns the
+    /// files written.
+    ///
+    /// Errors: [`Error::Io`] when `out_dir` cannot be written.
+    pub fn render_offline(&self, out_dir: &Path) -> Result<Vec<PathBuf>, Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut written = Vec::new();
+        for &n in &self.selected {
+            let t = &self.graph.graph[n];
+            let file = match &t.resource {
+                Resource::File(f) => f,
+                Resource::Sysctl(s) => &s.file,
+                _ => continue,
+            };
+            let dest = out_dir.join(&t.host).join(file.path.trim_start_matches('/'));
+            let ctx = || format!("writing {}", dest.display());
+            if let Some(p) = dest.parent() {
+                std::fs::create_dir_all(p).map_err(|e| Error::io(ctx(), e))?;
+            }
+            std::fs::write(&dest, &file.content).map_err(|e| Error::io(ctx(), e))?;
+            let mode = if file.sensitive { 0o600 } else { 0o644 };
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(ctx(), e))?;
+            written.push(dest);
+        }
+        Ok(written)
+    }
+
+    /// Closes every connection of `probe`.
+    pub async fn close(probe: Probe) {
+        for (_, c) in probe.conns {
+            if let Ok(c) = Arc::try_unwrap(c) {
+                c.close().await;
+            }
+        }
+    }
+}
+
+fn handler_summary(r: &Resource) -> String {
+    use crate::tasks::service::SvcState;
+    match r {
+        Resource::Service(s) => {
+            let verb = match s.state {
+                SvcState::Restarted => "restart",
+                SvcState::Reloaded => "reload",
+                SvcState::Started => "start",
+                SvcState::Stopped => "stop",
+            };
+            format!("{verb} {}", s.name)
+        }
+        other => format!("run {}", other.target()),
+    }
+}

@@ -1,0 +1,47 @@
+//! Facts: the current state of every managed resource of a host, read in ONE round trip.
+//!
+//! The probes of all the host's selected tasks are joined into one sh script, each behind
+//! a marker line, and run once over the host's connection; the output is split back per
+//! task. A plan therefore costs one SSH handshake plus one command per host.
+
+use std::collections::HashMap;
+
+use petgraph::graph::NodeIndex;
+
+use crate::graph::TaskGraph;
+
+const MARK: &str = "@@dbfleet-fact ";
+
+/// The probe script for `nodes` (all on one host).
+pub fn script(graph: &TaskGraph, nodes: &[NodeIndex]) -> String {
+    let mut s = String::from("LC_ALL=C; export LC_ALL\n");
+    for n in nodes {
+        let t = &graph.graph[*n];
+        if t.handler {
+            continue;
+        }
+        s.push_str(&format!("echo '{MARK}{}'\n( {}\n) 2>/dev/null\n", n.index(), t.resource.probe()));
+    }
+    s
+}
+
+/// Splits probe output into each node's text.
+pub fn split(stdout: &str) -> HashMap<NodeIndex, String> {
+    let mut out: HashMap<NodeIndex, String> = HashMap::new();
+    let mut cur: Option<NodeIndex> = None;
+    for line in stdout.lines() {
+        if let Some(id) = line.strip_prefix(MARK) {
+            cur = id.trim().parse::<usize>().ok().map(NodeIndex::new);
+            if let Some(c) = cur {
+                out.entry(c).or_default();
+            }
+            continue;
+        }
+        if let Some(c) = cur {
+            let e = out.entry(c).or_default();
+            e.push_str(line);
+            e.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,169 @@
+//! The task graph: nodes are (host, task), edges say "runs before".
+//!
+//! Edge kinds: `order` (a task after the previous one of its playbook, a playbook after
+//! those in its `after:`), `needs` (cross-host: a replica's server starts after its
+//! source's), `notify` (a task to the handler it notifies) and `handler` (every task of a
+//! host before that host's handlers: handlers run once, last). A cycle is an error naming
+//! the tasks in it. `--limit` and `--tags` select nodes; a selected node waits for its
+//! nearest selected ancestors.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write;
+
+use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+
+use crate::error::Error;
+use crate::tasks::Resolved;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeKind {
+    Order,
+    Needs,
+    Notify,
+    Handler,
+}
+
+/// Every resolved task and the order between them.
+pub struct TaskGraph {
+    pub graph: DiGraph<Resolved, EdgeKind>,
+    /// All nodes in a valid run order.
+    pub order: Vec<NodeIndex>,
+    index: HashMap<(String, String), NodeIndex>,
+}
+
+impl TaskGraph {
+    /// Builds the graph and its run order.
+    ///
+    /// Errors: [`Error::MissingNeed`] for a `needs` naming a task the other host lacks,
+    /// [`Error::Cycle`] naming the tasks of a cycle.
+    pub fn build(tasks: Vec<Resolved>) -> Result<TaskGraph, Error> {
+        let mut graph = DiGraph::new();
+        let mut index = HashMap::new();
+        for t in tasks {
+            let key = (t.host.clone(), t.name.clone());
+            let n = graph.add_node(t);
+            index.insert(key, n);
+        }
+        let nodes: Vec<NodeIndex> = graph.node_indices().collect();
+        for &n in &nodes {
+            let t = graph[n].clone();
+            for a in &t.after {
+                if let Some(&p) = index.get(&(t.host.clone(), a.clone())) {
+                    graph.add_edge(p, n, EdgeKind::Order);
+                }
+            }
+            for (on, task) in &t.needs {
+                // A host absent from the inventory was already rejected by validation.
+                match index.get(&(on.clone(), task.clone())) {
+                    Some(&p) => {
+                        graph.add_edge(p, n, EdgeKind::Needs);
+                    }
+                    None => return Err(Error::MissingNeed { host: t.host.clone(), task: t.name.clone(), on: on.clone(), needed: task.clone() }),
+                }
+            }
+            for h in &t.notify {
+                if let Some(&hn) = index.get(&(t.host.clone(), h.clone())) {
+                    graph.add_edge(n, hn, EdgeKind::Notify);
+                }
+            }
+            if t.handler {
+                for &o in &nodes {
+                    let other = &graph[o];
+                    if other.host == t.host && !other.handler && !other.notify.contains(&t.name) {
+                        graph.add_edge(o, n, EdgeKind::Handler);
+                    }
+                }
+            }
+        }
+        let order = match toposort(&graph, None) {
+            Ok(o) => o,
+            Err(_) => {
+                let cycle = tarjan_scc(&graph)
+                    .into_iter()
+                    .find(|scc| scc.len() > 1 || graph.contains_edge(scc[0], scc[0]))
+                    .unwrap_or_default();
+                let names: Vec<String> = cycle.iter().rev().map(|&n| format!("{}/{}", graph[n].host, graph[n].name)).collect();
+                return Err(Error::Cycle(names.join(" → ")));
+            }
+        };
+        Ok(TaskGraph { graph, order, index })
+    }
+
+    pub fn node(&self, host: &str, task: &str) -> Option<NodeIndex> {
+        self.index.get(&(host.to_string(), task.to_string())).copied()
+    }
+
+    /// Nodes selected by `--limit` hosts and `--tags` (handlers are selected when a
+    /// selected task notifies them), in run order.
+    pub fn select(&self, hosts: Option<&BTreeSet<String>>, tags: Option<&BTreeSet<String>>) -> Vec<NodeIndex> {
+        let host_ok = |n: NodeIndex| hosts.is_none_or(|h| h.contains(&self.graph[n].host));
+        let tag_ok = |n: NodeIndex| tags.is_none_or(|t| self.graph[n].tags.iter().any(|x| t.contains(x)));
+        let chosen: BTreeSet<NodeIndex> = self.order.iter().copied().filter(|&n| host_ok(n) && !self.graph[n].handler && tag_ok(n)).collect();
+        self.order
+            .iter()
+            .copied()
+            .filter(|&n| {
+                chosen.contains(&n)
+                    || (self.graph[n].handler
+                        && host_ok(n)
+                        && self.graph.edges_directed(n, petgraph::Direction::Incoming).any(|e| *e.weight() == EdgeKind::Notify && chosen.contains(&e.source())))
+            })
+            .collect()
+    }
+
+    /// The nearest ancestors of `n` within `selected` (walking through unselected nodes).
+    pub fn selected_deps(&self, n: NodeIndex, selected: &BTreeSet<NodeIndex>) -> Vec<NodeIndex> {
+        let mut out = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<NodeIndex> = self.graph.neighbors_directed(n, petgraph::Direction::Incoming).collect();
+        while let Some(p) = stack.pop() {
+            if !seen.insert(p) {
+                continue;
+            }
+            if selected.contains(&p) {
+                out.insert(p);
+            } else {
+                stack.extend(self.graph.neighbors_directed(p, petgraph::Direction::Incoming));
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// The graph in Graphviz DOT: one cluster per host, edges styled by kind.
+    pub fn to_dot(&self, selected: &[NodeIndex]) -> String {
+        let sel: BTreeSet<NodeIndex> = selected.iter().copied().collect();
+        let mut s = String::from("digraph dbfleet {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+        let mut hosts: Vec<&str> = sel.iter().map(|&n| self.graph[n].host.as_str()).collect();
+        hosts.dedup();
+        let hosts: BTreeSet<&str> = hosts.into_iter().collect();
+        for (i, h) in hosts.iter().enumerate() {
+            let _ = writeln!(s, "  subgraph cluster_{i} {{\n    label={};", dot_str(h));
+            for &n in self.order.iter().filter(|n| sel.contains(n) && self.graph[**n].host == *h) {
+                let t = &self.graph[n];
+                let shape = if t.handler { ", style=rounded" } else { "" };
+                let _ = writeln!(s, "    n{} [label={}{shape}];", n.index(), dot_str(&format!("{}\\n{} {}", t.name, t.resource.kind(), t.resource.target())));
+            }
+            s.push_str("  }\n");
+        }
+        for e in self.graph.edge_references() {
+            if !(sel.contains(&e.source()) && sel.contains(&e.target())) {
+                continue;
+            }
+            let style = match e.weight() {
+                EdgeKind::Order => "",
+                EdgeKind::Needs => " [color=blue, label=\"needs\"]",
+                EdgeKind::Notify => " [style=dashed, label=\"notify\"]",
+                EdgeKind::Handler => " [style=dotted, color=gray]",
+            };
+            let _ = writeln!(s, "  n{} -> n{}{style};", e.source().index(), e.target().index());
+        }
+        s.push_str("}\n");
+        s
+    }
+}
+
+fn dot_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\\\""))
+}

@@ -1,0 +1,167 @@
+//! The inventory: one YAML file naming the fleet's hosts, their roles and settings.
+//!
+//! This module owns the path from bytes on disk to a typed, checked [`Inventory`]:
+//! [`schema`] is the YAML shape as written (every struct `deny_unknown_fields`, values that
+//! need a location kept as `Spanned`), [`load`] reads the file within a size budget and
+//! parses it, and [`validate`] checks the rules that span several hosts (unique names and
+//! server ids, one primary per cluster, replica sources) and resolves it into the typed
+//! model below. Every problem found becomes a [`crate::diagnostics::Problem`] with a byte
+//! span, so the CLI can point at `file:line:col`; validation reports all of them at once.
+
+pub mod load;
+pub mod schema;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+pub use load::load;
+
+/// The database server family; decides config paths, package names and SQL dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    Mariadb,
+    Mysql,
+}
+
+impl Flavor {
+    pub const NAMES: &'static [&'static str] = &["mariadb", "mysql"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Mariadb => "mariadb",
+            Flavor::Mysql => "mysql",
+        }
+    }
+}
+
+/// What a host does in the fleet. A host may hold several roles where that makes sense
+/// (a replica that is also the backup server, a proxy anywhere) but never both `primary`
+/// and `replica`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Replica,
+    Backup,
+    Proxy,
+}
+
+impl Role {
+    pub const NAMES: &'static [&'static str] = &["primary", "replica", "backup", "proxy"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::Backup => "backup",
+            Role::Proxy => "proxy",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "primary" => Role::Primary,
+            "replica" => Role::Replica,
+            "backup" => Role::Backup,
+            "proxy" => Role::Proxy,
+            _ => return None,
+        })
+    }
+    /// Primary and replica hosts run a database server.
+    pub fn is_database(self) -> bool {
+        matches!(self, Role::Primary | Role::Replica)
+    }
+}
+
+/// Host key policy for SSH, as OpenSSH's `StrictHostKeyChecking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Unknown or changed host keys are refused (the default).
+    Strict,
+    /// Unknown host keys are added to known_hosts; changed ones are refused.
+    AcceptNew,
+}
+
+/// How to reach a host over SSH. Unset fields fall back to ~/.ssh/config (or `config`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SshSettings {
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    /// Private key file, absolute (relative paths are resolved against the inventory's folder).
+    pub identity: Option<PathBuf>,
+    /// An ssh_config file used instead of ~/.ssh/config.
+    pub config: Option<PathBuf>,
+}
+
+/// A scalar variable value (vars are scalars only: they end up in config files).
+pub type VarValue = serde_json::Value;
+
+/// One host of the fleet, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    pub name: String,
+    /// DNS name or IP address the SSH connection and peers use.
+    pub address: String,
+    pub roles: Vec<Role>,
+    /// `server_id` (1..=4294967295, unique in the fleet); set on every database host.
+    pub server_id: Option<u32>,
+    /// For a replica: the name of the host it replicates from.
+    pub source: Option<String>,
+    /// The replication cluster; defaults to the fleet name.
+    pub cluster: String,
+    pub ssh: SshSettings,
+    /// Merged variables: playbook defaults < fleet vars < host vars.
+    pub vars: BTreeMap<String, VarValue>,
+}
+
+impl Host {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+    pub fn is_database(&self) -> bool {
+        self.roles.iter().any(|r| r.is_database())
+    }
+}
+
+/// Where a secret's value comes from. The value itself is never stored in the inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretSource {
+    /// An environment variable of the operator's shell.
+    Env(String),
+    /// A file on the operator's machine (its content, one trailing newline removed).
+    File(PathBuf),
+    /// Generated on first use into the local secrets store, `length` characters.
+    Generate(usize),
+}
+
+/// The whole fleet, checked and resolved; the input of the task graph.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inventory {
+    /// The inventory file as given.
+    pub path: PathBuf,
+    /// sha256 of the inventory file's bytes (hex); a saved plan records it.
+    pub digest: String,
+    pub name: String,
+    pub flavor: Flavor,
+    /// Server version as declared, e.g. "10.11".
+    pub version: String,
+    pub host_key_policy: HostKeyPolicy,
+    pub hosts: Vec<Host>,
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+impl Inventory {
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+    /// The folder holding the inventory; relative paths inside it are resolved from here.
+    pub fn base_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}

@@ -1,0 +1,109 @@
+//! The inventory's YAML shape, exactly as an operator writes it.
+//!
+//! Every struct denies unknown keys (a typo is an error, not a silently ignored setting).
+//! Values that a cross-host rule may need to point at are `Spanned`, so validation can
+//! name `file:line:col`. Semantics (which roles need which fields, uniqueness, cycles)
+//! are not expressed here but in [`super::validate`], which can report them all at once.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// A YAML mapping kept as an ordered list of entries, keys with their locations.
+#[derive(Debug)]
+pub struct Entries<V>(pub Vec<(Spanned<String>, V)>);
+
+impl<V> Default for Entries<V> {
+    fn default() -> Self {
+        Entries(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for V2<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<Spanned<String>>()? {
+                    let v = map.next_value::<V>()?;
+                    out.push((k, v));
+                }
+                Ok(Entries(out))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Entries(Vec::new()))
+            }
+        }
+        d.deserialize_map(V2(PhantomData))
+    }
+}
+
+/// The top level of an inventory file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    pub fleet: RawFleet,
+    #[serde(default)]
+    pub secrets: Entries<Spanned<RawSecret>>,
+    pub hosts: Spanned<Entries<Spanned<RawHost>>>,
+}
+
+/// `fleet:` settings that apply to every host.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    pub name: Spanned<String>,
+    /// `mariadb` or `mysql`.
+    pub flavor: Spanned<String>,
+    /// e.g. "10.11" or "8.0".
+    pub version: Spanned<String>,
+    #[serde(default)]
+    pub ssh: Option<RawSsh>,
+    #[serde(default)]
+    pub vars: Entries<Spanned<serde_json::Value>>,
+}
+
+/// SSH settings, fleet-wide or per host. `host_key_checking` is fleet-wide only.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    pub user: Option<String>,
+    pub port: Option<Spanned<u16>>,
+    pub identity: Option<String>,
+    pub config: Option<String>,
+    /// `strict` (default) or `accept-new`.
+    pub host_key_checking: Option<Spanned<String>>,
+}
+
+/// One entry of `secrets:`: exactly one of the three sources.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    pub env: Option<String>,
+    pub file: Option<String>,
+    /// Generated on first use: `generate: 32` (length) or `generate: true` (32).
+    pub generate: Option<serde_json::Value>,
+}
+
+/// One entry of `hosts:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub address: Spanned<String>,
+    pub roles: Spanned<Vec<Spanned<String>>>,
+    pub server_id: Option<Spanned<i64>>,
+    pub source: Option<Spanned<String>>,
+    pub cluster: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ssh: Option<RawSsh>,
+    #[serde(default)]
+    pub vars: Entries<Spanned<serde_json::Value>>,
+}

@@ -1,0 +1,24 @@
+//! dbfleet: one YAML inventory of a MariaDB/MySQL fleet becomes a graph of idempotent tasks,
+//! planned against the hosts' real state and applied over SSH.
+//!
+//! Where things live: `inventory/` (schema, load, validate), `playbook/` (role task lists
+//! as data), `tasks/` (one file per task kind, and resolution into per-host tasks),
+//! `graph.rs` (ordering), `facts.rs` (one round trip per host), `engine.rs` (load → probe →
+//! plan), `plan/` (the plan value and plan files), `apply.rs` (the executor),
+//! `transport/` (SSH), `report/` (all terminal output), `cli.rs` (flags).
+
+pub mod apply;
+pub mod cli;
+pub mod diagnostics;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod facts;
+pub mod graph;
+pub mod inventory;
+pub mod plan;
+pub mod playbook;
+pub mod report;
+pub mod secrets;
+pub mod tasks;
+pub mod transport;

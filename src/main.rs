@@ -1,0 +1,44 @@
+//! dbfleet's entry point: parse, run, and map the outcome to an exit code. Nothing else.
+//! 0 success or no changes; 1 any error (rendered as a miette diagnostic); 2 changes
+//! pending with `plan --detailed-exitcode` (Terraform's convention).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use dbfleet::cli::{Cli, Exit};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(color)
+                .unicode(true)
+                .terminal_links(false)
+                .width(100)
+                .build(),
+        )
+    }));
+    let level = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DBFLEET_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("dbfleet={level}"))))
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .without_time()
+        .try_init();
+    match dbfleet::cli::run(cli) {
+        Ok(Exit::Ok) => ExitCode::SUCCESS,
+        Ok(Exit::ChangesPending) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Role task lists as data: `playbooks/*.yml`, plus `playbooks/defaults.yml` (every variable
+//! an inventory may set, with its default) and `templates/`.
+//!
+//! The repository's playbooks and templates are compiled into the binary ([`embedded`]);
+//! `--playbooks DIR` / `--templates DIR` replace them with an operator's own. A playbook
+//! file names the roles it applies to, the playbooks it runs after, its tasks (in order)
+//! and its handlers. The task kinds themselves live in `crate::tasks`.
+
+pub mod embedded;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::diagnostics::{FileProblems, Problem, span_of};
+use crate::error::Error;
+use crate::inventory::VarValue;
+
+/// One playbook file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Playbook {
+    /// Roles this playbook applies to (`all` for every host).
+    pub roles: Vec<String>,
+    /// Playbooks (by file stem) whose tasks must finish on a host before this one's start.
+    #[serde(default)]
+    pub after: Vec<String>,
+    pub tasks: Vec<TaskSpec>,
+    #[serde(default)]
+    pub handlers: Vec<TaskSpec>,
+}
+
+/// One task as written. Exactly one of the kind fields is set.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Handlers (by name, same playbook set) to run once on this host if this task changed.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// A minijinja expression; the task exists on a host only when it is true.
+    pub when: Option<String>,
+    /// Tasks on other hosts that must finish first.
+    #[serde(default)]
+    pub needs: Vec<Need>,
+    pub package: Option<PackageSpec>,
+    pub template: Option<FileSpec>,
+    pub copy: Option<FileSpec>,
+    pub file: Option<AbsentSpec>,
+    pub directory: Option<DirectorySpec>,
+    pub service: Option<ServiceSpec>,
+    pub sysctl: Option<SysctlSpec>,
+    pub command: Option<CommandSpec>,
+}
+
+/// A cross-host dependency: `task` on the host(s) named by `on`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Need {
+    /// `source` (this replica's source), `primary` (the cluster's primary),
+    /// `role:NAME` (every host with that role) or `host:NAME`.
+    pub on: String,
+    pub task: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PackageSpec {
+    pub names: Vec<String>,
+    /// `present` (default) or `absent`.
+    #[serde(default = "present")]
+    pub state: String,
+}
+
+/// `template:` (src is a template under templates/) or `copy:` (src is a file under
+/// templates/, copied as is; or inline `content`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub src: Option<String>,
+    pub content: Option<String>,
+    pub dest: String,
+    /// Octal, as a string: "0644".
+    #[serde(default = "mode_644")]
+    pub mode: String,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+}
+
+/// `file: {path, state: absent}` removes a file.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AbsentSpec {
+    pub path: String,
+    pub state: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySpec {
+    pub path: String,
+    #[serde(default = "mode_755")]
+    pub mode: String,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// `started`, `stopped`, or (handlers only) `restarted` / `reloaded`.
+    pub state: String,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SysctlSpec {
+    /// The persisted file, e.g. /etc/sysctl.d/60-dbfleet.conf.
+    pub file: String,
+    /// Key → value (values are templated).
+    pub settings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// Shell text run with `sh` on the host (passed on stdin, never on a command line).
+    pub run: String,
+    /// Skip when this path exists.
+    pub creates: Option<String>,
+    /// Skip when this shell text exits 0.
+    pub unless: Option<String>,
+}
+
+fn present() -> String {
+    "present".into()
+}
+fn mode_644() -> String {
+    "0644".into()
+}
+fn mode_755() -> String {
+    "0755".into()
+}
+fn root() -> String {
+    "root".into()
+}
+
+/// Playbooks, defaults and templates, from the binary or from folders.
+pub struct Library {
+    /// (file stem, source name, text, parsed), in file-name order.
+    pub playbooks: Vec<(String, String, String, Playbook)>,
+    pub defaults: BTreeMap<String, VarValue>,
+    /// Template name (path under templates/) → text.
+    pub templates: BTreeMap<String, String>,
+}
+
+impl Library {
+    /// Loads playbooks and templates: from the given folders, or the compiled-in ones.
+    ///
+    /// Errors: [`Error::Io`] for unreadable folders, [`Error::Invalid`] for a playbook that
+    /// is not valid YAML of the shape above (located).
+    pub fn load(playbooks_dir: Option<&Path>, templates_dir: Option<&Path>) -> Result<Library, Error> {
+        let pb_files: Vec<(String, String)> = match playbooks_dir {
+            Some(d) => read_dir_files(d, &["yml", "yaml"])?,
+            None => embedded::PLAYBOOKS.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+        };
+        let templates: BTreeMap<String, String> = match templates_dir {
+            Some(d) => read_dir_files(d, &[])?.into_iter().collect(),
+            None => embedded::TEMPLATES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+        };
+        let mut defaults = BTreeMap::new();
+        let mut playbooks = Vec::new();
+        let dir_name = playbooks_dir.map(|d| d.display().to_string()).unwrap_or_else(|| "playbooks".into());
+        for (file, text) in pb_files {
+            let source = format!("{dir_name}/{file}");
+            let stem = file.trim_end_matches(".yml").trim_end_matches(".yaml").to_string();
+            if stem == "defaults" {
+                let d: BTreeMap<String, VarValue> = serde_saphyr::from_str(&text).map_err(|e| located(&source, &text, &e))?;
+                defaults = d;
+                continue;
+            }
+            let pb: Playbook = serde_saphyr::from_str(&text).map_err(|e| located(&source, &text, &e))?;
+            playbooks.push((stem, source, text, pb));
+        }
+        playbooks.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Library { playbooks, defaults, templates })
+    }
+}
+
+fn located(source: &str, text: &str, e: &serde_saphyr::Error) -> Error {
+    let p = crate::inventory::load::yaml_problem(e, text);
+    Error::Invalid(Box::new(FileProblems::new(source, text.to_string(), vec![p])))
+}
+
+/// A problem at a task's name in its playbook file.
+pub fn task_problem(source: &str, text: &str, name: &Spanned<String>, message: String, help: Option<String>) -> Error {
+    let mut p = Problem::at(message, span_of(&name.referenced, text), "this task");
+    p.help = help;
+    Error::Invalid(Box::new(FileProblems::new(source, text.to_string(), vec![p])))
+}
+
+/// Files under `dir` (recursively), as (relative path, text), sorted; `exts` filters by
+/// extension when non-empty.
+fn read_dir_files(dir: &Path, exts: &[&str]) -> Result<Vec<(String, String)>, Error> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|e| Error::io(format!("reading {}", d.display()), e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io(format!("reading {}", d.display()), e))?;
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if !exts.is_empty() && !exts.contains(&ext) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+            let rel = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().into_owned();
+            out.push((rel, text));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,182 @@
+//! The only place that writes to the terminal (uv's `printer.rs` role).
+//!
+//! [`render_plan`] turns a plan into the human text (`+ ~ - !` lines, coloured unified
+//! diffs, `(sensitive)` for secret-bearing files, a summary line); `--json` prints the plan
+//! value itself. [`Reporter`] is the engine's [`EventSink`]: a progress bar on stderr
+//! (hidden when stderr is not a terminal or with `--quiet`) and one line per applied task.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use owo_colors::OwoColorize;
+
+use crate::events::{Event, EventSink, Outcome};
+use crate::plan::Plan;
+use crate::tasks::Action;
+
+/// Output settings decided once by the CLI.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+    pub quiet: bool,
+}
+
+fn paint(color: bool, s: &str, f: impl Fn(&str) -> String) -> String {
+    if color { f(s) } else { s.to_string() }
+}
+
+fn action_color(color: bool, a: Action, s: &str) -> String {
+    paint(color, s, |s| match a {
+        Action::Create => s.green().to_string(),
+        Action::Update => s.yellow().to_string(),
+        Action::Delete => s.red().to_string(),
+        Action::Run => s.cyan().to_string(),
+    })
+}
+
+/// The plan as an operator reads it.
+pub fn render_plan(plan: &Plan, style: Style) -> String {
+    let c = style.color;
+    let mut out = String::new();
+    let width = plan.hosts.iter().flat_map(|h| h.changes.iter().map(|c| c.task.chars().count())).max().unwrap_or(0);
+    for hp in plan.hosts.iter().filter(|h| !h.changes.is_empty()) {
+        let _ = writeln!(out, "{} ({})", paint(c, &hp.host, |s| s.bold().to_string()), crate::diagnostics::plural(hp.changes.len(), "change"));
+        for ch in &hp.changes {
+            let sym = action_color(c, ch.action, &ch.action.symbol().to_string());
+            let mut line = ch.summary.clone();
+            if !ch.notified_by.is_empty() {
+                line.push_str(&format!(" (notified by {})", ch.notified_by.join(", ")));
+            }
+            if ch.sensitive {
+                line.push_str(" (sensitive)");
+            }
+            let _ = writeln!(out, "  {sym} {:<width$}  {line}", ch.task);
+            for n in &ch.notes {
+                let _ = writeln!(out, "      note: {n}");
+            }
+            if let Some(d) = &ch.diff {
+                for l in d.lines() {
+                    let l2 = if l.starts_with("+++") || l.starts_with("---") {
+                        paint(c, l, |s| s.bold().to_string())
+                    } else if l.starts_with('+') {
+                        paint(c, l, |s| s.green().to_string())
+                    } else if l.starts_with('-') {
+                        paint(c, l, |s| s.red().to_string())
+                    } else if l.starts_with("@@") {
+                        paint(c, l, |s| s.cyan().to_string())
+                    } else {
+                        l.to_string()
+                    };
+                    let _ = writeln!(out, "      {l2}");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str(&summary_line(plan));
+    out.push('\n');
+    out
+}
+
+/// "Plan: 3 to create, 1 to update, 0 to delete, 1 to run, on 2 of 5 hosts." or
+/// "No changes: 5 hosts match the inventory."
+pub fn summary_line(plan: &Plan) -> String {
+    let s = &plan.summary;
+    if plan.is_empty() {
+        return format!("No changes: {} match the inventory.", crate::diagnostics::plural(s.hosts, "host"));
+    }
+    format!(
+        "Plan: {} to create, {} to update, {} to delete, {} to run, on {} of {}.",
+        s.create, s.update, s.delete, s.run, s.hosts_changed, crate::diagnostics::plural(s.hosts, "host")
+    )
+}
+
+/// Prints to stdout (the one writer of stdout).
+pub fn print(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+}
+
+/// The engine's event sink for the terminal.
+pub struct Reporter {
+    style: Style,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Reporter {
+    pub fn new(style: Style) -> Reporter {
+        Reporter { style, bar: Mutex::new(None) }
+    }
+    fn new_bar(&self, len: usize, what: &str) {
+        let target = if self.style.quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
+        let bar = ProgressBar::with_draw_target(Some(len as u64), target);
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+        bar.set_message(what.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Some(old) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).replace(bar) {
+            old.finish_and_clear();
+        }
+    }
+    fn with_bar(&self, f: impl FnOnce(&ProgressBar)) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            f(b);
+        }
+    }
+    fn line(&self, text: String) {
+        if self.style.quiet {
+            return;
+        }
+        let guard = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(b) => b.suspend(|| print(&text)),
+            None => print(&text),
+        }
+    }
+    /// Clears the progress bar (before printing a plan or an error).
+    pub fn finish(&self) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl EventSink for Reporter {
+    fn emit(&self, event: Event) {
+        let c = self.style.color;
+        match event {
+            Event::ProbeStarted { hosts } => self.new_bar(hosts, "reading facts"),
+            Event::Probed { host, .. } => self.with_bar(|b| {
+                b.inc(1);
+                b.set_message(format!("reading facts ({host} done)"));
+            }),
+            Event::Unreachable { host, error } => {
+                self.with_bar(|b| b.inc(1));
+                let guard = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+                let text = format!("{}: {error}\n", paint(c, &format!("unreachable {host}"), |s| s.red().to_string()));
+                let write = || {
+                    let _ = std::io::stderr().write_all(text.as_bytes());
+                };
+                match guard.as_ref() {
+                    Some(b) => b.suspend(write),
+                    None => write(),
+                }
+            }
+            Event::ApplyStarted { changes } => self.new_bar(changes, "applying"),
+            Event::TaskStarted { host, task, .. } => self.with_bar(|b| b.set_message(format!("{host}: {task}"))),
+            Event::TaskFinished { host, task, outcome, elapsed } => {
+                self.with_bar(|b| b.inc(1));
+                let secs = format!("{:.2}s", elapsed.as_secs_f64());
+                let text = match outcome {
+                    Outcome::Changed => format!("{host}: {task} … {} ({secs})\n", paint(c, "changed", |s| s.green().to_string())),
+                    Outcome::Failed(e) => format!("{host}: {task} … {} ({secs}): {e}\n", paint(c, "FAILED", |s| s.red().bold().to_string())),
+                    Outcome::Skipped(r) => format!("{host}: {task} … {} ({r})\n", paint(c, "skipped", |s| s.yellow().to_string())),
+                };
+                self.line(text);
+            }
+        }
+    }
+}

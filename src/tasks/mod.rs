@@ -1,0 +1,177 @@
+//! Task kinds: how each kind of managed resource is probed, compared and changed.
+//!
+//! Every kind follows one contract (jetporch's query → needs → change): [`Resource::probe`]
+//! is a POSIX sh fragment that prints the resource's current state (all of a host's probes
+//! run in one SSH round trip, see `crate::facts`); [`Resource::assess`] turns that text into
+//! `None` (matched) or an [`Assessment`] (create / update / delete / run, with a diff);
+//! [`Resource::apply_script`] is the sh script that makes it so, sent on stdin. One file per
+//! kind: `file.rs` (template, copy, absent), `directory.rs`, `package.rs`, `service.rs`,
+//! `sysctl.rs`, `command.rs`. [`resolve`] turns playbooks into per-host tasks.
+
+pub mod command;
+pub mod directory;
+pub mod file;
+pub mod package;
+pub mod resolve;
+pub mod service;
+pub mod sysctl;
+
+use serde::{Deserialize, Serialize};
+
+pub use resolve::{Resolved, resolve};
+
+/// What a change does, shown as Terraform shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// `+` a resource that does not exist yet.
+    Create,
+    /// `~` a resource that exists but differs.
+    Update,
+    /// `-` a resource to remove.
+    Delete,
+    /// `!` a command, restart or other action that runs.
+    Run,
+}
+
+impl Action {
+    pub fn symbol(self) -> char {
+        match self {
+            Action::Create => '+',
+            Action::Update => '~',
+            Action::Delete => '-',
+            Action::Run => '!',
+        }
+    }
+}
+
+/// A resource that differs from what the playbooks want.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub action: Action,
+    /// One line: what will happen ("install mariadb-server", "mode 0644 → 0600").
+    pub summary: String,
+    /// Unified diff of file contents; `None` when not a file or when sensitive.
+    pub diff: Option<String>,
+    /// Canonical current state; only its digest leaves the process.
+    pub before: String,
+    /// Extra facts for the operator ("live value not settable: /proc/sys is read-only").
+    pub notes: Vec<String>,
+}
+
+/// One managed resource of one host, fully rendered.
+#[derive(Debug, Clone)]
+pub enum Resource {
+    File(file::FileRes),
+    Absent(file::AbsentRes),
+    Directory(directory::DirRes),
+    Packages(package::PkgRes),
+    Service(service::SvcRes),
+    Sysctl(sysctl::SysctlRes),
+    Command(command::CmdRes),
+}
+
+impl Resource {
+    /// Kind name as shown in plans and JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resource::File(f) => f.kind,
+            Resource::Absent(_) => "file",
+            Resource::Directory(_) => "directory",
+            Resource::Packages(_) => "package",
+            Resource::Service(_) => "service",
+            Resource::Sysctl(_) => "sysctl",
+            Resource::Command(_) => "command",
+        }
+    }
+    /// What the resource is on the host: a path, package list, service name.
+    pub fn target(&self) -> String {
+        match self {
+            Resource::File(f) => f.path.clone(),
+            Resource::Absent(a) => a.path.clone(),
+            Resource::Directory(d) => d.path.clone(),
+            Resource::Packages(p) => p.names.join(" "),
+            Resource::Service(s) => s.name.clone(),
+            Resource::Sysctl(s) => s.file.path.clone(),
+            Resource::Command(c) => c.name.clone(),
+        }
+    }
+    /// True when the desired state holds a secret (its content is never shown or saved).
+    pub fn sensitive(&self) -> bool {
+        matches!(self, Resource::File(f) if f.sensitive)
+    }
+    /// The sh fragment printing the current state.
+    pub fn probe(&self) -> String {
+        match self {
+            Resource::File(f) => file::probe(&f.path, !f.sensitive),
+            Resource::Absent(a) => file::probe(&a.path, false),
+            Resource::Directory(d) => d.probe(),
+            Resource::Packages(p) => p.probe(),
+            Resource::Service(s) => s.probe(),
+            Resource::Sysctl(s) => s.probe(),
+            Resource::Command(c) => c.probe(),
+        }
+    }
+    /// Compares the probe's output with the desired state.
+    ///
+    /// Errors: a message when the probe output is not what the probe prints.
+    pub fn assess(&self, facts: &str) -> Result<Option<Assessment>, String> {
+        match self {
+            Resource::File(f) => f.assess(facts),
+            Resource::Absent(a) => a.assess(facts),
+            Resource::Directory(d) => d.assess(facts),
+            Resource::Packages(p) => p.assess(facts),
+            Resource::Service(s) => s.assess(facts),
+            Resource::Sysctl(s) => s.assess(facts),
+            Resource::Command(c) => Ok(c.assess(facts)),
+        }
+    }
+    /// Canonical desired state (compared with the plan's `after` digest on apply).
+    pub fn desired(&self) -> String {
+        match self {
+            Resource::File(f) => f.state(),
+            Resource::Absent(_) => "absent".into(),
+            Resource::Directory(d) => d.state(),
+            Resource::Packages(p) => p.state(),
+            Resource::Service(s) => s.state(),
+            Resource::Sysctl(s) => s.state(),
+            Resource::Command(c) => c.state(),
+        }
+    }
+    /// The script that changes the resource. `guard` is the sha256 (or `absent`) the
+    /// target file must still have, for changes from a saved plan; exit 3 means stale.
+    pub fn apply_script(&self, guard: Option<&str>) -> String {
+        match self {
+            Resource::File(f) => f.apply_script(guard),
+            Resource::Absent(a) => a.apply_script(guard),
+            Resource::Directory(d) => d.apply_script(),
+            Resource::Packages(p) => p.apply_script(),
+            Resource::Service(s) => s.apply_script(),
+            Resource::Sysctl(s) => s.apply_script(guard),
+            Resource::Command(c) => c.apply_script(),
+        }
+    }
+    /// For files: the content sha256 in the probe output (`absent` when missing), the
+    /// value a saved plan's guard checks.
+    pub fn guard_value(&self, facts: &str) -> Option<String> {
+        match self {
+            Resource::File(_) | Resource::Absent(_) => Some(file::parse(facts).ok()?.sha_or_absent()),
+            Resource::Sysctl(s) => Some(file::parse(s.file_facts(facts)).ok()?.sha_or_absent()),
+            _ => None,
+        }
+    }
+}
+
+/// Single-quotes `s` for sh.
+pub fn q(s: &str) -> String {
+    shell_escape::unix::escape(s.into()).into_owned()
+}
+
+/// Parses an octal mode string ("0644", "644", "0o600").
+pub fn parse_mode(s: &str) -> Option<u32> {
+    let t = s.trim().trim_start_matches("0o");
+    if t.is_empty() || t.len() > 4 {
+        return None;
+    }
+    u32::from_str_radix(t, 8).ok().filter(|m| *m <= 0o7777)
+}

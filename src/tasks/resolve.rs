@@ -1,0 +1,368 @@
+//! From playbooks and inventory to rendered per-host tasks.
+//!
+//! For each host, every playbook whose roles match contributes its tasks (those whose
+//! `when` holds), rendered with minijinja (strict undefined, trailing newline kept) in a
+//! context of `host`, `fleet`, `vars`, `db` (the flavor's packages, service and paths) and
+//! `hosts`. Templates may call `secret("NAME")`; a file whose content did so is marked
+//! sensitive and must not be readable by group or others. Secrets may appear in file
+//! contents only, never in a path or a command (those reach `ps` and logs).
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde::Serialize;
+
+use super::command::CmdRes;
+use super::directory::DirRes;
+use super::file::{AbsentRes, FileRes};
+use super::package::PkgRes;
+use super::service::{SvcRes, SvcState};
+use super::sysctl::SysctlRes;
+use super::{Resource, parse_mode};
+use crate::diagnostics::{FileProblems, Problem};
+use crate::error::Error;
+use crate::inventory::{Flavor, Host, Inventory, Role};
+use crate::playbook::{Library, TaskSpec, task_problem};
+use crate::secrets::Secrets;
+
+/// One task on one host, rendered.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub host: String,
+    /// Playbook file stem.
+    pub playbook: String,
+    pub name: String,
+    pub tags: Vec<String>,
+    /// Handler names this task notifies when it changes.
+    pub notify: Vec<String>,
+    pub handler: bool,
+    /// Tasks on the same host that run first (by name).
+    pub after: Vec<String>,
+    /// Tasks on other hosts that run first: (host, task).
+    pub needs: Vec<(String, String)>,
+    pub resource: Resource,
+}
+
+thread_local! {
+    /// Set when a template called `secret()` during the current render. Renders are
+    /// synchronous on one thread, so a thread-local flag is exact.
+    static SECRET_USED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The flavor's packages, service name and config path, as templates see them (`db.*`).
+#[derive(Serialize)]
+struct DbLayout {
+    packages: &'static str,
+    backup_packages: &'static str,
+    service: &'static str,
+    cnf_path: &'static str,
+}
+
+fn layout(f: Flavor) -> DbLayout {
+    match f {
+        Flavor::Mariadb => DbLayout {
+            packages: "mariadb-server mariadb-client mariadb-backup",
+            backup_packages: "mariadb-client mariadb-backup",
+            service: "mariadb",
+            // Debian reads mariadb.conf.d/*.cnf in name order; 90- comes after 50-server.cnf.
+            cnf_path: "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf",
+        },
+        Flavor::Mysql => DbLayout {
+            packages: "mysql-server mysql-client",
+            backup_packages: "mysql-client percona-xtrabackup-80",
+            service: "mysql",
+            cnf_path: "/etc/mysql/mysql.conf.d/90-dbfleet.cnf",
+        },
+    }
+}
+
+#[derive(Serialize)]
+struct HostView<'a> {
+    name: &'a str,
+    address: &'a str,
+    roles: Vec<&'static str>,
+    server_id: Option<u32>,
+    source: Option<&'a str>,
+    source_address: Option<&'a str>,
+    cluster: &'a str,
+    is_primary: bool,
+    is_replica: bool,
+    is_database: bool,
+}
+
+fn host_view<'a>(inv: &'a Inventory, h: &'a Host) -> HostView<'a> {
+    HostView {
+        name: &h.name,
+        address: &h.address,
+        roles: h.roles.iter().map(|r| r.as_str()).collect(),
+        server_id: h.server_id,
+        source: h.source.as_deref(),
+        source_address: h.source.as_deref().and_then(|s| inv.host(s)).map(|s| s.address.as_str()),
+        cluster: &h.cluster,
+        is_primary: h.has(Role::Primary),
+        is_replica: h.has(Role::Replica),
+        is_database: h.is_database(),
+    }
+}
+
+/// The template environment: strict undefined, trailing newlines kept, every template of
+/// the library loaded, and `secret()` bound to `secrets`.
+pub fn environment(lib: &Library, secrets: Arc<Secrets>) -> Result<Environment<'static>, Error> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    for (name, text) in &lib.templates {
+        env.add_template_owned(name.clone(), text.clone()).map_err(|e| template_error(lib, name, &e))?;
+    }
+    env.add_function("secret", move |name: String| -> Result<String, minijinja::Error> {
+        SECRET_USED.with(|c| c.set(true));
+        secrets
+            .get(&name)
+            .map(|s| s.expose().to_string())
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))
+    });
+    Ok(env)
+}
+
+/// A located diagnostic for a template error (syntax, undefined variable, failed secret).
+pub fn template_error(lib: &Library, name: &str, e: &minijinja::Error) -> Error {
+    let text = lib.templates.get(name).cloned().unwrap_or_default();
+    let span = e.range().map(|r| (r.start, r.end - r.start)).unwrap_or((0, 0));
+    let mut msg = e.kind().to_string();
+    if let Some(d) = e.detail() {
+        msg = format!("{msg}: {d}");
+    }
+    let p = Problem::at(msg, span, "here").help("templates render with strict undefined: every variable must exist (see playbooks/defaults.yml)");
+    Error::Invalid(Box::new(FileProblems::new(&format!("templates/{name}"), text, vec![p])))
+}
+
+/// Resolves every host's tasks (all hosts; `--limit` and `--tags` act on the graph).
+///
+/// Errors: [`Error::Invalid`] for a playbook or template problem (located),
+/// [`Error::Secret`] for a secret that cannot be resolved.
+pub fn resolve(inv: &Inventory, lib: &Library, secrets: Arc<Secrets>) -> Result<Vec<Resolved>, Error> {
+    let env = environment(lib, secrets)?;
+    let hosts_view: Vec<HostView> = inv.hosts.iter().map(|h| host_view(inv, h)).collect();
+    let fleet = serde_json::json!({"name": inv.name, "flavor": inv.flavor.as_str(), "version": inv.version});
+    let db = layout(inv.flavor);
+    // Handlers by name across the library, to check `notify` targets.
+    let handler_names: Vec<&str> = lib.playbooks.iter().flat_map(|p| p.3.handlers.iter().map(|h| h.name.value.as_str())).collect();
+
+    let mut out = Vec::new();
+    for h in &inv.hosts {
+        let ctx = Value::from_serialize(serde_json::json!({
+            "host": host_view(inv, h),
+            "fleet": fleet,
+            "vars": h.vars,
+            "db": db,
+            "hosts": hosts_view,
+        }));
+        let mut last_of_playbook: BTreeMap<&str, String> = BTreeMap::new();
+        for (stem, source, text, pb) in &lib.playbooks {
+            if !pb.roles.iter().any(|r| r == "all" || Role::parse(r).is_some_and(|r| h.has(r))) {
+                continue;
+            }
+            let mut prev: Option<String> = None;
+            let mut host_tasks = Vec::new();
+            for (spec, handler) in pb.tasks.iter().map(|t| (t, false)).chain(pb.handlers.iter().map(|t| (t, true))) {
+                let ctxerr = |msg: String, help: Option<String>| task_problem(source, text, &spec.name, msg, help);
+                if let Some(w) = &spec.when {
+                    let expr = env.compile_expression(w).map_err(|e| ctxerr(format!("bad `when`: {e}"), None))?;
+                    if !expr.eval(&ctx).map_err(|e| ctxerr(format!("`when` failed: {e}"), None))?.is_true() {
+                        continue;
+                    }
+                }
+                for n in &spec.notify {
+                    if !handler_names.contains(&n.as_str()) {
+                        let help = crate::diagnostics::did_you_mean(n, handler_names.iter().copied());
+                        return Err(ctxerr(format!("notifies unknown handler `{n}`"), help));
+                    }
+                }
+                let resource = build(&env, &ctx, lib, spec, handler).map_err(|m| match m {
+                    BuildError::Task(msg) => ctxerr(msg, None),
+                    BuildError::Other(e) => e,
+                })?;
+                let mut needs = Vec::new();
+                for need in &spec.needs {
+                    let targets: Vec<String> = match need.on.as_str() {
+                        "source" => h.source.iter().cloned().collect(),
+                        "primary" => inv.hosts.iter().filter(|o| o.cluster == h.cluster && o.has(Role::Primary) && o.name != h.name).map(|o| o.name.clone()).collect(),
+                        other => match other.split_once(':') {
+                            Some(("role", r)) => {
+                                let role = Role::parse(r).ok_or_else(|| ctxerr(format!("unknown role `{r}` in needs"), None))?;
+                                inv.hosts.iter().filter(|o| o.has(role) && o.name != h.name).map(|o| o.name.clone()).collect()
+                            }
+                            Some(("host", n)) => vec![n.to_string()],
+                            _ => return Err(ctxerr(format!("needs.on `{other}` is not source, primary, role:NAME or host:NAME"), None)),
+                        },
+                    };
+                    needs.extend(targets.into_iter().map(|t| (t, need.task.clone())));
+                }
+                let after = if handler {
+                    Vec::new()
+                } else {
+                    match prev.take() {
+                        Some(p) => vec![p],
+                        None => pb.after.iter().filter_map(|a| last_of_playbook.get(a.as_str()).cloned()).collect(),
+                    }
+                };
+                if !handler {
+                    prev = Some(spec.name.value.clone());
+                }
+                host_tasks.push(Resolved {
+                    host: h.name.clone(),
+                    playbook: stem.clone(),
+                    name: spec.name.value.clone(),
+                    tags: spec.tags.clone(),
+                    notify: spec.notify.clone(),
+                    handler,
+                    after,
+                    needs,
+                    resource,
+                });
+            }
+            if let Some(p) = prev {
+                last_of_playbook.insert(stem, p);
+            }
+            out.extend(host_tasks);
+        }
+    }
+    Ok(out)
+}
+
+enum BuildError {
+    Task(String),
+    Other(Error),
+}
+
+impl From<String> for BuildError {
+    fn from(s: String) -> Self {
+        BuildError::Task(s)
+    }
+}
+
+/// Renders a field that may not hold a secret.
+fn field(env: &Environment, ctx: &Value, what: &str, s: &str) -> Result<String, BuildError> {
+    SECRET_USED.with(|c| c.set(false));
+    let out = env.render_str(s, ctx).map_err(|e| BuildError::Task(format!("rendering {what}: {e:#}")))?;
+    if SECRET_USED.with(|c| c.get()) {
+        return Err(BuildError::Task(format!("{what} uses a secret; secrets may appear in file contents only")));
+    }
+    Ok(out)
+}
+
+fn mode(s: &str) -> Result<u32, BuildError> {
+    parse_mode(s).ok_or_else(|| BuildError::Task(format!("mode `{s}` is not an octal mode like \"0644\"")))
+}
+
+fn build(env: &Environment, ctx: &Value, lib: &Library, spec: &TaskSpec, handler: bool) -> Result<Resource, BuildError> {
+    let kinds = [
+        spec.package.is_some(),
+        spec.template.is_some(),
+        spec.copy.is_some(),
+        spec.file.is_some(),
+        spec.directory.is_some(),
+        spec.service.is_some(),
+        spec.sysctl.is_some(),
+        spec.command.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err("a task needs exactly one kind: package, template, copy, file, directory, service, sysctl or command".to_string().into());
+    }
+    if let Some(p) = &spec.package {
+        let mut names = Vec::new();
+        for n in &p.names {
+            names.extend(field(env, ctx, "package name", n)?.split_whitespace().map(String::from));
+        }
+        let present = match p.state.as_str() {
+            "present" => true,
+            "absent" => false,
+            s => return Err(format!("package state `{s}` is not present or absent").into()),
+        };
+        return Ok(Resource::Packages(PkgRes { names, present }));
+    }
+    if let Some(f) = spec.template.as_ref().or(spec.copy.as_ref()) {
+        let is_template = spec.template.is_some();
+        let dest = field(env, ctx, "dest", &f.dest)?;
+        SECRET_USED.with(|c| c.set(false));
+        let content = match (&f.src, &f.content) {
+            (Some(src), None) => {
+                let text = lib.templates.get(src).ok_or_else(|| BuildError::Task(format!("template `{src}` not found in templates/")))?;
+                if is_template {
+                    let t = env.get_template(src).map_err(|e| BuildError::Other(template_error(lib, src, &e)))?;
+                    t.render(ctx).map_err(|e| BuildError::Other(template_error(lib, src, &e)))?
+                } else {
+                    text.clone()
+                }
+            }
+            (None, Some(c)) if is_template => env.render_str(c, ctx).map_err(|e| BuildError::Task(format!("rendering content: {e:#}")))?,
+            (None, Some(c)) => c.clone(),
+            _ => return Err("give exactly one of `src` and `content`".to_string().into()),
+        };
+        let sensitive = SECRET_USED.with(|c| c.get());
+        let m = mode(&f.mode)?;
+        if sensitive && m & 0o007 != 0 {
+            return Err(format!("{dest} holds a secret but mode {m:04o} lets others read it; use 0600 or 0640").into());
+        }
+        return Ok(Resource::File(FileRes {
+            kind: if is_template { "template" } else { "copy" },
+            path: dest,
+            content: content.into_bytes(),
+            mode: m,
+            owner: field(env, ctx, "owner", &f.owner)?,
+            group: field(env, ctx, "group", &f.group)?,
+            sensitive,
+        }));
+    }
+    if let Some(a) = &spec.file {
+        if a.state != "absent" {
+            return Err("`file:` removes files: state must be `absent` (use template or copy to create)".to_string().into());
+        }
+        return Ok(Resource::Absent(AbsentRes { path: field(env, ctx, "path", &a.path)? }));
+    }
+    if let Some(d) = &spec.directory {
+        return Ok(Resource::Directory(DirRes {
+            path: field(env, ctx, "path", &d.path)?,
+            mode: mode(&d.mode)?,
+            owner: field(env, ctx, "owner", &d.owner)?,
+            group: field(env, ctx, "group", &d.group)?,
+        }));
+    }
+    if let Some(s) = &spec.service {
+        let state = match s.state.as_str() {
+            "started" => SvcState::Started,
+            "stopped" => SvcState::Stopped,
+            "restarted" if handler => SvcState::Restarted,
+            "reloaded" if handler => SvcState::Reloaded,
+            "restarted" | "reloaded" => return Err(format!("service state `{}` is for handlers only: as a task it would run on every apply", s.state).into()),
+            other => return Err(format!("service state `{other}` is not started, stopped, restarted or reloaded").into()),
+        };
+        return Ok(Resource::Service(SvcRes { name: field(env, ctx, "service name", &s.name)?, state, enabled: s.enabled }));
+    }
+    if let Some(s) = &spec.sysctl {
+        let mut settings = Vec::new();
+        for (k, v) in &s.settings {
+            settings.push((k.clone(), field(env, ctx, "sysctl value", v)?));
+        }
+        let body: String = settings.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+        let content = format!("# Managed by dbfleet (seed 000: \"Optimize kernel parameters\").\n{body}");
+        return Ok(Resource::Sysctl(SysctlRes {
+            file: FileRes { kind: "sysctl", path: field(env, ctx, "file", &s.file)?, content: content.into_bytes(), mode: 0o644, owner: "root".into(), group: "root".into(), sensitive: false },
+            settings,
+        }));
+    }
+    if let Some(c) = &spec.command {
+        if c.creates.is_none() && c.unless.is_none() && !handler {
+            return Err("a command task needs `creates` or `unless`, or it would run on every apply".to_string().into());
+        }
+        return Ok(Resource::Command(CmdRes {
+            name: spec.name.value.clone(),
+            run: field(env, ctx, "run", &c.run)?,
+            creates: c.creates.as_deref().map(|s| field(env, ctx, "creates", s)).transpose()?,
+            unless: c.unless.as_deref().map(|s| field(env, ctx, "unless", s)).transpose()?,
+        }));
+    }
+    unreachable!("exactly one kind was checked above")
+}

@@ -1,0 +1,90 @@
+//! `service`: a daemon started or stopped, enabled at boot, or (as a handler) restarted.
+//!
+//! Where `/run/systemd/system` exists, systemctl; elsewhere Debian's init scripts through
+//! `service` and `update-rc.d` (containers, the lab). Decided on the host at run time.
+
+use super::{Action, Assessment, q};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SvcState {
+    Started,
+    Stopped,
+    Restarted,
+    Reloaded,
+}
+
+#[derive(Debug, Clone)]
+pub struct SvcRes {
+    pub name: String,
+    pub state: SvcState,
+    pub enabled: Option<bool>,
+}
+
+impl SvcRes {
+    pub fn state(&self) -> String {
+        format!("service {:?} enabled={:?}", self.state, self.enabled)
+    }
+    /// Prints `INIT EXISTS ACTIVE ENABLED` (yes/no words).
+    pub fn probe(&self) -> String {
+        let n = q(&self.name);
+        format!(
+            "if [ -d /run/systemd/system ]; then i=systemd; \
+               systemctl cat {n} >/dev/null 2>&1 && e=yes || e=no; \
+               systemctl is-active --quiet {n} && a=yes || a=no; \
+               systemctl is-enabled --quiet {n} 2>/dev/null && b=yes || b=no; \
+             else i=sysv; \
+               [ -x /etc/init.d/{n} ] && e=yes || e=no; a=no; \
+               [ $e = yes ] && service {n} status >/dev/null 2>&1 && a=yes; \
+               set -- /etc/rc2.d/S??{n}; [ -e \"$1\" ] && b=yes || b=no; \
+             fi; echo \"$i $e $a $b\""
+        )
+    }
+    pub fn assess(&self, facts: &str) -> Result<Option<Assessment>, String> {
+        let line = facts.lines().next().unwrap_or("").trim();
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let [_init, exists, active, enabled] = w.as_slice() else {
+            return Err(format!("unexpected service probe output: {line:?}"));
+        };
+        let (exists, active, enabled) = (*exists == "yes", *active == "yes", *enabled == "yes");
+        let before = format!("service exists={exists} active={active} enabled={enabled}");
+        let mut what = Vec::new();
+        match self.state {
+            SvcState::Started if !active => what.push("start"),
+            SvcState::Stopped if active => what.push("stop"),
+            SvcState::Restarted => what.push("restart"),
+            SvcState::Reloaded => what.push("reload"),
+            _ => {}
+        }
+        match self.enabled {
+            Some(true) if !enabled => what.push("enable"),
+            Some(false) if enabled => what.push("disable"),
+            _ => {}
+        }
+        if what.is_empty() {
+            return Ok(None);
+        }
+        let mut notes = Vec::new();
+        if !exists {
+            notes.push(format!("service {} is not installed yet; an earlier task installs it", self.name));
+        }
+        let action = if matches!(self.state, SvcState::Restarted | SvcState::Reloaded) { Action::Run } else { Action::Update };
+        Ok(Some(Assessment { action, summary: format!("{} {}", what.join(" and "), self.name), diff: None, before, notes }))
+    }
+    pub fn apply_script(&self) -> String {
+        let n = q(&self.name);
+        let (sd, sv) = match self.state {
+            SvcState::Started => (format!("systemctl is-active --quiet {n} || systemctl start {n}"), format!("service {n} status >/dev/null 2>&1 || service {n} start")),
+            SvcState::Stopped => (format!("systemctl stop {n}"), format!("service {n} status >/dev/null 2>&1 && service {n} stop || true")),
+            SvcState::Restarted => (format!("systemctl restart {n}"), format!("service {n} restart")),
+            SvcState::Reloaded => (format!("systemctl reload {n}"), format!("service {n} reload")),
+        };
+        let (sde, sve) = match self.enabled {
+            Some(true) => (format!("systemctl enable --quiet {n}"), format!("update-rc.d {n} defaults >/dev/null 2>&1; update-rc.d {n} enable >/dev/null")),
+            Some(false) => (format!("systemctl disable --quiet {n}"), format!("update-rc.d {n} disable >/dev/null")),
+            None => ("true".into(), "true".into()),
+        };
+        format!(
+            "set -eu\nif [ -d /run/systemd/system ]; then\n  {sde}\n  {sd}\nelse\n  {sve}\n  {sv} > /tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\nfi\n"
+        )
+    }
+}

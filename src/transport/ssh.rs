@@ -1,0 +1,96 @@
+//! SSH through the `openssh` crate: the system `ssh` with a ControlMaster socket, so
+//! ~/.ssh/config, the agent and ProxyJump work as they do for the operator, and each host
+//! costs one handshake however many scripts run. The control folder lives under the
+//! system temp dir to keep the socket path short (108-byte limit; ansible/ansible#16840).
+
+use openssh::Stdio;
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+use tokio::io::AsyncWriteExt;
+
+use super::{Output, TransportError};
+use crate::inventory::{Host, HostKeyPolicy};
+
+/// An open connection to one host.
+pub struct SshHost {
+    pub name: String,
+    session: Session,
+}
+
+impl SshHost {
+    /// Opens the master connection (one handshake).
+    ///
+    /// Errors: [`TransportError::Connect`] with ssh's own words (host key mismatch,
+    /// refused, timeout) when it fails.
+    pub async fn connect(host: &Host, policy: HostKeyPolicy, timeout: Duration) -> Result<SshHost, TransportError> {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(match policy {
+            HostKeyPolicy::Strict => KnownHosts::Strict,
+            HostKeyPolicy::AcceptNew => KnownHosts::Add,
+        });
+        b.connect_timeout(timeout);
+        b.server_alive_interval(Duration::from_secs(15));
+        b.control_directory(std::env::temp_dir());
+        if let Some(u) = &host.ssh.user {
+            b.user(u.clone());
+        }
+        if let Some(p) = host.ssh.port {
+            b.port(p);
+        }
+        if let Some(k) = &host.ssh.identity {
+            b.keyfile(k);
+        }
+        if let Some(c) = &host.ssh.config {
+            b.config_file(c);
+        }
+        let session = b.connect(&host.address).await.map_err(|e| TransportError::Connect(flatten(&e)))?;
+        Ok(SshHost { name: host.name.clone(), session })
+    }
+
+    /// Runs `script` with `sh -s` on the host, the script on stdin.
+    ///
+    /// Errors: [`TransportError::Run`] when the connection fails (not when the script exits
+    /// non-zero: that is in [`Output::code`]).
+    pub async fn run(&self, script: &str) -> Result<Output, TransportError> {
+        let mut child = self
+            .session
+            .command("sh")
+            .arg("-s")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| TransportError::Run(flatten(&e)))?;
+        if let Some(mut stdin) = child.stdin().take() {
+            stdin.write_all(script.as_bytes()).await.map_err(|e| TransportError::Run(e.to_string()))?;
+            stdin.shutdown().await.map_err(|e| TransportError::Run(e.to_string()))?;
+        }
+        let out = child.wait_with_output().await.map_err(|e| TransportError::Run(flatten(&e)))?;
+        Ok(Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+/// An error with its sources, on one line.
+fn flatten(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(m.trim());
+        }
+        cur = c.source();
+    }
+    s
+}
