@@ -39,7 +39,12 @@ pub struct Report {
 /// was made from another inventory file content.
 pub fn check_fresh(saved: &Plan, fresh: &Plan, engine: &Engine) -> Result<(), Error> {
     if saved.inventory_digest != engine.inv.digest {
-        return Err(Error::Stale { details: vec![format!("the inventory {} changed since the plan was made", engine.opts.inventory.display())] });
+        return Err(Error::Stale {
+            details: vec![format!(
+                "the inventory {} changed since the plan was made",
+                engine.opts.inventory.display()
+            )],
+        });
     }
     let mut details = Vec::new();
     for hp in &saved.hosts {
@@ -47,46 +52,84 @@ pub fn check_fresh(saved: &Plan, fresh: &Plan, engine: &Engine) -> Result<(), Er
         for c in &hp.changes {
             let now = fresh_host.and_then(|h| h.changes.iter().find(|f| f.task == c.task));
             match now {
-                None if c.handler => details.push(format!("{}: handler `{}` is no longer notified", hp.host, c.task)),
-                None => details.push(format!("{}: `{}` ({}) needs no change any more: its target changed since the plan", hp.host, c.task, c.target)),
-                Some(f) if f.after_digest != c.after_digest => details.push(format!("{}: `{}` would now write something else (templates or variables changed)", hp.host, c.task)),
-                Some(f) if f.before_digest != c.before_digest => details.push(format!("{}: {} changed since the plan", hp.host, c.target)),
+                None if c.handler => details.push(format!(
+                    "{}: handler `{}` is no longer notified",
+                    hp.host, c.task
+                )),
+                None => details.push(format!(
+                    "{}: `{}` ({}) needs no change any more: its target changed since the plan",
+                    hp.host, c.task, c.target
+                )),
+                Some(f) if f.after_digest != c.after_digest => details.push(format!(
+                    "{}: `{}` would now write something else (templates or variables changed)",
+                    hp.host, c.task
+                )),
+                Some(f) if f.before_digest != c.before_digest => {
+                    details.push(format!("{}: {} changed since the plan", hp.host, c.target))
+                }
                 Some(_) => {}
             }
         }
     }
-    if details.is_empty() { Ok(()) } else { Err(Error::Stale { details }) }
+    if details.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Stale { details })
+    }
 }
 
 /// Runs the plan's changes over the probe's connections.
 ///
 /// Errors: [`Error::ApplyFailed`] when any task failed (after the others ran as far as
 /// they could); the failing tasks were reported as events.
-pub async fn apply(engine: &Engine, plan: &Plan, probe: &Probe, events: &Arc<dyn EventSink>) -> Result<Report, Error> {
-    events.emit(Event::ApplyStarted { changes: plan.change_count() });
+pub async fn apply(
+    engine: &Engine,
+    plan: &Plan,
+    probe: &Probe,
+    events: &Arc<dyn EventSink>,
+) -> Result<Report, Error> {
+    events.emit(Event::ApplyStarted {
+        changes: plan.change_count(),
+    });
     // Nodes of this apply, and a completion signal for each: None pending, Some(ok).
     let mut nodes: Vec<NodeIndex> = Vec::new();
     for hp in &plan.hosts {
         for c in &hp.changes {
             match engine.graph.node(&hp.host, &c.task) {
                 Some(n) => nodes.push(n),
-                None => return Err(Error::PlanFile { path: plan.inventory.clone(), reason: format!("task `{}` of {} no longer exists", c.task, hp.host) }),
+                None => {
+                    return Err(Error::PlanFile {
+                        path: plan.inventory.clone(),
+                        reason: format!("task `{}` of {} no longer exists", c.task, hp.host),
+                    });
+                }
             }
         }
     }
     let in_apply: BTreeSet<NodeIndex> = nodes.iter().copied().collect();
-    let mut signals: HashMap<NodeIndex, (watch::Sender<Option<bool>>, watch::Receiver<Option<bool>>)> = HashMap::new();
+    let mut signals: HashMap<
+        NodeIndex,
+        (watch::Sender<Option<bool>>, watch::Receiver<Option<bool>>),
+    > = HashMap::new();
     for &n in &nodes {
         signals.insert(n, watch::channel(None));
     }
-    let receivers: Arc<HashMap<NodeIndex, watch::Receiver<Option<bool>>>> = Arc::new(signals.iter().map(|(k, v)| (*k, v.1.clone())).collect());
+    let receivers: Arc<HashMap<NodeIndex, watch::Receiver<Option<bool>>>> =
+        Arc::new(signals.iter().map(|(k, v)| (*k, v.1.clone())).collect());
     let sem = Arc::new(Semaphore::new(engine.opts.forks.max(1)));
 
     let mut futures = Vec::new();
     for hp in plan.hosts.iter().filter(|h| !h.changes.is_empty()) {
         let conn = probe.conns.get(&hp.host).cloned();
-        let host_nodes: Vec<(NodeIndex, &crate::plan::Change)> = hp.changes.iter().filter_map(|c| engine.graph.node(&hp.host, &c.task).map(|n| (n, c))).collect();
-        let senders: Vec<(NodeIndex, watch::Sender<Option<bool>>)> = host_nodes.iter().map(|(n, _)| (*n, signals[n].0.clone())).collect();
+        let host_nodes: Vec<(NodeIndex, &crate::plan::Change)> = hp
+            .changes
+            .iter()
+            .filter_map(|c| engine.graph.node(&hp.host, &c.task).map(|n| (n, c)))
+            .collect();
+        let senders: Vec<(NodeIndex, watch::Sender<Option<bool>>)> = host_nodes
+            .iter()
+            .map(|(n, _)| (*n, signals[n].0.clone()))
+            .collect();
         let (receivers, sem, events) = (receivers.clone(), sem.clone(), events.clone());
         let in_apply = &in_apply;
         futures.push(async move {
@@ -103,7 +146,8 @@ pub async fn apply(engine: &Engine, plan: &Plan, probe: &Probe, events: &Arc<dyn
                 let t0 = Instant::now();
                 // Handlers run when a notifier changed, whatever happened after it.
                 let skip = if t.handler {
-                    (!change.notified_by.iter().any(|b| changed.contains(b))).then(|| "no task that notifies it changed".to_string())
+                    (!change.notified_by.iter().any(|b| changed.contains(b)))
+                        .then(|| "no task that notifies it changed".to_string())
                 } else if failed_here {
                     Some("an earlier task on this host failed".to_string())
                 } else {
@@ -112,7 +156,9 @@ pub async fn apply(engine: &Engine, plan: &Plan, probe: &Probe, events: &Arc<dyn
                         if engine.graph.graph[dep].host == hp.host {
                             continue;
                         }
-                        let Some(rx) = receivers.get(&dep) else { continue };
+                        let Some(rx) = receivers.get(&dep) else {
+                            continue;
+                        };
                         let mut rx = rx.clone();
                         let ok = loop {
                             if let Some(ok) = *rx.borrow() {
@@ -132,11 +178,20 @@ pub async fn apply(engine: &Engine, plan: &Plan, probe: &Probe, events: &Arc<dyn
                 };
                 if let Some(reason) = skip {
                     report.skipped += 1;
-                    events.emit(Event::TaskFinished { host: hp.host.clone(), task: t.name.clone(), outcome: Outcome::Skipped(reason), elapsed: t0.elapsed() });
+                    events.emit(Event::TaskFinished {
+                        host: hp.host.clone(),
+                        task: t.name.clone(),
+                        outcome: Outcome::Skipped(reason),
+                        elapsed: t0.elapsed(),
+                    });
                     send(*n, false);
                     continue;
                 }
-                events.emit(Event::TaskStarted { host: hp.host.clone(), task: t.name.clone(), summary: change.summary.clone() });
+                events.emit(Event::TaskStarted {
+                    host: hp.host.clone(),
+                    task: t.name.clone(),
+                    summary: change.summary.clone(),
+                });
                 let guard = probe.facts.get(n).and_then(|f| t.resource.guard_value(f));
                 let script = t.resource.apply_script(guard.as_deref());
                 let result = match &conn {
@@ -146,7 +201,11 @@ pub async fn apply(engine: &Engine, plan: &Plan, probe: &Probe, events: &Arc<dyn
                         match c.run(&script).await {
                             Ok(o) if o.code == 0 => Ok(()),
                             Ok(o) if o.code == 3 => Err(format!("stale: {}", o.stderr.trim())),
-                            Ok(o) => Err(format!("exit {}: {}", o.code, last_lines(&o.stderr, &o.stdout))),
+                            Ok(o) => Err(format!(
+                                "exit {}: {}",
+                                o.code,
+                                last_lines(&o.stderr, &o.stdout)
+                            )),
                             Err(e) => Err(e.to_string()),
                         }
                     }
@@ -155,7 +214,12 @@ pub async fn apply(engine: &Engine, plan: &Plan, probe: &Probe, events: &Arc<dyn
                     Ok(()) => {
                         report.changed += 1;
                         changed.insert(t.name.clone());
-                        events.emit(Event::TaskFinished { host: hp.host.clone(), task: t.name.clone(), outcome: Outcome::Changed, elapsed: t0.elapsed() });
+                        events.emit(Event::TaskFinished {
+                            host: hp.host.clone(),
+                            task: t.name.clone(),
+                            outcome: Outcome::Changed,
+                            elapsed: t0.elapsed(),
+                        });
                         send(*n, true);
                     }
                     Err(e) => {
@@ -164,7 +228,12 @@ pub async fn apply(engine: &Engine, plan: &Plan, probe: &Probe, events: &Arc<dyn
                             failed_here = true;
                         }
                         let e = engine.redactor.redact(&e);
-                        events.emit(Event::TaskFinished { host: hp.host.clone(), task: t.name.clone(), outcome: Outcome::Failed(e), elapsed: t0.elapsed() });
+                        events.emit(Event::TaskFinished {
+                            host: hp.host.clone(),
+                            task: t.name.clone(),
+                            outcome: Outcome::Failed(e),
+                            elapsed: t0.elapsed(),
+                        });
                         send(*n, false);
                     }
                 }
@@ -181,13 +250,19 @@ pub async fn apply(engine: &Engine, plan: &Plan, probe: &Probe, events: &Arc<dyn
         total.skipped += r.skipped;
     }
     if total.failed > 0 {
-        return Err(Error::ApplyFailed { failed: total.failed });
+        return Err(Error::ApplyFailed {
+            failed: total.failed,
+        });
     }
     Ok(total)
 }
 
 fn last_lines(stderr: &str, stdout: &str) -> String {
-    let text = if stderr.trim().is_empty() { stdout } else { stderr };
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
     let lines: Vec<&str> = text.trim().lines().collect();
     lines[lines.len().saturating_sub(5)..].join(" | ")
 }

@@ -31,7 +31,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// The inventory file.
-    #[arg(short, long, global = true, env = "DBFLEET_INVENTORY", default_value = "inventory.yml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "DBFLEET_INVENTORY",
+        default_value = "inventory.yml"
+    )]
     pub inventory: PathBuf,
     /// Act on these hosts only (comma-separated names).
     #[arg(long, global = true, value_delimiter = ',')]
@@ -109,12 +115,14 @@ pub enum Exit {
 
 /// Output style from the environment: colour only on a terminal and without `NO_COLOR`.
 pub fn style(quiet: bool) -> Style {
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     Style { color, quiet }
 }
 
 fn options(g: &Global, offline: bool) -> Options {
-    let set = |v: &Vec<String>| (!v.is_empty()).then(|| v.iter().cloned().collect::<BTreeSet<String>>());
+    let set =
+        |v: &Vec<String>| (!v.is_empty()).then(|| v.iter().cloned().collect::<BTreeSet<String>>());
     Options {
         inventory: g.inventory.clone(),
         playbooks: g.playbooks.clone(),
@@ -128,7 +136,11 @@ fn options(g: &Global, offline: bool) -> Options {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| Error::io("starting the async runtime", e))
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))
 }
 
 /// Runs the parsed command line.
@@ -163,7 +175,11 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 crate::diagnostics::plural(e.selected.len(), "task")
             );
             if let Some(dir) = &a.out_dir {
-                text.push_str(&format!("Wrote {} under {}.\n", crate::diagnostics::plural(files, "file"), dir.display()));
+                text.push_str(&format!(
+                    "Wrote {} under {}.\n",
+                    crate::diagnostics::plural(files, "file"),
+                    dir.display()
+                ));
             }
             report::print(&text);
             Ok(Exit::Ok)
@@ -185,21 +201,36 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 crate::plan::file::save(&plan, out)?;
             }
             if a.json {
-                report::print(&format!("{}\n", serde_json::to_string_pretty(&plan).unwrap_or_default()));
+                report::print(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&plan).unwrap_or_default()
+                ));
             } else {
                 report::print(&report::render_plan(&plan, style));
                 if let Some(out) = &a.out {
-                    report::print(&format!("Saved the plan to {}; apply it with `dbfleet apply {}`.\n", out.display(), out.display()));
+                    report::print(&format!(
+                        "Saved the plan to {}; apply it with `dbfleet apply {}`.\n",
+                        out.display(),
+                        out.display()
+                    ));
                 }
             }
-            Ok(if a.detailed_exitcode && !plan.is_empty() { Exit::ChangesPending } else { Exit::Ok })
+            Ok(if a.detailed_exitcode && !plan.is_empty() {
+                Exit::ChangesPending
+            } else {
+                Exit::Ok
+            })
         }
         Command::Apply(a) => apply(g, a, style),
     }
 }
 
 fn apply(g: &Global, a: &ApplyArgs, style: Style) -> Result<Exit, Error> {
-    let saved = a.plan_file.as_ref().map(|p| crate::plan::file::load(p)).transpose()?;
+    let saved = a
+        .plan_file
+        .as_ref()
+        .map(|p| crate::plan::file::load(p))
+        .transpose()?;
     let mut opts = options(g, false);
     if let Some(s) = &saved {
         // A saved plan is applied exactly as planned: its scope, not the command line's.
@@ -212,7 +243,12 @@ fn apply(g: &Global, a: &ApplyArgs, style: Style) -> Result<Exit, Error> {
     let rt = runtime()?;
     rt.block_on(async {
         let hosts = match &saved {
-            Some(s) => s.hosts.iter().filter(|h| !h.changes.is_empty()).map(|h| h.host.clone()).collect(),
+            Some(s) => s
+                .hosts
+                .iter()
+                .filter(|h| !h.changes.is_empty())
+                .map(|h| h.host.clone())
+                .collect(),
             None => engine.hosts(),
         };
         let probe = engine.probe(&hosts, &events).await;
@@ -255,7 +291,10 @@ fn apply(g: &Global, a: &ApplyArgs, style: Style) -> Result<Exit, Error> {
         reporter.finish();
         Engine::close(probe).await;
         let r = result?;
-        report::print(&format!("Apply complete: {} changed, {} skipped.\n", r.changed, r.skipped));
+        report::print(&format!(
+            "Apply complete: {} changed, {} skipped.\n",
+            r.changed, r.skipped
+        ));
         Ok(Exit::Ok)
     })
 }
@@ -265,10 +304,18 @@ fn apply(g: &Global, a: &ApplyArgs, style: Style) -> Result<Exit, Error> {
 /// Errors: [`Error::Usage`] when stdin is not a terminal (use `--auto-approve`).
 fn confirm(plan: &crate::plan::Plan) -> Result<bool, Error> {
     if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage("stdin is not a terminal: pass --auto-approve to apply without asking".into()));
+        return Err(Error::Usage(
+            "stdin is not a terminal: pass --auto-approve to apply without asking".into(),
+        ));
     }
-    report::print(&format!("\nApply these changes to {}? Only 'yes' approves: ", crate::diagnostics::plural(plan.summary.hosts_changed, "host")));
+    report::print(&format!(
+        "\nApply these changes to {}? Only 'yes' approves: ",
+        crate::diagnostics::plural(plan.summary.hosts_changed, "host")
+    ));
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::io("reading the answer", e))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::io("reading the answer", e))?;
     Ok(line.trim() == "yes")
 }

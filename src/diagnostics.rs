@@ -82,7 +82,10 @@ pub fn plural(n: usize, word: &str) -> String {
 }
 
 /// The closest of `candidates` to `given` (Jaro-Winkler ≥ 0.8), for "did you mean" help.
-pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(given, c), c))
@@ -100,7 +103,11 @@ pub fn span_of(loc: &serde_saphyr::Location, text: &str) -> (usize, usize) {
         .unwrap_or_else(|| offset_of_line_col(text, loc.line(), loc.column()));
     let len = s.byte_len().map(|l| l as usize).unwrap_or(0).max(1);
     let off = off.min(text.len());
-    (off, len.min(text.len().saturating_sub(off)).max(if off < text.len() { 1 } else { 0 }))
+    (
+        off,
+        len.min(text.len().saturating_sub(off))
+            .max(if off < text.len() { 1 } else { 0 }),
+    )
 }
 
 /// Byte offset of a 1-based line and column (in characters).

@@ -73,22 +73,51 @@ impl Engine {
             }
         }
         let redactor = Redactor::default();
-        let secrets = Arc::new(if opts.offline { Secrets::placeholders(&inv, redactor.clone()) } else { Secrets::new(&inv, redactor.clone()) });
+        let secrets = Arc::new(if opts.offline {
+            Secrets::placeholders(&inv, redactor.clone())
+        } else {
+            Secrets::new(&inv, redactor.clone())
+        });
         let tasks = crate::tasks::resolve(&inv, &lib, secrets)?;
         let graph = TaskGraph::build(tasks)?;
         let selected = graph.select(opts.limit.as_ref(), opts.tags.as_ref());
-        let key = if opts.offline { Vec::new() } else { crate::secrets::digest_key(&inv)? };
-        Ok(Engine { opts, inv, lib, graph, selected, redactor, key })
+        let key = if opts.offline {
+            Vec::new()
+        } else {
+            crate::secrets::digest_key(&inv)?
+        };
+        Ok(Engine {
+            opts,
+            inv,
+            lib,
+            graph,
+            selected,
+            redactor,
+            key,
+        })
     }
 
     /// Hosts with at least one selected task, in inventory order.
     pub fn hosts(&self) -> Vec<String> {
-        let with: BTreeSet<&str> = self.selected.iter().map(|&n| self.graph.graph[n].host.as_str()).collect();
-        self.inv.hosts.iter().filter(|h| with.contains(h.name.as_str())).map(|h| h.name.clone()).collect()
+        let with: BTreeSet<&str> = self
+            .selected
+            .iter()
+            .map(|&n| self.graph.graph[n].host.as_str())
+            .collect();
+        self.inv
+            .hosts
+            .iter()
+            .filter(|h| with.contains(h.name.as_str()))
+            .map(|h| h.name.clone())
+            .collect()
     }
 
     fn nodes_of(&self, host: &str) -> Vec<NodeIndex> {
-        self.selected.iter().copied().filter(|&n| self.graph.graph[n].host == host).collect()
+        self.selected
+            .iter()
+            .copied()
+            .filter(|&n| self.graph.graph[n].host == host)
+            .collect()
     }
 
     /// Connects to `hosts` and reads their facts: one handshake and one round trip each,
@@ -96,19 +125,35 @@ impl Engine {
     ///
     /// Errors: [`Error::Unreachable`] naming every host that could not be reached,
     /// [`Error::Facts`] when a probe's output cannot be read.
-    pub async fn probe(&self, hosts: &[String], events: &Arc<dyn EventSink>) -> Result<Probe, Error> {
+    pub async fn probe(
+        &self,
+        hosts: &[String],
+        events: &Arc<dyn EventSink>,
+    ) -> Result<Probe, Error> {
         events.emit(Event::ProbeStarted { hosts: hosts.len() });
         let sem = Arc::new(Semaphore::new(self.opts.forks.max(1)));
         let mut set = tokio::task::JoinSet::new();
         for name in hosts {
-            let host = self.inv.host(name).cloned().ok_or_else(|| Error::UnknownHost(name.clone()))?;
+            let host = self
+                .inv
+                .host(name)
+                .cloned()
+                .ok_or_else(|| Error::UnknownHost(name.clone()))?;
             let script = crate::facts::script(&self.graph, &self.nodes_of(name));
-            let (sem, events, policy, timeout, red) = (sem.clone(), events.clone(), self.inv.host_key_policy, self.opts.connect_timeout, self.redactor.clone());
+            let (sem, events, policy, timeout, red) = (
+                sem.clone(),
+                events.clone(),
+                self.inv.host_key_policy,
+                self.opts.connect_timeout,
+                self.redactor.clone(),
+            );
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
                 let t0 = Instant::now();
                 let res = async {
-                    let conn = SshHost::connect(&host, policy, timeout).await.map_err(|e| e.to_string())?;
+                    let conn = SshHost::connect(&host, policy, timeout)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let out = conn.run(&script).await.map_err(|e| e.to_string())?;
                     if out.code != 0 {
                         return Err(format!("probe exited {}: {}", out.code, out.stderr.trim()));
@@ -117,8 +162,14 @@ impl Engine {
                 }
                 .await;
                 match &res {
-                    Ok(_) => events.emit(Event::Probed { host: host.name.clone(), elapsed: t0.elapsed() }),
-                    Err(e) => events.emit(Event::Unreachable { host: host.name.clone(), error: red.redact(e) }),
+                    Ok(_) => events.emit(Event::Probed {
+                        host: host.name.clone(),
+                        elapsed: t0.elapsed(),
+                    }),
+                    Err(e) => events.emit(Event::Unreachable {
+                        host: host.name.clone(),
+                        error: red.redact(e),
+                    }),
                 }
                 (host.name, res.map_err(|e| red.redact(&e)))
             });
@@ -161,7 +212,11 @@ impl Engine {
                 let sensitive = t.resource.sensitive();
                 let after_digest = digest(&t.resource.desired(), sensitive, &self.key);
                 if t.handler {
-                    let by: Vec<String> = changes.iter().filter(|c| self.notifies(&name, &c.task, &t.name)).map(|c| c.task.clone()).collect();
+                    let by: Vec<String> = changes
+                        .iter()
+                        .filter(|c| self.notifies(&name, &c.task, &t.name))
+                        .map(|c| c.task.clone())
+                        .collect();
                     if !by.is_empty() {
                         changes.push(Change {
                             task: t.name.clone(),
@@ -181,7 +236,10 @@ impl Engine {
                     continue;
                 }
                 let facts = probe.facts.get(&n).map(String::as_str).unwrap_or("");
-                let assessed = t.resource.assess(facts).map_err(|m| Error::Facts { host: name.clone(), message: format!("task `{}`: {}", t.name, self.redactor.redact(&m)) })?;
+                let assessed = t.resource.assess(facts).map_err(|m| Error::Facts {
+                    host: name.clone(),
+                    message: format!("task `{}`: {}", t.name, self.redactor.redact(&m)),
+                })?;
                 if let Some(a) = assessed {
                     changes.push(Change {
                         task: t.name.clone(),
@@ -199,14 +257,21 @@ impl Engine {
                     });
                 }
             }
-            hosts.push(HostPlan { host: name, changes });
+            hosts.push(HostPlan {
+                host: name,
+                changes,
+            });
         }
         let mut plan = Plan {
             format_version: FORMAT_VERSION,
             dbfleet_version: env!("CARGO_PKG_VERSION").into(),
             inventory: self.opts.inventory.display().to_string(),
             inventory_digest: self.inv.digest.clone(),
-            limit: self.opts.limit.as_ref().map(|l| l.iter().cloned().collect()),
+            limit: self
+                .opts
+                .limit
+                .as_ref()
+                .map(|l| l.iter().cloned().collect()),
             tags: self.opts.tags.as_ref().map(|l| l.iter().cloned().collect()),
             hosts,
             summary: Default::default(),
@@ -216,7 +281,9 @@ impl Engine {
     }
 
     fn notifies(&self, host: &str, task: &str, handler: &str) -> bool {
-        self.graph.node(host, task).is_some_and(|n| self.graph.graph[n].notify.iter().any(|h| h == handler))
+        self.graph
+            .node(host, task)
+            .is_some_and(|n| self.graph.graph[n].notify.iter().any(|h| h == handler))
     }
 
     /// Renders every selected host's files under `out_dir/HOST/PATH` with no SSH at all
@@ -234,14 +301,17 @@ impl Engine {
                 Resource::Sysctl(s) => &s.file,
                 _ => continue,
             };
-            let dest = out_dir.join(&t.host).join(file.path.trim_start_matches('/'));
+            let dest = out_dir
+                .join(&t.host)
+                .join(file.path.trim_start_matches('/'));
             let ctx = || format!("writing {}", dest.display());
             if let Some(p) = dest.parent() {
                 std::fs::create_dir_all(p).map_err(|e| Error::io(ctx(), e))?;
             }
             std::fs::write(&dest, &file.content).map_err(|e| Error::io(ctx(), e))?;
             let mode = if file.sensitive { 0o600 } else { 0o644 };
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(ctx(), e))?;
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(ctx(), e))?;
             written.push(dest);
         }
         Ok(written)

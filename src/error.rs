@@ -10,7 +10,10 @@ use crate::diagnostics::FileProblems;
 pub enum Error {
     #[error("{context}: {source}")]
     #[diagnostic(code(dbfleet::io))]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 
     /// Problems located in a file (inventory, playbook, template).
     #[error(transparent)]
@@ -18,23 +21,39 @@ pub enum Error {
     Invalid(Box<FileProblems>),
 
     #[error("secret `{name}`: {reason}")]
-    #[diagnostic(code(dbfleet::secret), help("secrets come from `{{env: NAME}}`, `{{file: PATH}}` or `{{generate: LENGTH}}` under `secrets:`"))]
+    #[diagnostic(
+        code(dbfleet::secret),
+        help(
+            "secrets come from `{{env: NAME}}`, `{{file: PATH}}` or `{{generate: LENGTH}}` under `secrets:`"
+        )
+    )]
     Secret { name: String, reason: String },
 
     #[error("the task graph has a cycle: {0}")]
-    #[diagnostic(code(dbfleet::cycle), help("check `after:` of the playbooks and `needs:` of the tasks named"))]
+    #[diagnostic(
+        code(dbfleet::cycle),
+        help("check `after:` of the playbooks and `needs:` of the tasks named")
+    )]
     Cycle(String),
 
     #[error("task `{task}` on {host} needs `{needed}` on {on}, which has no such task")]
     #[diagnostic(code(dbfleet::needs))]
-    MissingNeed { host: String, task: String, on: String, needed: String },
+    MissingNeed {
+        host: String,
+        task: String,
+        on: String,
+        needed: String,
+    },
 
     #[error("--limit names unknown host `{0}`")]
     #[diagnostic(code(dbfleet::limit))]
     UnknownHost(String),
 
     #[error("cannot reach {}: see above", crate::diagnostics::plural(.0.len(), "host"))]
-    #[diagnostic(code(dbfleet::unreachable), help("check the address, `ssh:` settings and that sshd runs; `ssh -v HOST` shows why"))]
+    #[diagnostic(
+        code(dbfleet::unreachable),
+        help("check the address, `ssh:` settings and that sshd runs; `ssh -v HOST` shows why")
+    )]
     Unreachable(Vec<(String, String)>),
 
     #[error("probing {host}: {message}")]
@@ -46,11 +65,19 @@ pub enum Error {
     PlanFile { path: String, reason: String },
 
     #[error("the saved plan is stale; nothing was changed")]
-    #[diagnostic(code(dbfleet::stale_plan), help("run `dbfleet plan` again and review it"))]
+    #[diagnostic(
+        code(dbfleet::stale_plan),
+        help("run `dbfleet plan` again and review it")
+    )]
     Stale { details: Vec<String> },
 
     #[error("apply failed: {} ", crate::diagnostics::plural(*.failed, "task"))]
-    #[diagnostic(code(dbfleet::apply_failed), help("the failing tasks are listed above; fix and apply again (it resumes where it stopped)"))]
+    #[diagnostic(
+        code(dbfleet::apply_failed),
+        help(
+            "the failing tasks are listed above; fix and apply again (it resumes where it stopped)"
+        )
+    )]
     ApplyFailed { failed: usize },
 
     #[error("apply cancelled; nothing was changed")]
@@ -64,6 +91,9 @@ pub enum Error {
 
 impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }

@@ -14,8 +14,17 @@ pub enum Event {
     Unreachable { host: String, error: String },
     /// Applying `changes` changes started.
     ApplyStarted { changes: usize },
-    TaskStarted { host: String, task: String, summary: String },
-    TaskFinished { host: String, task: String, outcome: Outcome, elapsed: Duration },
+    TaskStarted {
+        host: String,
+        task: String,
+        summary: String,
+    },
+    TaskFinished {
+        host: String,
+        task: String,
+        outcome: Outcome,
+        elapsed: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]

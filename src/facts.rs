@@ -20,7 +20,11 @@ pub fn script(graph: &TaskGraph, nodes: &[NodeIndex]) -> String {
         if t.handler {
             continue;
         }
-        s.push_str(&format!("echo '{MARK}{}'\n( {}\n) 2>/dev/null\n", n.index(), t.resource.probe()));
+        s.push_str(&format!(
+            "echo '{MARK}{}'\n( {}\n) 2>/dev/null\n",
+            n.index(),
+            t.resource.probe()
+        ));
     }
     s
 }

@@ -60,7 +60,14 @@ impl TaskGraph {
                     Some(&p) => {
                         graph.add_edge(p, n, EdgeKind::Needs);
                     }
-                    None => return Err(Error::MissingNeed { host: t.host.clone(), task: t.name.clone(), on: on.clone(), needed: task.clone() }),
+                    None => {
+                        return Err(Error::MissingNeed {
+                            host: t.host.clone(),
+                            task: t.name.clone(),
+                            on: on.clone(),
+                            needed: task.clone(),
+                        });
+                    }
                 }
             }
             for h in &t.notify {
@@ -84,23 +91,43 @@ impl TaskGraph {
                     .into_iter()
                     .find(|scc| scc.len() > 1 || graph.contains_edge(scc[0], scc[0]))
                     .unwrap_or_default();
-                let names: Vec<String> = cycle.iter().rev().map(|&n| format!("{}/{}", graph[n].host, graph[n].name)).collect();
+                let names: Vec<String> = cycle
+                    .iter()
+                    .rev()
+                    .map(|&n| format!("{}/{}", graph[n].host, graph[n].name))
+                    .collect();
                 return Err(Error::Cycle(names.join(" → ")));
             }
         };
-        Ok(TaskGraph { graph, order, index })
+        Ok(TaskGraph {
+            graph,
+            order,
+            index,
+        })
     }
 
     pub fn node(&self, host: &str, task: &str) -> Option<NodeIndex> {
-        self.index.get(&(host.to_string(), task.to_string())).copied()
+        self.index
+            .get(&(host.to_string(), task.to_string()))
+            .copied()
     }
 
     /// Nodes selected by `--limit` hosts and `--tags` (handlers are selected when a
     /// selected task notifies them), in run order.
-    pub fn select(&self, hosts: Option<&BTreeSet<String>>, tags: Option<&BTreeSet<String>>) -> Vec<NodeIndex> {
+    pub fn select(
+        &self,
+        hosts: Option<&BTreeSet<String>>,
+        tags: Option<&BTreeSet<String>>,
+    ) -> Vec<NodeIndex> {
         let host_ok = |n: NodeIndex| hosts.is_none_or(|h| h.contains(&self.graph[n].host));
-        let tag_ok = |n: NodeIndex| tags.is_none_or(|t| self.graph[n].tags.iter().any(|x| t.contains(x)));
-        let chosen: BTreeSet<NodeIndex> = self.order.iter().copied().filter(|&n| host_ok(n) && !self.graph[n].handler && tag_ok(n)).collect();
+        let tag_ok =
+            |n: NodeIndex| tags.is_none_or(|t| self.graph[n].tags.iter().any(|x| t.contains(x)));
+        let chosen: BTreeSet<NodeIndex> = self
+            .order
+            .iter()
+            .copied()
+            .filter(|&n| host_ok(n) && !self.graph[n].handler && tag_ok(n))
+            .collect();
         self.order
             .iter()
             .copied()
@@ -108,7 +135,12 @@ impl TaskGraph {
                 chosen.contains(&n)
                     || (self.graph[n].handler
                         && host_ok(n)
-                        && self.graph.edges_directed(n, petgraph::Direction::Incoming).any(|e| *e.weight() == EdgeKind::Notify && chosen.contains(&e.source())))
+                        && self
+                            .graph
+                            .edges_directed(n, petgraph::Direction::Incoming)
+                            .any(|e| {
+                                *e.weight() == EdgeKind::Notify && chosen.contains(&e.source())
+                            }))
             })
             .collect()
     }
@@ -117,7 +149,10 @@ impl TaskGraph {
     pub fn selected_deps(&self, n: NodeIndex, selected: &BTreeSet<NodeIndex>) -> Vec<NodeIndex> {
         let mut out = BTreeSet::new();
         let mut seen = BTreeSet::new();
-        let mut stack: Vec<NodeIndex> = self.graph.neighbors_directed(n, petgraph::Direction::Incoming).collect();
+        let mut stack: Vec<NodeIndex> = self
+            .graph
+            .neighbors_directed(n, petgraph::Direction::Incoming)
+            .collect();
         while let Some(p) = stack.pop() {
             if !seen.insert(p) {
                 continue;
@@ -125,7 +160,10 @@ impl TaskGraph {
             if selected.contains(&p) {
                 out.insert(p);
             } else {
-                stack.extend(self.graph.neighbors_directed(p, petgraph::Direction::Incoming));
+                stack.extend(
+                    self.graph
+                        .neighbors_directed(p, petgraph::Direction::Incoming),
+                );
             }
         }
         out.into_iter().collect()
@@ -134,16 +172,32 @@ impl TaskGraph {
     /// The graph in Graphviz DOT: one cluster per host, edges styled by kind.
     pub fn to_dot(&self, selected: &[NodeIndex]) -> String {
         let sel: BTreeSet<NodeIndex> = selected.iter().copied().collect();
-        let mut s = String::from("digraph dbfleet {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+        let mut s = String::from(
+            "digraph dbfleet {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+        );
         let mut hosts: Vec<&str> = sel.iter().map(|&n| self.graph[n].host.as_str()).collect();
         hosts.dedup();
         let hosts: BTreeSet<&str> = hosts.into_iter().collect();
         for (i, h) in hosts.iter().enumerate() {
             let _ = writeln!(s, "  subgraph cluster_{i} {{\n    label={};", dot_str(h));
-            for &n in self.order.iter().filter(|n| sel.contains(n) && self.graph[**n].host == *h) {
+            for &n in self
+                .order
+                .iter()
+                .filter(|n| sel.contains(n) && self.graph[**n].host == *h)
+            {
                 let t = &self.graph[n];
                 let shape = if t.handler { ", style=rounded" } else { "" };
-                let _ = writeln!(s, "    n{} [label={}{shape}];", n.index(), dot_str(&format!("{}\\n{} {}", t.name, t.resource.kind(), t.resource.target())));
+                let _ = writeln!(
+                    s,
+                    "    n{} [label={}{shape}];",
+                    n.index(),
+                    dot_str(&format!(
+                        "{}\\n{} {}",
+                        t.name,
+                        t.resource.kind(),
+                        t.resource.target()
+                    ))
+                );
             }
             s.push_str("  }\n");
         }
@@ -157,7 +211,12 @@ impl TaskGraph {
                 EdgeKind::Notify => " [style=dashed, label=\"notify\"]",
                 EdgeKind::Handler => " [style=dotted, color=gray]",
             };
-            let _ = writeln!(s, "  n{} -> n{}{style};", e.source().index(), e.target().index());
+            let _ = writeln!(
+                s,
+                "  n{} -> n{}{style};",
+                e.source().index(),
+                e.target().index()
+            );
         }
         s.push_str("}\n");
         s

@@ -10,7 +10,8 @@ use dbfleet::cli::{Cli, Exit};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(
             miette::MietteHandlerOpts::new()
@@ -28,7 +29,10 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DBFLEET_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("dbfleet={level}"))))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DBFLEET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("dbfleet={level}"))),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(color)
         .without_time()

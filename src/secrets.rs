@@ -108,10 +108,14 @@ impl Secrets {
         if let Some(s) = cache.get(name) {
             return Ok(s.clone());
         }
-        let err = |reason: String| Error::Secret { name: name.to_string(), reason };
-        let src = self.sources.get(name).ok_or_else(|| {
-            err("not declared under `secrets:` in the inventory".into())
-        })?;
+        let err = |reason: String| Error::Secret {
+            name: name.to_string(),
+            reason,
+        };
+        let src = self
+            .sources
+            .get(name)
+            .ok_or_else(|| err("not declared under `secrets:` in the inventory".into()))?;
         let value = if self.placeholders {
             format!("<secret:{name}>")
         } else {
@@ -119,7 +123,11 @@ impl Secrets {
                 SecretSource::Env(var) => std::env::var(var)
                     .map_err(|_| err(format!("environment variable {var} is not set")))?,
                 SecretSource::File(p) => {
-                    let p = if p.is_absolute() { p.clone() } else { self.base.join(p) };
+                    let p = if p.is_absolute() {
+                        p.clone()
+                    } else {
+                        self.base.join(p)
+                    };
                     let mut v = std::fs::read_to_string(&p)
                         .map_err(|e| err(format!("reading {}: {e}", p.display())))?;
                     if v.ends_with('\n') {
@@ -146,7 +154,11 @@ impl Secrets {
         if let Some(v) = store.get(name) {
             return Ok(v.clone());
         }
-        let v: String = rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect();
+        let v: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(len)
+            .map(char::from)
+            .collect();
         store.insert(name.to_string(), v.clone());
         write_store(&self.store, &store)?;
         Ok(v)
@@ -155,7 +167,8 @@ impl Secrets {
 
 fn read_store(path: &Path) -> Result<BTreeMap<String, String>, String> {
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("secrets store {} is corrupt: {e}", path.display())),
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| format!("secrets store {} is corrupt: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
         Err(e) => Err(format!("reading {}: {e}", path.display())),
     }
@@ -167,7 +180,10 @@ fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     let ignore = dir.join(".gitignore");
     if !ignore.exists() {
-        std::fs::write(&ignore, "# dbfleet's local state: secrets and keys. Never commit.\n*\n")?;
+        std::fs::write(
+            &ignore,
+            "# dbfleet's local state: secrets and keys. Never commit.\n*\n",
+        )?;
     }
     Ok(())
 }
@@ -176,8 +192,16 @@ fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     ensure_state_dir(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("state")));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -195,7 +219,10 @@ fn write_store(path: &Path, store: &BTreeMap<String, String>) -> Result<(), Stri
 /// Errors: [`Error::Secret`] when the key cannot be read or written.
 pub fn digest_key(inv: &Inventory) -> Result<Vec<u8>, Error> {
     let path = inv.base_dir().join(".dbfleet").join("digest.key");
-    let err = |reason: String| Error::Secret { name: "digest key".into(), reason };
+    let err = |reason: String| Error::Secret {
+        name: "digest key".into(),
+        reason,
+    };
     match std::fs::read(&path) {
         Ok(k) if k.len() == 32 => return Ok(k),
         Ok(_) => {}

@@ -22,19 +22,32 @@ pub const MAX_INVENTORY_BYTES: u64 = 1024 * 1024;
 /// `defaults` are the playbooks' variable defaults: they name every variable an inventory
 /// may set. Errors: [`Error::Io`] when the file cannot be read, [`Error::Invalid`] with
 /// every problem found (each at file:line:col) when it is not a valid inventory.
-pub fn load(path: &Path, defaults: &std::collections::BTreeMap<String, VarValue>) -> Result<Inventory, Error> {
+pub fn load(
+    path: &Path,
+    defaults: &std::collections::BTreeMap<String, VarValue>,
+) -> Result<Inventory, Error> {
     let name = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(format!("reading inventory {name}"), e))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("reading inventory {name}"), e))?;
     if meta.len() > MAX_INVENTORY_BYTES {
         let p = Problem::at(
-            format!("inventory is {} bytes, over the {} byte budget", meta.len(), MAX_INVENTORY_BYTES),
+            format!(
+                "inventory is {} bytes, over the {} byte budget",
+                meta.len(),
+                MAX_INVENTORY_BYTES
+            ),
             (0, 0),
             "this file",
         )
         .help("is this the right file? An inventory of a thousand hosts is about 200 KiB");
-        return Err(Error::Invalid(Box::new(FileProblems::new(&name, String::new(), vec![p]))));
+        return Err(Error::Invalid(Box::new(FileProblems::new(
+            &name,
+            String::new(),
+            vec![p],
+        ))));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading inventory {name}"), e))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("reading inventory {name}"), e))?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
@@ -44,7 +57,11 @@ pub fn load(path: &Path, defaults: &std::collections::BTreeMap<String, VarValue>
             // The lossy text replaces the bad byte with U+FFFD (3 bytes); its offset is the same.
             let p = Problem::at("inventory is not valid UTF-8", (at, 1), "invalid byte here")
                 .help("save the file as UTF-8");
-            return Err(Error::Invalid(Box::new(FileProblems::new(&name, lossy, vec![p]))));
+            return Err(Error::Invalid(Box::new(FileProblems::new(
+                &name,
+                lossy,
+                vec![p],
+            ))));
         }
     };
     let raw = parse(&name, &text)?;
@@ -56,10 +73,18 @@ pub fn parse(name: &str, text: &str) -> Result<RawInventory, Error> {
     if is_blank(text) {
         let p = Problem::at("inventory is empty", (0, 0), "nothing here")
             .help("an inventory needs `fleet:` and `hosts:`; see inventories/lab.yml");
-        return Err(Error::Invalid(Box::new(FileProblems::new(name, text.to_string(), vec![p]))));
+        return Err(Error::Invalid(Box::new(FileProblems::new(
+            name,
+            text.to_string(),
+            vec![p],
+        ))));
     }
     serde_saphyr::from_str::<RawInventory>(text).map_err(|e| {
-        Error::Invalid(Box::new(FileProblems::new(name, text.to_string(), vec![yaml_problem(&e, text)])))
+        Error::Invalid(Box::new(FileProblems::new(
+            name,
+            text.to_string(),
+            vec![yaml_problem(&e, text)],
+        )))
     })
 }
 
@@ -79,7 +104,10 @@ pub fn yaml_problem(e: &serde_saphyr::Error, text: &str) -> Problem {
     if let Some(i) = message.find(" at line ") {
         message.truncate(i);
     }
-    let span = inner.location().map(|l| span_of(&l, text)).unwrap_or((0, 0));
+    let span = inner
+        .location()
+        .map(|l| span_of(&l, text))
+        .unwrap_or((0, 0));
     let mut help = None;
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((given, expected)) = rest.split_once('`') {
@@ -97,7 +125,11 @@ pub fn yaml_problem(e: &serde_saphyr::Error, text: &str) -> Problem {
     } else if message.contains("duplicate") {
         help = Some("each key may appear once in a mapping; for hosts, each name once".into());
     }
-    let label = if message.starts_with("missing field") { "in this mapping" } else { "here" };
+    let label = if message.starts_with("missing field") {
+        "in this mapping"
+    } else {
+        "here"
+    };
     let p = Problem::at(message, span, label);
     match help {
         Some(h) => p.help(h),

@@ -41,8 +41,14 @@ pub fn validate(
     digest: String,
     defaults: &BTreeMap<String, VarValue>,
 ) -> Result<Inventory, Error> {
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let mut c = Checker { text: &text, problems: Vec::new() };
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut c = Checker {
+        text: &text,
+        problems: Vec::new(),
+    };
 
     // fleet
     let fleet = &raw.fleet;
@@ -54,15 +60,29 @@ pub fn validate(
         "mariadb" => Flavor::Mariadb,
         "mysql" => Flavor::Mysql,
         other => {
-            let mut p = Problem::at(format!("unknown flavor `{other}`"), c.span(&fleet.flavor), "not a flavor");
-            p = p.help(did_you_mean(other, Flavor::NAMES.iter().copied()).unwrap_or_else(|| "flavor is `mariadb` or `mysql`".into()));
+            let mut p = Problem::at(
+                format!("unknown flavor `{other}`"),
+                c.span(&fleet.flavor),
+                "not a flavor",
+            );
+            p = p.help(
+                did_you_mean(other, Flavor::NAMES.iter().copied())
+                    .unwrap_or_else(|| "flavor is `mariadb` or `mysql`".into()),
+            );
             c.push(p);
             Flavor::Mariadb
         }
     };
     if !is_version(&fleet.version.value) {
         let s = c.span(&fleet.version);
-        c.push(Problem::at(format!("version `{}` is not MAJOR.MINOR", fleet.version.value), s, "e.g. \"10.11\" or \"8.0\"").help("quote it: `version: \"10.11\"` (unquoted 10.10 would be read as a number)"));
+        c.push(
+            Problem::at(
+                format!("version `{}` is not MAJOR.MINOR", fleet.version.value),
+                s,
+                "e.g. \"10.11\" or \"8.0\"",
+            )
+            .help("quote it: `version: \"10.11\"` (unquoted 10.10 would be read as a number)"),
+        );
     }
     let fleet_ssh = fleet.ssh.as_ref();
     let host_key_policy = match fleet_ssh.and_then(|s| s.host_key_checking.as_ref()) {
@@ -72,7 +92,14 @@ pub fn validate(
             "accept-new" => HostKeyPolicy::AcceptNew,
             other => {
                 let s = c.span(v);
-                c.push(Problem::at(format!("unknown host_key_checking `{other}`"), s, "not a policy").help("use `strict` or `accept-new`"));
+                c.push(
+                    Problem::at(
+                        format!("unknown host_key_checking `{other}`"),
+                        s,
+                        "not a policy",
+                    )
+                    .help("use `strict` or `accept-new`"),
+                );
                 HostKeyPolicy::Strict
             }
         },
@@ -91,7 +118,9 @@ pub fn validate(
     let raw_hosts = &raw.hosts.value.0;
     if raw_hosts.is_empty() {
         let s = c.span(&raw.hosts);
-        c.push(Problem::at("the inventory has no hosts", s, "empty").help("add hosts under `hosts:`"));
+        c.push(
+            Problem::at("the inventory has no hosts", s, "empty").help("add hosts under `hosts:`"),
+        );
     }
     let names: Vec<&str> = raw_hosts.iter().map(|(k, _)| k.value.as_str()).collect();
     let mut first_by_name: HashMap<&str, (usize, usize)> = HashMap::new();
@@ -99,12 +128,27 @@ pub fn validate(
     for (key, rh) in raw_hosts {
         let kspan = c.span(key);
         if let Some(first) = first_by_name.get(key.value.as_str()) {
-            c.push(Problem::at(format!("duplicate host `{}`", key.value), kspan, "defined again here").also(*first, "first defined here").help("host names are unique; rename or remove one"));
+            c.push(
+                Problem::at(
+                    format!("duplicate host `{}`", key.value),
+                    kspan,
+                    "defined again here",
+                )
+                .also(*first, "first defined here")
+                .help("host names are unique; rename or remove one"),
+            );
             continue;
         }
         first_by_name.insert(&key.value, kspan);
         if !is_host_name(&key.value) {
-            c.push(Problem::at(format!("host name `{}` is not valid", key.value), kspan, "here").help("use letters, digits, `-`, `_` and `.`"));
+            c.push(
+                Problem::at(
+                    format!("host name `{}` is not valid", key.value),
+                    kspan,
+                    "here",
+                )
+                .help("use letters, digits, `-`, `_` and `.`"),
+            );
         }
         let h = &rh.value;
         if h.address.value.trim().is_empty() {
@@ -116,29 +160,57 @@ pub fn validate(
             match Role::parse(&r.value) {
                 Some(role) if roles.contains(&role) => {
                     let s = c.span(r);
-                    c.push(Problem::at(format!("role `{}` listed twice", r.value), s, "again here"));
+                    c.push(Problem::at(
+                        format!("role `{}` listed twice", r.value),
+                        s,
+                        "again here",
+                    ));
                 }
                 Some(role) => roles.push(role),
                 None => {
                     let s = c.span(r);
                     let help = did_you_mean(&r.value, Role::NAMES.iter().copied())
                         .unwrap_or_else(|| format!("roles are: {}", Role::NAMES.join(", ")));
-                    c.push(Problem::at(format!("unknown role `{}`", r.value), s, "not a role").help(help));
+                    c.push(
+                        Problem::at(format!("unknown role `{}`", r.value), s, "not a role")
+                            .help(help),
+                    );
                 }
             }
         }
         let roles_span = c.span(&h.roles);
         if h.roles.value.is_empty() {
-            c.push(Problem::at(format!("host `{}` has no roles", key.value), roles_span, "empty").help(format!("roles are: {}", Role::NAMES.join(", "))));
+            c.push(
+                Problem::at(
+                    format!("host `{}` has no roles", key.value),
+                    roles_span,
+                    "empty",
+                )
+                .help(format!("roles are: {}", Role::NAMES.join(", "))),
+            );
         }
         if roles.contains(&Role::Primary) && roles.contains(&Role::Replica) {
-            c.push(Problem::at(format!("host `{}` is both primary and replica", key.value), roles_span, "pick one").help("a host replicates from a source or is the cluster's primary, not both"));
+            c.push(
+                Problem::at(
+                    format!("host `{}` is both primary and replica", key.value),
+                    roles_span,
+                    "pick one",
+                )
+                .help("a host replicates from a source or is the cluster's primary, not both"),
+            );
         }
         let is_db = roles.iter().any(|r| r.is_database());
         let server_id = match &h.server_id {
             Some(sid) if !(1..=4_294_967_295).contains(&sid.value) => {
                 let s = c.span(sid);
-                c.push(Problem::at(format!("server_id {} is out of range", sid.value), s, "here").help("server_id is 1..=4294967295 (MariaDB KB: server_id)"));
+                c.push(
+                    Problem::at(
+                        format!("server_id {} is out of range", sid.value),
+                        s,
+                        "here",
+                    )
+                    .help("server_id is 1..=4294967295 (MariaDB KB: server_id)"),
+                );
                 None
             }
             Some(sid) if !is_db => {
@@ -149,19 +221,44 @@ pub fn validate(
             Some(sid) => Some(sid.value as u32),
             None => {
                 if is_db {
-                    let role = if roles.contains(&Role::Primary) { "primary" } else { "replica" };
-                    c.push(Problem::at(format!("{role} `{}` needs a server_id", key.value), kspan, "this host").help("add `server_id: N` (1..=4294967295, unique in the fleet)"));
+                    let role = if roles.contains(&Role::Primary) {
+                        "primary"
+                    } else {
+                        "replica"
+                    };
+                    c.push(
+                        Problem::at(
+                            format!("{role} `{}` needs a server_id", key.value),
+                            kspan,
+                            "this host",
+                        )
+                        .help("add `server_id: N` (1..=4294967295, unique in the fleet)"),
+                    );
                 }
                 None
             }
         };
         if roles.contains(&Role::Replica) && h.source.is_none() {
-            c.push(Problem::at(format!("replica `{}` needs a source", key.value), kspan, "this host").help("add `source: HOST`, the host it replicates from"));
+            c.push(
+                Problem::at(
+                    format!("replica `{}` needs a source", key.value),
+                    kspan,
+                    "this host",
+                )
+                .help("add `source: HOST`, the host it replicates from"),
+            );
         }
         if let Some(src) = &h.source {
             if !roles.contains(&Role::Replica) {
                 let s = c.span(src);
-                c.push(Problem::at(format!("host `{}` has a source but is not a replica", key.value), s, "here").help("only replicas have a source; remove it or add the `replica` role"));
+                c.push(
+                    Problem::at(
+                        format!("host `{}` has a source but is not a replica", key.value),
+                        s,
+                        "here",
+                    )
+                    .help("only replicas have a source; remove it or add the `replica` role"),
+                );
             }
         }
         let vars = {
@@ -176,7 +273,11 @@ pub fn validate(
             roles,
             server_id,
             source: h.source.as_ref().map(|s| s.value.clone()),
-            cluster: h.cluster.as_ref().map(|s| s.value.clone()).unwrap_or_else(|| fleet.name.value.clone()),
+            cluster: h
+                .cluster
+                .as_ref()
+                .map(|s| s.value.clone())
+                .unwrap_or_else(|| fleet.name.value.clone()),
             ssh: ssh_settings(fleet_ssh, h.ssh.as_ref(), &base),
             vars,
         });
@@ -188,7 +289,15 @@ pub fn validate(
         if let Some(sid) = &rh.value.server_id {
             let s = c.span(sid);
             if let Some(first) = by_id.get(&sid.value) {
-                c.push(Problem::at(format!("server_id {} is used twice", sid.value), s, "used again here").also(*first, "first used here").help("each server in a replication topology needs its own server_id"));
+                c.push(
+                    Problem::at(
+                        format!("server_id {} is used twice", sid.value),
+                        s,
+                        "used again here",
+                    )
+                    .also(*first, "first used here")
+                    .help("each server in a replication topology needs its own server_id"),
+                );
             } else {
                 by_id.insert(sid.value, s);
             }
@@ -196,25 +305,59 @@ pub fn validate(
     }
 
     // replica sources
-    let span_of_host: HashMap<&str, &Spanned<super::schema::RawHost>> = raw_hosts.iter().map(|(k, v)| (k.value.as_str(), v)).collect();
+    let span_of_host: HashMap<&str, &Spanned<super::schema::RawHost>> = raw_hosts
+        .iter()
+        .map(|(k, v)| (k.value.as_str(), v))
+        .collect();
     for h in &hosts {
         let Some(src) = &h.source else { continue };
-        let Some(raw_src) = span_of_host[h.name.as_str()].value.source.as_ref() else { continue };
+        let Some(raw_src) = span_of_host[h.name.as_str()].value.source.as_ref() else {
+            continue;
+        };
         let s = c.span(raw_src);
         if src == &h.name {
-            c.push(Problem::at(format!("replica `{}` replicates from itself", h.name), s, "itself").help("name the host it replicates from"));
+            c.push(
+                Problem::at(
+                    format!("replica `{}` replicates from itself", h.name),
+                    s,
+                    "itself",
+                )
+                .help("name the host it replicates from"),
+            );
             continue;
         }
         match hosts.iter().find(|o| &o.name == src) {
             None => {
-                let help = did_you_mean(src, names.iter().copied()).unwrap_or_else(|| format!("known hosts: {}", names.join(", ")));
-                c.push(Problem::at(format!("source `{src}` is not a host of this inventory"), s, "unknown host").help(help));
+                let help = did_you_mean(src, names.iter().copied())
+                    .unwrap_or_else(|| format!("known hosts: {}", names.join(", ")));
+                c.push(
+                    Problem::at(
+                        format!("source `{src}` is not a host of this inventory"),
+                        s,
+                        "unknown host",
+                    )
+                    .help(help),
+                );
             }
             Some(o) if !o.is_database() => {
-                c.push(Problem::at(format!("source `{src}` is not a database host"), s, "no primary or replica role").help("a replica's source is a `primary` or another `replica`"));
+                c.push(
+                    Problem::at(
+                        format!("source `{src}` is not a database host"),
+                        s,
+                        "no primary or replica role",
+                    )
+                    .help("a replica's source is a `primary` or another `replica`"),
+                );
             }
             Some(o) if o.cluster != h.cluster => {
-                c.push(Problem::at(format!("source `{src}` is in cluster `{}`, not `{}`", o.cluster, h.cluster), s, "other cluster"));
+                c.push(Problem::at(
+                    format!(
+                        "source `{src}` is in cluster `{}`, not `{}`",
+                        o.cluster, h.cluster
+                    ),
+                    s,
+                    "other cluster",
+                ));
             }
             Some(_) => {
                 // Follow the chain; a walk longer than the host count is a cycle.
@@ -246,12 +389,22 @@ pub fn validate(
         match primaries.len() {
             0 => {
                 let first = members[0];
-                let p = Problem::at(format!("cluster `{cluster}` has no primary"), roles_span(&first.name), "no host of the cluster is `primary`").help("give exactly one database host of the cluster the `primary` role");
+                let p = Problem::at(
+                    format!("cluster `{cluster}` has no primary"),
+                    roles_span(&first.name),
+                    "no host of the cluster is `primary`",
+                )
+                .help("give exactly one database host of the cluster the `primary` role");
                 c.push(p);
             }
             1 => {}
             _ => {
-                let mut p = Problem::at(format!("cluster `{cluster}` has {} primaries", primaries.len()), roles_span(&primaries[1].name), "second primary").also(roles_span(&primaries[0].name), "first primary");
+                let mut p = Problem::at(
+                    format!("cluster `{cluster}` has {} primaries", primaries.len()),
+                    roles_span(&primaries[1].name),
+                    "second primary",
+                )
+                .also(roles_span(&primaries[0].name), "first primary");
                 p = p.help("a cluster has one primary; make the others replicas with a `source`");
                 c.push(p);
             }
@@ -260,7 +413,9 @@ pub fn validate(
 
     if !c.problems.is_empty() {
         let problems = std::mem::take(&mut c.problems);
-        return Err(Error::Invalid(Box::new(FileProblems::new(name, text, problems))));
+        return Err(Error::Invalid(Box::new(FileProblems::new(
+            name, text, problems,
+        ))));
     }
     Ok(Inventory {
         path: path.to_path_buf(),
@@ -274,19 +429,34 @@ pub fn validate(
     })
 }
 
-fn check_vars(c: &mut Checker, vars: &Entries<Spanned<serde_json::Value>>, defaults: &BTreeMap<String, VarValue>) -> BTreeMap<String, VarValue> {
+fn check_vars(
+    c: &mut Checker,
+    vars: &Entries<Spanned<serde_json::Value>>,
+    defaults: &BTreeMap<String, VarValue>,
+) -> BTreeMap<String, VarValue> {
     let mut out = BTreeMap::new();
     for (k, v) in &vars.0 {
         if !defaults.contains_key(&k.value) {
             let s = c.span(k);
             let help = did_you_mean(&k.value, defaults.keys().map(String::as_str))
                 .unwrap_or_else(|| "variables are declared in playbooks/defaults.yml".into());
-            c.push(Problem::at(format!("unknown variable `{}`", k.value), s, "not a variable").help(help));
+            c.push(
+                Problem::at(
+                    format!("unknown variable `{}`", k.value),
+                    s,
+                    "not a variable",
+                )
+                .help(help),
+            );
             continue;
         }
         if v.value.is_object() || v.value.is_array() || v.value.is_null() {
             let s = c.span(v);
-            c.push(Problem::at(format!("variable `{}` must be a string, number or boolean", k.value), s, "not a scalar"));
+            c.push(Problem::at(
+                format!("variable `{}` must be a string, number or boolean", k.value),
+                s,
+                "not a scalar",
+            ));
             continue;
         }
         out.insert(k.value.clone(), v.value.clone());
@@ -294,12 +464,27 @@ fn check_vars(c: &mut Checker, vars: &Entries<Spanned<serde_json::Value>>, defau
     out
 }
 
-fn check_secret(c: &mut Checker, key: &Spanned<String>, value: &Spanned<RawSecret>) -> Option<SecretSource> {
+fn check_secret(
+    c: &mut Checker,
+    key: &Spanned<String>,
+    value: &Spanned<RawSecret>,
+) -> Option<SecretSource> {
     let s = c.span(value);
-    let RawSecret { env, file, generate } = &value.value;
+    let RawSecret {
+        env,
+        file,
+        generate,
+    } = &value.value;
     let n = env.is_some() as u8 + file.is_some() as u8 + generate.is_some() as u8;
     if n != 1 {
-        c.push(Problem::at(format!("secret `{}` needs exactly one source", key.value), s, "here").help("write `{env: NAME}`, `{file: PATH}` or `{generate: LENGTH}`"));
+        c.push(
+            Problem::at(
+                format!("secret `{}` needs exactly one source", key.value),
+                s,
+                "here",
+            )
+            .help("write `{env: NAME}`, `{file: PATH}` or `{generate: LENGTH}`"),
+        );
         return None;
     }
     if let Some(e) = env {
@@ -310,9 +495,20 @@ fn check_secret(c: &mut Checker, key: &Spanned<String>, value: &Spanned<RawSecre
     }
     match generate {
         Some(serde_json::Value::Bool(true)) => Some(SecretSource::Generate(32)),
-        Some(serde_json::Value::Number(n)) if n.as_u64().is_some_and(|n| (16..=256).contains(&n)) => Some(SecretSource::Generate(n.as_u64().unwrap_or(32) as usize)),
+        Some(serde_json::Value::Number(n))
+            if n.as_u64().is_some_and(|n| (16..=256).contains(&n)) =>
+        {
+            Some(SecretSource::Generate(n.as_u64().unwrap_or(32) as usize))
+        }
         _ => {
-            c.push(Problem::at(format!("secret `{}`: generate takes a length from 16 to 256, or true", key.value), s, "here"));
+            c.push(Problem::at(
+                format!(
+                    "secret `{}`: generate takes a length from 16 to 256, or true",
+                    key.value
+                ),
+                s,
+                "here",
+            ));
             None
         }
     }
@@ -322,11 +518,18 @@ fn ssh_settings(fleet: Option<&RawSsh>, host: Option<&RawSsh>, base: &Path) -> S
     let pick = |f: fn(&RawSsh) -> Option<String>| host.and_then(f).or_else(|| fleet.and_then(f));
     let resolve = |p: String| {
         let p = PathBuf::from(p);
-        if p.is_absolute() || p.starts_with("~") { p } else { base.join(p) }
+        if p.is_absolute() || p.starts_with("~") {
+            p
+        } else {
+            base.join(p)
+        }
     };
     SshSettings {
         user: pick(|s| s.user.clone()),
-        port: host.and_then(|s| s.port.as_ref()).or_else(|| fleet.and_then(|s| s.port.as_ref())).map(|p| p.value),
+        port: host
+            .and_then(|s| s.port.as_ref())
+            .or_else(|| fleet.and_then(|s| s.port.as_ref()))
+            .map(|p| p.value),
         identity: pick(|s| s.identity.clone()).map(resolve),
         config: pick(|s| s.config.clone()).map(resolve),
     }
@@ -334,10 +537,15 @@ fn ssh_settings(fleet: Option<&RawSsh>, host: Option<&RawSsh>, base: &Path) -> S
 
 fn is_version(v: &str) -> bool {
     let mut parts = v.split('.');
-    let ok = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    ok(parts.next()) && ok(parts.next()) && parts.all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    let ok =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    ok(parts.next())
+        && ok(parts.next())
+        && parts.all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn is_host_name(n: &str) -> bool {
-    !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }

@@ -13,11 +13,27 @@ use crate::error::Error;
 /// Errors: [`Error::Io`] when the file cannot be written.
 pub fn save(plan: &Plan, path: &Path) -> Result<(), Error> {
     let ctx = || format!("writing plan {}", path.display());
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("plan")));
-    let json = serde_json::to_vec_pretty(plan).map_err(|e| Error::io(ctx(), std::io::Error::other(e)))?;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| Error::io(ctx(), e))?;
-    f.write_all(&json).and_then(|_| f.write_all(b"\n")).and_then(|_| f.sync_all()).map_err(|e| Error::io(ctx(), e))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("plan")
+    ));
+    let json =
+        serde_json::to_vec_pretty(plan).map_err(|e| Error::io(ctx(), std::io::Error::other(e)))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io(ctx(), e))?;
+    f.write_all(&json)
+        .and_then(|_| f.write_all(b"\n"))
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(ctx(), e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(ctx(), e))
 }
 
@@ -26,12 +42,21 @@ pub fn save(plan: &Plan, path: &Path) -> Result<(), Error> {
 /// Errors: [`Error::Io`] when unreadable, [`Error::PlanFile`] when it is not a plan of
 /// this format version.
 pub fn load(path: &Path) -> Result<Plan, Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading plan {}", path.display()), e))?;
-    let err = |reason: String| Error::PlanFile { path: path.display().to_string(), reason };
-    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| err(format!("not JSON: {e}")))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::io(format!("reading plan {}", path.display()), e))?;
+    let err = |reason: String| Error::PlanFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| err(format!("not JSON: {e}")))?;
     match v.get("format_version").and_then(|v| v.as_u64()) {
         Some(n) if n == FORMAT_VERSION as u64 => {}
-        Some(n) => return Err(err(format!("format version {n}; this dbfleet reads version {FORMAT_VERSION}"))),
+        Some(n) => {
+            return Err(err(format!(
+                "format version {n}; this dbfleet reads version {FORMAT_VERSION}"
+            )));
+        }
         None => return Err(err("not a dbfleet plan (no format_version)".into())),
     }
     serde_json::from_value(v).map_err(|e| err(format!("malformed: {e}")))

@@ -85,7 +85,10 @@ impl Plan {
     }
     /// Recomputes [`Plan::summary`] from the changes.
     pub fn summarize(&mut self) {
-        let mut s = Summary { hosts: self.hosts.len(), ..Summary::default() };
+        let mut s = Summary {
+            hosts: self.hosts.len(),
+            ..Summary::default()
+        };
         for h in &self.hosts {
             if !h.changes.is_empty() {
                 s.hosts_changed += 1;
@@ -107,7 +110,8 @@ impl Plan {
 /// the state derives from a secret.
 pub fn digest(state: &str, sensitive: bool, key: &[u8]) -> String {
     if sensitive {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
         mac.update(state.as_bytes());
         format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
     } else {

@@ -10,8 +10,20 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
 ];
 
 pub const TEMPLATES: &[(&str, &str)] = &[
-    ("limits.conf.j2", include_str!("../../templates/limits.conf.j2")),
-    ("logrotate-slow.j2", include_str!("../../templates/logrotate-slow.j2")),
-    ("monitor.cnf.j2", include_str!("../../templates/monitor.cnf.j2")),
-    ("mysqld.cnf.j2", include_str!("../../templates/mysqld.cnf.j2")),
+    (
+        "limits.conf.j2",
+        include_str!("../../templates/limits.conf.j2"),
+    ),
+    (
+        "logrotate-slow.j2",
+        include_str!("../../templates/logrotate-slow.j2"),
+    ),
+    (
+        "monitor.cnf.j2",
+        include_str!("../../templates/monitor.cnf.j2"),
+    ),
+    (
+        "mysqld.cnf.j2",
+        include_str!("../../templates/mysqld.cnf.j2"),
+    ),
 ];

@@ -169,44 +169,78 @@ impl Library {
     ///
     /// Errors: [`Error::Io`] for unreadable folders, [`Error::Invalid`] for a playbook that
     /// is not valid YAML of the shape above (located).
-    pub fn load(playbooks_dir: Option<&Path>, templates_dir: Option<&Path>) -> Result<Library, Error> {
+    pub fn load(
+        playbooks_dir: Option<&Path>,
+        templates_dir: Option<&Path>,
+    ) -> Result<Library, Error> {
         let pb_files: Vec<(String, String)> = match playbooks_dir {
             Some(d) => read_dir_files(d, &["yml", "yaml"])?,
-            None => embedded::PLAYBOOKS.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+            None => embedded::PLAYBOOKS
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
         };
         let templates: BTreeMap<String, String> = match templates_dir {
             Some(d) => read_dir_files(d, &[])?.into_iter().collect(),
-            None => embedded::TEMPLATES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+            None => embedded::TEMPLATES
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
         };
         let mut defaults = BTreeMap::new();
         let mut playbooks = Vec::new();
-        let dir_name = playbooks_dir.map(|d| d.display().to_string()).unwrap_or_else(|| "playbooks".into());
+        let dir_name = playbooks_dir
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "playbooks".into());
         for (file, text) in pb_files {
             let source = format!("{dir_name}/{file}");
-            let stem = file.trim_end_matches(".yml").trim_end_matches(".yaml").to_string();
+            let stem = file
+                .trim_end_matches(".yml")
+                .trim_end_matches(".yaml")
+                .to_string();
             if stem == "defaults" {
-                let d: BTreeMap<String, VarValue> = serde_saphyr::from_str(&text).map_err(|e| located(&source, &text, &e))?;
+                let d: BTreeMap<String, VarValue> =
+                    serde_saphyr::from_str(&text).map_err(|e| located(&source, &text, &e))?;
                 defaults = d;
                 continue;
             }
-            let pb: Playbook = serde_saphyr::from_str(&text).map_err(|e| located(&source, &text, &e))?;
+            let pb: Playbook =
+                serde_saphyr::from_str(&text).map_err(|e| located(&source, &text, &e))?;
             playbooks.push((stem, source, text, pb));
         }
         playbooks.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Library { playbooks, defaults, templates })
+        Ok(Library {
+            playbooks,
+            defaults,
+            templates,
+        })
     }
 }
 
 fn located(source: &str, text: &str, e: &serde_saphyr::Error) -> Error {
     let p = crate::inventory::load::yaml_problem(e, text);
-    Error::Invalid(Box::new(FileProblems::new(source, text.to_string(), vec![p])))
+    Error::Invalid(Box::new(FileProblems::new(
+        source,
+        text.to_string(),
+        vec![p],
+    )))
 }
 
 /// A problem at a task's name in its playbook file.
-pub fn task_problem(source: &str, text: &str, name: &Spanned<String>, message: String, help: Option<String>) -> Error {
+pub fn task_problem(
+    source: &str,
+    text: &str,
+    name: &Spanned<String>,
+    message: String,
+    help: Option<String>,
+) -> Error {
     let mut p = Problem::at(message, span_of(&name.referenced, text), "this task");
     p.help = help;
-    Error::Invalid(Box::new(FileProblems::new(source, text.to_string(), vec![p])))
+    Error::Invalid(Box::new(FileProblems::new(
+        source,
+        text.to_string(),
+        vec![p],
+    )))
 }
 
 /// Files under `dir` (recursively), as (relative path, text), sorted; `exts` filters by
@@ -215,7 +249,8 @@ fn read_dir_files(dir: &Path, exts: &[&str]) -> Result<Vec<(String, String)>, Er
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let rd = std::fs::read_dir(&d).map_err(|e| Error::io(format!("reading {}", d.display()), e))?;
+        let rd =
+            std::fs::read_dir(&d).map_err(|e| Error::io(format!("reading {}", d.display()), e))?;
         for entry in rd {
             let entry = entry.map_err(|e| Error::io(format!("reading {}", d.display()), e))?;
             let p = entry.path();
@@ -227,8 +262,13 @@ fn read_dir_files(dir: &Path, exts: &[&str]) -> Result<Vec<(String, String)>, Er
             if !exts.is_empty() && !exts.contains(&ext) {
                 continue;
             }
-            let text = std::fs::read_to_string(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
-            let rel = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+            let rel = p
+                .strip_prefix(dir)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
             out.push((rel, text));
         }
     }

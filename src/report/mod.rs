@@ -41,9 +41,19 @@ fn action_color(color: bool, a: Action, s: &str) -> String {
 pub fn render_plan(plan: &Plan, style: Style) -> String {
     let c = style.color;
     let mut out = String::new();
-    let width = plan.hosts.iter().flat_map(|h| h.changes.iter().map(|c| c.task.chars().count())).max().unwrap_or(0);
+    let width = plan
+        .hosts
+        .iter()
+        .flat_map(|h| h.changes.iter().map(|c| c.task.chars().count()))
+        .max()
+        .unwrap_or(0);
     for hp in plan.hosts.iter().filter(|h| !h.changes.is_empty()) {
-        let _ = writeln!(out, "{} ({})", paint(c, &hp.host, |s| s.bold().to_string()), crate::diagnostics::plural(hp.changes.len(), "change"));
+        let _ = writeln!(
+            out,
+            "{} ({})",
+            paint(c, &hp.host, |s| s.bold().to_string()),
+            crate::diagnostics::plural(hp.changes.len(), "change")
+        );
         for ch in &hp.changes {
             let sym = action_color(c, ch.action, &ch.action.symbol().to_string());
             let mut line = ch.summary.clone();
@@ -86,11 +96,19 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
     if plan.is_empty() {
-        return format!("No changes: {} match the inventory.", crate::diagnostics::plural(s.hosts, "host"));
+        return format!(
+            "No changes: {} match the inventory.",
+            crate::diagnostics::plural(s.hosts, "host")
+        );
     }
     format!(
         "Plan: {} to create, {} to update, {} to delete, {} to run, on {} of {}.",
-        s.create, s.update, s.delete, s.run, s.hosts_changed, crate::diagnostics::plural(s.hosts, "host")
+        s.create,
+        s.update,
+        s.delete,
+        s.run,
+        s.hosts_changed,
+        crate::diagnostics::plural(s.hosts, "host")
     )
 }
 
@@ -109,15 +127,31 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(style: Style) -> Reporter {
-        Reporter { style, bar: Mutex::new(None) }
+        Reporter {
+            style,
+            bar: Mutex::new(None),
+        }
     }
     fn new_bar(&self, len: usize, what: &str) {
-        let target = if self.style.quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
+        let target = if self.style.quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
         let bar = ProgressBar::with_draw_target(Some(len as u64), target);
-        bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
         bar.set_message(what.to_string());
         bar.enable_steady_tick(Duration::from_millis(120));
-        if let Some(old) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).replace(bar) {
+        if let Some(old) = self
+            .bar
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(bar)
+        {
             old.finish_and_clear();
         }
     }
@@ -156,7 +190,10 @@ impl EventSink for Reporter {
             Event::Unreachable { host, error } => {
                 self.with_bar(|b| b.inc(1));
                 let guard = self.bar.lock().unwrap_or_else(|e| e.into_inner());
-                let text = format!("{}: {error}\n", paint(c, &format!("unreachable {host}"), |s| s.red().to_string()));
+                let text = format!(
+                    "{}: {error}\n",
+                    paint(c, &format!("unreachable {host}"), |s| s.red().to_string())
+                );
                 let write = || {
                     let _ = std::io::stderr().write_all(text.as_bytes());
                 };
@@ -166,14 +203,30 @@ impl EventSink for Reporter {
                 }
             }
             Event::ApplyStarted { changes } => self.new_bar(changes, "applying"),
-            Event::TaskStarted { host, task, .. } => self.with_bar(|b| b.set_message(format!("{host}: {task}"))),
-            Event::TaskFinished { host, task, outcome, elapsed } => {
+            Event::TaskStarted { host, task, .. } => {
+                self.with_bar(|b| b.set_message(format!("{host}: {task}")))
+            }
+            Event::TaskFinished {
+                host,
+                task,
+                outcome,
+                elapsed,
+            } => {
                 self.with_bar(|b| b.inc(1));
                 let secs = format!("{:.2}s", elapsed.as_secs_f64());
                 let text = match outcome {
-                    Outcome::Changed => format!("{host}: {task} … {} ({secs})\n", paint(c, "changed", |s| s.green().to_string())),
-                    Outcome::Failed(e) => format!("{host}: {task} … {} ({secs}): {e}\n", paint(c, "FAILED", |s| s.red().bold().to_string())),
-                    Outcome::Skipped(r) => format!("{host}: {task} … {} ({r})\n", paint(c, "skipped", |s| s.yellow().to_string())),
+                    Outcome::Changed => format!(
+                        "{host}: {task} … {} ({secs})\n",
+                        paint(c, "changed", |s| s.green().to_string())
+                    ),
+                    Outcome::Failed(e) => format!(
+                        "{host}: {task} … {} ({secs}): {e}\n",
+                        paint(c, "FAILED", |s| s.red().bold().to_string())
+                    ),
+                    Outcome::Skipped(r) => format!(
+                        "{host}: {task} … {} ({r})\n",
+                        paint(c, "skipped", |s| s.yellow().to_string())
+                    ),
                 };
                 self.line(text);
             }

@@ -20,7 +20,9 @@ impl CmdRes {
     pub fn probe(&self) -> String {
         match (&self.creates, &self.unless) {
             (Some(p), _) => format!("[ -e {} ] && echo skip || echo run", q(p)),
-            (None, Some(u)) => format!("( {u}\n) >/dev/null 2>&1 </dev/null && echo skip || echo run"),
+            (None, Some(u)) => {
+                format!("( {u}\n) >/dev/null 2>&1 </dev/null && echo skip || echo run")
+            }
             (None, None) => "echo run".into(),
         }
     }

@@ -12,7 +12,10 @@ pub struct DirRes {
 
 impl DirRes {
     pub fn state(&self) -> String {
-        format!("directory mode={:04o} owner={} group={}", self.mode, self.owner, self.group)
+        format!(
+            "directory mode={:04o} owner={} group={}",
+            self.mode, self.owner, self.group
+        )
     }
     /// Prints `dir MODE OWNER GROUP`, `other KIND` or `absent`.
     pub fn probe(&self) -> String {
@@ -26,22 +29,52 @@ impl DirRes {
         let line = facts.lines().next().unwrap_or("").trim();
         let w: Vec<&str> = line.split_whitespace().collect();
         let (action, summary, before) = match w.as_slice() {
-            ["absent"] => (Action::Create, format!("create folder {} ({:04o} {}:{})", self.path, self.mode, self.owner, self.group), "absent".to_string()),
-            ["other", kind] => return Err(format!("{} exists and is a {kind}, not a folder", self.path)),
+            ["absent"] => (
+                Action::Create,
+                format!(
+                    "create folder {} ({:04o} {}:{})",
+                    self.path, self.mode, self.owner, self.group
+                ),
+                "absent".to_string(),
+            ),
+            ["other", kind] => {
+                return Err(format!(
+                    "{} exists and is a {kind}, not a folder",
+                    self.path
+                ));
+            }
             ["dir", mode, owner, group] => {
                 let mode = u32::from_str_radix(mode, 8).map_err(|_| format!("bad mode {mode}"))?;
                 let before = format!("directory mode={mode:04o} owner={owner} group={group}");
                 if before == self.state() {
                     return Ok(None);
                 }
-                (Action::Update, format!("update folder {} (mode {mode:04o} {owner}:{group} → {:04o} {}:{})", self.path, self.mode, self.owner, self.group), before)
+                (
+                    Action::Update,
+                    format!(
+                        "update folder {} (mode {mode:04o} {owner}:{group} → {:04o} {}:{})",
+                        self.path, self.mode, self.owner, self.group
+                    ),
+                    before,
+                )
             }
             _ => return Err(format!("unexpected directory probe output: {line:?}")),
         };
-        Ok(Some(Assessment { action, summary, diff: None, before, notes: Vec::new() }))
+        Ok(Some(Assessment {
+            action,
+            summary,
+            diff: None,
+            before,
+            notes: Vec::new(),
+        }))
     }
     pub fn apply_script(&self) -> String {
         let p = q(&self.path);
-        format!("set -eu\nmkdir -p {p}\nchown {}:{} {p}\nchmod {:04o} {p}\n", q(&self.owner), q(&self.group), self.mode)
+        format!(
+            "set -eu\nmkdir -p {p}\nchown {}:{} {p}\nchmod {:04o} {p}\n",
+            q(&self.owner),
+            q(&self.group),
+            self.mode
+        )
     }
 }

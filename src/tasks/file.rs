@@ -41,7 +41,13 @@ pub enum Probed {
     Absent,
     /// Something that is not a regular file (a folder, a socket).
     NotFile(String),
-    Present { mode: u32, owner: String, group: String, sha256: String, content: Option<Vec<u8>> },
+    Present {
+        mode: u32,
+        owner: String,
+        group: String,
+        sha256: String,
+        content: Option<Vec<u8>>,
+    },
 }
 
 impl Probed {
@@ -56,7 +62,13 @@ impl Probed {
         match self {
             Probed::Absent => "absent".into(),
             Probed::NotFile(k) => format!("not-a-file {k}"),
-            Probed::Present { mode, owner, group, sha256, .. } => {
+            Probed::Present {
+                mode,
+                owner,
+                group,
+                sha256,
+                ..
+            } => {
                 format!("file mode={mode:04o} owner={owner} group={group} sha256={sha256}")
             }
         }
@@ -87,7 +99,9 @@ pub fn parse(facts: &str) -> Result<Probed, String> {
     let mut words = first.split_whitespace();
     match words.next() {
         Some("absent") => Ok(Probed::Absent),
-        Some("other") => Ok(Probed::NotFile(words.next().unwrap_or("unknown").to_string())),
+        Some("other") => Ok(Probed::NotFile(
+            words.next().unwrap_or("unknown").to_string(),
+        )),
         Some("present") => {
             let w: Vec<&str> = words.collect();
             if w.len() != 5 {
@@ -99,7 +113,13 @@ pub fn parse(facts: &str) -> Result<Probed, String> {
                 .map(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()))
                 .transpose()
                 .map_err(|e| format!("bad content encoding: {e}"))?;
-            Ok(Probed::Present { mode, owner: w[1].into(), group: w[2].into(), sha256: w[4].into(), content })
+            Ok(Probed::Present {
+                mode,
+                owner: w[1].into(),
+                group: w[2].into(),
+                sha256: w[4].into(),
+                content,
+            })
         }
         _ => Err(format!("unexpected file probe output: {first:?}")),
     }
@@ -114,7 +134,13 @@ impl FileRes {
         sha256_hex(&self.content)
     }
     pub fn state(&self) -> String {
-        format!("file mode={:04o} owner={} group={} sha256={}", self.mode, self.owner, self.group, self.sha256())
+        format!(
+            "file mode={:04o} owner={} group={} sha256={}",
+            self.mode,
+            self.owner,
+            self.group,
+            self.sha256()
+        )
     }
 
     pub fn assess(&self, facts: &str) -> Result<Option<Assessment>, String> {
@@ -126,11 +152,28 @@ impl FileRes {
         let (action, summary, diff) = match &cur {
             Probed::Absent => (
                 Action::Create,
-                format!("create {} ({} bytes, {:04o} {}:{})", self.path, self.content.len(), self.mode, self.owner, self.group),
+                format!(
+                    "create {} ({} bytes, {:04o} {}:{})",
+                    self.path,
+                    self.content.len(),
+                    self.mode,
+                    self.owner,
+                    self.group
+                ),
                 (!self.sensitive).then(|| unified_diff(&self.path, b"", &self.content, true)),
             ),
-            Probed::NotFile(k) => (Action::Update, format!("replace {} ({k}) with a file", self.path), None),
-            Probed::Present { mode, owner, group, sha256, content } => {
+            Probed::NotFile(k) => (
+                Action::Update,
+                format!("replace {} ({k}) with a file", self.path),
+                None,
+            ),
+            Probed::Present {
+                mode,
+                owner,
+                group,
+                sha256,
+                content,
+            } => {
                 let mut what = Vec::new();
                 if *sha256 != self.sha256() {
                     what.push("content".to_string());
@@ -139,28 +182,61 @@ impl FileRes {
                     what.push(format!("mode {mode:04o} → {:04o}", self.mode));
                 }
                 if owner != &self.owner || group != &self.group {
-                    what.push(format!("owner {owner}:{group} → {}:{}", self.owner, self.group));
+                    what.push(format!(
+                        "owner {owner}:{group} → {}:{}",
+                        self.owner, self.group
+                    ));
                 }
                 let diff = if self.sensitive || *sha256 == self.sha256() {
                     None
                 } else {
-                    content.as_ref().map(|old| unified_diff(&self.path, old, &self.content, false))
+                    content
+                        .as_ref()
+                        .map(|old| unified_diff(&self.path, old, &self.content, false))
                 };
-                (Action::Update, format!("update {} ({})", self.path, what.join(", ")), diff)
+                (
+                    Action::Update,
+                    format!("update {} ({})", self.path, what.join(", ")),
+                    diff,
+                )
             }
         };
-        Ok(Some(Assessment { action, summary, diff, before, notes: Vec::new() }))
+        Ok(Some(Assessment {
+            action,
+            summary,
+            diff,
+            before,
+            notes: Vec::new(),
+        }))
     }
 
     pub fn apply_script(&self, guard: Option<&str>) -> String {
-        write_script(&self.path, &self.content, self.mode, &self.owner, &self.group, guard)
+        write_script(
+            &self.path,
+            &self.content,
+            self.mode,
+            &self.owner,
+            &self.group,
+            guard,
+        )
     }
 }
 
 /// The atomic write script (see the module docs).
-pub fn write_script(path: &str, content: &[u8], mode: u32, owner: &str, group: &str, guard: Option<&str>) -> String {
+pub fn write_script(
+    path: &str,
+    content: &[u8],
+    mode: u32,
+    owner: &str,
+    group: &str,
+    guard: Option<&str>,
+) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(content);
-    let wrapped: Vec<&str> = b64.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
+    let wrapped: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap_or(""))
+        .collect();
     let p = q(path);
     let guard = guard.map(|g| format!(
         "cur=absent; [ -f {p} ] && cur=$(sha256sum < {p} | cut -c1-64)\n\
@@ -195,7 +271,10 @@ impl AbsentRes {
         let cur = parse(facts)?;
         match cur {
             Probed::Absent => Ok(None),
-            Probed::NotFile(k) => Err(format!("{} is a {k}, not a file; dbfleet removes files only", self.path)),
+            Probed::NotFile(k) => Err(format!(
+                "{} is a {k}, not a file; dbfleet removes files only",
+                self.path
+            )),
             Probed::Present { .. } => Ok(Some(Assessment {
                 action: Action::Delete,
                 summary: format!("delete {}", self.path),
@@ -221,6 +300,13 @@ pub fn unified_diff(path: &str, old: &[u8], new: &[u8], created: bool) -> String
     let old = String::from_utf8_lossy(old);
     let new = String::from_utf8_lossy(new);
     let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
-    let from = if created { "/dev/null".to_string() } else { format!("a{path}") };
-    diff.unified_diff().context_radius(3).header(&from, &format!("b{path}")).to_string()
+    let from = if created {
+        "/dev/null".to_string()
+    } else {
+        format!("a{path}")
+    };
+    diff.unified_diff()
+        .context_radius(3)
+        .header(&from, &format!("b{path}"))
+        .to_string()
 }

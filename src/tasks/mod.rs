@@ -155,7 +155,9 @@ impl Resource {
     /// value a saved plan's guard checks.
     pub fn guard_value(&self, facts: &str) -> Option<String> {
         match self {
-            Resource::File(_) | Resource::Absent(_) => Some(file::parse(facts).ok()?.sha_or_absent()),
+            Resource::File(_) | Resource::Absent(_) => {
+                Some(file::parse(facts).ok()?.sha_or_absent())
+            }
             Resource::Sysctl(s) => Some(file::parse(s.file_facts(facts)).ok()?.sha_or_absent()),
             _ => None,
         }

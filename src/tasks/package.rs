@@ -15,12 +15,19 @@ pub struct PkgRes {
 impl PkgRes {
     pub fn state(&self) -> String {
         let want = if self.present { "installed" } else { "absent" };
-        self.names.iter().map(|n| format!("{n}={want}")).collect::<Vec<_>>().join(" ")
+        self.names
+            .iter()
+            .map(|n| format!("{n}={want}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
     /// Prints `NAME<TAB>STATUS-ABBREV<TAB>VERSION` per known package.
     pub fn probe(&self) -> String {
         let names: Vec<String> = self.names.iter().map(|n| q(n)).collect();
-        format!("dpkg-query -W -f='${{Package}}\\t${{db:Status-Abbrev}}\\t${{Version}}\\n' {} 2>/dev/null || true", names.join(" "))
+        format!(
+            "dpkg-query -W -f='${{Package}}\\t${{db:Status-Abbrev}}\\t${{Version}}\\n' {} 2>/dev/null || true",
+            names.join(" ")
+        )
     }
     pub fn assess(&self, facts: &str) -> Result<Option<Assessment>, String> {
         let installed: Vec<(&str, &str)> = facts
@@ -31,23 +38,55 @@ impl PkgRes {
                 st.starts_with("ii").then_some((n, v))
             })
             .collect();
-        let is_installed = |n: &str| installed.iter().any(|(i, _)| *i == n || i.split(':').next() == Some(n));
+        let is_installed = |n: &str| {
+            installed
+                .iter()
+                .any(|(i, _)| *i == n || i.split(':').next() == Some(n))
+        };
         let before = self
             .names
             .iter()
-            .map(|n| format!("{n}={}", if is_installed(n) { "installed" } else { "absent" }))
+            .map(|n| {
+                format!(
+                    "{n}={}",
+                    if is_installed(n) {
+                        "installed"
+                    } else {
+                        "absent"
+                    }
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ");
-        let todo: Vec<&str> = self.names.iter().map(String::as_str).filter(|n| is_installed(n) != self.present).collect();
+        let todo: Vec<&str> = self
+            .names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| is_installed(n) != self.present)
+            .collect();
         if todo.is_empty() {
             return Ok(None);
         }
-        let (action, verb) = if self.present { (Action::Create, "install") } else { (Action::Delete, "remove") };
-        Ok(Some(Assessment { action, summary: format!("{verb} {}", todo.join(" ")), diff: None, before, notes: Vec::new() }))
+        let (action, verb) = if self.present {
+            (Action::Create, "install")
+        } else {
+            (Action::Delete, "remove")
+        };
+        Ok(Some(Assessment {
+            action,
+            summary: format!("{verb} {}", todo.join(" ")),
+            diff: None,
+            before,
+            notes: Vec::new(),
+        }))
     }
     pub fn apply_script(&self) -> String {
         let names: Vec<String> = self.names.iter().map(|n| q(n)).collect();
-        let verb = if self.present { "install --no-install-recommends" } else { "remove" };
+        let verb = if self.present {
+            "install --no-install-recommends"
+        } else {
+            "remove"
+        };
         format!(
             "set -eu\nexport DEBIAN_FRONTEND=noninteractive\n\
              apt-get {verb} -y -q -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {} \

@@ -99,7 +99,11 @@ fn host_view<'a>(inv: &'a Inventory, h: &'a Host) -> HostView<'a> {
         roles: h.roles.iter().map(|r| r.as_str()).collect(),
         server_id: h.server_id,
         source: h.source.as_deref(),
-        source_address: h.source.as_deref().and_then(|s| inv.host(s)).map(|s| s.address.as_str()),
+        source_address: h
+            .source
+            .as_deref()
+            .and_then(|s| inv.host(s))
+            .map(|s| s.address.as_str()),
         cluster: &h.cluster,
         is_primary: h.has(Role::Primary),
         is_replica: h.has(Role::Replica),
@@ -114,41 +118,62 @@ pub fn environment(lib: &Library, secrets: Arc<Secrets>) -> Result<Environment<'
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
     for (name, text) in &lib.templates {
-        env.add_template_owned(name.clone(), text.clone()).map_err(|e| template_error(lib, name, &e))?;
+        env.add_template_owned(name.clone(), text.clone())
+            .map_err(|e| template_error(lib, name, &e))?;
     }
-    env.add_function("secret", move |name: String| -> Result<String, minijinja::Error> {
-        SECRET_USED.with(|c| c.set(true));
-        secrets
-            .get(&name)
-            .map(|s| s.expose().to_string())
-            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))
-    });
+    env.add_function(
+        "secret",
+        move |name: String| -> Result<String, minijinja::Error> {
+            SECRET_USED.with(|c| c.set(true));
+            secrets
+                .get(&name)
+                .map(|s| s.expose().to_string())
+                .map_err(|e| {
+                    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+                })
+        },
+    );
     Ok(env)
 }
 
 /// A located diagnostic for a template error (syntax, undefined variable, failed secret).
 pub fn template_error(lib: &Library, name: &str, e: &minijinja::Error) -> Error {
     let text = lib.templates.get(name).cloned().unwrap_or_default();
-    let span = e.range().map(|r| (r.start, r.end - r.start)).unwrap_or((0, 0));
+    let span = e
+        .range()
+        .map(|r| (r.start, r.end - r.start))
+        .unwrap_or((0, 0));
     let mut msg = e.kind().to_string();
     if let Some(d) = e.detail() {
         msg = format!("{msg}: {d}");
     }
     let p = Problem::at(msg, span, "here").help("templates render with strict undefined: every variable must exist (see playbooks/defaults.yml)");
-    Error::Invalid(Box::new(FileProblems::new(&format!("templates/{name}"), text, vec![p])))
+    Error::Invalid(Box::new(FileProblems::new(
+        &format!("templates/{name}"),
+        text,
+        vec![p],
+    )))
 }
 
 /// Resolves every host's tasks (all hosts; `--limit` and `--tags` act on the graph).
 ///
 /// Errors: [`Error::Invalid`] for a playbook or template problem (located),
 /// [`Error::Secret`] for a secret that cannot be resolved.
-pub fn resolve(inv: &Inventory, lib: &Library, secrets: Arc<Secrets>) -> Result<Vec<Resolved>, Error> {
+pub fn resolve(
+    inv: &Inventory,
+    lib: &Library,
+    secrets: Arc<Secrets>,
+) -> Result<Vec<Resolved>, Error> {
     let env = environment(lib, secrets)?;
     let hosts_view: Vec<HostView> = inv.hosts.iter().map(|h| host_view(inv, h)).collect();
     let fleet = serde_json::json!({"name": inv.name, "flavor": inv.flavor.as_str(), "version": inv.version});
     let db = layout(inv.flavor);
     // Handlers by name across the library, to check `notify` targets.
-    let handler_names: Vec<&str> = lib.playbooks.iter().flat_map(|p| p.3.handlers.iter().map(|h| h.name.value.as_str())).collect();
+    let handler_names: Vec<&str> = lib
+        .playbooks
+        .iter()
+        .flat_map(|p| p.3.handlers.iter().map(|h| h.name.value.as_str()))
+        .collect();
 
     let mut out = Vec::new();
     for h in &inv.hosts {
@@ -161,22 +186,40 @@ pub fn resolve(inv: &Inventory, lib: &Library, secrets: Arc<Secrets>) -> Result<
         }));
         let mut last_of_playbook: BTreeMap<&str, String> = BTreeMap::new();
         for (stem, source, text, pb) in &lib.playbooks {
-            if !pb.roles.iter().any(|r| r == "all" || Role::parse(r).is_some_and(|r| h.has(r))) {
+            if !pb
+                .roles
+                .iter()
+                .any(|r| r == "all" || Role::parse(r).is_some_and(|r| h.has(r)))
+            {
                 continue;
             }
             let mut prev: Option<String> = None;
             let mut host_tasks = Vec::new();
-            for (spec, handler) in pb.tasks.iter().map(|t| (t, false)).chain(pb.handlers.iter().map(|t| (t, true))) {
-                let ctxerr = |msg: String, help: Option<String>| task_problem(source, text, &spec.name, msg, help);
+            for (spec, handler) in pb
+                .tasks
+                .iter()
+                .map(|t| (t, false))
+                .chain(pb.handlers.iter().map(|t| (t, true)))
+            {
+                let ctxerr = |msg: String, help: Option<String>| {
+                    task_problem(source, text, &spec.name, msg, help)
+                };
                 if let Some(w) = &spec.when {
-                    let expr = env.compile_expression(w).map_err(|e| ctxerr(format!("bad `when`: {e}"), None))?;
-                    if !expr.eval(&ctx).map_err(|e| ctxerr(format!("`when` failed: {e}"), None))?.is_true() {
+                    let expr = env
+                        .compile_expression(w)
+                        .map_err(|e| ctxerr(format!("bad `when`: {e}"), None))?;
+                    if !expr
+                        .eval(&ctx)
+                        .map_err(|e| ctxerr(format!("`when` failed: {e}"), None))?
+                        .is_true()
+                    {
                         continue;
                     }
                 }
                 for n in &spec.notify {
                     if !handler_names.contains(&n.as_str()) {
-                        let help = crate::diagnostics::did_you_mean(n, handler_names.iter().copied());
+                        let help =
+                            crate::diagnostics::did_you_mean(n, handler_names.iter().copied());
                         return Err(ctxerr(format!("notifies unknown handler `{n}`"), help));
                     }
                 }
@@ -188,14 +231,34 @@ pub fn resolve(inv: &Inventory, lib: &Library, secrets: Arc<Secrets>) -> Result<
                 for need in &spec.needs {
                     let targets: Vec<String> = match need.on.as_str() {
                         "source" => h.source.iter().cloned().collect(),
-                        "primary" => inv.hosts.iter().filter(|o| o.cluster == h.cluster && o.has(Role::Primary) && o.name != h.name).map(|o| o.name.clone()).collect(),
+                        "primary" => inv
+                            .hosts
+                            .iter()
+                            .filter(|o| {
+                                o.cluster == h.cluster && o.has(Role::Primary) && o.name != h.name
+                            })
+                            .map(|o| o.name.clone())
+                            .collect(),
                         other => match other.split_once(':') {
                             Some(("role", r)) => {
-                                let role = Role::parse(r).ok_or_else(|| ctxerr(format!("unknown role `{r}` in needs"), None))?;
-                                inv.hosts.iter().filter(|o| o.has(role) && o.name != h.name).map(|o| o.name.clone()).collect()
+                                let role = Role::parse(r).ok_or_else(|| {
+                                    ctxerr(format!("unknown role `{r}` in needs"), None)
+                                })?;
+                                inv.hosts
+                                    .iter()
+                                    .filter(|o| o.has(role) && o.name != h.name)
+                                    .map(|o| o.name.clone())
+                                    .collect()
                             }
                             Some(("host", n)) => vec![n.to_string()],
-                            _ => return Err(ctxerr(format!("needs.on `{other}` is not source, primary, role:NAME or host:NAME"), None)),
+                            _ => {
+                                return Err(ctxerr(
+                                    format!(
+                                        "needs.on `{other}` is not source, primary, role:NAME or host:NAME"
+                                    ),
+                                    None,
+                                ));
+                            }
                         },
                     };
                     needs.extend(targets.into_iter().map(|t| (t, need.task.clone())));
@@ -205,7 +268,11 @@ pub fn resolve(inv: &Inventory, lib: &Library, secrets: Arc<Secrets>) -> Result<
                 } else {
                     match prev.take() {
                         Some(p) => vec![p],
-                        None => pb.after.iter().filter_map(|a| last_of_playbook.get(a.as_str()).cloned()).collect(),
+                        None => pb
+                            .after
+                            .iter()
+                            .filter_map(|a| last_of_playbook.get(a.as_str()).cloned())
+                            .collect(),
                     }
                 };
                 if !handler {
@@ -246,18 +313,29 @@ impl From<String> for BuildError {
 /// Renders a field that may not hold a secret.
 fn field(env: &Environment, ctx: &Value, what: &str, s: &str) -> Result<String, BuildError> {
     SECRET_USED.with(|c| c.set(false));
-    let out = env.render_str(s, ctx).map_err(|e| BuildError::Task(format!("rendering {what}: {e:#}")))?;
+    let out = env
+        .render_str(s, ctx)
+        .map_err(|e| BuildError::Task(format!("rendering {what}: {e:#}")))?;
     if SECRET_USED.with(|c| c.get()) {
-        return Err(BuildError::Task(format!("{what} uses a secret; secrets may appear in file contents only")));
+        return Err(BuildError::Task(format!(
+            "{what} uses a secret; secrets may appear in file contents only"
+        )));
     }
     Ok(out)
 }
 
 fn mode(s: &str) -> Result<u32, BuildError> {
-    parse_mode(s).ok_or_else(|| BuildError::Task(format!("mode `{s}` is not an octal mode like \"0644\"")))
+    parse_mode(s)
+        .ok_or_else(|| BuildError::Task(format!("mode `{s}` is not an octal mode like \"0644\"")))
 }
 
-fn build(env: &Environment, ctx: &Value, lib: &Library, spec: &TaskSpec, handler: bool) -> Result<Resource, BuildError> {
+fn build(
+    env: &Environment,
+    ctx: &Value,
+    lib: &Library,
+    spec: &TaskSpec,
+    handler: bool,
+) -> Result<Resource, BuildError> {
     let kinds = [
         spec.package.is_some(),
         spec.template.is_some(),
@@ -274,7 +352,11 @@ fn build(env: &Environment, ctx: &Value, lib: &Library, spec: &TaskSpec, handler
     if let Some(p) = &spec.package {
         let mut names = Vec::new();
         for n in &p.names {
-            names.extend(field(env, ctx, "package name", n)?.split_whitespace().map(String::from));
+            names.extend(
+                field(env, ctx, "package name", n)?
+                    .split_whitespace()
+                    .map(String::from),
+            );
         }
         let present = match p.state.as_str() {
             "present" => true,
@@ -289,22 +371,32 @@ fn build(env: &Environment, ctx: &Value, lib: &Library, spec: &TaskSpec, handler
         SECRET_USED.with(|c| c.set(false));
         let content = match (&f.src, &f.content) {
             (Some(src), None) => {
-                let text = lib.templates.get(src).ok_or_else(|| BuildError::Task(format!("template `{src}` not found in templates/")))?;
+                let text = lib.templates.get(src).ok_or_else(|| {
+                    BuildError::Task(format!("template `{src}` not found in templates/"))
+                })?;
                 if is_template {
-                    let t = env.get_template(src).map_err(|e| BuildError::Other(template_error(lib, src, &e)))?;
-                    t.render(ctx).map_err(|e| BuildError::Other(template_error(lib, src, &e)))?
+                    let t = env
+                        .get_template(src)
+                        .map_err(|e| BuildError::Other(template_error(lib, src, &e)))?;
+                    t.render(ctx)
+                        .map_err(|e| BuildError::Other(template_error(lib, src, &e)))?
                 } else {
                     text.clone()
                 }
             }
-            (None, Some(c)) if is_template => env.render_str(c, ctx).map_err(|e| BuildError::Task(format!("rendering content: {e:#}")))?,
+            (None, Some(c)) if is_template => env
+                .render_str(c, ctx)
+                .map_err(|e| BuildError::Task(format!("rendering content: {e:#}")))?,
             (None, Some(c)) => c.clone(),
             _ => return Err("give exactly one of `src` and `content`".to_string().into()),
         };
         let sensitive = SECRET_USED.with(|c| c.get());
         let m = mode(&f.mode)?;
         if sensitive && m & 0o007 != 0 {
-            return Err(format!("{dest} holds a secret but mode {m:04o} lets others read it; use 0600 or 0640").into());
+            return Err(format!(
+                "{dest} holds a secret but mode {m:04o} lets others read it; use 0600 or 0640"
+            )
+            .into());
         }
         return Ok(Resource::File(FileRes {
             kind: if is_template { "template" } else { "copy" },
@@ -318,9 +410,15 @@ fn build(env: &Environment, ctx: &Value, lib: &Library, spec: &TaskSpec, handler
     }
     if let Some(a) = &spec.file {
         if a.state != "absent" {
-            return Err("`file:` removes files: state must be `absent` (use template or copy to create)".to_string().into());
+            return Err(
+                "`file:` removes files: state must be `absent` (use template or copy to create)"
+                    .to_string()
+                    .into(),
+            );
         }
-        return Ok(Resource::Absent(AbsentRes { path: field(env, ctx, "path", &a.path)? }));
+        return Ok(Resource::Absent(AbsentRes {
+            path: field(env, ctx, "path", &a.path)?,
+        }));
     }
     if let Some(d) = &spec.directory {
         return Ok(Resource::Directory(DirRes {
@@ -336,32 +434,69 @@ fn build(env: &Environment, ctx: &Value, lib: &Library, spec: &TaskSpec, handler
             "stopped" => SvcState::Stopped,
             "restarted" if handler => SvcState::Restarted,
             "reloaded" if handler => SvcState::Reloaded,
-            "restarted" | "reloaded" => return Err(format!("service state `{}` is for handlers only: as a task it would run on every apply", s.state).into()),
-            other => return Err(format!("service state `{other}` is not started, stopped, restarted or reloaded").into()),
+            "restarted" | "reloaded" => return Err(format!(
+                "service state `{}` is for handlers only: as a task it would run on every apply",
+                s.state
+            )
+            .into()),
+            other => {
+                return Err(format!(
+                    "service state `{other}` is not started, stopped, restarted or reloaded"
+                )
+                .into());
+            }
         };
-        return Ok(Resource::Service(SvcRes { name: field(env, ctx, "service name", &s.name)?, state, enabled: s.enabled }));
+        return Ok(Resource::Service(SvcRes {
+            name: field(env, ctx, "service name", &s.name)?,
+            state,
+            enabled: s.enabled,
+        }));
     }
     if let Some(s) = &spec.sysctl {
         let mut settings = Vec::new();
         for (k, v) in &s.settings {
             settings.push((k.clone(), field(env, ctx, "sysctl value", v)?));
         }
-        let body: String = settings.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-        let content = format!("# Managed by dbfleet (seed 000: \"Optimize kernel parameters\").\n{body}");
+        let body: String = settings
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}\n"))
+            .collect();
+        let content =
+            format!("# Managed by dbfleet (seed 000: \"Optimize kernel parameters\").\n{body}");
         return Ok(Resource::Sysctl(SysctlRes {
-            file: FileRes { kind: "sysctl", path: field(env, ctx, "file", &s.file)?, content: content.into_bytes(), mode: 0o644, owner: "root".into(), group: "root".into(), sensitive: false },
+            file: FileRes {
+                kind: "sysctl",
+                path: field(env, ctx, "file", &s.file)?,
+                content: content.into_bytes(),
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+                sensitive: false,
+            },
             settings,
         }));
     }
     if let Some(c) = &spec.command {
         if c.creates.is_none() && c.unless.is_none() && !handler {
-            return Err("a command task needs `creates` or `unless`, or it would run on every apply".to_string().into());
+            return Err(
+                "a command task needs `creates` or `unless`, or it would run on every apply"
+                    .to_string()
+                    .into(),
+            );
         }
         return Ok(Resource::Command(CmdRes {
             name: spec.name.value.clone(),
             run: field(env, ctx, "run", &c.run)?,
-            creates: c.creates.as_deref().map(|s| field(env, ctx, "creates", s)).transpose()?,
-            unless: c.unless.as_deref().map(|s| field(env, ctx, "unless", s)).transpose()?,
+            creates: c
+                .creates
+                .as_deref()
+                .map(|s| field(env, ctx, "creates", s))
+                .transpose()?,
+            unless: c
+                .unless
+                .as_deref()
+                .map(|s| field(env, ctx, "unless", s))
+                .transpose()?,
         }));
     }
     unreachable!("exactly one kind was checked above")

@@ -65,22 +65,55 @@ impl SvcRes {
         }
         let mut notes = Vec::new();
         if !exists {
-            notes.push(format!("service {} is not installed yet; an earlier task installs it", self.name));
+            notes.push(format!(
+                "service {} is not installed yet; an earlier task installs it",
+                self.name
+            ));
         }
-        let action = if matches!(self.state, SvcState::Restarted | SvcState::Reloaded) { Action::Run } else { Action::Update };
-        Ok(Some(Assessment { action, summary: format!("{} {}", what.join(" and "), self.name), diff: None, before, notes }))
+        let action = if matches!(self.state, SvcState::Restarted | SvcState::Reloaded) {
+            Action::Run
+        } else {
+            Action::Update
+        };
+        Ok(Some(Assessment {
+            action,
+            summary: format!("{} {}", what.join(" and "), self.name),
+            diff: None,
+            before,
+            notes,
+        }))
     }
     pub fn apply_script(&self) -> String {
         let n = q(&self.name);
         let (sd, sv) = match self.state {
-            SvcState::Started => (format!("systemctl is-active --quiet {n} || systemctl start {n}"), format!("service {n} status >/dev/null 2>&1 || service {n} start")),
-            SvcState::Stopped => (format!("systemctl stop {n}"), format!("service {n} status >/dev/null 2>&1 && service {n} stop || true")),
-            SvcState::Restarted => (format!("systemctl restart {n}"), format!("service {n} restart")),
-            SvcState::Reloaded => (format!("systemctl reload {n}"), format!("service {n} reload")),
+            SvcState::Started => (
+                format!("systemctl is-active --quiet {n} || systemctl start {n}"),
+                format!("service {n} status >/dev/null 2>&1 || service {n} start"),
+            ),
+            SvcState::Stopped => (
+                format!("systemctl stop {n}"),
+                format!("service {n} status >/dev/null 2>&1 && service {n} stop || true"),
+            ),
+            SvcState::Restarted => (
+                format!("systemctl restart {n}"),
+                format!("service {n} restart"),
+            ),
+            SvcState::Reloaded => (
+                format!("systemctl reload {n}"),
+                format!("service {n} reload"),
+            ),
         };
         let (sde, sve) = match self.enabled {
-            Some(true) => (format!("systemctl enable --quiet {n}"), format!("update-rc.d {n} defaults >/dev/null 2>&1; update-rc.d {n} enable >/dev/null")),
-            Some(false) => (format!("systemctl disable --quiet {n}"), format!("update-rc.d {n} disable >/dev/null")),
+            Some(true) => (
+                format!("systemctl enable --quiet {n}"),
+                format!(
+                    "update-rc.d {n} defaults >/dev/null 2>&1; update-rc.d {n} enable >/dev/null"
+                ),
+            ),
+            Some(false) => (
+                format!("systemctl disable --quiet {n}"),
+                format!("update-rc.d {n} disable >/dev/null"),
+            ),
             None => ("true".into(), "true".into()),
         };
         format!(

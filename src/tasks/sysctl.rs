@@ -26,7 +26,11 @@ fn norm(v: &str) -> String {
 
 impl SysctlRes {
     pub fn state(&self) -> String {
-        let live: Vec<String> = self.settings.iter().map(|(k, v)| format!("{k}={}", norm(v))).collect();
+        let live: Vec<String> = self
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k}={}", norm(v)))
+            .collect();
         format!("{} live {}", self.file.state(), live.join(" "))
     }
     /// The file probe, then per key `KEY WRITABLE VALUE`.
@@ -47,7 +51,9 @@ impl SysctlRes {
         let live = facts.split(SPLIT).nth(1).unwrap_or("");
         let mut out = Vec::new();
         for (k, want) in &self.settings {
-            let line = live.lines().find(|l| l.split_whitespace().next() == Some(k.as_str()));
+            let line = live
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(k.as_str()));
             let (w, cur) = match line {
                 Some(l) => {
                     let mut it = l.splitn(3, ' ');
@@ -65,8 +71,16 @@ impl SysctlRes {
     pub fn assess(&self, facts: &str) -> Result<Option<Assessment>, String> {
         let file_change = self.file.assess(self.file_facts(facts))?;
         let diffs = self.live_diffs(facts);
-        let settable: Vec<String> = diffs.iter().filter(|d| d.1).map(|(k, _, cur)| format!("{k} {cur} → {}", norm(&self.want(k)))).collect();
-        let unsettable: Vec<&str> = diffs.iter().filter(|d| !d.1).map(|d| d.0.as_str()).collect();
+        let settable: Vec<String> = diffs
+            .iter()
+            .filter(|d| d.1)
+            .map(|(k, _, cur)| format!("{k} {cur} → {}", norm(&self.want(k))))
+            .collect();
+        let unsettable: Vec<&str> = diffs
+            .iter()
+            .filter(|d| !d.1)
+            .map(|d| d.0.as_str())
+            .collect();
         if file_change.is_none() && settable.is_empty() {
             return Ok(None);
         }
@@ -78,22 +92,41 @@ impl SysctlRes {
             notes: Vec::new(),
         });
         if !settable.is_empty() {
-            a.summary.push_str(&format!("; live: {}", settable.join(", ")));
+            a.summary
+                .push_str(&format!("; live: {}", settable.join(", ")));
         }
         if !unsettable.is_empty() {
-            a.notes.push(format!("live value not settable here (read-only /proc/sys): {}", unsettable.join(", ")));
+            a.notes.push(format!(
+                "live value not settable here (read-only /proc/sys): {}",
+                unsettable.join(", ")
+            ));
         }
-        a.before = format!("{} live {}", a.before, diffs.iter().map(|d| format!("{}={}", d.0, d.2)).collect::<Vec<_>>().join(" "));
+        a.before = format!(
+            "{} live {}",
+            a.before,
+            diffs
+                .iter()
+                .map(|d| format!("{}={}", d.0, d.2))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         Ok(Some(a))
     }
     fn want(&self, key: &str) -> String {
-        self.settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default()
+        self.settings
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
     }
     pub fn apply_script(&self, guard: Option<&str>) -> String {
         let mut s = self.file.apply_script(guard);
         for (k, v) in &self.settings {
             let p = q(&proc_path(k));
-            s.push_str(&format!("if [ -w {p} ]; then printf '%s\\n' {} > {p}; fi\n", q(v)));
+            s.push_str(&format!(
+                "if [ -w {p} ]; then printf '%s\\n' {} > {p}; fi\n",
+                q(v)
+            ));
         }
         s
     }

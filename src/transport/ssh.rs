@@ -23,7 +23,11 @@ impl SshHost {
     ///
     /// Errors: [`TransportError::Connect`] with ssh's own words (host key mismatch,
     /// refused, timeout) when it fails.
-    pub async fn connect(host: &Host, policy: HostKeyPolicy, timeout: Duration) -> Result<SshHost, TransportError> {
+    pub async fn connect(
+        host: &Host,
+        policy: HostKeyPolicy,
+        timeout: Duration,
+    ) -> Result<SshHost, TransportError> {
         let mut b = SessionBuilder::default();
         b.known_hosts_check(match policy {
             HostKeyPolicy::Strict => KnownHosts::Strict,
@@ -44,8 +48,14 @@ impl SshHost {
         if let Some(c) = &host.ssh.config {
             b.config_file(c);
         }
-        let session = b.connect(&host.address).await.map_err(|e| TransportError::Connect(flatten(&e)))?;
-        Ok(SshHost { name: host.name.clone(), session })
+        let session = b
+            .connect(&host.address)
+            .await
+            .map_err(|e| TransportError::Connect(flatten(&e)))?;
+        Ok(SshHost {
+            name: host.name.clone(),
+            session,
+        })
     }
 
     /// Runs `script` with `sh -s` on the host, the script on stdin.
@@ -64,10 +74,19 @@ impl SshHost {
             .await
             .map_err(|e| TransportError::Run(flatten(&e)))?;
         if let Some(mut stdin) = child.stdin().take() {
-            stdin.write_all(script.as_bytes()).await.map_err(|e| TransportError::Run(e.to_string()))?;
-            stdin.shutdown().await.map_err(|e| TransportError::Run(e.to_string()))?;
+            stdin
+                .write_all(script.as_bytes())
+                .await
+                .map_err(|e| TransportError::Run(e.to_string()))?;
+            stdin
+                .shutdown()
+                .await
+                .map_err(|e| TransportError::Run(e.to_string()))?;
         }
-        let out = child.wait_with_output().await.map_err(|e| TransportError::Run(flatten(&e)))?;
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| TransportError::Run(flatten(&e)))?;
         Ok(Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
