@@ -193,7 +193,16 @@ pub async fn apply(
                     summary: change.summary.clone(),
                 });
                 let guard = probe.facts.get(n).and_then(|f| t.resource.guard_value(f));
-                let script = t.resource.apply_script(guard.as_deref());
+                let script = if t.handler {
+                    format!(
+                        "{}{}",
+                        t.resource.apply_script(None, ""),
+                        crate::tasks::clear_pending(&t.name)
+                    )
+                } else {
+                    t.resource
+                        .apply_script(guard.as_deref(), &crate::tasks::mark_pending(&t.notify))
+                };
                 let result = match &conn {
                     None => Err(format!("no connection to {}", hp.host)),
                     Some(c) => {

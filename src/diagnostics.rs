@@ -49,16 +49,50 @@ impl Problem {
     }
 }
 
-/// Every problem found in one file.
-#[derive(Debug, Error, Diagnostic)]
-#[error("{} in {name}", plural(self.problems.len(), "problem"))]
-#[diagnostic(code(dbfleet::invalid_file))]
+/// Every problem found in one file. One problem is shown as the headline itself; several
+/// are listed under "N problems in FILE", each with its own snippet.
+#[derive(Debug, Error)]
+#[error("{}", self.headline())]
 pub struct FileProblems {
     pub name: String,
-    #[source_code]
     pub src: NamedSource<String>,
-    #[related]
     pub problems: Vec<Problem>,
+}
+
+impl FileProblems {
+    fn headline(&self) -> String {
+        match self.problems.as_slice() {
+            [one] => one.message.clone(),
+            many => format!("{} in {}", plural(many.len(), "problem"), self.name),
+        }
+    }
+    fn single(&self) -> Option<&Problem> {
+        match self.problems.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+}
+
+impl Diagnostic for FileProblems {
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.src)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.single()
+            .map(|p| Box::new(p.labels.iter().cloned()) as Box<dyn Iterator<Item = LabeledSpan>>)
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.single()
+            .and_then(|p| p.help.as_ref())
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.single().is_some() {
+            return None;
+        }
+        Some(Box::new(self.problems.iter().map(|p| p as &dyn Diagnostic)))
+    }
 }
 
 impl FileProblems {

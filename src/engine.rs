@@ -217,7 +217,8 @@ impl Engine {
                         .filter(|c| self.notifies(&name, &c.task, &t.name))
                         .map(|c| c.task.clone())
                         .collect();
-                    if !by.is_empty() {
+                    let pending = probe.facts.get(&n).is_some_and(|f| f.trim() == "pending");
+                    if !by.is_empty() || pending {
                         changes.push(Change {
                             task: t.name.clone(),
                             action: Action::Run,
@@ -230,7 +231,11 @@ impl Engine {
                             summary: handler_summary(&t.resource),
                             diff: None,
                             sensitive: false,
-                            notes: Vec::new(),
+                            notes: if pending {
+                                vec!["pending from an earlier apply that did not finish".into()]
+                            } else {
+                                Vec::new()
+                            },
                         });
                     }
                     continue;

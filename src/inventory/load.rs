@@ -96,7 +96,8 @@ fn is_blank(text: &str) -> bool {
     })
 }
 
-/// Turns a parser error into a located problem, with a "did you mean" for unknown keys.
+/// Turns a parser error into a located problem in operator terms, with a "did you mean"
+/// for unknown keys.
 pub fn yaml_problem(e: &serde_saphyr::Error, text: &str) -> Problem {
     let inner = e.without_snippet();
     let mut message = inner.to_string();
@@ -109,27 +110,51 @@ pub fn yaml_problem(e: &serde_saphyr::Error, text: &str) -> Problem {
         .map(|l| span_of(&l, text))
         .unwrap_or((0, 0));
     let mut help = None;
+    let mut label = "here";
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((given, expected)) = rest.split_once('`') {
-            let candidates: Vec<&str> = expected
-                .split('`')
-                .enumerate()
-                .filter(|(i, _)| i % 2 == 1)
-                .map(|(_, s)| s)
+            let given = given.to_string();
+            let list = expected
+                .trim_start_matches(',')
+                .trim()
+                .trim_start_matches("expected one of")
+                .trim_start_matches("expected")
+                .trim();
+            let candidates: Vec<String> = list
+                .split(',')
+                .map(|c| c.trim().trim_matches('`').to_string())
+                .filter(|c| !c.is_empty())
                 .collect();
-            help = did_you_mean(given, candidates.iter().copied())
+            help = did_you_mean(&given, candidates.iter().map(String::as_str))
                 .or_else(|| Some(format!("allowed here: {}", candidates.join(", "))));
+            message = format!("unknown key `{given}`");
+            label = "not allowed here";
+        }
+    } else if let Some(rest) = message.strip_prefix("unknown variant `") {
+        if let Some((given, _)) = rest.split_once('`') {
+            message = format!("unknown value `{given}`");
         }
     } else if message.starts_with("missing field") {
-        help = Some("add the field to this mapping".into());
-    } else if message.contains("duplicate") {
-        help = Some("each key may appear once in a mapping; for hosts, each name once".into());
+        message = message.replacen("missing field", "missing required key", 1);
+        help = Some("add the key to this mapping".into());
+        label = "in this mapping";
+    } else if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest).trim();
+        message = format!("duplicate key `{key}`");
+        help = Some("each key appears once in a mapping; host names are unique".into());
+        label = "defined again here";
+    } else if let Some(t) = message.strip_prefix("invalid ") {
+        let want = match t.trim() {
+            "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" => Some("a whole number"),
+            "bool" => Some("true or false"),
+            _ => None,
+        };
+        if let Some(w) = want {
+            message = format!("wrong type: expected {w}");
+        }
+    } else if message.starts_with("invalid type") {
+        message = message.replacen("invalid type", "wrong type", 1);
     }
-    let label = if message.starts_with("missing field") {
-        "in this mapping"
-    } else {
-        "here"
-    };
     let p = Problem::at(message, span, label);
     match help {
         Some(h) => p.help(h),

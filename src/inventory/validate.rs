@@ -6,7 +6,7 @@
 //! cycle (seed 000, "Traditional Replication"); a primary and a replica need a `server_id`,
 //! a replica its `source`. Every problem is collected; none stops the pass.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
@@ -156,6 +156,7 @@ pub fn validate(
             c.push(Problem::at("address is empty", s, "here").help("a DNS name or IP address"));
         }
         let mut roles = Vec::new();
+        let mut unknown_role = false;
         for r in &h.roles.value {
             match Role::parse(&r.value) {
                 Some(role) if roles.contains(&role) => {
@@ -168,6 +169,7 @@ pub fn validate(
                 }
                 Some(role) => roles.push(role),
                 None => {
+                    unknown_role = true;
                     let s = c.span(r);
                     let help = did_you_mean(&r.value, Role::NAMES.iter().copied())
                         .unwrap_or_else(|| format!("roles are: {}", Role::NAMES.join(", ")));
@@ -200,7 +202,13 @@ pub fn validate(
             );
         }
         let is_db = roles.iter().any(|r| r.is_database());
+        // With a misspelt role, what the host needs is unknown: report the role only.
         let server_id = match &h.server_id {
+            _ if unknown_role => h
+                .server_id
+                .as_ref()
+                .and_then(|s| u32::try_from(s.value).ok())
+                .filter(|v| *v > 0),
             Some(sid) if !(1..=4_294_967_295).contains(&sid.value) => {
                 let s = c.span(sid);
                 c.push(
@@ -238,7 +246,7 @@ pub fn validate(
                 None
             }
         };
-        if roles.contains(&Role::Replica) && h.source.is_none() {
+        if roles.contains(&Role::Replica) && h.source.is_none() && !unknown_role {
             c.push(
                 Problem::at(
                     format!("replica `{}` needs a source", key.value),
@@ -249,7 +257,7 @@ pub fn validate(
             );
         }
         if let Some(src) = &h.source {
-            if !roles.contains(&Role::Replica) {
+            if !roles.contains(&Role::Replica) && !unknown_role {
                 let s = c.span(src);
                 c.push(
                     Problem::at(
@@ -304,7 +312,8 @@ pub fn validate(
         }
     }
 
-    // replica sources
+    // replica sources; a cycle is reported once, at its first member in file order
+    let mut cycles_seen: Vec<BTreeSet<String>> = Vec::new();
     let span_of_host: HashMap<&str, &Spanned<super::schema::RawHost>> = raw_hosts
         .iter()
         .map(|(k, v)| (k.value.as_str(), v))
@@ -366,6 +375,12 @@ pub fn validate(
                 while let Some(next) = hosts.iter().find(|o| o.name == cur) {
                     path.push(cur);
                     if cur == h.name {
+                        let members: BTreeSet<String> =
+                            path.iter().map(|s| s.to_string()).collect();
+                        if cycles_seen.contains(&members) {
+                            break;
+                        }
+                        cycles_seen.push(members);
                         c.push(Problem::at(format!("replication cycle: {}", path.join(" → ")), s, "closes a cycle").help("a cycle has no primary to take writes; one host of the chain must be the primary"));
                         break;
                     }

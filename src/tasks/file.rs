@@ -210,7 +210,7 @@ impl FileRes {
         }))
     }
 
-    pub fn apply_script(&self, guard: Option<&str>) -> String {
+    pub fn apply_script(&self, guard: Option<&str>, before_change: &str) -> String {
         write_script(
             &self.path,
             &self.content,
@@ -218,6 +218,7 @@ impl FileRes {
             &self.owner,
             &self.group,
             guard,
+            before_change,
         )
     }
 }
@@ -230,6 +231,7 @@ pub fn write_script(
     owner: &str,
     group: &str,
     guard: Option<&str>,
+    before_change: &str,
 ) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(content);
     let wrapped: Vec<&str> = b64
@@ -248,6 +250,7 @@ pub fn write_script(
          d=$(dirname {p})\n\
          [ -d \"$d\" ] || {{ echo \"folder $d does not exist\" >&2; exit 4; }}\n\
          {guard}\
+         {before_change}\
          rm -f \"$d\"/.dbfleet-tmp.*\n\
          tmp=$(mktemp \"$d/.dbfleet-tmp.XXXXXX\")\n\
          trap 'rm -f \"$tmp\"' EXIT\n\
@@ -284,14 +287,14 @@ impl AbsentRes {
             })),
         }
     }
-    pub fn apply_script(&self, guard: Option<&str>) -> String {
+    pub fn apply_script(&self, guard: Option<&str>, before_change: &str) -> String {
         let p = q(&self.path);
         let guard = guard.map(|g| format!(
             "cur=absent; [ -f {p} ] && cur=$(sha256sum < {p} | cut -c1-64)\n\
              if [ \"$cur\" != {g} ]; then echo \"stale: {path} changed since the plan\" >&2; exit 3; fi\n",
             g = q(g), path = self.path
         )).unwrap_or_default();
-        format!("set -eu\n{guard}rm -f {p}\nsync \"$(dirname {p})\"\n")
+        format!("set -eu\n{guard}{before_change}rm -f {p}\nsync \"$(dirname {p})\"\n")
     }
 }
 

@@ -139,16 +139,17 @@ impl Resource {
         }
     }
     /// The script that changes the resource. `guard` is the sha256 (or `absent`) the
-    /// target file must still have, for changes from a saved plan; exit 3 means stale.
-    pub fn apply_script(&self, guard: Option<&str>) -> String {
+    /// target file must still have (exit 3 = stale, nothing changed); `before_change` runs
+    /// after that check and before anything changes (the notify markers).
+    pub fn apply_script(&self, guard: Option<&str>, before_change: &str) -> String {
         match self {
-            Resource::File(f) => f.apply_script(guard),
-            Resource::Absent(a) => a.apply_script(guard),
-            Resource::Directory(d) => d.apply_script(),
-            Resource::Packages(p) => p.apply_script(),
-            Resource::Service(s) => s.apply_script(),
-            Resource::Sysctl(s) => s.apply_script(guard),
-            Resource::Command(c) => c.apply_script(),
+            Resource::File(f) => f.apply_script(guard, before_change),
+            Resource::Absent(a) => a.apply_script(guard, before_change),
+            Resource::Sysctl(s) => s.apply_script(guard, before_change),
+            Resource::Directory(d) => format!("{before_change}{}", d.apply_script()),
+            Resource::Packages(p) => format!("{before_change}{}", p.apply_script()),
+            Resource::Service(s) => format!("{before_change}{}", s.apply_script()),
+            Resource::Command(c) => format!("{before_change}{}", c.apply_script()),
         }
     }
     /// For files: the content sha256 in the probe output (`absent` when missing), the
@@ -162,6 +163,43 @@ impl Resource {
             _ => None,
         }
     }
+}
+
+/// Where a notification waits on the host until its handler has run. A task that
+/// notifies drops the marker *before* it changes anything and the handler removes it after
+/// it succeeded, so an apply killed in between leaves the restart pending for the next plan
+/// instead of losing it.
+pub const PENDING_DIR: &str = "/var/lib/dbfleet/pending";
+
+/// The marker file of handler `name`.
+pub fn pending_marker(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("{PENDING_DIR}/{safe}")
+}
+
+/// Prints `pending` when handler `name` waits from an earlier, interrupted apply.
+pub fn pending_probe(name: &str) -> String {
+    format!(
+        "[ -e {} ] && echo pending || echo none",
+        q(&pending_marker(name))
+    )
+}
+
+/// Script prefix recording that `handlers` are notified.
+pub fn mark_pending(handlers: &[String]) -> String {
+    if handlers.is_empty() {
+        return String::new();
+    }
+    let markers: Vec<String> = handlers.iter().map(|h| q(&pending_marker(h))).collect();
+    format!("mkdir -p {PENDING_DIR} && touch {}\n", markers.join(" "))
+}
+
+/// Script suffix clearing handler `name`'s marker.
+pub fn clear_pending(name: &str) -> String {
+    format!("rm -f {}\n", q(&pending_marker(name)))
 }
 
 /// Single-quotes `s` for sh.

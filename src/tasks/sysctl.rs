@@ -119,8 +119,8 @@ impl SysctlRes {
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     }
-    pub fn apply_script(&self, guard: Option<&str>) -> String {
-        let mut s = self.file.apply_script(guard);
+    pub fn apply_script(&self, guard: Option<&str>, before_change: &str) -> String {
+        let mut s = self.file.apply_script(guard, before_change);
         for (k, v) in &self.settings {
             let p = q(&proc_path(k));
             s.push_str(&format!(

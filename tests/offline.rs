@@ -1,0 +1,142 @@
+//! `plan --offline`: renders every host's files with no SSH at all. Snapshots of the
+//! rendered templates per flavor and role (MariaDB 10.11 is what the lab runs; MySQL 8.0 is
+//! covered by these renders only).
+
+use std::path::Path;
+use std::process::Command;
+
+fn offline(inventory: &str, out: &Path, home: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        // No agent, no ~/.ssh, no secrets in the environment: offline needs none of them.
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("SHOP_MONITOR_PASSWORD")
+        .env("HOME", home)
+        .args(["-i", inventory, "plan", "--offline", "--out-dir"])
+        .arg(out)
+        .output()
+        .expect("run dbfleet")
+}
+
+fn rendered(inventory: &str) -> (tempfile::TempDir, String) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let home = tempfile::tempdir().expect("tempdir");
+    let o = offline(inventory, out.path(), home.path());
+    assert!(
+        o.status.success(),
+        "offline plan failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (out, String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn read(dir: &Path, host: &str, path: &str) -> String {
+    std::fs::read_to_string(dir.join(host).join(path.trim_start_matches('/')))
+        .unwrap_or_else(|e| panic!("{host}:{path}: {e}"))
+}
+
+#[test]
+fn offline_plan_needs_no_host_and_no_agent() {
+    // The lab inventory's addresses are not reachable from here when the lab is down, and
+    // HOME is empty: only rendering happens.
+    let (dir, stdout) = rendered("inventories/lab.yml");
+    assert!(stdout.contains("Offline check passed: 5 hosts"), "{stdout}");
+    assert!(
+        dir.path()
+            .join("db1/etc/mysql/mariadb.conf.d/90-dbfleet.cnf")
+            .exists()
+    );
+}
+
+#[test]
+fn mariadb_primary_and_replica_cnf() {
+    let (dir, _) = rendered("inventories/lab.yml");
+    insta::assert_snapshot!(
+        "mariadb_primary_cnf",
+        read(
+            dir.path(),
+            "db1",
+            "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf"
+        )
+    );
+    insta::assert_snapshot!(
+        "mariadb_replica_cnf",
+        read(
+            dir.path(),
+            "db2",
+            "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf"
+        )
+    );
+}
+
+#[test]
+fn mysql_primary_and_replica_cnf() {
+    let (dir, _) = rendered("tests/fixtures/good/mysql.yml");
+    insta::assert_snapshot!(
+        "mysql_primary_cnf",
+        read(dir.path(), "m1", "/etc/mysql/mysql.conf.d/90-dbfleet.cnf")
+    );
+    insta::assert_snapshot!(
+        "mysql_replica_cnf",
+        read(dir.path(), "m2", "/etc/mysql/mysql.conf.d/90-dbfleet.cnf")
+    );
+}
+
+#[test]
+fn system_tuning_files() {
+    let (dir, _) = rendered("inventories/lab.yml");
+    insta::assert_snapshot!(
+        "sysctl",
+        read(dir.path(), "db1", "/etc/sysctl.d/60-dbfleet.conf")
+    );
+    insta::assert_snapshot!(
+        "limits",
+        read(
+            dir.path(),
+            "db1",
+            "/etc/security/limits.d/90-dbfleet-mysql.conf"
+        )
+    );
+    insta::assert_snapshot!(
+        "logrotate",
+        read(dir.path(), "db1", "/etc/logrotate.d/dbfleet-slow-log")
+    );
+}
+
+#[test]
+fn secret_file_is_rendered_private_with_a_placeholder() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, _) = rendered("tests/fixtures/good/mysql.yml");
+    let p = dir.path().join("m1/etc/dbfleet/monitor.cnf");
+    let text = std::fs::read_to_string(&p).expect("monitor.cnf");
+    assert!(
+        text.contains("password = <secret:monitor_password>"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn graph_prints_dot_with_cross_host_needs() {
+    let o = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-i", "inventories/lab.yml", "graph", "--limit", "db1,db2"])
+        .output()
+        .expect("run");
+    let dot = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    assert!(dot.starts_with("digraph dbfleet {"), "{dot}");
+    assert!(
+        dot.contains("label=\"needs\""),
+        "db2's server start needs db1's:\n{dot}"
+    );
+    assert!(dot.contains("label=\"notify\""), "{dot}");
+    assert!(
+        !dot.contains("proxy1"),
+        "--limit keeps other hosts out:\n{dot}"
+    );
+}
