@@ -145,9 +145,12 @@ pub async fn apply(
                 let t = &engine.graph.graph[*n];
                 let t0 = Instant::now();
                 // Handlers run when a notifier changed, whatever happened after it.
+                // A handler runs when a notifier changed now, or when it is pending from an
+                // earlier apply that was interrupted before running it.
                 let skip = if t.handler {
-                    (!change.notified_by.iter().any(|b| changed.contains(b)))
-                        .then(|| "no task that notifies it changed".to_string())
+                    let due =
+                        change.pending || change.notified_by.iter().any(|b| changed.contains(b));
+                    (!due).then(|| "no task that notifies it changed".to_string())
                 } else if failed_here {
                     Some("an earlier task on this host failed".to_string())
                 } else {
@@ -193,7 +196,7 @@ pub async fn apply(
                     summary: change.summary.clone(),
                 });
                 let guard = probe.facts.get(n).and_then(|f| t.resource.guard_value(f));
-                let script = if t.handler {
+                let body = if t.handler {
                     format!(
                         "{}{}",
                         t.resource.apply_script(None, ""),
@@ -203,6 +206,7 @@ pub async fn apply(
                     t.resource
                         .apply_script(guard.as_deref(), &crate::tasks::mark_pending(&t.notify))
                 };
+                let script = crate::tasks::locked(true, &body);
                 let result = match &conn {
                     None => Err(format!("no connection to {}", hp.host)),
                     Some(c) => {

@@ -205,7 +205,12 @@ impl Engine {
     /// resource is in a state dbfleet refuses to change (a folder where a file should be).
     pub fn plan(&self, probe: &Probe) -> Result<Plan, Error> {
         let mut hosts = Vec::new();
-        for name in self.hosts() {
+        // Only the probed hosts: a saved plan re-reads just the hosts it changes.
+        for name in self
+            .hosts()
+            .into_iter()
+            .filter(|h| probe.conns.contains_key(h))
+        {
             let mut changes: Vec<Change> = Vec::new();
             for n in self.nodes_of(&name) {
                 let t = &self.graph.graph[n];
@@ -227,6 +232,7 @@ impl Engine {
                             before_digest: digest("notified", false, &self.key),
                             after_digest,
                             handler: true,
+                            pending,
                             notified_by: by,
                             summary: handler_summary(&t.resource),
                             diff: None,
@@ -254,6 +260,7 @@ impl Engine {
                         before_digest: digest(&a.before, sensitive, &self.key),
                         after_digest,
                         handler: false,
+                        pending: false,
                         notified_by: Vec::new(),
                         summary: self.redactor.redact(&a.summary),
                         diff: a.diff.map(|d| self.redactor.redact(&d)),

@@ -64,7 +64,7 @@ pub enum Error {
     #[diagnostic(code(dbfleet::plan_file))]
     PlanFile { path: String, reason: String },
 
-    #[error("the saved plan is stale; nothing was changed")]
+    #[error("the saved plan is stale; nothing was changed:\n{}", details.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
     #[diagnostic(
         code(dbfleet::stale_plan),
         help("run `dbfleet plan` again and review it")

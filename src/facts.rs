@@ -12,21 +12,26 @@ use crate::graph::TaskGraph;
 
 const MARK: &str = "@@dbfleet-fact ";
 
-/// The probe script for `nodes` (all on one host).
+/// The probe script for `nodes` (all on one host): each task's probe (a handler's is its
+/// pending marker) behind a marker line, under the host's run lock.
 pub fn script(graph: &TaskGraph, nodes: &[NodeIndex]) -> String {
-    let mut s = String::from("LC_ALL=C; export LC_ALL\n");
+    let mut body = String::new();
     for n in nodes {
         let t = &graph.graph[*n];
-        if t.handler {
-            continue;
-        }
-        s.push_str(&format!(
-            "echo '{MARK}{}'\n( {}\n) 2>/dev/null\n",
-            n.index(),
+        let probe = if t.handler {
+            crate::tasks::pending_probe(&t.name)
+        } else {
             t.resource.probe()
+        };
+        body.push_str(&format!(
+            "echo '{MARK}{}'\n( {probe}\n) 2>/dev/null\n",
+            n.index()
         ));
     }
-    s
+    format!(
+        "LC_ALL=C; export LC_ALL\n{}",
+        crate::tasks::locked(false, &body)
+    )
 }
 
 /// Splits probe output into each node's text.

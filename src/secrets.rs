@@ -233,3 +233,22 @@ pub fn digest_key(inv: &Inventory) -> Result<Vec<u8>, Error> {
     write_private(&path, &key).map_err(|e| err(format!("writing {}: {e}", path.display())))?;
     Ok(key.to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redactor_hides_every_known_value() {
+        let r = Redactor::default();
+        r.add("hunter2hunter2");
+        r.add("ab"); // too short to redact safely
+        assert_eq!(r.redact("pw=hunter2hunter2; ab"), "pw=(sensitive); ab");
+    }
+
+    #[test]
+    fn secret_never_formats_its_value() {
+        let s = Secret("topsecret".into());
+        assert_eq!(format!("{s} {s:?}"), "(sensitive) (sensitive)");
+    }
+}

@@ -140,3 +140,17 @@ fn graph_prints_dot_with_cross_host_needs() {
         "--limit keeps other hosts out:\n{dot}"
     );
 }
+
+#[test]
+fn every_playbook_and_template_is_compiled_in() {
+    let embedded = include_str!("../src/playbook/embedded.rs");
+    for dir in ["playbooks", "templates"] {
+        for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).expect("dir") {
+            let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+            assert!(
+                embedded.contains(&format!("\"../../{dir}/{name}\"")),
+                "{dir}/{name} is not in src/playbook/embedded.rs"
+            );
+        }
+    }
+}

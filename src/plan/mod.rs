@@ -52,6 +52,10 @@ pub struct Change {
     pub after_digest: String,
     /// True for handlers (`notify`), which run after the host's other changes.
     pub handler: bool,
+    /// Apply-relevant, handlers only: notified by an earlier apply that did not run it
+    /// (its marker is still on the host).
+    #[serde(default)]
+    pub pending: bool,
     /// Display: tasks whose change notifies this handler.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notified_by: Vec<String>,
@@ -116,5 +120,24 @@ pub fn digest(state: &str, sensitive: bool, key: &[u8]) -> String {
         format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
     } else {
         format!("sha256:{}", hex::encode(Sha256::digest(state.as_bytes())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_digests_are_keyed() {
+        let plain = digest("x", false, b"k1");
+        assert!(plain.starts_with("sha256:"));
+        assert_eq!(
+            plain,
+            digest("x", false, b"k2"),
+            "plain digests do not depend on the key"
+        );
+        let a = digest("x", true, b"k1");
+        assert!(a.starts_with("hmac-sha256:"));
+        assert_ne!(a, digest("x", true, b"k2"), "keyed digests do");
     }
 }

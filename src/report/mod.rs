@@ -233,3 +233,95 @@ impl EventSink for Reporter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Change, HostPlan, Plan};
+
+    fn change(task: &str, action: Action, summary: &str) -> Change {
+        Change {
+            task: task.into(),
+            action,
+            kind: "template".into(),
+            target: "/x".into(),
+            before_digest: String::new(),
+            after_digest: String::new(),
+            handler: false,
+            pending: false,
+            notified_by: vec![],
+            summary: summary.into(),
+            diff: None,
+            sensitive: false,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn plan_output() {
+        let mut cnf = change(
+            "mysqld.cnf",
+            Action::Update,
+            "update /etc/mysql/mariadb.conf.d/90-dbfleet.cnf (content)",
+        );
+        cnf.diff = Some(crate::tasks::file::unified_diff(
+            "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf",
+            b"a\nmax_connections = 999\nc\n",
+            b"a\nmax_connections = 200\nc\n",
+            false,
+        ));
+        let mut secret = change(
+            "monitor credentials",
+            Action::Update,
+            "update /etc/dbfleet/monitor.cnf (content)",
+        );
+        secret.sensitive = true;
+        let mut restart = change("restart server", Action::Run, "restart mariadb");
+        restart.handler = true;
+        restart.notified_by = vec!["mysqld.cnf".into()];
+        let mut plan = Plan {
+            format_version: 1,
+            dbfleet_version: "0".into(),
+            inventory: "lab.yml".into(),
+            inventory_digest: String::new(),
+            limit: None,
+            tags: None,
+            hosts: vec![
+                HostPlan {
+                    host: "db1".into(),
+                    changes: vec![],
+                },
+                HostPlan {
+                    host: "db2".into(),
+                    changes: vec![
+                        cnf,
+                        secret,
+                        restart,
+                        change("base packages", Action::Create, "install cron"),
+                    ],
+                },
+            ],
+            summary: Default::default(),
+        };
+        plan.summarize();
+        insta::assert_snapshot!(render_plan(
+            &plan,
+            Style {
+                color: false,
+                quiet: false
+            }
+        ));
+        plan.hosts[1].changes.clear();
+        plan.summarize();
+        assert_eq!(
+            render_plan(
+                &plan,
+                Style {
+                    color: false,
+                    quiet: false
+                }
+            ),
+            "No changes: 2 hosts match the inventory.\n"
+        );
+    }
+}

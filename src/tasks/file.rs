@@ -313,3 +313,108 @@ pub fn unified_diff(path: &str, old: &[u8], new: &[u8], created: bool) -> String
         .header(&from, &format!("b{path}"))
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(content: &str, mode: u32) -> FileRes {
+        FileRes {
+            kind: "template",
+            path: "/etc/x.cnf".into(),
+            content: content.as_bytes().to_vec(),
+            mode,
+            owner: "root".into(),
+            group: "root".into(),
+            sensitive: false,
+        }
+    }
+
+    fn present(content: &str, mode: &str) -> String {
+        use base64::Engine;
+        format!(
+            "present {mode} root root {} {}\ncontent {}\n",
+            content.len(),
+            sha256_hex(content.as_bytes()),
+            base64::engine::general_purpose::STANDARD.encode(content)
+        )
+    }
+
+    #[test]
+    fn absent_file_is_a_create_with_a_diff_from_dev_null() {
+        let a = res("a\n", 0o644).assess("absent\n").unwrap().unwrap();
+        assert_eq!(a.action, Action::Create);
+        assert!(
+            a.diff
+                .unwrap()
+                .starts_with("--- /dev/null\n+++ b/etc/x.cnf\n")
+        );
+    }
+
+    #[test]
+    fn same_content_owner_and_mode_is_matched() {
+        assert!(
+            res("a\n", 0o644)
+                .assess(&present("a\n", "644"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn content_and_mode_changes_are_named() {
+        let a = res("b\n", 0o600)
+            .assess(&present("a\n", "644"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.action, Action::Update);
+        assert_eq!(a.summary, "update /etc/x.cnf (content, mode 0644 → 0600)");
+        assert!(a.diff.unwrap().contains("-a\n+b\n"));
+    }
+
+    #[test]
+    fn sensitive_files_get_no_diff() {
+        let mut r = res("password = s3cret\n", 0o600);
+        r.sensitive = true;
+        let a = r
+            .assess(&present("password = old\n", "600"))
+            .unwrap()
+            .unwrap();
+        assert!(a.diff.is_none());
+    }
+
+    #[test]
+    fn a_folder_where_a_file_belongs_is_reported() {
+        assert_eq!(
+            parse("other directory\n").unwrap(),
+            Probed::NotFile("directory".into())
+        );
+        assert!(parse("garbage").is_err());
+    }
+
+    #[test]
+    fn write_script_is_guarded_and_atomic() {
+        let s = write_script(
+            "/etc/x.cnf",
+            b"hello\n",
+            0o640,
+            "root",
+            "mysql",
+            Some("absent"),
+            "touch /m\n",
+        );
+        let guard = s.find("exit 3").unwrap();
+        let marker = s.find("touch /m").unwrap();
+        let rename = s.find("mv -f \"$tmp\" /etc/x.cnf").unwrap();
+        assert!(
+            guard < marker && marker < rename,
+            "guard, then notify marker, then rename:\n{s}"
+        );
+        assert!(
+            s.contains("chmod 0640")
+                && s.contains("chown root:mysql")
+                && s.contains("sync \"$tmp\"")
+        );
+        assert!(!s.contains("hello"), "content travels base64-encoded");
+    }
+}

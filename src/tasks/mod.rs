@@ -202,6 +202,30 @@ pub fn clear_pending(name: &str) -> String {
     format!("rm -f {}\n", q(&pending_marker(name)))
 }
 
+/// dbfleet's folder on every host it manages (pending handler markers, the run lock).
+pub const STATE_DIR: &str = "/var/lib/dbfleet";
+
+/// Exit code of a script that could not take the host's run lock.
+pub const LOCKED_EXIT: i32 = 75;
+
+/// Wraps a script so dbfleet's scripts on a host run one at a time (`flock` on
+/// [`STATE_DIR`]). An apply killed by SIGKILL leaves its in-flight remote script running
+/// (the orphaned ssh client still carries it); the next run's probe waits for it instead of
+/// reading a state that is still moving. The body runs in a subshell with the lock's fd
+/// closed, so a daemon it starts (`service mariadb start`) does not inherit the lock and
+/// hold it forever. Probes do not create the folder (a plan writes nothing): where it is
+/// missing, no dbfleet script has ever run there.
+pub fn locked(create: bool, body: &str) -> String {
+    let mk = if create {
+        format!("mkdir -p {STATE_DIR}\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "{mk}if [ -d {STATE_DIR} ]; then exec 9< {STATE_DIR}; flock -w 600 9 || {{ echo 'another dbfleet run holds {STATE_DIR} (waited 600 s)' >&2; exit {LOCKED_EXIT}; }}; fi\n(\n{body}\n) 9<&-\n"
+    )
+}
+
 /// Single-quotes `s` for sh.
 pub fn q(s: &str) -> String {
     shell_escape::unix::escape(s.into()).into_owned()

@@ -95,3 +95,29 @@ impl PkgRes {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_missing_packages_are_installed() {
+        let p = PkgRes {
+            names: vec!["cron".into(), "haproxy".into()],
+            present: true,
+        };
+        let a = p.assess("cron\tii \t3.0pl1-162\n").unwrap().unwrap();
+        assert_eq!(a.summary, "install haproxy");
+        assert!(
+            p.assess("cron\tii \t3.0\nhaproxy\tii \t2.6\n")
+                .unwrap()
+                .is_none()
+        );
+        // Removed but config files left ("rc") counts as absent.
+        assert!(
+            p.assess("cron\tii \t3.0\nhaproxy\trc \t2.6\n")
+                .unwrap()
+                .is_some()
+        );
+    }
+}

@@ -121,3 +121,25 @@ impl SvcRes {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn started_and_enabled_service_is_matched() {
+        let s = SvcRes {
+            name: "mariadb".into(),
+            state: SvcState::Started,
+            enabled: Some(true),
+        };
+        assert!(s.assess("sysv yes yes yes\n").unwrap().is_none());
+        assert_eq!(
+            s.assess("sysv yes no yes\n").unwrap().unwrap().summary,
+            "start mariadb"
+        );
+        let a = s.assess("sysv no no no\n").unwrap().unwrap();
+        assert_eq!(a.summary, "start and enable mariadb");
+        assert_eq!(a.notes.len(), 1, "not installed yet is noted");
+    }
+}

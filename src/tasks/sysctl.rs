@@ -131,3 +131,54 @@ impl SysctlRes {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res() -> SysctlRes {
+        let content = "net.core.somaxconn = 4096\n";
+        SysctlRes {
+            file: FileRes {
+                kind: "sysctl",
+                path: "/etc/sysctl.d/60-dbfleet.conf".into(),
+                content: content.as_bytes().to_vec(),
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+                sensitive: false,
+            },
+            settings: vec![("net.core.somaxconn".into(), "4096".into())],
+        }
+    }
+
+    fn file_present(r: &SysctlRes) -> String {
+        format!(
+            "present 644 root root {} {}\n",
+            r.file.content.len(),
+            r.file.sha256()
+        )
+    }
+
+    #[test]
+    fn read_only_proc_sys_converges_on_the_file_alone() {
+        let r = res();
+        let facts = format!("{}{SPLIT}\nnet.core.somaxconn no 128\n", file_present(&r));
+        assert!(
+            r.assess(&facts).unwrap().is_none(),
+            "nothing settable differs"
+        );
+    }
+
+    #[test]
+    fn writable_live_value_that_differs_is_a_change() {
+        let r = res();
+        let facts = format!("{}{SPLIT}\nnet.core.somaxconn yes 128\n", file_present(&r));
+        let a = r.assess(&facts).unwrap().unwrap();
+        assert!(
+            a.summary.contains("live: net.core.somaxconn 128 → 4096"),
+            "{}",
+            a.summary
+        );
+    }
+}

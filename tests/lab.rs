@@ -1,0 +1,506 @@
+//! End-to-end tests on the lab: five real Debian bookworm hosts (Docker containers with sshd,
+//! no systemd) started by `lab/lab.sh up`. These tests never skip: without Docker or
+//! debootstrap they fail, saying so.
+//!
+//! The tests share one lab and take turns (a mutex); each starts from a converged fleet
+//! (`converge`) except the fresh-lab test, which recreates the hosts when they are not new.
+//! Checks read the hosts through `docker exec`, not through dbfleet.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+const DB_HOSTS: [&str; 3] = ["db1", "db2", "db3"];
+const ALL_HOSTS: [&str; 5] = ["db1", "db2", "db3", "backup1", "proxy1"];
+const CNF: &str = "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Lab {
+    /// No apply has run since the hosts were created.
+    fresh: bool,
+}
+
+/// The shared lab, brought up once per test run.
+fn lab() -> MutexGuard<'static, Lab> {
+    static LAB: OnceLock<Mutex<Lab>> = OnceLock::new();
+    let m = LAB.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("lab/lab.sh"))
+            .arg("up")
+            .output()
+            .expect("run lab/lab.sh");
+        assert!(
+            out.status.success(),
+            "lab/lab.sh up failed: the lab tests need Docker and debootstrap and never skip.\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mutex::new(Lab { fresh: true })
+    });
+    // A failed test poisons the mutex; the next test converges the lab anyway.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn all(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+fn dbfleet_with(inventory: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dbfleet"));
+    c.current_dir(repo())
+        .env("NO_COLOR", "1")
+        .arg("-i")
+        .arg(inventory)
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().expect("run dbfleet");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn dbfleet(args: &[&str]) -> Out {
+    dbfleet_with(&repo().join("inventories/lab.yml"), args, &[])
+}
+
+/// Runs `sh -c cmd` in a lab host's container (not through dbfleet).
+fn on(host: &str, cmd: &str) -> String {
+    let o = Command::new("docker")
+        .args(["exec", &format!("lab-{host}"), "sh", "-c", cmd])
+        .output()
+        .expect("docker exec");
+    assert!(
+        o.status.success(),
+        "on {host}: `{cmd}` failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn sql(host: &str, query: &str) -> String {
+    on(host, &format!("mariadb -N -B -e \"{query}\""))
+}
+
+fn sha256(host: &str, path: &str) -> String {
+    on(host, &format!("sha256sum {path} | cut -c1-64"))
+}
+
+/// Applies until converged and checks that a re-plan is empty.
+fn converge(lab: &mut Lab) {
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "apply:\n{}", a.all());
+    lab.fresh = false;
+    assert_empty_plan();
+}
+
+fn assert_empty_plan() {
+    let p = dbfleet(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        p.code,
+        0,
+        "a re-plan after apply must be empty:\n{}",
+        p.all()
+    );
+    assert!(
+        p.stdout
+            .contains("No changes: 5 hosts match the inventory."),
+        "{}",
+        p.stdout
+    );
+}
+
+fn plan_json(args: &[&str]) -> (i32, serde_json::Value) {
+    let mut a = vec!["plan", "--json"];
+    a.extend_from_slice(args);
+    let p = dbfleet(&a);
+    let v = serde_json::from_str(&p.stdout)
+        .unwrap_or_else(|e| panic!("plan --json is not JSON ({e}):\n{}", p.all()));
+    (p.code, v)
+}
+
+/// Host → task names with a change, from a JSON plan.
+fn changed_tasks(plan: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
+    let mut m = BTreeMap::new();
+    for h in plan["hosts"].as_array().expect("hosts") {
+        let tasks: Vec<String> = h["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .map(|c| c["task"].as_str().expect("task").to_string())
+            .collect();
+        if !tasks.is_empty() {
+            m.insert(h["host"].as_str().expect("host").to_string(), tasks);
+        }
+    }
+    m
+}
+
+fn pids() -> Vec<String> {
+    DB_HOSTS.iter().map(|h| on(h, "pidof mariadbd")).collect()
+}
+
+#[test]
+fn fresh_lab_plan_lists_creates_apply_converges_and_replan_is_empty() {
+    let mut lab = lab();
+    if !lab.fresh {
+        let o = Command::new("bash")
+            .arg(repo().join("lab/lab.sh"))
+            .arg("reset")
+            .args(ALL_HOSTS)
+            .output()
+            .expect("reset");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // 1. plan --detailed-exitcode: 2, with creates on every host.
+    let p = dbfleet(&["plan", "--detailed-exitcode", "--json"]);
+    assert_eq!(p.code, 2, "{}", p.all());
+    let plan: serde_json::Value = serde_json::from_str(&p.stdout).expect("json");
+    for host in ALL_HOSTS {
+        let hp = plan["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .find(|h| h["host"] == host)
+            .unwrap_or_else(|| panic!("{host} missing from plan"));
+        let creates = hp["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .filter(|c| c["action"] == "create")
+            .count();
+        assert!(creates > 0, "{host} has no creates: {hp}");
+    }
+    // apply installs MariaDB 10.11 with per-role mysqld.cnf.
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    lab.fresh = false;
+    for (host, id, ro) in [("db1", 1, 0), ("db2", 2, 1), ("db3", 3, 1)] {
+        let row = sql(
+            host,
+            "SELECT @@server_id, @@read_only, @@log_bin, @@bind_address, @@version",
+        );
+        let f: Vec<&str> = row.split('\t').collect();
+        assert_eq!(
+            &f[..4],
+            &[id.to_string().as_str(), &ro.to_string(), "1", "0.0.0.0"],
+            "{host}: {row}"
+        );
+        assert!(
+            f[4].starts_with("10.11."),
+            "{host} runs MariaDB 10.11: {row}"
+        );
+    }
+    assert!(on("proxy1", "service haproxy status >/dev/null && echo up") == "up");
+    // 2. A second plan: zero changes.
+    assert_empty_plan();
+}
+
+#[test]
+fn hand_edited_cnf_shows_one_diff_and_restarts_only_that_server() {
+    let mut lab = lab();
+    converge(&mut lab);
+    on(
+        "db2",
+        &format!("sed -i 's/^max_connections .*/max_connections = 999/' {CNF}"),
+    );
+    let before = pids();
+
+    let p = dbfleet(&["plan", "--detailed-exitcode"]);
+    assert_eq!(p.code, 2, "{}", p.all());
+    insta::assert_snapshot!("hand_edit_plan", p.stdout);
+    let (_, json) = plan_json(&[]);
+    assert_eq!(
+        changed_tasks(&json),
+        BTreeMap::from([(
+            "db2".to_string(),
+            vec!["mysqld.cnf".to_string(), "restart server".to_string()]
+        )])
+    );
+
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    let after = pids();
+    assert_eq!(before[0], after[0], "db1's server was not restarted");
+    assert_ne!(before[1], after[1], "db2's server was restarted");
+    assert_eq!(before[2], after[2], "db3's server was not restarted");
+    assert_eq!(sql("db2", "SELECT @@max_connections"), "200");
+    assert_empty_plan();
+}
+
+#[test]
+fn stale_saved_plan_is_refused_and_changes_nothing() {
+    let mut lab = lab();
+    converge(&mut lab);
+    let limits = "/etc/security/limits.d/90-dbfleet-mysql.conf";
+    on("db1", &format!("echo '# edit B' >> {limits}"));
+    on("db2", &format!("echo '# edit A' >> {CNF}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let planfile = dir.path().join("p.json");
+    let p = dbfleet(&["plan", "--out", planfile.to_str().expect("path")]);
+    assert_eq!(p.code, 0, "{}", p.all());
+
+    // Out of band, after the plan: db2's file changes again.
+    on("db2", &format!("echo '# edit C' >> {CNF}"));
+    let (db1_before, db2_before, pids_before) = (sha256("db1", limits), sha256("db2", CNF), pids());
+    let a = dbfleet(&["apply", planfile.to_str().expect("path")]);
+    assert_eq!(a.code, 1, "a stale plan must be refused:\n{}", a.all());
+    assert!(a.stderr.contains("stale"), "{}", a.all());
+    assert!(a.stderr.contains("db2"), "names the host: {}", a.all());
+    assert_eq!(sha256("db1", limits), db1_before, "db1 untouched");
+    assert_eq!(sha256("db2", CNF), db2_before, "db2 untouched");
+    assert_eq!(pids(), pids_before, "no server restarted");
+
+    // A fresh saved plan applies, and then nothing is left.
+    let p2 = dir.path().join("p2.json");
+    assert_eq!(
+        dbfleet(&["plan", "--out", p2.to_str().expect("path")]).code,
+        0
+    );
+    let a2 = dbfleet(&["apply", p2.to_str().expect("path")]);
+    assert_eq!(a2.code, 0, "{}", a2.all());
+    assert_empty_plan();
+}
+
+/// A copy of the lab inventory whose monitor password is a canary from the environment.
+fn canary_inventory(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("inventories/lab.yml")).expect("lab.yml");
+    let text = text
+        .replace(
+            "monitor_password: { generate: 32 }",
+            "monitor_password: { env: DBFLEET_TEST_CANARY }",
+        )
+        .replace(
+            "config: ../.lab/ssh_config",
+            &format!("config: {}", repo().join(".lab/ssh_config").display()),
+        );
+    assert!(
+        text.contains("DBFLEET_TEST_CANARY"),
+        "lab.yml no longer has the generated monitor_password"
+    );
+    let p = dir.join("canary.yml");
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+#[test]
+fn canary_secret_appears_in_no_output_plan_file_or_remote_ps() {
+    let mut lab = lab();
+    converge(&mut lab);
+    let canary = format!("canary{:016x}", rand_u64());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = canary_inventory(dir.path());
+    let env = [("DBFLEET_TEST_CANARY", canary.as_str())];
+
+    // Watch every process command line on the database hosts while dbfleet works.
+    let watchers: Vec<_> = DB_HOSTS
+        .iter()
+        .map(|h| {
+            on(h, "rm -f /tmp/stop-ps");
+            Command::new("docker")
+                .args([
+                    "exec",
+                    &format!("lab-{h}"),
+                    "sh",
+                    "-c",
+                    "while [ ! -e /tmp/stop-ps ]; do ps -eww -o args; sleep 0.02; done",
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("ps watcher")
+        })
+        .collect();
+
+    let planfile = dir.path().join("plan.json");
+    let mut outputs = Vec::new();
+    outputs.push(
+        dbfleet_with(
+            &inv,
+            &["-vv", "plan", "--out", planfile.to_str().expect("path")],
+            &env,
+        )
+        .all(),
+    );
+    outputs.push(dbfleet_with(&inv, &["plan", "--json"], &env).all());
+    let a = dbfleet_with(&inv, &["-vv", "apply", "--auto-approve"], &env);
+    assert_eq!(a.code, 0, "{}", a.all());
+    outputs.push(a.all());
+    outputs.push(std::fs::read_to_string(&planfile).expect("plan file"));
+
+    for h in DB_HOSTS {
+        on(h, "touch /tmp/stop-ps");
+    }
+    let mut ps_lines = 0;
+    for w in watchers {
+        let o = w.wait_with_output().expect("watcher");
+        let text = String::from_utf8_lossy(&o.stdout);
+        ps_lines += text.lines().count();
+        assert!(
+            !text.contains(&canary),
+            "the canary showed in a remote `ps`"
+        );
+    }
+    assert!(ps_lines > 100, "the ps watchers sampled ({ps_lines} lines)");
+    for (i, o) in outputs.iter().enumerate() {
+        assert!(!o.contains(&canary), "output {i} holds the canary:\n{o}");
+    }
+    assert!(
+        outputs[0].contains("(sensitive)"),
+        "the secret-bearing file shows as sensitive:\n{}",
+        outputs[0]
+    );
+    for h in DB_HOSTS {
+        // It did reach the file it belongs in, mode 0600 ...
+        assert_eq!(on(h, "stat -c %a /etc/dbfleet/monitor.cnf"), "600");
+        assert!(on(h, "cat /etc/dbfleet/monitor.cnf").contains(&canary));
+        // ... and nowhere else on the host.
+        let found = on(
+            h,
+            &format!(
+                "grep -rl {canary} /etc /tmp /var/log /var/lib/dbfleet /root 2>/dev/null || true"
+            ),
+        );
+        assert_eq!(
+            found, "/etc/dbfleet/monitor.cnf",
+            "{h}: canary found in {found}"
+        );
+    }
+    // The local state folder is private too.
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.path().join(".dbfleet/digest.key");
+    assert_eq!(
+        std::fs::metadata(&key)
+            .expect("digest key")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    converge(&mut lab);
+}
+
+fn rand_u64() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    t ^ (std::process::id() as u64).rotate_left(32)
+}
+
+#[test]
+fn sigkill_mid_apply_leaves_no_partial_file_and_next_apply_converges() {
+    let mut lab = lab();
+    converge(&mut lab);
+    // The desired content of every managed file, rendered offline.
+    let out = tempfile::tempdir().expect("tempdir");
+    let r = dbfleet(&[
+        "plan",
+        "--offline",
+        "--out-dir",
+        out.path().to_str().expect("path"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let mut files: Vec<(String, String, String)> = Vec::new(); // host, path, desired sha256
+    for host in ALL_HOSTS {
+        let root = out.path().join(host);
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if !p.ends_with("monitor.cnf") {
+                    // monitor.cnf holds a secret rendered as a placeholder offline.
+                    let bytes = std::fs::read(&p).expect("read");
+                    let path = format!("/{}", p.strip_prefix(&root).expect("prefix").display());
+                    files.push((host.to_string(), path, sha256_hex(&bytes)));
+                }
+            }
+        }
+    }
+    assert!(files.len() >= 12, "{files:?}");
+
+    let mut partial_rounds = 0;
+    for round in 0..4u64 {
+        // Every managed file differs from the inventory, so the apply rewrites them all.
+        let mut tampered = BTreeMap::new();
+        for (h, p, _) in &files {
+            on(h, &format!("echo '# tampered' >> {p}"));
+            tampered.insert((h.clone(), p.clone()), sha256(h, p));
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+            .current_dir(repo())
+            .env("NO_COLOR", "1")
+            .args(["-i", "inventories/lab.yml", "apply", "--auto-approve"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        // Kill it once the first task has finished, plus a little more each round.
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match lines.next() {
+                Some(Ok(l)) if l.contains(" … changed") => break,
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(round * 40));
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        let mut rewritten = 0;
+        for (h, p, want) in &files {
+            let got = sha256(h, p);
+            assert!(
+                got == *want || got == tampered[&(h.clone(), p.clone())],
+                "round {round}: {h}:{p} is neither the old nor the new content (partial write)"
+            );
+            rewritten += (got == *want) as usize;
+        }
+        assert!(
+            rewritten > 0,
+            "round {round}: the kill came after the first write"
+        );
+        partial_rounds += (rewritten < files.len()) as usize;
+    }
+    assert!(
+        partial_rounds > 0,
+        "at least one kill landed with files still to write"
+    );
+    // The next apply converges (restarts interrupted by the kill are still pending) ...
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    for h in DB_HOSTS {
+        assert_eq!(
+            on(h, "ls /var/lib/dbfleet/pending | wc -l"),
+            "0",
+            "{h}: no handler left pending"
+        );
+    }
+    // ... and the plan after it is empty.
+    assert_empty_plan();
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
