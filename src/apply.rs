@@ -107,15 +107,11 @@ pub async fn apply(
         }
     }
     let in_apply: BTreeSet<NodeIndex> = nodes.iter().copied().collect();
-    let mut signals: HashMap<
-        NodeIndex,
-        (watch::Sender<Option<bool>>, watch::Receiver<Option<bool>>),
-    > = HashMap::new();
-    for &n in &nodes {
-        signals.insert(n, watch::channel(None));
-    }
-    let receivers: Arc<HashMap<NodeIndex, watch::Receiver<Option<bool>>>> =
-        Arc::new(signals.iter().map(|(k, v)| (*k, v.1.clone())).collect());
+    // Completion of each node of this apply: None pending, Some(ok) done. Host futures
+    // wait on other hosts' nodes through these (`send_replace` stores the value even while
+    // nobody is subscribed yet).
+    let done: HashMap<NodeIndex, watch::Sender<Option<bool>>> =
+        nodes.iter().map(|&n| (n, watch::channel(None).0)).collect();
     let sem = Arc::new(Semaphore::new(engine.opts.forks.max(1)));
 
     let mut futures = Vec::new();
@@ -126,25 +122,20 @@ pub async fn apply(
             .iter()
             .filter_map(|c| engine.graph.node(&hp.host, &c.task).map(|n| (n, c)))
             .collect();
-        let senders: Vec<(NodeIndex, watch::Sender<Option<bool>>)> = host_nodes
-            .iter()
-            .map(|(n, _)| (*n, signals[n].0.clone()))
-            .collect();
-        let (receivers, sem, events) = (receivers.clone(), sem.clone(), events.clone());
+        let (sem, events, done) = (sem.clone(), events.clone(), &done);
         let in_apply = &in_apply;
         futures.push(async move {
             let mut report = Report::default();
             let mut failed_here = false;
             let mut changed: BTreeSet<String> = BTreeSet::new();
             let send = |n: NodeIndex, ok: bool| {
-                if let Some((_, s)) = senders.iter().find(|(m, _)| *m == n) {
-                    let _ = s.send(Some(ok));
+                if let Some(s) = done.get(&n) {
+                    s.send_replace(Some(ok));
                 }
             };
             for (n, change) in &host_nodes {
                 let t = &engine.graph.graph[*n];
                 let t0 = Instant::now();
-                // Handlers run when a notifier changed, whatever happened after it.
                 // A handler runs when a notifier changed now, or when it is pending from an
                 // earlier apply that was interrupted before running it.
                 let skip = if t.handler {
@@ -159,10 +150,10 @@ pub async fn apply(
                         if engine.graph.graph[dep].host == hp.host {
                             continue;
                         }
-                        let Some(rx) = receivers.get(&dep) else {
+                        let Some(tx) = done.get(&dep) else {
                             continue;
                         };
-                        let mut rx = rx.clone();
+                        let mut rx = tx.subscribe();
                         let ok = loop {
                             if let Some(ok) = *rx.borrow() {
                                 break ok;
@@ -254,7 +245,6 @@ pub async fn apply(
             report
         });
     }
-    drop(signals);
     let reports = futures::future::join_all(futures).await;
     let mut total = Report::default();
     for r in reports {

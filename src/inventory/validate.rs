@@ -256,18 +256,19 @@ pub fn validate(
                 .help("add `source: HOST`, the host it replicates from"),
             );
         }
-        if let Some(src) = &h.source {
-            if !roles.contains(&Role::Replica) && !unknown_role {
-                let s = c.span(src);
-                c.push(
-                    Problem::at(
-                        format!("host `{}` has a source but is not a replica", key.value),
-                        s,
-                        "here",
-                    )
-                    .help("only replicas have a source; remove it or add the `replica` role"),
-                );
-            }
+        if let Some(src) = &h.source
+            && !roles.contains(&Role::Replica)
+            && !unknown_role
+        {
+            let s = c.span(src);
+            c.push(
+                Problem::at(
+                    format!("host `{}` has a source but is not a replica", key.value),
+                    s,
+                    "here",
+                )
+                .help("only replicas have a source; remove it or add the `replica` role"),
+            );
         }
         let vars = {
             let mut v = defaults.clone();
