@@ -49,7 +49,11 @@ pub enum Error {
     #[diagnostic(code(dbfleet::limit))]
     UnknownHost(String),
 
-    #[error("cannot reach {}: see above", crate::diagnostics::plural(.0.len(), "host"))]
+    #[error(
+        "cannot reach {}:\n{}",
+        crate::diagnostics::plural(.0.len(), "host"),
+        .0.iter().map(|(h, e)| format!("  - {h}: {e}")).collect::<Vec<_>>().join("\n")
+    )]
     #[diagnostic(
         code(dbfleet::unreachable),
         help("check the address, `ssh:` settings and that sshd runs; `ssh -v HOST` shows why")

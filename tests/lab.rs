@@ -504,3 +504,62 @@ fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
 }
+
+#[test]
+fn handlers_run_even_when_a_later_task_fails() {
+    let mut lab = lab();
+    converge(&mut lab);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        repo().join("playbooks/defaults.yml"),
+        dir.path().join("defaults.yml"),
+    )
+    .expect("defaults");
+    std::fs::write(
+        dir.path().join("probe.yml"),
+        "roles: [primary]\n\
+         tasks:\n\
+         \x20 - name: marker file\n    copy: {content: \"x\\n\", dest: /tmp/dbfleet-handler-test.txt}\n    notify: [note handler]\n\
+         \x20 - name: failing step\n    command: {run: \"echo boom >&2; exit 7\", creates: /nonexistent-dbfleet}\n\
+         handlers:\n\
+         \x20 - name: note handler\n    command: {run: \"date > /tmp/dbfleet-handler-ran\"}\n",
+    )
+    .expect("playbook");
+    on(
+        "db1",
+        "rm -f /tmp/dbfleet-handler-test.txt /tmp/dbfleet-handler-ran",
+    );
+    let pb = dir.path().to_str().expect("path");
+    let a = dbfleet(&["--playbooks", pb, "apply", "--auto-approve"]);
+    assert_eq!(a.code, 1, "{}", a.all());
+    assert!(
+        a.stdout.contains("db1: failing step … FAILED"),
+        "{}",
+        a.all()
+    );
+    assert!(
+        a.stdout.contains("boom"),
+        "the failure says why: {}",
+        a.all()
+    );
+    assert!(
+        a.stdout.contains("db1: note handler … changed"),
+        "{}",
+        a.all()
+    );
+    assert_eq!(
+        on("db1", "test -s /tmp/dbfleet-handler-ran && echo ran"),
+        "ran"
+    );
+    // Only the failing task is left; its handler is not pending any more.
+    let (_, json) = plan_json(&["--playbooks", pb]);
+    assert_eq!(
+        changed_tasks(&json),
+        BTreeMap::from([("db1".to_string(), vec!["failing step".to_string()])])
+    );
+    on(
+        "db1",
+        "rm -f /tmp/dbfleet-handler-test.txt /tmp/dbfleet-handler-ran",
+    );
+    assert_empty_plan();
+}

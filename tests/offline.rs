@@ -154,3 +154,66 @@ fn every_playbook_and_template_is_compiled_in() {
         }
     }
 }
+
+/// A playbook folder with the real defaults plus the given playbooks.
+fn playbooks_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/defaults.yml"),
+        dir.path().join("defaults.yml"),
+    )
+    .expect("copy defaults");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write playbook");
+    }
+    dir
+}
+
+#[test]
+fn a_cycle_in_the_graph_is_an_error_naming_its_tasks() {
+    let dir = playbooks_dir(&[
+        (
+            "a.yml",
+            "roles: [all]\nafter: [b]\ntasks:\n  - name: a1\n    directory: {path: /tmp/a}\n",
+        ),
+        (
+            "b.yml",
+            "roles: [all]\nafter: [a]\ntasks:\n  - name: b1\n    directory: {path: /tmp/b}\n",
+        ),
+    ]);
+    let o = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .args(["-i", "inventories/lab.yml", "--playbooks"])
+        .arg(dir.path())
+        .arg("validate")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("the task graph has a cycle"), "{err}");
+    assert!(
+        err.contains("/a1") && err.contains("/b1"),
+        "names the tasks: {err}"
+    );
+}
+
+#[test]
+fn a_playbook_error_points_at_the_task() {
+    let dir = playbooks_dir(&[(
+        "x.yml",
+        "roles: [all]\ntasks:\n  - name: loose command\n    command: {run: \"rm -rf /tmp/x\"}\n",
+    )]);
+    let o = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .args(["-i", "inventories/lab.yml", "--playbooks"])
+        .arg(dir.path())
+        .arg("validate")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("needs `creates` or `unless`"), "{err}");
+    assert!(err.contains("x.yml:3:"), "points at the task's line: {err}");
+}

@@ -26,7 +26,7 @@ pub struct Playbook {
     pub roles: Vec<String>,
     /// Playbooks (by file stem) whose tasks must finish on a host before this one's start.
     #[serde(default)]
-    pub after: Vec<String>,
+    pub after: Vec<Spanned<String>>,
     pub tasks: Vec<TaskSpec>,
     #[serde(default)]
     pub handlers: Vec<TaskSpec>,

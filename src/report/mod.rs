@@ -187,21 +187,8 @@ impl EventSink for Reporter {
                 b.inc(1);
                 b.set_message(format!("reading facts ({host} done)"));
             }),
-            Event::Unreachable { host, error } => {
-                self.with_bar(|b| b.inc(1));
-                let guard = self.bar.lock().unwrap_or_else(|e| e.into_inner());
-                let text = format!(
-                    "{}: {error}\n",
-                    paint(c, &format!("unreachable {host}"), |s| s.red().to_string())
-                );
-                let write = || {
-                    let _ = std::io::stderr().write_all(text.as_bytes());
-                };
-                match guard.as_ref() {
-                    Some(b) => b.suspend(write),
-                    None => write(),
-                }
-            }
+            // The error that ends the run lists every unreachable host with its reason.
+            Event::Unreachable { .. } => self.with_bar(|b| b.inc(1)),
             Event::ApplyStarted { changes } => self.new_bar(changes, "applying"),
             Event::TaskStarted { host, task, .. } => {
                 self.with_bar(|b| b.set_message(format!("{host}: {task}")))

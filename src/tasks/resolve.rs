@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde::Serialize;
+use serde_saphyr::Spanned;
 
 use super::command::CmdRes;
 use super::directory::DirRes;
@@ -184,8 +185,30 @@ pub fn resolve(
             "db": db,
             "hosts": hosts_view,
         }));
+        // Two passes per host: every playbook's tasks first, then `after:` links, so a
+        // playbook may run after one whose file sorts later.
         let mut last_of_playbook: BTreeMap<&str, String> = BTreeMap::new();
+        let mut first_index: Vec<(usize, &Vec<Spanned<String>>)> = Vec::new();
         for (stem, source, text, pb) in &lib.playbooks {
+            for a in &pb.after {
+                if !lib.playbooks.iter().any(|p| p.0 == a.value) {
+                    let names: Vec<&str> = lib.playbooks.iter().map(|p| p.0.as_str()).collect();
+                    let help = crate::diagnostics::did_you_mean(&a.value, names.iter().copied())
+                        .unwrap_or_else(|| format!("playbooks: {}", names.join(", ")));
+                    let span = crate::diagnostics::span_of(&a.referenced, text);
+                    let p = Problem::at(
+                        format!("`after: {}` names no playbook", a.value),
+                        span,
+                        "not a playbook",
+                    )
+                    .help(help);
+                    return Err(Error::Invalid(Box::new(FileProblems::new(
+                        source,
+                        text.clone(),
+                        vec![p],
+                    ))));
+                }
+            }
             if !pb
                 .roles
                 .iter()
@@ -268,11 +291,10 @@ pub fn resolve(
                 } else {
                     match prev.take() {
                         Some(p) => vec![p],
-                        None => pb
-                            .after
-                            .iter()
-                            .filter_map(|a| last_of_playbook.get(a.as_str()).cloned())
-                            .collect(),
+                        None => {
+                            first_index.push((out.len() + host_tasks.len(), &pb.after));
+                            Vec::new()
+                        }
                     }
                 };
                 if !handler {
@@ -294,6 +316,12 @@ pub fn resolve(
                 last_of_playbook.insert(stem, p);
             }
             out.extend(host_tasks);
+        }
+        for (i, afters) in first_index {
+            out[i].after = afters
+                .iter()
+                .filter_map(|a| last_of_playbook.get(a.value.as_str()).cloned())
+                .collect();
         }
     }
     Ok(out)
@@ -499,5 +527,5 @@ fn build(
                 .transpose()?,
         }));
     }
-    unreachable!("exactly one kind was checked above")
+    Err("a task needs exactly one kind".to_string().into())
 }

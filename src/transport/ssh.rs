@@ -48,10 +48,12 @@ impl SshHost {
         if let Some(c) = &host.ssh.config {
             b.config_file(c);
         }
+        let t0 = std::time::Instant::now();
         let session = b
             .connect(&host.address)
             .await
             .map_err(|e| TransportError::Connect(flatten(&e)))?;
+        tracing::debug!(host = %host.name, address = %host.address, ms = t0.elapsed().as_millis() as u64, "connected");
         Ok(SshHost {
             name: host.name.clone(),
             session,
@@ -63,6 +65,7 @@ impl SshHost {
     /// Errors: [`TransportError::Run`] when the connection fails (not when the script exits
     /// non-zero: that is in [`Output::code`]).
     pub async fn run(&self, script: &str) -> Result<Output, TransportError> {
+        let t0 = std::time::Instant::now();
         let mut child = self
             .session
             .command("sh")
@@ -87,6 +90,8 @@ impl SshHost {
             .wait_with_output()
             .await
             .map_err(|e| TransportError::Run(flatten(&e)))?;
+        // Sizes and timing only: a script may carry a secret-bearing file's content.
+        tracing::debug!(host = %self.name, script_bytes = script.len(), code = out.status.code().unwrap_or(-1), stdout_bytes = out.stdout.len(), ms = t0.elapsed().as_millis() as u64, "ran script");
         Ok(Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
