@@ -169,6 +169,21 @@ fn playbooks_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// Validates the lab inventory with playbooks from `dir`; expects exit 1 and returns stderr.
+fn validate_fails_with(dir: &tempfile::TempDir) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .args(["-i", "inventories/lab.yml", "--playbooks"])
+        .arg(dir.path())
+        .arg("validate")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    err
+}
+
 #[test]
 fn a_cycle_in_the_graph_is_an_error_naming_its_tasks() {
     let dir = playbooks_dir(&[
@@ -181,16 +196,7 @@ fn a_cycle_in_the_graph_is_an_error_naming_its_tasks() {
             "roles: [all]\nafter: [a]\ntasks:\n  - name: b1\n    directory: {path: /tmp/b}\n",
         ),
     ]);
-    let o = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .args(["-i", "inventories/lab.yml", "--playbooks"])
-        .arg(dir.path())
-        .arg("validate")
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = validate_fails_with(&dir);
     assert!(err.contains("the task graph has a cycle"), "{err}");
     assert!(
         err.contains("/a1") && err.contains("/b1"),
@@ -204,16 +210,7 @@ fn a_playbook_error_points_at_the_task() {
         "x.yml",
         "roles: [all]\ntasks:\n  - name: loose command\n    command: {run: \"rm -rf /tmp/x\"}\n",
     )]);
-    let o = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .args(["-i", "inventories/lab.yml", "--playbooks"])
-        .arg(dir.path())
-        .arg("validate")
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = validate_fails_with(&dir);
     assert!(err.contains("needs `creates` or `unless`"), "{err}");
     assert!(err.contains("x.yml:3:"), "points at the task's line: {err}");
 }
