@@ -20,5 +20,6 @@ pub mod plan;
 pub mod playbook;
 pub mod report;
 pub mod secrets;
+pub mod sql;
 pub mod tasks;
 pub mod transport;

@@ -58,6 +58,7 @@ cases!(
     empty,
     not_utf8,
     many_problems,
+    forbidden_grant,
 );
 
 #[test]

@@ -137,6 +137,26 @@ pub enum SecretSource {
     Generate(usize),
 }
 
+/// An application database.
+#[derive(Debug, Clone, Serialize)]
+pub struct Database {
+    pub name: String,
+    pub charset: String,
+    pub collation: String,
+}
+
+/// An application user. Never holds SUPER, READ ONLY ADMIN, ALL ON *.* or GRANT OPTION
+/// (on MariaDB 10.11 READ ONLY ADMIN bypasses read_only and makes errant GTIDs: DESIGN.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub name: String,
+    pub host: String,
+    /// The secret holding the password.
+    pub password: String,
+    pub grants: Vec<String>,
+    pub require_ssl: bool,
+}
+
 /// The whole fleet, checked and resolved; the input of the task graph.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inventory {
@@ -151,6 +171,8 @@ pub struct Inventory {
     pub host_key_policy: HostKeyPolicy,
     pub hosts: Vec<Host>,
     pub secrets: BTreeMap<String, SecretSource>,
+    pub databases: Vec<Database>,
+    pub users: Vec<User>,
 }
 
 impl Inventory {

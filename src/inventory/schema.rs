@@ -54,6 +54,36 @@ pub struct RawInventory {
     #[serde(default)]
     pub secrets: Entries<Spanned<RawSecret>>,
     pub hosts: Spanned<Entries<Spanned<RawHost>>>,
+    /// Application databases, created on each cluster's primary.
+    #[serde(default)]
+    pub databases: Vec<Spanned<RawDatabase>>,
+    /// Application users, created on each cluster's primary (replicas get them by
+    /// replication).
+    #[serde(default)]
+    pub users: Vec<Spanned<RawUser>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub name: Spanned<String>,
+    pub charset: Option<String>,
+    pub collation: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: Spanned<String>,
+    /// Host part of the account; `%` by default.
+    pub host: Option<String>,
+    /// Name of the secret holding the password.
+    pub password: Spanned<String>,
+    /// "PRIVILEGES ON OBJECT", e.g. "SELECT, INSERT ON app.*".
+    #[serde(default)]
+    pub grants: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub require_ssl: bool,
 }
 
 /// `fleet:` settings that apply to every host.

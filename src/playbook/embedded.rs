@@ -7,6 +7,7 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
     ("database.yml", include_str!("../../playbooks/database.yml")),
     ("defaults.yml", include_str!("../../playbooks/defaults.yml")),
     ("proxy.yml", include_str!("../../playbooks/proxy.yml")),
+    ("users.yml", include_str!("../../playbooks/users.yml")),
 ];
 
 pub const TEMPLATES: &[(&str, &str)] = &[

@@ -55,6 +55,60 @@ pub struct TaskSpec {
     pub service: Option<ServiceSpec>,
     pub sysctl: Option<SysctlSpec>,
     pub command: Option<CommandSpec>,
+    pub mysql_user: Option<MysqlUserSpec>,
+    pub mysql_database: Option<MysqlDatabaseSpec>,
+    pub sql: Option<SqlSpec>,
+    /// A minijinja expression giving a list: the task is made once per element, as `item`
+    /// (its `name` should then use `item` to stay unique).
+    #[serde(rename = "loop")]
+    pub loop_over: Option<String>,
+}
+
+/// `mysql_user`: an account, its password, TLS requirement and exact grants.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlUserSpec {
+    pub name: String,
+    #[serde(default = "any_host")]
+    pub host: String,
+    /// Templated; normally `{{ secret("NAME") }}`.
+    pub password: String,
+    /// A minijinja expression giving a list of "PRIVILEGES ON OBJECT" strings.
+    pub grants: String,
+    /// A minijinja expression; false by default.
+    #[serde(default = "no")]
+    pub require_ssl: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlDatabaseSpec {
+    pub name: String,
+    #[serde(default = "utf8mb4")]
+    pub charset: String,
+    #[serde(default = "utf8mb4_collation")]
+    pub collation: String,
+}
+
+/// `sql`: statements, run unless the `unless` query returns 1.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSpec {
+    pub run: String,
+    pub unless: String,
+}
+
+fn any_host() -> String {
+    "%".into()
+}
+fn no() -> String {
+    "false".into()
+}
+fn utf8mb4() -> String {
+    "utf8mb4".into()
+}
+fn utf8mb4_collation() -> String {
+    "utf8mb4_unicode_ci".into()
 }
 
 /// A cross-host dependency: `task` on the host(s) named by `on`.

@@ -11,6 +11,7 @@
 pub mod command;
 pub mod directory;
 pub mod file;
+pub mod mysql;
 pub mod package;
 pub mod resolve;
 pub mod service;
@@ -69,6 +70,9 @@ pub enum Resource {
     Service(service::SvcRes),
     Sysctl(sysctl::SysctlRes),
     Command(command::CmdRes),
+    User(mysql::UserRes),
+    Database(mysql::DatabaseRes),
+    Sql(mysql::SqlRes),
 }
 
 impl Resource {
@@ -82,6 +86,9 @@ impl Resource {
             Resource::Service(_) => "service",
             Resource::Sysctl(_) => "sysctl",
             Resource::Command(_) => "command",
+            Resource::User(_) => "mysql_user",
+            Resource::Database(_) => "mysql_database",
+            Resource::Sql(_) => "sql",
         }
     }
     /// What the resource is on the host: a path, package list, service name.
@@ -94,11 +101,15 @@ impl Resource {
             Resource::Service(s) => s.name.clone(),
             Resource::Sysctl(s) => s.file.path.clone(),
             Resource::Command(c) => c.name.clone(),
+            Resource::User(u) => format!("{}@{}", u.name, u.host),
+            Resource::Database(d) => d.name.clone(),
+            Resource::Sql(q) => q.name.clone(),
         }
     }
     /// True when the desired state holds a secret (its content is never shown or saved).
     pub fn sensitive(&self) -> bool {
-        matches!(self, Resource::File(f) if f.sensitive)
+        // A user's state holds its password hash.
+        matches!(self, Resource::File(f) if f.sensitive) || matches!(self, Resource::User(_))
     }
     /// The sh fragment printing the current state.
     pub fn probe(&self) -> String {
@@ -110,6 +121,9 @@ impl Resource {
             Resource::Service(s) => s.probe(),
             Resource::Sysctl(s) => s.probe(),
             Resource::Command(c) => c.probe(),
+            Resource::User(u) => u.probe(),
+            Resource::Database(d) => d.probe(),
+            Resource::Sql(q) => q.probe(),
         }
     }
     /// Compares the probe's output with the desired state.
@@ -124,6 +138,9 @@ impl Resource {
             Resource::Service(s) => s.assess(facts),
             Resource::Sysctl(s) => s.assess(facts),
             Resource::Command(c) => Ok(c.assess(facts)),
+            Resource::User(u) => u.assess(facts),
+            Resource::Database(d) => d.assess(facts),
+            Resource::Sql(q) => Ok(q.assess(facts)),
         }
     }
     /// Canonical desired state (compared with the plan's `after` digest on apply).
@@ -136,6 +153,9 @@ impl Resource {
             Resource::Service(s) => s.state(),
             Resource::Sysctl(s) => s.state(),
             Resource::Command(c) => c.state(),
+            Resource::User(u) => u.state(),
+            Resource::Database(d) => d.state(),
+            Resource::Sql(q) => q.state(),
         }
     }
     /// The script that changes the resource. `guard` is the sha256 (or `absent`) the
@@ -150,6 +170,9 @@ impl Resource {
             Resource::Packages(p) => format!("{before_change}{}", p.apply_script()),
             Resource::Service(s) => format!("{before_change}{}", s.apply_script()),
             Resource::Command(c) => format!("{before_change}{}", c.apply_script()),
+            Resource::User(u) => format!("{before_change}{}", u.apply_script()),
+            Resource::Database(d) => format!("{before_change}{}", d.apply_script()),
+            Resource::Sql(q) => format!("{before_change}{}", q.apply_script()),
         }
     }
     /// For files: the content sha256 in the probe output (`absent` when missing), the

@@ -18,6 +18,7 @@ use serde_saphyr::Spanned;
 use super::command::CmdRes;
 use super::directory::DirRes;
 use super::file::{AbsentRes, FileRes};
+use super::mysql::{DatabaseRes, Grant, SqlRes, UserRes};
 use super::package::PkgRes;
 use super::service::{SvcRes, SvcState};
 use super::sysctl::SysctlRes;
@@ -27,6 +28,7 @@ use crate::error::Error;
 use crate::inventory::{Flavor, Host, Inventory, Role};
 use crate::playbook::{Library, TaskSpec, task_problem};
 use crate::secrets::Secrets;
+use crate::sql::{AuthOwned, Dialect};
 
 /// One task on one host, rendered.
 #[derive(Debug, Clone)]
@@ -59,9 +61,24 @@ struct DbLayout {
     backup_packages: &'static str,
     service: &'static str,
     cnf_path: &'static str,
+    /// The seed's hardening statements for this dialect, and a query that returns 1 when
+    /// they have nothing left to do.
+    hardening_sql: String,
+    hardening_check: String,
 }
 
-fn layout(f: Flavor) -> DbLayout {
+fn layout(f: Flavor, d: Dialect) -> DbLayout {
+    let users = if d == Dialect::MariaDb {
+        "mysql.global_priv"
+    } else {
+        "mysql.user"
+    };
+    let hardening_sql = d.hardening().join("\n");
+    let hardening_check = format!(
+        "SELECT (SELECT COUNT(*) FROM {users} WHERE User = '' OR (User = 'root' AND Host NOT IN ('localhost', '127.0.0.1', '::1'))) \
+         + (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'test') \
+         + (SELECT COUNT(*) FROM mysql.db WHERE Db = 'test' OR Db LIKE 'test\\\\_%') = 0"
+    );
     match f {
         Flavor::Mariadb => DbLayout {
             packages: "mariadb-server mariadb-client mariadb-backup",
@@ -69,12 +86,16 @@ fn layout(f: Flavor) -> DbLayout {
             service: "mariadb",
             // Debian reads mariadb.conf.d/*.cnf in name order; 90- comes after 50-server.cnf.
             cnf_path: "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf",
+            hardening_sql,
+            hardening_check,
         },
         Flavor::Mysql => DbLayout {
             packages: "mysql-server mysql-client",
             backup_packages: "mysql-client percona-xtrabackup-80",
             service: "mysql",
             cnf_path: "/etc/mysql/mysql.conf.d/90-dbfleet.cnf",
+            hardening_sql,
+            hardening_check,
         },
     }
 }
@@ -168,7 +189,8 @@ pub fn resolve(
     let env = environment(lib, secrets)?;
     let hosts_view: Vec<HostView> = inv.hosts.iter().map(|h| host_view(inv, h)).collect();
     let fleet = serde_json::json!({"name": inv.name, "flavor": inv.flavor.as_str(), "version": inv.version});
-    let db = layout(inv.flavor);
+    let dialect = Dialect::of(inv.flavor, &inv.version);
+    let db = layout(inv.flavor, dialect);
     // Handlers by name across the library, to check `notify` targets.
     let handler_names: Vec<&str> = lib
         .playbooks
@@ -178,12 +200,14 @@ pub fn resolve(
 
     let mut out = Vec::new();
     for h in &inv.hosts {
-        let ctx = Value::from_serialize(serde_json::json!({
+        let base_ctx = Value::from_serialize(serde_json::json!({
             "host": host_view(inv, h),
             "fleet": fleet,
             "vars": h.vars,
             "db": db,
             "hosts": hosts_view,
+            "users": inv.users,
+            "databases": inv.databases,
         }));
         // Two passes per host: every playbook's tasks first, then `after:` links, so a
         // playbook may run after one whose file sorts later.
@@ -224,93 +248,125 @@ pub fn resolve(
                 .map(|t| (t, false))
                 .chain(pb.handlers.iter().map(|t| (t, true)))
             {
-                let ctxerr = |msg: String, help: Option<String>| {
+                let ctxerr0 = |msg: String, help: Option<String>| {
                     task_problem(source, text, &spec.name, msg, help)
                 };
-                if let Some(w) = &spec.when {
-                    let expr = env
-                        .compile_expression(w)
-                        .map_err(|e| ctxerr(format!("bad `when`: {e}"), None))?;
-                    if !expr
-                        .eval(&ctx)
-                        .map_err(|e| ctxerr(format!("`when` failed: {e}"), None))?
-                        .is_true()
-                    {
-                        continue;
-                    }
-                }
-                for n in &spec.notify {
-                    if !handler_names.contains(&n.as_str()) {
-                        let help =
-                            crate::diagnostics::did_you_mean(n, handler_names.iter().copied());
-                        return Err(ctxerr(format!("notifies unknown handler `{n}`"), help));
-                    }
-                }
-                let resource = build(&env, &ctx, lib, spec, handler).map_err(|m| match m {
-                    BuildError::Task(msg) => ctxerr(msg, None),
-                    BuildError::Other(e) => e,
-                })?;
-                let mut needs = Vec::new();
-                for need in &spec.needs {
-                    let targets: Vec<String> = match need.on.as_str() {
-                        "source" => h.source.iter().cloned().collect(),
-                        "primary" => inv
-                            .hosts
-                            .iter()
-                            .filter(|o| {
-                                o.cluster == h.cluster && o.has(Role::Primary) && o.name != h.name
-                            })
-                            .map(|o| o.name.clone())
-                            .collect(),
-                        other => match other.split_once(':') {
-                            Some(("role", r)) => {
-                                let role = Role::parse(r).ok_or_else(|| {
-                                    ctxerr(format!("unknown role `{r}` in needs"), None)
-                                })?;
-                                inv.hosts
-                                    .iter()
-                                    .filter(|o| o.has(role) && o.name != h.name)
-                                    .map(|o| o.name.clone())
-                                    .collect()
-                            }
-                            Some(("host", n)) => vec![n.to_string()],
-                            _ => {
-                                return Err(ctxerr(
-                                    format!(
-                                        "needs.on `{other}` is not source, primary, role:NAME or host:NAME"
-                                    ),
-                                    None,
-                                ));
-                            }
-                        },
-                    };
-                    needs.extend(targets.into_iter().map(|t| (t, need.task.clone())));
-                }
-                let after = if handler {
-                    Vec::new()
-                } else {
-                    match prev.take() {
-                        Some(p) => vec![p],
-                        None => {
-                            first_index.push((out.len() + host_tasks.len(), &pb.after));
-                            Vec::new()
-                        }
+                // `loop:` makes the task once per element of a list, as `item`.
+                let items: Vec<Option<Value>> = match &spec.loop_over {
+                    None => vec![None],
+                    Some(expr) => {
+                        let v = env
+                            .compile_expression(expr)
+                            .and_then(|e| e.eval(&base_ctx))
+                            .map_err(|e| ctxerr0(format!("bad `loop`: {e}"), None))?;
+                        let it = v
+                            .try_iter()
+                            .map_err(|_| ctxerr0(format!("`loop: {expr}` is not a list"), None))?;
+                        it.map(Some).collect()
                     }
                 };
-                if !handler {
-                    prev = Some(spec.name.value.clone());
+                for item in items {
+                    let ctx = match &item {
+                        Some(it) => minijinja::context! { item => it.clone(), ..base_ctx.clone() },
+                        None => base_ctx.clone(),
+                    };
+                    let task_name = match &item {
+                        Some(_) => env
+                            .render_str(&spec.name.value, &ctx)
+                            .map_err(|e| ctxerr0(format!("rendering the name: {e}"), None))?,
+                        None => spec.name.value.clone(),
+                    };
+                    let ctxerr = |msg: String, help: Option<String>| {
+                        task_problem(source, text, &spec.name, msg, help)
+                    };
+                    if let Some(w) = &spec.when {
+                        let expr = env
+                            .compile_expression(w)
+                            .map_err(|e| ctxerr(format!("bad `when`: {e}"), None))?;
+                        if !expr
+                            .eval(&ctx)
+                            .map_err(|e| ctxerr(format!("`when` failed: {e}"), None))?
+                            .is_true()
+                        {
+                            continue;
+                        }
+                    }
+                    for n in &spec.notify {
+                        if !handler_names.contains(&n.as_str()) {
+                            let help =
+                                crate::diagnostics::did_you_mean(n, handler_names.iter().copied());
+                            return Err(ctxerr(format!("notifies unknown handler `{n}`"), help));
+                        }
+                    }
+                    let resource = build(&env, &ctx, lib, spec, handler, dialect, &task_name)
+                        .map_err(|m| match m {
+                            BuildError::Task(msg) => ctxerr(msg, None),
+                            BuildError::Other(e) => e,
+                        })?;
+                    let mut needs = Vec::new();
+                    for need in &spec.needs {
+                        let targets: Vec<String> = match need.on.as_str() {
+                            "source" => h.source.iter().cloned().collect(),
+                            "primary" => inv
+                                .hosts
+                                .iter()
+                                .filter(|o| {
+                                    o.cluster == h.cluster
+                                        && o.has(Role::Primary)
+                                        && o.name != h.name
+                                })
+                                .map(|o| o.name.clone())
+                                .collect(),
+                            other => match other.split_once(':') {
+                                Some(("role", r)) => {
+                                    let role = Role::parse(r).ok_or_else(|| {
+                                        ctxerr(format!("unknown role `{r}` in needs"), None)
+                                    })?;
+                                    inv.hosts
+                                        .iter()
+                                        .filter(|o| o.has(role) && o.name != h.name)
+                                        .map(|o| o.name.clone())
+                                        .collect()
+                                }
+                                Some(("host", n)) => vec![n.to_string()],
+                                _ => {
+                                    return Err(ctxerr(
+                                        format!(
+                                            "needs.on `{other}` is not source, primary, role:NAME or host:NAME"
+                                        ),
+                                        None,
+                                    ));
+                                }
+                            },
+                        };
+                        needs.extend(targets.into_iter().map(|t| (t, need.task.clone())));
+                    }
+                    let after = if handler {
+                        Vec::new()
+                    } else {
+                        match prev.take() {
+                            Some(p) => vec![p],
+                            None => {
+                                first_index.push((out.len() + host_tasks.len(), &pb.after));
+                                Vec::new()
+                            }
+                        }
+                    };
+                    if !handler {
+                        prev = Some(task_name.clone());
+                    }
+                    host_tasks.push(Resolved {
+                        host: h.name.clone(),
+                        playbook: stem.clone(),
+                        name: task_name.clone(),
+                        tags: spec.tags.clone(),
+                        notify: spec.notify.clone(),
+                        handler,
+                        after,
+                        needs,
+                        resource,
+                    });
                 }
-                host_tasks.push(Resolved {
-                    host: h.name.clone(),
-                    playbook: stem.clone(),
-                    name: spec.name.value.clone(),
-                    tags: spec.tags.clone(),
-                    notify: spec.notify.clone(),
-                    handler,
-                    after,
-                    needs,
-                    resource,
-                });
             }
             if let Some(p) = prev {
                 last_of_playbook.insert(stem, p);
@@ -363,8 +419,13 @@ fn build(
     lib: &Library,
     spec: &TaskSpec,
     handler: bool,
+    dialect: Dialect,
+    task_name: &str,
 ) -> Result<Resource, BuildError> {
     let kinds = [
+        spec.mysql_user.is_some(),
+        spec.mysql_database.is_some(),
+        spec.sql.is_some(),
         spec.package.is_some(),
         spec.template.is_some(),
         spec.copy.is_some(),
@@ -375,7 +436,66 @@ fn build(
         spec.command.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err("a task needs exactly one kind: package, template, copy, file, directory, service, sysctl or command".to_string().into());
+        return Err("a task needs exactly one kind: package, template, copy, file, directory, service, sysctl, command, mysql_user, mysql_database or sql".to_string().into());
+    }
+    if let Some(u) = &spec.mysql_user {
+        // The password is the one field that may hold a secret: it becomes a hash here.
+        SECRET_USED.with(|c| c.set(false));
+        let password = env
+            .render_str(&u.password, ctx)
+            .map_err(|e| BuildError::Task(format!("rendering password: {e:#}")))?;
+        if password.is_empty() {
+            return Err("the user's password is empty".to_string().into());
+        }
+        let (auth, _plain) = dialect.auth(&password);
+        let grants_v = env
+            .compile_expression(&u.grants)
+            .and_then(|e| e.eval(ctx))
+            .map_err(|e| BuildError::Task(format!("evaluating grants: {e}")))?;
+        let mut grants = Vec::new();
+        let list: Vec<Value> = match grants_v.try_iter() {
+            Ok(it) if grants_v.as_str().is_none() => it.collect(),
+            _ => vec![grants_v.clone()],
+        };
+        for g in list {
+            let text = g
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| g.to_string());
+            grants.push(Grant::parse(dialect, &text).ok_or_else(|| {
+                BuildError::Task(format!("grant `{text}` is not `PRIVILEGES ON OBJECT`"))
+            })?);
+        }
+        let require_ssl = env
+            .compile_expression(&u.require_ssl)
+            .and_then(|e| e.eval(ctx))
+            .map_err(|e| BuildError::Task(format!("evaluating require_ssl: {e}")))?
+            .is_true();
+        let auth: AuthOwned = auth;
+        return Ok(Resource::User(UserRes {
+            dialect,
+            name: field(env, ctx, "user name", &u.name)?,
+            host: field(env, ctx, "user host", &u.host)?,
+            auth,
+            require_ssl,
+            grants,
+        }));
+    }
+    if let Some(d) = &spec.mysql_database {
+        return Ok(Resource::Database(DatabaseRes {
+            dialect,
+            name: field(env, ctx, "database name", &d.name)?,
+            charset: field(env, ctx, "charset", &d.charset)?,
+            collation: field(env, ctx, "collation", &d.collation)?,
+        }));
+    }
+    if let Some(q) = &spec.sql {
+        return Ok(Resource::Sql(SqlRes {
+            dialect,
+            name: task_name.to_string(),
+            run: field(env, ctx, "sql", &q.run)?,
+            unless: field(env, ctx, "unless", &q.unless)?,
+        }));
     }
     if let Some(p) = &spec.package {
         let mut names = Vec::new();
@@ -513,7 +633,7 @@ fn build(
             );
         }
         return Ok(Resource::Command(CmdRes {
-            name: spec.name.value.clone(),
+            name: task_name.to_string(),
             run: field(env, ctx, "run", &c.run)?,
             creates: c
                 .creates

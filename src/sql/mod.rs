@@ -1,0 +1,310 @@
+//! SQL per dialect: the statements dbfleet sends to MariaDB 10.11 and MySQL 8.0 / 8.4, and
+//! the quoting they share.
+//!
+//! Every statement a task or runbook issues is built here, so the dialects differ in one
+//! place and each statement has a snapshot test per dialect (`tests/sql_dialects.rs`).
+//! Sources: MariaDB KB "CHANGE MASTER TO", "MASTER_GTID_WAIT", "GRANT"; MySQL 8.0.23
+//! release notes (CHANGE REPLICATION SOURCE TO, START REPLICA); MySQL 8.4 removed
+//! CHANGE MASTER and START SLAVE and disables mysql_native_password by default.
+//! Statements are sent on stdin of the `mariadb`/`mysql` client on the host, never on a
+//! command line.
+
+use sha1::{Digest, Sha1};
+
+use crate::inventory::Flavor;
+
+/// The SQL dialect of a fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// MariaDB 10.6+ (the lab runs 10.11).
+    MariaDb,
+    /// MySQL 8.0.23+: REPLICA/SOURCE syntax; mysql_native_password still available.
+    MySql80,
+    /// MySQL 8.4+: no CHANGE MASTER / START SLAVE; caching_sha2_password only by default.
+    MySql84,
+}
+
+impl Dialect {
+    /// The dialect of `flavor` at `version` ("MAJOR.MINOR").
+    pub fn of(flavor: Flavor, version: &str) -> Dialect {
+        match flavor {
+            Flavor::Mariadb => Dialect::MariaDb,
+            Flavor::Mysql => {
+                let mut it = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+                let (major, minor) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+                if (major, minor) >= (8, 4) {
+                    Dialect::MySql84
+                } else {
+                    Dialect::MySql80
+                }
+            }
+        }
+    }
+    /// The command-line client on the host.
+    pub fn client(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "mariadb",
+            _ => "mysql",
+        }
+    }
+}
+
+/// A string literal: single quotes, backslash and quote escaped (NO_BACKSLASH_ESCAPES off,
+/// the default of both servers).
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// An identifier in backticks.
+pub fn ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+/// `'user'@'host'`.
+pub fn account(user: &str, host: &str) -> String {
+    format!("{}@{}", quote(user), quote(host))
+}
+
+/// The mysql_native_password hash of `password`: `*` + uppercase hex of
+/// SHA1(SHA1(password)) (MariaDB KB "PASSWORD"). Lets dbfleet create and compare users
+/// without the plaintext ever leaving the operator's machine.
+pub fn native_password_hash(password: &str) -> String {
+    let inner = Sha1::digest(password.as_bytes());
+    format!("*{}", hex::encode_upper(Sha1::digest(inner)))
+}
+
+impl Dialect {
+    /// The authentication for `password` in this dialect.
+    pub fn auth(self, password: &str) -> (AuthOwned, bool) {
+        match self {
+            Dialect::MySql84 => (AuthOwned::Plain(password.to_string()), true),
+            _ => (AuthOwned::NativeHash(native_password_hash(password)), false),
+        }
+    }
+
+    fn auth_clause(self, auth: &AuthOwned) -> String {
+        match (self, auth) {
+            (Dialect::MariaDb, AuthOwned::NativeHash(h)) => {
+                format!("IDENTIFIED BY PASSWORD {}", quote(h))
+            }
+            (_, AuthOwned::NativeHash(h)) => {
+                format!("IDENTIFIED WITH mysql_native_password AS {}", quote(h))
+            }
+            (_, AuthOwned::Plain(p)) => format!("IDENTIFIED BY {}", quote(p)),
+        }
+    }
+
+    /// `CREATE USER`, with `REQUIRE SSL` when asked.
+    pub fn create_user(
+        self,
+        user: &str,
+        host: &str,
+        auth: &AuthOwned,
+        require_ssl: bool,
+    ) -> String {
+        let ssl = if require_ssl { " REQUIRE SSL" } else { "" };
+        format!(
+            "CREATE USER {} {}{ssl};",
+            account(user, host),
+            self.auth_clause(auth)
+        )
+    }
+
+    /// `ALTER USER` to the given password and TLS requirement.
+    pub fn alter_user(self, user: &str, host: &str, auth: &AuthOwned, require_ssl: bool) -> String {
+        let ssl = if require_ssl { "SSL" } else { "NONE" };
+        format!(
+            "ALTER USER {} {} REQUIRE {ssl};",
+            account(user, host),
+            self.auth_clause(auth)
+        )
+    }
+
+    pub fn drop_user(self, user: &str, host: &str) -> String {
+        format!("DROP USER IF EXISTS {};", account(user, host))
+    }
+
+    /// `GRANT privs ON object TO account;` (`grant` is "PRIVS ON OBJECT").
+    pub fn grant(self, grant: &str, user: &str, host: &str) -> String {
+        format!("GRANT {grant} TO {};", account(user, host))
+    }
+
+    /// `REVOKE ALL PRIVILEGES, GRANT OPTION FROM account;`
+    pub fn revoke_all(self, user: &str, host: &str) -> String {
+        format!(
+            "REVOKE ALL PRIVILEGES, GRANT OPTION FROM {};",
+            account(user, host)
+        )
+    }
+
+    pub fn create_database(self, name: &str, charset: &str, collation: &str) -> String {
+        format!(
+            "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET {charset} COLLATE {collation};",
+            ident(name)
+        )
+    }
+
+    /// Points a replica at its source by GTID, over verified TLS.
+    pub fn change_source(self, s: &SourceSpec) -> String {
+        match self {
+            Dialect::MariaDb => format!(
+                "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={}, MASTER_USER={}, MASTER_PASSWORD={}, \
+                 MASTER_USE_GTID=slave_pos, MASTER_SSL=1, MASTER_SSL_CA={}, MASTER_SSL_VERIFY_SERVER_CERT=1, \
+                 MASTER_CONNECT_RETRY={};",
+                quote(&s.host),
+                s.port,
+                quote(&s.user),
+                quote(&s.password),
+                quote(&s.ssl_ca),
+                s.connect_retry
+            ),
+            _ => format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST={}, SOURCE_PORT={}, SOURCE_USER={}, SOURCE_PASSWORD={}, \
+                 SOURCE_AUTO_POSITION=1, SOURCE_SSL=1, SOURCE_SSL_CA={}, SOURCE_SSL_VERIFY_SERVER_CERT=1, \
+                 SOURCE_CONNECT_RETRY={};",
+                quote(&s.host),
+                s.port,
+                quote(&s.user),
+                quote(&s.password),
+                quote(&s.ssl_ca),
+                s.connect_retry
+            ),
+        }
+    }
+
+    pub fn start_replica(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "START SLAVE;",
+            _ => "START REPLICA;",
+        }
+    }
+
+    pub fn stop_replica(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "STOP SLAVE;",
+            _ => "STOP REPLICA;",
+        }
+    }
+
+    pub fn reset_replica_all(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "RESET SLAVE ALL;",
+            _ => "RESET REPLICA ALL;",
+        }
+    }
+
+    pub fn show_replica_status(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "SHOW SLAVE STATUS",
+            _ => "SHOW REPLICA STATUS",
+        }
+    }
+
+    /// Waits until the replica has applied `position`, at most `timeout_s` seconds.
+    /// Returns 0 when caught up on both dialects' terms (MariaDB: 0 ok / -1 timeout;
+    /// MySQL: 0 ok / 1 timeout).
+    pub fn wait_for_position(self, position: &str, timeout_s: u32) -> String {
+        match self {
+            Dialect::MariaDb => {
+                format!("SELECT MASTER_GTID_WAIT({}, {timeout_s});", quote(position))
+            }
+            _ => format!(
+                "SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {timeout_s});",
+                quote(position)
+            ),
+        }
+    }
+
+    /// Sets the position a freshly seeded replica starts from (MariaDB: gtid_slave_pos;
+    /// MySQL: gtid_purged, after clearing gtid_executed).
+    pub fn set_start_position(self, position: &str) -> String {
+        let p = quote(position);
+        match self {
+            Dialect::MariaDb => format!("SET GLOBAL gtid_slave_pos = {p};"),
+            Dialect::MySql80 => format!("RESET MASTER; SET GLOBAL gtid_purged = {p};"),
+            Dialect::MySql84 => {
+                format!("RESET BINARY LOGS AND GTIDS; SET GLOBAL gtid_purged = {p};")
+            }
+        }
+    }
+
+    /// The server's current GTID position (what a replica must reach).
+    pub fn current_position(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "SELECT @@GLOBAL.gtid_binlog_pos;",
+            _ => "SELECT @@GLOBAL.gtid_executed;",
+        }
+    }
+
+    /// The seed's hardening (seed 000, "MySQL Security"): no anonymous users, no remote root,
+    /// no test database. MariaDB keeps accounts in mysql.global_priv (mysql.user is a view).
+    pub fn hardening(self) -> Vec<String> {
+        let users = if self == Dialect::MariaDb {
+            "mysql.global_priv"
+        } else {
+            "mysql.user"
+        };
+        vec![
+            format!("DELETE FROM {users} WHERE User = '';"),
+            format!(
+                "DELETE FROM {users} WHERE User = 'root' AND Host NOT IN ('localhost', '127.0.0.1', '::1');"
+            ),
+            "DROP DATABASE IF EXISTS test;".into(),
+            "DELETE FROM mysql.db WHERE Db = 'test' OR Db = 'test\\_%';".into(),
+            "FLUSH PRIVILEGES;".into(),
+        ]
+    }
+}
+
+/// How a user authenticates, as a statement carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOwned {
+    NativeHash(String),
+    Plain(String),
+}
+
+/// Where a replica replicates from.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The replication password (sent on stdin; stored by the server in its replica info).
+    pub password: String,
+    /// Path of the fleet CA on the replica, to verify the source's certificate.
+    pub ssl_ca: String,
+    pub connect_retry: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_hash_matches_the_server() {
+        // SELECT PASSWORD('password') on MariaDB 10.11.
+        assert_eq!(
+            native_password_hash("password"),
+            "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+        );
+    }
+
+    #[test]
+    fn quoting_escapes_quotes_and_backslashes() {
+        assert_eq!(quote("a'b\\c"), "'a\\'b\\\\c'");
+        assert_eq!(ident("we`ird"), "`we``ird`");
+    }
+}
