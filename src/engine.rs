@@ -78,7 +78,26 @@ impl Engine {
         } else {
             Secrets::new(&inv, redactor.clone())
         });
-        let tasks = crate::tasks::resolve(&inv, &lib, secrets)?;
+        let tls = if opts.offline {
+            crate::tls::Tls::placeholders(&inv)
+        } else {
+            let renew_days = lib
+                .defaults
+                .get("tls_renew_days")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(30);
+            let renew_days = inv
+                .hosts
+                .first()
+                .and_then(|h| h.vars.get("tls_renew_days"))
+                .and_then(|v| v.as_i64())
+                .unwrap_or(renew_days);
+            crate::tls::Tls::ensure(&inv, renew_days)?
+        };
+        for (host, why) in &tls.issued {
+            tracing::info!(host = %host, reason = %why, "issued a TLS certificate");
+        }
+        let tasks = crate::tasks::resolve(&inv, &lib, secrets, Arc::new(tls))?;
         let graph = TaskGraph::build(tasks)?;
         let selected = graph.select(opts.limit.as_ref(), opts.tags.as_ref());
         let key = if opts.offline {

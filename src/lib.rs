@@ -22,4 +22,5 @@ pub mod report;
 pub mod secrets;
 pub mod sql;
 pub mod tasks;
+pub mod tls;
 pub mod transport;

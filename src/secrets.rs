@@ -189,7 +189,7 @@ fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600 (temp file, fsync, rename).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     ensure_state_dir(dir)?;
     let tmp = dir.join(format!(

@@ -29,6 +29,7 @@ use crate::inventory::{Flavor, Host, Inventory, Role};
 use crate::playbook::{Library, TaskSpec, task_problem};
 use crate::secrets::Secrets;
 use crate::sql::{AuthOwned, Dialect};
+use crate::tls::Tls;
 
 /// One task on one host, rendered.
 #[derive(Debug, Clone)]
@@ -61,6 +62,10 @@ struct DbLayout {
     backup_packages: &'static str,
     service: &'static str,
     cnf_path: &'static str,
+    /// The server's client, and the statement that reloads TLS material without a restart
+    /// (MariaDB 10.4+: FLUSH SSL; MySQL 8.0.16+: ALTER INSTANCE RELOAD TLS).
+    client: &'static str,
+    reload_tls: &'static str,
     /// The seed's hardening statements for this dialect, and a query that returns 1 when
     /// they have nothing left to do.
     hardening_sql: String,
@@ -86,6 +91,8 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             service: "mariadb",
             // Debian reads mariadb.conf.d/*.cnf in name order; 90- comes after 50-server.cnf.
             cnf_path: "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf",
+            client: "mariadb",
+            reload_tls: "FLUSH SSL",
             hardening_sql,
             hardening_check,
         },
@@ -94,6 +101,8 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             backup_packages: "mysql-client percona-xtrabackup-80",
             service: "mysql",
             cnf_path: "/etc/mysql/mysql.conf.d/90-dbfleet.cnf",
+            client: "mysql",
+            reload_tls: "ALTER INSTANCE RELOAD TLS",
             hardening_sql,
             hardening_check,
         },
@@ -135,7 +144,11 @@ fn host_view<'a>(inv: &'a Inventory, h: &'a Host) -> HostView<'a> {
 
 /// The template environment: strict undefined, trailing newlines kept, every template of
 /// the library loaded, and `secret()` bound to `secrets`.
-pub fn environment(lib: &Library, secrets: Arc<Secrets>) -> Result<Environment<'static>, Error> {
+pub fn environment(
+    lib: &Library,
+    secrets: Arc<Secrets>,
+    tls: Arc<Tls>,
+) -> Result<Environment<'static>, Error> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
@@ -143,6 +156,30 @@ pub fn environment(lib: &Library, secrets: Arc<Secrets>) -> Result<Environment<'
         env.add_template_owned(name.clone(), text.clone())
             .map_err(|e| template_error(lib, name, &e))?;
     }
+    let t = tls.clone();
+    env.add_function("tls_ca", move || -> String { t.ca_pem.clone() });
+    let t = tls.clone();
+    env.add_function(
+        "tls_cert",
+        move |host: String| -> Result<String, minijinja::Error> {
+            t.hosts
+                .get(&host)
+                .map(|c| c.0.clone())
+                .ok_or_else(|| no_tls(&host))
+        },
+    );
+    let t = tls;
+    env.add_function(
+        "tls_key",
+        move |host: String| -> Result<String, minijinja::Error> {
+            // A private key is a secret: the file holding it is sensitive.
+            SECRET_USED.with(|c| c.set(true));
+            t.hosts
+                .get(&host)
+                .map(|c| c.1.clone())
+                .ok_or_else(|| no_tls(&host))
+        },
+    );
     env.add_function(
         "secret",
         move |name: String| -> Result<String, minijinja::Error> {
@@ -156,6 +193,13 @@ pub fn environment(lib: &Library, secrets: Arc<Secrets>) -> Result<Environment<'
         },
     );
     Ok(env)
+}
+
+fn no_tls(host: &str) -> minijinja::Error {
+    minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!("no TLS certificate for `{host}` (certificates are made for database hosts)"),
+    )
 }
 
 /// A located diagnostic for a template error (syntax, undefined variable, failed secret).
@@ -185,8 +229,9 @@ pub fn resolve(
     inv: &Inventory,
     lib: &Library,
     secrets: Arc<Secrets>,
+    tls: Arc<Tls>,
 ) -> Result<Vec<Resolved>, Error> {
-    let env = environment(lib, secrets)?;
+    let env = environment(lib, secrets, tls)?;
     let hosts_view: Vec<HostView> = inv.hosts.iter().map(|h| host_view(inv, h)).collect();
     let fleet = serde_json::json!({"name": inv.name, "flavor": inv.flavor.as_str(), "version": inv.version});
     let dialect = Dialect::of(inv.flavor, &inv.version);
