@@ -198,9 +198,13 @@ pub async fn apply(
                         .apply_script(guard.as_deref(), &crate::tasks::mark_pending(&t.notify))
                 };
                 let script = crate::tasks::locked(true, &body);
-                let result = match &conn {
-                    None => Err(format!("no connection to {}", hp.host)),
-                    Some(c) => {
+                let result = match (&conn, &t.resource) {
+                    (None, _) => Err(format!("no connection to {}", hp.host)),
+                    (Some(c), crate::tasks::Resource::Replication(r)) => {
+                        let _permit = sem.acquire().await;
+                        replication(engine, probe, c, r).await
+                    }
+                    (Some(c), _) => {
                         let _permit = sem.acquire().await;
                         match c.run(&script).await {
                             Ok(o) if o.code == 0 => Ok(()),
@@ -258,6 +262,35 @@ pub async fn apply(
         });
     }
     Ok(total)
+}
+
+/// Runs the replication runbook with the source's connection (opened now when the source
+/// was not part of this run, e.g. with `--limit`).
+async fn replication(
+    engine: &Engine,
+    probe: &Probe,
+    replica: &crate::transport::SshHost,
+    r: &crate::tasks::replication::ReplicationRes,
+) -> Result<(), String> {
+    let opened;
+    let source = match probe.conns.get(&r.source_name) {
+        Some(c) => c.as_ref(),
+        None => {
+            let host = engine
+                .inv
+                .host(&r.source_name)
+                .ok_or_else(|| format!("source {} is not in the inventory", r.source_name))?;
+            opened = crate::transport::SshHost::connect(
+                host,
+                engine.inv.host_key_policy,
+                engine.opts.connect_timeout,
+            )
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", r.source_name))?;
+            &opened
+        }
+    };
+    crate::runbooks::replication::apply(replica, source, r).await
 }
 
 fn last_lines(stderr: &str, stdout: &str) -> String {

@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod plan;
 pub mod playbook;
 pub mod report;
+pub mod runbooks;
 pub mod secrets;
 pub mod sql;
 pub mod tasks;

@@ -7,6 +7,10 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
     ("database.yml", include_str!("../../playbooks/database.yml")),
     ("defaults.yml", include_str!("../../playbooks/defaults.yml")),
     ("proxy.yml", include_str!("../../playbooks/proxy.yml")),
+    (
+        "replication.yml",
+        include_str!("../../playbooks/replication.yml"),
+    ),
     ("users.yml", include_str!("../../playbooks/users.yml")),
 ];
 

@@ -58,6 +58,7 @@ pub struct TaskSpec {
     pub mysql_user: Option<MysqlUserSpec>,
     pub mysql_database: Option<MysqlDatabaseSpec>,
     pub sql: Option<SqlSpec>,
+    pub replication: Option<ReplicationSpec>,
     /// A minijinja expression giving a list: the task is made once per element, as `item`
     /// (its `name` should then use `item` to stay unique).
     #[serde(rename = "loop")]
@@ -88,6 +89,17 @@ pub struct MysqlDatabaseSpec {
     pub charset: String,
     #[serde(default = "utf8mb4_collation")]
     pub collation: String,
+}
+
+/// `replication`: this replica replicates from `source` by GTID over verified TLS.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationSpec {
+    /// The source's host name (templated; normally `{{ host.source }}`).
+    pub source: String,
+    pub user: String,
+    /// Templated; normally `{{ secret("replication_password") }}`.
+    pub password: String,
 }
 
 /// `sql`: statements, run unless the `unless` query returns 1.

@@ -13,6 +13,7 @@ pub mod directory;
 pub mod file;
 pub mod mysql;
 pub mod package;
+pub mod replication;
 pub mod resolve;
 pub mod service;
 pub mod sysctl;
@@ -73,6 +74,8 @@ pub enum Resource {
     User(mysql::UserRes),
     Database(mysql::DatabaseRes),
     Sql(mysql::SqlRes),
+    /// A runbook across the replica and its source: applied by `crate::runbooks`.
+    Replication(replication::ReplicationRes),
 }
 
 impl Resource {
@@ -89,6 +92,7 @@ impl Resource {
             Resource::User(_) => "mysql_user",
             Resource::Database(_) => "mysql_database",
             Resource::Sql(_) => "sql",
+            Resource::Replication(_) => "replication",
         }
     }
     /// What the resource is on the host: a path, package list, service name.
@@ -104,12 +108,15 @@ impl Resource {
             Resource::User(u) => format!("{}@{}", u.name, u.host),
             Resource::Database(d) => d.name.clone(),
             Resource::Sql(q) => q.name.clone(),
+            Resource::Replication(r) => format!("from {}", r.source_name),
         }
     }
     /// True when the desired state holds a secret (its content is never shown or saved).
     pub fn sensitive(&self) -> bool {
         // A user's state holds its password hash.
-        matches!(self, Resource::File(f) if f.sensitive) || matches!(self, Resource::User(_))
+        // A user's state holds its password hash; replication's its source password.
+        matches!(self, Resource::File(f) if f.sensitive)
+            || matches!(self, Resource::User(_) | Resource::Replication(_))
     }
     /// The sh fragment printing the current state.
     pub fn probe(&self) -> String {
@@ -124,6 +131,7 @@ impl Resource {
             Resource::User(u) => u.probe(),
             Resource::Database(d) => d.probe(),
             Resource::Sql(q) => q.probe(),
+            Resource::Replication(r) => r.probe(),
         }
     }
     /// Compares the probe's output with the desired state.
@@ -141,6 +149,7 @@ impl Resource {
             Resource::User(u) => u.assess(facts),
             Resource::Database(d) => d.assess(facts),
             Resource::Sql(q) => Ok(q.assess(facts)),
+            Resource::Replication(r) => r.assess(facts),
         }
     }
     /// Canonical desired state (compared with the plan's `after` digest on apply).
@@ -156,6 +165,7 @@ impl Resource {
             Resource::User(u) => u.state(),
             Resource::Database(d) => d.state(),
             Resource::Sql(q) => q.state(),
+            Resource::Replication(r) => r.state(),
         }
     }
     /// The script that changes the resource. `guard` is the sha256 (or `absent`) the
@@ -173,6 +183,10 @@ impl Resource {
             Resource::User(u) => format!("{before_change}{}", u.apply_script()),
             Resource::Database(d) => format!("{before_change}{}", d.apply_script()),
             Resource::Sql(q) => format!("{before_change}{}", q.apply_script()),
+            // Never run as one script: the executor hands it to the runbook.
+            Resource::Replication(_) => {
+                format!("{before_change}echo 'replication is applied by its runbook' >&2; exit 1\n")
+            }
         }
     }
     /// For files: the content sha256 in the probe output (`absent` when missing), the

@@ -20,6 +20,7 @@ use super::directory::DirRes;
 use super::file::{AbsentRes, FileRes};
 use super::mysql::{DatabaseRes, Grant, SqlRes, UserRes};
 use super::package::PkgRes;
+use super::replication::ReplicationRes;
 use super::service::{SvcRes, SvcState};
 use super::sysctl::SysctlRes;
 use super::{Resource, parse_mode};
@@ -28,6 +29,7 @@ use crate::error::Error;
 use crate::inventory::{Flavor, Host, Inventory, Role};
 use crate::playbook::{Library, TaskSpec, task_problem};
 use crate::secrets::Secrets;
+use crate::sql::SourceSpec;
 use crate::sql::{AuthOwned, Dialect};
 use crate::tls::Tls;
 
@@ -343,7 +345,7 @@ pub fn resolve(
                             return Err(ctxerr(format!("notifies unknown handler `{n}`"), help));
                         }
                     }
-                    let resource = build(&env, &ctx, lib, spec, handler, dialect, &task_name)
+                    let resource = build(&env, &ctx, lib, spec, handler, dialect, &task_name, inv)
                         .map_err(|m| match m {
                             BuildError::Task(msg) => ctxerr(msg, None),
                             BuildError::Other(e) => e,
@@ -466,11 +468,13 @@ fn build(
     handler: bool,
     dialect: Dialect,
     task_name: &str,
+    inv: &Inventory,
 ) -> Result<Resource, BuildError> {
     let kinds = [
         spec.mysql_user.is_some(),
         spec.mysql_database.is_some(),
         spec.sql.is_some(),
+        spec.replication.is_some(),
         spec.package.is_some(),
         spec.template.is_some(),
         spec.copy.is_some(),
@@ -532,6 +536,33 @@ fn build(
             name: field(env, ctx, "database name", &d.name)?,
             charset: field(env, ctx, "charset", &d.charset)?,
             collation: field(env, ctx, "collation", &d.collation)?,
+        }));
+    }
+    if let Some(r) = &spec.replication {
+        let source_name = field(env, ctx, "source", &r.source)?;
+        let src = inv
+            .host(&source_name)
+            .ok_or_else(|| BuildError::Task(format!("source `{source_name}` is not a host")))?;
+        SECRET_USED.with(|c| c.set(false));
+        let password = env
+            .render_str(&r.password, ctx)
+            .map_err(|e| BuildError::Task(format!("rendering password: {e:#}")))?;
+        let port = src
+            .vars
+            .get("port")
+            .and_then(|p| p.as_u64())
+            .unwrap_or(3306) as u16;
+        return Ok(Resource::Replication(ReplicationRes {
+            dialect,
+            source_name: source_name.clone(),
+            source: SourceSpec {
+                host: src.address.clone(),
+                port,
+                user: field(env, ctx, "user", &r.user)?,
+                password,
+                ssl_ca: "/etc/mysql/dbfleet-tls/ca.pem".into(),
+                connect_retry: 10,
+            },
         }));
     }
     if let Some(q) = &spec.sql {

@@ -99,6 +99,81 @@ impl SshHost {
         })
     }
 
+    /// Streams the stdout of `from_cmd` on this host into the stdin of `to_cmd` on `to`,
+    /// through this process (the hosts need no access to each other). Both commands are
+    /// plain argv: they must carry no secret. Returns the bytes streamed.
+    ///
+    /// Errors: [`TransportError::Run`] when either side fails, with both sides' stderr tail.
+    pub async fn pipe_to(
+        &self,
+        from_cmd: &str,
+        to: &SshHost,
+        to_cmd: &str,
+    ) -> Result<u64, TransportError> {
+        let run = |e: &dyn std::error::Error| TransportError::Run(flatten(e));
+        let mut src = self
+            .session
+            .command("sh")
+            .arg("-c")
+            .arg(from_cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| run(&e))?;
+        let mut dst = to
+            .session
+            .command("sh")
+            .arg("-c")
+            .arg(to_cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| run(&e))?;
+        let (Some(mut out), Some(mut inp)) = (src.stdout().take(), dst.stdin().take()) else {
+            return Err(TransportError::Run("no pipe to stream through".into()));
+        };
+        let copied = tokio::io::copy(&mut out, &mut inp).await;
+        let _ = inp.shutdown().await;
+        drop(inp);
+        let (so, dout) = (
+            src.wait_with_output().await.map_err(|e| run(&e))?,
+            dst.wait_with_output().await.map_err(|e| run(&e))?,
+        );
+        let tail = |b: &[u8]| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        if !so.status.success() {
+            return Err(TransportError::Run(format!(
+                "{} on {}: {}",
+                from_cmd,
+                self.name,
+                tail(&so.stderr)
+            )));
+        }
+        if !dout.status.success() {
+            return Err(TransportError::Run(format!(
+                "{} on {}: {}",
+                to_cmd,
+                to.name,
+                tail(&dout.stderr)
+            )));
+        }
+        copied
+            .map_err(|e| TransportError::Run(format!("streaming {} → {}: {e}", self.name, to.name)))
+    }
+
     pub async fn close(self) {
         let _ = self.session.close().await;
     }

@@ -1,0 +1,191 @@
+//! The replica bootstrap runbook (seed 000, "Configuring and Managing MySQL Replication",
+//! done with GTID and TLS as DESIGN.md sets out).
+//!
+//! Seeding uses mariadb-backup streamed from the source, through dbfleet, into the
+//! replica's empty data folder: a physical, consistent copy taken without locking InnoDB
+//! writes, which is far faster than a logical dump at size, and which records the GTID
+//! position of the copy (`mariadb_backup_binlog_info`). The replica then starts from that
+//! position with `MASTER_USE_GTID=slave_pos`. A replica that holds databases of its own is
+//! never overwritten; its old data folder is always kept aside, not deleted.
+
+use std::time::Duration;
+
+use crate::sql::quote;
+use crate::tasks::replication::{Mode, ReplicationRes, vertical};
+use crate::transport::SshHost;
+
+/// Seconds to wait for a replica to catch up after it starts.
+pub const CATCH_UP_TIMEOUT_S: u32 = 300;
+
+async fn run(host: &SshHost, what: &str, script: &str) -> Result<String, String> {
+    let o = host
+        .run(&crate::tasks::locked(true, script))
+        .await
+        .map_err(|e| format!("{what} on {}: {e}", host.name))?;
+    if o.code != 0 {
+        let tail: Vec<&str> = o.stderr.trim().lines().rev().take(4).collect();
+        return Err(format!(
+            "{what} on {} failed (exit {}): {}",
+            host.name,
+            o.code,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    Ok(o.stdout)
+}
+
+fn sql(r: &ReplicationRes, statements: &str) -> String {
+    format!(
+        "set -eu\n{} -N -B <<'DBFLEET_SQL'\n{statements}\nDBFLEET_SQL\n",
+        r.dialect.client()
+    )
+}
+
+/// Applies the replica's [`Mode`] for `facts` (read at plan time; re-read here first).
+///
+/// Errors: a message naming the step and host that failed.
+pub async fn apply(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> Result<(), String> {
+    let facts = run(
+        replica,
+        "reading replication status",
+        &format!("{}\n", r.probe()),
+    )
+    .await
+    .unwrap_or_default();
+    let d = r.dialect;
+    match r.mode(&facts) {
+        None => return Ok(()),
+        Some(Mode::Bootstrap { user_databases }) => {
+            if user_databases > 0 {
+                return Err(format!(
+                    "{} holds {user_databases} database(s) and is not replicating; dbfleet will not replace them (move them away, or rebuild the host)",
+                    replica.name
+                ));
+            }
+            seed(replica, source, r).await?;
+        }
+        Some(Mode::Start) => {
+            run(replica, "START SLAVE", &sql(r, d.start_replica())).await?;
+        }
+        Some(Mode::Repoint(_)) => {
+            let s = format!(
+                "{}\n{}\n{}",
+                d.stop_replica(),
+                d.change_source(&r.source),
+                d.start_replica()
+            );
+            run(replica, "CHANGE MASTER", &sql(r, &s)).await?;
+        }
+    }
+    wait_caught_up(replica, source, r).await
+}
+
+/// Copies the source's data into the replica and configures replication from the copy's
+/// GTID position.
+async fn seed(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> Result<(), String> {
+    let d = r.dialect;
+    // 1. An empty data folder on the replica (the old one kept aside).
+    run(
+        replica,
+        "stopping the server and setting the data folder aside",
+        "set -eu\nservice mariadb stop >/dev/null 2>&1 || true\n\
+         mv /var/lib/mysql /var/lib/mysql.dbfleet-replaced-$(date +%Y%m%d%H%M%S)\n\
+         install -d -o mysql -g mysql -m 0755 /var/lib/mysql\n",
+    )
+    .await?;
+    // 2. Stream a consistent copy from the source (root over the local socket).
+    let bytes = source
+        .pipe_to(
+            "mariadb-backup --backup --stream=xbstream --target-dir=/tmp --user=root 2>/tmp/.dbfleet-backup.log || { tail -n 5 /tmp/.dbfleet-backup.log >&2; exit 1; }",
+            replica,
+            "mbstream -x -C /var/lib/mysql",
+        )
+        .await
+        .map_err(|e| format!("copying {}'s data: {e}", source.name))?;
+    tracing::info!(source = %source.name, replica = %replica.name, bytes, "streamed a mariadb-backup copy");
+    // 3. Prepare, own, start; read the copy's GTID position.
+    let out = run(
+        replica,
+        "preparing the copy",
+        "set -eu\nmariadb-backup --prepare --target-dir=/var/lib/mysql >/tmp/.dbfleet-prepare.log 2>&1 || { tail -n 5 /tmp/.dbfleet-prepare.log >&2; exit 1; }\n\
+         chown -R mysql:mysql /var/lib/mysql\n\
+         for f in /var/lib/mysql/mariadb_backup_binlog_info /var/lib/mysql/xtrabackup_binlog_info; do [ -f \"$f\" ] && { cat \"$f\"; break; }; done\n\
+         service mariadb start >/tmp/.dbfleet-service.log 2>&1 || { cat /tmp/.dbfleet-service.log >&2; exit 1; }\n",
+    )
+    .await?;
+    let position = out.split_whitespace().nth(2).unwrap_or("").to_string();
+    // 4. Start from that position (empty: the source had written nothing to its binlog).
+    let s = format!(
+        "{}\n{}\n{}\n{}",
+        d.stop_replica(),
+        d.set_start_position(&position),
+        d.change_source(&r.source),
+        d.start_replica()
+    );
+    run(replica, "configuring replication", &sql(r, &s)).await?;
+    Ok(())
+}
+
+/// Waits until the replica has applied everything the source had when this started, and
+/// both threads run.
+async fn wait_caught_up(
+    replica: &SshHost,
+    source: &SshHost,
+    r: &ReplicationRes,
+) -> Result<(), String> {
+    let d = r.dialect;
+    let pos = run(
+        source,
+        "reading the source's position",
+        &sql(r, d.current_position()),
+    )
+    .await?;
+    let pos = pos.trim();
+    let waited = run(
+        replica,
+        "waiting for the replica to catch up",
+        &sql(r, &d.wait_for_position(pos, CATCH_UP_TIMEOUT_S)),
+    )
+    .await?;
+    if waited.trim() != "0" {
+        return Err(format!(
+            "{} did not reach {}'s position {} within {CATCH_UP_TIMEOUT_S} s",
+            replica.name,
+            source.name,
+            quote(pos)
+        ));
+    }
+    // The IO thread may still be connecting right after START SLAVE.
+    for _ in 0..50 {
+        let st = vertical(
+            &run(
+                replica,
+                "reading replication status",
+                &format!("{}\n", r.probe()),
+            )
+            .await?,
+        );
+        let (io, sqlt) = (
+            st.get("Slave_IO_Running").cloned().unwrap_or_default(),
+            st.get("Slave_SQL_Running").cloned().unwrap_or_default(),
+        );
+        if io == "Yes" && sqlt == "Yes" {
+            return Ok(());
+        }
+        if sqlt == "No" || io == "No" {
+            let err = [st.get("Last_IO_Error"), st.get("Last_SQL_Error")]
+                .into_iter()
+                .flatten()
+                .filter(|e| !e.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(format!("replication on {} stopped: {err}", replica.name));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!(
+        "the IO thread of {} did not connect to {} within 10 s",
+        replica.name, source.name
+    ))
+}
