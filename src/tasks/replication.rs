@@ -51,9 +51,13 @@ impl ReplicationRes {
             self.source.host, self.source.port, self.source.user
         )
     }
+    /// Replication status, user databases, and the sha256 of the password the replica
+    /// stores (line 6 of MariaDB's master.info): a rotated password is detected without
+    /// the password ever leaving either side.
     pub fn probe(&self) -> String {
         format!(
-            "{} -E --force <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up;\n{};\nSELECT COUNT(*) AS user_databases FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys');\nDBFLEET_SQL",
+            "{} -E --force <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up;\n{};\nSELECT COUNT(*) AS user_databases FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys');\nDBFLEET_SQL\n\
+             [ -f /var/lib/mysql/master.info ] && printf 'stored_password_sha256: %s\\n' \"$(sed -n 6p /var/lib/mysql/master.info | tr -d '\\n' | sha256sum | cut -c1-64)\"",
             self.dialect.client(),
             self.dialect.show_replica_status()
         )
@@ -85,6 +89,12 @@ impl ReplicationRes {
         }
         if get("Master_SSL_Allowed") != "Yes" || get("Master_SSL_Verify_Server_Cert") != "Yes" {
             wrong.push("TLS is not verified".into());
+        }
+        let stored = get("stored_password_sha256");
+        if !stored.is_empty()
+            && stored != crate::tasks::file::sha256_hex(self.source.password.as_bytes())
+        {
+            wrong.push("the replication password changed".into());
         }
         if !wrong.is_empty() {
             return Some(Mode::Repoint(wrong.join(", ")));
