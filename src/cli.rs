@@ -75,6 +75,13 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Print the task graph in Graphviz DOT.
     Graph,
+    /// The live fleet: roles, read_only, GTID positions, replication threads, lag,
+    /// semi-sync, TLS. Exits 1 naming each unhealthy host and why.
+    Status {
+        /// Print the rows as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -222,6 +229,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             })
         }
         Command::Apply(a) => apply(g, a, style),
+        Command::Status { json } => status(g, *json),
     }
 }
 
@@ -297,6 +305,50 @@ fn apply(g: &Global, a: &ApplyArgs, style: Style) -> Result<Exit, Error> {
         ));
         Ok(Exit::Ok)
     })
+}
+
+fn status(g: &Global, json: bool) -> Result<Exit, Error> {
+    // Status reads the servers only: no secret is resolved and no TLS material is made.
+    let engine = Engine::load(options(g, true))?;
+    let inv = &engine.inv;
+    let hosts: Vec<&crate::inventory::Host> = inv
+        .hosts
+        .iter()
+        .filter(|h| {
+            h.is_database()
+                && engine
+                    .opts
+                    .limit
+                    .as_ref()
+                    .is_none_or(|l| l.contains(&h.name))
+        })
+        .collect();
+    let max_lag = hosts
+        .first()
+        .and_then(|h| h.vars.get("max_replica_lag_seconds"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(300);
+    let rows = runtime()?.block_on(crate::status::gather(
+        inv,
+        &hosts,
+        g.forks,
+        engine.opts.connect_timeout,
+        max_lag,
+    ));
+    if json {
+        report::print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        ));
+    } else {
+        report::print(&crate::status::render(&rows));
+    }
+    let problems = crate::status::problems(&rows);
+    if problems.is_empty() {
+        Ok(Exit::Ok)
+    } else {
+        Err(Error::Unhealthy(problems))
+    }
 }
 
 /// Asks on the terminal; only `yes` approves.

@@ -84,6 +84,18 @@ pub enum Error {
     )]
     ApplyFailed { failed: usize },
 
+    #[error(
+        "unhealthy: {}",
+        .0.iter().map(|(h, p)| format!("\n  - {h}: {}", p.join("; "))).collect::<String>()
+    )]
+    #[diagnostic(
+        code(dbfleet::unhealthy),
+        help(
+            "`dbfleet plan` shows what dbfleet would change; errant transactions need a rebuild of the replica"
+        )
+    )]
+    Unhealthy(std::collections::BTreeMap<String, Vec<String>>),
+
     #[error("apply cancelled; nothing was changed")]
     #[diagnostic(code(dbfleet::cancelled))]
     Cancelled,

@@ -22,6 +22,7 @@ pub mod report;
 pub mod runbooks;
 pub mod secrets;
 pub mod sql;
+pub mod status;
 pub mod tasks;
 pub mod tls;
 pub mod transport;

@@ -288,6 +288,10 @@ fn canary_inventory(dir: &Path) -> PathBuf {
             "monitor_password: { env: DBFLEET_TEST_CANARY }",
         )
         .replace(
+            "replication_password: { generate: 32 }",
+            "replication_password: { env: DBFLEET_TEST_CANARY_REPL }",
+        )
+        .replace(
             "config: ../.lab/ssh_config",
             &format!("config: {}", repo().join(".lab/ssh_config").display()),
         );
@@ -305,9 +309,14 @@ fn canary_secret_appears_in_no_output_plan_file_or_remote_ps() {
     let mut lab = lab();
     converge(&mut lab);
     let canary = format!("canary{:016x}", rand_u64());
+    // The replication password travels in CHANGE MASTER: a second canary for it.
+    let canary_repl = format!("replcanary{:016x}", rand_u64());
     let dir = tempfile::tempdir().expect("tempdir");
     let inv = canary_inventory(dir.path());
-    let env = [("DBFLEET_TEST_CANARY", canary.as_str())];
+    let env = [
+        ("DBFLEET_TEST_CANARY", canary.as_str()),
+        ("DBFLEET_TEST_CANARY_REPL", canary_repl.as_str()),
+    ];
 
     // Watch every process command line on the database hosts while dbfleet works.
     let watchers: Vec<_> = DB_HOSTS
@@ -353,13 +362,29 @@ fn canary_secret_appears_in_no_output_plan_file_or_remote_ps() {
         let text = String::from_utf8_lossy(&o.stdout);
         ps_lines += text.lines().count();
         assert!(
-            !text.contains(&canary),
-            "the canary showed in a remote `ps`"
+            !text.contains(&canary) && !text.contains(&canary_repl),
+            "a canary showed in a remote `ps`"
         );
     }
     assert!(ps_lines > 100, "the ps watchers sampled ({ps_lines} lines)");
     for (i, o) in outputs.iter().enumerate() {
-        assert!(!o.contains(&canary), "output {i} holds the canary:\n{o}");
+        assert!(
+            !o.contains(&canary) && !o.contains(&canary_repl),
+            "output {i} holds a canary:\n{o}"
+        );
+    }
+    assert!(
+        outputs[2]
+            .contains("repoint replication to db1 by GTID (the replication password changed)"),
+        "the new replication password was applied through CHANGE MASTER:\n{}",
+        outputs[2]
+    );
+    for h in ["db2", "db3"] {
+        assert_eq!(
+            slave_status(h)["Slave_IO_Running"],
+            "Yes",
+            "{h} replicates with the canary password"
+        );
     }
     assert!(
         outputs[0].contains("(sensitive)"),
@@ -381,6 +406,14 @@ fn canary_secret_appears_in_no_output_plan_file_or_remote_ps() {
             found, "/etc/dbfleet/monitor.cnf",
             "{h}: canary found in {found}"
         );
+        // The replication canary lives only in the server's own replica info (datadir).
+        let found = on(
+            h,
+            &format!(
+                "grep -rl {canary_repl} /etc /tmp /var/log /var/lib/dbfleet /root 2>/dev/null || true"
+            ),
+        );
+        assert_eq!(found, "", "{h}: replication canary found in {found}");
     }
     // The local state folder is private too.
     use std::os::unix::fs::PermissionsExt;
@@ -426,9 +459,13 @@ fn sigkill_mid_apply_leaves_no_partial_file_and_next_apply_converges() {
                 let p = e.expect("entry").path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if !p.ends_with("monitor.cnf") {
-                    // monitor.cnf holds a secret rendered as a placeholder offline.
+                } else {
+                    // Files holding secrets or TLS material render as placeholders offline.
                     let bytes = std::fs::read(&p).expect("read");
+                    let text = String::from_utf8_lossy(&bytes);
+                    if text.contains("<secret:") || text.contains("<tls") {
+                        continue;
+                    }
                     let path = format!("/{}", p.strip_prefix(&root).expect("prefix").display());
                     files.push((host.to_string(), path, sha256_hex(&bytes)));
                 }
@@ -561,5 +598,246 @@ fn handlers_run_even_when_a_later_task_fails() {
         "db1",
         "rm -f /tmp/dbfleet-handler-test.txt /tmp/dbfleet-handler-ran",
     );
+    assert_empty_plan();
+}
+
+/// `SHOW SLAVE STATUS` of a replica, field → value.
+fn slave_status(host: &str) -> BTreeMap<String, String> {
+    on(host, "mariadb -E -e 'SHOW SLAVE STATUS'")
+        .lines()
+        .filter_map(|l| {
+            l.split_once(": ")
+                .or_else(|| l.trim_end().strip_suffix(':').map(|k| (k, "")))
+        })
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Waits up to 20 s for `query` on `host` to return `want`.
+fn eventually(host: &str, query: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = sql(host, query);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{host}: `{query}` returned {got:?}, expected {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Replication statements a server has executed since it started.
+fn replication_statements(host: &str) -> String {
+    sql(
+        host,
+        "SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN \
+         ('COM_CHANGE_MASTER', 'COM_START_SLAVE', 'COM_STOP_SLAVE', 'COM_START_ALL_SLAVES', 'COM_STOP_ALL_SLAVES')",
+    )
+}
+
+#[test]
+fn replicas_replicate_by_gtid_over_verified_tls_and_a_second_apply_issues_nothing() {
+    let mut lab = lab();
+    converge(&mut lab);
+    for h in ["db2", "db3"] {
+        let st = slave_status(h);
+        for (field, want) in [
+            ("Master_Host", "172.29.77.11"),
+            ("Using_Gtid", "Slave_Pos"),
+            ("Slave_IO_Running", "Yes"),
+            ("Slave_SQL_Running", "Yes"),
+            ("Master_SSL_Allowed", "Yes"),
+            ("Master_SSL_Verify_Server_Cert", "Yes"),
+        ] {
+            assert_eq!(
+                st.get(field).map(String::as_str),
+                Some(want),
+                "{h}: {field}"
+            );
+        }
+    }
+    // A row written on db1 appears on both replicas.
+    let marker = format!("row-{:x}", rand_u64());
+    sql(
+        "db1",
+        "CREATE TABLE IF NOT EXISTS app.flow (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64))",
+    );
+    sql(
+        "db1",
+        &format!("INSERT INTO app.flow (v) VALUES ('{marker}')"),
+    );
+    for h in ["db2", "db3"] {
+        eventually(
+            h,
+            &format!("SELECT COUNT(*) FROM app.flow WHERE v = '{marker}'"),
+            "1",
+        );
+    }
+    // Second apply: zero changes, and no replication statement reaches a replica.
+    let before: Vec<String> = ["db2", "db3"]
+        .iter()
+        .map(|h| replication_statements(h))
+        .collect();
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert!(
+        a.stdout
+            .contains("No changes: 5 hosts match the inventory."),
+        "{}",
+        a.all()
+    );
+    let after: Vec<String> = ["db2", "db3"]
+        .iter()
+        .map(|h| replication_statements(h))
+        .collect();
+    assert_eq!(
+        before, after,
+        "no CHANGE MASTER / START SLAVE / STOP SLAVE on a healthy replica"
+    );
+    assert_empty_plan();
+}
+
+#[test]
+fn a_fresh_replica_is_seeded_from_a_loaded_primary() {
+    let mut lab = lab();
+    converge(&mut lab);
+    // 100,000 rows on db1 (the sequence engine makes them in one statement).
+    sql(
+        "db1",
+        "DROP TABLE IF EXISTS app.big; CREATE TABLE app.big (id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=InnoDB; \
+         INSERT INTO app.big SELECT seq, MD5(seq) FROM seq_1_to_100000",
+    );
+    // db3 comes back as a bare host (sshd only): it has to be provisioned and seeded.
+    let o = Command::new("bash")
+        .arg(repo().join("lab/lab.sh"))
+        .args(["reset", "db3"])
+        .output()
+        .expect("reset");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, plan) = plan_json(&["--detailed-exitcode", "--limit", "db3"]);
+    assert_eq!(code, 2);
+    let db3 = &plan["hosts"].as_array().expect("hosts")[0];
+    let repl = db3["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .find(|c| c["task"] == "replication")
+        .expect("a replication change");
+    assert_eq!(repl["summary"], "bootstrap replication from db1");
+
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    let st = slave_status("db3");
+    assert_eq!(
+        (
+            st["Slave_IO_Running"].as_str(),
+            st["Slave_SQL_Running"].as_str(),
+            st["Using_Gtid"].as_str()
+        ),
+        ("Yes", "Yes", "Slave_Pos")
+    );
+    assert_eq!(sql("db3", "SELECT COUNT(*) FROM app.big"), "100000");
+    assert_eq!(
+        sql("db3", "CHECKSUM TABLE app.big"),
+        sql("db1", "CHECKSUM TABLE app.big"),
+        "db3's copy equals db1's"
+    );
+    // And it keeps replicating.
+    sql(
+        "db1",
+        "INSERT INTO app.big VALUES (100001, 'after the seed')",
+    );
+    eventually(
+        "db3",
+        "SELECT v FROM app.big WHERE id = 100001",
+        "after the seed",
+    );
+    assert_empty_plan();
+}
+
+#[test]
+fn app_user_cannot_write_on_a_replica_and_hardening_holds() {
+    let mut lab = lab();
+    converge(&mut lab);
+    let store =
+        std::fs::read_to_string(repo().join("inventories/.dbfleet/secrets.json")).expect("store");
+    let secrets: serde_json::Value = serde_json::from_str(&store).expect("json");
+    let pw = secrets["app_password"]
+        .as_str()
+        .expect("app password")
+        .to_string();
+    sql(
+        "db1",
+        "CREATE TABLE IF NOT EXISTS app.w (id INT PRIMARY KEY)",
+    );
+    let as_app = |host: &str, addr: &str, stmt: &str| {
+        Command::new("docker")
+            .args([
+                "exec",
+                "-e",
+                &format!("MYSQL_PWD={pw}"),
+                &format!("lab-{host}"),
+                "mariadb",
+                "-h",
+                addr,
+                "-u",
+                "app",
+                "-N",
+                "-e",
+                stmt,
+            ])
+            .output()
+            .expect("docker exec")
+    };
+    let on_replica = as_app("db2", "172.29.77.12", "INSERT INTO app.w VALUES (1)");
+    assert!(
+        !on_replica.status.success(),
+        "the app user wrote on a read-only replica"
+    );
+    let err = String::from_utf8_lossy(&on_replica.stderr);
+    assert!(err.contains("read-only"), "{err}");
+    let on_primary = as_app("db1", "172.29.77.11", "REPLACE INTO app.w VALUES (1)");
+    assert!(
+        on_primary.status.success(),
+        "{}",
+        String::from_utf8_lossy(&on_primary.stderr)
+    );
+    let grants = sql("db1", "SHOW GRANTS FOR 'app'@'%'");
+    assert!(
+        !grants.contains("SUPER")
+            && !grants.contains("READ ONLY ADMIN")
+            && !grants.contains("ALL PRIVILEGES"),
+        "{grants}"
+    );
+
+    // Hardening: an anonymous user, a remote root and a test database appear out of band ...
+    sql(
+        "db1",
+        "CREATE USER ''@'%'; CREATE USER 'root'@'10.%' IDENTIFIED BY 'x'; CREATE DATABASE test",
+    );
+    let (code, json) = plan_json(&["--detailed-exitcode"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        changed_tasks(&json),
+        BTreeMap::from([("db1".to_string(), vec!["hardening".to_string()])])
+    );
+    // ... and apply removes them on the primary and, by replication, everywhere.
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    for h in DB_HOSTS {
+        eventually(
+            h,
+            "SELECT COUNT(*) FROM mysql.user WHERE User = '' OR (User = 'root' AND Host NOT IN ('localhost', '127.0.0.1', '::1'))",
+            "0",
+        );
+        eventually(
+            h,
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'test'",
+            "0",
+        );
+    }
     assert_empty_plan();
 }

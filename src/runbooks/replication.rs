@@ -56,6 +56,9 @@ pub async fn apply(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> R
     match r.mode(&facts) {
         None => return Ok(()),
         Some(Mode::Bootstrap { user_databases }) => {
+            if d != crate::sql::Dialect::MariaDb {
+                return Err("seeding a replica is implemented for MariaDB (mariadb-backup) only; seed this MySQL replica by hand, then apply to configure it".into());
+            }
             if user_databases > 0 {
                 return Err(format!(
                     "{} holds {user_databases} database(s) and is not replicating; dbfleet will not replace them (move them away, or rebuild the host)",
@@ -127,7 +130,8 @@ async fn seed(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> Result
 }
 
 /// Waits until the replica has applied everything the source had when this started, and
-/// both threads run.
+/// both threads run. Waits in 2-second steps so a stopped thread fails the wait at once,
+/// with the server's own error, instead of after the whole timeout.
 async fn wait_caught_up(
     replica: &SshHost,
     source: &SshHost,
@@ -140,23 +144,9 @@ async fn wait_caught_up(
         &sql(r, d.current_position()),
     )
     .await?;
-    let pos = pos.trim();
-    let waited = run(
-        replica,
-        "waiting for the replica to catch up",
-        &sql(r, &d.wait_for_position(pos, CATCH_UP_TIMEOUT_S)),
-    )
-    .await?;
-    if waited.trim() != "0" {
-        return Err(format!(
-            "{} did not reach {}'s position {} within {CATCH_UP_TIMEOUT_S} s",
-            replica.name,
-            source.name,
-            quote(pos)
-        ));
-    }
-    // The IO thread may still be connecting right after START SLAVE.
-    for _ in 0..50 {
+    let pos = pos.trim().to_string();
+    let started = std::time::Instant::now();
+    loop {
         let st = vertical(
             &run(
                 replica,
@@ -169,9 +159,6 @@ async fn wait_caught_up(
             st.get("Slave_IO_Running").cloned().unwrap_or_default(),
             st.get("Slave_SQL_Running").cloned().unwrap_or_default(),
         );
-        if io == "Yes" && sqlt == "Yes" {
-            return Ok(());
-        }
         if sqlt == "No" || io == "No" {
             let err = [st.get("Last_IO_Error"), st.get("Last_SQL_Error")]
                 .into_iter()
@@ -182,10 +169,24 @@ async fn wait_caught_up(
                 .join("; ");
             return Err(format!("replication on {} stopped: {err}", replica.name));
         }
+        let reached = run(
+            replica,
+            "waiting for the replica to catch up",
+            &sql(r, &d.wait_for_position(&pos, 2)),
+        )
+        .await?;
+        if reached.trim() == "0" && io == "Yes" && sqlt == "Yes" {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(CATCH_UP_TIMEOUT_S as u64) {
+            return Err(format!(
+                "{} did not reach {}'s position {} within {CATCH_UP_TIMEOUT_S} s (IO thread: {io}, SQL thread: {sqlt})",
+                replica.name,
+                source.name,
+                quote(&pos)
+            ));
+        }
+        // The IO thread may still be connecting right after START SLAVE.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(format!(
-        "the IO thread of {} did not connect to {} within 10 s",
-        replica.name, source.name
-    ))
 }

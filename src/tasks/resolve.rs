@@ -65,7 +65,8 @@ struct DbLayout {
     service: &'static str,
     cnf_path: &'static str,
     /// The server's client, and the statement that reloads TLS material without a restart
-    /// (MariaDB 10.4+: FLUSH SSL; MySQL 8.0.16+: ALTER INSTANCE RELOAD TLS).
+    /// (MariaDB 10.4+: FLUSH LOCAL SSL; MySQL 8.0.16+: ALTER INSTANCE RELOAD TLS, which
+    /// is not binlogged).
     client: &'static str,
     reload_tls: &'static str,
     /// The seed's hardening statements for this dialect, and a query that returns 1 when
@@ -94,7 +95,10 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             // Debian reads mariadb.conf.d/*.cnf in name order; 90- comes after 50-server.cnf.
             cnf_path: "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf",
             client: "mariadb",
-            reload_tls: "FLUSH SSL",
+            // LOCAL: a plain FLUSH is binlogged, and on a replica that is an errant
+            // transaction under its own server_id, which stops replication in strict mode
+            // (seen in the lab).
+            reload_tls: "FLUSH LOCAL SSL",
             hardening_sql,
             hardening_check,
         },
@@ -345,11 +349,22 @@ pub fn resolve(
                             return Err(ctxerr(format!("notifies unknown handler `{n}`"), help));
                         }
                     }
-                    let resource = build(&env, &ctx, lib, spec, handler, dialect, &task_name, inv)
-                        .map_err(|m| match m {
-                            BuildError::Task(msg) => ctxerr(msg, None),
-                            BuildError::Other(e) => e,
-                        })?;
+                    let resource = build(
+                        Scope {
+                            env: &env,
+                            lib,
+                            inv,
+                            dialect,
+                        },
+                        &ctx,
+                        spec,
+                        handler,
+                        &task_name,
+                    )
+                    .map_err(|m| match m {
+                        BuildError::Task(msg) => ctxerr(msg, None),
+                        BuildError::Other(e) => e,
+                    })?;
                     let mut needs = Vec::new();
                     for need in &spec.needs {
                         let targets: Vec<String> = match need.on.as_str() {
@@ -460,16 +475,28 @@ fn mode(s: &str) -> Result<u32, BuildError> {
         .ok_or_else(|| BuildError::Task(format!("mode `{s}` is not an octal mode like \"0644\"")))
 }
 
+/// What every task of a resolve pass is built against.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    env: &'a Environment<'static>,
+    lib: &'a Library,
+    inv: &'a Inventory,
+    dialect: Dialect,
+}
+
 fn build(
-    env: &Environment,
+    scope: Scope,
     ctx: &Value,
-    lib: &Library,
     spec: &TaskSpec,
     handler: bool,
-    dialect: Dialect,
     task_name: &str,
-    inv: &Inventory,
 ) -> Result<Resource, BuildError> {
+    let Scope {
+        env,
+        lib,
+        inv,
+        dialect,
+    } = scope;
     let kinds = [
         spec.mysql_user.is_some(),
         spec.mysql_database.is_some(),

@@ -1,0 +1,302 @@
+//! `dbfleet status`: the live state of every database host, read in one round trip each,
+//! set against what the inventory declares.
+//!
+//! Unhealthy, each with the host and the reason: the server is unreachable or down; a
+//! replica's IO or SQL thread is stopped; its lag is over `max_replica_lag_seconds`
+//! (seed 000's monitoring script alerts at 300 s); it replicates from another host than its
+//! declared source; it is writable (`read_only` off); it has an errant transaction, that is
+//! a `gtid_binlog_state` entry with its own server_id in the primary's domain (DESIGN.md:
+//! a write that bypassed read_only); a declared primary is read-only or replicates.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::inventory::{Host, Inventory, Role};
+use crate::sql::Dialect;
+use crate::tasks::replication::vertical;
+use crate::transport::SshHost;
+
+/// One database host's live state.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct HostStatus {
+    pub host: String,
+    /// Declared role: primary or replica.
+    pub declared: String,
+    /// What the server is: primary (not replicating), replica, or unknown.
+    pub live: String,
+    pub read_only: Option<bool>,
+    pub server_id: Option<u32>,
+    pub gtid_binlog_pos: String,
+    pub gtid_slave_pos: String,
+    /// Replicas: the source host (address) the server replicates from.
+    pub source: Option<String>,
+    pub io_running: Option<String>,
+    pub sql_running: Option<String>,
+    /// Seconds_Behind_Master; None when unknown (threads stopped).
+    pub lag_seconds: Option<u64>,
+    /// Semi-sync: "primary on/off", "replica on/off", or "off".
+    pub semi_sync: String,
+    /// Replicas: verified TLS to the source. Primaries: TLS available.
+    pub tls: bool,
+    pub last_error: String,
+    /// GTIDs of transactions written on this replica itself (errant).
+    pub errant: Vec<String>,
+    /// Why this host is unhealthy; empty when healthy.
+    pub problems: Vec<String>,
+}
+
+/// The status script: one client call, vertical output.
+pub fn script(d: Dialect) -> String {
+    format!(
+        "{} -E --force <<'DBFLEET_SQL'\n\
+         SELECT 'dbfleet-up' AS up, @@server_id AS server_id, @@read_only AS read_only, @@gtid_binlog_pos AS gtid_binlog_pos, \
+         @@gtid_slave_pos AS gtid_slave_pos, @@gtid_binlog_state AS gtid_binlog_state, @@have_ssl AS have_ssl;\n\
+         SELECT VARIABLE_VALUE AS semi_sync_primary FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS';\n\
+         SELECT VARIABLE_VALUE AS semi_sync_replica FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_SLAVE_STATUS';\n\
+         {};\nDBFLEET_SQL",
+        d.client(),
+        d.show_replica_status()
+    )
+}
+
+/// Evaluates one host's status output against the inventory.
+pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: u64) -> HostStatus {
+    let declared = if h.has(Role::Primary) {
+        "primary"
+    } else {
+        "replica"
+    };
+    let mut s = HostStatus {
+        host: h.name.clone(),
+        declared: declared.into(),
+        live: "unknown".into(),
+        ..Default::default()
+    };
+    let out = match output {
+        Ok(o) => o,
+        Err(e) => {
+            s.problems.push(format!("unreachable: {e}"));
+            return s;
+        }
+    };
+    let f = vertical(out);
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    if get("up") != "dbfleet-up" {
+        s.problems.push("the database server is not running".into());
+        return s;
+    }
+    s.server_id = get("server_id").parse().ok();
+    s.read_only = Some(get("read_only") == "1");
+    s.gtid_binlog_pos = get("gtid_binlog_pos");
+    s.gtid_slave_pos = get("gtid_slave_pos");
+    let on = |k: &str| get(k) == "ON";
+    s.semi_sync = match (on("semi_sync_primary"), on("semi_sync_replica")) {
+        (true, _) => "primary on".into(),
+        (_, true) => "replica on".into(),
+        _ => "off".into(),
+    };
+    let replicating = f.contains_key("Master_Host");
+    s.live = if replicating {
+        "replica".into()
+    } else {
+        "primary".into()
+    };
+    if replicating {
+        s.source = Some(get("Master_Host"));
+        s.io_running = Some(get("Slave_IO_Running"));
+        s.sql_running = Some(get("Slave_SQL_Running"));
+        s.lag_seconds = get("Seconds_Behind_Master").parse().ok();
+        s.tls = get("Master_SSL_Allowed") == "Yes" && get("Master_SSL_Verify_Server_Cert") == "Yes";
+        s.last_error = [get("Last_IO_Error"), get("Last_SQL_Error")]
+            .into_iter()
+            .filter(|e| !e.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+    } else {
+        s.tls = get("have_ssl") == "YES";
+    }
+
+    // The primary's GTID domain: the declared primary's gtid_domain_id variable.
+    let primary = inv
+        .hosts
+        .iter()
+        .find(|o| o.cluster == h.cluster && o.has(Role::Primary));
+    let domain = primary
+        .and_then(|p| p.vars.get("gtid_domain_id"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    if h.has(Role::Replica) {
+        if let Some(id) = s.server_id {
+            s.errant = get("gtid_binlog_state")
+                .split(',')
+                .map(str::trim)
+                .filter(|g| {
+                    let p: Vec<&str> = g.split('-').collect();
+                    p.len() == 3 && p[0].parse() == Ok(domain) && p[1].parse() == Ok(id)
+                })
+                .map(String::from)
+                .collect();
+        }
+        let want_source = h
+            .source
+            .as_deref()
+            .and_then(|n| inv.host(n))
+            .map(|o| o.address.clone())
+            .unwrap_or_default();
+        match (&s.io_running, &s.sql_running) {
+            (None, _) => s.problems.push("not replicating".into()),
+            (Some(io), Some(sq)) if io != "Yes" || sq != "Yes" => s.problems.push(format!(
+                "replication stopped (IO thread: {io}, SQL thread: {sq})"
+            )),
+            _ => {}
+        }
+        if let Some(src) = &s.source
+            && *src != want_source
+        {
+            s.problems.push(format!(
+                "replicates from {src}, not its source {} ({want_source})",
+                h.source.clone().unwrap_or_default()
+            ));
+        }
+        if let Some(lag) = s.lag_seconds
+            && lag > max_lag
+        {
+            s.problems
+                .push(format!("lag {lag} s is over the limit of {max_lag} s"));
+        }
+        if s.read_only == Some(false) {
+            s.problems.push("writable replica: read_only is OFF".into());
+        }
+        if !s.errant.is_empty() {
+            s.problems.push(format!(
+                "errant transaction(s) written on the replica itself: {}",
+                s.errant.join(", ")
+            ));
+        }
+    } else {
+        if s.read_only == Some(true) {
+            s.problems.push("the primary is read-only".into());
+        }
+        if replicating {
+            s.problems.push(format!(
+                "the primary replicates from {}",
+                s.source.clone().unwrap_or_default()
+            ));
+        }
+    }
+    s
+}
+
+/// Reads every selected database host, `forks` at a time.
+pub async fn gather(
+    inv: &Inventory,
+    hosts: &[&Host],
+    forks: usize,
+    timeout: std::time::Duration,
+    max_lag: u64,
+) -> Vec<HostStatus> {
+    let d = Dialect::of(inv.flavor, &inv.version);
+    let sem = Arc::new(Semaphore::new(forks.max(1)));
+    let futs = hosts.iter().map(|h| {
+        let sem = sem.clone();
+        async move {
+            let _p = sem.acquire().await;
+            let res: Result<String, String> = async {
+                let c = SshHost::connect(h, inv.host_key_policy, timeout)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let o = c.run(&script(d)).await.map_err(|e| e.to_string());
+                c.close().await;
+                Ok(o?.stdout)
+            }
+            .await;
+            evaluate(inv, h, res.as_deref().map_err(|e| e.as_str()), max_lag)
+        }
+    });
+    futures::future::join_all(futs).await
+}
+
+/// The status table, as an operator reads it.
+pub fn render(rows: &[HostStatus]) -> String {
+    let mut t: Vec<[String; 10]> = vec![
+        [
+            "HOST",
+            "ROLE",
+            "LIVE",
+            "RO",
+            "GTID",
+            "IO/SQL",
+            "LAG",
+            "SEMI-SYNC",
+            "TLS",
+            "PROBLEMS",
+        ]
+        .map(String::from),
+    ];
+    for r in rows {
+        let pos = if r.live == "replica" {
+            r.gtid_slave_pos.clone()
+        } else {
+            r.gtid_binlog_pos.clone()
+        };
+        t.push([
+            r.host.clone(),
+            r.declared.clone(),
+            r.live.clone(),
+            r.read_only
+                .map(|b| if b { "ON" } else { "OFF" }.to_string())
+                .unwrap_or_else(|| "-".into()),
+            if pos.is_empty() { "-".into() } else { pos },
+            match (&r.io_running, &r.sql_running) {
+                (Some(i), Some(s)) => format!("{i}/{s}"),
+                _ => "-".into(),
+            },
+            r.lag_seconds
+                .map(|l| format!("{l}s"))
+                .unwrap_or_else(|| "-".into()),
+            r.semi_sync.clone(),
+            if r.tls { "yes".into() } else { "no".into() },
+            if r.problems.is_empty() {
+                "ok".into()
+            } else {
+                r.problems.join("; ")
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..10)
+        .map(|i| {
+            t.iter()
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &t {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 9 {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Problems per host, for the exit diagnostic.
+pub fn problems(rows: &[HostStatus]) -> BTreeMap<String, Vec<String>> {
+    rows.iter()
+        .filter(|r| !r.problems.is_empty())
+        .map(|r| (r.host.clone(), r.problems.clone()))
+        .collect()
+}

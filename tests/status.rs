@@ -1,0 +1,98 @@
+//! `dbfleet status` health rules, on server output as MariaDB 10.11 prints it
+//! (`mariadb -E`). The lab tests read real servers; these pin each rule.
+
+use std::path::Path;
+
+use dbfleet::inventory::Inventory;
+use dbfleet::playbook::Library;
+use dbfleet::status::evaluate;
+
+fn lab() -> Inventory {
+    let lib = Library::load(None, None).expect("library");
+    dbfleet::inventory::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("inventories/lab.yml"),
+        &lib.defaults,
+    )
+    .expect("lab inventory")
+}
+
+fn replica_output(io: &str, lag: &str, host: &str, read_only: &str, binlog_state: &str) -> String {
+    format!(
+        "*** 1. row ***\n up: dbfleet-up\n server_id: 2\n read_only: {read_only}\n gtid_binlog_pos: 0-1-40\n gtid_slave_pos: 0-1-40\n gtid_binlog_state: {binlog_state}\n have_ssl: YES\n\
+         *** 1. row ***\n semi_sync_primary: OFF\n*** 1. row ***\n semi_sync_replica: OFF\n\
+         *** 1. row ***\n Master_Host: {host}\n Slave_IO_Running: {io}\n Slave_SQL_Running: Yes\n Seconds_Behind_Master: {lag}\n\
+         Master_SSL_Allowed: Yes\n Master_SSL_Verify_Server_Cert: Yes\n Last_IO_Error: \n Last_SQL_Error: \n"
+    )
+}
+
+fn problems(out: &str) -> Vec<String> {
+    let inv = lab();
+    let db2 = inv.host("db2").expect("db2").clone();
+    evaluate(&inv, &db2, Ok(out), 300).problems
+}
+
+#[test]
+fn healthy_replica_has_no_problems() {
+    assert!(problems(&replica_output("Yes", "0", "172.29.77.11", "1", "0-1-40")).is_empty());
+}
+
+#[test]
+fn each_unhealthy_replica_condition_is_named() {
+    assert_eq!(
+        problems(&replica_output("No", "", "172.29.77.11", "1", "0-1-40")),
+        ["replication stopped (IO thread: No, SQL thread: Yes)"]
+    );
+    assert_eq!(
+        problems(&replica_output("Yes", "301", "172.29.77.11", "1", "0-1-40")),
+        ["lag 301 s is over the limit of 300 s"]
+    );
+    assert_eq!(
+        problems(&replica_output("Yes", "0", "172.29.77.13", "1", "0-1-40")),
+        ["replicates from 172.29.77.13, not its source db1 (172.29.77.11)"]
+    );
+    assert_eq!(
+        problems(&replica_output("Yes", "0", "172.29.77.11", "0", "0-1-40")),
+        ["writable replica: read_only is OFF"]
+    );
+}
+
+#[test]
+fn errant_gtid_is_an_entry_with_the_replicas_own_server_id_in_the_primarys_domain() {
+    // db2 is server_id 2: 0-2-13 was written on db2 itself (DESIGN.md, verified on 10.11).
+    let p = problems(&replica_output(
+        "Yes",
+        "0",
+        "172.29.77.11",
+        "1",
+        "0-1-40,0-2-13",
+    ));
+    assert_eq!(
+        p,
+        ["errant transaction(s) written on the replica itself: 0-2-13"]
+    );
+    // Another domain is not the primary's stream.
+    assert!(
+        problems(&replica_output(
+            "Yes",
+            "0",
+            "172.29.77.11",
+            "1",
+            "0-1-40,7-2-3"
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_down_server_or_unreachable_host_is_unhealthy() {
+    let inv = lab();
+    let db1 = inv.host("db1").expect("db1").clone();
+    assert_eq!(
+        evaluate(&inv, &db1, Ok(""), 300).problems,
+        ["the database server is not running"]
+    );
+    assert_eq!(
+        evaluate(&inv, &db1, Err("connection refused"), 300).problems,
+        ["unreachable: connection refused"]
+    );
+}
