@@ -55,6 +55,8 @@ pub struct Engine {
 pub struct Probe {
     pub conns: HashMap<String, Arc<SshHost>>,
     pub facts: HashMap<NodeIndex, String>,
+    /// Host → the operator's address as that host sees it.
+    pub clients: HashMap<String, std::net::IpAddr>,
 }
 
 impl Engine {
@@ -195,12 +197,16 @@ impl Engine {
         }
         let mut conns = HashMap::new();
         let mut facts = HashMap::new();
+        let mut clients = HashMap::new();
         let mut failed = Vec::new();
         while let Some(r) = set.join_next().await {
             let Ok((name, res)) = r else { continue };
             match res {
                 Ok((conn, stdout)) => {
                     facts.extend(crate::facts::split(&stdout));
+                    if let Some(a) = crate::facts::client_address(&stdout) {
+                        clients.insert(name.clone(), a);
+                    }
                     conns.insert(name, Arc::new(conn));
                 }
                 Err(e) => failed.push((name, e)),
@@ -215,7 +221,11 @@ impl Engine {
             }
             return Err(Error::Unreachable(failed));
         }
-        Ok(Probe { conns, facts })
+        Ok(Probe {
+            conns,
+            facts,
+            clients,
+        })
     }
 
     /// Compares facts with the desired state: the plan.
@@ -223,6 +233,7 @@ impl Engine {
     /// Errors: [`Error::Facts`] when a probe's output is not what the probe prints, or the
     /// resource is in a state dbfleet refuses to change (a folder where a file should be).
     pub fn plan(&self, probe: &Probe) -> Result<Plan, Error> {
+        self.check_firewall_keeps_operator(probe)?;
         let mut hosts = Vec::new();
         // Only the probed hosts: a saved plan re-reads just the hosts it changes.
         for name in self
@@ -309,6 +320,35 @@ impl Engine {
         };
         plan.summarize();
         Ok(plan)
+    }
+
+    /// Refuses a firewall that would drop the operator's own SSH session: the address
+    /// each host saw this session come from must be inside `firewall.admin_networks`.
+    ///
+    /// Errors: [`Error::Refused`] naming each host and address.
+    fn check_firewall_keeps_operator(&self, probe: &Probe) -> Result<(), Error> {
+        let Some(fw) = &self.inv.firewall else {
+            return Ok(());
+        };
+        let nets: Vec<ipnet::IpNet> = fw
+            .admin_networks
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let mut cut: Vec<String> = probe
+            .clients
+            .iter()
+            .filter(|(_, ip)| !nets.iter().any(|n| n.contains(*ip)))
+            .map(|(h, ip)| format!("{h} (this session comes from {ip})"))
+            .collect();
+        if cut.is_empty() {
+            return Ok(());
+        }
+        cut.sort();
+        Err(Error::Refused(format!(
+            "the firewall would cut off your own SSH session to {}; nothing was changed",
+            cut.join(", ")
+        )))
     }
 
     fn notifies(&self, host: &str, task: &str, handler: &str) -> bool {

@@ -96,6 +96,13 @@ pub enum Error {
     )]
     Unhealthy(std::collections::BTreeMap<String, Vec<String>>),
 
+    #[error("{0}")]
+    #[diagnostic(
+        code(dbfleet::refused),
+        help("add the address you administer from to firewall.admin_networks")
+    )]
+    Refused(String),
+
     #[error("apply cancelled; nothing was changed")]
     #[diagnostic(code(dbfleet::cancelled))]
     Cancelled,

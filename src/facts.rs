@@ -11,6 +11,15 @@ use petgraph::graph::NodeIndex;
 use crate::graph::TaskGraph;
 
 const MARK: &str = "@@dbfleet-fact ";
+const CLIENT: &str = "@@dbfleet-client ";
+
+/// The operator's address as the host saw this SSH session, from probe output.
+pub fn client_address(stdout: &str) -> Option<std::net::IpAddr> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(CLIENT))
+        .and_then(|a| a.trim().parse().ok())
+}
 
 /// The probe script for `nodes` (all on one host): each task's probe (a handler's is its
 /// pending marker) behind a marker line, under the host's run lock.
@@ -28,8 +37,9 @@ pub fn script(graph: &TaskGraph, nodes: &[NodeIndex]) -> String {
             n.index()
         ));
     }
+    // The operator's address as this host sees it (SSH_CONNECTION: client ip, port, ...).
     format!(
-        "LC_ALL=C; export LC_ALL\n{}",
+        "LC_ALL=C; export LC_ALL\necho \"{CLIENT}${{SSH_CONNECTION%% *}}\"\n{}",
         crate::tasks::locked(false, &body)
     )
 }

@@ -148,6 +148,10 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
             .unwrap_or_default();
         match (&s.io_running, &s.sql_running) {
             (None, _) => s.problems.push("not replicating".into()),
+            (Some(io), Some(sq)) if io == "Connecting" && sq == "Yes" => s.problems.push(format!(
+                "the IO thread is connecting to the source: {}",
+                s.last_error
+            )),
             (Some(io), Some(sq)) if io != "Yes" || sq != "Yes" => s.problems.push(format!(
                 "replication stopped (IO thread: {io}, SQL thread: {sq})"
             )),

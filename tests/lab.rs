@@ -707,7 +707,7 @@ fn a_fresh_replica_is_seeded_from_a_loaded_primary() {
     // 100,000 rows on db1 (the sequence engine makes them in one statement).
     sql(
         "db1",
-        "DROP TABLE IF EXISTS app.big; CREATE TABLE app.big (id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=InnoDB; \
+        "USE app; DROP TABLE IF EXISTS app.big; CREATE TABLE app.big (id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=InnoDB; \
          INSERT INTO app.big SELECT seq, MD5(seq) FROM seq_1_to_100000",
     );
     // db3 comes back as a bare host (sshd only): it has to be provisioned and seeded.
@@ -839,5 +839,135 @@ fn app_user_cannot_write_on_a_replica_and_hardening_holds() {
             "0",
         );
     }
+    assert_empty_plan();
+}
+
+#[test]
+fn status_is_healthy_then_names_an_errant_replica() {
+    let mut lab = lab();
+    converge(&mut lab);
+    let s = dbfleet(&["status"]);
+    assert_eq!(s.code, 0, "a converged fleet is healthy:\n{}", s.all());
+    for h in DB_HOSTS {
+        assert!(
+            s.stdout
+                .lines()
+                .any(|l| l.starts_with(h) && l.trim_end().ends_with("ok")),
+            "{h} row:\n{}",
+            s.stdout
+        );
+    }
+    let (_, json) = {
+        let o = dbfleet(&["status", "--json"]);
+        (
+            o.code,
+            serde_json::from_str::<serde_json::Value>(&o.stdout).expect("status --json"),
+        )
+    };
+    assert_eq!(json.as_array().expect("rows").len(), 3);
+
+    // root holds READ ONLY ADMIN on 10.11: its write on a replica is an errant transaction.
+    sql(
+        "db1",
+        "CREATE TABLE IF NOT EXISTS app.w (id INT PRIMARY KEY)",
+    );
+    eventually(
+        "db2",
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 'w'",
+        "1",
+    );
+    sql("db2", "INSERT INTO app.w VALUES (4242)");
+    let s = dbfleet(&["status"]);
+    assert_eq!(s.code, 1, "{}", s.all());
+    assert!(
+        s.stderr
+            .contains("db2: errant transaction(s) written on the replica itself: 0-2-"),
+        "{}",
+        s.all()
+    );
+    assert!(
+        !s.stderr.contains("db3:"),
+        "only db2 is named:\n{}",
+        s.all()
+    );
+
+    // An errant replica is rebuilt: a bare host in its place, seeded again by apply.
+    let o = Command::new("bash")
+        .arg(repo().join("lab/lab.sh"))
+        .args(["reset", "db2"])
+        .output()
+        .expect("reset");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    converge(&mut lab);
+    assert_eq!(dbfleet(&["status"]).code, 0);
+}
+
+#[test]
+fn monitoring_cron_job_logs_and_writes_metrics_and_a_stopped_replica_is_restarted_by_apply() {
+    let mut lab = lab();
+    converge(&mut lab);
+    let prom = "/var/lib/node_exporter/textfile_collector/dbfleet_replication.prom";
+    let log = "/var/log/dbfleet/replication-check.log";
+    // cron itself runs the check (every minute).
+    on("db2", &format!("rm -f {log} {prom}"));
+    let deadline = Instant::now() + Duration::from_secs(75);
+    while on("db2", &format!("test -s {prom} && echo yes || echo no")) != "yes" {
+        assert!(
+            Instant::now() < deadline,
+            "cron did not run the replication check within 75 s"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let metrics = on("db2", &format!("cat {prom}"));
+    assert!(
+        metrics.contains("dbfleet_replication_sql_running{host=\"db2\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dbfleet_replication_healthy{host=\"db2\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dbfleet_replication_lag_seconds{host=\"db2\"} 0"),
+        "{metrics}"
+    );
+    assert!(on("db2", &format!("tail -n 1 {log}")).contains("ok role=replica io=Yes sql=Yes"));
+    on("db1", "/usr/local/lib/dbfleet/replication-check");
+    assert!(on("db1", &format!("cat {prom}")).contains("role=\"primary\"} 1"));
+
+    // A stopped replica raises the seed's alert ...
+    sql("db3", "STOP SLAVE");
+    let check = Command::new("docker")
+        .args([
+            "exec",
+            "lab-db3",
+            "/usr/local/lib/dbfleet/replication-check",
+        ])
+        .status()
+        .expect("check");
+    assert_eq!(check.code(), Some(1), "the check exits 1 on an alert");
+    assert!(
+        on("db3", &format!("tail -n 1 {log}"))
+            .contains("ALERT replication threads not running (IO: No, SQL: No)")
+    );
+    assert!(
+        on("db3", &format!("cat {prom}")).contains("dbfleet_replication_healthy{host=\"db3\"} 0")
+    );
+    assert_eq!(dbfleet(&["status"]).code, 1);
+    // ... and apply starts it again (no reseed: the data is kept).
+    let (_, json) = plan_json(&[]);
+    assert_eq!(
+        changed_tasks(&json),
+        BTreeMap::from([("db3".to_string(), vec!["replication".to_string()])])
+    );
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert!(
+        a.stdout.contains("start replication from db1"),
+        "{}",
+        a.all()
+    );
+    on("db3", "/usr/local/lib/dbfleet/replication-check");
+    assert_eq!(dbfleet(&["status"]).code, 0);
     assert_empty_plan();
 }

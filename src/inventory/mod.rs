@@ -173,6 +173,17 @@ pub struct Inventory {
     pub secrets: BTreeMap<String, SecretSource>,
     pub databases: Vec<Database>,
     pub users: Vec<User>,
+    pub firewall: Option<Firewall>,
+}
+
+/// Host firewalls: the database port only from fleet peers and application networks, SSH
+/// only from admin networks, everything else dropped (seed 000, "Firewall Configuration").
+#[derive(Debug, Clone, Serialize)]
+pub struct Firewall {
+    pub backend: String,
+    /// CIDR strings, normalised.
+    pub admin_networks: Vec<String>,
+    pub app_networks: Vec<String>,
 }
 
 impl Inventory {

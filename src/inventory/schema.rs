@@ -61,6 +61,20 @@ pub struct RawInventory {
     /// replication).
     #[serde(default)]
     pub users: Vec<Spanned<RawUser>>,
+    /// Host firewalls derived from the inventory.
+    pub firewall: Option<Spanned<RawFirewall>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFirewall {
+    /// `nftables` (the default, Debian's).
+    pub backend: Option<Spanned<String>>,
+    /// Networks (CIDR) allowed to SSH to every host; must include the operator's.
+    pub admin_networks: Vec<Spanned<String>>,
+    /// Networks (CIDR) of the applications, allowed to the database port.
+    #[serde(default)]
+    pub app_networks: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,11 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
     ("common.yml", include_str!("../../playbooks/common.yml")),
     ("database.yml", include_str!("../../playbooks/database.yml")),
     ("defaults.yml", include_str!("../../playbooks/defaults.yml")),
+    ("firewall.yml", include_str!("../../playbooks/firewall.yml")),
+    (
+        "monitoring.yml",
+        include_str!("../../playbooks/monitoring.yml"),
+    ),
     ("proxy.yml", include_str!("../../playbooks/proxy.yml")),
     (
         "replication.yml",
@@ -15,6 +20,10 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
 ];
 
 pub const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "firewall.nft.j2",
+        include_str!("../../templates/firewall.nft.j2"),
+    ),
     (
         "limits.conf.j2",
         include_str!("../../templates/limits.conf.j2"),
@@ -30,5 +39,13 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (
         "mysqld.cnf.j2",
         include_str!("../../templates/mysqld.cnf.j2"),
+    ),
+    (
+        "replication-check.cron.j2",
+        include_str!("../../templates/replication-check.cron.j2"),
+    ),
+    (
+        "replication-check.sh.j2",
+        include_str!("../../templates/replication-check.sh.j2"),
     ),
 ];

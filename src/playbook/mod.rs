@@ -157,6 +157,9 @@ pub struct FileSpec {
     pub owner: String,
     #[serde(default = "root")]
     pub group: String,
+    /// A command that checks the new content before it replaces the file, `%s` standing
+    /// for the candidate (e.g. `nft -c -f %s`); when it fails, nothing is replaced.
+    pub validate: Option<String>,
 }
 
 /// `file: {path, state: absent}` removes a file.

@@ -28,6 +28,8 @@ pub struct FileRes {
     pub group: String,
     /// The content holds a secret: no diff, no content in any output, mode must be private.
     pub sensitive: bool,
+    /// Checks the candidate before the rename (`%s` = the temp file); see `FileSpec`.
+    pub validate: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +221,7 @@ impl FileRes {
             &self.group,
             guard,
             before_change,
+            self.validate.as_deref(),
         )
     }
 }
@@ -232,6 +235,7 @@ pub fn write_script(
     group: &str,
     guard: Option<&str>,
     before_change: &str,
+    validate: Option<&str>,
 ) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(content);
     let wrapped: Vec<&str> = b64
@@ -250,12 +254,13 @@ pub fn write_script(
          d=$(dirname {p})\n\
          [ -d \"$d\" ] || {{ echo \"folder $d does not exist\" >&2; exit 4; }}\n\
          {guard}\
-         {before_change}\
          rm -f \"$d\"/.dbfleet-tmp.*\n\
          tmp=$(mktemp \"$d/.dbfleet-tmp.XXXXXX\")\n\
          trap 'rm -f \"$tmp\"' EXIT\n\
          base64 -d > \"$tmp\" <<'DBFLEET_CONTENT'\n{content}\nDBFLEET_CONTENT\n\
          [ \"$(sha256sum < \"$tmp\" | cut -c1-64)\" = {sha} ] || {{ echo 'content corrupted in transit' >&2; exit 5; }}\n\
+         {validate}\
+         {before_change}\
          chown {owner}:{group} \"$tmp\"\n\
          chmod {mode:04o} \"$tmp\"\n\
          sync \"$tmp\"\n\
@@ -263,6 +268,9 @@ pub fn write_script(
          trap - EXIT\n\
          sync \"$d\"\n",
         content = wrapped.join("\n"),
+        validate = validate
+            .map(|v| format!("{} > /tmp/.dbfleet-validate.log 2>&1 || {{ echo 'validation failed ({}):' >&2; tail -n 5 /tmp/.dbfleet-validate.log >&2; exit 6; }}\n", v.replace("%s", "\"$tmp\""), v.replace('\'', "")))
+            .unwrap_or_default(),
         sha = sha256_hex(content),
         owner = q(owner),
         group = q(group),
@@ -327,6 +335,7 @@ mod tests {
             owner: "root".into(),
             group: "root".into(),
             sensitive: false,
+            validate: None,
         }
     }
 
@@ -402,6 +411,7 @@ mod tests {
             "mysql",
             Some("absent"),
             "touch /m\n",
+            None,
         );
         let guard = s.find("exit 3").unwrap();
         let marker = s.find("touch /m").unwrap();

@@ -99,7 +99,9 @@ impl ReplicationRes {
         if !wrong.is_empty() {
             return Some(Mode::Repoint(wrong.join(", ")));
         }
-        if get("Slave_IO_Running") != "Yes" || get("Slave_SQL_Running") != "Yes" {
+        // "Connecting" is a running IO thread retrying (e.g. while the source restarts):
+        // START SLAVE would change nothing, so only a stopped thread is a change.
+        if get("Slave_IO_Running") == "No" || get("Slave_SQL_Running") == "No" {
             return Some(Mode::Start);
         }
         None

@@ -127,6 +127,8 @@ struct HostView<'a> {
     is_primary: bool,
     is_replica: bool,
     is_database: bool,
+    /// The port sshd listens on (the inventory's, else 22).
+    ssh_port: u16,
 }
 
 fn host_view<'a>(inv: &'a Inventory, h: &'a Host) -> HostView<'a> {
@@ -145,6 +147,7 @@ fn host_view<'a>(inv: &'a Inventory, h: &'a Host) -> HostView<'a> {
         is_primary: h.has(Role::Primary),
         is_replica: h.has(Role::Replica),
         is_database: h.is_database(),
+        ssh_port: h.ssh.port.unwrap_or(22),
     }
 }
 
@@ -259,6 +262,7 @@ pub fn resolve(
             "hosts": hosts_view,
             "users": inv.users,
             "databases": inv.databases,
+            "firewall": inv.firewall,
         }));
         // Two passes per host: every playbook's tasks first, then `after:` links, so a
         // playbook may run after one whose file sorts later.
@@ -657,6 +661,11 @@ fn build(
             owner: field(env, ctx, "owner", &f.owner)?,
             group: field(env, ctx, "group", &f.group)?,
             sensitive,
+            validate: f
+                .validate
+                .as_deref()
+                .map(|v| field(env, ctx, "validate", v))
+                .transpose()?,
         }));
     }
     if let Some(a) = &spec.file {
@@ -723,6 +732,7 @@ fn build(
                 owner: "root".into(),
                 group: "root".into(),
                 sensitive: false,
+                validate: None,
             },
             settings,
         }));

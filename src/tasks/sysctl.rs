@@ -147,6 +147,7 @@ mod tests {
                 owner: "root".into(),
                 group: "root".into(),
                 sensitive: false,
+                validate: None,
             },
             settings: vec![("net.core.somaxconn".into(), "4096".into())],
         }
