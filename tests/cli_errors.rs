@@ -59,6 +59,7 @@ cases!(
     not_utf8,
     many_problems,
     forbidden_grant,
+    firewall_network,
 );
 
 #[test]

@@ -971,3 +971,80 @@ fn monitoring_cron_job_logs_and_writes_metrics_and_a_stopped_replica_is_restarte
     assert_eq!(dbfleet(&["status"]).code, 0);
     assert_empty_plan();
 }
+
+/// Whether `addr:port` accepts a TCP connection from `from` (a lab container) within 3 s.
+fn can_connect(from: &[&str], addr: &str, port: u16) -> bool {
+    let probe = format!("timeout 3 bash -c '</dev/tcp/{addr}/{port}' && echo open || echo closed");
+    let mut args: Vec<&str> = from.to_vec();
+    args.extend(["bash", "-c", probe.as_str()]);
+    let o = Command::new("docker").args(&args).output().expect("docker");
+    String::from_utf8_lossy(&o.stdout).trim() == "open"
+}
+
+#[test]
+fn firewall_admits_fleet_peers_to_the_database_port_and_nobody_else() {
+    let mut lab = lab();
+    converge(&mut lab);
+    let image = String::from_utf8_lossy(
+        &Command::new("docker")
+            .args(["inspect", "lab-db1", "--format", "{{.Config.Image}}"])
+            .output()
+            .expect("inspect")
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    // A container on the lab network that is not in the inventory.
+    let outsider = [
+        "run",
+        "--rm",
+        "--network",
+        "dbfleet-lab",
+        "--ip",
+        "172.29.77.99",
+        image.as_str(),
+    ];
+    assert!(
+        !can_connect(&outsider, "172.29.77.11", 3306),
+        "3306 on db1 is closed to a host outside the inventory"
+    );
+    assert!(
+        !can_connect(&outsider, "172.29.77.11", 22),
+        "so is SSH (admin network only)"
+    );
+    assert!(
+        can_connect(&["exec", "lab-db2"], "172.29.77.11", 3306),
+        "db2, a fleet peer, reaches db1's 3306"
+    );
+    assert_eq!(slave_status("db2")["Slave_IO_Running"], "Yes");
+
+    // A rule set that would cut off the operator's own SSH is refused; nothing changes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(repo().join("inventories/lab.yml"))
+        .expect("lab.yml")
+        .replace(
+            "admin_networks: [172.29.77.1/32]",
+            "admin_networks: [10.0.0.0/8]",
+        )
+        .replace(
+            "config: ../.lab/ssh_config",
+            &format!("config: {}", repo().join(".lab/ssh_config").display()),
+        );
+    let inv = dir.path().join("lockout.yml");
+    std::fs::write(&inv, text).expect("write");
+    let rules_before = sha256("db1", "/etc/dbfleet/firewall.nft");
+    let p = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+    assert_eq!(p.code, 1, "{}", p.all());
+    assert!(p.stderr.contains("the firewall would cut off your own SSH session to backup1 (this session comes from 172.29.77.1)"), "{}", p.all());
+    assert_eq!(sha256("db1", "/etc/dbfleet/firewall.nft"), rules_before);
+
+    // Rules flushed out of band (a reboot, `nft flush`) show in the plan and are reloaded.
+    on("db3", "nft delete table inet dbfleet");
+    let (_, json) = plan_json(&[]);
+    assert_eq!(
+        changed_tasks(&json),
+        BTreeMap::from([("db3".to_string(), vec!["firewall loaded".to_string()])])
+    );
+    converge(&mut lab);
+    assert!(!can_connect(&outsider, "172.29.77.13", 3306));
+}

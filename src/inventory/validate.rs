@@ -473,7 +473,7 @@ fn check_firewall(
                 )
                 .help("use `nftables` (Debian's default); ufw rendering is not implemented yet"),
             );
-            return None;
+            String::new()
         }
     };
     if r.admin_networks.is_empty() {
@@ -510,6 +510,9 @@ fn check_firewall(
     };
     let admin_networks = nets(&r.admin_networks);
     let app_networks = nets(&r.app_networks);
+    if backend.is_empty() {
+        return None;
+    }
     Some(super::Firewall {
         backend,
         admin_networks,

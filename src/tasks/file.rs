@@ -211,45 +211,34 @@ impl FileRes {
             notes: Vec::new(),
         }))
     }
+}
 
+impl FileRes {
+    /// The atomic write script (see the module docs). `guard`: the sha256 (or `absent`)
+    /// the target must still have; `before_change`: run after every check, right before
+    /// the rename (the notify markers).
     pub fn apply_script(&self, guard: Option<&str>, before_change: &str) -> String {
-        write_script(
+        let (path, content, mode, owner, group) = (
             &self.path,
             &self.content,
             self.mode,
             &self.owner,
             &self.group,
-            guard,
-            before_change,
-            self.validate.as_deref(),
-        )
-    }
-}
-
-/// The atomic write script (see the module docs).
-pub fn write_script(
-    path: &str,
-    content: &[u8],
-    mode: u32,
-    owner: &str,
-    group: &str,
-    guard: Option<&str>,
-    before_change: &str,
-    validate: Option<&str>,
-) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(content);
-    let wrapped: Vec<&str> = b64
-        .as_bytes()
-        .chunks(76)
-        .map(|c| std::str::from_utf8(c).unwrap_or(""))
-        .collect();
-    let p = q(path);
-    let guard = guard.map(|g| format!(
+        );
+        let validate = self.validate.as_deref();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(content);
+        let wrapped: Vec<&str> = b64
+            .as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap_or(""))
+            .collect();
+        let p = q(path);
+        let guard = guard.map(|g| format!(
         "cur=absent; [ -f {p} ] && cur=$(sha256sum < {p} | cut -c1-64)\n\
          if [ \"$cur\" != {g} ]; then echo \"stale: {path} changed since the plan\" >&2; exit 3; fi\n",
         g = q(g),
     )).unwrap_or_default();
-    format!(
+        format!(
         "set -eu\n\
          d=$(dirname {p})\n\
          [ -d \"$d\" ] || {{ echo \"folder $d does not exist\" >&2; exit 4; }}\n\
@@ -275,6 +264,7 @@ pub fn write_script(
         owner = q(owner),
         group = q(group),
     )
+    }
 }
 
 impl AbsentRes {
@@ -403,16 +393,17 @@ mod tests {
 
     #[test]
     fn write_script_is_guarded_and_atomic() {
-        let s = write_script(
-            "/etc/x.cnf",
-            b"hello\n",
-            0o640,
-            "root",
-            "mysql",
-            Some("absent"),
-            "touch /m\n",
-            None,
-        );
+        let f = FileRes {
+            kind: "copy",
+            path: "/etc/x.cnf".into(),
+            content: b"hello\n".to_vec(),
+            mode: 0o640,
+            owner: "root".into(),
+            group: "mysql".into(),
+            sensitive: false,
+            validate: None,
+        };
+        let s = f.apply_script(Some("absent"), "touch /m\n");
         let guard = s.find("exit 3").unwrap();
         let marker = s.find("touch /m").unwrap();
         let rename = s.find("mv -f \"$tmp\" /etc/x.cnf").unwrap();
