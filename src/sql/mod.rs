@@ -157,32 +157,28 @@ impl Dialect {
         )
     }
 
-    /// Points a replica at its source by GTID, over verified TLS.
+    /// Points a replica at its source by GTID, over verified TLS. The dialects differ in
+    /// keywords only: MASTER_* / MASTER_USE_GTID=slave_pos on MariaDB, SOURCE_* /
+    /// SOURCE_AUTO_POSITION=1 on MySQL 8.0.23+.
     pub fn change_source(self, s: &SourceSpec) -> String {
-        match self {
-            Dialect::MariaDb => format!(
-                "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={}, MASTER_USER={}, MASTER_PASSWORD={}, \
-                 MASTER_USE_GTID=slave_pos, MASTER_SSL=1, MASTER_SSL_CA={}, MASTER_SSL_VERIFY_SERVER_CERT=1, \
-                 MASTER_CONNECT_RETRY={};",
-                quote(&s.host),
-                s.port,
-                quote(&s.user),
-                quote(&s.password),
-                quote(&s.ssl_ca),
-                s.connect_retry
+        let (statement, k, gtid) = match self {
+            Dialect::MariaDb => ("CHANGE MASTER TO", "MASTER", "MASTER_USE_GTID=slave_pos"),
+            _ => (
+                "CHANGE REPLICATION SOURCE TO",
+                "SOURCE",
+                "SOURCE_AUTO_POSITION=1",
             ),
-            _ => format!(
-                "CHANGE REPLICATION SOURCE TO SOURCE_HOST={}, SOURCE_PORT={}, SOURCE_USER={}, SOURCE_PASSWORD={}, \
-                 SOURCE_AUTO_POSITION=1, SOURCE_SSL=1, SOURCE_SSL_CA={}, SOURCE_SSL_VERIFY_SERVER_CERT=1, \
-                 SOURCE_CONNECT_RETRY={};",
-                quote(&s.host),
-                s.port,
-                quote(&s.user),
-                quote(&s.password),
-                quote(&s.ssl_ca),
-                s.connect_retry
-            ),
-        }
+        };
+        format!(
+            "{statement} {k}_HOST={}, {k}_PORT={}, {k}_USER={}, {k}_PASSWORD={}, {gtid}, {k}_SSL=1, \
+             {k}_SSL_CA={}, {k}_SSL_VERIFY_SERVER_CERT=1, {k}_CONNECT_RETRY={};",
+            quote(&s.host),
+            s.port,
+            quote(&s.user),
+            quote(&s.password),
+            quote(&s.ssl_ca),
+            s.connect_retry
+        )
     }
 
     pub fn start_replica(self) -> &'static str {
