@@ -1059,3 +1059,79 @@ fn firewall_admits_fleet_peers_to_the_database_port_and_nobody_else() {
     converge(&mut lab);
     assert!(!can_connect(&outsider, "172.29.77.13", 3306));
 }
+
+#[test]
+fn ufw_backend_loads_checked_rules_and_converges() {
+    let mut lab = lab();
+    converge(&mut lab);
+    // backup1 moves to the seed's ufw; dbfleet's nftables table goes first so ufw alone filters.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(repo().join("inventories/lab.yml"))
+        .expect("lab.yml")
+        .replace(
+            "admin_networks: [172.29.77.1/32]",
+            "backend: ufw\n  admin_networks: [172.29.77.1/32]",
+        )
+        .replace(
+            "config: ../.lab/ssh_config",
+            &format!("config: {}", repo().join(".lab/ssh_config").display()),
+        );
+    let inv = dir.path().join("ufw.yml");
+    std::fs::write(&inv, text).expect("write");
+    on("backup1", "nft delete table inet dbfleet");
+    let a = dbfleet_with(
+        &inv,
+        &["--limit", "backup1", "apply", "--auto-approve"],
+        &[],
+    );
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert!(
+        a.stdout.contains("backup1: ufw rules … changed")
+            && a.stdout.contains("backup1: ufw loaded … changed"),
+        "{}",
+        a.all()
+    );
+    let status = on("backup1", "ufw status");
+    assert!(status.contains("Status: active"), "{status}");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("22/tcp") && l.contains("ALLOW") && l.contains("172.29.77.1")),
+        "{status}"
+    );
+    let image = String::from_utf8_lossy(
+        &Command::new("docker")
+            .args(["inspect", "lab-db1", "--format", "{{.Config.Image}}"])
+            .output()
+            .expect("inspect")
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let outsider = [
+        "run",
+        "--rm",
+        "--network",
+        "dbfleet-lab",
+        "--ip",
+        "172.29.77.98",
+        image.as_str(),
+    ];
+    assert!(
+        !can_connect(&outsider, "172.29.77.21", 22),
+        "ufw keeps a host outside the inventory off SSH"
+    );
+    // Converged: the next plan with ufw is empty.
+    let p = dbfleet_with(
+        &inv,
+        &["--limit", "backup1", "plan", "--detailed-exitcode"],
+        &[],
+    );
+    assert_eq!(p.code, 0, "{}", p.all());
+    // Back to nftables for the other tests.
+    on(
+        "backup1",
+        "ufw --force reset >/dev/null && ufw --force disable >/dev/null",
+    );
+    converge(&mut lab);
+}

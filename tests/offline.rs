@@ -105,6 +105,20 @@ fn system_tuning_files() {
 }
 
 #[test]
+fn firewall_rules_per_backend() {
+    let (lab, _) = rendered("inventories/lab.yml");
+    insta::assert_snapshot!(
+        "nftables_db1",
+        read(lab.path(), "db1", "/etc/dbfleet/firewall.nft")
+    );
+    let (shop, _) = rendered("tests/fixtures/good/mysql.yml");
+    insta::assert_snapshot!(
+        "ufw_m1",
+        read(shop.path(), "m1", "/etc/dbfleet/firewall.ufw")
+    );
+}
+
+#[test]
 fn secret_file_is_rendered_private_with_a_placeholder() {
     use std::os::unix::fs::PermissionsExt;
     let (dir, _) = rendered("tests/fixtures/good/mysql.yml");

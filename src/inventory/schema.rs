@@ -68,7 +68,7 @@ pub struct RawInventory {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFirewall {
-    /// `nftables` (the default, Debian's).
+    /// `nftables` (the default, Debian's) or `ufw` (the seed's).
     pub backend: Option<Spanned<String>>,
     /// Networks (CIDR) allowed to SSH to every host; must include the operator's.
     pub admin_networks: Vec<Spanned<String>>,

@@ -462,7 +462,7 @@ fn check_firewall(
     let r = &f.value;
     let backend = match &r.backend {
         None => "nftables".to_string(),
-        Some(b) if b.value == "nftables" => b.value.clone(),
+        Some(b) if b.value == "nftables" || b.value == "ufw" => b.value.clone(),
         Some(b) => {
             let s = c.span(b);
             c.push(
@@ -471,7 +471,7 @@ fn check_firewall(
                     s,
                     "here",
                 )
-                .help("use `nftables` (Debian's default); ufw rendering is not implemented yet"),
+                .help("use `nftables` (Debian's default) or `ufw` (the seed's)"),
             );
             String::new()
         }

@@ -25,6 +25,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/firewall.nft.j2"),
     ),
     (
+        "firewall.ufw.j2",
+        include_str!("../../templates/firewall.ufw.j2"),
+    ),
+    (
         "limits.conf.j2",
         include_str!("../../templates/limits.conf.j2"),
     ),
