@@ -1135,3 +1135,77 @@ fn ufw_backend_loads_checked_rules_and_converges() {
     );
     converge(&mut lab);
 }
+
+fn global_status(host: &str, name: &str) -> String {
+    sql(
+        host,
+        &format!(
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{name}'"
+        ),
+    )
+}
+
+#[test]
+fn semi_sync_on_request_is_lossless_after_sync_with_the_declared_timeout() {
+    let mut lab = lab();
+    converge(&mut lab);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(repo().join("inventories/lab.yml"))
+        .expect("lab.yml")
+        .replace(
+            "    max_connections: 200",
+            "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: 5000",
+        )
+        .replace(
+            "config: ../.lab/ssh_config",
+            &format!("config: {}", repo().join(".lab/ssh_config").display()),
+        );
+    assert!(text.contains("semi_sync: true"));
+    let inv = dir.path().join("semisync.yml");
+    std::fs::write(&inv, text).expect("write");
+    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert_eq!(
+        sql(
+            "db1",
+            "SELECT @@rpl_semi_sync_master_enabled, @@rpl_semi_sync_master_wait_point, @@rpl_semi_sync_master_timeout"
+        ),
+        "1\tAFTER_SYNC\t5000"
+    );
+    for h in ["db2", "db3"] {
+        assert_eq!(
+            sql(
+                h,
+                "SELECT @@rpl_semi_sync_slave_enabled, @@rpl_semi_sync_master_enabled"
+            ),
+            "1\t0",
+            "{h}"
+        );
+    }
+    // Both replicas connect as semi-sync clients, and a commit is acknowledged by one.
+    eventually(
+        "db1",
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
+        "2",
+    );
+    let acked: u64 = global_status("db1", "RPL_SEMI_SYNC_MASTER_YES_TX")
+        .parse()
+        .expect("number");
+    sql(
+        "db1",
+        "CREATE TABLE IF NOT EXISTS app.semi (id INT AUTO_INCREMENT PRIMARY KEY); INSERT INTO app.semi VALUES ()",
+    );
+    assert_eq!(global_status("db1", "RPL_SEMI_SYNC_MASTER_STATUS"), "ON");
+    let acked_after: u64 = global_status("db1", "RPL_SEMI_SYNC_MASTER_YES_TX")
+        .parse()
+        .expect("number");
+    assert!(
+        acked_after > acked,
+        "the commits were acknowledged semi-synchronously ({acked} → {acked_after})"
+    );
+    let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 0, "{}", p.all());
+    // Back to the lab's asynchronous replication.
+    converge(&mut lab);
+    assert_eq!(sql("db1", "SELECT @@rpl_semi_sync_master_enabled"), "0");
+}

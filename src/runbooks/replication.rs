@@ -84,22 +84,58 @@ pub async fn apply(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> R
 }
 
 /// Copies the source's data into the replica and configures replication from the copy's
-/// GTID position.
+/// GTID position. If any step after the old data folder was set aside fails, the folder is
+/// put back and the server started again, so a failed seed leaves the replica as it was.
 async fn seed(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> Result<(), String> {
-    let d = r.dialect;
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let aside = format!("/var/lib/mysql.dbfleet-replaced-{stamp}");
     // 1. An empty data folder on the replica (the old one kept aside).
     run(
         replica,
         "stopping the server and setting the data folder aside",
-        "set -eu\nservice mariadb stop >/dev/null 2>&1 || true\n\
-         mv /var/lib/mysql /var/lib/mysql.dbfleet-replaced-$(date +%Y%m%d%H%M%S)\n\
-         install -d -o mysql -g mysql -m 0755 /var/lib/mysql\n",
+        &format!(
+            "set -eu\nservice mariadb stop >/dev/null 2>&1 || true\n\
+             mv /var/lib/mysql {aside}\n\
+             install -d -o mysql -g mysql -m 0755 /var/lib/mysql\n"
+        ),
     )
     .await?;
-    // 2. Stream a consistent copy from the source (root over the local socket).
+    match copy_and_configure(replica, source, r).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let restored = run(
+                replica,
+                "restoring the previous data folder",
+                &format!(
+                    "set -eu\nservice mariadb stop >/dev/null 2>&1 || true\nrm -rf /var/lib/mysql\nmv {aside} /var/lib/mysql\n\
+                     service mariadb start >/tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\n"
+                ),
+            )
+            .await;
+            Err(match restored {
+                Ok(_) => format!("{e} (the replica's previous data folder was restored)"),
+                Err(r) => format!(
+                    "{e}; restoring the previous data folder also failed: {r} (it is at {aside})"
+                ),
+            })
+        }
+    }
+}
+
+async fn copy_and_configure(
+    replica: &SshHost,
+    source: &SshHost,
+    r: &ReplicationRes,
+) -> Result<(), String> {
+    let d = r.dialect;
+    // 2. Stream a consistent copy from the source (root over the local socket). Each copy
+    //    has its own temp folder, and copies from one source run one at a time under the
+    //    source's run lock (two replicas seeded at once share a source).
     let bytes = source
         .pipe_to(
-            "mariadb-backup --backup --stream=xbstream --target-dir=/tmp --user=root 2>/tmp/.dbfleet-backup.log || { tail -n 5 /tmp/.dbfleet-backup.log >&2; exit 1; }",
+            "t=$(mktemp -d /tmp/dbfleet-backup.XXXXXX); \
+             flock -w 3600 /var/lib/dbfleet mariadb-backup --backup --stream=xbstream --target-dir=\"$t\" --user=root 2>\"$t.log\"; rc=$?; \
+             [ $rc -eq 0 ] || tail -n 5 \"$t.log\" >&2; rm -rf \"$t\" \"$t.log\"; exit $rc",
             replica,
             "mbstream -x -C /var/lib/mysql",
         )
