@@ -279,29 +279,44 @@ fn stale_saved_plan_is_refused_and_changes_nothing() {
     assert_empty_plan();
 }
 
-/// A copy of the lab inventory whose monitor password is a canary from the environment.
-fn canary_inventory(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(repo().join("inventories/lab.yml")).expect("lab.yml");
-    let text = text
-        .replace(
-            "monitor_password: { generate: 32 }",
-            "monitor_password: { env: DBFLEET_TEST_CANARY }",
-        )
-        .replace(
-            "replication_password: { generate: 32 }",
-            "replication_password: { env: DBFLEET_TEST_CANARY_REPL }",
-        )
-        .replace(
-            "config: ../.lab/ssh_config",
-            &format!("config: {}", repo().join(".lab/ssh_config").display()),
-        );
-    assert!(
-        text.contains("DBFLEET_TEST_CANARY"),
-        "lab.yml no longer has the generated monitor_password"
-    );
-    let p = dir.join("canary.yml");
+/// A variant of the lab inventory, written to `dir/name`: each `(from, to)` edit must match
+/// (a change to lab.yml cannot silently leave a test on the plain inventory), and the
+/// ssh_config path is made absolute since the copy lives elsewhere.
+fn lab_variant(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(repo().join("inventories/lab.yml")).expect("lab.yml");
+    let ssh_config = format!("config: {}", repo().join(".lab/ssh_config").display());
+    for (from, to) in edits
+        .iter()
+        .copied()
+        .chain([("config: ../.lab/ssh_config", ssh_config.as_str())])
+    {
+        assert!(text.contains(from), "lab.yml no longer contains `{from}`");
+        text = text.replacen(from, to, 1);
+    }
+    let p = dir.join(name);
     std::fs::write(&p, text).expect("write");
     p
+}
+
+/// Docker arguments running a one-off container on the lab network at `ip`: a host the
+/// inventory does not know.
+fn outsider(ip: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["inspect", "lab-db1", "--format", "{{.Config.Image}}"])
+        .output()
+        .expect("inspect");
+    let image = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    [
+        "run",
+        "--rm",
+        "--network",
+        "dbfleet-lab",
+        "--ip",
+        ip,
+        &image,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 #[test]
@@ -312,7 +327,20 @@ fn canary_secret_appears_in_no_output_plan_file_or_remote_ps() {
     // The replication password travels in CHANGE MASTER: a second canary for it.
     let canary_repl = format!("replcanary{:016x}", rand_u64());
     let dir = tempfile::tempdir().expect("tempdir");
-    let inv = canary_inventory(dir.path());
+    let inv = lab_variant(
+        dir.path(),
+        "canary.yml",
+        &[
+            (
+                "monitor_password: { generate: 32 }",
+                "monitor_password: { env: DBFLEET_TEST_CANARY }",
+            ),
+            (
+                "replication_password: { generate: 32 }",
+                "replication_password: { env: DBFLEET_TEST_CANARY_REPL }",
+            ),
+        ],
+    );
     let env = [
         ("DBFLEET_TEST_CANARY", canary.as_str()),
         ("DBFLEET_TEST_CANARY_REPL", canary_repl.as_str()),
@@ -973,11 +1001,13 @@ fn monitoring_cron_job_logs_and_writes_metrics_and_a_stopped_replica_is_restarte
 }
 
 /// Whether `addr:port` accepts a TCP connection from `from` (a lab container) within 3 s.
-fn can_connect(from: &[&str], addr: &str, port: u16) -> bool {
+fn can_connect<S: AsRef<std::ffi::OsStr>>(from: &[S], addr: &str, port: u16) -> bool {
     let probe = format!("timeout 3 bash -c '</dev/tcp/{addr}/{port}' && echo open || echo closed");
-    let mut args: Vec<&str> = from.to_vec();
-    args.extend(["bash", "-c", probe.as_str()]);
-    let o = Command::new("docker").args(&args).output().expect("docker");
+    let o = Command::new("docker")
+        .args(from)
+        .args(["bash", "-c", probe.as_str()])
+        .output()
+        .expect("docker");
     String::from_utf8_lossy(&o.stdout).trim() == "open"
 }
 
@@ -985,25 +1015,7 @@ fn can_connect(from: &[&str], addr: &str, port: u16) -> bool {
 fn firewall_admits_fleet_peers_to_the_database_port_and_nobody_else() {
     let mut lab = lab();
     converge(&mut lab);
-    let image = String::from_utf8_lossy(
-        &Command::new("docker")
-            .args(["inspect", "lab-db1", "--format", "{{.Config.Image}}"])
-            .output()
-            .expect("inspect")
-            .stdout,
-    )
-    .trim()
-    .to_string();
-    // A container on the lab network that is not in the inventory.
-    let outsider = [
-        "run",
-        "--rm",
-        "--network",
-        "dbfleet-lab",
-        "--ip",
-        "172.29.77.99",
-        image.as_str(),
-    ];
+    let outsider = outsider("172.29.77.99");
     assert!(
         !can_connect(&outsider, "172.29.77.11", 3306),
         "3306 on db1 is closed to a host outside the inventory"
@@ -1020,18 +1032,14 @@ fn firewall_admits_fleet_peers_to_the_database_port_and_nobody_else() {
 
     // A rule set that would cut off the operator's own SSH is refused; nothing changes.
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(repo().join("inventories/lab.yml"))
-        .expect("lab.yml")
-        .replace(
+    let inv = lab_variant(
+        dir.path(),
+        "lockout.yml",
+        &[(
             "admin_networks: [172.29.77.1/32]",
             "admin_networks: [10.0.0.0/8]",
-        )
-        .replace(
-            "config: ../.lab/ssh_config",
-            &format!("config: {}", repo().join(".lab/ssh_config").display()),
-        );
-    let inv = dir.path().join("lockout.yml");
-    std::fs::write(&inv, text).expect("write");
+        )],
+    );
     let rules_before = sha256("db1", "/etc/dbfleet/firewall.nft");
     let p = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
     assert_eq!(p.code, 1, "{}", p.all());
@@ -1066,18 +1074,14 @@ fn ufw_backend_loads_checked_rules_and_converges() {
     converge(&mut lab);
     // backup1 moves to the seed's ufw; dbfleet's nftables table goes first so ufw alone filters.
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(repo().join("inventories/lab.yml"))
-        .expect("lab.yml")
-        .replace(
+    let inv = lab_variant(
+        dir.path(),
+        "ufw.yml",
+        &[(
             "admin_networks: [172.29.77.1/32]",
             "backend: ufw\n  admin_networks: [172.29.77.1/32]",
-        )
-        .replace(
-            "config: ../.lab/ssh_config",
-            &format!("config: {}", repo().join(".lab/ssh_config").display()),
-        );
-    let inv = dir.path().join("ufw.yml");
-    std::fs::write(&inv, text).expect("write");
+        )],
+    );
     on("backup1", "nft delete table inet dbfleet");
     let a = dbfleet_with(
         &inv,
@@ -1099,24 +1103,7 @@ fn ufw_backend_loads_checked_rules_and_converges() {
             .any(|l| l.starts_with("22/tcp") && l.contains("ALLOW") && l.contains("172.29.77.1")),
         "{status}"
     );
-    let image = String::from_utf8_lossy(
-        &Command::new("docker")
-            .args(["inspect", "lab-db1", "--format", "{{.Config.Image}}"])
-            .output()
-            .expect("inspect")
-            .stdout,
-    )
-    .trim()
-    .to_string();
-    let outsider = [
-        "run",
-        "--rm",
-        "--network",
-        "dbfleet-lab",
-        "--ip",
-        "172.29.77.98",
-        image.as_str(),
-    ];
+    let outsider = outsider("172.29.77.98");
     assert!(
         !can_connect(&outsider, "172.29.77.21", 22),
         "ufw keeps a host outside the inventory off SSH"
@@ -1150,19 +1137,14 @@ fn semi_sync_on_request_is_lossless_after_sync_with_the_declared_timeout() {
     let mut lab = lab();
     converge(&mut lab);
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(repo().join("inventories/lab.yml"))
-        .expect("lab.yml")
-        .replace(
+    let inv = lab_variant(
+        dir.path(),
+        "semisync.yml",
+        &[(
             "    max_connections: 200",
             "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: 5000",
-        )
-        .replace(
-            "config: ../.lab/ssh_config",
-            &format!("config: {}", repo().join(".lab/ssh_config").display()),
-        );
-    assert!(text.contains("semi_sync: true"));
-    let inv = dir.path().join("semisync.yml");
-    std::fs::write(&inv, text).expect("write");
+        )],
+    );
     let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
     assert_eq!(a.code, 0, "{}", a.all());
     assert_eq!(
