@@ -186,7 +186,15 @@ pub async fn apply(
                     task: t.name.clone(),
                     summary: change.summary.clone(),
                 });
-                let guard = probe.facts.get(n).and_then(|f| t.resource.guard_value(f));
+                // A file absent at plan time may be created by an earlier task of this run
+                // (a package ships its default haproxy.cfg): replacing it is what the plan
+                // showed. A saved plan's `check_fresh` has already caught one that appeared
+                // before the apply started.
+                let guard = probe
+                    .facts
+                    .get(n)
+                    .and_then(|f| t.resource.guard_value(f))
+                    .filter(|g| g != "absent");
                 let body = if t.handler {
                     format!(
                         "{}{}",
@@ -203,6 +211,10 @@ pub async fn apply(
                     (Some(c), crate::tasks::Resource::Replication(r)) => {
                         let _permit = sem.acquire().await;
                         replication(engine, probe, c, r).await
+                    }
+                    (Some(c), crate::tasks::Resource::Primary(p)) if !t.handler => {
+                        let _permit = sem.acquire().await;
+                        primary(engine, probe, c, &hp.host, p, &events).await
                     }
                     (Some(c), _) => {
                         let _permit = sem.acquire().await;
@@ -276,21 +288,64 @@ async fn replication(
     let source = match probe.conns.get(&r.source_name) {
         Some(c) => c.as_ref(),
         None => {
-            let host = engine
-                .inv
-                .host(&r.source_name)
-                .ok_or_else(|| format!("source {} is not in the inventory", r.source_name))?;
-            opened = crate::transport::SshHost::connect(
-                host,
-                engine.inv.host_key_policy,
-                engine.opts.connect_timeout,
-            )
-            .await
-            .map_err(|e| format!("connecting to {}: {e}", r.source_name))?;
+            opened = engine
+                .connect(&r.source_name, None)
+                .await
+                .map_err(|e| format!("connecting to {}: {e}", r.source_name))?;
             &opened
         }
     };
     crate::runbooks::replication::apply(replica, source, r).await
+}
+
+/// The declared primary's change: made writable, or promoted by the switchover runbook
+/// when it still replicates from a host of its cluster (re-read now, not trusted from the
+/// plan).
+async fn primary(
+    engine: &Engine,
+    probe: &Probe,
+    conn: &crate::transport::SshHost,
+    host: &str,
+    p: &crate::tasks::primary::PrimaryRes,
+    events: &Arc<dyn EventSink>,
+) -> Result<(), String> {
+    use crate::tasks::primary::Mode;
+    let facts = conn
+        .run(&p.probe())
+        .await
+        .map_err(|e| format!("reading {host}: {e}"))?
+        .stdout;
+    match p.mode(&facts) {
+        None => Ok(()),
+        Some(Mode::Foreign(a)) => Err(format!("{host} replicates from {a}, outside its cluster")),
+        Some(Mode::MakeWritable) => {
+            let o = conn
+                .run(&crate::tasks::locked(true, &p.apply_script()))
+                .await
+                .map_err(|e| e.to_string())?;
+            if o.code != 0 {
+                return Err(format!(
+                    "exit {}: {}",
+                    o.code,
+                    last_lines(&o.stderr, &o.stdout)
+                ));
+            }
+            Ok(())
+        }
+        Some(Mode::Switchover { from }) => {
+            let cluster = crate::runbooks::Cluster::new(
+                engine,
+                host,
+                probe.conns.clone(),
+                events.clone(),
+                None,
+            )
+            .await;
+            let r = crate::runbooks::switchover::run(&cluster, host, &from, p).await;
+            cluster.close().await;
+            r.map(|_| ())
+        }
+    }
 }
 
 fn last_lines(stderr: &str, stdout: &str) -> String {

@@ -82,6 +82,105 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Planned switchover: make HOST the primary of its cluster. Shows the plan (the
+    /// runbook's steps, the proxies' new writer, the inventory edit), asks, applies, then
+    /// writes the inventory with HOST as primary (comments and layout kept). The same as
+    /// editing the roles in the inventory and running `apply`.
+    Switchover(SwitchoverArgs),
+    /// Unplanned failover: the primary is dead. Checks that it is dead from here and from
+    /// the replicas, fences it, promotes the most advanced eligible replica, repoints the
+    /// others and the proxies, and records the new topology in the inventory.
+    Failover(FailoverArgs),
+    /// Bring a returned old primary back as a replica of the current primary, when its
+    /// GTID history allows (refuses, naming them, when it has transactions the primary
+    /// never saw).
+    Rejoin {
+        /// The host to bring back.
+        host: String,
+        /// Apply without asking.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Backups of the inventory's `backups:`: run a job now, list what the backup server
+    /// holds.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
+    /// Print application configuration from the inventory.
+    AppConfig {
+        #[command(subcommand)]
+        kind: AppConfigKind,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// Run a job now on its host, as cron would.
+    Run {
+        /// The job's name in the inventory.
+        job: String,
+        /// `full` or `incremental` for a physical job (default: its first schedule's).
+        #[arg(long)]
+        mode: Option<String>,
+    },
+    /// Each job's backups on the backup server (time, kind, size) and its age against its
+    /// RPO. Exits 1 naming every job over its RPO.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppConfigKind {
+    /// Laravel's read/write split: the `config/database.php` connection and `.env` lines
+    /// (seed 000, "Laravel Integration"), through the proxy when the fleet has one.
+    Laravel {
+        /// Name the database hosts directly instead of the proxy's ports.
+        #[arg(long)]
+        direct: bool,
+        /// The application database (default: the inventory's first).
+        #[arg(long)]
+        database: Option<String>,
+        /// The application user (default: the inventory's first).
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchoverArgs {
+    /// The replica to promote.
+    #[arg(long, value_name = "HOST")]
+    pub to: String,
+    /// Apply without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Write the edited inventory and save the plan to FILE instead of applying
+    /// (`dbfleet apply FILE` runs it).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    /// The cluster whose primary died (default: the fleet's only cluster).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Promote this replica instead of the most advanced one (it must be as advanced).
+    #[arg(long, value_name = "HOST")]
+    pub to: Option<String>,
+    /// Fail over even inside the anti-flap window (`failover_anti_flap_seconds`).
+    #[arg(long)]
+    pub force: bool,
+    /// Show what would happen and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Apply without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
 }
 
 #[derive(Debug, Args)]
@@ -127,7 +226,7 @@ pub fn style(quiet: bool) -> Style {
     Style { color, quiet }
 }
 
-fn options(g: &Global, offline: bool) -> Options {
+pub(crate) fn options(g: &Global, offline: bool) -> Options {
     let set =
         |v: &Vec<String>| (!v.is_empty()).then(|| v.iter().cloned().collect::<BTreeSet<String>>());
     Options {
@@ -139,10 +238,11 @@ fn options(g: &Global, offline: bool) -> Options {
         forks: g.forks,
         offline,
         connect_timeout: Duration::from_secs(g.connect_timeout),
+        inventory_text: None,
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -163,6 +263,22 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 crate::diagnostics::plural(e.inv.hosts.len(), "host"),
                 crate::diagnostics::plural(e.graph.order.len(), "task")
             ));
+            for j in &e.inv.backups {
+                use crate::backup::rpo::human;
+                report::print(&format!(
+                    "backup job {} ({} on {}): worst-case RPO {}{}{}\n",
+                    j.name,
+                    j.kind.as_str(),
+                    j.host,
+                    human(j.worst_rpo_s),
+                    j.rpo_s
+                        .map(|r| format!(", declared {}", human(r)))
+                        .unwrap_or_default(),
+                    j.rto_s
+                        .map(|r| format!("; RTO declared {}", human(r)))
+                        .unwrap_or_default()
+                ));
+            }
             Ok(Exit::Ok)
         }
         Command::Graph => {
@@ -230,6 +346,16 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         }
         Command::Apply(a) => apply(g, a, style),
         Command::Status { json } => status(g, *json),
+        Command::Switchover(a) => switchover(g, a, style),
+        Command::Failover(a) => crate::runbooks::failover::command(g, a, style),
+        Command::Rejoin { host, auto_approve } => {
+            crate::runbooks::failover::rejoin_command(g, host, *auto_approve, style)
+        }
+        Command::AppConfig { kind } => crate::appconfig::command(g, kind),
+        Command::Backup { action } => match action {
+            BackupAction::Run { job, mode } => crate::backup::cmd::run(g, job, mode.as_deref()),
+            BackupAction::List { json } => crate::backup::cmd::list(g, *json),
+        },
     }
 }
 
@@ -307,6 +433,107 @@ fn apply(g: &Global, a: &ApplyArgs, style: Style) -> Result<Exit, Error> {
     })
 }
 
+fn switchover(g: &Global, a: &SwitchoverArgs, style: Style) -> Result<Exit, Error> {
+    let path = &g.inventory;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading inventory {}", path.display()), e))?;
+    let current = Engine::load(options(g, true))?;
+    let to = current
+        .inv
+        .host(&a.to)
+        .ok_or_else(|| Error::UnknownHost(a.to.clone()))?;
+    let old = current
+        .inv
+        .hosts
+        .iter()
+        .find(|h| h.cluster == to.cluster && h.has(crate::inventory::Role::Primary))
+        .map(|h| h.name.clone())
+        .ok_or_else(|| Error::Refused(format!("cluster {} has no primary", to.cluster)))?;
+    if old == a.to {
+        return Err(Error::Refused(format!("{} already is the primary", a.to)));
+    }
+    let edited = crate::inventory::edit::promote(&path.display().to_string(), &text, &a.to, &old)?;
+    let diff = crate::inventory::edit::diff(path, &text, &edited);
+    if let Some(out) = &a.out {
+        // The edited inventory is the declared state; the saved plan converges to it.
+        crate::inventory::edit::write(path, &edited)?;
+        report::print(&format!("Inventory updated:\n{diff}\n"));
+        return run(Cli {
+            global: Global { ..clone_global(g) },
+            command: Command::Plan(PlanArgs {
+                detailed_exitcode: false,
+                json: false,
+                out: Some(out.clone()),
+                offline: false,
+                out_dir: None,
+            }),
+        });
+    }
+    let mut opts = options(g, false);
+    opts.inventory_text = Some(edited.clone());
+    let engine = Engine::load(opts)?;
+    let reporter = Arc::new(Reporter::new(style));
+    let events: Arc<dyn EventSink> = reporter.clone();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let probe = engine.probe(&engine.hosts(), &events).await;
+        reporter.finish();
+        let probe = probe?;
+        let plan = match engine.plan(&probe) {
+            Ok(p) => p,
+            Err(e) => {
+                Engine::close(probe).await;
+                return Err(e);
+            }
+        };
+        report::print(&report::render_plan(&plan, style));
+        report::print(&format!("\nThe inventory will say:\n{diff}\n"));
+        if !a.auto_approve && !confirm(&plan)? {
+            Engine::close(probe).await;
+            return Err(Error::Cancelled);
+        }
+        let result = crate::apply::apply(&engine, &plan, &probe, &events).await;
+        reporter.finish();
+        // Record the topology once the new primary is promoted, even if a later step
+        // failed: the inventory must not send the next apply back to the old primary.
+        let promoted = match probe.conns.get(&a.to) {
+            Some(c) => crate::runbooks::topology::read_state(c, engine.runbook_dialect())
+                .await
+                .is_ok_and(|s| s.up && !s.read_only && !s.replicating()),
+            None => false,
+        };
+        Engine::close(probe).await;
+        if promoted {
+            crate::inventory::edit::write(path, &edited)?;
+            report::print(&format!(
+                "{} is the primary; updated {} (commit it).\n",
+                a.to,
+                path.display()
+            ));
+        }
+        let r = result?;
+        report::print(&format!(
+            "Switchover complete: {} changed, {} skipped.\n",
+            r.changed, r.skipped
+        ));
+        Ok(Exit::Ok)
+    })
+}
+
+fn clone_global(g: &Global) -> Global {
+    Global {
+        inventory: g.inventory.clone(),
+        limit: g.limit.clone(),
+        tags: g.tags.clone(),
+        forks: g.forks,
+        connect_timeout: g.connect_timeout,
+        playbooks: g.playbooks.clone(),
+        templates: g.templates.clone(),
+        verbose: g.verbose,
+        quiet: g.quiet,
+    }
+}
+
 fn status(g: &Global, json: bool) -> Result<Exit, Error> {
     // Status reads the servers only: no secret is resolved and no TLS material is made.
     let engine = Engine::load(options(g, true))?;
@@ -351,23 +578,30 @@ fn status(g: &Global, json: bool) -> Result<Exit, Error> {
     }
 }
 
-/// Asks on the terminal; only `yes` approves.
+/// Asks `question` on the terminal; only `yes` approves.
 ///
 /// Errors: [`Error::Usage`] when stdin is not a terminal (use `--auto-approve`).
-fn confirm(plan: &crate::plan::Plan) -> Result<bool, Error> {
+pub(crate) fn confirm_text(question: &str) -> Result<bool, Error> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::Usage(
-            "stdin is not a terminal: pass --auto-approve to apply without asking".into(),
+            "stdin is not a terminal: pass --auto-approve to go ahead without asking".into(),
         ));
     }
-    report::print(&format!(
-        "\nApply these changes to {}? Only 'yes' approves: ",
-        crate::diagnostics::plural(plan.summary.hosts_changed, "host")
-    ));
+    report::print(&format!("{question} Only 'yes' approves: "));
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
         .map_err(|e| Error::io("reading the answer", e))?;
     Ok(line.trim() == "yes")
+}
+
+/// Asks on the terminal before applying `plan`; only `yes` approves.
+///
+/// Errors: [`Error::Usage`] when stdin is not a terminal (use `--auto-approve`).
+fn confirm(plan: &crate::plan::Plan) -> Result<bool, Error> {
+    confirm_text(&format!(
+        "\nApply these changes to {}?",
+        crate::diagnostics::plural(plan.summary.hosts_changed, "host")
+    ))
 }

@@ -37,6 +37,9 @@ pub struct Options {
     pub offline: bool,
     /// SSH connect timeout.
     pub connect_timeout: Duration,
+    /// The inventory's content, when it is an edit not yet written (a switchover's or
+    /// failover's topology); `inventory` still names the file.
+    pub inventory_text: Option<String>,
 }
 
 /// A loaded fleet: everything known before any host is contacted.
@@ -66,7 +69,10 @@ impl Engine {
     /// [`Error::UnknownHost`] for a `--limit` naming no host.
     pub fn load(opts: Options) -> Result<Engine, Error> {
         let lib = Library::load(opts.playbooks.as_deref(), opts.templates.as_deref())?;
-        let inv = crate::inventory::load(&opts.inventory, &lib.defaults)?;
+        let inv = match &opts.inventory_text {
+            Some(text) => crate::inventory::load::load_text(&opts.inventory, text, &lib.defaults)?,
+            None => crate::inventory::load(&opts.inventory, &lib.defaults)?,
+        };
         if let Some(limit) = &opts.limit {
             for h in limit {
                 if inv.host(h).is_none() {
@@ -99,7 +105,11 @@ impl Engine {
         for (host, why) in &tls.issued {
             tracing::info!(host = %host, reason = %why, "issued a TLS certificate");
         }
-        let tasks = crate::tasks::resolve(&inv, &lib, secrets, Arc::new(tls))?;
+        let backup_key = Arc::new(crate::backup::keys::BackupKey::new(
+            inv.base_dir().join(".dbfleet"),
+            opts.offline,
+        ));
+        let tasks = crate::tasks::resolve(&inv, &lib, secrets, Arc::new(tls), backup_key)?;
         let graph = TaskGraph::build(tasks)?;
         let selected = graph.select(opts.limit.as_ref(), opts.tags.as_ref());
         let key = if opts.offline {
@@ -116,6 +126,30 @@ impl Engine {
             redactor,
             key,
         })
+    }
+
+    /// Opens an SSH connection to inventory host `name` within `timeout` (the fleet's
+    /// `--connect-timeout` when None): what a runbook or command that was not part of a
+    /// probe uses.
+    ///
+    /// Errors: [`Error::UnknownHost`]; [`Error::Unreachable`] with ssh's words.
+    pub async fn connect(&self, name: &str, timeout: Option<Duration>) -> Result<SshHost, Error> {
+        let h = self
+            .inv
+            .host(name)
+            .ok_or_else(|| Error::UnknownHost(name.to_string()))?;
+        SshHost::connect(
+            h,
+            self.inv.host_key_policy,
+            timeout.unwrap_or(self.opts.connect_timeout),
+        )
+        .await
+        .map_err(|e| Error::Unreachable(vec![(name.to_string(), e.to_string())]))
+    }
+
+    /// The SQL dialect of the fleet.
+    pub fn runbook_dialect(&self) -> crate::sql::Dialect {
+        crate::sql::Dialect::of(self.inv.flavor, &self.inv.version)
     }
 
     /// Hosts with at least one selected task, in inventory order.
@@ -304,6 +338,7 @@ impl Engine {
                 changes,
             });
         }
+        self.fold_switchovers(probe, &mut hosts)?;
         let mut plan = Plan {
             format_version: FORMAT_VERSION,
             dbfleet_version: env!("CARGO_PKG_VERSION").into(),
@@ -320,6 +355,81 @@ impl Engine {
         };
         plan.summarize();
         Ok(plan)
+    }
+
+    /// A declared primary that still replicates from a host of its cluster is a planned
+    /// switchover. The candidate must be ready (refused at plan time, changing nothing),
+    /// and the cluster's replication changes are steps of the switchover, not changes of
+    /// their own: they are folded into it and listed in its notes.
+    ///
+    /// Errors: [`Error::Refused`] naming the candidate and why it cannot be promoted.
+    fn fold_switchovers(&self, probe: &Probe, hosts: &mut [HostPlan]) -> Result<(), Error> {
+        use crate::tasks::primary::Mode;
+        let mut switching: Vec<(String, String, String)> = Vec::new(); // (cluster, new, old)
+        for &n in &self.selected {
+            let t = &self.graph.graph[n];
+            let Resource::Primary(p) = &t.resource else {
+                continue;
+            };
+            if t.handler {
+                continue;
+            }
+            let facts = probe.facts.get(&n).map(String::as_str).unwrap_or("");
+            if let Some(Mode::Switchover { from }) = p.mode(facts) {
+                let h = self
+                    .inv
+                    .host(&t.host)
+                    .ok_or_else(|| Error::UnknownHost(t.host.clone()))?;
+                let state = crate::runbooks::topology::parse_state(facts);
+                let max_lag = h
+                    .vars
+                    .get("max_replica_lag_seconds")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(30);
+                crate::runbooks::switchover::candidate_ready(&t.host, &state, h.candidate, max_lag)
+                    .map_err(|why| {
+                        Error::Refused(format!(
+                            "switchover to {} refused: {why}; nothing was changed",
+                            t.host
+                        ))
+                    })?;
+                switching.push((p.cluster.clone(), t.host.clone(), from));
+            }
+        }
+        for (cluster, new, _) in &switching {
+            let mut folded = Vec::new();
+            for hp in hosts.iter_mut() {
+                let Some(h) = self.inv.host(&hp.host) else {
+                    continue;
+                };
+                if &h.cluster != cluster || &hp.host == new {
+                    continue;
+                }
+                hp.changes.retain(|c| {
+                    let is_repl = c.kind == "replication";
+                    if is_repl {
+                        folded.push(format!(
+                            "{}: replicate from {new} (instead of: {})",
+                            hp.host, c.summary
+                        ));
+                    }
+                    !is_repl
+                });
+            }
+            if let Some(c) = hosts
+                .iter_mut()
+                .filter(|hp| &hp.host == new)
+                .flat_map(|hp| hp.changes.iter_mut())
+                .find(|c| c.kind == "primary")
+            {
+                c.notes.extend(
+                    folded
+                        .into_iter()
+                        .map(|f| format!("done by the switchover: {f}")),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a firewall that would drop the operator's own SSH session: the address
@@ -345,7 +455,7 @@ impl Engine {
             return Ok(());
         }
         cut.sort();
-        Err(Error::Refused(format!(
+        Err(Error::FirewallLockout(format!(
             "the firewall would cut off your own SSH session to {}; nothing was changed",
             cut.join(", ")
         )))

@@ -96,12 +96,19 @@ pub enum Error {
     )]
     Unhealthy(std::collections::BTreeMap<String, Vec<String>>),
 
+    /// An operation dbfleet will not do as things are (the reason says why); nothing
+    /// was changed by the refusal itself.
+    #[error("{0}")]
+    #[diagnostic(code(dbfleet::refused))]
+    Refused(String),
+
+    /// A firewall that would cut off the operator's own SSH session.
     #[error("{0}")]
     #[diagnostic(
         code(dbfleet::refused),
         help("add the address you administer from to firewall.admin_networks")
     )]
-    Refused(String),
+    FirewallLockout(String),
 
     #[error("apply cancelled; nothing was changed")]
     #[diagnostic(code(dbfleet::cancelled))]

@@ -25,6 +25,8 @@ pub enum Event {
         outcome: Outcome,
         elapsed: Duration,
     },
+    /// One step of a runbook (switchover, failover, rejoin) on `host`, done.
+    Step { host: String, text: String },
 }
 
 #[derive(Debug, Clone)]

@@ -78,7 +78,12 @@ impl TaskGraph {
             if t.handler {
                 for &o in &nodes {
                     let other = &graph[o];
-                    if other.host == t.host && !other.handler && !other.notify.contains(&t.name) {
+                    let before =
+                        other.host == t.host && !other.handler && !other.notify.contains(&t.name);
+                    // Handlers run in the order they are defined, as in Ansible
+                    // (`restart server` before `writable primary`).
+                    let earlier_handler = other.host == t.host && other.handler && o < n;
+                    if before || earlier_handler {
                         graph.add_edge(o, n, EdgeKind::Handler);
                     }
                 }

@@ -7,7 +7,9 @@
 //! plan), `plan/` (the plan value and plan files), `apply.rs` (the executor),
 //! `transport/` (SSH), `report/` (all terminal output), `cli.rs` (flags).
 
+pub mod appconfig;
 pub mod apply;
+pub mod backup;
 pub mod cli;
 pub mod diagnostics;
 pub mod engine;

@@ -175,7 +175,7 @@ fn read_store(path: &Path) -> Result<BTreeMap<String, String>, String> {
 }
 
 /// Creates the local state folder (0700) with a `.gitignore` of `*` so it is never committed.
-fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
+pub fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     let ignore = dir.join(".gitignore");

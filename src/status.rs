@@ -19,6 +19,9 @@ use crate::sql::Dialect;
 use crate::tasks::replication::vertical;
 use crate::transport::SshHost;
 
+/// The start of the problem naming a replica's errant transactions.
+const ERRANT: &str = "errant transaction(s) written on the replica itself";
+
 /// One database host's live state.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct HostStatus {
@@ -46,6 +49,9 @@ pub struct HostStatus {
     pub errant: Vec<String>,
     /// Why this host is unhealthy; empty when healthy.
     pub problems: Vec<String>,
+    /// `gtid_binlog_state`, to compare a replica's own entries with its primary's.
+    #[serde(skip)]
+    pub binlog_state: Vec<crate::runbooks::topology::Gtid>,
 }
 
 /// The status script: one client call, vertical output.
@@ -92,6 +98,7 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
     s.read_only = Some(get("read_only") == "1");
     s.gtid_binlog_pos = get("gtid_binlog_pos");
     s.gtid_slave_pos = get("gtid_slave_pos");
+    s.binlog_state = crate::runbooks::topology::parse_gtids(&get("gtid_binlog_state"));
     let on = |k: &str| get(k) == "ON";
     s.semi_sync = match (on("semi_sync_primary"), on("semi_sync_replica")) {
         (true, _) => "primary on".into(),
@@ -175,10 +182,8 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
             s.problems.push("writable replica: read_only is OFF".into());
         }
         if !s.errant.is_empty() {
-            s.problems.push(format!(
-                "errant transaction(s) written on the replica itself: {}",
-                s.errant.join(", ")
-            ));
+            s.problems
+                .push(format!("{ERRANT}: {}", s.errant.join(", ")));
         }
     } else {
         if s.read_only == Some(true) {
@@ -220,7 +225,53 @@ pub async fn gather(
             evaluate(inv, h, res.as_deref().map_err(|e| e.as_str()), max_lag)
         }
     });
-    futures::future::join_all(futs).await
+    let mut rows = futures::future::join_all(futs).await;
+    forgive_replicated_history(inv, hosts, &mut rows);
+    rows
+}
+
+/// A replica's own entries that its primary also has are history, not errant: an old
+/// primary demoted by a switchover keeps its own server_id in `gtid_binlog_state`, and so
+/// do replicas that replicated its writes. Only entries the primary never saw stay errant
+/// (the rule of `crate::runbooks::topology::DbState::errant_against`). Without the
+/// primary's row (down, or left out by --limit), `evaluate`'s stricter rule stands.
+fn forgive_replicated_history(inv: &Inventory, hosts: &[&Host], rows: &mut [HostStatus]) {
+    use crate::runbooks::topology::{Gtid, missing_from};
+    let primary_state = |h: &Host| -> Option<Vec<Gtid>> {
+        let p = inv
+            .hosts
+            .iter()
+            .find(|o| o.cluster == h.cluster && o.has(Role::Primary))?;
+        let row = rows.iter().find(|r| r.host == p.name)?;
+        (!row.binlog_state.is_empty()).then(|| row.binlog_state.clone())
+    };
+    let fixes: Vec<(usize, Vec<String>)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.errant.is_empty())
+        .filter_map(|(i, r)| {
+            let h = hosts.iter().find(|h| h.name == r.host)?;
+            let theirs = primary_state(h)?;
+            let still: Vec<String> = r
+                .errant
+                .iter()
+                .filter(|g| {
+                    let g = crate::runbooks::topology::parse_gtids(g);
+                    !missing_from(&g, &theirs).is_empty()
+                })
+                .cloned()
+                .collect();
+            Some((i, still))
+        })
+        .collect();
+    for (i, still) in fixes {
+        let r = &mut rows[i];
+        r.problems.retain(|p| !p.starts_with(ERRANT));
+        if !still.is_empty() {
+            r.problems.push(format!("{ERRANT}: {}", still.join(", ")));
+        }
+        r.errant = still;
+    }
 }
 
 /// The status table, as an operator reads it.

@@ -60,6 +60,8 @@ cases!(
     many_problems,
     forbidden_grant,
     firewall_network,
+    backup_rpo,
+    backup_fields,
 );
 
 #[test]
@@ -114,4 +116,16 @@ fn every_bad_fixture_has_a_case() {
             "fixture {name}.yml has no case"
         );
     }
+}
+
+#[test]
+fn validate_prints_each_backup_jobs_worst_case_rpo() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .args(["-i", "tests/fixtures/good/backups.yml", "validate"])
+        .output()
+        .expect("run dbfleet");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    insta::assert_snapshot!(String::from_utf8_lossy(&o.stdout));
 }

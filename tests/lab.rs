@@ -295,6 +295,19 @@ fn lab_variant(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
     }
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");
+    // The same secrets and TLS material as lab.yml: a variant changes what it says only.
+    let store = repo().join("inventories/.dbfleet");
+    if store.exists() && !dir.join(".dbfleet").exists() {
+        let ok = Command::new("cp")
+            .arg("-a")
+            .arg(&store)
+            .arg(dir.join(".dbfleet"))
+            .status()
+            .expect("cp");
+        assert!(ok.success(), "copying the secrets store");
+        // Not the record of an earlier failover: each variant starts outside the window.
+        let _ = std::fs::remove_file(dir.join(".dbfleet/failover.json"));
+    }
     p
 }
 
@@ -1190,4 +1203,540 @@ fn semi_sync_on_request_is_lossless_after_sync_with_the_declared_timeout() {
     // Back to the lab's asynchronous replication.
     converge(&mut lab);
     assert_eq!(sql("db1", "SELECT @@rpl_semi_sync_master_enabled"), "0");
+}
+
+/// The lab's application password, from lab.yml's secrets store.
+fn app_password() -> String {
+    let store: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo().join("inventories/.dbfleet/secrets.json")).expect("secrets store"),
+    )
+    .expect("json");
+    store["app_password"]
+        .as_str()
+        .expect("app_password")
+        .to_string()
+}
+
+const WRITER: &str = include_str!("../lab/writer.sh");
+
+/// Feeds `input` to `sh -c cmd` in a lab host's container.
+fn on_with_input(host: &str, cmd: &str, input: &str) {
+    use std::io::Write;
+    let mut c = Command::new("docker")
+        .args(["exec", "-i", &format!("lab-{host}"), "sh", "-c", cmd])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("docker exec");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    assert!(c.wait().expect("wait").success(), "on {host}: {cmd}");
+}
+
+/// Starts a writer on backup1 (an application host): a loop inserting increasing sequence
+/// numbers from `from` into app.seq through the proxy, logging the acknowledged ones.
+fn start_writer(primary: &str, from: u64) {
+    sql(
+        primary,
+        "CREATE TABLE IF NOT EXISTS app.seq (n BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+    );
+    on_with_input(
+        "backup1",
+        "umask 077; cat > /root/app.cnf",
+        &format!("[client]\nuser=app\npassword={}\n", app_password()),
+    );
+    on_with_input(
+        "backup1",
+        "cat > /root/writer.sh; chmod +x /root/writer.sh; touch /root/writer.run",
+        WRITER,
+    );
+    let ok = Command::new("docker")
+        .args([
+            "exec",
+            "-d",
+            "lab-backup1",
+            "sh",
+            "-c",
+            &format!("/root/writer.sh {from} > /root/writer.log 2>/dev/null"),
+        ])
+        .status()
+        .expect("docker exec");
+    assert!(ok.success());
+    let t0 = Instant::now();
+    while on("backup1", "wc -l < /root/writer.log")
+        .parse::<u64>()
+        .unwrap_or(0)
+        < 20
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the writer does not write"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops the writer; returns the acknowledged numbers and the longest gap between two
+/// acknowledged writes, in seconds.
+fn stop_writer() -> (Vec<u64>, f64) {
+    on("backup1", "rm -f /root/writer.run; sleep 1");
+    let log = on("backup1", "cat /root/writer.log");
+    let rows: Vec<(f64, u64)> = log
+        .lines()
+        .filter_map(|l| {
+            let (t, n) = l.split_once(' ')?;
+            Some((t.parse().ok()?, n.parse().ok()?))
+        })
+        .collect();
+    let gap = rows.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max);
+    (rows.into_iter().map(|(_, n)| n).collect(), gap)
+}
+
+/// Every acknowledged number is in app.seq on `host`.
+fn assert_all_present(host: &str, acked: &[u64]) {
+    let have: std::collections::BTreeSet<u64> = sql(host, "SELECT n FROM app.seq")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let lost: Vec<&u64> = acked.iter().filter(|n| !have.contains(n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{host} lacks {} acknowledged inserts: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
+
+/// HAProxy's writer backend: servers that are up and not in maintenance (runtime state).
+fn proxy_writers() -> Vec<String> {
+    on(
+        "proxy1",
+        "echo 'show servers state writer' | socat stdio unix-connect:/run/haproxy/admin.sock",
+    )
+    .lines()
+    .filter_map(|l| {
+        // be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 6 && f[1] == "writer" && f[5] == "2" && f[6] == "0").then(|| f[3].to_string())
+    })
+    .collect()
+}
+
+fn docker(args: &[&str]) {
+    let o = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        o.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn switchover_under_write_load_keeps_every_acknowledged_insert_and_refuses_unready_candidates() {
+    let mut lab = lab();
+    converge(&mut lab);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = lab_variant(
+        dir.path(),
+        "switchover.yml",
+        &[(
+            "    server_id: 2\n",
+            "    server_id: 2\n    vars:\n      max_replica_lag_seconds: 2\n",
+        )],
+    );
+    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    let before = std::fs::read_to_string(&inv).expect("inventory");
+
+    // Must-show 2: a stopped candidate is refused and nothing changes ...
+    sql("db2", "STOP SLAVE");
+    let r = dbfleet_with(&inv, &["switchover", "--to", "db2", "--auto-approve"], &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("db2 is not replicating (IO thread: No, SQL thread: No)"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr.contains("switchover to db2 refused"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(std::fs::read_to_string(&inv).expect("inventory"), before);
+    assert_eq!(sql("db1", "SELECT @@GLOBAL.read_only"), "0");
+    sql("db2", "START SLAVE");
+    // ... and so is a lagging one (it applies 30 s late; its limit is 2 s).
+    sql(
+        "db2",
+        "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 30; START SLAVE",
+    );
+    sql(
+        "db1",
+        "CREATE TABLE IF NOT EXISTS app.lag (id INT PRIMARY KEY); REPLACE INTO app.lag VALUES (1)",
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let r = dbfleet_with(&inv, &["switchover", "--to", "db2", "--auto-approve"], &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("db2 lags"), "{}", r.all());
+    assert_eq!(std::fs::read_to_string(&inv).expect("inventory"), before);
+    assert_eq!(sql("db1", "SELECT @@GLOBAL.read_only"), "0");
+    sql(
+        "db2",
+        "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE",
+    );
+    // The delayed CREATE TABLE may not be applied yet: wait for the table, then its row.
+    eventually(
+        "db2",
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 'lag'",
+        "1",
+    );
+    eventually("db2", "SELECT COUNT(*) FROM app.lag", "1");
+
+    // Must-show 1: db1 → db2 while the writer inserts through the proxy.
+    start_writer("db1", 1_000_000);
+    let s = dbfleet_with(&inv, &["switchover", "--to", "db2", "--auto-approve"], &[]);
+    let (acked, gap) = stop_writer();
+    assert_eq!(s.code, 0, "{}", s.all());
+    assert!(s.stdout.contains("writes were blocked for"), "{}", s.all());
+    eprintln!(
+        "switchover: {} acknowledged inserts, longest gap between two {gap:.3} s",
+        acked.len()
+    );
+    assert!(acked.len() > 20);
+    assert_eq!(proxy_writers(), vec!["db2".to_string()]);
+    for h in ["db1", "db3"] {
+        assert_eq!(slave_status(h)["Master_Host"], "172.29.77.12", "{h}");
+        assert_eq!(sql(h, "SELECT @@GLOBAL.read_only"), "1", "{h}");
+    }
+    assert_eq!(sql("db2", "SELECT @@GLOBAL.read_only"), "0");
+    let last = acked.iter().max().expect("acked");
+    for h in DB_HOSTS {
+        eventually(
+            h,
+            &format!("SELECT COUNT(*) FROM app.seq WHERE n = {last}"),
+            "1",
+        );
+        assert_all_present(h, &acked);
+    }
+    // The inventory says so now, its comments kept; a re-plan is empty.
+    let after = std::fs::read_to_string(&inv).expect("inventory");
+    assert!(
+        after.contains("  db2:\n    address: 172.29.77.12\n    roles: [primary]"),
+        "{after}"
+    );
+    assert!(
+        after.contains("    roles: [replica]\n    server_id: 1"),
+        "{after}"
+    );
+    assert!(after.starts_with("# The lab fleet"));
+    let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 0, "{}", p.all());
+    // The demoted db1 still holds its own GTIDs from its time as primary; db2 has them too,
+    // so they are history, not errant: status is healthy.
+    let st = dbfleet_with(&inv, &["status"], &[]);
+    assert_eq!(st.code, 0, "status after a switchover:\n{}", st.all());
+
+    // And back to lab.yml's topology.
+    let s = dbfleet_with(&inv, &["switchover", "--to", "db1", "--auto-approve"], &[]);
+    assert_eq!(s.code, 0, "{}", s.all());
+    converge(&mut lab);
+}
+
+#[test]
+fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_refusals() {
+    let mut lab = lab();
+    converge(&mut lab);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = lab_variant(
+        dir.path(),
+        "failover.yml",
+        &[(
+            "    max_connections: 200",
+            "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: 5000",
+        )],
+    );
+    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    eventually(
+        "db1",
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
+        "2",
+    );
+
+    // Must-show 4a: the primary is alive: refused.
+    let r = dbfleet_with(&inv, &["failover", "--auto-approve"], &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("db1 is alive"), "{}", r.all());
+
+    // Must-show 3: kill the primary under write load, then fail over.
+    start_writer("db1", 2_000_000);
+    docker(&["kill", "lab-db1"]);
+    let f = dbfleet_with(&inv, &["failover", "--auto-approve"], &[]);
+    std::thread::sleep(Duration::from_secs(1));
+    let (acked, gap) = stop_writer();
+    assert_eq!(f.code, 0, "{}", f.all());
+    eprintln!(
+        "failover: {} acknowledged inserts, longest gap between two {gap:.3} s",
+        acked.len()
+    );
+    let text = std::fs::read_to_string(&inv).expect("inventory");
+    let new = if text.contains("  db2:\n    address: 172.29.77.12\n    roles: [primary]") {
+        "db2"
+    } else {
+        "db3"
+    };
+    let other = if new == "db2" { "db3" } else { "db2" };
+    let new_addr = if new == "db2" {
+        "172.29.77.12"
+    } else {
+        "172.29.77.13"
+    };
+    assert!(
+        f.stdout.contains(&format!("{new} is the primary")),
+        "{}",
+        f.all()
+    );
+    assert_eq!(proxy_writers(), vec![new.to_string()]);
+    assert_eq!(sql(new, "SELECT @@GLOBAL.read_only"), "0");
+    assert_eq!(sql(other, "SELECT @@GLOBAL.read_only"), "1");
+    assert_eq!(slave_status(other)["Master_Host"], new_addr);
+    assert_all_present(new, &acked);
+    let last = acked.iter().max().expect("acked");
+    eventually(
+        other,
+        &format!("SELECT COUNT(*) FROM app.seq WHERE n = {last}"),
+        "1",
+    );
+    assert_all_present(other, &acked);
+
+    // Must-show 4b: a second failover inside the anti-flap window refuses.
+    let r = dbfleet_with(&inv, &["failover", "--auto-approve"], &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("failover_anti_flap_seconds"),
+        "{}",
+        r.all()
+    );
+
+    // Must-show 5a: the killed host comes back and rejoins as a replica of the new primary.
+    docker(&["start", "lab-db1"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let r = dbfleet_with(&inv, &["rejoin", "db1", "--auto-approve"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let st = slave_status("db1");
+    assert_eq!(st["Slave_SQL_Running"], "Yes");
+    assert_eq!(st["Master_Host"], new_addr);
+    assert_all_present("db1", &acked);
+    // The restarted container lost its cron daemon and firewall rules: apply restores them.
+    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 0, "{}", p.all());
+
+    // Must-show 4c and 5b: an errant transaction on `other` (root bypasses read_only), an
+    // extra one on the primary that no replica receives; then the primary dies.
+    sql(
+        other,
+        "CREATE TABLE IF NOT EXISTS app.errant (id INT PRIMARY KEY); INSERT INTO app.errant VALUES (1)",
+    );
+    sql("db1", "STOP SLAVE IO_THREAD");
+    sql(other, "STOP SLAVE IO_THREAD");
+    sql(
+        new,
+        "SET GLOBAL rpl_semi_sync_master_enabled = 0; CREATE TABLE app.extra (id INT PRIMARY KEY)",
+    );
+    let extra_gtid = sql(new, "SELECT @@GLOBAL.gtid_binlog_pos");
+    docker(&["kill", &format!("lab-{new}")]);
+    let r = dbfleet_with(
+        &inv,
+        &["failover", "--force", "--to", other, "--auto-approve"],
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains(&format!("{other} has errant transactions")),
+        "{}",
+        r.all()
+    );
+    let r = dbfleet_with(
+        &inv,
+        &["failover", "--force", "--to", "db1", "--auto-approve"],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    docker(&["start", &format!("lab-{new}")]);
+    std::thread::sleep(Duration::from_secs(2));
+    let r = dbfleet_with(&inv, &["rejoin", new, "--auto-approve"], &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("never saw"), "{}", r.all());
+    assert!(
+        r.stderr.contains(extra_gtid.trim()),
+        "the extra transaction {extra_gtid} is named:\n{}",
+        r.all()
+    );
+
+    // Back to a fresh, converged lab.
+    let ok = Command::new("bash")
+        .arg(repo().join("lab/lab.sh"))
+        .args(["reset", "db1", "db2", "db3"])
+        .status()
+        .expect("lab reset");
+    assert!(ok.success());
+    lab.fresh = true;
+    converge(&mut lab);
+}
+
+#[test]
+fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_leak_no_secret() {
+    let mut lab = lab();
+    converge(&mut lab);
+    // Must-show 1: the cron files on the hosts are exactly the rendered ones.
+    let rendered = tempfile::tempdir().expect("tempdir");
+    let o = dbfleet(&[
+        "plan",
+        "--offline",
+        "--out-dir",
+        &rendered.path().display().to_string(),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    for h in ["db1", "db2", "proxy1"] {
+        let want =
+            std::fs::read_to_string(rendered.path().join(h).join("etc/cron.d/dbfleet-backup"))
+                .expect("rendered cron file");
+        assert_eq!(
+            on(h, "cat /etc/cron.d/dbfleet-backup"),
+            want.trim_end(),
+            "{h}"
+        );
+    }
+    assert!(
+        !rendered
+            .path()
+            .join("db3/etc/cron.d/dbfleet-backup")
+            .exists()
+    );
+    // Each job, triggered, lands on backup1.
+    for (job, mode) in [
+        ("app-logical", "run"),
+        ("app-physical", "full"),
+        ("app-physical", "incremental"),
+        ("binlogs", "run"),
+        ("proxy-config", "run"),
+    ] {
+        let host = match job {
+            "binlogs" => "db1",
+            "proxy-config" => "proxy1",
+            _ => "db2",
+        };
+        // The hosts share this machine's clock; restic keeps whole seconds.
+        let started = chrono::Utc::now() - chrono::Duration::seconds(1);
+        let r = dbfleet(&["backup", "run", job, "--mode", mode]);
+        assert_eq!(r.code, 0, "{job} {mode}: {}", r.all());
+        assert!(
+            r.stdout.contains(&format!("{job} {mode}: ok")),
+            "{}",
+            r.all()
+        );
+        // This run's snapshot is in the repository on backup1 (read back through SFTP).
+        let snaps: serde_json::Value = serde_json::from_str(&on(
+            host,
+            &format!("/usr/local/lib/dbfleet/backup-{job} snapshots"),
+        ))
+        .expect("json");
+        let fresh = snaps.as_array().expect("array").iter().any(|s| {
+            let t = chrono::DateTime::parse_from_rfc3339(s["time"].as_str().unwrap_or(""));
+            t.is_ok_and(|t| t >= started)
+                && s["tags"]
+                    .as_array()
+                    .is_some_and(|tags| tags.iter().any(|t| t == mode))
+        });
+        assert!(fresh, "{job} {mode}: no snapshot of this run: {snaps}");
+        assert_ne!(
+            on(
+                "backup1",
+                &format!("ls /srv/dbfleet-backups/{job}/snapshots | wc -l")
+            ),
+            "0"
+        );
+    }
+    let l = dbfleet(&["backup", "list", "--json"]);
+    assert_eq!(l.code, 0, "{}", l.all());
+    let list: serde_json::Value = serde_json::from_str(&l.stdout).expect("json");
+    let physical = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|j| j["job"] == "app-physical")
+        .expect("app-physical listed");
+    let tags: Vec<String> = physical["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .flat_map(|s| s["tags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect();
+    assert!(tags.contains(&"full".to_string()) && tags.contains(&"incremental".to_string()));
+    assert_eq!(physical["within_rpo"], true);
+    // A second apply changes nothing.
+    assert_empty_plan();
+
+    // Must-show 2: retention. proxy-config keeps 14 days (relative to its newest backup):
+    // backups dated 40, 20, 15, 13, 7 and 1 days back are pruned to those within 14 days.
+    let now = chrono::Utc::now();
+    for days in [40i64, 20, 15, 13, 7, 1] {
+        let at = (now - chrono::Duration::days(days)).format("%Y-%m-%d %H:%M:%S");
+        on(
+            "proxy1",
+            &format!("DBFLEET_BACKUP_TIME='{at}' /usr/local/lib/dbfleet/backup-proxy-config run"),
+        );
+    }
+    let snaps: serde_json::Value = serde_json::from_str(&on(
+        "proxy1",
+        "/usr/local/lib/dbfleet/backup-proxy-config snapshots",
+    ))
+    .expect("json");
+    let mut ages: Vec<i64> = snaps
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| {
+            let t = chrono::DateTime::parse_from_rfc3339(s["time"].as_str().expect("time"))
+                .expect("rfc3339");
+            (now - t.with_timezone(&chrono::Utc)).num_hours() / 24
+        })
+        .collect();
+    ages.sort();
+    // Kept: 13, 7 and 1 days back, and today's runs; pruned: 15, 20 and 40 days back.
+    let dated: Vec<i64> = ages.iter().copied().filter(|a| *a > 0).collect();
+    assert_eq!(
+        dated,
+        vec![1, 7, 13],
+        "kept exactly the backups within 14 days: {ages:?}"
+    );
+    assert!(ages.contains(&0));
+
+    // Must-show 8: no secret in any cron file, script, log or output.
+    let store: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo().join("inventories/.dbfleet/secrets.json")).expect("secrets"),
+    )
+    .expect("json");
+    let mut seen = String::new();
+    for h in ["db1", "db2", "proxy1"] {
+        seen.push_str(&on(
+            h,
+            "cat /etc/cron.d/dbfleet-backup /usr/local/lib/dbfleet/backup-* /var/log/dbfleet/backup-*.log",
+        ));
+    }
+    seen.push_str(&l.all());
+    for (name, value) in store.as_object().expect("object") {
+        let v = value.as_str().expect("string");
+        assert!(
+            !seen.contains(v),
+            "secret {name} leaked into backup files or output"
+        );
+    }
 }

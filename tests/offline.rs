@@ -150,7 +150,7 @@ fn graph_prints_dot_with_cross_host_needs() {
     );
     assert!(dot.contains("label=\"notify\""), "{dot}");
     assert!(
-        !dot.contains("proxy1"),
+        !dot.contains("label=\"proxy1\";"),
         "--limit keeps other hosts out:\n{dot}"
     );
 }
@@ -227,4 +227,48 @@ fn a_playbook_error_points_at_the_task() {
     let err = validate_fails_with(&dir);
     assert!(err.contains("needs `creates` or `unless`"), "{err}");
     assert!(err.contains("x.yml:3:"), "points at the task's line: {err}");
+}
+
+#[test]
+fn proxy_configurations() {
+    let (dir, _) = rendered("tests/fixtures/good/proxies.yml");
+    let d = dir.path();
+    insta::assert_snapshot!("haproxy_cfg", read(d, "lb1", "/etc/haproxy/haproxy.cfg"));
+    insta::assert_snapshot!(
+        "proxy_check",
+        read(d, "lb1", "/usr/local/lib/dbfleet/proxy-check")
+    );
+    insta::assert_snapshot!(
+        "keepalived_lb2",
+        read(d, "lb2", "/etc/keepalived/keepalived.conf")
+    );
+    insta::assert_snapshot!(
+        "proxysql_admin_sql",
+        read(d, "sql1", "/etc/dbfleet/proxysql-admin.sql")
+    );
+    // The ProxySQL host gets no HAProxy, the HAProxy hosts no ProxySQL.
+    assert!(!d.join("sql1/etc/haproxy/haproxy.cfg").exists());
+    assert!(!d.join("lb1/etc/dbfleet/proxysql-admin.sql").exists());
+}
+
+#[test]
+fn app_config_laravel_through_the_proxy_and_direct() {
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("NO_COLOR", "1")
+            .args([
+                "-i",
+                "tests/fixtures/good/proxies.yml",
+                "app-config",
+                "laravel",
+            ])
+            .args(args)
+            .output()
+            .expect("run dbfleet");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    insta::assert_snapshot!("laravel_proxy", run(&[]));
+    insta::assert_snapshot!("laravel_direct", run(&["--direct"]));
 }

@@ -47,3 +47,37 @@ fn mysql_8_0() {
 fn mysql_8_4() {
     insta::assert_snapshot!(all(Dialect::of(dbfleet::inventory::Flavor::Mysql, "8.4")));
 }
+
+/// The topology runbooks' statements in order (switchover, failover, rejoin), per dialect.
+fn runbooks(d: Dialect) -> String {
+    let src = SourceSpec {
+        host: "172.29.77.12".into(),
+        port: 3306,
+        user: "dbfleet_repl".into(),
+        password: "s3cret-example".into(),
+        ssl_ca: "/etc/mysql/dbfleet-tls/ca.pem".into(),
+        connect_retry: 10,
+    };
+    dbfleet::runbooks::switchover::sequence(d, &src, true)
+}
+
+#[test]
+fn runbooks_mariadb_10_11() {
+    insta::assert_snapshot!(runbooks(Dialect::MariaDb));
+}
+
+#[test]
+fn runbooks_mysql_8_0() {
+    insta::assert_snapshot!(runbooks(Dialect::of(
+        dbfleet::inventory::Flavor::Mysql,
+        "8.0"
+    )));
+}
+
+#[test]
+fn runbooks_mysql_8_4() {
+    insta::assert_snapshot!(runbooks(Dialect::of(
+        dbfleet::inventory::Flavor::Mysql,
+        "8.4"
+    )));
+}

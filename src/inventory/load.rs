@@ -68,6 +68,21 @@ pub fn load(
     super::validate::validate(raw, path, &name, text, digest, defaults)
 }
 
+/// Loads and validates inventory `text` as if it were the content of `path` (relative
+/// paths resolve from `path`'s folder): a topology edit checked before it is written.
+///
+/// Errors: as [`load`].
+pub fn load_text(
+    path: &Path,
+    text: &str,
+    defaults: &std::collections::BTreeMap<String, VarValue>,
+) -> Result<Inventory, Error> {
+    let name = path.display().to_string();
+    let digest = hex::encode(Sha256::digest(text.as_bytes()));
+    let raw = parse(&name, text)?;
+    super::validate::validate(raw, path, &name, text.to_string(), digest, defaults)
+}
+
 /// Parses inventory text into its raw shape; errors are located problems.
 pub fn parse(name: &str, text: &str) -> Result<RawInventory, Error> {
     if is_blank(text) {

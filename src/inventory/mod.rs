@@ -8,6 +8,7 @@
 //! model below. Every problem found becomes a [`crate::diagnostics::Problem`] with a byte
 //! span, so the CLI can point at `file:line:col`; validation reports all of them at once.
 
+pub mod edit;
 pub mod load;
 pub mod schema;
 pub mod validate;
@@ -107,8 +108,11 @@ pub struct Host {
     pub roles: Vec<Role>,
     /// `server_id` (1..=4294967295, unique in the fleet); set on every database host.
     pub server_id: Option<u32>,
-    /// For a replica: the name of the host it replicates from.
+    /// For a replica: the name of the host it replicates from (the cluster's primary when
+    /// the inventory leaves it out).
     pub source: Option<String>,
+    /// May be promoted by a switchover or failover (`candidate: false` says never).
+    pub candidate: bool,
     /// The replication cluster; defaults to the fleet name.
     pub cluster: String,
     pub ssh: SshSettings,
@@ -174,6 +178,8 @@ pub struct Inventory {
     pub databases: Vec<Database>,
     pub users: Vec<User>,
     pub firewall: Option<Firewall>,
+    /// Backup jobs, checked (schedules parse, hosts exist, the RPO can be met).
+    pub backups: Vec<crate::backup::Job>,
 }
 
 /// Host firewalls: the database port only from fleet peers and application networks, SSH

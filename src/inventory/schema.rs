@@ -63,6 +63,54 @@ pub struct RawInventory {
     pub users: Vec<Spanned<RawUser>>,
     /// Host firewalls derived from the inventory.
     pub firewall: Option<Spanned<RawFirewall>>,
+    /// Backup jobs, their schedules, retention and objectives (seeds 000–004).
+    pub backups: Option<Spanned<RawBackups>>,
+}
+
+/// `backups:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackups {
+    /// The backup server: a host with the `backup` role (default: the only one).
+    pub server: Option<Spanned<String>>,
+    pub jobs: Entries<Spanned<RawJob>>,
+}
+
+/// One backup job.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJob {
+    /// `logical`, `physical`, `binlog` or `path`.
+    pub kind: Spanned<String>,
+    /// The host it runs on.
+    pub host: Spanned<String>,
+    /// Cron expression (logical, binlog, path).
+    pub schedule: Option<Spanned<String>>,
+    /// Physical: the full backups' cron expression.
+    pub full: Option<Spanned<String>>,
+    /// Physical: the incremental backups' cron expression.
+    pub incremental: Option<Spanned<String>>,
+    #[serde(default)]
+    pub databases: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    pub pre_command: Option<String>,
+    pub retention: Option<Spanned<RawRetention>>,
+    /// Recovery point objective: "24h", "15m", "1d".
+    pub rpo: Option<Spanned<String>>,
+    /// Recovery time objective.
+    pub rto: Option<Spanned<String>>,
+}
+
+/// Retention: `days`/`weeks` (keep everything that recent), or restic-style counts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub days: Option<u32>,
+    pub weeks: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,7 +192,10 @@ pub struct RawHost {
     pub address: Spanned<String>,
     pub roles: Spanned<Vec<Spanned<String>>>,
     pub server_id: Option<Spanned<i64>>,
+    /// The host a replica replicates from; its cluster's primary when left out.
     pub source: Option<Spanned<String>>,
+    /// `false` keeps a database host from ever being promoted (MHA's `no_master`).
+    pub candidate: Option<bool>,
     pub cluster: Option<Spanned<String>>,
     #[serde(default)]
     pub ssh: Option<RawSsh>,

@@ -246,16 +246,6 @@ pub fn validate(
                 None
             }
         };
-        if roles.contains(&Role::Replica) && h.source.is_none() && !unknown_role {
-            c.push(
-                Problem::at(
-                    format!("replica `{}` needs a source", key.value),
-                    kspan,
-                    "this host",
-                )
-                .help("add `source: HOST`, the host it replicates from"),
-            );
-        }
         if let Some(src) = &h.source
             && !roles.contains(&Role::Replica)
             && !unknown_role
@@ -282,6 +272,7 @@ pub fn validate(
             roles,
             server_id,
             source: h.source.as_ref().map(|s| s.value.clone()),
+            candidate: h.candidate.unwrap_or(true),
             cluster: h
                 .cluster
                 .as_ref()
@@ -427,12 +418,30 @@ pub fn validate(
         }
     }
 
+    // A replica without `source` replicates from its cluster's primary: the topology is
+    // then written once, in the roles, and a switchover edits only those.
+    let primary_of: HashMap<String, String> = hosts
+        .iter()
+        .filter(|h| h.has(Role::Primary))
+        .map(|h| (h.cluster.clone(), h.name.clone()))
+        .collect();
+    for h in hosts.iter_mut() {
+        if h.has(Role::Replica) && h.source.is_none() {
+            h.source = primary_of.get(&h.cluster).cloned();
+        }
+    }
+
     let firewall = raw
         .firewall
         .as_ref()
         .and_then(|f| check_firewall(&mut c, f));
     let databases = check_databases(&mut c, &raw.databases);
     let users = check_users(&mut c, &raw.users, &secrets);
+    let backups = raw
+        .backups
+        .as_ref()
+        .map(|b| check_backups(&mut c, b, &hosts, &secrets))
+        .unwrap_or_default();
 
     if !c.problems.is_empty() {
         let problems = std::mem::take(&mut c.problems);
@@ -452,6 +461,7 @@ pub fn validate(
         databases,
         users,
         firewall,
+        backups,
     })
 }
 
@@ -784,4 +794,331 @@ fn is_host_name(n: &str) -> bool {
     !n.is_empty()
         && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A job as checked so far, with its schedules' and its `rpo`'s spans (for the RPO pass).
+type ParsedJob = (
+    crate::backup::Job,
+    Vec<(crate::backup::rpo::Schedule, (usize, usize))>,
+    Option<(usize, usize)>,
+);
+
+/// Backup jobs: kind, host and role, schedules (cron), retention, objectives; then the
+/// worst-case RPO each job's schedules give (with binlog archiving for database jobs of a
+/// cluster that has it) against the declared `rpo`, refused at the schedule that cannot
+/// meet it. Sources: seeds 001–004 (schedules, retention, RPO/RTO), seed 000 (binlogs).
+fn check_backups(
+    c: &mut Checker,
+    b: &Spanned<super::schema::RawBackups>,
+    hosts: &[Host],
+    secrets: &BTreeMap<String, super::SecretSource>,
+) -> Vec<crate::backup::Job> {
+    if !b.value.jobs.0.is_empty() && !secrets.contains_key("backup_encryption_password") {
+        let sp = c.span(b);
+        c.push(
+            Problem::at(
+                "backups need the secret `backup_encryption_password`",
+                sp,
+                "these jobs",
+            )
+            .help("add `backup_encryption_password: { generate: 32 }` under `secrets:`; restic encrypts every backup with it, so keep a copy outside the fleet"),
+        );
+    }
+    use crate::backup::rpo::{Schedule, human, worst_gap};
+    use crate::backup::{Job, JobKind, Retention, Run};
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    let server = match &b.value.server {
+        Some(s) => {
+            match hosts.iter().find(|h| h.name == s.value) {
+                Some(h) if h.has(Role::Backup) => {}
+                Some(_) => {
+                    let sp = c.span(s);
+                    c.push(
+                        Problem::at(
+                            format!("`{}` is not a backup server", s.value),
+                            sp,
+                            "no `backup` role",
+                        )
+                        .help("the backup server is a host with the `backup` role"),
+                    );
+                }
+                None => {
+                    let sp = c.span(s);
+                    let help = did_you_mean(&s.value, names.iter().copied())
+                        .unwrap_or_else(|| format!("known hosts: {}", names.join(", ")));
+                    c.push(
+                        Problem::at(
+                            format!(
+                                "backup server `{}` is not a host of this inventory",
+                                s.value
+                            ),
+                            sp,
+                            "unknown host",
+                        )
+                        .help(help),
+                    );
+                }
+            }
+            s.value.clone()
+        }
+        None => {
+            let servers: Vec<&Host> = hosts.iter().filter(|h| h.has(Role::Backup)).collect();
+            if servers.len() == 1 {
+                servers[0].name.clone()
+            } else {
+                let sp = c.span(b);
+                c.push(
+                    Problem::at(
+                        format!(
+                            "backups need a server: {} hosts have the `backup` role",
+                            servers.len()
+                        ),
+                        sp,
+                        "here",
+                    )
+                    .help("add `server: HOST` naming a host with the `backup` role"),
+                );
+                String::new()
+            }
+        }
+    };
+    let duration = |c: &mut Checker, d: &Spanned<String>| -> Option<u64> {
+        match humantime::parse_duration(d.value.trim()) {
+            Ok(v) if v.as_secs() > 0 => Some(v.as_secs()),
+            _ => {
+                let sp = c.span(d);
+                c.push(
+                    Problem::at(format!("`{}` is not a duration", d.value), sp, "here")
+                        .help("write e.g. 15m, 24h, 1d, 2w"),
+                );
+                None
+            }
+        }
+    };
+    // (job index, schedules with their spans) for the RPO pass.
+    let mut parsed: Vec<ParsedJob> = Vec::new();
+    for (key, job) in &b.value.jobs.0 {
+        let j = &job.value;
+        let kspan = c.span(key);
+        let kind = match JobKind::parse(&j.kind.value) {
+            Some(k) => k,
+            None => {
+                let sp = c.span(&j.kind);
+                let help = did_you_mean(&j.kind.value, JobKind::NAMES.iter().copied())
+                    .unwrap_or_else(|| format!("kinds: {}", JobKind::NAMES.join(", ")));
+                c.push(
+                    Problem::at(
+                        format!("unknown backup kind `{}`", j.kind.value),
+                        sp,
+                        "not a kind",
+                    )
+                    .help(help),
+                );
+                continue;
+            }
+        };
+        match hosts.iter().find(|h| h.name == j.host.value) {
+            None => {
+                let sp = c.span(&j.host);
+                let help = did_you_mean(&j.host.value, names.iter().copied())
+                    .unwrap_or_else(|| format!("known hosts: {}", names.join(", ")));
+                c.push(
+                    Problem::at(
+                        format!(
+                            "backup host `{}` is not a host of this inventory",
+                            j.host.value
+                        ),
+                        sp,
+                        "unknown host",
+                    )
+                    .help(help),
+                );
+            }
+            Some(h) if kind.needs_database() && !h.is_database() => {
+                let sp = c.span(&j.host);
+                c.push(
+                    Problem::at(
+                        format!(
+                            "a {} backup runs on a database host; `{}` is not one",
+                            j.kind.value, h.name
+                        ),
+                        sp,
+                        "no primary or replica role",
+                    )
+                    .help("name a primary or replica (a replica spares the primary)"),
+                );
+            }
+            Some(_) => {}
+        }
+        let mut schedules = Vec::new();
+        let mut runs = Vec::new();
+        let wanted: Vec<(&str, &Option<Spanned<String>>)> = match kind {
+            JobKind::Physical => vec![("full", &j.full), ("incremental", &j.incremental)],
+            _ => vec![("run", &j.schedule)],
+        };
+        if kind == JobKind::Physical && j.schedule.is_some() {
+            let sp = c.span(j.schedule.as_ref().unwrap_or_else(|| unreachable!()));
+            c.push(
+                Problem::at(
+                    "a physical job has `full` and `incremental` schedules, not `schedule`",
+                    sp,
+                    "here",
+                )
+                .help(
+                    "e.g. full: \"0 0 * * 0\" (Sunday) and incremental: \"0 0 * * 1-6\" (seed 001)",
+                ),
+            );
+        }
+        for (mode, expr) in wanted {
+            match expr {
+                Some(e) => match Schedule::parse(&e.value) {
+                    Ok(s) => {
+                        runs.push(Run {
+                            schedule: e.value.clone(),
+                            mode: mode.into(),
+                        });
+                        schedules.push((s, c.span(e)));
+                    }
+                    Err(why) => {
+                        let sp = c.span(e);
+                        c.push(Problem::at(format!("invalid cron expression: {why}"), sp, "here").help("five fields: minute hour day-of-month month day-of-week, e.g. \"0 22 * * *\""));
+                    }
+                },
+                None if mode == "incremental" => {}
+                None => {
+                    let field = if mode == "full" { "full" } else { "schedule" };
+                    c.push(
+                        Problem::at(
+                            format!("backup job `{}` needs `{field}`", key.value),
+                            kspan,
+                            "this job",
+                        )
+                        .help("a cron expression, e.g. \"0 22 * * *\" (daily at 22:00, seed 001)"),
+                    );
+                }
+            }
+        }
+        if kind == JobKind::Path && j.paths.is_empty() {
+            c.push(
+                Problem::at(
+                    format!("path job `{}` needs `paths`", key.value),
+                    kspan,
+                    "this job",
+                )
+                .help("the folders to back up, e.g. [/var/lib/grafana]"),
+            );
+        }
+        let retention = match &j.retention {
+            None => Retention::default(),
+            Some(r) => {
+                let v = &r.value;
+                let by_age = v.days.is_some() || v.weeks.is_some();
+                let by_count =
+                    v.keep_daily.is_some() || v.keep_weekly.is_some() || v.keep_monthly.is_some();
+                if (v.days.is_some() && v.weeks.is_some())
+                    || (by_age && by_count)
+                    || (!by_age && !by_count)
+                {
+                    let sp = c.span(r);
+                    c.push(
+                        Problem::at(
+                            "retention is `days`, `weeks`, or keep_daily/keep_weekly/keep_monthly",
+                            sp,
+                            "here",
+                        )
+                        .help("e.g. { days: 14 } (seed 004) or { weeks: 4 } (seed 001)"),
+                    );
+                }
+                Retention {
+                    within_days: v.days.or(v.weeks.map(|w| w * 7)),
+                    keep_daily: v.keep_daily,
+                    keep_weekly: v.keep_weekly,
+                    keep_monthly: v.keep_monthly,
+                }
+            }
+        };
+        let rpo_s = j.rpo.as_ref().and_then(|d| duration(c, d));
+        let rto_s = j.rto.as_ref().and_then(|d| duration(c, d));
+        parsed.push((
+            Job {
+                name: key.value.clone(),
+                kind,
+                host: j.host.value.clone(),
+                runs,
+                databases: j.databases.clone(),
+                paths: j.paths.clone(),
+                pre_command: j.pre_command.clone(),
+                retention,
+                rpo_s,
+                rto_s,
+                worst_rpo_s: 0,
+                server: server.clone(),
+            },
+            schedules,
+            j.rpo.as_ref().map(|r| c.span(r)),
+        ));
+    }
+    // Binary-log archiving per cluster: its worst gap bounds the cluster's data loss.
+    let cluster_of = |h: &str| {
+        hosts
+            .iter()
+            .find(|x| x.name == h)
+            .map(|x| x.cluster.clone())
+    };
+    let mut binlog_gap: BTreeMap<String, u64> = BTreeMap::new();
+    for (job, scheds, _) in &parsed {
+        if job.kind == JobKind::Binlog
+            && let (Some(cl), Some(g)) = (
+                cluster_of(&job.host),
+                worst_gap(&scheds.iter().map(|s| &s.0).collect::<Vec<_>>()),
+            )
+        {
+            let e = binlog_gap.entry(cl).or_insert(u64::MAX);
+            *e = (*e).min(g.seconds);
+        }
+    }
+    let mut jobs = Vec::new();
+    for (mut job, scheds, rpo_span) in parsed {
+        let refs: Vec<&Schedule> = scheds.iter().map(|s| &s.0).collect();
+        let Some(gap) = worst_gap(&refs) else {
+            if let Some((_, sp)) = scheds.first() {
+                c.push(
+                    Problem::at(
+                        format!("backup job `{}` never runs", job.name),
+                        *sp,
+                        "no date matches",
+                    )
+                    .help(
+                        "a day-of-month that no month has (e.g. 31 in February only) never fires",
+                    ),
+                );
+            }
+            continue;
+        };
+        let pitr = matches!(job.kind, JobKind::Logical | JobKind::Physical)
+            .then(|| cluster_of(&job.host).and_then(|cl| binlog_gap.get(&cl).copied()))
+            .flatten();
+        job.worst_rpo_s = pitr.map_or(gap.seconds, |b| b.min(gap.seconds));
+        if let (Some(rpo), Some(rsp)) = (job.rpo_s, rpo_span)
+            && job.worst_rpo_s > rpo
+            && let Some((_, sp)) = scheds.first()
+        {
+            c.push(
+                Problem::at(
+                    format!(
+                        "backup job `{}` cannot meet its RPO of {}: its schedule leaves up to {} between backups",
+                        job.name,
+                        human(rpo),
+                        human(job.worst_rpo_s)
+                    ),
+                    *sp,
+                    format!("worst gap {} (from {} to {})", human(gap.seconds), gap.from.format("%a %b %-d %H:%M"), gap.to.format("%a %b %-d %H:%M")),
+                )
+                .also(rsp, "declared here")
+                .help("run it more often, relax `rpo`, or (database jobs) add a `binlog` job for point-in-time recovery"),
+            );
+        }
+        jobs.push(job);
+    }
+    jobs
 }

@@ -1,7 +1,11 @@
 //! The repository's `playbooks/` and `templates/`, compiled in. A test checks that every
-//! file of those folders is listed here.
+//! file of those folders is listed here (regenerate with `scripts/embed.sh`).
 
 pub const PLAYBOOKS: &[(&str, &str)] = &[
+    (
+        "backup-jobs.yml",
+        include_str!("../../playbooks/backup-jobs.yml"),
+    ),
     ("backup.yml", include_str!("../../playbooks/backup.yml")),
     ("common.yml", include_str!("../../playbooks/common.yml")),
     ("database.yml", include_str!("../../playbooks/database.yml")),
@@ -21,12 +25,44 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
 
 pub const TEMPLATES: &[(&str, &str)] = &[
     (
+        "backup-authorized-keys.j2",
+        include_str!("../../templates/backup-authorized-keys.j2"),
+    ),
+    (
+        "backup-job.sh.j2",
+        include_str!("../../templates/backup-job.sh.j2"),
+    ),
+    (
+        "backup-restic.pass.j2",
+        include_str!("../../templates/backup-restic.pass.j2"),
+    ),
+    (
+        "backup-ssh-key.j2",
+        include_str!("../../templates/backup-ssh-key.j2"),
+    ),
+    (
+        "backup.cnf.j2",
+        include_str!("../../templates/backup.cnf.j2"),
+    ),
+    (
+        "backup.cron.j2",
+        include_str!("../../templates/backup.cron.j2"),
+    ),
+    (
         "firewall.nft.j2",
         include_str!("../../templates/firewall.nft.j2"),
     ),
     (
         "firewall.ufw.j2",
         include_str!("../../templates/firewall.ufw.j2"),
+    ),
+    (
+        "haproxy.cfg.j2",
+        include_str!("../../templates/haproxy.cfg.j2"),
+    ),
+    (
+        "keepalived.conf.j2",
+        include_str!("../../templates/keepalived.conf.j2"),
     ),
     (
         "limits.conf.j2",
@@ -43,6 +79,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (
         "mysqld.cnf.j2",
         include_str!("../../templates/mysqld.cnf.j2"),
+    ),
+    (
+        "proxy-check.cnf.j2",
+        include_str!("../../templates/proxy-check.cnf.j2"),
+    ),
+    (
+        "proxy-check.sh.j2",
+        include_str!("../../templates/proxy-check.sh.j2"),
+    ),
+    (
+        "proxysql-admin.sql.j2",
+        include_str!("../../templates/proxysql-admin.sql.j2"),
     ),
     (
         "replication-check.cron.j2",

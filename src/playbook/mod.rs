@@ -59,6 +59,7 @@ pub struct TaskSpec {
     pub mysql_database: Option<MysqlDatabaseSpec>,
     pub sql: Option<SqlSpec>,
     pub replication: Option<ReplicationSpec>,
+    pub primary: Option<PrimarySpec>,
     /// A minijinja expression giving a list: the task is made once per element, as `item`
     /// (its `name` should then use `item` to stay unique).
     #[serde(rename = "loop")]
@@ -100,6 +101,16 @@ pub struct ReplicationSpec {
     pub user: String,
     /// Templated; normally `{{ secret("replication_password") }}`.
     pub password: String,
+}
+
+/// `primary`: this host is its cluster's writable primary (promoted by a switchover when
+/// it still replicates from another host of the cluster).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PrimarySpec {
+    /// A minijinja expression: switch the primary side of semi-sync on.
+    #[serde(default = "no")]
+    pub semi_sync: String,
 }
 
 /// `sql`: statements, run unless the `unless` query returns 1.

@@ -193,6 +193,7 @@ impl EventSink for Reporter {
             Event::TaskStarted { host, task, .. } => {
                 self.with_bar(|b| b.set_message(format!("{host}: {task}")))
             }
+            Event::Step { host, text } => self.line(format!("  {host}: {text}\n")),
             Event::TaskFinished {
                 host,
                 task,

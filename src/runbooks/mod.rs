@@ -1,5 +1,152 @@
-//! Runbooks: changes that span several steps and hosts, applied as one change of a plan.
-//! Each step runs over the hosts' existing connections; statements and passwords go on
-//! stdin. `replication.rs` bootstraps, starts or repoints a replica.
+//! Runbooks: changes that span several steps and hosts, applied as one change of a plan
+//! or run by their own command. Each step runs over the hosts' SSH connections;
+//! statements and passwords go on stdin. `replication.rs` bootstraps, starts or repoints a
+//! replica; `switchover.rs` moves the primary on purpose; `failover.rs` replaces a dead
+//! one and brings it back (`rejoin`); `topology.rs` holds what they share.
 
+pub mod failover;
 pub mod replication;
+pub mod switchover;
+pub mod topology;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::events::{Event, EventSink};
+use crate::sql::Dialect;
+use crate::tasks::Resource;
+use crate::tasks::replication::ReplicationRes;
+use crate::transport::SshHost;
+
+/// One cluster as the topology runbooks see it: connections to its database hosts and
+/// the proxies, and what the inventory declares.
+pub struct Cluster<'a> {
+    pub dialect: Dialect,
+    pub events: Arc<dyn EventSink>,
+    /// Open connections by host name (database hosts of the cluster and proxies that
+    /// answered; a dead host has none).
+    pub conns: HashMap<String, Arc<SshHost>>,
+    /// Database hosts of the cluster, in inventory order.
+    pub members: Vec<String>,
+    /// Hosts that may be promoted (`candidate` not false).
+    pub candidates: Vec<String>,
+    /// Each declared replica's replication task (its desired source).
+    pub replication: BTreeMap<String, ReplicationRes>,
+    pub proxies: Vec<String>,
+    /// `max_replica_lag_seconds`.
+    pub max_lag_s: u64,
+    pub engine: &'a Engine,
+}
+
+impl<'a> Cluster<'a> {
+    /// The cluster of `host` from `engine`'s inventory and task graph, with `conns` reused
+    /// and missing connections opened (hosts that do not answer are left out), except to
+    /// `skip` (a host the caller connects to itself, e.g. a primary that may be dead).
+    pub async fn new(
+        engine: &'a Engine,
+        host: &str,
+        mut conns: HashMap<String, Arc<SshHost>>,
+        events: Arc<dyn EventSink>,
+        skip: Option<&str>,
+    ) -> Cluster<'a> {
+        let inv = &engine.inv;
+        let cluster = inv
+            .host(host)
+            .map(|h| h.cluster.clone())
+            .unwrap_or_default();
+        let members: Vec<String> = inv
+            .hosts
+            .iter()
+            .filter(|h| h.is_database() && h.cluster == cluster)
+            .map(|h| h.name.clone())
+            .collect();
+        let proxies: Vec<String> = inv
+            .hosts
+            .iter()
+            .filter(|h| h.has(crate::inventory::Role::Proxy))
+            .map(|h| h.name.clone())
+            .collect();
+        let mut replication = BTreeMap::new();
+        for n in engine.graph.graph.node_indices() {
+            let t = &engine.graph.graph[n];
+            if let Resource::Replication(r) = &t.resource
+                && members.contains(&t.host)
+                && !t.handler
+            {
+                replication.insert(t.host.clone(), r.clone());
+            }
+        }
+        let wanted: Vec<String> = members.iter().chain(proxies.iter()).cloned().collect();
+        let opening = wanted
+            .iter()
+            .filter(|n| !conns.contains_key(*n) && Some(n.as_str()) != skip)
+            .map(|n| async move { (n.clone(), engine.connect(n, None).await) });
+        for (name, res) in futures::future::join_all(opening).await {
+            if let Ok(c) = res {
+                conns.insert(name, Arc::new(c));
+            }
+        }
+        let max_lag_s = inv
+            .host(host)
+            .and_then(|h| h.vars.get("max_replica_lag_seconds"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(30);
+        Cluster {
+            dialect: Dialect::of(inv.flavor, &inv.version),
+            events,
+            conns,
+            candidates: inv
+                .hosts
+                .iter()
+                .filter(|h| members.contains(&h.name) && h.candidate)
+                .map(|h| h.name.clone())
+                .collect(),
+            members,
+            replication,
+            proxies,
+            max_lag_s,
+            engine,
+        }
+    }
+
+    /// The connection to `host`.
+    ///
+    /// Errors: a message when `host` did not answer.
+    pub fn conn(&self, host: &str) -> Result<&SshHost, String> {
+        self.conns
+            .get(host)
+            .map(|c| c.as_ref())
+            .ok_or_else(|| format!("{host} is not reachable over SSH"))
+    }
+
+    /// Reports a runbook step.
+    pub fn step(&self, host: &str, text: String) {
+        self.events.emit(Event::Step {
+            host: host.to_string(),
+            text: self.engine.redactor.redact(&text),
+        });
+    }
+
+    /// Every member's state, read in parallel; a host without a connection reads as down.
+    pub async fn read_all(&self) -> Vec<(String, topology::DbState)> {
+        let d = self.dialect;
+        let futs = self.members.iter().map(|m| async move {
+            let s = match self.conns.get(m) {
+                Some(c) => topology::read_state(c, d).await.unwrap_or_default(),
+                None => topology::DbState::default(),
+            };
+            (m.clone(), s)
+        });
+        futures::future::join_all(futs).await
+    }
+
+    /// Closes the connections this cluster holds alone.
+    pub async fn close(self) {
+        for (_, c) in self.conns {
+            if let Ok(c) = Arc::try_unwrap(c) {
+                c.close().await;
+            }
+        }
+    }
+}

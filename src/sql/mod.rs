@@ -40,6 +40,13 @@ impl Dialect {
             }
         }
     }
+    /// The server's service name (Debian's packages).
+    pub fn service(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "mariadb",
+            _ => "mysql",
+        }
+    }
     /// The command-line client on the host.
     pub fn client(self) -> &'static str {
         match self {
@@ -195,6 +202,14 @@ impl Dialect {
         }
     }
 
+    /// Stops receiving from the source; what was received is still applied.
+    pub fn stop_replica_io(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "STOP SLAVE IO_THREAD;",
+            _ => "STOP REPLICA IO_THREAD;",
+        }
+    }
+
     pub fn reset_replica_all(self) -> &'static str {
         match self {
             Dialect::MariaDb => "RESET SLAVE ALL;",
@@ -242,6 +257,83 @@ impl Dialect {
         match self {
             Dialect::MariaDb => "SELECT @@GLOBAL.gtid_binlog_pos;",
             _ => "SELECT @@GLOBAL.gtid_executed;",
+        }
+    }
+
+    /// Makes the server read-only (`true`) or writable. Root and replication bypass it;
+    /// app users (never holding READ ONLY ADMIN / SUPER, see `inventory::validate`) do not.
+    pub fn set_read_only(self, on: bool) -> String {
+        let v = if on { "ON" } else { "OFF" };
+        match self {
+            Dialect::MariaDb => format!("SET GLOBAL read_only = {v};"),
+            // MySQL: super_read_only also stops SUPER holders; clearing read_only clears it.
+            _ if on => "SET GLOBAL read_only = ON; SET GLOBAL super_read_only = ON;".into(),
+            _ => "SET GLOBAL super_read_only = OFF; SET GLOBAL read_only = OFF;".into(),
+        }
+    }
+
+    /// Switches the primary side of semi-sync replication on or off, live (MariaDB:
+    /// built in since 10.3; MySQL: the semisync_source plugin loaded by mysqld.cnf).
+    pub fn set_semi_sync_primary(self, on: bool) -> String {
+        let v = if on { "ON" } else { "OFF" };
+        match self {
+            Dialect::MariaDb => format!("SET GLOBAL rpl_semi_sync_master_enabled = {v};"),
+            _ => format!("SET GLOBAL rpl_semi_sync_source_enabled = {v};"),
+        }
+    }
+
+    /// The primary side of semi-sync, as a column `semi_sync_primary` (1/0).
+    pub fn semi_sync_primary_status(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => {
+                "SELECT @@GLOBAL.rpl_semi_sync_master_enabled AS semi_sync_primary;"
+            }
+            _ => "SELECT @@GLOBAL.rpl_semi_sync_source_enabled AS semi_sync_primary;",
+        }
+    }
+
+    /// Blocks every write, SUPER holders' too, and waits for commits in flight (the
+    /// switchover's freeze; DESIGN.md, verified on 10.11). Not binlogged on either server.
+    pub fn freeze_writes(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "FLUSH NO_WRITE_TO_BINLOG TABLES WITH READ LOCK;",
+            _ => "FLUSH TABLES WITH READ LOCK;",
+        }
+    }
+
+    /// Lists `KILL CONNECTION n;` statements ending the application sessions: everything
+    /// but system threads, replication (Binlog Dump) threads, root and dbfleet's accounts,
+    /// and the calling session.
+    pub fn app_sessions_kill_list(self) -> &'static str {
+        "SELECT CONCAT('KILL CONNECTION ', ID, ';') FROM information_schema.PROCESSLIST \
+         WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler', 'root', 'mysql', \
+         'dbfleet_repl', 'dbfleet_monitor', 'dbfleet_backup', 'unauthenticated user') \
+         AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon');"
+    }
+
+    /// Points a demoted primary at the new one. MariaDB's MASTER_DEMOTE_TO_SLAVE=1 (10.10+)
+    /// moves the old primary's own transactions (gtid_binlog_pos) into gtid_slave_pos, so
+    /// it resumes from the right place instead of failing with error 1236
+    /// (orchestrator#1146). MySQL's auto-positioning needs nothing extra.
+    pub fn change_source_demote(self, s: &SourceSpec) -> String {
+        let mut c = self.change_source(s);
+        if self == Dialect::MariaDb {
+            c.pop();
+            c.push_str(", MASTER_DEMOTE_TO_SLAVE=1;");
+        }
+        c
+    }
+
+    /// One row of GTID state: `binlog_pos`, `slave_pos` and `binlog_state` (MariaDB);
+    /// on MySQL `gtid_executed` fills all three.
+    pub fn gtid_state(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => {
+                "SELECT @@GLOBAL.gtid_binlog_pos AS binlog_pos, @@GLOBAL.gtid_slave_pos AS slave_pos, @@GLOBAL.gtid_binlog_state AS binlog_state;"
+            }
+            _ => {
+                "SELECT @@GLOBAL.gtid_executed AS binlog_pos, @@GLOBAL.gtid_executed AS slave_pos, @@GLOBAL.gtid_executed AS binlog_state;"
+            }
         }
     }
 

@@ -13,6 +13,7 @@ pub mod directory;
 pub mod file;
 pub mod mysql;
 pub mod package;
+pub mod primary;
 pub mod replication;
 pub mod resolve;
 pub mod service;
@@ -76,6 +77,8 @@ pub enum Resource {
     Sql(mysql::SqlRes),
     /// A runbook across the replica and its source: applied by `crate::runbooks`.
     Replication(replication::ReplicationRes),
+    /// The declared primary: writable, or promoted by the switchover runbook.
+    Primary(primary::PrimaryRes),
 }
 
 impl Resource {
@@ -93,6 +96,7 @@ impl Resource {
             Resource::Database(_) => "mysql_database",
             Resource::Sql(_) => "sql",
             Resource::Replication(_) => "replication",
+            Resource::Primary(_) => "primary",
         }
     }
     /// What the resource is on the host: a path, package list, service name.
@@ -109,6 +113,7 @@ impl Resource {
             Resource::Database(d) => d.name.clone(),
             Resource::Sql(q) => q.name.clone(),
             Resource::Replication(r) => format!("from {}", r.source_name),
+            Resource::Primary(p) => format!("cluster {}", p.cluster),
         }
     }
     /// True when the desired state holds a secret (its content is never shown or saved).
@@ -132,6 +137,7 @@ impl Resource {
             Resource::Database(d) => d.probe(),
             Resource::Sql(q) => q.probe(),
             Resource::Replication(r) => r.probe(),
+            Resource::Primary(p) => p.probe(),
         }
     }
     /// Compares the probe's output with the desired state.
@@ -150,6 +156,7 @@ impl Resource {
             Resource::Database(d) => d.assess(facts),
             Resource::Sql(q) => Ok(q.assess(facts)),
             Resource::Replication(r) => r.assess(facts),
+            Resource::Primary(p) => p.assess(facts),
         }
     }
     /// Canonical desired state (compared with the plan's `after` digest on apply).
@@ -166,6 +173,7 @@ impl Resource {
             Resource::Database(d) => d.state(),
             Resource::Sql(q) => q.state(),
             Resource::Replication(r) => r.state(),
+            Resource::Primary(p) => p.state(),
         }
     }
     /// The script that changes the resource. `guard` is the sha256 (or `absent`) the
@@ -183,6 +191,8 @@ impl Resource {
             Resource::User(u) => format!("{before_change}{}", u.apply_script()),
             Resource::Database(d) => format!("{before_change}{}", d.apply_script()),
             Resource::Sql(q) => format!("{before_change}{}", q.apply_script()),
+            // A switchover goes to its runbook (the executor decides); this makes it writable.
+            Resource::Primary(p) => format!("{before_change}{}", p.apply_script()),
             // Never run as one script: the executor hands it to the runbook.
             Resource::Replication(_) => {
                 format!("{before_change}echo 'replication is applied by its runbook' >&2; exit 1\n")

@@ -8,7 +8,7 @@
 //! contents only, never in a path or a command (those reach `ps` and logs).
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use minijinja::{Environment, UndefinedBehavior, Value};
@@ -68,6 +68,8 @@ struct DbLayout {
     /// (MariaDB 10.4+: FLUSH LOCAL SSL; MySQL 8.0.16+: ALTER INSTANCE RELOAD TLS, which
     /// is not binlogged).
     client: &'static str,
+    /// The package holding the client (proxy hosts' checks).
+    client_package: &'static str,
     reload_tls: &'static str,
     /// The seed's hardening statements for this dialect, and a query that returns 1 when
     /// they have nothing left to do.
@@ -91,10 +93,11 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
         Flavor::Mariadb => DbLayout {
             packages: "mariadb-server mariadb-client mariadb-backup",
             backup_packages: "mariadb-client mariadb-backup",
-            service: "mariadb",
+            service: d.service(),
             // Debian reads mariadb.conf.d/*.cnf in name order; 90- comes after 50-server.cnf.
             cnf_path: "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf",
             client: "mariadb",
+            client_package: "mariadb-client",
             // LOCAL: a plain FLUSH is binlogged, and on a replica that is an errant
             // transaction under its own server_id, which stops replication in strict mode
             // (seen in the lab).
@@ -105,9 +108,10 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
         Flavor::Mysql => DbLayout {
             packages: "mysql-server mysql-client",
             backup_packages: "mysql-client percona-xtrabackup-80",
-            service: "mysql",
+            service: d.service(),
             cnf_path: "/etc/mysql/mysql.conf.d/90-dbfleet.cnf",
             client: "mysql",
+            client_package: "mysql-client",
             reload_tls: "ALTER INSTANCE RELOAD TLS",
             hardening_sql,
             hardening_check,
@@ -127,6 +131,10 @@ struct HostView<'a> {
     is_primary: bool,
     is_replica: bool,
     is_database: bool,
+    is_proxy: bool,
+    is_backup: bool,
+    /// May be promoted (`candidate` not false).
+    candidate: bool,
     /// The port sshd listens on (the inventory's, else 22).
     ssh_port: u16,
 }
@@ -147,6 +155,9 @@ fn host_view<'a>(inv: &'a Inventory, h: &'a Host) -> HostView<'a> {
         is_primary: h.has(Role::Primary),
         is_replica: h.has(Role::Replica),
         is_database: h.is_database(),
+        is_proxy: h.has(Role::Proxy),
+        is_backup: h.has(Role::Backup),
+        candidate: h.candidate,
         ssh_port: h.ssh.port.unwrap_or(22),
     }
 }
@@ -157,6 +168,7 @@ pub fn environment(
     lib: &Library,
     secrets: Arc<Secrets>,
     tls: Arc<Tls>,
+    backup_key: Arc<crate::backup::keys::BackupKey>,
 ) -> Result<Environment<'static>, Error> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -165,6 +177,8 @@ pub fn environment(
         env.add_template_owned(name.clone(), text.clone())
             .map_err(|e| template_error(lib, name, &e))?;
     }
+    // Single-quotes a value for sh (paths, names in generated scripts).
+    env.add_filter("shquote", |v: String| -> String { super::q(&v) });
     let t = tls.clone();
     env.add_function("tls_ca", move || -> String { t.ca_pem.clone() });
     let t = tls.clone();
@@ -187,6 +201,24 @@ pub fn environment(
                 .get(&host)
                 .map(|c| c.1.clone())
                 .ok_or_else(|| no_tls(&host))
+        },
+    );
+    let k = backup_key.clone();
+    env.add_function(
+        "backup_ssh_key",
+        move || -> Result<String, minijinja::Error> {
+            // The private key of the backup transfers: the file holding it is sensitive.
+            SECRET_USED.with(|c| c.set(true));
+            k.private()
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+        },
+    );
+    let k = backup_key;
+    env.add_function(
+        "backup_ssh_public_key",
+        move || -> Result<String, minijinja::Error> {
+            k.public()
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
         },
     );
     env.add_function(
@@ -239,8 +271,9 @@ pub fn resolve(
     lib: &Library,
     secrets: Arc<Secrets>,
     tls: Arc<Tls>,
+    backup_key: Arc<crate::backup::keys::BackupKey>,
 ) -> Result<Vec<Resolved>, Error> {
-    let env = environment(lib, secrets, tls)?;
+    let env = environment(lib, secrets, tls, backup_key)?;
     let hosts_view: Vec<HostView> = inv.hosts.iter().map(|h| host_view(inv, h)).collect();
     let fleet = serde_json::json!({"name": inv.name, "flavor": inv.flavor.as_str(), "version": inv.version});
     let dialect = Dialect::of(inv.flavor, &inv.version);
@@ -254,6 +287,7 @@ pub fn resolve(
 
     let mut out = Vec::new();
     for h in &inv.hosts {
+        let host_start = out.len();
         let base_ctx = Value::from_serialize(serde_json::json!({
             "host": host_view(inv, h),
             "fleet": fleet,
@@ -263,6 +297,7 @@ pub fn resolve(
             "users": inv.users,
             "databases": inv.databases,
             "firewall": inv.firewall,
+            "backups": inv.backups,
         }));
         // Two passes per host: every playbook's tasks first, then `after:` links, so a
         // playbook may run after one whose file sorts later.
@@ -445,6 +480,16 @@ pub fn resolve(
                 .filter_map(|a| last_of_playbook.get(a.value.as_str()).cloned())
                 .collect();
         }
+        // A handler left out on this host by its `when:` (`writable primary` on a replica)
+        // is not notified here: no pending marker is ever left for it.
+        let present: BTreeSet<String> = out[host_start..]
+            .iter()
+            .filter(|t| t.handler)
+            .map(|t| t.name.clone())
+            .collect();
+        for t in &mut out[host_start..] {
+            t.notify.retain(|n| present.contains(n));
+        }
     }
     Ok(out)
 }
@@ -506,6 +551,7 @@ fn build(
         spec.mysql_database.is_some(),
         spec.sql.is_some(),
         spec.replication.is_some(),
+        spec.primary.is_some(),
         spec.package.is_some(),
         spec.template.is_some(),
         spec.copy.is_some(),
@@ -516,7 +562,7 @@ fn build(
         spec.command.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err("a task needs exactly one kind: package, template, copy, file, directory, service, sysctl, command, mysql_user, mysql_database or sql".to_string().into());
+        return Err("a task needs exactly one kind: package, template, copy, file, directory, service, sysctl, command, mysql_user, mysql_database, sql, replication or primary".to_string().into());
     }
     if let Some(u) = &spec.mysql_user {
         // The password is the one field that may hold a secret: it becomes a hash here.
@@ -594,6 +640,32 @@ fn build(
                 ssl_ca: "/etc/mysql/dbfleet-tls/ca.pem".into(),
                 connect_retry: 10,
             },
+        }));
+    }
+    if let Some(p) = &spec.primary {
+        let me = ctx
+            .get_attr("host")
+            .and_then(|h| h.get_attr("name"))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let host = inv
+            .host(&me)
+            .ok_or_else(|| BuildError::Task(format!("host `{me}` is not in the inventory")))?;
+        let semi_sync = env
+            .compile_expression(&p.semi_sync)
+            .and_then(|e| e.eval(ctx))
+            .map_err(|e| BuildError::Task(format!("evaluating semi_sync: {e}")))?
+            .is_true();
+        return Ok(Resource::Primary(super::primary::PrimaryRes {
+            dialect,
+            semi_sync,
+            cluster: host.cluster.clone(),
+            peers: inv
+                .hosts
+                .iter()
+                .filter(|h| h.is_database() && h.cluster == host.cluster && h.name != host.name)
+                .map(|h| (h.name.clone(), h.address.clone()))
+                .collect(),
         }));
     }
     if let Some(q) = &spec.sql {

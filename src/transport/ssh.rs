@@ -174,8 +174,107 @@ impl SshHost {
             .map_err(|e| TransportError::Run(format!("streaming {} → {}: {e}", self.name, to.name)))
     }
 
+    /// Starts `client` (the `mariadb`/`mysql` command line, carrying no secret) as one
+    /// database session that stays open between calls of [`SqlSession::query`]: what a
+    /// lock such as FLUSH TABLES WITH READ LOCK needs, since it lasts as long as its session.
+    ///
+    /// Errors: [`TransportError::Run`] when the remote command cannot start.
+    pub async fn sql_session(&self, client: &str) -> Result<SqlSession<'_>, TransportError> {
+        let mut child = self
+            .session
+            .command("sh")
+            .arg("-c")
+            .arg(format!("exec {client} -N -B -n"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| TransportError::Run(flatten(&e)))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin().take(), child.stdout().take()) else {
+            return Err(TransportError::Run("no pipes to the SQL session".into()));
+        };
+        Ok(SqlSession {
+            host: self.name.clone(),
+            child: Some(child),
+            stdin,
+            stdout: tokio::io::BufReader::new(stdout),
+            marks: 0,
+        })
+    }
+
     pub async fn close(self) {
         let _ = self.session.close().await;
+    }
+}
+
+/// One open database session on a host (see [`SshHost::sql_session`]). The client stops
+/// at the first failing statement; the session is then gone, and with it any lock it held.
+pub struct SqlSession<'s> {
+    host: String,
+    child: Option<openssh::Child<&'s Session>>,
+    stdin: openssh::ChildStdin,
+    stdout: tokio::io::BufReader<openssh::ChildStdout>,
+    marks: u32,
+}
+
+impl SqlSession<'_> {
+    /// Sends `statements` and returns their output rows (tab-separated), in order.
+    ///
+    /// Errors: [`TransportError::Run`] with the server's error when a statement failed
+    /// (the session is closed then).
+    pub async fn query(&mut self, statements: &str) -> Result<Vec<String>, TransportError> {
+        use tokio::io::AsyncBufReadExt;
+        self.marks += 1;
+        let mark = format!("dbfleet-mark-{}", self.marks);
+        let text = format!("{statements}\nSELECT '{mark}';\n");
+        let sent = async {
+            self.stdin.write_all(text.as_bytes()).await?;
+            self.stdin.flush().await
+        }
+        .await;
+        let mut rows = Vec::new();
+        if sent.is_ok() {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match self.stdout.read_line(&mut line).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let l = line.trim_end_matches('\n');
+                        if l == mark {
+                            return Ok(rows);
+                        }
+                        rows.push(l.to_string());
+                    }
+                }
+            }
+        }
+        // The client exited: its stderr says why.
+        let why = match self.child.take() {
+            Some(c) => match c.wait_with_output().await {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                Err(e) => flatten(&e),
+            },
+            None => "the session was already closed".into(),
+        };
+        Err(TransportError::Run(format!(
+            "SQL session on {}: {why}",
+            self.host
+        )))
+    }
+
+    /// Ends the session (and releases whatever it held).
+    pub async fn close(self) {
+        let SqlSession {
+            mut stdin, child, ..
+        } = self;
+        // The pipe closes when dropped (shutdown alone does not close it): EOF ends the client.
+        let _ = stdin.shutdown().await;
+        drop(stdin);
+        if let Some(c) = child {
+            let _ = c.wait().await;
+        }
     }
 }
 

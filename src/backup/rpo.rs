@@ -1,0 +1,148 @@
+//! The worst-case recovery point a cron schedule can give: the longest time between two
+//! consecutive runs, over a leap year and a month either side (so every weekday and month
+//! length, and February 29th, is seen). With binary-log archiving for the same cluster,
+//! a database job's recovery point is the archiving's instead (seed 000: binlog backups
+//! for point-in-time recovery). Seeds 001–004 give the schedules this must cover: daily
+//! 22:00, Sunday full + Monday–Saturday incremental at 00:00, the 28th at 02:00,
+//! 01:00/01:05/01:10.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use croner::Cron;
+
+/// At most this many runs are walked per schedule (a once-a-minute schedule over the
+/// horizon is about 570,000; more gains nothing).
+const MAX_RUNS: usize = 600_000;
+
+/// A parsed cron schedule (five fields, as in /etc/cron.d).
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub text: String,
+    cron: Cron,
+}
+
+impl Schedule {
+    /// Parses a five-field cron expression (minute hour day-of-month month day-of-week).
+    ///
+    /// Errors: croner's message when the expression is not valid.
+    pub fn parse(text: &str) -> Result<Schedule, String> {
+        if text.split_whitespace().count() != 5 {
+            return Err(format!(
+                "`{text}` is not a five-field cron expression (minute hour day-of-month month day-of-week)"
+            ));
+        }
+        let cron = Cron::from_str(text).map_err(|e| e.to_string())?;
+        Ok(Schedule {
+            text: text.to_string(),
+            cron,
+        })
+    }
+
+    fn runs(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::new();
+        let mut t = from;
+        while out.len() < MAX_RUNS {
+            match self.cron.find_next_occurrence(&t, false) {
+                Ok(n) if n < to => {
+                    out.push(n);
+                    t = n;
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+}
+
+/// The longest gap between consecutive runs of any of `schedules` together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorstGap {
+    /// Seconds.
+    pub seconds: u64,
+    /// The run that starts the longest gap, and the next one.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// The worst gap of `schedules` run together, or None when they never run.
+pub fn worst_gap(schedules: &[&Schedule]) -> Option<WorstGap> {
+    // 2028 is a leap year; a month either side covers year ends.
+    let start = Utc.with_ymd_and_hms(2027, 12, 1, 0, 0, 0).single()?;
+    let end = start + Duration::days(366 + 62);
+    let mut runs: Vec<DateTime<Utc>> = schedules.iter().flat_map(|s| s.runs(start, end)).collect();
+    runs.sort();
+    runs.dedup();
+    if runs.len() < 2 {
+        // Once a year or less within the horizon: the gap is at least the horizon.
+        let from = *runs.first()?;
+        return Some(WorstGap {
+            seconds: (end - start).num_seconds() as u64,
+            from,
+            to: from + (end - start),
+        });
+    }
+    runs.windows(2)
+        .map(|w| WorstGap {
+            seconds: (w[1] - w[0]).num_seconds() as u64,
+            from: w[0],
+            to: w[1],
+        })
+        .max_by_key(|g| g.seconds)
+}
+
+/// "1d 2h", "15m", "31d": a duration for people.
+pub fn human(seconds: u64) -> String {
+    let (d, h, m) = (seconds / 86400, seconds % 86400 / 3600, seconds % 3600 / 60);
+    let mut parts = Vec::new();
+    if d > 0 {
+        parts.push(format!("{d}d"));
+    }
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 || parts.is_empty() {
+        parts.push(format!("{m}m"));
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gap(exprs: &[&str]) -> u64 {
+        let s: Vec<Schedule> = exprs.iter().map(|e| Schedule::parse(e).unwrap()).collect();
+        worst_gap(&s.iter().collect::<Vec<_>>()).unwrap().seconds
+    }
+
+    #[test]
+    fn the_seeds_schedules() {
+        // Seed 001: MySQL daily at 22:00.
+        assert_eq!(gap(&["0 22 * * *"]), 86400);
+        // Seed 001: Sunday full + Monday–Saturday incremental at 00:00: one a day.
+        assert_eq!(gap(&["0 0 * * 0", "0 0 * * 1-6"]), 86400);
+        // Seed 001: Grafana on the 28th at 02:00: the longest month is 31 days.
+        assert_eq!(gap(&["0 2 28 * *"]), 31 * 86400);
+        // Seed 002: 01:00, 01:05, 01:10 are each daily.
+        assert_eq!(gap(&["5 1 * * *"]), 86400);
+        // Every 15 minutes (binary-log archiving).
+        assert_eq!(gap(&["*/15 * * * *"]), 900);
+        // Weekdays only: Friday → Monday.
+        assert_eq!(gap(&["0 1 * * 1-5"]), 3 * 86400);
+    }
+
+    #[test]
+    fn bad_expressions_are_refused() {
+        assert!(Schedule::parse("0 22 * *").is_err());
+        assert!(Schedule::parse("61 22 * * *").is_err());
+        assert!(Schedule::parse("0 25 * * *").is_err());
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(86400 * 31), "31d");
+        assert_eq!(human(90000), "1d 1h");
+        assert_eq!(human(900), "15m");
+    }
+}

@@ -1,0 +1,677 @@
+//! Unplanned failover (the primary is dead) and rejoin (the old primary comes back).
+//!
+//! Failover, after DESIGN.md and the failure modes peers are known for:
+//! 1. refuse inside the anti-flap window (`failover_anti_flap_seconds`, a lock file with
+//!    the time and reason in the inventory's `.dbfleet/`), unless `--force`;
+//! 2. the primary must be dead from here (no SSH, or SSH but no server) AND from every
+//!    reachable replica (its database port does not answer from them): a primary that a
+//!    replica still reaches is alive or partitioned from us only, and promoting then
+//!    makes two writers (GitHub's 2018-10-21 incident);
+//! 3. fence it: every proxy's writer loses it (runtime API); if its host answers SSH, the
+//!    server is stopped so it cannot come back writable by itself (it would start
+//!    read-only anyway: `mysqld.cnf`);
+//! 4. drain: each replica applies what it received (`Gtid_IO_Pos` = `gtid_slave_pos`), not
+//!    Seconds_Behind_Master, which says nothing once the source is gone;
+//! 5. pick the most advanced replica that may be promoted (`candidate: false` never is);
+//!    refuse when it has errant transactions, or when a replica that may not be promoted
+//!    is further ahead (orchestrator#1260: never promote a lagging replica);
+//! 6. promote it, repoint the others to it, move the proxies' writer;
+//! 7. record the topology in the inventory (see `crate::inventory::edit`) and the lock.
+//!
+//! Rejoin: the old primary's `gtid_binlog_state` is compared with the new primary's. Any
+//! transaction it has that the new primary never saw is named, and rejoin refuses (rebuild
+//! the host); otherwise it replicates from the new primary with MASTER_DEMOTE_TO_SLAVE=1
+//! (orchestrator#1146's error 1236 is what a plain CHANGE MASTER gets).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::Cluster;
+use super::topology::{DbState, by_domain, fence_writer, move_writer, name_ranges, sql};
+use crate::cli::{Exit, FailoverArgs, Global};
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::events::EventSink;
+use crate::inventory::Role;
+use crate::report::{self, Reporter, Style};
+use crate::transport::SshHost;
+
+/// Seconds a replica may take to apply what it received before the failover gives up.
+pub const DRAIN_TIMEOUT_S: u64 = 60;
+
+/// The anti-flap record: the last failover per cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailoverRecord {
+    pub cluster: String,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+fn lock_path(engine: &Engine) -> PathBuf {
+    engine.inv.base_dir().join(".dbfleet").join("failover.json")
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn read_records(engine: &Engine) -> Vec<FailoverRecord> {
+    std::fs::read(lock_path(engine))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// What the operator and the replicas see of the dead primary.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub primary: String,
+    /// "no SSH (…)" or "SSH answers, the server does not".
+    pub from_here: String,
+    /// (replica, its IO thread state, whether the primary's port answers from it).
+    pub from_replicas: Vec<(String, String, bool)>,
+}
+
+fn cluster_of(engine: &Engine, want: Option<&str>) -> Result<(String, String), Error> {
+    let mut clusters: Vec<(String, String)> = engine
+        .inv
+        .hosts
+        .iter()
+        .filter(|h| h.has(Role::Primary))
+        .map(|h| (h.cluster.clone(), h.name.clone()))
+        .collect();
+    if let Some(w) = want {
+        clusters.retain(|(c, _)| c == w);
+    }
+    match clusters.len() {
+        1 => Ok(clusters.remove(0)),
+        0 => Err(Error::Refused(format!(
+            "no cluster {} with a primary in the inventory",
+            want.unwrap_or("")
+        ))),
+        _ => Err(Error::Usage(
+            "the inventory has several clusters: pass --cluster NAME".into(),
+        )),
+    }
+}
+
+/// Checks that `primary` is dead from here and from the replicas.
+///
+/// Errors: [`Error::Refused`] when it is alive from anywhere, or no replica answers.
+pub async fn confirm_dead(
+    c: &Cluster<'_>,
+    primary: &str,
+) -> Result<(Verdict, Option<SshHost>), Error> {
+    let inv = &c.engine.inv;
+    let p = inv
+        .host(primary)
+        .ok_or_else(|| Error::UnknownHost(primary.into()))?;
+    let port = p.vars.get("port").and_then(|v| v.as_u64()).unwrap_or(3306);
+    // From here and from the replicas at once: a dead host costs one timeout, not two.
+    // One second each is enough on a LAN; a slow but live primary is still caught by the
+    // replicas' check, which must agree before anything happens.
+    let here = async {
+        match SshHost::connect(p, inv.host_key_policy, Duration::from_secs(1)).await {
+            Err(e) => (format!("no SSH ({e})"), None, false),
+            Ok(conn) => {
+                let s = super::topology::read_state(&conn, c.dialect)
+                    .await
+                    .unwrap_or_default();
+                (
+                    "SSH answers, the server does not".to_string(),
+                    Some(conn),
+                    s.up,
+                )
+            }
+        }
+    };
+    let probe = format!(
+        "if timeout 1 bash -c 'exec 3<>/dev/tcp/{}/{port}' 2>/dev/null; then echo port=open; else echo port=closed; fi\n{}",
+        p.address,
+        super::topology::state_probe(c.dialect)
+    );
+    let replicas: Vec<&String> = c.members.iter().filter(|m| *m != primary).collect();
+    let futs = replicas.iter().map(|r| {
+        let probe = probe.clone();
+        async move {
+            let conn = c.conns.get(*r)?;
+            let out = conn.run(&probe).await.ok()?;
+            let open = out.stdout.lines().any(|l| l == "port=open");
+            let s = super::topology::parse_state(&out.stdout);
+            let io = if s.replicating() {
+                format!("IO thread {}", s.field("Slave_IO_Running"))
+            } else {
+                "not replicating".into()
+            };
+            Some(((*r).clone(), io, open))
+        }
+    });
+    let ((from_here, conn, alive), there) = tokio::join!(here, futures::future::join_all(futs));
+    if alive {
+        return Err(Error::Refused(format!(
+            "{primary} is alive: its server answers over SSH; use `dbfleet switchover` to move the primary on purpose"
+        )));
+    }
+    let from_replicas: Vec<(String, String, bool)> = there.into_iter().flatten().collect();
+    if from_replicas.is_empty() {
+        return Err(Error::Refused(format!(
+            "no replica of {primary} answers: nothing to promote"
+        )));
+    }
+    if let Some((r, _, _)) = from_replicas.iter().find(|(_, _, open)| *open) {
+        return Err(Error::Refused(format!(
+            "{primary}'s database port answers from {r}: the primary is alive, or cut off from this machine only; refusing to make a second writer"
+        )));
+    }
+    Ok((
+        Verdict {
+            primary: primary.into(),
+            from_here,
+            from_replicas,
+        },
+        conn,
+    ))
+}
+
+/// Waits until every replica in `names` applied what it received; returns their states.
+///
+/// Errors: [`Error::Refused`] naming a replica whose SQL thread stopped or that did not
+/// drain within [`DRAIN_TIMEOUT_S`].
+pub async fn drain(c: &Cluster<'_>, names: &[String]) -> Result<Vec<(String, DbState)>, Error> {
+    let deadline = Instant::now() + Duration::from_secs(DRAIN_TIMEOUT_S);
+    loop {
+        // Every replica read at once: this loop is on the failover's critical path.
+        let reads = names.iter().map(|n| async move {
+            let conn = c.conn(n).map_err(Error::Refused)?;
+            let s = super::topology::read_state(conn, c.dialect)
+                .await
+                .map_err(Error::Refused)?;
+            Ok::<_, Error>((n.clone(), s))
+        });
+        let mut states = Vec::new();
+        let mut waiting = Vec::new();
+        for r in futures::future::join_all(reads).await {
+            let (n, s) = r?;
+            if !s.replicating() {
+                return Err(Error::Refused(format!(
+                    "{n} does not replicate: it is not a replica to promote"
+                )));
+            }
+            if s.field("Slave_SQL_Running") != "Yes" && !s.relay_drained() {
+                return Err(Error::Refused(format!(
+                    "{n}'s SQL thread is stopped with relay log left to apply: {}",
+                    s.field("Last_SQL_Error")
+                )));
+            }
+            if !s.relay_drained() {
+                waiting.push(n.clone());
+            }
+            states.push((n, s));
+        }
+        if waiting.is_empty() {
+            return Ok(states);
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Refused(format!(
+                "{} did not apply its relay log within {DRAIN_TIMEOUT_S} s",
+                waiting.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Picks the candidate among drained replicas.
+///
+/// Errors: [`Error::Refused`] when the most advanced replica may not be promoted, has
+/// errant transactions, or `wanted` is behind another replica.
+pub fn pick(
+    c: &Cluster<'_>,
+    states: &[(String, DbState)],
+    wanted: Option<&str>,
+) -> Result<String, Error> {
+    let total = |s: &DbState| by_domain(&s.slave_pos).values().sum::<u64>();
+    let best = states.iter().map(|(_, s)| total(s)).max().unwrap_or(0);
+    let eligible: Vec<&(String, DbState)> = states
+        .iter()
+        .filter(|(n, _)| c.candidates.contains(n))
+        .collect();
+    let chosen = match wanted {
+        Some(w) => eligible
+            .iter()
+            .find(|(n, _)| n == w)
+            .copied()
+            .ok_or_else(|| {
+                Error::Refused(format!(
+                    "{w} is not a reachable replica that may be promoted"
+                ))
+            })?,
+        None => eligible
+            .iter()
+            .max_by_key(|(_, s)| total(s))
+            .copied()
+            .ok_or_else(|| {
+                Error::Refused(
+                    "no replica may be promoted (all are `candidate: false` or unreachable)".into(),
+                )
+            })?,
+    };
+    if total(&chosen.1) < best {
+        let ahead: Vec<&str> = states
+            .iter()
+            .filter(|(_, s)| total(s) > total(&chosen.1))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        return Err(Error::Refused(format!(
+            "{} is behind {}: promoting it would lose transactions the others have",
+            chosen.0,
+            ahead.join(", ")
+        )));
+    }
+    let others: Vec<&DbState> = states
+        .iter()
+        .filter(|(n, _)| *n != chosen.0)
+        .map(|(_, s)| s)
+        .collect();
+    let errant = chosen.1.errant_against(&others);
+    if !errant.is_empty() && !others.is_empty() {
+        return Err(Error::Refused(format!(
+            "{} has errant transactions no other server has: {}; refusing to promote it (rebuild it, or pass --to another replica)",
+            chosen.0,
+            name_ranges(&errant)
+        )));
+    }
+    Ok(chosen.0.clone())
+}
+
+/// `dbfleet failover`.
+pub fn command(g: &Global, a: &FailoverArgs, style: Style) -> Result<Exit, Error> {
+    let t0 = Instant::now();
+    let mut opts = crate::cli::options(g, false);
+    // A dead host costs the connect timeout: keep it short here.
+    opts.connect_timeout = opts.connect_timeout.min(Duration::from_secs(2));
+    let engine = Engine::load(opts.clone())?;
+    let (cluster, old) = cluster_of(&engine, a.cluster.as_deref())?;
+    let window = engine
+        .inv
+        .host(&old)
+        .and_then(|h| h.vars.get("failover_anti_flap_seconds"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(3600);
+    let records = read_records(&engine);
+    if let Some(r) = records.iter().find(|r| r.cluster == cluster)
+        && now_s().saturating_sub(r.at) < window
+        && !a.force
+    {
+        return Err(Error::Refused(format!(
+            "cluster {cluster} failed over {} s ago ({} → {}: {}); a second failover inside failover_anti_flap_seconds ({window} s) needs --force",
+            now_s().saturating_sub(r.at),
+            r.from,
+            r.to,
+            r.reason
+        )));
+    }
+    let reporter = Arc::new(Reporter::new(style));
+    let events: Arc<dyn EventSink> = reporter.clone();
+    let rt = crate::cli::runtime()?;
+    rt.block_on(async {
+        let c = Cluster::new(&engine, &old, HashMap::new(), events.clone(), Some(&old)).await;
+        let result = failover(&c, &engine, &old, a, t0, &reporter).await;
+        c.close().await;
+        let (new, before, edited, took) = match result? {
+            Some(x) => x,
+            None => return Ok(Exit::Ok),
+        };
+        // Record: inventory, then the anti-flap lock.
+        let path = &g.inventory;
+        crate::inventory::edit::write(path, &edited)?;
+        let mut records: Vec<FailoverRecord> =
+            records.into_iter().filter(|r| r.cluster != cluster).collect();
+        records.push(FailoverRecord {
+            cluster: cluster.clone(),
+            at: now_s(),
+            from: old.clone(),
+            to: new.clone(),
+            reason: format!("{old} dead from here and from its replicas"),
+        });
+        crate::secrets::write_private(
+            &lock_path(&engine),
+            &serde_json::to_vec_pretty(&records).unwrap_or_default(),
+        )
+        .map_err(|e| Error::io("writing the failover record", e))?;
+        report::print(&format!(
+            "Failover complete: {new} is the primary of {cluster} ({} ms from start to the proxies' writer on {new}).\nUpdated {}:\n{}",
+            took.as_millis(),
+            path.display(),
+            crate::inventory::edit::diff(path, &before, &edited)
+        ));
+        // The proxies' files follow the new topology (the live writer already does).
+        let mut popts = crate::cli::options(g, false);
+        popts.limit = Some(
+            engine
+                .inv
+                .hosts
+                .iter()
+                .filter(|h| h.has(Role::Proxy))
+                .map(|h| h.name.clone())
+                .collect(),
+        );
+        if popts.limit.as_ref().is_some_and(|l| !l.is_empty()) {
+            let pe = Engine::load(popts)?;
+            let probe = pe.probe(&pe.hosts(), &events).await?;
+            let plan = pe.plan(&probe)?;
+            let r = crate::apply::apply(&pe, &plan, &probe, &events).await;
+            reporter.finish();
+            Engine::close(probe).await;
+            r?;
+        }
+        report::print(&format!(
+            "{old} is fenced. When it is back, `dbfleet rejoin {old}` makes it a replica of {new} (or names what it has that {new} never saw).\n"
+        ));
+        Ok(Exit::Ok)
+    })
+}
+
+/// Reports a failover step with the time since the command started (the figure the
+/// RTO and the drill care about).
+fn step(c: &Cluster<'_>, t0: Instant, host: &str, text: String) {
+    c.step(host, format!("{text} (+{} ms)", t0.elapsed().as_millis()));
+}
+
+/// The failover proper: `Some((new primary, inventory text before, after, time to the
+/// new writer))`, or `None` for a dry run.
+async fn failover(
+    c: &Cluster<'_>,
+    engine: &Engine,
+    old: &str,
+    a: &FailoverArgs,
+    t0: Instant,
+    reporter: &Reporter,
+) -> Result<Option<(String, String, String, Duration)>, Error> {
+    let d = c.dialect;
+    let (verdict, old_conn) = confirm_dead(c, old).await?;
+    step(
+        c,
+        t0,
+        old,
+        format!(
+            "dead: {} from here; from the replicas: {}",
+            verdict.from_here,
+            verdict
+                .from_replicas
+                .iter()
+                .map(|(r, io, _)| format!("{r} ({io}, port closed)"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    let replicas: Vec<String> = verdict
+        .from_replicas
+        .iter()
+        .map(|(r, _, _)| r.clone())
+        .collect();
+    if a.dry_run {
+        let states = drain(c, &replicas).await?;
+        let new = pick(c, &states, a.to.as_deref())?;
+        reporter.finish();
+        report::print(&format!(
+            "Dry run: would fence {old} on the proxies, promote {new}, repoint {} to it. Nothing was changed.\n",
+            replicas
+                .iter()
+                .filter(|r| **r != new)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        return Ok(None);
+    }
+    if !a.auto_approve {
+        reporter.finish();
+        report::print(&format!(
+            "About to fail over: fence {old}, promote the most advanced eligible replica of {}.\n",
+            replicas.join(", ")
+        ));
+        if !crate::cli::confirm_text("Fail over now?")? {
+            return Err(Error::Cancelled);
+        }
+    }
+    // Fence first: from here on nothing reaches the old primary through the proxies.
+    for p in &c.proxies {
+        match c.conn(p) {
+            Ok(conn) => match fence_writer(conn, old).await {
+                Ok(()) => step(c, t0, p, format!("writer: {old} removed (fenced)")),
+                Err(e) => {
+                    return Err(Error::Refused(format!(
+                        "fencing {old}: {e}; nothing else was changed"
+                    )));
+                }
+            },
+            Err(e) => {
+                return Err(Error::Refused(format!(
+                    "fencing {old}: {e}; nothing else was changed"
+                )));
+            }
+        }
+    }
+    if let Some(conn) = &old_conn {
+        let _ = conn
+            .run(&format!(
+                "service {} stop >/dev/null 2>&1; true",
+                d.service()
+            ))
+            .await;
+        step(c, t0, old, "server stopped (fenced)".into());
+    }
+    // The replicas' IO threads keep reconnecting to the dead primary, and stopping one that
+    // is blocked connecting takes about two seconds (seen in the lab): stop them all at
+    // once now, rather than one after the other in the promotion and the repoints.
+    let stops = replicas
+        .iter()
+        .filter_map(|r| c.conns.get(r))
+        .map(
+            |conn| async move { sql(conn, d, "stopping the IO thread", d.stop_replica_io()).await },
+        );
+    for r in futures::future::join_all(stops).await {
+        r.map_err(|e| Error::Refused(format!("{e}; {old} is fenced")))?;
+    }
+    step(c, t0, old, "replicas' IO threads stopped".into());
+    let states = drain(c, &replicas).await?;
+    step(c, t0, old, "every replica applied what it received".into());
+    let new = pick(c, &states, a.to.as_deref())?;
+    let position = states
+        .iter()
+        .find(|(n, _)| *n == new)
+        .map(|(_, s)| {
+            s.slave_pos
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    // The new topology: the inventory edited, and its replication tasks (their sources).
+    let path = &engine.opts.inventory;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let edited = crate::inventory::edit::promote(&path.display().to_string(), &text, &new, old)?;
+    let mut opts = engine.opts.clone();
+    opts.inventory_text = Some(edited.clone());
+    opts.limit = None;
+    let next = Engine::load(opts)?;
+    let semi = next
+        .inv
+        .host(&new)
+        .and_then(|h| h.vars.get("semi_sync"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let promote = super::switchover::promote_sql(d, semi);
+    sql(
+        c.conn(&new).map_err(Error::Refused)?,
+        d,
+        "promoting",
+        &promote,
+    )
+    .await
+    .map_err(|e| {
+        Error::Refused(format!(
+            "{e}; {old} is fenced, the replicas' IO threads are stopped"
+        ))
+    })?;
+    step(
+        c,
+        t0,
+        &new,
+        format!("promoted at {position}: writable primary"),
+    );
+    let mut problems = Vec::new();
+    for r in replicas.iter().filter(|r| **r != new) {
+        let Some(repl) = next.graph.graph.node_indices().find_map(|n| {
+            let t = &next.graph.graph[n];
+            match &t.resource {
+                crate::tasks::Resource::Replication(x) if t.host == *r && !t.handler => {
+                    Some(x.clone())
+                }
+                _ => None,
+            }
+        }) else {
+            continue;
+        };
+        let stmts = super::switchover::repoint_sql(d, None, &repl.source);
+        match c.conn(r) {
+            Ok(conn) => match sql(conn, d, "repointing", &stmts).await {
+                Ok(_) => step(c, t0, r, format!("replicates from {new}")),
+                Err(e) => problems.push(e),
+            },
+            Err(e) => problems.push(e),
+        }
+    }
+    for p in &c.proxies {
+        match c.conn(p) {
+            Ok(conn) => match move_writer(conn, &new, None).await {
+                Ok(()) => step(c, t0, p, format!("writer → {new}")),
+                Err(e) => problems.push(e),
+            },
+            Err(e) => problems.push(e),
+        }
+    }
+    let took = t0.elapsed();
+    if !problems.is_empty() {
+        // The topology changed: record it anyway, and say what is left.
+        reporter.finish();
+        report::print(&format!(
+            "{new} is the primary, but: {}\n",
+            engine.redactor.redact(&problems.join("; "))
+        ));
+    }
+    if let Some(conn) = old_conn {
+        conn.close().await;
+    }
+    Ok(Some((new, text, edited, took)))
+}
+
+/// `dbfleet rejoin HOST`.
+pub fn rejoin_command(
+    g: &Global,
+    host: &str,
+    auto_approve: bool,
+    style: Style,
+) -> Result<Exit, Error> {
+    let engine = Engine::load(crate::cli::options(g, false))?;
+    let h = engine
+        .inv
+        .host(host)
+        .ok_or_else(|| Error::UnknownHost(host.into()))?;
+    let source = match (&h.source, h.has(Role::Replica)) {
+        (Some(s), true) => s.clone(),
+        _ => {
+            return Err(Error::Refused(format!(
+                "{host} is not a replica in {}: after a failover the inventory names the new primary, and {host} a replica",
+                g.inventory.display()
+            )));
+        }
+    };
+    let repl = engine
+        .graph
+        .graph
+        .node_indices()
+        .find_map(|n| {
+            let t = &engine.graph.graph[n];
+            match &t.resource {
+                crate::tasks::Resource::Replication(x) if t.host == host && !t.handler => {
+                    Some(x.clone())
+                }
+                _ => None,
+            }
+        })
+        .ok_or_else(|| Error::Refused(format!("{host} has no replication task")))?;
+    let reporter = Arc::new(Reporter::new(style));
+    let events: Arc<dyn EventSink> = reporter.clone();
+    let d = engine.runbook_dialect();
+    crate::cli::runtime()?.block_on(async {
+        let me = engine.connect(host, None).await?;
+        let src = engine.connect(&source, None).await?;
+        let step = |h: &str, t: String| {
+            events.emit(crate::events::Event::Step { host: h.into(), text: t })
+        };
+        let mut mine = super::topology::read_state(&me, d).await.map_err(Error::Refused)?;
+        if !mine.up {
+            // It starts read-only (mysqld.cnf): it cannot take writes meanwhile.
+            let o = me
+                .run(&format!("service {} start >/dev/null 2>&1", d.service()))
+                .await
+                .map_err(|e| Error::Refused(e.to_string()))?;
+            if o.code != 0 {
+                return Err(Error::Refused(format!("{host}'s server does not start")));
+            }
+            step(host, "server started (read-only)".into());
+            mine = super::topology::read_state(&me, d).await.map_err(Error::Refused)?;
+        }
+        let theirs = super::topology::read_state(&src, d).await.map_err(Error::Refused)?;
+        if !theirs.up || theirs.read_only || theirs.replicating() {
+            return Err(Error::Refused(format!("{source} is not a writable primary: rejoin needs the current primary")));
+        }
+        if mine.replicating() && mine.threads_running() && mine.field("Master_Host") == repl.source.host {
+            reporter.finish();
+            report::print(&format!("{host} already replicates from {source}: nothing to do.\n"));
+            return Ok(Exit::Ok);
+        }
+        let theirs_all: Vec<_> = theirs.binlog_state.iter().chain(theirs.slave_pos.iter()).copied().collect();
+        let extra = super::topology::missing_from(&mine.binlog_state, &theirs_all);
+        if !extra.is_empty() {
+            return Err(Error::Refused(format!(
+                "{host} has transactions {source} never saw: {}; rejoining would keep them on {host} only (or stop replication). Rebuild {host} from {source} instead (reseed it: move its data folder away and `dbfleet apply`)",
+                name_ranges(&extra)
+            )));
+        }
+        reporter.finish();
+        report::print(&format!(
+            "Rejoin {host} as a replica of {source}: its history is contained in {source}'s ({}).\n  {host}: read_only ON, semi-sync primary side OFF, CHANGE MASTER TO {source} (GTID, verified TLS, MASTER_DEMOTE_TO_SLAVE=1), START SLAVE\n",
+            if mine.binlog_state.is_empty() { "empty".to_string() } else { mine.binlog_state.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",") }
+        ));
+        if !auto_approve && !crate::cli::confirm_text("Rejoin now?")? {
+            return Err(Error::Cancelled);
+        }
+        let stmts = super::switchover::rejoin_sql(d, &repl.source);
+        sql(&me, d, "rejoining", &stmts).await.map_err(|e| Error::Refused(engine.redactor.redact(&e)))?;
+        let pos = sql(&src, d, "reading the position", d.current_position()).await.map_err(Error::Refused)?;
+        let waited = sql(&me, d, "catching up", &d.wait_for_position(pos.trim(), 120)).await.map_err(Error::Refused)?;
+        if waited.trim() != "0" {
+            return Err(Error::Refused(format!("{host} replicates from {source} but did not catch up with {} within 120 s", pos.trim())));
+        }
+        step(host, format!("replicates from {source}, caught up at {}", pos.trim()));
+        me.close().await;
+        src.close().await;
+        report::print(&format!("{host} rejoined as a replica of {source}.\n"));
+        Ok(Exit::Ok)
+    })
+}

@@ -1,0 +1,374 @@
+//! Planned switchover: the primary moves to a healthy, caught-up replica with no
+//! acknowledged write lost and writes blocked for as short a time as the servers allow.
+//!
+//! The sequence is DESIGN.md's (verified on MariaDB 10.11; seed 000, "Manual Failover
+//! Process", done without losing writes):
+//! 1. checks: the old primary is up with no transaction open > 10 s; the candidate's
+//!    threads run, it lags at most `max_replica_lag_seconds` and has no errant
+//!    transaction; every other replica is healthy;
+//! 2. freeze the old primary: read_only, application sessions ended, FLUSH TABLES WITH
+//!    READ LOCK held in one session, then the GTID position read *after* the lock;
+//! 3. the candidate waits for that position (MASTER_GTID_WAIT), stops replicating and
+//!    becomes writable. Any failure up to here unfreezes the old primary: nothing changed;
+//! 4. every proxy's writer moves to the candidate (HAProxy runtime API);
+//! 5. the old primary is unlocked, stays read-only and replicates from the new one
+//!    (MASTER_DEMOTE_TO_SLAVE=1);
+//! 6. the other replicas reach the position, then replicate from the new primary.
+
+use std::time::{Duration, Instant};
+
+use super::Cluster;
+use super::topology::{DbState, name_ranges, sql};
+use crate::sql::{Dialect, SourceSpec};
+use crate::tasks::primary::PrimaryRes;
+
+/// Seconds the candidate may take to reach the frozen primary's position.
+pub const CATCH_UP_S: u32 = 10;
+
+/// The plan's notes for a switchover from `from`.
+pub fn steps(from: &str) -> Vec<String> {
+    vec![
+        format!(
+            "check: {from} up with no transaction open > 10 s; this host's threads run, lag within max_replica_lag_seconds, no errant transaction; the other replicas healthy"
+        ),
+        format!(
+            "freeze {from}: read_only ON, end application sessions, FLUSH TABLES WITH READ LOCK, read its GTID position"
+        ),
+        format!(
+            "wait here for that position (MASTER_GTID_WAIT, {CATCH_UP_S} s), STOP SLAVE, RESET SLAVE ALL, read_only OFF (any failure so far unfreezes {from})"
+        ),
+        "move every proxy's writer to this host (HAProxy runtime API)".into(),
+        format!(
+            "demote {from}: UNLOCK TABLES, replicate from this host (MASTER_DEMOTE_TO_SLAVE=1), read_only stays ON"
+        ),
+        "repoint the other replicas here once they reach the position".into(),
+    ]
+}
+
+/// Step 2, in the old primary's held session (then the kill list, FTWRL, the position).
+pub fn freeze_sql(d: Dialect) -> String {
+    format!(
+        "SET SESSION lock_wait_timeout = 5;\n{}",
+        d.set_read_only(true)
+    )
+}
+
+/// Step 3 (and the failover's promotion): stop replicating, forget the source, take writes.
+pub fn promote_sql(d: Dialect, semi_sync: bool) -> String {
+    format!(
+        "{}\n{}\n{}",
+        d.stop_replica(),
+        d.reset_replica_all(),
+        crate::tasks::primary::writable_sql(d, semi_sync)
+    )
+}
+
+/// Step 5: the old primary, unlocked and read-only, replicates from the new one.
+pub fn demote_sql(d: Dialect, source: &SourceSpec) -> String {
+    format!("UNLOCK TABLES;\n{}", rejoin_sql(d, source))
+}
+
+/// The returning old primary of a rejoin (and step 5 after its UNLOCK TABLES).
+pub fn rejoin_sql(d: Dialect, source: &SourceSpec) -> String {
+    let semi = if d == Dialect::MariaDb {
+        format!("{}\n", d.set_semi_sync_primary(false))
+    } else {
+        String::new()
+    };
+    format!(
+        "{}\n{semi}{}\n{}\n{}",
+        d.set_read_only(true),
+        d.stop_replica(),
+        d.change_source_demote(source),
+        d.start_replica()
+    )
+}
+
+/// Step 6 (and the failover's repointing, with no position to wait for).
+pub fn repoint_sql(d: Dialect, wait_for: Option<&str>, source: &SourceSpec) -> String {
+    let wait = wait_for
+        .map(|p| format!("{}\n", d.wait_for_position(p, 30)))
+        .unwrap_or_default();
+    format!(
+        "{wait}{}\n{}\n{}",
+        d.stop_replica(),
+        d.change_source(source),
+        d.start_replica()
+    )
+}
+
+/// Every statement of a switchover, a failover and a rejoin, in order, for review and
+/// snapshots (`tests/sql_dialects.rs`); the password as given in `source_new`.
+pub fn sequence(d: Dialect, source_new: &SourceSpec, semi_sync: bool) -> String {
+    format!(
+        "-- switchover, old primary (one session, held)\n{}\n{}\n{}\n{}\n\
+         -- switchover, candidate\n{}\n{}\n\
+         -- switchover, old primary (same session)\n{}\n\
+         -- switchover, other replicas\n{}\n\
+         -- failover, candidate (after the relay log drained)\n{}\n\
+         -- failover, other replicas\n{}\n\
+         -- rejoin, returning old primary\n{}\n",
+        freeze_sql(d),
+        d.app_sessions_kill_list(),
+        d.freeze_writes(),
+        d.current_position(),
+        d.wait_for_position("0-1-42", CATCH_UP_S),
+        promote_sql(d, semi_sync),
+        demote_sql(d, source_new),
+        repoint_sql(d, Some("0-1-42"), source_new),
+        promote_sql(d, semi_sync),
+        repoint_sql(d, None, source_new),
+        rejoin_sql(d, source_new),
+    )
+}
+
+/// What the switchover measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// From read_only ON on the old primary to the proxies' writer on the new one.
+    pub writes_blocked: Duration,
+    /// The old primary's GTID position at the freeze.
+    pub position: String,
+}
+
+/// Refuses a switchover from `old` to `new` that cannot be done safely, naming why.
+pub fn check(
+    c: &Cluster,
+    new: &str,
+    old: &str,
+    states: &[(String, DbState)],
+) -> Result<(), String> {
+    let get = |n: &str| states.iter().find(|(h, _)| h == n).map(|(_, s)| s);
+    let (Some(cand), Some(prim)) = (get(new), get(old)) else {
+        return Err("the cluster's state could not be read".into());
+    };
+    if !prim.up {
+        return Err(format!(
+            "{old}, the primary, is not running: a planned switchover needs it (use `dbfleet failover`)"
+        ));
+    }
+    if prim.replicating() {
+        return Err(format!(
+            "{old} replicates from {}: it is not the primary",
+            prim.field("Master_Host")
+        ));
+    }
+    if prim.long_trx > 0 {
+        return Err(format!(
+            "{old} has {} transaction(s) open for more than 10 s; the freeze would wait for them (retry when they end)",
+            prim.long_trx
+        ));
+    }
+    candidate_ready(
+        new,
+        cand,
+        c.candidates.iter().any(|h| h == new),
+        c.max_lag_s,
+    )?;
+    let errant = cand.errant_against(&[prim]);
+    if !errant.is_empty() {
+        return Err(format!(
+            "{new} has errant transactions {old} never had: {} (rebuild {new}, or remove them)",
+            name_ranges(&errant)
+        ));
+    }
+    for (h, s) in states {
+        if h == new || h == old || !c.replication.contains_key(h) {
+            continue;
+        }
+        if !s.up {
+            return Err(format!(
+                "replica {h} is not running; fix it before a switchover"
+            ));
+        }
+        if !s.threads_running() {
+            return Err(format!(
+                "replica {h} is not replicating (IO thread: {}, SQL thread: {})",
+                s.field("Slave_IO_Running"),
+                s.field("Slave_SQL_Running")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The candidate's own health: running threads, lag within the limit, allowed to be
+/// promoted.
+pub fn candidate_ready(
+    new: &str,
+    cand: &DbState,
+    eligible: bool,
+    max_lag_s: u64,
+) -> Result<(), String> {
+    if !eligible {
+        return Err(format!(
+            "{new} is marked `candidate: false` in the inventory"
+        ));
+    }
+    if !cand.up {
+        return Err(format!("{new} is not running"));
+    }
+    if !cand.threads_running() {
+        return Err(format!(
+            "{new} is not replicating (IO thread: {}, SQL thread: {}){}",
+            cand.field("Slave_IO_Running"),
+            cand.field("Slave_SQL_Running"),
+            match cand.field("Last_SQL_Error") {
+                "" => String::new(),
+                e => format!(": {e}"),
+            }
+        ));
+    }
+    match cand.field("Seconds_Behind_Master").parse::<u64>() {
+        Ok(lag) if lag <= max_lag_s => Ok(()),
+        Ok(lag) => Err(format!(
+            "{new} lags {lag} s behind its primary (max_replica_lag_seconds is {max_lag_s})"
+        )),
+        Err(_) => Err(format!(
+            "{new} reports no lag (Seconds_Behind_Master is NULL)"
+        )),
+    }
+}
+
+/// Runs the switchover (module doc). `p` is the new primary's task.
+///
+/// Errors: a message naming the failing step; before the promotion, after undoing the
+/// freeze ("nothing changed"); after it, what is left to repair.
+pub async fn run(c: &Cluster<'_>, new: &str, old: &str, p: &PrimaryRes) -> Result<Outcome, String> {
+    let d = c.dialect;
+    let states = c.read_all().await;
+    check(c, new, old, &states)?;
+    let (old_c, new_c) = (c.conn(old)?, c.conn(new)?);
+    let repl_old = c.replication.get(old).ok_or_else(|| {
+        format!("{old} has no replication task: is it declared a replica of {new}?")
+    })?;
+
+    // 2. Freeze. The lock lives as long as this session.
+    let t0 = Instant::now();
+    let mut session = old_c
+        .sql_session(d.client())
+        .await
+        .map_err(|e| format!("opening a session on {old}: {e}"))?;
+    let frozen = async {
+        session.query(&freeze_sql(d)).await?;
+        let kills = session.query(d.app_sessions_kill_list()).await?;
+        if !kills.is_empty() {
+            // A session may end by itself meanwhile: KILL errors are not fatal (--force).
+            let _ = old_c
+                .run(&format!(
+                    "{} --force 2>/dev/null <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\ntrue\n",
+                    d.client(),
+                    kills.join("\n")
+                ))
+                .await;
+        }
+        session.query(d.freeze_writes()).await?;
+        session.query(d.current_position()).await
+    }
+    .await;
+    let position = match frozen {
+        Ok(rows) => rows.first().cloned().unwrap_or_default(),
+        Err(e) => {
+            let undo = unfreeze(c, old, None).await;
+            return Err(format!("freezing {old}: {e}; {undo}"));
+        }
+    };
+    c.step(
+        old,
+        format!("frozen at {position} (read_only, application sessions ended, tables locked)"),
+    );
+
+    // 3. Catch up and promote.
+    let promoted = async {
+        let waited = sql(
+            new_c,
+            d,
+            "waiting for the position",
+            &d.wait_for_position(&position, CATCH_UP_S),
+        )
+        .await?;
+        if waited.trim() != "0" {
+            return Err(format!(
+                "{new} did not reach {position} within {CATCH_UP_S} s"
+            ));
+        }
+        sql(new_c, d, "promoting", &promote_sql(d, p.semi_sync)).await
+    }
+    .await;
+    if let Err(e) = promoted {
+        // The candidate may have stopped replicating: start it again (harmless if running).
+        let _ = sql(new_c, d, "restarting replication", d.start_replica()).await;
+        let undo = unfreeze(c, old, Some(session)).await;
+        return Err(format!("{e}; {undo}"));
+    }
+    c.step(new, format!("promoted at {position}: writable primary"));
+
+    // 4. Proxies.
+    let mut problems = Vec::new();
+    for proxy in &c.proxies {
+        match super::topology::move_writer(c.conn(proxy)?, new, Some(old)).await {
+            Ok(()) => c.step(proxy, format!("writer → {new}")),
+            Err(e) => problems.push(e),
+        }
+    }
+    let writes_blocked = t0.elapsed();
+    c.step(
+        new,
+        format!("writes were blocked for {} ms", writes_blocked.as_millis()),
+    );
+
+    // 5. Demote the old primary in the session that holds the lock.
+    let demote = demote_sql(d, &repl_old.source);
+    match session.query(&demote).await {
+        Ok(_) => c.step(old, format!("demoted: replicates from {new}, read-only")),
+        Err(e) => problems.push(format!("demoting {old}: {e}")),
+    }
+    session.close().await;
+
+    // 6. The other replicas.
+    for (h, r) in &c.replication {
+        if h == old || h == new {
+            continue;
+        }
+        let stmts = repoint_sql(d, Some(&position), &r.source);
+        match c.conn(h) {
+            Ok(conn) => match sql(conn, d, "repointing", &stmts).await {
+                Ok(_) => c.step(h, format!("replicates from {new}")),
+                Err(e) => problems.push(e),
+            },
+            Err(e) => problems.push(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "{new} is the primary, but: {}; `dbfleet apply` repairs what is left",
+            problems.join("; ")
+        ));
+    }
+    Ok(Outcome {
+        writes_blocked,
+        position,
+    })
+}
+
+/// Undoes a freeze: unlocks (ending the session) and makes `old` writable again.
+async fn unfreeze(
+    c: &Cluster<'_>,
+    old: &str,
+    session: Option<crate::transport::ssh::SqlSession<'_>>,
+) -> String {
+    if let Some(s) = session {
+        s.close().await;
+    }
+    let d = c.dialect;
+    match c.conn(old) {
+        Ok(conn) => match sql(conn, d, "unfreezing", &d.set_read_only(false)).await {
+            Ok(_) => {
+                c.step(old, "unfrozen: takes writes again".into());
+                format!("the switchover was undone: {old} takes writes again, nothing changed")
+            }
+            Err(e) => format!("UNDO FAILED, {old} is still read-only: {e}"),
+        },
+        Err(e) => format!("UNDO FAILED, {old} is still read-only: {e}"),
+    }
+}
