@@ -102,7 +102,7 @@ pub enum Command {
         auto_approve: bool,
     },
     /// Backups of the inventory's `backups:`: run a job now, list what the backup server
-    /// holds.
+    /// holds, verify it by restoring.
     Backup {
         #[command(subcommand)]
         action: BackupAction,
@@ -130,6 +130,13 @@ pub enum BackupAction {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Restore each job's newest backup on the backup server, into a scratch server there
+    /// (never production), and check it: tables readable, row counts and checksums as
+    /// recorded at backup time, age within the RPO. Exits 1 naming each failed job.
+    Verify {
+        /// Jobs to verify (default: all).
+        jobs: Vec<String>,
     },
 }
 
@@ -355,6 +362,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Backup { action } => match action {
             BackupAction::Run { job, mode } => crate::backup::cmd::run(g, job, mode.as_deref()),
             BackupAction::List { json } => crate::backup::cmd::list(g, *json),
+            BackupAction::Verify { jobs } => crate::backup::verify::verify(g, jobs),
         },
     }
 }

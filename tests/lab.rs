@@ -58,8 +58,19 @@ impl Out {
     }
 }
 
+/// Every command a test runs is bounded (coreutils `timeout`, TERM then KILL): a hang fails
+/// the test with what the command printed so far, instead of eating CI's time budget.
+const DBFLEET_LIMIT_S: &str = "900";
+const EXEC_LIMIT_S: &str = "300";
+
+fn bounded(limit_s: &str, program: &str) -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["--kill-after=10", limit_s, program]);
+    c
+}
+
 fn dbfleet_with(inventory: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dbfleet"));
+    let mut c = bounded(DBFLEET_LIMIT_S, env!("CARGO_BIN_EXE_dbfleet"));
     c.current_dir(repo())
         .env("NO_COLOR", "1")
         .arg("-i")
@@ -70,6 +81,12 @@ fn dbfleet_with(inventory: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
         c.env(k, v);
     }
     let o = c.output().expect("run dbfleet");
+    assert!(
+        !matches!(o.status.code(), Some(124) | Some(137)),
+        "dbfleet {args:?} did not finish within {DBFLEET_LIMIT_S} s:\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     Out {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -83,7 +100,7 @@ fn dbfleet(args: &[&str]) -> Out {
 
 /// Runs `sh -c cmd` in a lab host's container (not through dbfleet).
 fn on(host: &str, cmd: &str) -> String {
-    let o = Command::new("docker")
+    let o = bounded(EXEC_LIMIT_S, "docker")
         .args(["exec", &format!("lab-{host}"), "sh", "-c", cmd])
         .output()
         .expect("docker exec");
@@ -520,7 +537,11 @@ fn sigkill_mid_apply_leaves_no_partial_file_and_next_apply_converges() {
         // Every managed file differs from the inventory, so the apply rewrites them all.
         let mut tampered = BTreeMap::new();
         for (h, p, _) in &files {
-            on(h, &format!("echo '# tampered' >> {p}"));
+            // A copy swapped in: the proxy's check script may be running (ETXTBSY on `>>`).
+            on(
+                h,
+                &format!("cp -p {p} {p}.t && echo '# tampered' >> {p}.t && mv {p}.t {p}"),
+            );
             tampered.insert((h.clone(), p.clone()), sha256(h, p));
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
@@ -532,14 +553,23 @@ fn sigkill_mid_apply_leaves_no_partial_file_and_next_apply_converges() {
             .spawn()
             .expect("spawn");
         // Kill it once the first task has finished, plus a little more each round.
+        // Lines arrive through a channel so that a silent apply cannot block the test.
         let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            match lines.next() {
-                Some(Ok(l)) if l.contains(" … changed") => break,
-                Some(_) => continue,
-                None => break,
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(" … changed") => break,
+                Ok(_) => continue,
+                Err(_) => break,
             }
         }
         std::thread::sleep(Duration::from_millis(round * 40));
@@ -887,7 +917,16 @@ fn app_user_cannot_write_on_a_replica_and_hardening_holds() {
 fn status_is_healthy_then_names_an_errant_replica() {
     let mut lab = lab();
     converge(&mut lab);
-    let s = dbfleet(&["status"]);
+    // A server the apply restarted has replicas whose IO threads reconnect on their next
+    // retry (MASTER_CONNECT_RETRY): healthy within 30 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        let s = dbfleet(&["status"]);
+        if s.code == 0 || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
     assert_eq!(s.code, 0, "a converged fleet is healthy:\n{}", s.all());
     for h in DB_HOSTS {
         assert!(
@@ -1594,6 +1633,18 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
 fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_leak_no_secret() {
     let mut lab = lab();
     converge(&mut lab);
+    // Rows for the restores to check, replicated to db2 (the jobs' host) before they run.
+    sql(
+        "db1",
+        "USE app; DROP TABLE IF EXISTS app.verified; CREATE TABLE app.verified (id INT PRIMARY KEY, v VARCHAR(40)); \
+         INSERT INTO app.verified SELECT seq, MD5(seq) FROM seq_1_to_1000",
+    );
+    eventually(
+        "db2",
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'verified'",
+        "1",
+    );
+    eventually("db2", "SELECT COUNT(*) FROM app.verified", "1000");
     // Must-show 1: the cron files on the hosts are exactly the rendered ones.
     let rendered = tempfile::tempdir().expect("tempdir");
     let o = dbfleet(&[
@@ -1618,6 +1669,16 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
             .path()
             .join("db3/etc/cron.d/dbfleet-backup")
             .exists()
+    );
+    let want = std::fs::read_to_string(
+        rendered
+            .path()
+            .join("backup1/etc/cron.d/dbfleet-backup-verify"),
+    )
+    .expect("rendered verify cron file");
+    assert_eq!(
+        on("backup1", "cat /etc/cron.d/dbfleet-backup-verify"),
+        want.trim_end()
     );
     // Each job, triggered, lands on backup1.
     for (job, mode) in [
@@ -1684,6 +1745,68 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
     // A second apply changes nothing.
     assert_empty_plan();
 
+    // Must-show 3: `backup verify` restores every job's newest backup on backup1 and
+    // checks it; the logical one against the manifest db2 recorded at backup time.
+    let v = dbfleet(&["backup", "verify"]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    for want in [
+        "rows readable, row counts and checksums match the manifest",
+        "app-logical ok: ",
+        "app-physical ok: full ",
+        "binlogs ok: ",
+        "proxy-config ok: ",
+    ] {
+        assert!(v.stdout.contains(want), "`{want}` in:\n{}", v.all());
+    }
+    assert!(
+        v.stdout.contains("1 incremental(s) prepared and started"),
+        "{}",
+        v.all()
+    );
+    assert!(
+        on(
+            "backup1",
+            "cat /var/lib/node_exporter/textfile_collector/dbfleet_backup_verify_app-logical.prom"
+        )
+        .contains("dbfleet_backup_verify_ok{job=\"app-logical\"} 1")
+    );
+    // db2's SQL thread, paused for the manifest and dump, runs again.
+    assert_eq!(slave_status("db2")["Slave_SQL_Running"], "Yes");
+    // A pack file of the logical job truncated on backup1: verify fails, naming the job
+    // and the pack.
+    let pack = on(
+        "backup1",
+        "find /srv/dbfleet-backups/app-logical/data -type f -printf '%s %p\\n' | sort -n | tail -n 1 | cut -d' ' -f2",
+    );
+    let pack_id = pack.rsplit('/').next().expect("pack id").to_string();
+    on(
+        "backup1",
+        &format!("cp -p {pack} /tmp/pack.good && truncate -s 100 {pack}"),
+    );
+    let bad = dbfleet(&["backup", "verify", "app-logical"]);
+    on("backup1", &format!("mv /tmp/pack.good {pack}"));
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    assert!(
+        bad.stdout.contains(&format!(
+            "app-logical FAILED: restic check: pack {pack_id}: unexpected file size"
+        )),
+        "{}",
+        bad.all()
+    );
+    assert!(
+        bad.stderr
+            .contains("backup verification failed: app-logical"),
+        "{}",
+        bad.all()
+    );
+    assert!(
+        on(
+            "backup1",
+            "cat /var/lib/node_exporter/textfile_collector/dbfleet_backup_verify_app-logical.prom"
+        )
+        .contains("dbfleet_backup_verify_ok{job=\"app-logical\"} 0")
+    );
+
     // Must-show 2: retention. proxy-config keeps 14 days (relative to its newest backup):
     // backups dated 40, 20, 15, 13, 7 and 1 days back are pruned to those within 14 days.
     let now = chrono::Utc::now();
@@ -1731,7 +1854,13 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
             "cat /etc/cron.d/dbfleet-backup /usr/local/lib/dbfleet/backup-* /var/log/dbfleet/backup-*.log",
         ));
     }
+    seen.push_str(&on(
+        "backup1",
+        "cat /etc/cron.d/dbfleet-backup-verify /usr/local/lib/dbfleet/backup-verify /var/log/dbfleet/backup-verify.log",
+    ));
     seen.push_str(&l.all());
+    seen.push_str(&v.all());
+    seen.push_str(&bad.all());
     for (name, value) in store.as_object().expect("object") {
         let v = value.as_str().expect("string");
         assert!(

@@ -29,7 +29,7 @@ pub struct Summary {
     pub total_bytes_processed: u64,
 }
 
-fn job<'a>(engine: &'a Engine, name: &str) -> Result<&'a Job, Error> {
+pub(crate) fn job<'a>(engine: &'a Engine, name: &str) -> Result<&'a Job, Error> {
     engine
         .inv
         .backups

@@ -8,8 +8,13 @@
 pub mod cmd;
 pub mod keys;
 pub mod rpo;
+pub mod verify;
 
 use serde::Serialize;
+
+/// When the backup server verifies the newest backups unless the inventory says
+/// (`backups.verify`): Sundays at 06:00, the seeds' weekly usability check (seeds 001–004).
+pub const VERIFY_SCHEDULE: &str = "0 6 * * 0";
 
 /// What a job backs up and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -180,6 +180,8 @@ pub struct Inventory {
     pub firewall: Option<Firewall>,
     /// Backup jobs, checked (schedules parse, hosts exist, the RPO can be met).
     pub backups: Vec<crate::backup::Job>,
+    /// When the backup server runs `backup-verify` (cron expression), when there are jobs.
+    pub backup_verify: Option<String>,
 }
 
 /// Host firewalls: the database port only from fleet peers and application networks, SSH

@@ -73,6 +73,9 @@ pub struct RawInventory {
 pub struct RawBackups {
     /// The backup server: a host with the `backup` role (default: the only one).
     pub server: Option<Spanned<String>>,
+    /// When the backup server verifies every job's newest backup (cron expression;
+    /// default "0 6 * * 0", the seeds' weekly usability check).
+    pub verify: Option<Spanned<String>>,
     pub jobs: Entries<Spanned<RawJob>>,
 }
 

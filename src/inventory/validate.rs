@@ -442,6 +442,19 @@ pub fn validate(
         .as_ref()
         .map(|b| check_backups(&mut c, b, &hosts, &secrets))
         .unwrap_or_default();
+    let backup_verify = raw.backups.as_ref().and_then(|b| {
+        let v = b.value.verify.as_ref()?;
+        match crate::backup::rpo::Schedule::parse(&v.value) {
+            Ok(_) => Some(v.value.clone()),
+            Err(why) => {
+                let sp = c.span(v);
+                c.push(Problem::at(format!("invalid cron expression: {why}"), sp, "here").help("five fields: minute hour day-of-month month day-of-week, e.g. \"0 6 * * 0\""));
+                None
+            }
+        }
+    });
+    let backup_verify = (!backups.is_empty())
+        .then(|| backup_verify.unwrap_or_else(|| crate::backup::VERIFY_SCHEDULE.to_string()));
 
     if !c.problems.is_empty() {
         let problems = std::mem::take(&mut c.problems);
@@ -462,6 +475,7 @@ pub fn validate(
         users,
         firewall,
         backups,
+        backup_verify,
     })
 }
 

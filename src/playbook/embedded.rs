@@ -41,6 +41,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/backup-ssh-key.j2"),
     ),
     (
+        "backup-verify.cron.j2",
+        include_str!("../../templates/backup-verify.cron.j2"),
+    ),
+    (
+        "backup-verify.sh.j2",
+        include_str!("../../templates/backup-verify.sh.j2"),
+    ),
+    (
         "backup.cnf.j2",
         include_str!("../../templates/backup.cnf.j2"),
     ),

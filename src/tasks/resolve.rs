@@ -62,6 +62,8 @@ thread_local! {
 struct DbLayout {
     packages: &'static str,
     backup_packages: &'static str,
+    /// The server binaries alone (no service), for `backup-verify`'s scratch server.
+    scratch_server_packages: &'static str,
     service: &'static str,
     cnf_path: &'static str,
     /// The server's client, and the statement that reloads TLS material without a restart
@@ -93,6 +95,7 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
         Flavor::Mariadb => DbLayout {
             packages: "mariadb-server mariadb-client mariadb-backup",
             backup_packages: "mariadb-client mariadb-backup",
+            scratch_server_packages: "mariadb-server-core",
             service: d.service(),
             // Debian reads mariadb.conf.d/*.cnf in name order; 90- comes after 50-server.cnf.
             cnf_path: "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf",
@@ -108,6 +111,7 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
         Flavor::Mysql => DbLayout {
             packages: "mysql-server mysql-client",
             backup_packages: "mysql-client percona-xtrabackup-80",
+            scratch_server_packages: "mysql-server-core-8.0",
             service: d.service(),
             cnf_path: "/etc/mysql/mysql.conf.d/90-dbfleet.cnf",
             client: "mysql",
@@ -179,6 +183,8 @@ pub fn environment(
     }
     // Single-quotes a value for sh (paths, names in generated scripts).
     env.add_filter("shquote", |v: String| -> String { super::q(&v) });
+    // Single-quotes a value as an SQL string literal (crate::sql::quote).
+    env.add_filter("sqlquote", |v: String| -> String { crate::sql::quote(&v) });
     let t = tls.clone();
     env.add_function("tls_ca", move || -> String { t.ca_pem.clone() });
     let t = tls.clone();
@@ -298,6 +304,7 @@ pub fn resolve(
             "databases": inv.databases,
             "firewall": inv.firewall,
             "backups": inv.backups,
+            "backup_verify": inv.backup_verify,
         }));
         // Two passes per host: every playbook's tasks first, then `after:` links, so a
         // playbook may run after one whose file sorts later.
