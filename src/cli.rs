@@ -101,6 +101,22 @@ pub enum Command {
         #[arg(long)]
         auto_approve: bool,
     },
+    /// Point-in-time recovery of a cluster's primary from its backups: the newest logical
+    /// backup at or before TIME, then the archived binary logs up to TIME (to their end
+    /// without --to). Shown as a plan first; the replicas follow by replication.
+    Restore {
+        /// The cluster's primary.
+        host: String,
+        /// RFC 3339, or `YYYY-MM-DD HH:MM:SS` in UTC.
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// Restore without asking.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Show the plan only.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Backups of the inventory's `backups:`: run a job now, list what the backup server
     /// holds, verify it by restoring.
     Backup {
@@ -359,6 +375,12 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             crate::runbooks::failover::rejoin_command(g, host, *auto_approve, style)
         }
         Command::AppConfig { kind } => crate::appconfig::command(g, kind),
+        Command::Restore {
+            host,
+            to,
+            auto_approve,
+            dry_run,
+        } => crate::runbooks::restore::command(g, host, to.as_deref(), *auto_approve, *dry_run),
         Command::Backup { action } => match action {
             BackupAction::Run { job, mode } => crate::backup::cmd::run(g, job, mode.as_deref()),
             BackupAction::List { json } => crate::backup::cmd::list(g, *json),

@@ -37,6 +37,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/backup-restic.pass.j2"),
     ),
     (
+        "backup-restore.sh.j2",
+        include_str!("../../templates/backup-restore.sh.j2"),
+    ),
+    (
         "backup-ssh-key.j2",
         include_str!("../../templates/backup-ssh-key.j2"),
     ),

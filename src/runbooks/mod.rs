@@ -2,10 +2,12 @@
 //! or run by their own command. Each step runs over the hosts' SSH connections;
 //! statements and passwords go on stdin. `replication.rs` bootstraps, starts or repoints a
 //! replica; `switchover.rs` moves the primary on purpose; `failover.rs` replaces a dead
-//! one and brings it back (`rejoin`); `topology.rs` holds what they share.
+//! one and brings it back (`rejoin`); `restore.rs` rewinds a cluster to a point in time
+//! from its backups; `topology.rs` holds what they share.
 
 pub mod failover;
 pub mod replication;
+pub mod restore;
 pub mod switchover;
 pub mod topology;
 

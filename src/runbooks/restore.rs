@@ -1,0 +1,346 @@
+//! `dbfleet restore HOST [--to TIME]`: point-in-time recovery of a cluster's primary from
+//! its backups (seed 000: binary logs for point-in-time recovery; seeds 001–004: restore
+//! the newest backup). The newest logical backup of the cluster taken at or before TIME,
+//! then the archived binary logs from that backup's GTID position up to TIME (all of them
+//! without `--to`), replayed per database.
+//!
+//! It runs on the primary with binary logging on, so the replicas follow the restore as
+//! ordinary replicated transactions: the cluster rewinds as one, no replica needs
+//! reseeding. Replayed events get new GTIDs (their `gtid_seq_no` and `server_id` lines are
+//! dropped): replaying old GTIDs would break `gtid_strict_mode`, and a foreign server id
+//! would make the replica that owns it skip them. The primary is read-only from the start
+//! to the end, so no application write interleaves; a failure leaves it read-only, which
+//! is the safe state for a half-restored database.
+//!
+//! The plan (backup, binlog range, databases, steps) is printed first and approved like an
+//! apply. Everything is read from the backup server by the host itself
+//! (`/usr/local/lib/dbfleet/backup-restore`, `templates/backup-restore.sh.j2`): no data
+//! and no credential passes through the operator's machine.
+
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::backup::cmd::Snapshot;
+use crate::backup::{Job, JobKind};
+use crate::cli::{Exit, Global};
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::inventory::Role;
+use crate::sql::Dialect;
+use crate::tasks::q;
+use crate::transport::SshHost;
+
+/// Where the restore keeps its files on the host while it runs (removed after).
+const WORK: &str = "/var/lib/dbfleet/restore";
+const HELPER: &str = "/usr/local/lib/dbfleet/backup-restore";
+
+/// Parses `--to`: RFC 3339 (`2026-11-21T14:05:00Z`, any offset) or `YYYY-MM-DD HH:MM:SS`
+/// taken as UTC.
+///
+/// Errors: [`Error::Usage`] naming the accepted forms.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S")
+        .map(|t| t.and_utc())
+        .map_err(|_| {
+            Error::Usage(format!(
+                "--to `{s}`: write RFC 3339 (2026-11-21T14:05:00Z) or `YYYY-MM-DD HH:MM:SS` (UTC)"
+            ))
+        })
+}
+
+fn time_of(s: &Snapshot) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&s.time)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The newest snapshot at or before `to` (the newest of all without it).
+pub fn newest_before(snaps: &[Snapshot], to: Option<DateTime<Utc>>) -> Option<&Snapshot> {
+    snaps
+        .iter()
+        .filter(|s| match (to, time_of(s)) {
+            (Some(to), Some(t)) => t <= to,
+            (None, Some(_)) => true,
+            _ => false,
+        })
+        .max_by_key(|s| time_of(s))
+}
+
+async fn snapshots(conn: &SshHost, repo: &str) -> Result<Vec<Snapshot>, Error> {
+    let o = conn
+        .run(&format!("{HELPER} {} snapshots\n", q(repo)))
+        .await
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    if o.code != 0 {
+        return Err(Error::Refused(format!(
+            "listing the backups of {repo} from {} failed: {} (does `dbfleet plan` show backup changes left to apply there?)",
+            conn.name,
+            o.stderr.trim().lines().last().unwrap_or("")
+        )));
+    }
+    serde_json::from_str(o.stdout.trim())
+        .map_err(|e| Error::Refused(format!("the snapshots of {repo}: {e}")))
+}
+
+/// The shell script the host runs: read-only on, the dump loaded (its databases dropped
+/// first), the binary logs replayed per database, read-only off.
+pub fn script(
+    d: Dialect,
+    dump: (&Job, &Snapshot),
+    binlogs: Option<(&Job, &Snapshot)>,
+    to: Option<DateTime<Utc>>,
+) -> String {
+    let client = d.client();
+    let (job, snap) = dump;
+    let mut s = format!(
+        "set -euo pipefail\nw={WORK}\nrm -rf \"$w\" && mkdir -p \"$w\" && chmod 700 \"$w\"\ntrap 'rm -rf \"$w\"' EXIT\n\
+         {client} -e 'SET GLOBAL read_only = ON'\n\
+         {HELPER} {repo} dump {id} {path} > \"$w/dump.sql\"\n\
+         pos=$(sed -n \"s/^-- SET GLOBAL gtid_slave_pos='\\(.*\\)';$/\\1/p\" \"$w/dump.sql\" | tail -n 1)\n\
+         [ -n \"$pos\" ] || {{ echo 'the dump records no GTID position (taken without --master-data --gtid?)' >&2; exit 1; }}\n",
+        repo = q(&job.name),
+        id = q(&snap.short_id),
+        path = q(&format!("/{}.sql", job.name)),
+    );
+    for db in &job.databases {
+        s.push_str(&format!(
+            "{client} -e {}\n",
+            q(&format!(
+                "DROP DATABASE IF EXISTS `{}`",
+                db.replace('`', "``")
+            ))
+        ));
+    }
+    s.push_str(&format!(
+        "{client} < \"$w/dump.sql\"\necho \"backup {} loaded (GTID position $pos)\"\n",
+        snap.short_id
+    ));
+    if let Some((bjob, bsnap)) = binlogs {
+        let stop = to
+            .map(|t| {
+                format!(
+                    " --stop-datetime={}",
+                    q(&t.format("%Y-%m-%d %H:%M:%S").to_string())
+                )
+            })
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "{HELPER} {repo} restore {id} \"$w/binlogs\" > /dev/null\n\
+             mapfile -t logs < <(find \"$w/binlogs\" -type f -name '*-bin.[0-9]*' | sort)\n\
+             [ ${{#logs[@]}} -gt 0 ] || {{ echo 'the binlog backup holds no binary log' >&2; exit 1; }}\n",
+            repo = q(&bjob.name),
+            id = q(&bsnap.short_id),
+        ));
+        for db in &job.databases {
+            s.push_str(&format!(
+                "TZ=UTC mariadb-binlog --start-position=\"$pos\"{stop} --database={db} \"${{logs[@]}}\" \\\n  \
+                 | sed -E '/SET @@session\\.(gtid_seq_no|server_id)=/d' > \"$w/replay.sql\"\n\
+                 echo \"{name}: $(grep -c '^BINLOG' \"$w/replay.sql\" || true) row events replayed\"\n\
+                 {client} < \"$w/replay.sql\"\n",
+                db = q(db),
+                name = db,
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "{client} -e 'SET GLOBAL read_only = OFF'\n{client} -N -e 'SELECT @@gtid_binlog_pos'\n"
+    ));
+    s
+}
+
+/// `dbfleet restore HOST [--to TIME]`.
+///
+/// Errors: [`Error::Refused`] when HOST is not a cluster's primary, when the cluster has no
+/// logical backup job naming its databases (or no binlog job when `--to` is given), when
+/// no backup is old enough, when the binlog archive does not reach TIME, or when a step
+/// fails on the host (the primary then stays read-only); [`Error::Usage`] for a bad TIME
+/// or a declined/unanswerable confirmation.
+pub fn command(
+    g: &Global,
+    host: &str,
+    to: Option<&str>,
+    auto_approve: bool,
+    dry_run: bool,
+) -> Result<Exit, Error> {
+    let t0 = Instant::now();
+    let engine = Engine::load(crate::cli::options(g, false))?;
+    let h = engine
+        .inv
+        .host(host)
+        .ok_or_else(|| Error::UnknownHost(host.into()))?;
+    if !h.has(Role::Primary) {
+        return Err(Error::Refused(format!(
+            "{host} is not a primary: a restore rewinds a cluster through its primary (its replicas follow); a replica takes its data from its primary"
+        )));
+    }
+    let d = engine.runbook_dialect();
+    if d != Dialect::MariaDb {
+        return Err(Error::Refused(
+            "restore replays binary logs with mariadb-binlog: MariaDB fleets only for now".into(),
+        ));
+    }
+    let to = to.map(parse_time).transpose()?;
+    if let Some(t) = to
+        && t > Utc::now()
+    {
+        return Err(Error::Usage(format!("--to {t} is in the future")));
+    }
+    let in_cluster = |j: &&Job| {
+        engine
+            .inv
+            .host(&j.host)
+            .is_some_and(|x| x.cluster == h.cluster)
+    };
+    let logical = engine
+        .inv
+        .backups
+        .iter()
+        .filter(in_cluster)
+        .find(|j| j.kind == JobKind::Logical && !j.databases.is_empty())
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "cluster {} has no logical backup job naming its `databases` (a restore replays the binary logs per database)",
+                h.cluster
+            ))
+        })?;
+    let binlog = engine
+        .inv
+        .backups
+        .iter()
+        .filter(in_cluster)
+        .find(|j| j.kind == JobKind::Binlog);
+    if to.is_some() && binlog.is_none() {
+        return Err(Error::Refused(format!(
+            "--to needs archived binary logs: cluster {} has no `kind: binlog` backup job",
+            h.cluster
+        )));
+    }
+    crate::cli::runtime()?.block_on(async {
+        let conn = engine.connect(host, None).await?;
+        let dumps = snapshots(&conn, &logical.name).await?;
+        let dump = newest_before(&dumps, to).cloned().ok_or_else(|| {
+            Error::Refused(format!(
+                "no backup of {} {}",
+                logical.name,
+                to.map(|t| format!("at or before {t}"))
+                    .unwrap_or_else(|| "at all".into())
+            ))
+        })?;
+        let logs = match binlog {
+            Some(b) => {
+                let all = snapshots(&conn, &b.name).await?;
+                let newest = newest_before(&all, None).cloned();
+                match (&newest, to) {
+                    (None, _) => {
+                        return Err(Error::Refused(format!(
+                            "the binlog archive {} is empty: run `dbfleet backup run {}` first",
+                            b.name, b.name
+                        )));
+                    }
+                    (Some(n), Some(t)) if time_of(n).is_some_and(|nt| nt < t) => {
+                        return Err(Error::Refused(format!(
+                            "the binlog archive {} ends at {} (its newest run), before {t}: transactions after it are not archived; run `dbfleet backup run {}` first",
+                            b.name, n.time, b.name
+                        )));
+                    }
+                    _ => {}
+                }
+                newest.map(|n| (b, n))
+            }
+            None => None,
+        };
+        let mut plan = format!(
+            "Restore {host} (primary of cluster {}) to {}:\n  1. read_only ON on {host} (application writes stop until step 5)\n  2. drop and reload {} from {} backup {} taken {}\n",
+            h.cluster,
+            to.map(|t| t.to_string())
+                .unwrap_or_else(|| "the newest backups".into()),
+            logical.databases.join(", "),
+            logical.name,
+            dump.short_id,
+            dump.time,
+        );
+        match &logs {
+            Some((b, s)) => plan.push_str(&format!(
+                "  3. replay the archived binary logs of {} (backup {} taken {}) from the dump's GTID position {}, per database\n",
+                b.name,
+                s.short_id,
+                s.time,
+                to.map(|t| format!("up to {t}"))
+                    .unwrap_or_else(|| "to their end".into())
+            )),
+            None => plan.push_str("  3. (no binlog archive: nothing after the dump is replayed)\n"),
+        }
+        plan.push_str(&format!(
+            "  4. every step is binary-logged: the replicas of {} follow as ordinary replication\n  5. read_only OFF on {host}\n",
+            h.cluster
+        ));
+        crate::report::print(&plan);
+        if dry_run {
+            return Ok(Exit::Ok);
+        }
+        if !auto_approve && !crate::cli::confirm_text("\nRestore?")? {
+            return Err(Error::Usage("restore not approved".into()));
+        }
+        let script = script(d, (logical, &dump), logs.as_ref().map(|(b, s)| (*b, s)), to);
+        let o = conn
+            .run(&format!("bash <<'DBFLEET_RESTORE'\n{script}DBFLEET_RESTORE\n"))
+            .await
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        conn.close().await;
+        if o.code != 0 {
+            return Err(Error::Refused(format!(
+                "restore on {host} failed (exit {}); {host} stays read-only:\n{}",
+                o.code,
+                engine.redactor.redact(o.stderr.trim())
+            )));
+        }
+        crate::report::print(&format!(
+            "{}restored {host} in {:.1} s\n",
+            engine.redactor.redact(&o.stdout),
+            t0.elapsed().as_secs_f64()
+        ));
+        Ok(Exit::Ok)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(time: &str, id: &str) -> Snapshot {
+        serde_json::from_value(serde_json::json!({"time": time, "short_id": id, "tags": []}))
+            .expect("snapshot")
+    }
+
+    #[test]
+    fn times_parse_as_rfc3339_or_utc() {
+        assert_eq!(
+            parse_time("2026-11-21 14:05:00").expect("utc"),
+            parse_time("2026-11-21T15:05:00+01:00").expect("rfc3339")
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn the_newest_backup_at_or_before_the_time_is_chosen() {
+        let s = [
+            snap("2026-11-20T22:00:01Z", "a"),
+            snap("2026-11-21T22:00:00Z", "b"),
+            snap("2026-11-21T10:00:00.5+00:00", "c"),
+        ];
+        let at = |t: &str| {
+            newest_before(&s, Some(parse_time(t).expect("t"))).map(|x| x.short_id.clone())
+        };
+        assert_eq!(at("2026-11-21 09:59:59"), Some("a".into()));
+        assert_eq!(at("2026-11-21 12:00:00"), Some("c".into()));
+        assert_eq!(at("2026-11-20 12:00:00"), None);
+        assert_eq!(
+            newest_before(&s, None).map(|x| x.short_id.as_str()),
+            Some("b")
+        );
+    }
+}
