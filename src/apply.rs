@@ -295,7 +295,22 @@ async fn replication(
             &opened
         }
     };
-    crate::runbooks::replication::apply(replica, source, r).await
+    let from_backup = if engine.opts.seed_from_backup {
+        let cluster = engine.inv.host(&replica.name).map(|h| h.cluster.as_str());
+        let job = engine.inv.backups.iter().find(|j| {
+            j.kind == crate::backup::JobKind::Physical
+                && engine.inv.host(&j.host).map(|h| h.cluster.as_str()) == cluster
+        });
+        Some(job.map(|j| j.name.as_str()).ok_or_else(|| {
+            format!(
+                "no physical backup job in {}'s cluster to rebuild it from",
+                replica.name
+            )
+        })?)
+    } else {
+        None
+    };
+    crate::runbooks::replication::apply(replica, source, r, from_backup).await
 }
 
 /// The declared primary's change: made writable, or promoted by the switchover runbook

@@ -117,6 +117,18 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Disaster rebuild of lost database hosts (bare Debian with sshd at the inventory's
+    /// address): provision from the inventory, data from the backups (the cluster's newest
+    /// physical backup chain; for a whole lost cluster, its primary also replays the
+    /// archived binary logs), replicas replicating again. Prints the measured RTO.
+    Rebuild {
+        /// The hosts to rebuild (every database host of the cluster when it was lost whole).
+        #[arg(required = true)]
+        hosts: Vec<String>,
+        /// Rebuild without asking.
+        #[arg(long)]
+        auto_approve: bool,
+    },
     /// Backups of the inventory's `backups:`: run a job now, list what the backup server
     /// holds, verify it by restoring.
     Backup {
@@ -262,6 +274,7 @@ pub(crate) fn options(g: &Global, offline: bool) -> Options {
         offline,
         connect_timeout: Duration::from_secs(g.connect_timeout),
         inventory_text: None,
+        seed_from_backup: false,
     }
 }
 
@@ -381,6 +394,10 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             auto_approve,
             dry_run,
         } => crate::runbooks::restore::command(g, host, to.as_deref(), *auto_approve, *dry_run),
+        Command::Rebuild {
+            hosts,
+            auto_approve,
+        } => crate::runbooks::rebuild::command(g, hosts, *auto_approve, style),
         Command::Backup { action } => match action {
             BackupAction::Run { job, mode } => crate::backup::cmd::run(g, job, mode.as_deref()),
             BackupAction::List { json } => crate::backup::cmd::list(g, *json),

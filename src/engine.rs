@@ -40,6 +40,9 @@ pub struct Options {
     /// The inventory's content, when it is an edit not yet written (a switchover's or
     /// failover's topology); `inventory` still names the file.
     pub inventory_text: Option<String>,
+    /// Seed new replicas from their cluster's newest physical backup instead of from their
+    /// source (`dbfleet rebuild`).
+    pub seed_from_backup: bool,
 }
 
 /// A loaded fleet: everything known before any host is contacted.

@@ -3,9 +3,10 @@
 //! statements and passwords go on stdin. `replication.rs` bootstraps, starts or repoints a
 //! replica; `switchover.rs` moves the primary on purpose; `failover.rs` replaces a dead
 //! one and brings it back (`rejoin`); `restore.rs` rewinds a cluster to a point in time
-//! from its backups; `topology.rs` holds what they share.
+//! from its backups; `rebuild.rs` brings lost hosts back from the inventory and backups; `topology.rs` holds what they share.
 
 pub mod failover;
+pub mod rebuild;
 pub mod replication;
 pub mod restore;
 pub mod switchover;

@@ -17,6 +17,9 @@ use crate::transport::SshHost;
 /// Seconds to wait for a replica to catch up after it starts.
 pub const CATCH_UP_TIMEOUT_S: u32 = 300;
 
+/// Reads the fleet's backups from a database host (`templates/backup-restore.sh.j2`).
+pub const RESTORE_HELPER: &str = "/usr/local/lib/dbfleet/backup-restore";
+
 async fn run(host: &SshHost, what: &str, script: &str) -> Result<String, String> {
     let o = host
         .run(&crate::tasks::locked(true, script))
@@ -44,7 +47,15 @@ fn sql(r: &ReplicationRes, statements: &str) -> String {
 /// Applies the replica's [`Mode`] for `facts` (read at plan time; re-read here first).
 ///
 /// Errors: a message naming the step and host that failed.
-pub async fn apply(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> Result<(), String> {
+/// With `from_backup` (a physical backup job of the cluster; `dbfleet rebuild`), a replica
+/// that needs seeding is filled from that job's newest full backup and the incrementals
+/// chained on it, read from the backup server, instead of from the source.
+pub async fn apply(
+    replica: &SshHost,
+    source: &SshHost,
+    r: &ReplicationRes,
+    from_backup: Option<&str>,
+) -> Result<(), String> {
     let facts = run(
         replica,
         "reading replication status",
@@ -65,7 +76,7 @@ pub async fn apply(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> R
                     replica.name
                 ));
             }
-            seed(replica, source, r).await?;
+            seed(replica, source, r, from_backup).await?;
         }
         Some(Mode::Start) => {
             run(replica, "START SLAVE", &sql(r, d.start_replica())).await?;
@@ -86,7 +97,12 @@ pub async fn apply(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> R
 /// Copies the source's data into the replica and configures replication from the copy's
 /// GTID position. If any step after the old data folder was set aside fails, the folder is
 /// put back and the server started again, so a failed seed leaves the replica as it was.
-async fn seed(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> Result<(), String> {
+async fn seed(
+    replica: &SshHost,
+    source: &SshHost,
+    r: &ReplicationRes,
+    from_backup: Option<&str>,
+) -> Result<(), String> {
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let aside = format!("/var/lib/mysql.dbfleet-replaced-{stamp}");
     // 1. An empty data folder on the replica (the old one kept aside).
@@ -100,7 +116,16 @@ async fn seed(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> Result
         ),
     )
     .await?;
-    match copy_and_configure(replica, source, r).await {
+    let filled = match from_backup {
+        Some(job) => fill_from_backup(replica, job).await,
+        None => fill_from_source(replica, source).await,
+    };
+    match async {
+        filled?;
+        configure(replica, r).await
+    }
+    .await
+    {
         Ok(()) => Ok(()),
         Err(e) => {
             let restored = run(
@@ -122,15 +147,10 @@ async fn seed(replica: &SshHost, source: &SshHost, r: &ReplicationRes) -> Result
     }
 }
 
-async fn copy_and_configure(
-    replica: &SshHost,
-    source: &SshHost,
-    r: &ReplicationRes,
-) -> Result<(), String> {
-    let d = r.dialect;
-    // 2. Stream a consistent copy from the source (root over the local socket). Each copy
-    //    has its own temp folder, and copies from one source run one at a time under the
-    //    source's run lock (two replicas seeded at once share a source).
+/// 2. Streams a consistent copy from the source (root over the local socket) and prepares
+///    it. Each copy has its own temp folder, and copies from one source run one at a time
+///    under the source's run lock (two replicas seeded at once share a source).
+async fn fill_from_source(replica: &SshHost, source: &SshHost) -> Result<(), String> {
     let bytes = source
         .pipe_to(
             "t=$(mktemp -d /tmp/dbfleet-backup.XXXXXX); \
@@ -142,12 +162,71 @@ async fn copy_and_configure(
         .await
         .map_err(|e| format!("copying {}'s data: {e}", source.name))?;
     tracing::info!(source = %source.name, replica = %replica.name, bytes, "streamed a mariadb-backup copy");
-    // 3. Prepare, own, start; read the copy's GTID position.
-    let out = run(
+    run(
         replica,
         "preparing the copy",
-        "set -eu\nmariadb-backup --prepare --target-dir=/var/lib/mysql >/tmp/.dbfleet-prepare.log 2>&1 || { tail -n 5 /tmp/.dbfleet-prepare.log >&2; exit 1; }\n\
-         chown -R mysql:mysql /var/lib/mysql\n\
+        "set -eu\nmariadb-backup --prepare --target-dir=/var/lib/mysql >/tmp/.dbfleet-prepare.log 2>&1 || { tail -n 5 /tmp/.dbfleet-prepare.log >&2; exit 1; }\n",
+    )
+    .await?;
+    Ok(())
+}
+
+/// 2'. Fills the data folder from the physical backup job `job` on the backup server (the
+///    host reads it itself, `backup-restore`): its newest full backup, then each
+///    incremental chained on it, in order, each prepared in turn (mariadb-backup).
+async fn fill_from_backup(replica: &SshHost, job: &str) -> Result<(), String> {
+    let list = run(
+        replica,
+        "listing the backups",
+        &format!("{RESTORE_HELPER} {} snapshots\n", crate::tasks::q(job)),
+    )
+    .await?;
+    let snaps: Vec<crate::backup::cmd::Snapshot> =
+        serde_json::from_str(list.trim()).map_err(|e| format!("the snapshots of {job}: {e}"))?;
+    let (full, incrementals) = crate::backup::cmd::chain(&snaps)
+        .ok_or_else(|| format!("backup job {job} holds no full backup to rebuild from"))?;
+    let q = crate::tasks::q;
+    let mut script = format!(
+        "set -euo pipefail\nw=/var/lib/dbfleet/rebuild; rm -rf \"$w\"; mkdir -p \"$w\"\n\
+         {RESTORE_HELPER} {job} dump {full} {path} | mbstream -x -C /var/lib/mysql\n\
+         mariadb-backup --prepare --target-dir=/var/lib/mysql > \"$w/prepare.log\" 2>&1 || {{ tail -n 5 \"$w/prepare.log\" >&2; exit 1; }}\n",
+        job = q(job),
+        full = q(&full.short_id),
+        path = q(&format!("/{job}-full.xbstream")),
+    );
+    for (i, inc) in incrementals.iter().enumerate() {
+        script.push_str(&format!(
+            "mkdir -p \"$w/inc{i}\"\n{RESTORE_HELPER} {job} dump {id} {path} | mbstream -x -C \"$w/inc{i}\"\n\
+             mariadb-backup --prepare --target-dir=/var/lib/mysql --incremental-dir=\"$w/inc{i}\" > \"$w/prepare.log\" 2>&1 || {{ tail -n 5 \"$w/prepare.log\" >&2; exit 1; }}\n",
+            job = q(job),
+            id = q(&inc.short_id),
+            path = q(&format!("/{job}-incremental.xbstream")),
+        ));
+    }
+    script.push_str("rm -rf \"$w\"\n");
+    // bash for pipefail: a failed read must not leave a partial copy looking whole.
+    let script = format!("bash <<'DBFLEET_SEED'\n{script}DBFLEET_SEED\n");
+    run(
+        replica,
+        &format!(
+            "restoring backup {} (+{} incremental) of {job}",
+            full.short_id,
+            incrementals.len()
+        ),
+        &script,
+    )
+    .await?;
+    tracing::info!(replica = %replica.name, job, full = %full.short_id, incrementals = incrementals.len(), "filled from backup");
+    Ok(())
+}
+
+/// 3.–4. Owns and starts the prepared copy, then starts replication from its GTID position.
+async fn configure(replica: &SshHost, r: &ReplicationRes) -> Result<(), String> {
+    let d = r.dialect;
+    let out = run(
+        replica,
+        "starting the copy",
+        "set -eu\nchown -R mysql:mysql /var/lib/mysql\n\
          for f in /var/lib/mysql/mariadb_backup_binlog_info /var/lib/mysql/xtrabackup_binlog_info; do [ -f \"$f\" ] && { cat \"$f\"; break; }; done\n\
          service mariadb start >/tmp/.dbfleet-service.log 2>&1 || { cat /tmp/.dbfleet-service.log >&2; exit 1; }\n",
     )

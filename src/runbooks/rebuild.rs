@@ -1,0 +1,379 @@
+//! `dbfleet rebuild HOST...`: disaster rebuild of lost database hosts from the inventory and
+//! the backups alone (seeds 001–004: rebuild the VMs, restore the newest backup; seed 000:
+//! binary logs for point-in-time recovery). Each HOST is a bare Debian host with sshd at
+//! the inventory's address.
+//!
+//! - A lost replica is provisioned by the ordinary apply, with one difference: its data is
+//!   the cluster's newest physical backup (the full and the incrementals chained on it)
+//!   read from the backup server, not a copy streamed from the primary; it then
+//!   replicates from the primary, from the backup's GTID position.
+//! - A whole lost cluster (every database host of it named) gets its primary back first:
+//!   provisioned, then its data folder replaced by the newest physical backup, then every
+//!   archived binary log after the backup's position replayed with the original GTIDs
+//!   (the binlog state is set to the backup's position first, so replicas restored from
+//!   the same backup can follow). Then the replicas, as above. What was written after the
+//!   binlog archive's newest run is lost: the command prints that bound beside the
+//!   declared RPO, and the measured RTO beside the declared one.
+//!
+//! A host that still holds a data folder is refused: rebuild replaces lost hosts only.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::backup::cmd::{Snapshot, chain};
+use crate::backup::{Job, JobKind};
+use crate::cli::{Exit, Global};
+use crate::engine::{Engine, Options};
+use crate::error::Error;
+use crate::events::EventSink;
+use crate::inventory::Role;
+use crate::report::{Reporter, Style};
+use crate::runbooks::replication::RESTORE_HELPER;
+use crate::tasks::q;
+use crate::transport::SshHost;
+
+/// Plans and applies the inventory on `limit` (the apply of `dbfleet apply --limit`).
+async fn converge(mut opts: Options, limit: &[String], style: Style) -> Result<(), Error> {
+    opts.limit = Some(limit.iter().cloned().collect());
+    let engine = Engine::load(opts)?;
+    let reporter = Arc::new(Reporter::new(style));
+    let events: Arc<dyn EventSink> = reporter.clone();
+    let probe = engine.probe(&engine.hosts(), &events).await;
+    reporter.finish();
+    let probe = probe?;
+    let plan = match engine.plan(&probe) {
+        Ok(p) => p,
+        Err(e) => {
+            Engine::close(probe).await;
+            return Err(e);
+        }
+    };
+    crate::report::print(&crate::report::render_plan(&plan, style));
+    let result = if plan.is_empty() {
+        Ok(Default::default())
+    } else {
+        crate::apply::apply(&engine, &plan, &probe, &events).await
+    };
+    reporter.finish();
+    Engine::close(probe).await;
+    result.map(|_| ())
+}
+
+async fn run(host: &SshHost, what: &str, script: &str) -> Result<String, Error> {
+    let o = host
+        .run(&format!(
+            "bash <<'DBFLEET_REBUILD'\n{script}DBFLEET_REBUILD\n"
+        ))
+        .await
+        .map_err(|e| Error::Refused(format!("{what} on {}: {e}", host.name)))?;
+    if o.code != 0 {
+        return Err(Error::Refused(format!(
+            "{what} on {} failed (exit {}): {}",
+            host.name,
+            o.code,
+            o.stderr.trim()
+        )));
+    }
+    Ok(o.stdout)
+}
+
+async fn snapshots(conn: &SshHost, job: &str) -> Result<Vec<Snapshot>, Error> {
+    let out = run(
+        conn,
+        &format!("listing the backups of {job}"),
+        &format!("{RESTORE_HELPER} {} snapshots\n", q(job)),
+    )
+    .await?;
+    serde_json::from_str(out.trim())
+        .map_err(|e| Error::Refused(format!("the snapshots of {job}: {e}")))
+}
+
+/// The primary's data from backups alone: the newest physical backup chain into a fresh
+/// data folder (the provisional one set aside), binlog state set to the backup's GTID
+/// position, then every archived binary log after it replayed with its GTIDs. Returns the
+/// time of the last replayed event (`mariadb-binlog`'s `#YYMMDD HH:MM:SS` stamps).
+async fn restore_primary(
+    conn: &SshHost,
+    physical: &Job,
+    binlog: Option<&Job>,
+) -> Result<String, Error> {
+    let snaps = snapshots(conn, &physical.name).await?;
+    let (full, incs) = chain(&snaps).ok_or_else(|| {
+        Error::Refused(format!(
+            "backup job {} holds no full backup to rebuild from",
+            physical.name
+        ))
+    })?;
+    let logs = match binlog {
+        Some(b) => snapshots(conn, &b.name)
+            .await?
+            .into_iter()
+            .max_by(|a, b| a.time.cmp(&b.time)),
+        None => None,
+    };
+    let job = q(&physical.name);
+    let mut s = format!(
+        "set -euo pipefail\nw=/var/lib/dbfleet/rebuild; rm -rf \"$w\"; mkdir -p \"$w\"\n\
+         mariadb -e 'SET GLOBAL read_only = ON' || true\n\
+         service mariadb stop > /dev/null 2>&1 || true\n\
+         mv /var/lib/mysql \"/var/lib/mysql.dbfleet-replaced-$(date +%s)\"\n\
+         install -d -o mysql -g mysql -m 0755 /var/lib/mysql\n\
+         {RESTORE_HELPER} {job} dump {full} {path} | mbstream -x -C /var/lib/mysql\n\
+         mariadb-backup --prepare --target-dir=/var/lib/mysql > \"$w/prepare.log\" 2>&1 || {{ tail -n 5 \"$w/prepare.log\" >&2; exit 1; }}\n",
+        full = q(&full.short_id),
+        path = q(&format!("/{}-full.xbstream", physical.name)),
+    );
+    for (i, inc) in incs.iter().enumerate() {
+        s.push_str(&format!(
+            "mkdir -p \"$w/inc{i}\"\n{RESTORE_HELPER} {job} dump {id} {path} | mbstream -x -C \"$w/inc{i}\"\n\
+             mariadb-backup --prepare --target-dir=/var/lib/mysql --incremental-dir=\"$w/inc{i}\" > \"$w/prepare.log\" 2>&1 || {{ tail -n 5 \"$w/prepare.log\" >&2; exit 1; }}\n",
+            id = q(&inc.short_id),
+            path = q(&format!("/{}-incremental.xbstream", physical.name)),
+        ));
+    }
+    // The copy came from a replica: it must not replicate, and its binlog starts at the
+    // copy's position.
+    s.push_str(
+        "pos=$(cut -f3 /var/lib/mysql/mariadb_backup_binlog_info 2>/dev/null || true)\n\
+         chown -R mysql:mysql /var/lib/mysql\n\
+         service mariadb start > \"$w/start.log\" 2>&1 || { cat \"$w/start.log\" >&2; exit 1; }\n\
+         mariadb -e \"STOP ALL SLAVES; RESET SLAVE ALL; RESET MASTER; SET GLOBAL gtid_binlog_state = '$pos'; SET GLOBAL gtid_slave_pos = '$pos'\"\n\
+         echo \"backup position: $pos\"\n",
+    );
+    if let Some(l) = &logs {
+        s.push_str(&format!(
+            "{RESTORE_HELPER} {repo} restore {id} \"$w/binlogs\" > /dev/null\n\
+             mapfile -t logs < <(find \"$w/binlogs\" -type f -name '*-bin.[0-9]*' | sort)\n\
+             if [ ${{#logs[@]}} -gt 0 ]; then\n\
+             \x20 args=(); [ -n \"$pos\" ] && args=(--start-position=\"$pos\")\n\
+             \x20 TZ=UTC mariadb-binlog \"${{args[@]}}\" \"${{logs[@]}}\" | sed -E '/SET @@session\\.server_id=/d' > \"$w/replay.sql\"\n\
+             \x20 echo \"replayed: $(grep -c '^BINLOG' \"$w/replay.sql\" || true) row events\"\n\
+             \x20 echo \"last event: $(grep -o '^#[0-9]\\{{6\\}} *[0-9:]*' \"$w/replay.sql\" | tail -n 1)\"\n\
+             \x20 mariadb < \"$w/replay.sql\"\n\
+             fi\n",
+            repo = q(&binlog.map(|b| b.name.clone()).unwrap_or_default()),
+            id = q(&l.short_id),
+        ));
+    }
+    s.push_str("mariadb -N -e 'SELECT @@gtid_binlog_pos'\nrm -rf \"$w\"\n");
+    let out = run(conn, "restoring the primary from backups", &s).await?;
+    tracing::info!(host = %conn.name, full = %full.short_id, incrementals = incs.len(), "primary restored");
+    Ok(out)
+}
+
+/// `dbfleet rebuild HOST...`.
+///
+/// Errors: [`Error::UnknownHost`]; [`Error::Refused`] when a HOST is not a database host,
+/// still holds a data folder, or is a primary whose cluster is not lost as a whole, when
+/// the cluster has no physical backup job, or when a step fails; [`Error::Usage`] when
+/// approval is needed and stdin is not a terminal.
+pub fn command(
+    g: &Global,
+    hosts: &[String],
+    auto_approve: bool,
+    style: Style,
+) -> Result<Exit, Error> {
+    let t0 = Instant::now();
+    let opts = crate::cli::options(g, false);
+    let engine = Engine::load(opts.clone())?;
+    let mut cluster = None;
+    for name in hosts {
+        let h = engine
+            .inv
+            .host(name)
+            .ok_or_else(|| Error::UnknownHost(name.clone()))?;
+        if !h.is_database() {
+            return Err(Error::Refused(format!(
+                "{name} is not a database host: `dbfleet apply --limit {name}` provisions it"
+            )));
+        }
+        if cluster.is_some_and(|c: &str| c != h.cluster) {
+            return Err(Error::Refused("rebuild one cluster at a time".into()));
+        }
+        cluster = Some(h.cluster.as_str());
+    }
+    let cluster = cluster.ok_or_else(|| Error::Usage("name the hosts to rebuild".into()))?;
+    let members: Vec<&str> = engine
+        .inv
+        .hosts
+        .iter()
+        .filter(|h| h.is_database() && h.cluster == cluster)
+        .map(|h| h.name.as_str())
+        .collect();
+    let primary = engine
+        .inv
+        .hosts
+        .iter()
+        .find(|h| h.cluster == cluster && h.has(Role::Primary))
+        .map(|h| h.name.clone())
+        .ok_or_else(|| Error::Refused(format!("cluster {cluster} declares no primary")))?;
+    let with_primary = hosts.contains(&primary);
+    if with_primary && !members.iter().all(|m| hosts.iter().any(|h| h == m)) {
+        return Err(Error::Refused(format!(
+            "{primary} is the primary of {cluster}, whose other servers are not being rebuilt: fail over to one of them (`dbfleet failover`), then rebuild {primary} as a replica"
+        )));
+    }
+    let in_cluster = |j: &&Job| {
+        engine
+            .inv
+            .host(&j.host)
+            .is_some_and(|x| x.cluster == cluster)
+    };
+    let physical = engine
+        .inv
+        .backups
+        .iter()
+        .filter(in_cluster)
+        .find(|j| j.kind == JobKind::Physical)
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "cluster {cluster} has no physical backup job to rebuild from"
+            ))
+        })?
+        .clone();
+    let binlog = engine
+        .inv
+        .backups
+        .iter()
+        .filter(in_cluster)
+        .find(|j| j.kind == JobKind::Binlog)
+        .cloned();
+    let rto = engine
+        .inv
+        .backups
+        .iter()
+        .filter(in_cluster)
+        .filter_map(|j| j.rto_s)
+        .min();
+    let rpo = engine
+        .inv
+        .backups
+        .iter()
+        .filter(in_cluster)
+        .filter_map(|j| j.rpo_s)
+        .min();
+    let replicas: Vec<String> = hosts.iter().filter(|h| **h != primary).cloned().collect();
+
+    let rt = crate::cli::runtime()?;
+    rt.block_on(async {
+        // Only bare hosts: a data folder means the host was not lost.
+        for name in hosts {
+            let conn = engine.connect(name, None).await?;
+            let o = conn
+                .run("test -d /var/lib/mysql/mysql && echo has-data || echo bare\n")
+                .await
+                .map_err(|e| Error::Refused(e.to_string()))?;
+            conn.close().await;
+            if o.stdout.trim() == "has-data" {
+                return Err(Error::Refused(format!(
+                    "{name} still holds a data folder (/var/lib/mysql): rebuild replaces lost hosts only (a replica with a broken copy: move its data folder away first)"
+                )));
+            }
+        }
+        let mut plan = format!("Rebuild of {} (cluster {cluster}), from the inventory and the backups on {}:\n", hosts.join(", "), physical.server);
+        let mut step = 0;
+        let mut next = || {
+            step += 1;
+            step
+        };
+        if with_primary {
+            plan.push_str(&format!(
+                "  {}. provision {primary} (apply --limit {primary})\n  {}. replace its data by {}'s newest full backup and the incrementals after it, then replay {}\n  {}. apply {primary} again: the primary takes writes\n",
+                next(),
+                next(),
+                physical.name,
+                binlog
+                    .as_ref()
+                    .map(|b| format!("every binary log archived by {} after the backup's position", b.name))
+                    .unwrap_or_else(|| "nothing (no binlog job: what was written after the backup is lost)".into()),
+                next()
+            ));
+        }
+        if !replicas.is_empty() {
+            plan.push_str(&format!(
+                "  {}. provision {}, each seeded from {}'s newest backup chain, replicating from {primary} from the backup's GTID position\n",
+                next(),
+                replicas.join(", "),
+                physical.name
+            ));
+        }
+        crate::report::print(&plan);
+        if !auto_approve && !crate::cli::confirm_text("\nRebuild?")? {
+            return Err(Error::Cancelled);
+        }
+        let mut recovered = String::new();
+        if with_primary {
+            converge(opts.clone(), std::slice::from_ref(&primary), style).await?;
+            let conn = engine.connect(&primary, None).await?;
+            let out = restore_primary(&conn, &physical, binlog.as_ref()).await;
+            conn.close().await;
+            recovered = out?;
+            crate::report::print(&recovered);
+            converge(opts.clone(), std::slice::from_ref(&primary), style).await?;
+        }
+        if !replicas.is_empty() {
+            let mut o = opts.clone();
+            o.seed_from_backup = true;
+            converge(o, &replicas, style).await?;
+        }
+        let took = t0.elapsed().as_secs();
+        let human = crate::backup::rpo::human;
+        let mut summary = format!(
+            "Rebuilt {}: measured RTO {took} s, declared RTO {}{}\n",
+            hosts.join(", "),
+            rto.map(human).unwrap_or_else(|| "none".into()),
+            match rto {
+                Some(r) if took > r => "  ← over the RTO",
+                _ => "",
+            }
+        );
+        if with_primary {
+            // Writes after the last archived event are lost: bounded by when it happened.
+            let last = recovered
+                .lines()
+                .find_map(|l| l.strip_prefix("last event: #"))
+                .and_then(binlog_stamp);
+            match last {
+                Some(t) => {
+                    let lost = (chrono::Utc::now() - t).num_seconds().max(0) as u64;
+                    summary.push_str(&format!(
+                        "Recovered up to {t}: writes after it are lost (at most {lost} s ago), declared RPO {}{}\n",
+                        rpo.map(human).unwrap_or_else(|| "none".into()),
+                        match rpo {
+                            Some(r) if lost > r => "  ← over the RPO",
+                            _ => "",
+                        }
+                    ));
+                }
+                None => summary.push_str("Recovered up to the backup's position (no archived binary log after it)\n"),
+            }
+        }
+        crate::report::print(&summary);
+        Ok(Exit::Ok)
+    })
+}
+
+/// A `mariadb-binlog` event stamp, `YYMMDD HH:MM:SS` in UTC (the hour space-padded).
+fn binlog_stamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let mut parts = s.split_whitespace();
+    let (date, time) = (parts.next()?, parts.next()?);
+    let d = chrono::NaiveDate::parse_from_str(date, "%y%m%d").ok()?;
+    let hms: Vec<u32> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let t = chrono::NaiveTime::from_hms_opt(*hms.first()?, *hms.get(1)?, *hms.get(2)?)?;
+    Some(d.and_time(t).and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn binlog_stamps_parse_with_a_padded_hour() {
+        assert_eq!(
+            super::binlog_stamp("261121  9:05:01").map(|t| t.to_rfc3339()),
+            Some("2026-11-21T09:05:01+00:00".into())
+        );
+        assert!(super::binlog_stamp("garbage").is_none());
+    }
+}
