@@ -672,6 +672,30 @@ fn handlers_run_even_when_a_later_task_fails() {
     assert_empty_plan();
 }
 
+/// `app.NAME (id, v)` made afresh on db1 with rows 1..=n whose `v` is `label`, and waited
+/// for on db2 (where the backup jobs run).
+fn fresh_table(name: &str, label: &str, n: u32) {
+    sql(
+        "db1",
+        &format!(
+            "USE app; DROP TABLE IF EXISTS app.{name}; CREATE TABLE app.{name} (id INT PRIMARY KEY, v VARCHAR(40)); \
+             INSERT INTO app.{name} SELECT seq, '{label}' FROM seq_1_to_{n}"
+        ),
+    );
+    eventually(
+        "db2",
+        &format!(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'app' AND table_name = '{name}'"
+        ),
+        "1",
+    );
+    eventually(
+        "db2",
+        &format!("SELECT COUNT(*) FROM app.{name}"),
+        &n.to_string(),
+    );
+}
+
 /// `SHOW SLAVE STATUS` of a replica, field → value.
 fn slave_status(host: &str) -> BTreeMap<String, String> {
     on(host, "mariadb -E -e 'SHOW SLAVE STATUS'")
@@ -1634,17 +1658,7 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
     let mut lab = lab();
     converge(&mut lab);
     // Rows for the restores to check, replicated to db2 (the jobs' host) before they run.
-    sql(
-        "db1",
-        "USE app; DROP TABLE IF EXISTS app.verified; CREATE TABLE app.verified (id INT PRIMARY KEY, v VARCHAR(40)); \
-         INSERT INTO app.verified SELECT seq, MD5(seq) FROM seq_1_to_1000",
-    );
-    eventually(
-        "db2",
-        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'verified'",
-        "1",
-    );
-    eventually("db2", "SELECT COUNT(*) FROM app.verified", "1000");
+    fresh_table("verified", "checked", 1000);
     // Must-show 1: the cron files on the hosts are exactly the rendered ones.
     let rendered = tempfile::tempdir().expect("tempdir");
     let o = dbfleet(&[
@@ -1875,17 +1889,7 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
     let mut lab = lab();
     converge(&mut lab);
     // 100 rows, then the logical backup (on db2), then 50 more rows.
-    sql(
-        "db1",
-        "USE app; DROP TABLE IF EXISTS app.pitr; CREATE TABLE app.pitr (id INT PRIMARY KEY, v VARCHAR(40)); \
-         INSERT INTO app.pitr SELECT seq, 'before the backup' FROM seq_1_to_100",
-    );
-    eventually(
-        "db2",
-        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'pitr'",
-        "1",
-    );
-    eventually("db2", "SELECT COUNT(*) FROM app.pitr", "100");
+    fresh_table("pitr", "before the backup", 100);
     let b = dbfleet(&["backup", "run", "app-logical"]);
     assert_eq!(b.code, 0, "{}", b.all());
     sql(
@@ -1968,5 +1972,137 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
         "the cluster is healthy after the restore:\n{}",
         s.all()
     );
+    assert_empty_plan();
+}
+
+fn reset(hosts: &[&str]) {
+    let o = Command::new("bash")
+        .arg(repo().join("lab/lab.sh"))
+        .arg("reset")
+        .args(hosts)
+        .output()
+        .expect("reset");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn rows(host: &str) -> String {
+    sql(
+        host,
+        "SELECT CONCAT(COUNT(*), ' ', IFNULL(SUM(v = 'lost'), 0)) FROM app.rebuilt",
+    )
+}
+
+#[test]
+fn rebuild_brings_back_a_lost_replica_then_a_lost_cluster_from_backups_alone() {
+    let mut lab = lab();
+    converge(&mut lab);
+    // A full backup, more rows, an incremental, more rows (replicated, not backed up).
+    fresh_table("rebuilt", "before the full", 1000);
+    for mode in ["full", "incremental"] {
+        let b = dbfleet(&["backup", "run", "app-physical", "--mode", mode]);
+        assert_eq!(b.code, 0, "{}", b.all());
+        sql(
+            "db1",
+            &format!(
+                "USE app; INSERT INTO app.rebuilt SELECT seq, 'after the {mode}' FROM seq_{}_to_{}",
+                if mode == "full" { 1001 } else { 2001 },
+                if mode == "full" { 1500 } else { 2100 }
+            ),
+        );
+    }
+
+    // Must-show 5: db3 destroyed, a bare host in its place. Its data must come from the
+    // backups: the primary cannot make a copy (mariadb-backup taken away on db1).
+    reset(&["db3"]);
+    on("db1", "chmod -x /usr/bin/mariadb-backup");
+    let r = dbfleet(&["rebuild", "db3", "--auto-approve"]);
+    on("db1", "chmod +x /usr/bin/mariadb-backup");
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("seeded from app-physical's newest backup chain"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stdout.contains("Rebuilt db3: measured RTO ") && r.stdout.contains("declared RTO 1h"),
+        "{}",
+        r.all()
+    );
+    let st = slave_status("db3");
+    assert_eq!(
+        (
+            st["Slave_IO_Running"].as_str(),
+            st["Slave_SQL_Running"].as_str()
+        ),
+        ("Yes", "Yes")
+    );
+    eventually("db3", "SELECT COUNT(*) FROM app.rebuilt", "1600");
+    assert_eq!(
+        sql("db3", "CHECKSUM TABLE app.rebuilt"),
+        sql("db1", "CHECKSUM TABLE app.rebuilt")
+    );
+    assert_empty_plan();
+
+    // A host that was not lost is refused, and so is the primary alone.
+    let not_bare = dbfleet(&["rebuild", "db3", "--auto-approve"]);
+    assert_eq!(not_bare.code, 1, "{}", not_bare.all());
+    assert!(
+        not_bare.stderr.contains("still holds a data folder"),
+        "{}",
+        not_bare.all()
+    );
+    let alone = dbfleet(&["rebuild", "db1", "--auto-approve"]);
+    assert_eq!(alone.code, 1, "{}", alone.all());
+    assert!(alone.stderr.contains("fail over"), "{}", alone.all());
+
+    // Must-show 6: rows archived by the binlog job, then rows written after its run; then
+    // every database host is lost.
+    sql(
+        "db1",
+        "USE app; INSERT INTO app.rebuilt SELECT seq, 'archived' FROM seq_3001_to_3050",
+    );
+    let b = dbfleet(&["backup", "run", "binlogs"]);
+    assert_eq!(b.code, 0, "{}", b.all());
+    sql(
+        "db1",
+        "USE app; INSERT INTO app.rebuilt SELECT seq, 'lost' FROM seq_4001_to_4005",
+    );
+    assert_eq!(rows("db1"), "1655 5");
+    reset(&["db1", "db2", "db3"]);
+    let all = dbfleet(&["rebuild", "db1", "db2", "db3", "--auto-approve"]);
+    assert_eq!(all.code, 0, "{}", all.all());
+    // Everything up to the binlog archive's run is back on all three, nothing after it;
+    // the bound on the loss is printed beside the RPO.
+    for h in DB_HOSTS {
+        eventually(
+            h,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'rebuilt'",
+            "1",
+        );
+        eventually(h, "SELECT COUNT(*) FROM app.rebuilt", "1650");
+        assert_eq!(rows(h), "1650 0", "{h}");
+    }
+    assert_eq!(
+        sql("db2", "CHECKSUM TABLE app.rebuilt"),
+        sql("db1", "CHECKSUM TABLE app.rebuilt")
+    );
+    let line = all
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Recovered up to "))
+        .unwrap_or_else(|| panic!("no RPO line:\n{}", all.all()));
+    assert!(
+        line.contains("declared RPO 1d") && !line.contains("over the RPO"),
+        "{line}"
+    );
+    assert!(
+        all.stdout.contains("Rebuilt db1, db2, db3: measured RTO "),
+        "{}",
+        all.all()
+    );
+    assert_eq!(sql("db1", "SELECT @@read_only"), "0");
+    let s = dbfleet(&["status"]);
+    assert_eq!(s.code, 0, "{}", s.all());
     assert_empty_plan();
 }

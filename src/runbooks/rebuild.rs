@@ -116,7 +116,7 @@ async fn restore_primary(
         "set -euo pipefail\nw=/var/lib/dbfleet/rebuild; rm -rf \"$w\"; mkdir -p \"$w\"\n\
          mariadb -e 'SET GLOBAL read_only = ON' || true\n\
          service mariadb stop > /dev/null 2>&1 || true\n\
-         mv /var/lib/mysql \"/var/lib/mysql.dbfleet-replaced-$(date +%s)\"\n\
+         aside=\"/var/lib/mysql.dbfleet-replaced-$(date +%s)\"; mv /var/lib/mysql \"$aside\"\n\
          install -d -o mysql -g mysql -m 0755 /var/lib/mysql\n\
          {RESTORE_HELPER} {job} dump {full} {path} | mbstream -x -C /var/lib/mysql\n\
          mariadb-backup --prepare --target-dir=/var/lib/mysql > \"$w/prepare.log\" 2>&1 || {{ tail -n 5 \"$w/prepare.log\" >&2; exit 1; }}\n",
@@ -132,9 +132,11 @@ async fn restore_primary(
         ));
     }
     // The copy came from a replica: it must not replicate, and its binlog starts at the
-    // copy's position.
+    // copy's position. The upgrade marker as for a seeded replica (replication.rs).
     s.push_str(
-        "pos=$(cut -f3 /var/lib/mysql/mariadb_backup_binlog_info 2>/dev/null || true)\n\
+        "pos=$({ cat /var/lib/mysql/mariadb_backup_binlog_info /var/lib/mysql/xtrabackup_binlog_info 2> /dev/null || true; } | head -n 1 | cut -f3)\n\
+         [ -n \"$pos\" ] || { echo 'the backup records no GTID position' >&2; exit 1; }\n\
+         cp -p \"$aside/mysql_upgrade_info\" /var/lib/mysql/ 2> /dev/null || true\n\
          chown -R mysql:mysql /var/lib/mysql\n\
          service mariadb start > \"$w/start.log\" 2>&1 || { cat \"$w/start.log\" >&2; exit 1; }\n\
          mariadb -e \"STOP ALL SLAVES; RESET SLAVE ALL; RESET MASTER; SET GLOBAL gtid_binlog_state = '$pos'; SET GLOBAL gtid_slave_pos = '$pos'\"\n\
@@ -145,8 +147,7 @@ async fn restore_primary(
             "{RESTORE_HELPER} {repo} restore {id} \"$w/binlogs\" > /dev/null\n\
              mapfile -t logs < <(find \"$w/binlogs\" -type f -name '*-bin.[0-9]*' | sort)\n\
              if [ ${{#logs[@]}} -gt 0 ]; then\n\
-             \x20 args=(); [ -n \"$pos\" ] && args=(--start-position=\"$pos\")\n\
-             \x20 TZ=UTC mariadb-binlog \"${{args[@]}}\" \"${{logs[@]}}\" | sed -E '/SET @@session\\.server_id=/d' > \"$w/replay.sql\"\n\
+             \x20 TZ=UTC mariadb-binlog --start-position=\"$pos\" \"${{logs[@]}}\" | sed -E '/SET @@session\\.server_id=/d' > \"$w/replay.sql\"\n\
              \x20 echo \"replayed: $(grep -c '^BINLOG' \"$w/replay.sql\" || true) row events\"\n\
              \x20 echo \"last event: $(grep -o '^#[0-9]\\{{6\\}} *[0-9:]*' \"$w/replay.sql\" | tail -n 1)\"\n\
              \x20 mariadb < \"$w/replay.sql\"\n\

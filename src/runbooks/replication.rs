@@ -122,7 +122,7 @@ async fn seed(
     };
     match async {
         filled?;
-        configure(replica, r).await
+        configure(replica, r, &aside).await
     }
     .await
     {
@@ -221,14 +221,22 @@ async fn fill_from_backup(replica: &SshHost, job: &str) -> Result<(), String> {
 }
 
 /// 3.–4. Owns and starts the prepared copy, then starts replication from its GTID position.
-async fn configure(replica: &SshHost, r: &ReplicationRes) -> Result<(), String> {
+///
+/// A copy lacks `mysql_upgrade_info` (mariadb-backup leaves it out): Debian's start script
+/// would then run mariadb-upgrade against the copy while replication or a replay writes,
+/// and its ALTERs of system tables can deadlock with them. The copy is the server's own
+/// version, so the marker comes from the folder set aside.
+async fn configure(replica: &SshHost, r: &ReplicationRes, aside: &str) -> Result<(), String> {
     let d = r.dialect;
     let out = run(
         replica,
         "starting the copy",
-        "set -eu\nchown -R mysql:mysql /var/lib/mysql\n\
-         for f in /var/lib/mysql/mariadb_backup_binlog_info /var/lib/mysql/xtrabackup_binlog_info; do [ -f \"$f\" ] && { cat \"$f\"; break; }; done\n\
-         service mariadb start >/tmp/.dbfleet-service.log 2>&1 || { cat /tmp/.dbfleet-service.log >&2; exit 1; }\n",
+        &format!(
+            "set -eu\ncp -p {aside}/mysql_upgrade_info /var/lib/mysql/ 2>/dev/null || true\n\
+             chown -R mysql:mysql /var/lib/mysql\n\
+             for f in /var/lib/mysql/mariadb_backup_binlog_info /var/lib/mysql/xtrabackup_binlog_info; do [ -f \"$f\" ] && {{ cat \"$f\"; break; }}; done\n\
+             service mariadb start >/tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\n"
+        ),
     )
     .await?;
     let position = out.split_whitespace().nth(2).unwrap_or("").to_string();
