@@ -272,3 +272,36 @@ fn app_config_laravel_through_the_proxy_and_direct() {
     insta::assert_snapshot!("laravel_proxy", run(&[]));
     insta::assert_snapshot!("laravel_direct", run(&["--direct"]));
 }
+
+#[test]
+fn backup_scripts_and_schedules() {
+    let (dir, _) = rendered("tests/fixtures/good/backups.yml");
+    let d = dir.path();
+    insta::assert_snapshot!(
+        "backup_job_logical",
+        read(d, "db2", "/usr/local/lib/dbfleet/backup-mysql-daily")
+    );
+    insta::assert_snapshot!(
+        "backup_cron_db2",
+        read(d, "db2", "/etc/cron.d/dbfleet-backup")
+    );
+    insta::assert_snapshot!(
+        "backup_verify",
+        read(d, "backup1", "/usr/local/lib/dbfleet/backup-verify")
+    );
+    insta::assert_snapshot!(
+        "backup_verify_cron",
+        read(d, "backup1", "/etc/cron.d/dbfleet-backup-verify")
+    );
+    insta::assert_snapshot!(
+        "backup_restore_helper",
+        read(d, "db1", "/usr/local/lib/dbfleet/backup-restore")
+    );
+    // Jobs run where declared; the restore helper is on every database host only.
+    assert!(
+        !d.join("db1/usr/local/lib/dbfleet/backup-mysql-daily")
+            .exists()
+    );
+    assert!(d.join("db2/usr/local/lib/dbfleet/backup-restore").exists());
+    assert!(!d.join("mon1/usr/local/lib/dbfleet/backup-restore").exists());
+}
