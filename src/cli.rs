@@ -165,6 +165,17 @@ pub enum BackupAction {
     Verify {
         /// Jobs to verify (default: all).
         jobs: Vec<String>,
+        /// Verify the offsite copies (`backups.offsite`) instead: restored from the object
+        /// storage onto the backup server.
+        #[arg(long)]
+        offsite: bool,
+    },
+    /// Copy each job's backups to the offsite object storage now (`backups.offsite`, seed
+    /// 003), as its cron schedule would, and apply the retention there. Exits 1 naming each
+    /// job whose copy failed.
+    Offsite {
+        /// Jobs to copy (default: all).
+        jobs: Vec<String>,
     },
 }
 
@@ -302,7 +313,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             for j in &e.inv.backups {
                 use crate::backup::rpo::human;
                 report::print(&format!(
-                    "backup job {} ({} on {}): worst-case RPO {}{}{}\n",
+                    "backup job {} ({} on {}): worst-case RPO {}{}{}{}\n",
                     j.name,
                     j.kind.as_str(),
                     j.host,
@@ -312,6 +323,20 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                         .unwrap_or_default(),
                     j.rto_s
                         .map(|r| format!("; RTO declared {}", human(r)))
+                        .unwrap_or_default(),
+                    j.offsite_worst_rpo_s
+                        .map(|r| format!("; {} with the backup server lost", human(r)))
+                        .unwrap_or_default()
+                ));
+            }
+            if let Some(o) = &e.inv.backup_offsite {
+                use crate::backup::rpo::human;
+                report::print(&format!(
+                    "offsite copy to {} at `{}`{}\n",
+                    o.repository,
+                    o.schedule,
+                    o.rpo_s
+                        .map(|r| format!(", RPO declared {}", human(r)))
                         .unwrap_or_default()
                 ));
             }
@@ -401,7 +426,19 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Backup { action } => match action {
             BackupAction::Run { job, mode } => crate::backup::cmd::run(g, job, mode.as_deref()),
             BackupAction::List { json } => crate::backup::cmd::list(g, *json),
-            BackupAction::Verify { jobs } => crate::backup::verify::verify(g, jobs),
+            BackupAction::Verify { jobs, offsite } => {
+                let what = if *offsite {
+                    crate::backup::verify::Action::VerifyOffsite
+                } else {
+                    crate::backup::verify::Action::Verify
+                };
+                crate::backup::verify::on_backup_servers(g, what, jobs)
+            }
+            BackupAction::Offsite { jobs } => crate::backup::verify::on_backup_servers(
+                g,
+                crate::backup::verify::Action::CopyOffsite,
+                jobs,
+            ),
         },
     }
 }

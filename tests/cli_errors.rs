@@ -62,6 +62,8 @@ cases!(
     firewall_network,
     backup_rpo,
     backup_fields,
+    backup_offsite,
+    backup_offsite_rpo,
 );
 
 #[test]

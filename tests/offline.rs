@@ -297,6 +297,19 @@ fn backup_scripts_and_schedules() {
         "backup_restore_helper",
         read(d, "db1", "/usr/local/lib/dbfleet/backup-restore")
     );
+    // Seed 003's offsite copy: script, schedule, and credentials as placeholders only.
+    insta::assert_snapshot!(
+        "backup_offsite",
+        read(d, "backup1", "/usr/local/lib/dbfleet/backup-offsite")
+    );
+    insta::assert_snapshot!(
+        "backup_offsite_cron",
+        read(d, "backup1", "/etc/cron.d/dbfleet-backup-offsite")
+    );
+    insta::assert_snapshot!(
+        "backup_offsite_env",
+        read(d, "backup1", "/etc/dbfleet/backup-offsite.env")
+    );
     // Jobs run where declared; the restore helper is on every database host only.
     assert!(
         !d.join("db1/usr/local/lib/dbfleet/backup-mysql-daily")

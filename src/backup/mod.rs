@@ -86,6 +86,29 @@ pub struct Job {
     /// The worst-case recovery point the schedules give (with binlog archiving for a
     /// database job of a cluster that has it), seconds.
     pub worst_rpo_s: u64,
+    /// With an offsite copy: the worst-case recovery point when the backup server is lost
+    /// too ([`rpo::worst_offsite_gap`], with binlog archiving as above), seconds.
+    pub offsite_worst_rpo_s: Option<u64>,
     /// The backup server (a host with the `backup` role).
     pub server: String,
+}
+
+/// The offsite copy (seed 003): the backup server copies every job's repository to
+/// S3-compatible object storage with `restic copy` (`templates/backup-offsite.sh.j2`), so a
+/// lost backup server loses no backup. The copies are restic repositories too, encrypted
+/// with the same `backup_encryption_password`, so the object store never sees plain data.
+#[derive(Debug, Clone, Serialize)]
+pub struct Offsite {
+    /// restic's S3 repository prefix (`s3:https://HOST/BUCKET[/PREFIX]`); job `J` is at
+    /// `PREFIX/J`.
+    pub repository: String,
+    /// Names of the secrets holding the S3 credentials (never their values).
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// When the backup server copies (cron expression).
+    pub schedule: String,
+    /// What the copy keeps; each job's own retention when `None`.
+    pub retention: Option<Retention>,
+    /// Declared objective for the loss of the backup server too, seconds.
+    pub rpo_s: Option<u64>,
 }

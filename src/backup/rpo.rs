@@ -65,6 +65,42 @@ pub struct WorstGap {
     pub to: DateTime<Utc>,
 }
 
+/// The worst recovery point when the backup server is lost too and only the offsite copy
+/// (seed 003) is left: a backup counts from the first copy run at or after it, so just
+/// before each copy the newest backup offsite is the newest one taken before the copy
+/// before it. Seconds; None when either never runs.
+///
+/// Runs within the same minute count as "after" (cron starts the copy once the backup
+/// it follows has been started; copies that run during a backup take the previous one,
+/// which this bound covers only when the copy is scheduled after the backup finishes).
+pub fn worst_offsite_gap(backups: &[&Schedule], copies: &[&Schedule]) -> Option<u64> {
+    let start = Utc.with_ymd_and_hms(2027, 12, 1, 0, 0, 0).single()?;
+    let end = start + Duration::days(366 + 62);
+    let mut b: Vec<DateTime<Utc>> = backups.iter().flat_map(|s| s.runs(start, end)).collect();
+    let mut c: Vec<DateTime<Utc>> = copies.iter().flat_map(|s| s.runs(start, end)).collect();
+    b.sort();
+    c.sort();
+    c.dedup();
+    if b.is_empty() || c.is_empty() {
+        return None;
+    }
+    let mut worst: Option<i64> = None;
+    let mut bi = 0;
+    // The newest backup at or before the previous copy: what is offsite until the next.
+    let mut offsite: Option<DateTime<Utc>> = None;
+    for copy in c {
+        if let Some(p) = offsite {
+            let loss = (copy - p).num_seconds();
+            worst = Some(worst.map_or(loss, |w| w.max(loss)));
+        }
+        while bi < b.len() && b[bi] <= copy {
+            offsite = Some(b[bi]);
+            bi += 1;
+        }
+    }
+    worst.map(|w| w.max(0) as u64)
+}
+
 /// The worst gap of `schedules` run together, or None when they never run.
 pub fn worst_gap(schedules: &[&Schedule]) -> Option<WorstGap> {
     // 2028 is a leap year; a month either side covers year ends.
@@ -130,6 +166,29 @@ mod tests {
         assert_eq!(gap(&["*/15 * * * *"]), 900);
         // Weekdays only: Friday → Monday.
         assert_eq!(gap(&["0 1 * * 1-5"]), 3 * 86400);
+    }
+
+    fn offsite(backups: &[&str], copies: &[&str]) -> u64 {
+        let b: Vec<Schedule> = backups
+            .iter()
+            .map(|e| Schedule::parse(e).unwrap())
+            .collect();
+        let c: Vec<Schedule> = copies.iter().map(|e| Schedule::parse(e).unwrap()).collect();
+        worst_offsite_gap(&b.iter().collect::<Vec<_>>(), &c.iter().collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn offsite_copies_add_the_wait_for_the_next_copy() {
+        // Daily dump at 22:00, copied at 04:00: just before a copy, the newest offsite
+        // backup is from 22:00 two days before (30 h).
+        assert_eq!(offsite(&["0 22 * * *"], &["0 4 * * *"]), 30 * 3600);
+        // A copy right after each backup adds nothing beyond the backups' own gap.
+        assert_eq!(offsite(&["0 22 * * *"], &["0 22 * * *"]), 86400);
+        // Weekly copies of daily backups: a week plus the day before the copy.
+        assert_eq!(
+            offsite(&["0 1 * * *"], &["0 3 * * 0"]),
+            7 * 86400 + 2 * 3600
+        );
     }
 
     #[test]

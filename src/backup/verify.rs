@@ -1,15 +1,53 @@
-//! `dbfleet backup verify [JOB...]`: the seeds' weekly usability check (seeds 001–004), run
-//! now. The work happens on the backup server, in the script `templates/backup-verify.sh.j2`
-//! that cron also runs there (`backups.verify`): restic's repository check, the newest
-//! backup's age against the RPO, a restore into a scratch server (own datadir and socket,
-//! no network; never a production server), every table read, and for logical backups the
-//! row counts and checksums compared with the manifest the job recorded at backup time.
-//! This module groups the jobs by backup server, runs the script there and reports.
+//! `dbfleet backup verify [--offsite] [JOB...]` and `dbfleet backup offsite [JOB...]`: the
+//! work that happens on the backup server, run now.
+//! - verify is the seeds' weekly usability check (seeds 001–004), the script
+//!   `templates/backup-verify.sh.j2` that cron also runs there (`backups.verify`): restic's
+//!   repository check, the newest backup's age against the RPO, a restore into a scratch
+//!   server (own datadir and socket, no network; never a production server), every table
+//!   read, and for logical backups the row counts and checksums compared with the manifest
+//!   the job recorded at backup time. `--offsite` runs the same checks on the offsite copy.
+//! - offsite is the copy to S3-compatible object storage (seed 003),
+//!   `templates/backup-offsite.sh.j2`, also run by cron (`backups.offsite.schedule`).
+//!
+//! Both scripts print one verdict line per job; this module groups the jobs by backup
+//! server, runs the script there and reports.
 
 use super::Job;
 use crate::cli::{Exit, Global};
 use crate::engine::Engine;
 use crate::error::Error;
+
+/// What to run on the backup servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Verify,
+    VerifyOffsite,
+    CopyOffsite,
+}
+
+impl Action {
+    fn command(self) -> &'static str {
+        match self {
+            Action::Verify => "/usr/local/lib/dbfleet/backup-verify",
+            Action::VerifyOffsite => "/usr/local/lib/dbfleet/backup-verify --offsite",
+            Action::CopyOffsite => "/usr/local/lib/dbfleet/backup-offsite",
+        }
+    }
+    fn failure(self) -> &'static str {
+        match self {
+            Action::Verify => "backup verification failed",
+            Action::VerifyOffsite => "offsite backup verification failed",
+            Action::CopyOffsite => "offsite copy failed",
+        }
+    }
+    fn title(self) -> &'static str {
+        match self {
+            Action::Verify => "backup verify",
+            Action::VerifyOffsite => "backup verify (offsite copy)",
+            Action::CopyOffsite => "offsite copy",
+        }
+    }
+}
 
 /// One job's verdict, as the script prints it: `JOB ok: ...` or `JOB FAILED: reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,12 +78,19 @@ pub fn parse(stdout: &str) -> Vec<Verdict> {
         .collect()
 }
 
-/// Verifies `names` (all jobs when empty) on their backup servers, one server at a time.
+/// Runs `what` for `names` (all jobs when empty) on their backup servers, one server at a
+/// time, and prints each job's verdict.
 ///
-/// Errors: [`Error::Refused`] for an unknown job, an unreachable server, or naming every
-/// job whose verification failed (exit 1).
-pub fn verify(g: &Global, names: &[String]) -> Result<Exit, Error> {
+/// Errors: [`Error::Refused`] for an unknown job, an offsite action without
+/// `backups.offsite`, an unreachable server or a script that printed no verdict, and
+/// naming every job that failed (exit 1).
+pub fn on_backup_servers(g: &Global, what: Action, names: &[String]) -> Result<Exit, Error> {
     let engine = Engine::load(crate::cli::options(g, true))?;
+    if what != Action::Verify && engine.inv.backup_offsite.is_none() {
+        return Err(Error::Refused(
+            "the inventory declares no offsite copy (`backups.offsite`)".into(),
+        ));
+    }
     let jobs: Vec<&Job> = if names.is_empty() {
         engine.inv.backups.iter().collect()
     } else {
@@ -68,10 +113,7 @@ pub fn verify(g: &Global, names: &[String]) -> Result<Exit, Error> {
             let t0 = std::time::Instant::now();
             let conn = engine.connect(server, None).await?;
             let o = conn
-                .run(&format!(
-                    "/usr/local/lib/dbfleet/backup-verify {}\n",
-                    mine.join(" ")
-                ))
+                .run(&format!("{} {}\n", what.command(), mine.join(" ")))
                 .await
                 .map_err(|e| Error::Refused(e.to_string()))?;
             conn.close().await;
@@ -79,13 +121,15 @@ pub fn verify(g: &Global, names: &[String]) -> Result<Exit, Error> {
             let verdicts = parse(&stdout);
             if verdicts.is_empty() {
                 return Err(Error::Refused(format!(
-                    "backup-verify on {server} failed (exit {}): {}",
+                    "{} on {server} failed (exit {}): {}",
+                    what.title(),
                     o.code,
                     engine.redactor.redact(o.stderr.trim())
                 )));
             }
             let mut text = format!(
-                "backup verify on {server} ({:.1} s):\n",
+                "{} on {server} ({:.1} s):\n",
+                what.title(),
                 t0.elapsed().as_secs_f64()
             );
             for v in &verdicts {
@@ -107,7 +151,8 @@ pub fn verify(g: &Global, names: &[String]) -> Result<Exit, Error> {
         Ok(Exit::Ok)
     } else {
         Err(Error::Refused(format!(
-            "backup verification failed: {}",
+            "{}: {}",
+            what.failure(),
             failed.join("; ")
         )))
     }

@@ -182,6 +182,8 @@ pub struct Inventory {
     pub backups: Vec<crate::backup::Job>,
     /// When the backup server runs `backup-verify` (cron expression), when there are jobs.
     pub backup_verify: Option<String>,
+    /// The offsite copy of the backups (seed 003), when declared.
+    pub backup_offsite: Option<crate::backup::Offsite>,
 }
 
 /// Host firewalls: the database port only from fleet peers and application networks, SSH

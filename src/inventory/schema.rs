@@ -76,7 +76,29 @@ pub struct RawBackups {
     /// When the backup server verifies every job's newest backup (cron expression;
     /// default "0 6 * * 0", the seeds' weekly usability check).
     pub verify: Option<Spanned<String>>,
+    /// A copy of every job's backups in S3-compatible object storage (seed 003).
+    pub offsite: Option<Spanned<RawOffsite>>,
     pub jobs: Entries<Spanned<RawJob>>,
+}
+
+/// `backups.offsite`: the backup server copies every job's repository to S3-compatible
+/// object storage (seed 003's bucket), so a lost backup server loses no backup.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOffsite {
+    /// restic's S3 repository prefix, `s3:https://HOST[:PORT]/BUCKET[/PREFIX]`; each job is
+    /// a folder below it.
+    pub repository: Spanned<String>,
+    /// Name of the secret holding the S3 access key id.
+    pub access_key_id: Spanned<String>,
+    /// Name of the secret holding the S3 secret access key.
+    pub secret_access_key: Spanned<String>,
+    /// When the copy runs (cron expression).
+    pub schedule: Spanned<String>,
+    /// What the copy keeps; each job's own retention when left out.
+    pub retention: Option<Spanned<RawRetention>>,
+    /// Recovery point objective when the backup server is lost too ("36h").
+    pub rpo: Option<Spanned<String>>,
 }
 
 /// One backup job.

@@ -437,7 +437,7 @@ pub fn validate(
         .and_then(|f| check_firewall(&mut c, f));
     let databases = check_databases(&mut c, &raw.databases);
     let users = check_users(&mut c, &raw.users, &secrets);
-    let backups = raw
+    let (backups, backup_offsite) = raw
         .backups
         .as_ref()
         .map(|b| check_backups(&mut c, b, &hosts, &secrets))
@@ -476,6 +476,7 @@ pub fn validate(
         firewall,
         backups,
         backup_verify,
+        backup_offsite,
     })
 }
 
@@ -826,7 +827,7 @@ fn check_backups(
     b: &Spanned<super::schema::RawBackups>,
     hosts: &[Host],
     secrets: &BTreeMap<String, super::SecretSource>,
-) -> Vec<crate::backup::Job> {
+) -> (Vec<crate::backup::Job>, Option<crate::backup::Offsite>) {
     if !b.value.jobs.0.is_empty() && !secrets.contains_key("backup_encryption_password") {
         let sp = c.span(b);
         c.push(
@@ -839,7 +840,7 @@ fn check_backups(
         );
     }
     use crate::backup::rpo::{Schedule, human, worst_gap};
-    use crate::backup::{Job, JobKind, Retention, Run};
+    use crate::backup::{Job, JobKind, Run};
     let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
     let server = match &b.value.server {
         Some(s) => {
@@ -1022,35 +1023,11 @@ fn check_backups(
                 .help("the folders to back up, e.g. [/var/lib/grafana]"),
             );
         }
-        let retention = match &j.retention {
-            None => Retention::default(),
-            Some(r) => {
-                let v = &r.value;
-                let by_age = v.days.is_some() || v.weeks.is_some();
-                let by_count =
-                    v.keep_daily.is_some() || v.keep_weekly.is_some() || v.keep_monthly.is_some();
-                if (v.days.is_some() && v.weeks.is_some())
-                    || (by_age && by_count)
-                    || (!by_age && !by_count)
-                {
-                    let sp = c.span(r);
-                    c.push(
-                        Problem::at(
-                            "retention is `days`, `weeks`, or keep_daily/keep_weekly/keep_monthly",
-                            sp,
-                            "here",
-                        )
-                        .help("e.g. { days: 14 } (seed 004) or { weeks: 4 } (seed 001)"),
-                    );
-                }
-                Retention {
-                    within_days: v.days.or(v.weeks.map(|w| w * 7)),
-                    keep_daily: v.keep_daily,
-                    keep_weekly: v.keep_weekly,
-                    keep_monthly: v.keep_monthly,
-                }
-            }
-        };
+        let retention = j
+            .retention
+            .as_ref()
+            .map(|r| check_retention(c, r))
+            .unwrap_or_default();
         let rpo_s = j.rpo.as_ref().and_then(|d| duration(c, d));
         let rto_s = j.rto.as_ref().and_then(|d| duration(c, d));
         parsed.push((
@@ -1066,6 +1043,7 @@ fn check_backups(
                 rpo_s,
                 rto_s,
                 worst_rpo_s: 0,
+                offsite_worst_rpo_s: None,
                 server: server.clone(),
             },
             schedules,
@@ -1091,6 +1069,29 @@ fn check_backups(
             *e = (*e).min(g.seconds);
         }
     }
+    let offsite = b
+        .value
+        .offsite
+        .as_ref()
+        .and_then(|o| check_offsite(c, o, secrets));
+    // The offsite worst case per job: its own schedules' or, for a database job of a
+    // cluster with binlog archiving, the archiving's when that is better.
+    let offsite_gap = |scheds: &[&Schedule]| -> Option<u64> {
+        let (_, copy) = offsite.as_ref()?;
+        crate::backup::rpo::worst_offsite_gap(scheds, &[copy])
+    };
+    let mut binlog_offsite: BTreeMap<String, u64> = BTreeMap::new();
+    for (job, scheds, _) in &parsed {
+        if job.kind == JobKind::Binlog
+            && let (Some(cl), Some(g)) = (
+                cluster_of(&job.host),
+                offsite_gap(&scheds.iter().map(|s| &s.0).collect::<Vec<_>>()),
+            )
+        {
+            let e = binlog_offsite.entry(cl).or_insert(u64::MAX);
+            *e = (*e).min(g);
+        }
+    }
     let mut jobs = Vec::new();
     for (mut job, scheds, rpo_span) in parsed {
         let refs: Vec<&Schedule> = scheds.iter().map(|s| &s.0).collect();
@@ -1113,6 +1114,12 @@ fn check_backups(
             .then(|| cluster_of(&job.host).and_then(|cl| binlog_gap.get(&cl).copied()))
             .flatten();
         job.worst_rpo_s = pitr.map_or(gap.seconds, |b| b.min(gap.seconds));
+        if let Some(own) = offsite_gap(&refs) {
+            let pitr = matches!(job.kind, JobKind::Logical | JobKind::Physical)
+                .then(|| cluster_of(&job.host).and_then(|cl| binlog_offsite.get(&cl).copied()))
+                .flatten();
+            job.offsite_worst_rpo_s = Some(pitr.map_or(own, |b| b.min(own)));
+        }
         if let (Some(rpo), Some(rsp)) = (job.rpo_s, rpo_span)
             && job.worst_rpo_s > rpo
             && let Some((_, sp)) = scheds.first()
@@ -1134,5 +1141,150 @@ fn check_backups(
         }
         jobs.push(job);
     }
-    jobs
+    // With the backup server lost too, a job may lose what `offsite.rpo` allows, or what
+    // its own `rpo` allows when that is larger (a monthly job cannot do better offsite).
+    if let Some((o, copy)) = &offsite
+        && let (Some(rpo), Some(o_raw)) = (o.rpo_s, b.value.offsite.as_ref())
+        && let Some((job, allowed)) = jobs
+            .iter()
+            .filter_map(|j| {
+                let allowed = j.rpo_s.unwrap_or(0).max(rpo);
+                (j.offsite_worst_rpo_s? > allowed).then_some((j, allowed))
+            })
+            .max_by_key(|(j, allowed)| j.offsite_worst_rpo_s.unwrap_or(0) - allowed)
+    {
+        let sp = c.span(&o_raw.value.schedule);
+        let mut p = Problem::at(
+            format!(
+                "the offsite copy cannot meet the RPO of job `{}`: with the backup server lost, its newest copy can be {} old, over the {} allowed",
+                job.name,
+                human(job.offsite_worst_rpo_s.unwrap_or_default()),
+                human(allowed)
+            ),
+            sp,
+            format!("copies at `{}`", copy.text),
+        )
+        .help("copy soon after the backups finish, more often, or relax `rpo` (offsite.rpo, or the job's own when larger)");
+        if let Some(r) = &o_raw.value.rpo {
+            p = p.also(c.span(r), "declared here");
+        }
+        c.push(p);
+    }
+    (jobs, offsite.map(|o| o.0))
+}
+
+/// `retention:` of a job or of the offsite copy: `days`, `weeks`, or restic-style counts
+/// (seeds 001–004 keep 14 days to 4 weeks).
+fn check_retention(
+    c: &mut Checker,
+    r: &Spanned<super::schema::RawRetention>,
+) -> crate::backup::Retention {
+    let v = &r.value;
+    let by_age = v.days.is_some() || v.weeks.is_some();
+    let by_count = v.keep_daily.is_some() || v.keep_weekly.is_some() || v.keep_monthly.is_some();
+    if (v.days.is_some() && v.weeks.is_some()) || (by_age && by_count) || (!by_age && !by_count) {
+        let sp = c.span(r);
+        c.push(
+            Problem::at(
+                "retention is `days`, `weeks`, or keep_daily/keep_weekly/keep_monthly",
+                sp,
+                "here",
+            )
+            .help("e.g. { days: 14 } (seed 004) or { weeks: 4 } (seed 001)"),
+        );
+    }
+    crate::backup::Retention {
+        within_days: v.days.or(v.weeks.map(|w| w * 7)),
+        keep_daily: v.keep_daily,
+        keep_weekly: v.keep_weekly,
+        keep_monthly: v.keep_monthly,
+    }
+}
+
+/// `backups.offsite` (seed 003): an S3 repository prefix restic understands, the two
+/// credentials as names of declared secrets, a cron schedule, retention and `rpo`.
+/// Returns the checked copy with its parsed schedule, or None when a part is invalid.
+fn check_offsite(
+    c: &mut Checker,
+    o: &Spanned<super::schema::RawOffsite>,
+    secrets: &BTreeMap<String, super::SecretSource>,
+) -> Option<(crate::backup::Offsite, crate::backup::rpo::Schedule)> {
+    let v = &o.value;
+    let mut ok = true;
+    let repo = v.repository.value.trim();
+    let url_ok = repo
+        .strip_prefix("s3:")
+        .and_then(|u| u.split_once("://"))
+        .is_some_and(|(scheme, rest)| {
+            matches!(scheme, "http" | "https")
+                && rest
+                    .split('/')
+                    .nth(1)
+                    .is_some_and(|bucket| !bucket.is_empty())
+        });
+    if !url_ok
+        || repo
+            .chars()
+            .any(|ch| ch.is_whitespace() || "'\"`$\\".contains(ch))
+    {
+        let sp = c.span(&v.repository);
+        c.push(
+            Problem::at(format!("`{repo}` is not an S3 repository"), sp, "here")
+                .help("restic's S3 form: s3:https://HOST[:PORT]/BUCKET[/PREFIX]"),
+        );
+        ok = false;
+    }
+    for s in [&v.access_key_id, &v.secret_access_key] {
+        if !secrets.contains_key(&s.value) {
+            let sp = c.span(s);
+            let help =
+                did_you_mean(&s.value, secrets.keys().map(|k| k.as_str())).unwrap_or_else(|| {
+                    format!("declare `{}: {{ env: NAME }}` under `secrets:`", s.value)
+                });
+            c.push(Problem::at(format!("no secret `{}`", s.value), sp, "not declared").help(help));
+            ok = false;
+        }
+    }
+    let schedule = match crate::backup::rpo::Schedule::parse(&v.schedule.value) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            let sp = c.span(&v.schedule);
+            c.push(
+                Problem::at(format!("invalid cron expression: {why}"), sp, "here").help(
+                    "five fields, e.g. \"30 3 * * *\": daily at 03:30, after the night's backups",
+                ),
+            );
+            None
+        }
+    };
+    let retention = v.retention.as_ref().map(|r| check_retention(c, r));
+    let rpo_s = match &v.rpo {
+        None => None,
+        Some(d) => match humantime::parse_duration(d.value.trim()) {
+            Ok(x) if x.as_secs() > 0 => Some(x.as_secs()),
+            _ => {
+                let sp = c.span(d);
+                c.push(
+                    Problem::at(format!("`{}` is not a duration", d.value), sp, "here")
+                        .help("write e.g. 15m, 24h, 1d, 2w"),
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    let schedule = schedule?;
+    ok.then(|| {
+        (
+            crate::backup::Offsite {
+                repository: repo.trim_end_matches('/').to_string(),
+                access_key_id: v.access_key_id.value.clone(),
+                secret_access_key: v.secret_access_key.value.clone(),
+                schedule: v.schedule.value.clone(),
+                retention,
+                rpo_s,
+            },
+            schedule,
+        )
+    })
 }

@@ -33,6 +33,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/backup-job.sh.j2"),
     ),
     (
+        "backup-offsite.cron.j2",
+        include_str!("../../templates/backup-offsite.cron.j2"),
+    ),
+    (
+        "backup-offsite.env.j2",
+        include_str!("../../templates/backup-offsite.env.j2"),
+    ),
+    (
+        "backup-offsite.sh.j2",
+        include_str!("../../templates/backup-offsite.sh.j2"),
+    ),
+    (
         "backup-restic.pass.j2",
         include_str!("../../templates/backup-restic.pass.j2"),
     ),

@@ -305,6 +305,7 @@ pub fn resolve(
             "firewall": inv.firewall,
             "backups": inv.backups,
             "backup_verify": inv.backup_verify,
+            "backup_offsite": inv.backup_offsite,
         }));
         // Two passes per host: every playbook's tasks first, then `after:` links, so a
         // playbook may run after one whose file sorts later.
