@@ -10,6 +10,9 @@
 #   lab/lab.sh down    remove hosts and network (the image stays cached)
 #   lab/lab.sh reset HOST...  recreate the named hosts fresh (same address)
 #   lab/lab.sh status  show the hosts
+#   lab/lab.sh offsite start the offsite object storage (Garage, S3-compatible) at .41,
+#                      a host outside the inventory; its S3 key goes to $LAB_DIR/offsite.env
+#   lab/lab.sh tools   build (or reuse) the Garage binary the offsite host runs
 #
 # Everything the lab writes on this machine lives in $LAB_DIR (default: .lab/, git-ignored):
 # the key pair, known_hosts and an ssh_config that inventories/lab.yml refers to.
@@ -116,6 +119,60 @@ wait_ssh() {
   done
 }
 
+# The offsite object storage of the lab: Garage, a real S3-compatible store (no S3 server is
+# packaged in Debian, and nothing can be pulled), built from crates.io once per machine and
+# cached outside the checkout like the image.
+GARAGE_VERSION=2.5.0
+TOOLS=${DBFLEET_LAB_TOOLS:-/var/cache/dbfleet-lab/tools}
+OFFSITE_IP=$PREFIX.41
+garage_bin() {
+  local bin="$TOOLS/garage-$GARAGE_VERSION/bin/garage"
+  if [ ! -x "$bin" ]; then
+    log "building Garage $GARAGE_VERSION (once per machine; several minutes)"
+    cargo install --quiet --locked "garage@$GARAGE_VERSION" --no-default-features --features lmdb \
+      --root "$TOOLS/garage-$GARAGE_VERSION" >&2
+  fi
+  echo "$bin"
+}
+
+start_offsite() {
+  local tag=$1 bin; bin=$(garage_bin)
+  docker rm -f lab-offsite1 >/dev/null 2>&1 || true
+  docker run -d --init --name lab-offsite1 --hostname offsite1 --network "$NET" --ip "$OFFSITE_IP" \
+    --label dbfleet-lab=1 --entrypoint /bin/sleep "$tag" infinity >/dev/null
+  docker cp "$bin" lab-offsite1:/usr/local/bin/garage
+  docker exec -i lab-offsite1 sh -c 'umask 077; cat > /etc/garage.toml' <<CONF
+metadata_dir = "/var/lib/garage/meta"
+data_dir = "/var/lib/garage/data"
+db_engine = "lmdb"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:3901"
+rpc_public_addr = "127.0.0.1:3901"
+rpc_secret = "$(openssl rand -hex 32 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "0.0.0.0:3900"
+root_domain = ".s3.offsite1"
+CONF
+  docker exec -d lab-offsite1 sh -c 'exec garage -c /etc/garage.toml server > /var/log/garage.log 2>&1'
+  g() { docker exec lab-offsite1 garage -c /etc/garage.toml "$@"; }
+  local node=""
+  for _ in $(seq 1 100); do node=$(g node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$node" ] && break; sleep 0.2; done
+  [ -n "$node" ] || { docker exec lab-offsite1 cat /var/log/garage.log >&2; log "Garage did not start"; exit 1; }
+  g layout assign -z lab -c 2G "$node" >/dev/null
+  g layout apply --version 1 >/dev/null
+  g bucket create dbfleet-offsite >/dev/null
+  # An S3 key of the lab's own making, handed to the tests through a 0600 file.
+  local id secret
+  id=GK$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  g key import --yes -n dbfleet "$id" "$secret" >/dev/null
+  g bucket allow --read --write --owner dbfleet-offsite --key dbfleet >/dev/null
+  (umask 077; printf 'LAB_S3_ACCESS_KEY=%s\nLAB_S3_SECRET_KEY=%s\n' "$id" "$secret" > "$LAB_DIR/offsite.env")
+  log "offsite: Garage at http://$OFFSITE_IP:3900, bucket dbfleet-offsite; key in $LAB_DIR/offsite.env"
+}
+
 find_entry() {
   for entry in "${HOSTS[@]}"; do [ "${entry%%:*}" = "$1" ] && { echo "$entry"; return; }; done
   log "unknown lab host $1"; exit 1
@@ -137,6 +194,8 @@ case "$cmd" in
     docker ps -aq --filter label=dbfleet-lab=1 | xargs -r docker rm -f >/dev/null
     docker network rm "$NET" >/dev/null 2>&1 || true
     log "down" ;;
+  tools) garage_bin >/dev/null ;;
+  offsite) tag=$(build_image); ensure_keys; ensure_network; start_offsite "$tag" ;;
   status) docker ps -a --filter label=dbfleet-lab=1 --format 'table {{.Names}}\t{{.Status}}\t{{.Image}}' ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -176,6 +176,11 @@ pub enum BackupAction {
     Offsite {
         /// Jobs to copy (default: all).
         jobs: Vec<String>,
+        /// Copy back instead: from the object storage into the backup server's store (a
+        /// rebuilt backup server), adding the backups it lacks. Then `restore` and
+        /// `rebuild` read them as usual.
+        #[arg(long)]
+        pull: bool,
     },
 }
 
@@ -434,11 +439,14 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 };
                 crate::backup::verify::on_backup_servers(g, what, jobs)
             }
-            BackupAction::Offsite { jobs } => crate::backup::verify::on_backup_servers(
-                g,
-                crate::backup::verify::Action::CopyOffsite,
-                jobs,
-            ),
+            BackupAction::Offsite { jobs, pull } => {
+                let what = if *pull {
+                    crate::backup::verify::Action::PullOffsite
+                } else {
+                    crate::backup::verify::Action::CopyOffsite
+                };
+                crate::backup::verify::on_backup_servers(g, what, jobs)
+            }
         },
     }
 }

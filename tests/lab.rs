@@ -2106,3 +2106,219 @@ fn rebuild_brings_back_a_lost_replica_then_a_lost_cluster_from_backups_alone() {
     assert_eq!(s.code, 0, "{}", s.all());
     assert_empty_plan();
 }
+
+/// Starts the lab's offsite object storage (Garage at .41, outside the inventory) and returns
+/// its S3 key as environment variables for dbfleet (`LAB_S3_ACCESS_KEY`,
+/// `LAB_S3_SECRET_KEY`), read from the 0600 file lab/lab.sh writes.
+fn offsite_storage() -> Vec<(String, String)> {
+    let o = bounded("1800", "bash")
+        .arg(repo().join("lab/lab.sh"))
+        .arg("offsite")
+        .output()
+        .expect("lab/lab.sh offsite");
+    assert!(
+        o.status.success(),
+        "lab/lab.sh offsite failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::read_to_string(repo().join(".lab/offsite.env"))
+        .expect("offsite.env")
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn offsite_copy_to_s3_keeps_its_retention_verifies_and_restores_a_lost_backup_store() {
+    let mut lab = lab();
+    converge(&mut lab);
+    let env = offsite_storage();
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Seed 003's bucket: every job copied daily at 03:30, kept 10 days there.
+    let inv = lab_variant(
+        dir.path(),
+        "offsite.yml",
+        &[
+            (
+                "  backup_encryption_password: { generate: 32 }",
+                "  backup_encryption_password: { generate: 32 }\n  s3_access_key: { env: LAB_S3_ACCESS_KEY }\n  s3_secret_key: { env: LAB_S3_SECRET_KEY }",
+            ),
+            (
+                "  server: backup1\n",
+                "  server: backup1\n  offsite:\n    repository: s3:http://172.29.77.41:3900/dbfleet-offsite/lab\n    access_key_id: s3_access_key\n    secret_access_key: s3_secret_key\n    schedule: \"30 3 * * *\"\n    retention: { days: 10 }\n    rpo: 36h\n",
+            ),
+        ],
+    );
+    let d = |args: &[&str]| dbfleet_with(&inv, args, &envs);
+    let a = d(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    let p = d(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        p.code,
+        0,
+        "a re-plan after apply must be empty:\n{}",
+        p.all()
+    );
+    // The cron file on backup1 is exactly the rendered one; the credentials file is 0600.
+    let rendered = tempfile::tempdir().expect("tempdir");
+    let o = d(&[
+        "plan",
+        "--offline",
+        "--out-dir",
+        &rendered.path().display().to_string(),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let want = std::fs::read_to_string(
+        rendered
+            .path()
+            .join("backup1/etc/cron.d/dbfleet-backup-offsite"),
+    )
+    .expect("rendered cron file");
+    assert_eq!(
+        on("backup1", "cat /etc/cron.d/dbfleet-backup-offsite"),
+        want.trim_end()
+    );
+    assert_eq!(
+        on("backup1", "stat -c '%a %U' /etc/dbfleet/backup-offsite.env"),
+        "600 root"
+    );
+
+    // Backups dated 20, 12, 8 and 2 days back (kept on backup1: the job keeps 4 weeks),
+    // then today's; the copy keeps the 10 days declared for the offsite side.
+    fresh_table("offsite", "copied", 500);
+    let now = chrono::Utc::now();
+    for days in [20i64, 12, 8, 2] {
+        let at = (now - chrono::Duration::days(days)).format("%Y-%m-%d %H:%M:%S");
+        on(
+            "db2",
+            &format!("DBFLEET_BACKUP_TIME='{at}' /usr/local/lib/dbfleet/backup-app-logical run"),
+        );
+    }
+    let r = d(&["backup", "run", "app-logical"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let c = d(&["backup", "offsite", "app-logical"]);
+    assert_eq!(c.code, 0, "{}", c.all());
+    assert!(c.stdout.contains("app-logical ok: "), "{}", c.all());
+    let ages = |json: &str| -> Vec<i64> {
+        let v: serde_json::Value = serde_json::from_str(json).expect("json");
+        let mut a: Vec<i64> = v
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|s| {
+                let t = chrono::DateTime::parse_from_rfc3339(s["time"].as_str().expect("time"))
+                    .expect("rfc3339");
+                (now - t.with_timezone(&chrono::Utc)).num_hours() / 24
+            })
+            .collect();
+        a.sort();
+        a
+    };
+    let local = ages(&on(
+        "db2",
+        "/usr/local/lib/dbfleet/backup-app-logical snapshots",
+    ));
+    let offsite = ages(&on(
+        "backup1",
+        "/usr/local/lib/dbfleet/backup-offsite --snapshots app-logical",
+    ));
+    assert!(
+        [2, 8, 12, 20].iter().all(|d| local.contains(d)),
+        "backup1 keeps 4 weeks: {local:?}"
+    );
+    assert_eq!(
+        offsite
+            .iter()
+            .copied()
+            .filter(|a| *a > 0)
+            .collect::<Vec<_>>(),
+        vec![2, 8],
+        "the offsite copy keeps exactly the backups within 10 days: {offsite:?}"
+    );
+    assert!(
+        offsite.contains(&0),
+        "today's backup is offsite: {offsite:?}"
+    );
+    // The objects really are in the Garage bucket, under the declared prefix.
+    let objects = on(
+        "offsite1",
+        "garage -c /etc/garage.toml bucket info dbfleet-offsite",
+    );
+    assert!(!objects.contains("Objects: 0"), "{objects}");
+    let metrics = on(
+        "backup1",
+        "cat /var/lib/node_exporter/textfile_collector/dbfleet_backup_offsite_app-logical.prom",
+    );
+    assert!(
+        metrics.contains("dbfleet_backup_offsite_last_exit_code{job=\"app-logical\"} 0"),
+        "{metrics}"
+    );
+
+    // The offsite copy restores: the newest dump loaded into a scratch server on backup1
+    // matches the manifest db2 recorded at backup time.
+    let v = d(&["backup", "verify", "--offsite", "app-logical"]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    assert!(
+        v.stdout
+            .contains("rows readable, row counts and checksums match the manifest"),
+        "{}",
+        v.all()
+    );
+
+    // The backup store is lost (backup1's disk): `backup offsite --pull` brings every
+    // copied backup back, owned by the backup account, and the local verify passes.
+    on(
+        "backup1",
+        "find /srv/dbfleet-backups -mindepth 1 -maxdepth 1 ! -name .ssh -exec rm -rf {} +",
+    );
+    let pull = d(&["backup", "offsite", "--pull", "app-logical"]);
+    assert_eq!(pull.code, 0, "{}", pull.all());
+    assert!(
+        pull.stdout
+            .contains(&format!("app-logical ok: {} snapshots", offsite.len())),
+        "{}",
+        pull.all()
+    );
+    assert_eq!(
+        on(
+            "backup1",
+            "find /srv/dbfleet-backups/app-logical ! -user dbfleet-backup | wc -l"
+        ),
+        "0"
+    );
+    let v = d(&["backup", "verify", "app-logical"]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    // The job writes into the pulled store again (over SFTP, as the backup account).
+    let r = d(&["backup", "run", "app-logical"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // No secret (the S3 key included) in the cron file, the scripts, the logs or output.
+    let store: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(".dbfleet/secrets.json")).expect("secrets"),
+    )
+    .expect("json");
+    let mut seen = on(
+        "backup1",
+        "cat /etc/cron.d/dbfleet-backup-offsite /usr/local/lib/dbfleet/backup-offsite /usr/local/lib/dbfleet/backup-verify /var/log/dbfleet/backup-offsite.log /var/log/dbfleet/backup-verify.log",
+    );
+    for o in [&a, &c, &v, &pull, &r] {
+        seen.push_str(&o.all());
+    }
+    let mut secrets: Vec<String> = store
+        .as_object()
+        .expect("object")
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    secrets.extend(env.iter().map(|(_, v)| v.clone()));
+    for s in secrets {
+        assert!(
+            !seen.contains(&s),
+            "a secret leaked into offsite files or output"
+        );
+    }
+    // Back to the lab's own inventory for the tests after this one.
+    converge(&mut lab);
+}

@@ -7,7 +7,8 @@
 //!   read, and for logical backups the row counts and checksums compared with the manifest
 //!   the job recorded at backup time. `--offsite` runs the same checks on the offsite copy.
 //! - offsite is the copy to S3-compatible object storage (seed 003),
-//!   `templates/backup-offsite.sh.j2`, also run by cron (`backups.offsite.schedule`).
+//!   `templates/backup-offsite.sh.j2`, also run by cron (`backups.offsite.schedule`);
+//!   `--pull` copies it back into a rebuilt backup server's store.
 //!
 //! Both scripts print one verdict line per job; this module groups the jobs by backup
 //! server, runs the script there and reports.
@@ -23,6 +24,8 @@ pub enum Action {
     Verify,
     VerifyOffsite,
     CopyOffsite,
+    /// The offsite copy back into the backup server's store.
+    PullOffsite,
 }
 
 impl Action {
@@ -31,6 +34,7 @@ impl Action {
             Action::Verify => "/usr/local/lib/dbfleet/backup-verify",
             Action::VerifyOffsite => "/usr/local/lib/dbfleet/backup-verify --offsite",
             Action::CopyOffsite => "/usr/local/lib/dbfleet/backup-offsite",
+            Action::PullOffsite => "/usr/local/lib/dbfleet/backup-offsite --pull",
         }
     }
     fn failure(self) -> &'static str {
@@ -38,6 +42,7 @@ impl Action {
             Action::Verify => "backup verification failed",
             Action::VerifyOffsite => "offsite backup verification failed",
             Action::CopyOffsite => "offsite copy failed",
+            Action::PullOffsite => "copying back from offsite failed",
         }
     }
     fn title(self) -> &'static str {
@@ -45,6 +50,7 @@ impl Action {
             Action::Verify => "backup verify",
             Action::VerifyOffsite => "backup verify (offsite copy)",
             Action::CopyOffsite => "offsite copy",
+            Action::PullOffsite => "copy back from offsite",
         }
     }
 }
