@@ -3,8 +3,10 @@
 # dataset of SIZE_MB (default 1024) generated in the lab, against the floor of a raw copy
 # of the same files on the same host, and the RTO of a lost replica's rebuild.
 #   SIZE_MB=1024 bench/backup.sh
-# Prints, each as seconds and MB/s of the data folder's size:
-#   floor:     `cp -a` of db2's data folder (the job host's files) on db2;
+# Prints, each as seconds and MB/s of the dataset (app.bench's table file on db2, the job
+# host), and the bytes the step itself handled where it reports them:
+#   floor:     `cp` of that table file on db2, then sync: the raw copy speed of the same
+#              files on the same host;
 #   physical:  `dbfleet backup run app-physical --mode full` (mariadb-backup → restic → backup1);
 #   logical:   `dbfleet backup run app-logical` (mariadb-dump → restic → backup1);
 #   verify:    `dbfleet backup verify app-physical` (restore + prepare + start + read, on backup1);
@@ -30,23 +32,26 @@ for ((from = 1; from <= rows; from += 65536)); do
   on db1 "mariadb app -e 'INSERT INTO bench SELECT seq, RANDOM_BYTES(1000) FROM seq_${from}_to_${to}'"
 done
 until [ "$(on db2 "mariadb -N -e 'SELECT COUNT(*) FROM app.bench'" 2>/dev/null)" = "$rows" ]; do sleep 2; done
-mb=$(on db2 "du -sm /var/lib/mysql | cut -f1")
-echo "db2's data folder: ${mb} MB"
+mb=$(on db2 "du -sm /var/lib/mysql/app/bench.ibd | cut -f1")
+echo "dataset: app.bench, ${mb} MB on db2 (db2's whole data folder: $(on db2 "du -sm /var/lib/mysql | cut -f1") MB with logs)"
 
-report() { # name start end
+report() { # name start end [bytes handled]
   local s; s=$(secs "$2" "$3")
-  printf '%-10s %8.1f s  %8.1f MB/s\n' "$1" "$s" "$(awk -v m="$mb" -v s="$s" 'BEGIN { print m / s }')"
+  printf '%-10s %8.1f s  %8.1f MB/s%s\n' "$1" "$s" "$(awk -v m="$mb" -v s="$s" 'BEGIN { print m / s }')" \
+    "${4:+   ($(( $4 / 1048576 )) MB read by the tool)}"
 }
+# The bytes a job's last run read, from its node_exporter metrics.
+job_bytes() { on db2 "sed -n 's/^dbfleet_backup_size_bytes{job=\"$1\"} //p' /var/lib/node_exporter/textfile_collector/dbfleet_backup_$1.prom"; }
 
-on db2 "sync; rm -rf /var/tmp/rawcopy"
-t0=$(now); on db2 "cp -a /var/lib/mysql /var/tmp/rawcopy && sync"; t1=$(now)
-on db2 "rm -rf /var/tmp/rawcopy"
+on db2 "sync; rm -f /var/tmp/rawcopy"
+t0=$(now); on db2 "cp /var/lib/mysql/app/bench.ibd /var/tmp/rawcopy && sync"; t1=$(now)
+on db2 "rm -f /var/tmp/rawcopy"
 report floor "$t0" "$t1"
 
 t0=$(now); D backup run app-physical --mode full > /dev/null; t1=$(now)
-report physical "$t0" "$t1"
+report physical "$t0" "$t1" "$(job_bytes app-physical)"
 t0=$(now); D backup run app-logical > /dev/null; t1=$(now)
-report logical "$t0" "$t1"
+report logical "$t0" "$t1" "$(job_bytes app-logical)"
 t0=$(now); D backup verify app-physical > /dev/null; t1=$(now)
 report verify "$t0" "$t1"
 

@@ -129,7 +129,7 @@ garage_bin() {
   local bin="$TOOLS/garage-$GARAGE_VERSION/bin/garage"
   if [ ! -x "$bin" ]; then
     log "building Garage $GARAGE_VERSION (once per machine; several minutes)"
-    cargo install --quiet --locked "garage@$GARAGE_VERSION" --no-default-features --features lmdb \
+    cargo install --quiet --locked "garage@$GARAGE_VERSION" --no-default-features --features bundled-libs,lmdb \
       --root "$TOOLS/garage-$GARAGE_VERSION" >&2
   fi
   echo "$bin"

@@ -1057,18 +1057,23 @@ fn check_backups(
             .find(|x| x.name == h)
             .map(|x| x.cluster.clone())
     };
-    let mut binlog_gap: BTreeMap<String, u64> = BTreeMap::new();
-    for (job, scheds, _) in &parsed {
-        if job.kind == JobKind::Binlog
-            && let (Some(cl), Some(g)) = (
-                cluster_of(&job.host),
-                worst_gap(&scheds.iter().map(|s| &s.0).collect::<Vec<_>>()),
-            )
-        {
-            let e = binlog_gap.entry(cl).or_insert(u64::MAX);
-            *e = (*e).min(g.seconds);
+    // Per cluster, the best of its binlog jobs by `gap` (seconds).
+    let binlog_best = |gap: &dyn Fn(&[&Schedule]) -> Option<u64>| {
+        let mut best: BTreeMap<String, u64> = BTreeMap::new();
+        for (job, scheds, _) in &parsed {
+            if job.kind == JobKind::Binlog
+                && let (Some(cl), Some(g)) = (
+                    cluster_of(&job.host),
+                    gap(&scheds.iter().map(|s| &s.0).collect::<Vec<_>>()),
+                )
+            {
+                let e = best.entry(cl).or_insert(u64::MAX);
+                *e = (*e).min(g);
+            }
         }
-    }
+        best
+    };
+    let binlog_gap = binlog_best(&|s| worst_gap(s).map(|g| g.seconds));
     let offsite = b
         .value
         .offsite
@@ -1080,18 +1085,7 @@ fn check_backups(
         let (_, copy) = offsite.as_ref()?;
         crate::backup::rpo::worst_offsite_gap(scheds, &[copy])
     };
-    let mut binlog_offsite: BTreeMap<String, u64> = BTreeMap::new();
-    for (job, scheds, _) in &parsed {
-        if job.kind == JobKind::Binlog
-            && let (Some(cl), Some(g)) = (
-                cluster_of(&job.host),
-                offsite_gap(&scheds.iter().map(|s| &s.0).collect::<Vec<_>>()),
-            )
-        {
-            let e = binlog_offsite.entry(cl).or_insert(u64::MAX);
-            *e = (*e).min(g);
-        }
-    }
+    let binlog_offsite = binlog_best(&offsite_gap);
     let mut jobs = Vec::new();
     for (mut job, scheds, rpo_span) in parsed {
         let refs: Vec<&Schedule> = scheds.iter().map(|s| &s.0).collect();
