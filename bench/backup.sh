@@ -38,9 +38,9 @@ echo "dataset: app.bench, ${mb} MB on db2 (db2's whole data folder: $(on db2 "du
 report() { # name start end [bytes handled]
   local s; s=$(secs "$2" "$3")
   printf '%-10s %8.1f s  %8.1f MB/s%s\n' "$1" "$s" "$(awk -v m="$mb" -v s="$s" 'BEGIN { print m / s }')" \
-    "${4:+   ($(( $4 / 1048576 )) MB read by the tool)}"
+    "${4:+   ($(( $4 / 1048576 )) MB streamed into restic)}"
 }
-# The bytes a job's last run read, from its node_exporter metrics.
+# The bytes a job's last run streamed into restic, from its node_exporter metrics.
 job_bytes() { on db2 "sed -n 's/^dbfleet_backup_size_bytes{job=\"$1\"} //p' /var/lib/node_exporter/textfile_collector/dbfleet_backup_$1.prom"; }
 
 on db2 "sync; rm -f /var/tmp/rawcopy"
