@@ -140,6 +140,17 @@ impl Resource {
             Resource::Primary(p) => p.probe(),
         }
     }
+    /// A probe that is SQL only: the dialect and its statements, run with `--force` so a
+    /// failing statement does not hide the rest. [`crate::facts`] runs all of a host's in
+    /// one client call (one client start instead of one per task).
+    pub fn sql_probe(&self) -> Option<(crate::sql::Dialect, String)> {
+        match self {
+            Resource::User(u) => Some((u.dialect, u.probe_sql())),
+            Resource::Database(d) => Some((d.dialect, d.probe_sql())),
+            Resource::Sql(q) => Some((q.dialect, q.probe_sql())),
+            _ => None,
+        }
+    }
     /// Compares the probe's output with the desired state.
     ///
     /// Errors: a message when the probe output is not what the probe prints.

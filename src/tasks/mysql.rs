@@ -118,13 +118,16 @@ impl UserRes {
         )
     }
     pub fn probe(&self) -> String {
-        let sql = format!(
+        client(self.dialect, &self.probe_sql(), true)
+    }
+    /// The probe's statements (run with `--force`; [`crate::facts`] batches them per host).
+    pub fn probe_sql(&self) -> String {
+        format!(
             "SELECT '{UP}';\nSELECT 'user', plugin, authentication_string, ssl_type FROM mysql.user WHERE User = {} AND Host = {};\nSHOW GRANTS FOR {};",
             quote(&self.name),
             quote(&self.host),
             account(&self.name, &self.host)
-        );
-        client(self.dialect, &sql, true)
+        )
     }
     pub fn assess(&self, facts: &str) -> Result<Option<Assessment>, String> {
         let label = format!("{}@{}", self.name, self.host);
@@ -242,11 +245,14 @@ impl DatabaseRes {
         format!("database {} {}", self.charset, self.collation)
     }
     pub fn probe(&self) -> String {
-        let sql = format!(
+        client(self.dialect, &self.probe_sql(), true)
+    }
+    /// The probe's statements (run with `--force`; [`crate::facts`] batches them per host).
+    pub fn probe_sql(&self) -> String {
+        format!(
             "SELECT '{UP}';\nSELECT 'db', DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {};",
             quote(&self.name)
-        );
-        client(self.dialect, &sql, true)
+        )
     }
     pub fn assess(&self, facts: &str) -> Result<Option<Assessment>, String> {
         let row = facts.lines().find(|l| l.starts_with("db\t"));
@@ -315,13 +321,13 @@ impl SqlRes {
         "done".into()
     }
     pub fn probe(&self) -> String {
-        client(
-            self.dialect,
-            &format!(
-                "SELECT '{UP}';\nSELECT CONCAT('unless=', ({}));",
-                self.unless.trim().trim_end_matches(';')
-            ),
-            true,
+        client(self.dialect, &self.probe_sql(), true)
+    }
+    /// The probe's statements (run with `--force`; [`crate::facts`] batches them per host).
+    pub fn probe_sql(&self) -> String {
+        format!(
+            "SELECT '{UP}';\nSELECT CONCAT('unless=', ({}));",
+            self.unless.trim().trim_end_matches(';')
         )
     }
     pub fn assess(&self, facts: &str) -> Option<Assessment> {

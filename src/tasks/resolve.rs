@@ -65,6 +65,8 @@ struct DbLayout {
     /// The server binaries alone (no service), for `backup-verify`'s scratch server.
     scratch_server_packages: &'static str,
     service: &'static str,
+    /// The server's pid file (Debian's 50-server.cnf / mysqld.cnf: /run/mysqld/mysqld.pid).
+    pidfile: &'static str,
     cnf_path: &'static str,
     /// The server's client, and the statement that reloads TLS material without a restart
     /// (MariaDB 10.4+: FLUSH LOCAL SSL; MySQL 8.0.16+: ALTER INSTANCE RELOAD TLS, which
@@ -97,6 +99,7 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             backup_packages: "mariadb-client mariadb-backup",
             scratch_server_packages: "mariadb-server-core",
             service: d.service(),
+            pidfile: "/run/mysqld/mysqld.pid",
             // Debian reads mariadb.conf.d/*.cnf in name order; 90- comes after 50-server.cnf.
             cnf_path: "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf",
             client: "mariadb",
@@ -113,6 +116,7 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             backup_packages: "mysql-client percona-xtrabackup-80",
             scratch_server_packages: "mysql-server-core-8.0",
             service: d.service(),
+            pidfile: "/run/mysqld/mysqld.pid",
             cnf_path: "/etc/mysql/mysql.conf.d/90-dbfleet.cnf",
             client: "mysql",
             client_package: "mysql-client",
@@ -790,6 +794,11 @@ fn build(
             name: field(env, ctx, "service name", &s.name)?,
             state,
             enabled: s.enabled,
+            pidfile: s
+                .pidfile
+                .as_ref()
+                .map(|p| field(env, ctx, "service pidfile", p))
+                .transpose()?,
         }));
     }
     if let Some(s) = &spec.sysctl {

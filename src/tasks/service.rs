@@ -18,6 +18,8 @@ pub struct SvcRes {
     pub name: String,
     pub state: SvcState,
     pub enabled: Option<bool>,
+    /// Without systemd, the liveness check: the process in this file is alive.
+    pub pidfile: Option<String>,
 }
 
 impl SvcRes {
@@ -27,6 +29,10 @@ impl SvcRes {
     /// Prints `INIT EXISTS ACTIVE ENABLED` (yes/no words).
     pub fn probe(&self) -> String {
         let n = q(&self.name);
+        let status = match &self.pidfile {
+            Some(p) => format!("[ -s {p} ] && kill -0 \"$(cat {p})\"", p = q(p)),
+            None => format!("service {n} status >/dev/null 2>&1"),
+        };
         format!(
             "if [ -d /run/systemd/system ]; then i=systemd; \
                systemctl cat {n} >/dev/null 2>&1 && e=yes || e=no; \
@@ -34,7 +40,7 @@ impl SvcRes {
                systemctl is-enabled --quiet {n} 2>/dev/null && b=yes || b=no; \
              else i=sysv; \
                [ -x /etc/init.d/{n} ] && e=yes || e=no; a=no; \
-               [ $e = yes ] && service {n} status >/dev/null 2>&1 && a=yes; \
+               [ $e = yes ] && {status} && a=yes; \
                set -- /etc/rc2.d/S??{n}; [ -e \"$1\" ] && b=yes || b=no; \
              fi; echo \"$i $e $a $b\""
         )
@@ -132,6 +138,7 @@ mod tests {
             name: "mariadb".into(),
             state: SvcState::Started,
             enabled: Some(true),
+            pidfile: None,
         };
         assert!(s.assess("sysv yes yes yes\n").unwrap().is_none());
         assert_eq!(
