@@ -53,7 +53,8 @@ pub fn script(graph: &TaskGraph, nodes: &[NodeIndex]) -> String {
     }
     for (d, stmts) in sql {
         body.push_str(&format!(
-            "( {} -N -B --force <<'DBFLEET_SQL'\n{stmts}DBFLEET_SQL\n) 2>/dev/null\n",
+            // `|| true`: no client yet (a fresh host) is no fact, not a failed probe.
+            "( {} -N -B --force <<'DBFLEET_SQL'\n{stmts}DBFLEET_SQL\n) 2>/dev/null || true\n",
             d.client()
         ));
     }

@@ -2138,7 +2138,7 @@ fn offsite_storage() -> Vec<(String, String)> {
 }
 
 #[test]
-fn offsite_copy_to_s3_keeps_its_retention_verifies_and_restores_a_lost_backup_store() {
+fn offsite_copy_to_s3_keeps_its_retention_verifies_and_restores_a_rebuilt_backup_server() {
     let mut lab = lab();
     converge(&mut lab);
     let env = offsite_storage();
@@ -2266,11 +2266,19 @@ fn offsite_copy_to_s3_keeps_its_retention_verifies_and_restores_a_lost_backup_st
         v.all()
     );
 
-    // The backup store is lost (backup1's disk): `backup offsite --pull` brings every
-    // copied backup back, owned by the backup account, and the local verify passes.
-    on(
-        "backup1",
-        "find /srv/dbfleet-backups -mindepth 1 -maxdepth 1 ! -name .ssh -exec rm -rf {} +",
+    // backup1 is lost: a bare host in its place (new SSH host keys, empty disk). Apply
+    // provisions it, with the fleet's backup host key, so the job hosts trust it again at
+    // once; `backup offsite --pull` brings every copied backup back, owned by the backup
+    // account, and the local verify passes.
+    reset(&["backup1"]);
+    let a2 = d(&["apply", "--auto-approve"]);
+    assert_eq!(a2.code, 0, "{}", a2.all());
+    let p = d(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        p.code,
+        0,
+        "a re-plan after apply must be empty:\n{}",
+        p.all()
     );
     let pull = d(&["backup", "offsite", "--pull", "app-logical"]);
     assert_eq!(pull.code, 0, "{}", pull.all());
@@ -2289,7 +2297,8 @@ fn offsite_copy_to_s3_keeps_its_retention_verifies_and_restores_a_lost_backup_st
     );
     let v = d(&["backup", "verify", "app-logical"]);
     assert_eq!(v.code, 0, "{}", v.all());
-    // The job writes into the pulled store again (over SFTP, as the backup account).
+    // The job writes into the pulled store again, over SFTP to the rebuilt server, whose
+    // host key db2 checks strictly.
     let r = d(&["backup", "run", "app-logical"]);
     assert_eq!(r.code, 0, "{}", r.all());
 
@@ -2302,7 +2311,7 @@ fn offsite_copy_to_s3_keeps_its_retention_verifies_and_restores_a_lost_backup_st
         "backup1",
         "cat /etc/cron.d/dbfleet-backup-offsite /usr/local/lib/dbfleet/backup-offsite /usr/local/lib/dbfleet/backup-verify /var/log/dbfleet/backup-offsite.log /var/log/dbfleet/backup-verify.log",
     );
-    for o in [&a, &c, &v, &pull, &r] {
+    for o in [&a, &a2, &c, &v, &pull, &r] {
         seen.push_str(&o.all());
     }
     let mut secrets: Vec<String> = store

@@ -297,6 +297,15 @@ fn backup_scripts_and_schedules() {
         "backup_restore_helper",
         read(d, "db1", "/usr/local/lib/dbfleet/backup-restore")
     );
+    // The backup server's host key: served on backup1, pinned on the hosts that reach it.
+    insta::assert_snapshot!(
+        "backup_known_hosts",
+        read(d, "db2", "/etc/dbfleet/backup_known_hosts")
+    );
+    insta::assert_snapshot!(
+        "backup_sshd_conf",
+        read(d, "backup1", "/etc/ssh/sshd_config.d/dbfleet-backup.conf")
+    );
     // Seed 003's offsite copy: script, schedule, and credentials as placeholders only.
     insta::assert_snapshot!(
         "backup_offsite",

@@ -1,88 +1,123 @@
-//! The SSH key pair backup jobs use to reach the backup server: made once per fleet by
-//! `ssh-keygen` (ed25519) into `.dbfleet/backup_ed25519` (0600), next to the secrets.
-//! Job hosts get the private key as a sensitive file; the backup server authorizes the
-//! public key for its `dbfleet-backup` account only with `restrict` and a forced SFTP
-//! server rooted at the backup store (sshd(8), AUTHORIZED_KEYS FILE FORMAT), so the key
-//! can move files in and out of the store and do nothing else.
+//! The SSH keys of the backup transfers, made once per fleet by `ssh-keygen` into the
+//! inventory's `.dbfleet/` (0600), next to the secrets:
+//! - `backup_ed25519`, the client key. Job hosts get the private key as a sensitive file;
+//!   the backup server authorizes the public key for its `dbfleet-backup` account only,
+//!   with `restrict` and a forced SFTP server rooted at the backup store (sshd(8),
+//!   AUTHORIZED_KEYS FILE FORMAT), so the key can move files in and out of the store and
+//!   do nothing else.
+//! - `backup_host_ecdsa`, the backup server's ECDSA host key. The backup server serves it
+//!   (a `HostKey` drop-in) and every host that reaches it pins it (`backup_known_hosts`,
+//!   strict checking). Because the key lives with the inventory and not on the server, a
+//!   rebuilt backup server is trusted again by the next apply, where a key learnt on first
+//!   contact would lock every job out. ECDSA, so the server's own ed25519 key, the one
+//!   operators' known_hosts hold, stays as it is.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// The fleet's backup key pair, made on first use (never for `plan --offline`).
+type Pair = OnceLock<Result<(String, String), String>>;
+
+/// The fleet's backup key pairs, made on first use (never for `plan --offline`).
 pub struct BackupKey {
     dir: PathBuf,
     offline: bool,
-    pair: OnceLock<Result<(String, String), String>>,
+    client: Pair,
+    host: Pair,
 }
 
 impl BackupKey {
-    /// The key pair kept in `dir` (the inventory's `.dbfleet/`); `offline` renders
+    /// The key pairs kept in `dir` (the inventory's `.dbfleet/`); `offline` renders
     /// placeholders and never runs ssh-keygen.
     pub fn new(dir: PathBuf, offline: bool) -> BackupKey {
         BackupKey {
             dir,
             offline,
-            pair: OnceLock::new(),
+            client: OnceLock::new(),
+            host: OnceLock::new(),
         }
     }
 
-    fn pair(&self) -> Result<&(String, String), String> {
-        self.pair
-            .get_or_init(|| {
-                if self.offline {
-                    return Ok((
-                        "<backup ssh private key>\n".into(),
-                        "ssh-ed25519 <backup ssh public key> dbfleet-backup".into(),
+    /// The pair in `dir/file` (+ `.pub`), made with `ssh-keygen -t kind` when missing.
+    fn pair<'a>(
+        &self,
+        cell: &'a Pair,
+        file: &str,
+        kind: &str,
+    ) -> Result<&'a (String, String), String> {
+        cell.get_or_init(|| {
+            if self.offline {
+                let algorithm = match kind {
+                    "ecdsa" => "ecdsa-sha2-nistp256",
+                    _ => "ssh-ed25519",
+                };
+                return Ok((
+                    format!("<{file} private key>\n"),
+                    format!("{algorithm} <{file}.pub> dbfleet-backup"),
+                ));
+            }
+            let key = self.dir.join(file);
+            if !key.exists() {
+                crate::secrets::ensure_state_dir(&self.dir)
+                    .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
+                let o = std::process::Command::new("ssh-keygen")
+                    .args(["-q", "-t", kind, "-N", "", "-C", "dbfleet-backup", "-f"])
+                    .arg(&key)
+                    .output()
+                    .map_err(|e| {
+                        format!("running ssh-keygen (OpenSSH's client tools are needed): {e}")
+                    })?;
+                if !o.status.success() {
+                    return Err(format!(
+                        "ssh-keygen failed: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
                     ));
                 }
-                let key = self.dir.join("backup_ed25519");
-                if !key.exists() {
-                    crate::secrets::ensure_state_dir(&self.dir)
-                        .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
-                    let o = std::process::Command::new("ssh-keygen")
-                        .args([
-                            "-q",
-                            "-t",
-                            "ed25519",
-                            "-N",
-                            "",
-                            "-C",
-                            "dbfleet-backup",
-                            "-f",
-                        ])
-                        .arg(&key)
-                        .output()
-                        .map_err(|e| {
-                            format!("running ssh-keygen (OpenSSH's client tools are needed): {e}")
-                        })?;
-                    if !o.status.success() {
-                        return Err(format!(
-                            "ssh-keygen failed: {}",
-                            String::from_utf8_lossy(&o.stderr).trim()
-                        ));
-                    }
-                }
-                let private = std::fs::read_to_string(&key)
-                    .map_err(|e| format!("reading {}: {e}", key.display()))?;
-                let public = std::fs::read_to_string(key.with_extension("pub"))
-                    .map_err(|e| format!("reading {}.pub: {e}", key.display()))?;
-                Ok((private, public.trim().to_string()))
-            })
-            .as_ref()
-            .map_err(|e| e.clone())
+            }
+            let private = std::fs::read_to_string(&key)
+                .map_err(|e| format!("reading {}: {e}", key.display()))?;
+            let public = std::fs::read_to_string(key.with_extension("pub"))
+                .map_err(|e| format!("reading {}.pub: {e}", key.display()))?;
+            Ok((private, public.trim().to_string()))
+        })
+        .as_ref()
+        .map_err(|e| e.clone())
     }
 
-    /// The private key (OpenSSH format).
+    fn client(&self) -> Result<&(String, String), String> {
+        self.pair(&self.client, "backup_ed25519", "ed25519")
+    }
+
+    fn host(&self) -> Result<&(String, String), String> {
+        self.pair(&self.host, "backup_host_ecdsa", "ecdsa")
+    }
+
+    /// The client private key (OpenSSH format).
     ///
     /// Errors: ssh-keygen's or the file system's message.
     pub fn private(&self) -> Result<String, String> {
-        self.pair().map(|p| p.0.clone())
+        self.client().map(|p| p.0.clone())
     }
 
-    /// The public key line ("ssh-ed25519 AAAA… dbfleet-backup").
+    /// The client public key line ("ssh-ed25519 AAAA… dbfleet-backup").
     ///
     /// Errors: as [`BackupKey::private`].
     pub fn public(&self) -> Result<String, String> {
-        self.pair().map(|p| p.1.clone())
+        self.client().map(|p| p.1.clone())
+    }
+
+    /// The backup server's host private key (OpenSSH format).
+    ///
+    /// Errors: as [`BackupKey::private`].
+    pub fn host_private(&self) -> Result<String, String> {
+        self.host().map(|p| p.0.clone())
+    }
+
+    /// The backup server's host public key, type and key only ("ecdsa-sha2-nistp256
+    /// AAAA…"), as a known_hosts line wants it after the host names.
+    ///
+    /// Errors: as [`BackupKey::private`].
+    pub fn host_public(&self) -> Result<String, String> {
+        self.host()
+            .map(|p| p.1.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
     }
 }

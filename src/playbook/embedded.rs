@@ -29,8 +29,16 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/backup-authorized-keys.j2"),
     ),
     (
+        "backup-host-key.j2",
+        include_str!("../../templates/backup-host-key.j2"),
+    ),
+    (
         "backup-job.sh.j2",
         include_str!("../../templates/backup-job.sh.j2"),
+    ),
+    (
+        "backup-known-hosts.j2",
+        include_str!("../../templates/backup-known-hosts.j2"),
     ),
     (
         "backup-offsite.cron.j2",
@@ -55,6 +63,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (
         "backup-ssh-key.j2",
         include_str!("../../templates/backup-ssh-key.j2"),
+    ),
+    (
+        "backup-sshd.conf.j2",
+        include_str!("../../templates/backup-sshd.conf.j2"),
     ),
     (
         "backup-verify.cron.j2",

@@ -353,8 +353,9 @@ mod tests {
 
     #[test]
     fn a_probe_that_sends_content_instead_of_a_digest_gets_the_digest_computed() {
-        let Probed::Present { sha256, content, .. } =
-            parse("present 644 root root 2 -\ncontent YQo=\n").unwrap()
+        let Probed::Present {
+            sha256, content, ..
+        } = parse("present 644 root root 2 -\ncontent YQo=\n").unwrap()
         else {
             panic!("present")
         };

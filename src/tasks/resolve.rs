@@ -223,11 +223,29 @@ pub fn environment(
                 .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
         },
     );
-    let k = backup_key;
+    let k = backup_key.clone();
     env.add_function(
         "backup_ssh_public_key",
         move || -> Result<String, minijinja::Error> {
             k.public()
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+        },
+    );
+    let k = backup_key.clone();
+    env.add_function(
+        "backup_host_key",
+        move || -> Result<String, minijinja::Error> {
+            // The backup server's host private key: the file holding it is sensitive.
+            SECRET_USED.with(|c| c.set(true));
+            k.host_private()
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+        },
+    );
+    let k = backup_key;
+    env.add_function(
+        "backup_host_public_key",
+        move || -> Result<String, minijinja::Error> {
+            k.host_public()
                 .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
         },
     );
