@@ -432,20 +432,22 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             BackupAction::Run { job, mode } => crate::backup::cmd::run(g, job, mode.as_deref()),
             BackupAction::List { json } => crate::backup::cmd::list(g, *json),
             BackupAction::Verify { jobs, offsite } => {
+                use crate::backup::verify::{Action, on_backup_servers};
                 let what = if *offsite {
-                    crate::backup::verify::Action::VerifyOffsite
+                    Action::VerifyOffsite
                 } else {
-                    crate::backup::verify::Action::Verify
+                    Action::Verify
                 };
-                crate::backup::verify::on_backup_servers(g, what, jobs)
+                on_backup_servers(g, what, jobs)
             }
             BackupAction::Offsite { jobs, pull } => {
+                use crate::backup::verify::{Action, on_backup_servers};
                 let what = if *pull {
-                    crate::backup::verify::Action::PullOffsite
+                    Action::PullOffsite
                 } else {
-                    crate::backup::verify::Action::CopyOffsite
+                    Action::CopyOffsite
                 };
-                crate::backup::verify::on_backup_servers(g, what, jobs)
+                on_backup_servers(g, what, jobs)
             }
         },
     }

@@ -27,7 +27,7 @@ pub fn client_address(stdout: &str) -> Option<std::net::IpAddr> {
 /// pending marker) behind a marker line, under the host's run lock.
 pub fn script(graph: &TaskGraph, nodes: &[NodeIndex]) -> String {
     let mut body = String::new();
-    // dialect → (client, the marked statements of every SQL-only probe)
+    // Per dialect, the marked statements of every SQL-only probe (one client call each).
     let mut sql: Vec<(crate::sql::Dialect, String)> = Vec::new();
     for n in nodes {
         let t = &graph.graph[*n];

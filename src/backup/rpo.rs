@@ -65,6 +65,13 @@ pub struct WorstGap {
     pub to: DateTime<Utc>,
 }
 
+/// The span every schedule is walked over: 2028, a leap year, with a month either side so
+/// year ends are seen.
+fn horizon() -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let start = Utc.with_ymd_and_hms(2027, 12, 1, 0, 0, 0).single()?;
+    Some((start, start + Duration::days(366 + 62)))
+}
+
 /// The worst recovery point when the backup server is lost too and only the offsite copy
 /// (seed 003) is left: a backup counts from the first copy run at or after it, so just
 /// before each copy the newest backup offsite is the newest one taken before the copy
@@ -74,8 +81,7 @@ pub struct WorstGap {
 /// it follows has been started; copies that run during a backup take the previous one,
 /// which this bound covers only when the copy is scheduled after the backup finishes).
 pub fn worst_offsite_gap(backups: &[&Schedule], copies: &[&Schedule]) -> Option<u64> {
-    let start = Utc.with_ymd_and_hms(2027, 12, 1, 0, 0, 0).single()?;
-    let end = start + Duration::days(366 + 62);
+    let (start, end) = horizon()?;
     let mut b: Vec<DateTime<Utc>> = backups.iter().flat_map(|s| s.runs(start, end)).collect();
     let mut c: Vec<DateTime<Utc>> = copies.iter().flat_map(|s| s.runs(start, end)).collect();
     b.sort();
@@ -103,9 +109,7 @@ pub fn worst_offsite_gap(backups: &[&Schedule], copies: &[&Schedule]) -> Option<
 
 /// The worst gap of `schedules` run together, or None when they never run.
 pub fn worst_gap(schedules: &[&Schedule]) -> Option<WorstGap> {
-    // 2028 is a leap year; a month either side covers year ends.
-    let start = Utc.with_ymd_and_hms(2027, 12, 1, 0, 0, 0).single()?;
-    let end = start + Duration::days(366 + 62);
+    let (start, end) = horizon()?;
     let mut runs: Vec<DateTime<Utc>> = schedules.iter().flat_map(|s| s.runs(start, end)).collect();
     runs.sort();
     runs.dedup();

@@ -444,14 +444,7 @@ pub fn validate(
         .unwrap_or_default();
     let backup_verify = raw.backups.as_ref().and_then(|b| {
         let v = b.value.verify.as_ref()?;
-        match crate::backup::rpo::Schedule::parse(&v.value) {
-            Ok(_) => Some(v.value.clone()),
-            Err(why) => {
-                let sp = c.span(v);
-                c.push(Problem::at(format!("invalid cron expression: {why}"), sp, "here").help("five fields: minute hour day-of-month month day-of-week, e.g. \"0 6 * * 0\""));
-                None
-            }
-        }
+        check_cron(&mut c, v, "0 6 * * 0").map(|_| v.value.clone())
     });
     let backup_verify = (!backups.is_empty())
         .then(|| backup_verify.unwrap_or_else(|| crate::backup::VERIFY_SCHEDULE.to_string()));
@@ -897,19 +890,6 @@ fn check_backups(
             }
         }
     };
-    let duration = |c: &mut Checker, d: &Spanned<String>| -> Option<u64> {
-        match humantime::parse_duration(d.value.trim()) {
-            Ok(v) if v.as_secs() > 0 => Some(v.as_secs()),
-            _ => {
-                let sp = c.span(d);
-                c.push(
-                    Problem::at(format!("`{}` is not a duration", d.value), sp, "here")
-                        .help("write e.g. 15m, 24h, 1d, 2w"),
-                );
-                None
-            }
-        }
-    };
     // (job index, schedules with their spans) for the RPO pass.
     let mut parsed: Vec<ParsedJob> = Vec::new();
     for (key, job) in &b.value.jobs.0 {
@@ -986,19 +966,15 @@ fn check_backups(
         }
         for (mode, expr) in wanted {
             match expr {
-                Some(e) => match Schedule::parse(&e.value) {
-                    Ok(s) => {
+                Some(e) => {
+                    if let Some(s) = check_cron(c, e, "0 22 * * *") {
                         runs.push(Run {
                             schedule: e.value.clone(),
                             mode: mode.into(),
                         });
                         schedules.push((s, c.span(e)));
                     }
-                    Err(why) => {
-                        let sp = c.span(e);
-                        c.push(Problem::at(format!("invalid cron expression: {why}"), sp, "here").help("five fields: minute hour day-of-month month day-of-week, e.g. \"0 22 * * *\""));
-                    }
-                },
+                }
                 None if mode == "incremental" => {}
                 None => {
                     let field = if mode == "full" { "full" } else { "schedule" };
@@ -1028,8 +1004,8 @@ fn check_backups(
             .as_ref()
             .map(|r| check_retention(c, r))
             .unwrap_or_default();
-        let rpo_s = j.rpo.as_ref().and_then(|d| duration(c, d));
-        let rto_s = j.rto.as_ref().and_then(|d| duration(c, d));
+        let rpo_s = j.rpo.as_ref().and_then(|d| check_duration(c, d));
+        let rto_s = j.rto.as_ref().and_then(|d| check_duration(c, d));
         parsed.push((
             Job {
                 name: key.value.clone(),
@@ -1167,6 +1143,42 @@ fn check_backups(
     (jobs, offsite.map(|o| o.0))
 }
 
+/// A cron expression (five fields, as in /etc/cron.d), or a problem at it whose help shows
+/// `example`.
+fn check_cron(
+    c: &mut Checker,
+    e: &Spanned<String>,
+    example: &str,
+) -> Option<crate::backup::rpo::Schedule> {
+    match crate::backup::rpo::Schedule::parse(&e.value) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            let sp = c.span(e);
+            c.push(
+                Problem::at(format!("invalid cron expression: {why}"), sp, "here").help(format!(
+                    "five fields: minute hour day-of-month month day-of-week, e.g. \"{example}\""
+                )),
+            );
+            None
+        }
+    }
+}
+
+/// A positive duration ("15m", "24h", "1d"), in seconds, or a problem at it.
+fn check_duration(c: &mut Checker, d: &Spanned<String>) -> Option<u64> {
+    match humantime::parse_duration(d.value.trim()) {
+        Ok(v) if v.as_secs() > 0 => Some(v.as_secs()),
+        _ => {
+            let sp = c.span(d);
+            c.push(
+                Problem::at(format!("`{}` is not a duration", d.value), sp, "here")
+                    .help("write e.g. 15m, 24h, 1d, 2w"),
+            );
+            None
+        }
+    }
+}
+
 /// `retention:` of a job or of the offsite copy: `days`, `weeks`, or restic-style counts
 /// (seeds 001–004 keep 14 days to 4 weeks).
 fn check_retention(
@@ -1239,33 +1251,15 @@ fn check_offsite(
             ok = false;
         }
     }
-    let schedule = match crate::backup::rpo::Schedule::parse(&v.schedule.value) {
-        Ok(s) => Some(s),
-        Err(why) => {
-            let sp = c.span(&v.schedule);
-            c.push(
-                Problem::at(format!("invalid cron expression: {why}"), sp, "here").help(
-                    "five fields, e.g. \"30 3 * * *\": daily at 03:30, after the night's backups",
-                ),
-            );
-            None
-        }
-    };
+    let schedule = check_cron(c, &v.schedule, "30 3 * * *");
     let retention = v.retention.as_ref().map(|r| check_retention(c, r));
     let rpo_s = match &v.rpo {
         None => None,
-        Some(d) => match humantime::parse_duration(d.value.trim()) {
-            Ok(x) if x.as_secs() > 0 => Some(x.as_secs()),
-            _ => {
-                let sp = c.span(d);
-                c.push(
-                    Problem::at(format!("`{}` is not a duration", d.value), sp, "here")
-                        .help("write e.g. 15m, 24h, 1d, 2w"),
-                );
-                ok = false;
-                None
-            }
-        },
+        Some(d) => {
+            let r = check_duration(c, d);
+            ok &= r.is_some();
+            r
+        }
     };
     let schedule = schedule?;
     ok.then(|| {
