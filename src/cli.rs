@@ -532,6 +532,7 @@ fn switchover(g: &Global, a: &SwitchoverArgs, style: Style) -> Result<Exit, Erro
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("reading inventory {}", path.display()), e))?;
     let current = Engine::load(options(g, true))?;
+    crate::runbooks::require_proven(current.runbook_dialect(), "switchover")?;
     let to = current
         .inv
         .host(&a.to)

@@ -301,6 +301,7 @@ pub fn command(g: &Global, a: &FailoverArgs, style: Style) -> Result<Exit, Error
     // A dead host costs the connect timeout: keep it short here.
     opts.connect_timeout = opts.connect_timeout.min(Duration::from_secs(2));
     let engine = Engine::load(opts.clone())?;
+    super::require_proven(engine.runbook_dialect(), "failover")?;
     let (cluster, old) = cluster_of(&engine, a.cluster.as_deref())?;
     let window = engine
         .inv
@@ -587,6 +588,7 @@ pub fn rejoin_command(
     style: Style,
 ) -> Result<Exit, Error> {
     let engine = Engine::load(crate::cli::options(g, false))?;
+    super::require_proven(engine.runbook_dialect(), "rejoin")?;
     let h = engine
         .inv
         .host(host)

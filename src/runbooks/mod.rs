@@ -22,6 +22,20 @@ use crate::tasks::Resource;
 use crate::tasks::replication::ReplicationRes;
 use crate::transport::SshHost;
 
+/// Refuses a topology runbook (`verb`: "switchover", "failover", "rejoin", "restore",
+/// "rebuild") on a dialect where it is not proven on real hosts
+/// ([`Dialect::topology_runbooks_proven`]). Called before any host is contacted.
+///
+/// Errors: [`Error::Refused`] naming the flavor and why.
+pub fn require_proven(d: Dialect, verb: &str) -> Result<(), crate::error::Error> {
+    if d.topology_runbooks_proven() {
+        return Ok(());
+    }
+    Err(crate::error::Error::Refused(format!(
+        "{verb} refused: flavor mysql is not proven on real hosts for runbooks that change the topology (it reports Source_Host where MariaDB says Master_Host; a switchover on MySQL made two writers). Nothing was changed. Provisioning, plan and status work; move the primary by hand until MySQL runs in the lab"
+    )))
+}
+
 /// One cluster as the topology runbooks see it: connections to its database hosts and
 /// the proxies, and what the inventory declares.
 pub struct Cluster<'a> {

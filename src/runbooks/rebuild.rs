@@ -177,6 +177,7 @@ pub fn command(
     let t0 = Instant::now();
     let opts = crate::cli::options(g, false);
     let engine = Engine::load(opts.clone())?;
+    super::require_proven(engine.runbook_dialect(), "rebuild")?;
     let mut cluster = None;
     for name in hosts {
         let h = engine

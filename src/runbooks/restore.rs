@@ -168,6 +168,7 @@ pub fn command(
 ) -> Result<Exit, Error> {
     let t0 = Instant::now();
     let engine = Engine::load(crate::cli::options(g, false))?;
+    super::require_proven(engine.runbook_dialect(), "restore")?;
     let h = engine
         .inv
         .host(host)

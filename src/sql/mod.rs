@@ -47,6 +47,13 @@ impl Dialect {
             _ => "mysql",
         }
     }
+    /// Whether the topology runbooks (switchover, failover, rejoin, restore, rebuild) are
+    /// proven on real hosts of this dialect. Only MariaDB is: a MySQL 9.7 lab host showed a
+    /// switchover that never froze the old primary and made two writers (issue 10, case 6),
+    /// so those runbooks refuse MySQL until it runs in the lab.
+    pub fn topology_runbooks_proven(self) -> bool {
+        self == Dialect::MariaDb
+    }
     /// The command-line client on the host.
     pub fn client(self) -> &'static str {
         match self {
