@@ -122,7 +122,7 @@ async fn seed(
     };
     match async {
         filled?;
-        configure(replica, r, &aside).await
+        configure(replica, source, r, &aside).await
     }
     .await
     {
@@ -226,8 +226,21 @@ async fn fill_from_backup(replica: &SshHost, job: &str) -> Result<(), String> {
 /// would then run mariadb-upgrade against the copy while replication or a replay writes,
 /// and its ALTERs of system tables can deadlock with them. The copy is the server's own
 /// version, so the marker comes from the folder set aside.
-async fn configure(replica: &SshHost, r: &ReplicationRes, aside: &str) -> Result<(), String> {
+async fn configure(
+    replica: &SshHost,
+    source: &SshHost,
+    r: &ReplicationRes,
+    aside: &str,
+) -> Result<(), String> {
     let d = r.dialect;
+    // The history the copy carries (issue 10, case 3): read before the copy starts
+    // replicating, clipped to the copy's position below.
+    let history = run(
+        source,
+        "reading the source's binary log history",
+        &sql(r, d.binlog_history()),
+    )
+    .await?;
     let out = run(
         replica,
         "starting the copy",
@@ -240,11 +253,15 @@ async fn configure(replica: &SshHost, r: &ReplicationRes, aside: &str) -> Result
     )
     .await?;
     let position = out.split_whitespace().nth(2).unwrap_or("").to_string();
+    let inherited = super::topology::seeded_binlog_state(
+        &super::topology::parse_gtids(&position),
+        &super::topology::parse_gtids(history.trim()),
+    );
     // 4. Start from that position (empty: the source had written nothing to its binlog).
     let s = format!(
         "{}\n{}\n{}\n{}",
         d.stop_replica(),
-        d.set_start_position(&position),
+        d.set_start_position_with_history(&position, &inherited),
         d.change_source(&r.source),
         d.start_replica()
     );

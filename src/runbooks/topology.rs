@@ -81,6 +81,36 @@ pub fn name_ranges(ranges: &[(Gtid, Gtid)]) -> String {
         .join(", ")
 }
 
+/// The `gtid_binlog_state` a replica seeded from a copy taken at `position` inherits,
+/// from its source's `gtid_binlog_state` read at seeding time: each (domain, server) entry
+/// whose sequence number is at most the copy's in that domain. Under `gtid_strict_mode`
+/// sequence numbers grow within a domain, so those transactions precede the copy and are in
+/// it; later ones (and domains the copy does not know) come by replication. The copy's own
+/// position entries are always kept. Returns the GTID list text ("0-1-7,0-2-42"), empty
+/// when `position` is.
+pub fn seeded_binlog_state(position: &[Gtid], source_state: &[Gtid]) -> String {
+    let upto = by_domain(position);
+    let mut pairs: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+    for g in position.iter().chain(
+        source_state
+            .iter()
+            .filter(|g| upto.get(&g.domain).is_some_and(|max| g.seq <= *max)),
+    ) {
+        let e = pairs.entry((g.domain, g.server)).or_insert(0);
+        *e = (*e).max(g.seq);
+    }
+    // MariaDB wants each domain's last GTID last: order by domain, then sequence number.
+    let mut list: Vec<Gtid> = pairs
+        .into_iter()
+        .map(|((domain, server), seq)| Gtid { domain, server, seq })
+        .collect();
+    list.sort_by_key(|g| (g.domain, g.seq));
+    list.iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The highest sequence number per domain of a position.
 pub fn by_domain(pos: &[Gtid]) -> BTreeMap<u32, u64> {
     let mut m = BTreeMap::new();
@@ -291,6 +321,18 @@ mod tests {
             name_ranges(&missing_from(&parse_gtids("1-3-2"), &new)),
             "1-3-1..1-3-2 (2 transactions)"
         );
+    }
+
+    #[test]
+    fn a_seeded_replica_inherits_the_history_before_its_copy() {
+        // The copy was taken at 0-1-100; the source has since written 0-1-120, and its
+        // history holds 0-2-50 (db2 was primary once) and 0-3-130 (after the copy).
+        let state = seeded_binlog_state(
+            &parse_gtids("0-1-100"),
+            &parse_gtids("0-2-50,0-3-130,0-1-120,5-1-3"),
+        );
+        assert_eq!(state, "0-2-50,0-1-100");
+        assert_eq!(seeded_binlog_state(&[], &parse_gtids("0-1-5")), "");
     }
 
     #[test]

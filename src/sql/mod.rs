@@ -259,6 +259,35 @@ impl Dialect {
         }
     }
 
+    /// Sets the start position of a freshly seeded replica together with the binary log
+    /// history it inherits from the copy (`binlog_state`, a full `gtid_binlog_state`
+    /// clipped to the copy's position, see `runbooks::topology::seeded_binlog_state`).
+    /// MariaDB: without it the copy's `gtid_binlog_state` is empty, and once promoted the
+    /// server looks as if it never saw the cluster's history: false errant GTIDs on the old
+    /// primary, a refused rejoin, error 1236 for a replica under `gtid_strict_mode` (issue
+    /// 10, case 3). `SET GLOBAL gtid_binlog_state` needs an empty binary log, hence
+    /// `RESET MASTER` first (the copy's own binary log holds nothing yet; MariaDB KB
+    /// "gtid_binlog_state"). MySQL's `gtid_purged` already carries the history.
+    pub fn set_start_position_with_history(self, position: &str, binlog_state: &str) -> String {
+        match self {
+            Dialect::MariaDb if !binlog_state.is_empty() => format!(
+                "RESET MASTER;\nSET GLOBAL gtid_binlog_state = {};\n{}",
+                quote(binlog_state),
+                self.set_start_position(position)
+            ),
+            _ => self.set_start_position(position),
+        }
+    }
+
+    /// The server's full binary log history: one row, `gtid_binlog_state` (MariaDB) or
+    /// `gtid_executed` (MySQL).
+    pub fn binlog_history(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "SELECT @@GLOBAL.gtid_binlog_state;",
+            _ => "SELECT @@GLOBAL.gtid_executed;",
+        }
+    }
+
     /// The server's current GTID position (what a replica must reach).
     pub fn current_position(self) -> &'static str {
         match self {
