@@ -2,7 +2,9 @@
 //! set against what the inventory declares.
 //!
 //! Unhealthy, each with the host and the reason: the server is unreachable or down; a
-//! replica's IO or SQL thread is stopped; its lag is over `max_replica_lag_seconds`
+//! replica's IO or SQL thread is stopped; its lag is over `max_replica_lag_seconds`; it is
+//! behind the primary's GTID position and does not reach it within a grace period (the
+//! distance in transactions and its last error are named, even while its threads say Yes);
 //! (seed 000's monitoring script alerts at 300 s); it replicates from another host than its
 //! declared source; it is writable (`read_only` off); it has an errant transaction, that is
 //! a `gtid_binlog_state` entry with its own server_id in the primary's domain (DESIGN.md:
@@ -40,6 +42,11 @@ pub struct HostStatus {
     pub sql_running: Option<String>,
     /// Seconds_Behind_Master; None when unknown (threads stopped).
     pub lag_seconds: Option<u64>,
+    /// Replicas: transactions the primary had (its `gtid_binlog_pos`, read in the same
+    /// pass) that this replica had not applied (`gtid_slave_pos`), summed over domains.
+    /// None without the primary's row. Unlike Seconds_Behind_Master it stays true while
+    /// the IO thread flaps or receives nothing (issue 10, case 5).
+    pub behind_transactions: Option<u64>,
     /// Semi-sync: "primary on/off", "replica on/off", or "off".
     pub semi_sync: String,
     /// Replicas: verified TLS to the source. Primaries: TLS available.
@@ -199,7 +206,15 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
     s
 }
 
-/// Reads every selected database host, `forks` at a time.
+/// Seconds a replica that is behind its primary's position gets to reach it before
+/// `status` calls it behind (a healthy replica under write load does in milliseconds).
+pub const CATCH_UP_GRACE_S: u32 = 2;
+
+/// Reads every selected database host, `forks` at a time. A replica whose applied
+/// position is behind the primary's (read in the same pass) is then given
+/// [`CATCH_UP_GRACE_S`] to reach that position (`MASTER_GTID_WAIT` on its open
+/// connection); one that does not is unhealthy, with the distance in transactions and its
+/// last replication error, whatever its thread flags and Seconds_Behind_Master say.
 pub async fn gather(
     inv: &Inventory,
     hosts: &[&Host],
@@ -213,21 +228,101 @@ pub async fn gather(
         let sem = sem.clone();
         async move {
             let _p = sem.acquire().await;
+            let mut conn = None;
             let res: Result<String, String> = async {
                 let c = SshHost::connect(h, inv.host_key_policy, timeout)
                     .await
                     .map_err(|e| e.to_string())?;
                 let o = c.run(&script(d)).await.map_err(|e| e.to_string());
-                c.close().await;
+                conn = Some(c);
                 Ok(o?.stdout)
             }
             .await;
-            evaluate(inv, h, res.as_deref().map_err(|e| e.as_str()), max_lag)
+            (
+                evaluate(inv, h, res.as_deref().map_err(|e| e.as_str()), max_lag),
+                conn,
+            )
         }
     });
-    let mut rows = futures::future::join_all(futs).await;
+    let (mut rows, conns): (Vec<HostStatus>, Vec<Option<SshHost>>) =
+        futures::future::join_all(futs).await.into_iter().unzip();
     forgive_replicated_history(inv, hosts, &mut rows);
+    let targets = gtid_distance(inv, hosts, &mut rows);
+    let waits = rows
+        .iter()
+        .zip(conns.iter())
+        .enumerate()
+        .filter_map(|(i, (r, c))| Some((i, c.as_ref()?, targets.get(&r.host)?)))
+        .map(|(i, c, pos)| async move {
+            let script = format!(
+                "{} -N -B <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\n",
+                d.client(),
+                d.wait_for_position(pos, CATCH_UP_GRACE_S)
+            );
+            let reached = c
+                .run(&script)
+                .await
+                .is_ok_and(|o| o.code == 0 && o.stdout.trim() == "0");
+            (i, reached, pos.clone())
+        });
+    for (i, reached, pos) in futures::future::join_all(waits).await {
+        let r = &mut rows[i];
+        if !reached {
+            let n = r.behind_transactions.unwrap_or(0);
+            let mut p = format!(
+                "{n} transaction(s) behind the primary: did not reach its position {pos} within {CATCH_UP_GRACE_S} s"
+            );
+            if !r.last_error.is_empty() {
+                p.push_str(&format!("; last replication error: {}", r.last_error));
+            }
+            r.problems.push(p);
+        }
+    }
+    for c in conns.into_iter().flatten() {
+        c.close().await;
+    }
     rows
+}
+
+/// Fills each replica's `behind_transactions` from its primary's row; returns, for each
+/// replica that is behind, the primary's position it must reach.
+fn gtid_distance(
+    inv: &Inventory,
+    hosts: &[&Host],
+    rows: &mut [HostStatus],
+) -> BTreeMap<String, String> {
+    use crate::runbooks::topology::{by_domain, parse_gtids};
+    let positions: BTreeMap<String, String> = rows
+        .iter()
+        .map(|r| (r.host.clone(), r.gtid_binlog_pos.clone()))
+        .collect();
+    let mut targets = BTreeMap::new();
+    for r in rows.iter_mut().filter(|r| r.live == "replica") {
+        let Some(h) = hosts.iter().find(|h| h.name == r.host) else {
+            continue;
+        };
+        let Some(primary) = inv
+            .hosts
+            .iter()
+            .find(|o| o.cluster == h.cluster && o.has(Role::Primary) && o.name != h.name)
+        else {
+            continue;
+        };
+        let Some(pos) = positions.get(&primary.name).filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let theirs = by_domain(&parse_gtids(pos));
+        let mine = by_domain(&parse_gtids(&r.gtid_slave_pos));
+        let behind: u64 = theirs
+            .iter()
+            .map(|(d, seq)| seq.saturating_sub(mine.get(d).copied().unwrap_or(0)))
+            .sum();
+        r.behind_transactions = Some(behind);
+        if behind > 0 {
+            targets.insert(r.host.clone(), pos.clone());
+        }
+    }
+    targets
 }
 
 /// A replica's own entries that its primary also has are history, not errant: an old
@@ -309,9 +404,12 @@ pub fn render(rows: &[HostStatus]) -> String {
                 (Some(i), Some(s)) => format!("{i}/{s}"),
                 _ => "-".into(),
             },
-            r.lag_seconds
-                .map(|l| format!("{l}s"))
-                .unwrap_or_else(|| "-".into()),
+            match (r.lag_seconds, r.behind_transactions) {
+                (Some(l), Some(t)) if t > 0 => format!("{l}s, {t} trx"),
+                (None, Some(t)) if t > 0 => format!("{t} trx"),
+                (Some(l), _) => format!("{l}s"),
+                _ => "-".into(),
+            },
             r.semi_sync.clone(),
             if r.tls { "yes".into() } else { "no".into() },
             if r.problems.is_empty() {

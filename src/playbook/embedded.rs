@@ -125,6 +125,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/proxy-check.sh.j2"),
     ),
     (
+        "proxy-primary.j2",
+        include_str!("../../templates/proxy-primary.j2"),
+    ),
+    (
         "proxysql-admin.sql.j2",
         include_str!("../../templates/proxysql-admin.sql.j2"),
     ),

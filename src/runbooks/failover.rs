@@ -7,7 +7,10 @@
 //!    reachable replica (its database port does not answer from them): a primary that a
 //!    replica still reaches is alive or partitioned from us only, and promoting then
 //!    makes two writers (GitHub's 2018-10-21 incident);
-//! 3. fence it: every proxy's writer loses it (runtime API); if its host answers SSH, the
+//!    A primary that a proxy still reaches is not dead to the application: failover refuses
+//!    unless semi-sync runs without fallback (`semi_sync_timeout_ms: never`), where every
+//!    acknowledged write is on a replica, and then fences it on those proxies first;
+//! 3. fence it: every proxy's writer and reader lose it (runtime API); if its host answers SSH, the
 //!    server is stopped so it cannot come back writable by itself (it would start
 //!    read-only anyway: `mysqld.cnf`);
 //! 4. drain: each replica applies what it received (`Gtid_IO_Pos` = `gtid_slave_pos`), not
@@ -80,6 +83,21 @@ pub struct Verdict {
     pub from_here: String,
     /// (replica, its IO thread state, whether the primary's port answers from it).
     pub from_replicas: Vec<(String, String, bool)>,
+    /// Proxies from which the primary's database port still answers: the application may
+    /// still write to it through them (issue 10, case 1).
+    pub reached_by_proxies: Vec<String>,
+}
+
+/// Whether `primary` runs semi-sync with no fallback to async (`semi_sync: true` and
+/// `semi_sync_timeout_ms: never`): then every write it acknowledged is on a replica, even
+/// while it is cut off from them (lossless semi-sync, AFTER_SYNC; MariaDB KB
+/// "Semisynchronous Replication"). With any timeout it may have fallen back to async and
+/// acknowledged writes that only it has.
+pub fn lossless_semi_sync(engine: &Engine, primary: &str) -> bool {
+    engine.inv.host(primary).is_some_and(|h| {
+        h.vars.get("semi_sync").and_then(|v| v.as_bool()) == Some(true)
+            && h.vars.get("semi_sync_timeout_ms").and_then(|v| v.as_str()) == Some("never")
+    })
 }
 
 fn cluster_of(engine: &Engine, want: Option<&str>) -> Result<(String, String), Error> {
@@ -141,6 +159,26 @@ pub async fn confirm_dead(
         super::topology::state_probe(c.dialect)
     );
     let replicas: Vec<&String> = c.members.iter().filter(|m| *m != primary).collect();
+    // The proxies too: a primary cut off from us and its replicas but not from a proxy
+    // still takes the application's writes (issue 10, case 1).
+    let port_probe = format!(
+        "if timeout 1 bash -c 'exec 3<>/dev/tcp/{}/{port}' 2>/dev/null; then echo port=open; else echo port=closed; fi\n",
+        p.address
+    );
+    let proxy_futs = c.proxies.iter().map(|x| {
+        let port_probe = port_probe.clone();
+        async move {
+            let open = match c.conns.get(x) {
+                Some(conn) => conn
+                    .run(&port_probe)
+                    .await
+                    .ok()
+                    .is_some_and(|o| o.stdout.lines().any(|l| l == "port=open")),
+                None => false,
+            };
+            (x.clone(), open)
+        }
+    });
     let futs = replicas.iter().map(|r| {
         let probe = probe.clone();
         async move {
@@ -156,7 +194,11 @@ pub async fn confirm_dead(
             Some(((*r).clone(), io, open))
         }
     });
-    let ((from_here, conn, alive), there) = tokio::join!(here, futures::future::join_all(futs));
+    let ((from_here, conn, alive), there, proxies) = tokio::join!(
+        here,
+        futures::future::join_all(futs),
+        futures::future::join_all(proxy_futs)
+    );
     if alive {
         return Err(Error::Refused(format!(
             "{primary} is alive: its server answers over SSH; use `dbfleet switchover` to move the primary on purpose"
@@ -173,11 +215,23 @@ pub async fn confirm_dead(
             "{primary}'s database port answers from {r}: the primary is alive, or cut off from this machine only; refusing to make a second writer"
         )));
     }
+    let reached_by_proxies: Vec<String> = proxies
+        .into_iter()
+        .filter(|(_, open)| *open)
+        .map(|(x, _)| x)
+        .collect();
+    if !reached_by_proxies.is_empty() && !lossless_semi_sync(c.engine, primary) {
+        return Err(Error::Refused(format!(
+            "{primary}'s database port answers from {}: the application may still write to it, and without lossless semi-sync (semi_sync: true with semi_sync_timeout_ms: never) it may hold acknowledged writes that no replica has. Refusing; nothing was changed. Heal the partition (its replicas catch up), or stop its server, then fail over",
+            reached_by_proxies.join(", ")
+        )));
+    }
     Ok((
         Verdict {
             primary: primary.into(),
             from_here,
             from_replicas,
+            reached_by_proxies,
         },
         conn,
     ))
@@ -416,6 +470,17 @@ async fn failover(
                 .join(", ")
         ),
     );
+    if !verdict.reached_by_proxies.is_empty() {
+        step(
+            c,
+            t0,
+            old,
+            format!(
+                "still reached from {}: fenced there first; lossless semi-sync without fallback, so every write it acknowledged is on a replica",
+                verdict.reached_by_proxies.join(", ")
+            ),
+        );
+    }
     let replicas: Vec<String> = verdict
         .from_replicas
         .iter()
@@ -556,9 +621,10 @@ async fn failover(
             Err(e) => problems.push(e),
         }
     }
+    let new_address = c.address(&new);
     for p in &c.proxies {
         match c.conn(p) {
-            Ok(conn) => match move_writer(conn, &new, None).await {
+            Ok(conn) => match move_writer(conn, &new, &new_address, None).await {
                 Ok(()) => step(c, t0, p, format!("writer → {new}")),
                 Err(e) => problems.push(e),
             },
@@ -637,6 +703,15 @@ pub fn rejoin_command(
             }
             step(host, "server started (read-only)".into());
             mine = super::topology::read_state(&me, d).await.map_err(Error::Refused)?;
+        }
+        if mine.up && !mine.read_only {
+            // A returned old primary is fenced as soon as dbfleet reaches it, whatever the
+            // rejoin decides below: a refused rejoin must not leave a second writer.
+            sql(&me, d, "making it read-only", &d.set_read_only(true))
+                .await
+                .map_err(|e| Error::Refused(engine.redactor.redact(&e)))?;
+            step(host, "was writable: read_only ON (fenced)".into());
+            mine.read_only = true;
         }
         let theirs = super::topology::read_state(&src, d).await.map_err(Error::Refused)?;
         if !theirs.up || theirs.read_only || theirs.replicating() {

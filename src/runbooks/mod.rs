@@ -137,6 +137,15 @@ impl<'a> Cluster<'a> {
             .ok_or_else(|| format!("{host} is not reachable over SSH"))
     }
 
+    /// The inventory address of `host` (empty for a host not in the inventory).
+    pub fn address(&self, host: &str) -> String {
+        self.engine
+            .inv
+            .host(host)
+            .map(|h| h.address.to_string())
+            .unwrap_or_default()
+    }
+
     /// Reports a runbook step.
     pub fn step(&self, host: &str, text: String) {
         self.events.emit(Event::Step {

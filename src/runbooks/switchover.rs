@@ -305,8 +305,9 @@ pub async fn run(c: &Cluster<'_>, new: &str, old: &str, p: &PrimaryRes) -> Resul
 
     // 4. Proxies.
     let mut problems = Vec::new();
+    let new_address = c.address(new);
     for proxy in &c.proxies {
-        match super::topology::move_writer(c.conn(proxy)?, new, Some(old)).await {
+        match super::topology::move_writer(c.conn(proxy)?, new, &new_address, Some(old)).await {
             Ok(()) => c.step(proxy, format!("writer → {new}")),
             Err(e) => problems.push(e),
         }

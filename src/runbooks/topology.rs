@@ -102,7 +102,11 @@ pub fn seeded_binlog_state(position: &[Gtid], source_state: &[Gtid]) -> String {
     // MariaDB wants each domain's last GTID last: order by domain, then sequence number.
     let mut list: Vec<Gtid> = pairs
         .into_iter()
-        .map(|((domain, server), seq)| Gtid { domain, server, seq })
+        .map(|((domain, server), seq)| Gtid {
+            domain,
+            server,
+            seq,
+        })
         .collect();
     list.sort_by_key(|g| (g.domain, g.seq));
     list.iter()
@@ -254,13 +258,23 @@ pub async fn sql(
 /// HAProxy's runtime API socket on proxy hosts (`templates/haproxy.cfg.j2`).
 pub const HAPROXY_SOCKET: &str = "/run/haproxy/admin.sock";
 
-/// Moves the `writer` backend of HAProxy on `proxy` to `new` and takes `old` out (state
-/// maint, its sessions shut), live through the runtime API: no reload, no dropped reader
-/// sessions. `old: None` only enables `new`. The rendered configuration says the same, so
-/// a later reload keeps it.
+/// The file proxy-check reads the cluster primary's address from (`proxy-primary.j2`):
+/// a reader is up only while it replicates from that address.
+pub const PROXY_PRIMARY_FILE: &str = "/etc/haproxy/dbfleet-primary";
+
+/// Moves the `writer` backend of HAProxy on `proxy` to `new` (at `new_address`) and takes
+/// `old` out (state maint, its sessions shut), live through the runtime API: no reload, no
+/// dropped reader sessions. The readers' check follows the new primary at once
+/// ([`PROXY_PRIMARY_FILE`], replaced atomically). `old: None` only enables `new`. The
+/// rendered configuration says the same, so a later reload keeps it.
 ///
-/// Errors: a message when the socket refuses a command.
-pub async fn move_writer(proxy: &SshHost, new: &str, old: Option<&str>) -> Result<(), String> {
+/// Errors: a message when the socket refuses a command or the file cannot be written.
+pub async fn move_writer(
+    proxy: &SshHost,
+    new: &str,
+    new_address: &str,
+    old: Option<&str>,
+) -> Result<(), String> {
     let mut cmds = vec![
         format!("set server writer/{new} state ready"),
         format!("set server writer/{new} health up"),
@@ -269,16 +283,40 @@ pub async fn move_writer(proxy: &SshHost, new: &str, old: Option<&str>) -> Resul
         cmds.push(format!("set server writer/{old} state maint"));
         cmds.push(format!("shutdown sessions server writer/{old}"));
     }
+    let o = proxy
+        .run(&format!(
+            "set -eu
+printf '%s\\n' {a} > {f}.dbfleet-tmp
+chmod 0644 {f}.dbfleet-tmp
+mv {f}.dbfleet-tmp {f}
+",
+            a = crate::tasks::q(new_address),
+            f = PROXY_PRIMARY_FILE
+        ))
+        .await
+        .map_err(|e| format!("moving the writer on {}: {e}", proxy.name))?;
+    if o.code != 0 {
+        return Err(format!(
+            "writing {PROXY_PRIMARY_FILE} on {}: {}",
+            proxy.name,
+            o.stderr.trim()
+        ));
+    }
     runtime_api(proxy, &cmds, "moving the writer").await
 }
 
-/// Takes `old` out of the writer backend on `proxy` (fencing), leaving no writer.
+/// Fences `old` on `proxy`: out of the writer AND the reader backend (state maint, its
+/// sessions shut), leaving no writer. A fenced server stays out of both until a reload
+/// (the rendered file lists it as a replica then, and the readers' check keeps it down
+/// until it replicates from the new primary, read-only: `rejoin`).
 ///
 /// Errors: a message when the socket refuses a command.
 pub async fn fence_writer(proxy: &SshHost, old: &str) -> Result<(), String> {
     let cmds = [
         format!("set server writer/{old} state maint"),
         format!("shutdown sessions server writer/{old}"),
+        format!("set server reader/{old} state maint"),
+        format!("shutdown sessions server reader/{old}"),
     ];
     runtime_api(proxy, &cmds, "fencing").await
 }

@@ -63,6 +63,15 @@ impl Dialect {
     }
 }
 
+/// Field names of the replica status a dialect reports ([`Dialect::replica_fields`]).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct ReplicaFields {
+    pub source_host: &'static str,
+    pub io_running: &'static str,
+    pub sql_running: &'static str,
+    pub seconds_behind: &'static str,
+}
+
 /// A string literal: single quotes, backslash and quote escaped (NO_BACKSLASH_ESCAPES off,
 /// the default of both servers).
 pub fn quote(s: &str) -> String {
@@ -276,6 +285,26 @@ impl Dialect {
                 self.set_start_position(position)
             ),
             _ => self.set_start_position(position),
+        }
+    }
+
+    /// The names `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS` reports, as (source host, IO
+    /// thread running, SQL thread running, seconds behind). MySQL 8.0.22 renamed them
+    /// (`Source_Host`, `Replica_IO_Running`, …); MariaDB keeps the old names.
+    pub fn replica_fields(self) -> ReplicaFields {
+        match self {
+            Dialect::MariaDb => ReplicaFields {
+                source_host: "Master_Host",
+                io_running: "Slave_IO_Running",
+                sql_running: "Slave_SQL_Running",
+                seconds_behind: "Seconds_Behind_Master",
+            },
+            _ => ReplicaFields {
+                source_host: "Source_Host",
+                io_running: "Replica_IO_Running",
+                sql_running: "Replica_SQL_Running",
+                seconds_behind: "Seconds_Behind_Source",
+            },
         }
     }
 

@@ -75,6 +75,9 @@ struct DbLayout {
     /// The package holding the client (proxy hosts' checks).
     client_package: &'static str,
     reload_tls: &'static str,
+    /// The replica status statement and the names of its fields (proxy checks).
+    show_replica_status: &'static str,
+    replica: crate::sql::ReplicaFields,
     /// The seed's hardening statements for this dialect, and a query that returns 1 when
     /// they have nothing left to do.
     hardening_sql: String,
@@ -108,6 +111,8 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             // transaction under its own server_id, which stops replication in strict mode
             // (seen in the lab).
             reload_tls: "FLUSH LOCAL SSL",
+            show_replica_status: d.show_replica_status(),
+            replica: d.replica_fields(),
             hardening_sql,
             hardening_check,
         },
@@ -121,6 +126,8 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             client: "mysql",
             client_package: "mysql-client",
             reload_tls: "ALTER INSTANCE RELOAD TLS",
+            show_replica_status: d.show_replica_status(),
+            replica: d.replica_fields(),
             hardening_sql,
             hardening_check,
         },
