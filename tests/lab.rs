@@ -1357,17 +1357,74 @@ fn start_writer(primary: &str, from: u64) {
 /// Stops the writer; returns the acknowledged numbers and the longest gap between two
 /// acknowledged writes, in seconds.
 fn stop_writer() -> (Vec<u64>, f64) {
+    let rows = stop_writer_acks();
+    let gap = rows.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max);
+    (rows.into_iter().map(|(_, n, _)| n).collect(), gap)
+}
+
+/// Stops the writer; returns each acknowledged insert as (epoch seconds, number, the
+/// server_id that acknowledged it), in order.
+fn stop_writer_acks() -> Vec<(f64, u64, u32)> {
     on("backup1", "rm -f /root/writer.run; sleep 1");
     let log = on("backup1", "cat /root/writer.log");
-    let rows: Vec<(f64, u64)> = log
-        .lines()
+    log.lines()
         .filter_map(|l| {
-            let (t, n) = l.split_once(' ')?;
-            Some((t.parse().ok()?, n.parse().ok()?))
+            let mut f = l.split(' ');
+            Some((
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+            ))
         })
-        .collect();
-    let gap = rows.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max);
-    (rows.into_iter().map(|(_, n)| n).collect(), gap)
+        .collect()
+}
+
+/// lab/fault.sh with `args` (the fault-injection harness).
+fn fault(args: &[&str]) {
+    let o = bounded(EXEC_LIMIT_S, "bash")
+        .arg(repo().join("lab/fault.sh"))
+        .args(args)
+        .output()
+        .expect("lab/fault.sh");
+    assert!(
+        o.status.success(),
+        "lab/fault.sh {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Reads through the proxy's reader port `n` times (new connections, from backup1, as the
+/// application): each answer's (server_id, read_only).
+fn reader_answers(n: usize) -> Vec<(u32, bool)> {
+    on(
+        "backup1",
+        &format!(
+            "for i in $(seq 1 {n}); do mariadb --defaults-extra-file=/root/app.cnf -h 172.29.77.31 -P 3307 -N --connect-timeout=2 \
+             -e 'SELECT @@server_id, @@read_only' 2>/dev/null; done; true"
+        ),
+    )
+    .lines()
+    .filter_map(|l| {
+        let (id, ro) = l.split_once('\t')?;
+        Some((id.trim().parse().ok()?, ro.trim() == "1"))
+    })
+    .collect()
+}
+
+/// HAProxy's servers of `backend` that are up and not in maintenance (runtime state).
+fn proxy_up(backend: &str) -> Vec<String> {
+    on(
+        "proxy1",
+        &format!(
+            "echo 'show servers state {backend}' | socat stdio unix-connect:/run/haproxy/admin.sock"
+        ),
+    )
+    .lines()
+    .filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 6 && f[1] == backend && f[5] == "2" && f[6] == "0").then(|| f[3].to_string())
+    })
+    .collect()
 }
 
 /// Every acknowledged number is in app.seq on `host`.
@@ -1652,6 +1709,183 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
     assert!(
         r.stderr.contains(extra_gtid.trim()),
         "the extra transaction {extra_gtid} is named:\n{}",
+        r.all()
+    );
+
+    // Back to a fresh, converged lab.
+    let ok = Command::new("bash")
+        .arg(repo().join("lab/lab.sh"))
+        .args(["reset", "db1", "db2", "db3"])
+        .status()
+        .expect("lab reset");
+    assert!(ok.success());
+    lab.fresh = true;
+    converge(&mut lab);
+}
+
+/// Issue 10, cases 1 and 2, with the fault harness (lab/fault.sh): the primary is cut off
+/// from this machine and from its replicas, but not from the proxy, while the application
+/// writes through the proxy.
+/// - With semi-sync that may fall back to async (a timeout in ms), the cut-off primary keeps
+///   acknowledging writes only it has: `failover` refuses (the proxy still reaches it) and,
+///   once healed, every acknowledged insert is everywhere.
+/// - With lossless semi-sync (`semi_sync_timeout_ms: never`) its commits block: `failover`
+///   fences it on the proxy and promotes a replica; every acknowledged insert survives, all
+///   acknowledged by the primary of their moment; once its network is back the old primary
+///   is served by neither backend (the reader port never answers from a writable server),
+///   and `rejoin` leaves it read-only whatever it decides.
+#[test]
+fn partitioned_primary_still_reached_by_the_proxy_loses_no_acknowledged_write_and_never_makes_two_writers()
+ {
+    let mut lab = lab();
+    converge(&mut lab);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let semi = |timeout: &str| {
+        format!(
+            "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: {timeout}"
+        )
+    };
+    let fallback_vars = semi("3000");
+    let inv = lab_variant(
+        dir.path(),
+        "fallback.yml",
+        &[("    max_connections: 200", fallback_vars.as_str())],
+    );
+    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    eventually(
+        "db1",
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
+        "2",
+    );
+    let before = std::fs::read_to_string(&inv).expect("inventory");
+
+    // Case 1 with a fallback: refused, nothing changed, nothing lost.
+    start_writer("db1", 3_000_000);
+    fault(&["partition", "db1", "operator", "db2", "db3"]);
+    std::thread::sleep(Duration::from_secs(6));
+    let r = dbfleet_with(&inv, &["failover", "--auto-approve"], &[]);
+    fault(&["heal", "db1"]);
+    let acks = stop_writer_acks();
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("db1's database port answers from proxy1"),
+        "{}",
+        r.all()
+    );
+    assert!(r.stderr.contains("nothing was changed"), "{}", r.all());
+    assert_eq!(std::fs::read_to_string(&inv).expect("inventory"), before);
+    assert_eq!(proxy_up("writer"), vec!["db1".to_string()]);
+    let acked: Vec<u64> = acks.iter().map(|a| a.1).collect();
+    assert!(acks.iter().all(|a| a.2 == 1), "only db1 acknowledged");
+    let last = acked.iter().max().expect("acknowledged inserts");
+    for h in DB_HOSTS {
+        eventually(
+            h,
+            &format!("SELECT COUNT(*) FROM app.seq WHERE n = {last}"),
+            "1",
+        );
+        assert_all_present(h, &acked);
+    }
+    eprintln!(
+        "partition with fallback: failover refused, 0 of {} acknowledged inserts lost",
+        acked.len()
+    );
+
+    // Case 1 lossless, then case 2.
+    let lossless_vars = semi("never");
+    let inv = lab_variant(
+        dir.path(),
+        "lossless.yml",
+        &[("    max_connections: 200", lossless_vars.as_str())],
+    );
+    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert_eq!(
+        sql(
+            "db1",
+            "SELECT @@rpl_semi_sync_master_timeout, @@rpl_semi_sync_master_wait_no_slave"
+        ),
+        "31536000000\t1"
+    );
+    eventually(
+        "db1",
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
+        "2",
+    );
+    let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 0, "{}", p.all());
+    start_writer("db1", 4_000_000);
+    fault(&["partition", "db1", "operator", "db2", "db3"]);
+    std::thread::sleep(Duration::from_secs(4));
+    let f = dbfleet_with(&inv, &["failover", "--auto-approve"], &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let acks = stop_writer_acks();
+    assert_eq!(f.code, 0, "{}", f.all());
+    assert!(
+        f.stdout.contains("fenced there first") || f.stderr.contains("fenced there first"),
+        "{}",
+        f.all()
+    );
+    let text = std::fs::read_to_string(&inv).expect("inventory");
+    let (new, other, new_id) =
+        if text.contains("  db2:\n    address: 172.29.77.12\n    roles: [primary]") {
+            ("db2", "db3", 2)
+        } else {
+            ("db3", "db2", 3)
+        };
+    let acked: Vec<u64> = acks.iter().map(|a| a.1).collect();
+    assert!(
+        acks.iter().any(|a| a.2 == new_id),
+        "writes resumed on {new}"
+    );
+    // Acknowledged by the primary of their moment: db1's acks all come before the new
+    // primary's first, and no other server acknowledged anything.
+    let first_new = acks.iter().position(|a| a.2 == new_id).expect("new acks");
+    assert!(
+        acks[..first_new].iter().all(|a| a.2 == 1)
+            && acks[first_new..].iter().all(|a| a.2 == new_id),
+        "two writers acknowledged inserts: {:?}",
+        acks.iter().map(|a| a.2).collect::<Vec<_>>()
+    );
+    assert_all_present(new, &acked);
+    let last = acked.iter().max().expect("acked");
+    eventually(
+        other,
+        &format!("SELECT COUNT(*) FROM app.seq WHERE n = {last}"),
+        "1",
+    );
+    assert_all_present(other, &acked);
+    eprintln!(
+        "lossless partition: failover fenced db1 on the proxy, 0 of {} acknowledged inserts lost",
+        acked.len()
+    );
+
+    // Case 2: db1's network comes back, writable, with commits waiting for an ack.
+    fault(&["heal", "db1"]);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        sql("db1", "SELECT @@read_only"),
+        "0",
+        "the old primary came back writable"
+    );
+    assert_eq!(proxy_up("writer"), vec![new.to_string()]);
+    assert!(
+        !proxy_up("reader").contains(&"db1".to_string()),
+        "db1 is no reader"
+    );
+    let answers = reader_answers(20);
+    assert!(!answers.is_empty(), "the reader port answers");
+    assert!(
+        answers.iter().all(|(id, ro)| *ro && *id != 1),
+        "the reader port served a writable server: {answers:?}"
+    );
+    let r = dbfleet_with(&inv, &["rejoin", "db1", "--auto-approve"], &[]);
+    assert_eq!(
+        sql("db1", "SELECT @@read_only"),
+        "1",
+        "rejoin (exit {}) fenced db1:\n{}",
+        r.code,
         r.all()
     );
 
