@@ -706,8 +706,25 @@ pub fn rejoin_command(
         }
         if mine.up && !mine.read_only {
             // A returned old primary is fenced as soon as dbfleet reaches it, whatever the
-            // rejoin decides below: a refused rejoin must not leave a second writer.
-            sql(&me, d, "making it read-only", &d.set_read_only(true))
+            // rejoin decides below: a refused rejoin must not leave a second writer. Its
+            // application sessions go first, then its semi-sync primary side: commits that
+            // wait for an ack nobody will send (lossless semi-sync without fallback) would
+            // otherwise hold `SET GLOBAL read_only` forever. Their clients are gone, so
+            // nothing they wrote is acknowledged.
+            let kills = sql(&me, d, "listing application sessions", d.app_sessions_kill_list())
+                .await
+                .unwrap_or_default();
+            if !kills.trim().is_empty() {
+                let _ = me
+                    .run(&format!(
+                        "{} --force 2>/dev/null <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\ntrue\n",
+                        d.client(),
+                        kills.trim()
+                    ))
+                    .await;
+            }
+            let fence = format!("{}\n{}", d.set_semi_sync_primary(false), d.set_read_only(true));
+            sql(&me, d, "making it read-only", &fence)
                 .await
                 .map_err(|e| Error::Refused(engine.redactor.redact(&e)))?;
             step(host, "was writable: read_only ON (fenced)".into());
