@@ -983,6 +983,44 @@ fn status_is_healthy_then_names_an_errant_replica() {
     };
     assert_eq!(json.as_array().expect("rows").len(), 3);
 
+    // Issue 10, case 5: db1's packets to db2 are dropped (a one-way partition). db2's
+    // threads still say Yes and Seconds_Behind_Master 0, but it falls behind: status names
+    // the GTID distance.
+    sql(
+        "db1",
+        "CREATE TABLE IF NOT EXISTS app.behind (id INT PRIMARY KEY)",
+    );
+    eventually(
+        "db2",
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 'behind'",
+        "1",
+    );
+    fault(&["partition", "db2", "--in", "db1"]);
+    for i in 1..=25 {
+        sql("db1", &format!("INSERT INTO app.behind VALUES ({i})"));
+    }
+    let st = slave_status("db2");
+    let s = dbfleet(&["status"]);
+    fault(&["heal", "db2"]);
+    assert_eq!(
+        (
+            st["Slave_IO_Running"].as_str(),
+            st["Slave_SQL_Running"].as_str()
+        ),
+        ("Yes", "Yes"),
+        "the threads still look healthy"
+    );
+    assert_eq!(s.code, 1, "{}", s.all());
+    assert!(
+        s.stderr
+            .contains("db2: 25 transaction(s) behind the primary: did not reach its position"),
+        "{}",
+        s.all()
+    );
+    assert!(s.stdout.contains("25 trx"), "{}", s.all());
+    eventually("db2", "SELECT COUNT(*) FROM app.behind", "25");
+    assert_eq!(dbfleet(&["status"]).code, 0);
+
     // root holds READ ONLY ADMIN on 10.11: its write on a replica is an errant transaction.
     sql(
         "db1",
@@ -1898,6 +1936,82 @@ fn partitioned_primary_still_reached_by_the_proxy_loses_no_acknowledged_write_an
     assert!(ok.success());
     lab.fresh = true;
     converge(&mut lab);
+}
+
+/// HAProxy's count of UP → DOWN transitions per `backend/server` (`show stat`, column
+/// `chkdown`).
+fn proxy_downs() -> BTreeMap<String, u64> {
+    let csv = on(
+        "proxy1",
+        "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock",
+    );
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).expect(name);
+    let (px, sv, down) = (col("pxname"), col("svname"), col("chkdown"));
+    lines
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let server = f.get(sv)?;
+            (*server != "FRONTEND" && *server != "BACKEND").then(|| {
+                Some((
+                    format!("{}/{server}", f.get(px)?),
+                    f.get(down)?.parse().ok()?,
+                ))
+            })?
+        })
+        .collect()
+}
+
+/// Issue 10, case 4: the proxy host's CPUs saturated (stress-ng, 8 workers on 2 cores)
+/// while the application writes through it: no healthy server is marked down, and writes
+/// keep flowing. The checks are answered by the long-lived checker from its last read, with
+/// no fork per check. (bench/nemesis.sh runs the 2-minute version and prints figures.)
+#[test]
+fn proxy_checks_keep_healthy_servers_up_on_a_saturated_proxy_host() {
+    let mut lab = lab();
+    converge(&mut lab);
+    start_writer("db1", 5_000_000);
+    // The writer is going, so every server has been checked: take the counters now.
+    let before = proxy_downs();
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    fault(&["stress", "proxy1", "40", "8"]);
+    std::thread::sleep(Duration::from_secs(40));
+    let acks = stop_writer_acks();
+    let after = proxy_downs();
+    let during: Vec<f64> = acks.iter().map(|a| a.0).filter(|t| *t > t0 + 1.0).collect();
+    let gap = during.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    eprintln!(
+        "saturated proxy: {} acknowledged inserts in 40 s, longest gap {gap:.3} s; chkdown before {before:?} after {after:?}",
+        during.len()
+    );
+    for (server, n) in &after {
+        if server.starts_with("writer/db1")
+            || server.starts_with("reader/db2")
+            || server.starts_with("reader/db3")
+        {
+            assert_eq!(
+                before.get(server),
+                Some(n),
+                "{server} was marked down under load"
+            );
+        }
+    }
+    assert!(
+        during.len() > 20,
+        "writes kept flowing: {} in 40 s",
+        during.len()
+    );
+    assert_eq!(proxy_writers(), vec!["db1".to_string()]);
+    on("proxy1", "pkill stress-ng || true");
 }
 
 #[test]

@@ -235,8 +235,16 @@ fn proxy_configurations() {
     let d = dir.path();
     insta::assert_snapshot!("haproxy_cfg", read(d, "lb1", "/etc/haproxy/haproxy.cfg"));
     insta::assert_snapshot!(
-        "proxy_check",
-        read(d, "lb1", "/usr/local/lib/dbfleet/proxy-check")
+        "proxy_checker",
+        read(d, "lb1", "/usr/local/lib/dbfleet/proxy-checker")
+    );
+    insta::assert_snapshot!(
+        "proxy_checker_init",
+        read(d, "lb1", "/etc/init.d/dbfleet-proxy-checker")
+    );
+    assert_eq!(
+        read(d, "lb1", "/etc/haproxy/dbfleet-primary"),
+        "10.0.0.11\n"
     );
     insta::assert_snapshot!(
         "keepalived_lb2",

@@ -121,8 +121,12 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/proxy-check.cnf.j2"),
     ),
     (
-        "proxy-check.sh.j2",
-        include_str!("../../templates/proxy-check.sh.j2"),
+        "proxy-checker.init.j2",
+        include_str!("../../templates/proxy-checker.init.j2"),
+    ),
+    (
+        "proxy-checker.py.j2",
+        include_str!("../../templates/proxy-checker.py.j2"),
     ),
     (
         "proxy-primary.j2",

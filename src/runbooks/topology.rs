@@ -258,7 +258,7 @@ pub async fn sql(
 /// HAProxy's runtime API socket on proxy hosts (`templates/haproxy.cfg.j2`).
 pub const HAPROXY_SOCKET: &str = "/run/haproxy/admin.sock";
 
-/// The file proxy-check reads the cluster primary's address from (`proxy-primary.j2`):
+/// The file the proxy checker reads the cluster primary's address from (`proxy-primary.j2`):
 /// a reader is up only while it replicates from that address.
 pub const PROXY_PRIMARY_FILE: &str = "/etc/haproxy/dbfleet-primary";
 

@@ -2,6 +2,8 @@
 //!
 //! Where `/run/systemd/system` exists, systemctl; elsewhere Debian's init scripts through
 //! `service` and `update-rc.d` (containers, the lab). Decided on the host at run time.
+//! A service systemd does not know yet (a unit or init script an earlier task just wrote)
+//! is made known with `systemctl daemon-reload` first.
 
 use super::{Action, Assessment, q};
 
@@ -123,7 +125,7 @@ impl SvcRes {
             None => ("true".into(), "true".into()),
         };
         format!(
-            "set -eu\nif [ -d /run/systemd/system ]; then\n  {sde}\n  {sd}\nelse\n  {sve}\n  {sv} > /tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\nfi\n"
+            "set -eu\nif [ -d /run/systemd/system ]; then\n  systemctl cat {n} >/dev/null 2>&1 || systemctl daemon-reload\n  {sde}\n  {sd}\nelse\n  {sve}\n  {sv} > /tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\nfi\n"
         )
     }
 }
