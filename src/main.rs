@@ -1,6 +1,6 @@
 //! dbfleet's entry point: parse, run, and map the outcome to an exit code. Nothing else.
-//! 0 success or no changes; 1 any error (rendered as a miette diagnostic); 2 changes
-//! pending with `plan --detailed-exitcode` (Terraform's convention).
+//! 0 success or no changes; 1 any error (rendered as a miette diagnostic, or clap's usage
+//! message); 2 changes pending with `plan --detailed-exitcode` (Terraform's convention).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -9,7 +9,19 @@ use clap::Parser;
 use dbfleet::cli::{Cli, Exit};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1, not clap's 2: 2 means "changes pending" to CI
+    // (`plan --detailed-exitcode`, Terraform's convention). --help and --version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let color = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = miette::set_hook(Box::new(move |_| {

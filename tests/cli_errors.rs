@@ -64,6 +64,8 @@ cases!(
     backup_fields,
     backup_offsite,
     backup_offsite_rpo,
+    grant_bypass,
+    backup_injection,
 );
 
 #[test]

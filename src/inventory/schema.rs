@@ -116,9 +116,9 @@ pub struct RawJob {
     /// Physical: the incremental backups' cron expression.
     pub incremental: Option<Spanned<String>>,
     #[serde(default)]
-    pub databases: Vec<String>,
+    pub databases: Vec<Spanned<String>>,
     #[serde(default)]
-    pub paths: Vec<String>,
+    pub paths: Vec<Spanned<String>>,
     pub pre_command: Option<String>,
     pub retention: Option<Spanned<RawRetention>>,
     /// Recovery point objective: "24h", "15m", "1d".

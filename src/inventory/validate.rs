@@ -583,17 +583,6 @@ fn check_databases(
     out
 }
 
-/// Privileges an application user must never hold. READ ONLY ADMIN (MariaDB 10.11) and SUPER
-/// let it write on a read_only replica, which makes errant transactions (verified on 10.11,
-/// DESIGN.md); ALL ON *.* includes them; GRANT OPTION would let it hand them out.
-const FORBIDDEN_PRIVILEGES: &[&str] = &[
-    "SUPER",
-    "READ ONLY ADMIN",
-    "GRANT OPTION",
-    "ALL",
-    "ALL PRIVILEGES",
-];
-
 fn check_users(
     c: &mut Checker,
     raw: &[Spanned<super::schema::RawUser>],
@@ -641,32 +630,26 @@ fn check_users(
             );
         }
         let mut ok = true;
+        let mut grants = Vec::new();
         for g in &r.grants {
-            let Some((privs, object)) = g
-                .value
-                .split_once(" ON ")
-                .or_else(|| g.value.split_once(" on "))
-            else {
-                let s = c.span(g);
-                c.push(
-                    Problem::at(
-                        format!("grant `{}` is not `PRIVILEGES ON OBJECT`", g.value),
-                        s,
-                        "here",
-                    )
-                    .help("e.g. \"SELECT, INSERT, UPDATE, DELETE ON app.*\""),
-                );
-                ok = false;
-                continue;
-            };
-            let global = object.trim() == "*.*";
-            for p in privs.split(',').map(|p| p.trim().to_ascii_uppercase()) {
-                let all = p == "ALL" || p == "ALL PRIVILEGES";
-                if (FORBIDDEN_PRIVILEGES.contains(&p.as_str()) && !all) || (all && global) {
+            // Checked on the parsed form, which is also what is sent (crate::sql::grant).
+            match crate::sql::grant::parse(&g.value) {
+                Err(why) => {
                     let s = c.span(g);
-                    c.push(Problem::at(format!("application user `{}` may not hold {p}{}", r.name.value, if all { " ON *.*" } else { "" }), s, "forbidden")
-                        .help("SUPER and READ ONLY ADMIN bypass read_only on a replica and create errant transactions; grant only what the application needs"));
+                    c.push(
+                        Problem::at(format!("grant `{}`: {why}", g.value), s, "here")
+                            .help("e.g. \"SELECT, INSERT, UPDATE, DELETE ON app.*\""),
+                    );
                     ok = false;
+                }
+                Ok(parsed) => {
+                    if let Some(p) = crate::sql::grant::forbidden_for_applications(&parsed) {
+                        let s = c.span(g);
+                        c.push(Problem::at(format!("application user `{}` may not hold {p}", r.name.value), s, "forbidden")
+                            .help("SUPER and READ ONLY ADMIN bypass read_only on a replica and create errant transactions, GRANT OPTION hands privileges out; grant only what the application needs"));
+                        ok = false;
+                    }
+                    grants.push(parsed.to_string());
                 }
             }
         }
@@ -675,7 +658,7 @@ fn check_users(
                 name: r.name.value.clone(),
                 host,
                 password: r.password.value.clone(),
-                grants: r.grants.iter().map(|g| g.value.clone()).collect(),
+                grants,
                 require_ssl: r.require_ssl,
             });
         }
@@ -800,8 +783,28 @@ fn is_version(v: &str) -> bool {
 
 fn is_host_name(n: &str) -> bool {
     !n.is_empty()
+        && !n.starts_with('-')
         && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A backup job's name: it names a script, a repository folder and restic tags.
+fn is_job_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && !n.starts_with('-')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
+/// An absolute path that is safe in a shell word once quoted and in restic's arguments.
+fn is_safe_path(p: &str) -> bool {
+    p.starts_with('/')
+        && p.len() <= 4096
+        && !p.split('/').any(|c| c == "..")
+        && !p
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\'' | '"' | '`' | '\\' | '$'))
 }
 
 /// A job as checked so far, with its schedules' and its `rpo`'s spans (for the RPO pass).
@@ -895,6 +898,48 @@ fn check_backups(
     for (key, job) in &b.value.jobs.0 {
         let j = &job.value;
         let kspan = c.span(key);
+        // Job names, databases and paths reach root's cron scripts and restic's command
+        // lines: each is a checked name (issue 11: a database `x; touch /tmp/p` became a
+        // command).
+        if !is_job_name(&key.value) {
+            c.push(
+                Problem::at(
+                    format!("backup job name `{}` is not valid", key.value),
+                    kspan,
+                    "here",
+                )
+                .help("letters, digits, `_` and `-`, 64 at most, not starting with `-`"),
+            );
+            continue;
+        }
+        let mut names_ok = true;
+        for d in &j.databases {
+            if !is_sql_name(&d.value) {
+                let sp = c.span(d);
+                c.push(
+                    Problem::at(
+                        format!("database name `{}` is not valid", d.value),
+                        sp,
+                        "here",
+                    )
+                    .help("use letters, digits and `_` (64 at most)"),
+                );
+                names_ok = false;
+            }
+        }
+        for p in &j.paths {
+            if !is_safe_path(&p.value) {
+                let sp = c.span(p);
+                c.push(
+                    Problem::at(format!("path `{}` is not valid", p.value), sp, "here")
+                        .help("an absolute path without `..`, control characters or quotes"),
+                );
+                names_ok = false;
+            }
+        }
+        if !names_ok {
+            continue;
+        }
         let kind = match JobKind::parse(&j.kind.value) {
             Some(k) => k,
             None => {
@@ -1012,8 +1057,8 @@ fn check_backups(
                 kind,
                 host: j.host.value.clone(),
                 runs,
-                databases: j.databases.clone(),
-                paths: j.paths.clone(),
+                databases: j.databases.iter().map(|d| d.value.clone()).collect(),
+                paths: j.paths.iter().map(|p| p.value.clone()).collect(),
                 pre_command: j.pre_command.clone(),
                 retention,
                 rpo_s,

@@ -9,6 +9,8 @@
 //! Statements are sent on stdin of the `mariadb`/`mysql` client on the host, never on a
 //! command line.
 
+pub mod grant;
+
 use sha1::{Digest, Sha1};
 
 use crate::inventory::Flavor;
