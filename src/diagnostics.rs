@@ -95,9 +95,58 @@ impl Diagnostic for FileProblems {
     }
 }
 
+/// Lines longer than this (bytes) are not drawn under a problem: miette's renderer pads to
+/// the label's column with a format width, which panics past 65,535 (issue 11: a one-line
+/// JSON inventory of a thousand hosts with one typo), and such a line is unreadable anyway.
+/// A problem on one says where it is in its message and quotes the text around it.
+pub const LONG_LINE: usize = 1000;
+
+/// Bytes of context quoted on each side of a problem on a long line.
+const CLIP_CONTEXT: usize = 60;
+
+/// Moves the location of a problem whose primary label is on a line longer than
+/// [`LONG_LINE`] into its message (`file:line:col` and a clipped excerpt) and drops its
+/// labels, so that nothing draws the long line.
+fn clip_long_line(name: &str, text: &str, p: &mut Problem) {
+    let Some(first) = p.labels.first() else {
+        return;
+    };
+    let at = first.offset().min(text.len());
+    let line_start = text[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_end = text[at..].find('\n').map(|i| at + i).unwrap_or(text.len());
+    if line_end - line_start <= LONG_LINE {
+        return;
+    }
+    let line = text[..line_start].matches('\n').count() + 1;
+    let col = text[line_start..at].chars().count() + 1;
+    let floor = |mut i: usize| {
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let from = floor(at.saturating_sub(CLIP_CONTEXT).max(line_start));
+    let to = floor((at + first.len() + CLIP_CONTEXT).min(line_end));
+    let excerpt: String = text[from..to]
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    p.message = format!(
+        "{}\n  at {name}:{line}:{col} (a {} byte line), near: {}{excerpt}{}",
+        p.message,
+        line_end - line_start,
+        if from > line_start { "…" } else { "" },
+        if to < line_end { "…" } else { "" },
+    );
+    p.labels.clear();
+}
+
 impl FileProblems {
     pub fn new(name: &str, text: String, mut problems: Vec<Problem>) -> Self {
         problems.sort_by_key(|p| p.offset());
+        for p in &mut problems {
+            clip_long_line(name, &text, p);
+        }
         FileProblems {
             name: name.to_string(),
             src: NamedSource::new(name, text),

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod facts;
+pub mod files;
 pub mod graph;
 pub mod inventory;
 pub mod plan;

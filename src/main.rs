@@ -8,6 +8,20 @@ use std::process::ExitCode;
 use clap::Parser;
 use dbfleet::cli::{Cli, Exit};
 
+/// The log's writer: each formatted event goes through the process-wide redactor.
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = dbfleet::secrets::redact_everywhere(&String::from_utf8_lossy(buf));
+        std::io::stderr().write_all(text.as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 fn main() -> ExitCode {
     // Usage errors exit 1, not clap's 2: 2 means "changes pending" to CI
     // (`plan --detailed-exitcode`, Terraform's convention). --help and --version exit 0.
@@ -45,7 +59,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("DBFLEET_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("dbfleet={level}"))),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactingStderr)
         .with_ansi(color)
         .without_time()
         .try_init();
@@ -53,7 +67,10 @@ fn main() -> ExitCode {
         Ok(Exit::Ok) => ExitCode::SUCCESS,
         Ok(Exit::ChangesPending) => ExitCode::from(2),
         Err(e) => {
-            eprintln!("{:?}", miette::Report::new(e));
+            // Errors carry remote stderr and runbook messages: redacted here, at the edge,
+            // whatever path they took.
+            let text = format!("{:?}", miette::Report::new(e));
+            eprintln!("{}", dbfleet::secrets::redact_everywhere(&text));
             ExitCode::from(1)
         }
     }

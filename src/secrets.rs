@@ -39,30 +39,83 @@ impl std::fmt::Display for Secret {
     }
 }
 
-/// Replaces known secret values in text with `(sensitive)`. Cheap to clone.
+/// The shortest secret dbfleet accepts (characters). Every secret must be redactable from
+/// every output, and a shorter value would redact ordinary words (and is weak anyway).
+pub const MIN_SECRET_CHARS: usize = 8;
+
+/// Replaces known secret values, and the forms they take once escaped for SQL, JSON, a
+/// shell or an option file, in text with `(sensitive)`. Cheap to clone. Every value added
+/// to any redactor is also known to [`redact_everywhere`], the last line of defence of the
+/// final error print, stdout and the log.
 #[derive(Clone, Default)]
 pub struct Redactor(Arc<Mutex<Vec<String>>>);
 
-impl Redactor {
-    pub fn add(&self, value: &str) {
-        // Very short values would redact ordinary words; generated and real secrets are longer.
-        if value.len() >= 4 {
-            let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            if !v.iter().any(|x| x == value) {
-                v.push(value.to_string());
-                v.sort_by_key(|s| std::cmp::Reverse(s.len()));
-            }
+/// Every secret value (and escaped form) any [`Redactor`] of this process knows.
+fn process_wide() -> &'static Mutex<Vec<String>> {
+    static ALL: std::sync::OnceLock<Mutex<Vec<String>>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// The forms a secret takes where dbfleet writes it: as is, escaped inside an SQL string
+/// literal, a JSON string, an option-file value, and as a shell word.
+fn escaped_forms(value: &str) -> Vec<String> {
+    let strip = |s: String| {
+        let inner = s
+            .get(1..s.len().saturating_sub(1))
+            .unwrap_or("")
+            .to_string();
+        inner
+    };
+    let mut forms = vec![
+        value.to_string(),
+        strip(crate::sql::quote(value)),
+        strip(serde_json::to_string(value).unwrap_or_default()),
+        strip(crate::tasks::option_file_value(value)),
+        crate::tasks::q(value),
+    ];
+    forms.retain(|f| f.chars().count() >= MIN_SECRET_CHARS);
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+fn add_to(list: &Mutex<Vec<String>>, forms: &[String]) {
+    let mut v = list.lock().unwrap_or_else(|e| e.into_inner());
+    for f in forms {
+        if !v.iter().any(|x| x == f) {
+            v.push(f.clone());
         }
     }
-    pub fn redact(&self, text: &str) -> String {
-        let v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = text.to_string();
-        for s in v.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "(sensitive)");
-            }
+    // Longest first: a value containing another is replaced whole.
+    v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+fn redact_with(list: &Mutex<Vec<String>>, text: &str) -> String {
+    let v = list.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_string();
+    for s in v.iter() {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "(sensitive)");
         }
-        out
+    }
+    out
+}
+
+/// Redacts every secret any redactor of this process knows from `text`.
+pub fn redact_everywhere(text: &str) -> String {
+    redact_with(process_wide(), text)
+}
+
+impl Redactor {
+    /// Learns `value` (and its escaped forms). Values shorter than [`MIN_SECRET_CHARS`]
+    /// never get here: [`Secrets::get`] refuses them.
+    pub fn add(&self, value: &str) {
+        let forms = escaped_forms(value);
+        add_to(&self.0, &forms);
+        add_to(process_wide(), &forms);
+    }
+    pub fn redact(&self, text: &str) -> String {
+        redact_with(&self.0, text)
     }
 }
 
@@ -128,8 +181,10 @@ impl Secrets {
                     } else {
                         self.base.join(p)
                     };
-                    let mut v = std::fs::read_to_string(&p)
-                        .map_err(|e| err(format!("reading {}: {e}", p.display())))?;
+                    let bytes = crate::files::read_private(&p, MAX_SECRET_FILE_BYTES)
+                        .map_err(|e| err(e.0))?;
+                    let mut v = String::from_utf8(bytes)
+                        .map_err(|_| err(format!("{} is not UTF-8 text", p.display())))?;
                     if v.ends_with('\n') {
                         v.pop();
                     }
@@ -138,8 +193,15 @@ impl Secrets {
                 SecretSource::Generate(len) => self.generated(name, *len).map_err(err)?,
             }
         };
-        if value.is_empty() {
-            return Err(err("value is empty".into()));
+        if value.chars().any(char::is_control) {
+            return Err(err(
+                "the value holds a control character (a newline, a tab…): it would split the option files and password files it is written to".into(),
+            ));
+        }
+        if value.chars().count() < MIN_SECRET_CHARS {
+            return Err(err(format!(
+                "the value is shorter than {MIN_SECRET_CHARS} characters: too weak, and too short to be kept out of every output"
+            )));
         }
         if !self.placeholders {
             self.redactor.add(&value);
@@ -150,6 +212,9 @@ impl Secrets {
     }
 
     fn generated(&self, name: &str, len: usize) -> Result<String, String> {
+        // Read-modify-write under an exclusive lock: two first runs at once must agree on
+        // one generated value, not each keep its own (issue 11).
+        let _lock = lock_store(&self.store)?;
         let mut store = read_store(&self.store)?;
         if let Some(v) = store.get(name) {
             return Ok(v.clone());
@@ -165,13 +230,19 @@ impl Secrets {
     }
 }
 
+/// The largest `{file: …}` secret source read (bytes): a password or key, not a dump.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// The largest local secrets store read (bytes).
+const MAX_STORE_BYTES: u64 = 4 * 1024 * 1024;
+
 fn read_store(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| format!("secrets store {} is corrupt: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    if crate::files::is_missing(path) {
+        return Ok(BTreeMap::new());
     }
+    let b = crate::files::read_private(path, MAX_STORE_BYTES).map_err(|e| e.0)?;
+    serde_json::from_slice(&b)
+        .map_err(|e| format!("secrets store {} is corrupt: {e}", path.display()))
 }
 
 /// Creates the local state folder (0700) with a `.gitignore` of `*` so it is never committed.
@@ -188,23 +259,52 @@ pub fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically with mode 0600 (temp file, fsync, rename).
+/// Takes an exclusive lock on the store's lock file (`secrets.json.lock` beside it),
+/// released when the returned file is dropped. Blocks while another dbfleet holds it.
+///
+/// Errors: a message naming the lock file.
+fn lock_store(store: &Path) -> Result<std::fs::File, String> {
+    let dir = store.parent().unwrap_or(Path::new("."));
+    ensure_state_dir(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let path = store.with_extension("json.lock");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    f.lock()
+        .map_err(|e| format!("locking {}: {e}", path.display()))?;
+    Ok(f)
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600: a temp file of its own (process id
+/// and a random suffix, created exclusively), fsync, rename, fsync of the folder.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     ensure_state_dir(dir)?;
     let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
+        ".{}.{}.{:016x}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
+        std::process::id(),
+        rand::rng().random::<u64>()
     ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn write_store(path: &Path, store: &BTreeMap<String, String>) -> Result<(), String> {
@@ -242,8 +342,56 @@ mod tests {
     fn redactor_hides_every_known_value() {
         let r = Redactor::default();
         r.add("hunter2hunter2");
-        r.add("ab"); // too short to redact safely
         assert_eq!(r.redact("pw=hunter2hunter2; ab"), "pw=(sensitive); ab");
+    }
+
+    #[test]
+    fn escaped_forms_of_a_secret_are_redacted_too() {
+        let value = "it's a \"pw\" #1\\x";
+        let r = Redactor::default();
+        r.add(value);
+        for form in [
+            crate::sql::quote(value),
+            serde_json::to_string(value).unwrap(),
+            crate::tasks::option_file_value(value),
+            crate::tasks::q(value),
+        ] {
+            let shown = r.redact(&format!("before {form} after"));
+            assert!(!shown.contains("pw"), "{form} → {shown}");
+        }
+        // And every redactor's values are known to the last line of defence.
+        assert!(!redact_everywhere(value).contains("pw"));
+    }
+
+    #[test]
+    fn short_or_multi_line_secrets_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = crate::inventory::load::load_text(
+            &dir.path().join("inv.yml"),
+            "fleet: {name: t, flavor: mariadb, version: \"10.11\"}\n\
+             secrets:\n  short: {env: DBFLEET_TEST_SHORT}\n  lines: {env: DBFLEET_TEST_LINES}\n\
+             hosts:\n  db1: {address: 10.0.0.1, roles: [primary], server_id: 1}\n",
+            &std::collections::BTreeMap::new(),
+        )
+        .unwrap();
+        // SAFETY: the variables are this test's own.
+        unsafe {
+            std::env::set_var("DBFLEET_TEST_SHORT", "abc");
+            std::env::set_var("DBFLEET_TEST_LINES", "longenough\ninit_file=/x");
+        }
+        let s = Secrets::new(&inv, Redactor::default());
+        assert!(
+            s.get("short")
+                .unwrap_err()
+                .to_string()
+                .contains("shorter than 8")
+        );
+        assert!(
+            s.get("lines")
+                .unwrap_err()
+                .to_string()
+                .contains("control character")
+        );
     }
 
     #[test]

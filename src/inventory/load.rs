@@ -29,6 +29,19 @@ pub fn load(
     let name = path.display().to_string();
     let meta =
         std::fs::metadata(path).map_err(|e| Error::io(format!("reading inventory {name}"), e))?;
+    if !meta.is_file() {
+        let p = Problem::at(
+            "the inventory is not a regular file (a device, a pipe or a folder)",
+            (0, 0),
+            "this file",
+        )
+        .help("pass the inventory's YAML file with -i");
+        return Err(Error::Invalid(Box::new(FileProblems::new(
+            &name,
+            String::new(),
+            vec![p],
+        ))));
+    }
     if meta.len() > MAX_INVENTORY_BYTES {
         let p = Problem::at(
             format!(
@@ -46,8 +59,12 @@ pub fn load(
             vec![p],
         ))));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::io(format!("reading inventory {name}"), e))?;
+    let bytes = crate::files::read_regular(path, MAX_INVENTORY_BYTES).map_err(|e| {
+        Error::io(
+            format!("reading inventory {name}"),
+            std::io::Error::other(e.0),
+        )
+    })?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,

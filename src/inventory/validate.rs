@@ -733,14 +733,14 @@ fn check_secret(
     match generate {
         Some(serde_json::Value::Bool(true)) => Some(SecretSource::Generate(32)),
         Some(serde_json::Value::Number(n))
-            if n.as_u64().is_some_and(|n| (16..=256).contains(&n)) =>
+            if n.as_u64().is_some_and(|n| (24..=256).contains(&n)) =>
         {
             Some(SecretSource::Generate(n.as_u64().unwrap_or(32) as usize))
         }
         _ => {
             c.push(Problem::at(
                 format!(
-                    "secret `{}`: generate takes a length from 16 to 256, or true",
+                    "secret `{}`: generate takes a length from 24 to 256, or true",
                     key.value
                 ),
                 s,

@@ -37,13 +37,20 @@ pub fn save(plan: &Plan, path: &Path) -> Result<(), Error> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(ctx(), e))
 }
 
+/// The largest plan file read (bytes): a plan of ten thousand hosts is a few MiB.
+pub const MAX_PLAN_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Reads a plan file.
 ///
 /// Errors: [`Error::Io`] when unreadable, [`Error::PlanFile`] when it is not a plan of
 /// this format version.
 pub fn load(path: &Path) -> Result<Plan, Error> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::io(format!("reading plan {}", path.display()), e))?;
+    let bytes = crate::files::read_regular(path, MAX_PLAN_BYTES).map_err(|e| {
+        Error::io(
+            format!("reading plan {}", path.display()),
+            std::io::Error::other(e.0),
+        )
+    })?;
     let err = |reason: String| Error::PlanFile {
         path: path.display().to_string(),
         reason,

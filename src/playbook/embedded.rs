@@ -117,12 +117,12 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/mysqld.cnf.j2"),
     ),
     (
-        "proxy-check.cnf.j2",
-        include_str!("../../templates/proxy-check.cnf.j2"),
-    ),
-    (
         "proxy-checker.init.j2",
         include_str!("../../templates/proxy-checker.init.j2"),
+    ),
+    (
+        "proxy-checker.json.j2",
+        include_str!("../../templates/proxy-checker.json.j2"),
     ),
     (
         "proxy-checker.py.j2",

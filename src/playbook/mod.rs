@@ -327,6 +327,9 @@ pub fn task_problem(
     )))
 }
 
+/// The largest playbook or template file read from `--playbooks`/`--templates` (bytes).
+pub const MAX_PLAYBOOK_FILE_BYTES: u64 = 1024 * 1024;
+
 /// Files under `dir` (recursively), as (relative path, text), sorted; `exts` filters by
 /// extension when non-empty.
 fn read_dir_files(dir: &Path, exts: &[&str]) -> Result<Vec<(String, String)>, Error> {
@@ -346,8 +349,18 @@ fn read_dir_files(dir: &Path, exts: &[&str]) -> Result<Vec<(String, String)>, Er
             if !exts.is_empty() && !exts.contains(&ext) {
                 continue;
             }
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+            let bytes = crate::files::read_regular(&p, MAX_PLAYBOOK_FILE_BYTES).map_err(|e| {
+                Error::io(
+                    format!("reading {}", p.display()),
+                    std::io::Error::other(e.0),
+                )
+            })?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                Error::io(
+                    format!("reading {}", p.display()),
+                    std::io::Error::other("not UTF-8 text"),
+                )
+            })?;
             let rel = p
                 .strip_prefix(dir)
                 .unwrap_or(&p)

@@ -114,6 +114,8 @@ pub fn summary_line(plan: &Plan) -> String {
 
 /// Prints to stdout (the one writer of stdout).
 pub fn print(text: &str) {
+    // The last line of defence: no secret any redactor knows reaches stdout.
+    let text = crate::secrets::redact_everywhere(text);
     let mut o = std::io::stdout().lock();
     let _ = o.write_all(text.as_bytes());
     let _ = o.flush();

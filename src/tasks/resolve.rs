@@ -196,6 +196,12 @@ pub fn environment(
     env.add_filter("shquote", |v: String| -> String { super::q(&v) });
     // Single-quotes a value as an SQL string literal (crate::sql::quote).
     env.add_filter("sqlquote", |v: String| -> String { crate::sql::quote(&v) });
+    env.add_filter("optquote", |v: String| -> String {
+        super::option_file_value(&v)
+    });
+    env.add_filter("jsonquote", |v: String| -> String {
+        serde_json::to_string(&v).unwrap_or_default()
+    });
     let t = tls.clone();
     env.add_function("tls_ca", move || -> String { t.ca_pem.clone() });
     let t = tls.clone();
