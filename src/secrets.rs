@@ -60,11 +60,9 @@ fn process_wide() -> &'static Mutex<Vec<String>> {
 /// literal, a JSON string, an option-file value, and as a shell word.
 fn escaped_forms(value: &str) -> Vec<String> {
     let strip = |s: String| {
-        let inner = s
-            .get(1..s.len().saturating_sub(1))
+        s.get(1..s.len().saturating_sub(1))
             .unwrap_or("")
-            .to_string();
-        inner
+            .to_string()
     };
     let mut forms = vec![
         value.to_string(),
