@@ -94,6 +94,7 @@ impl Engine {
         } else {
             let renew_days = lib
                 .defaults
+                .values
                 .get("tls_renew_days")
                 .and_then(|v| v.as_i64())
                 .unwrap_or(30);

@@ -369,7 +369,7 @@ mod tests {
             "fleet: {name: t, flavor: mariadb, version: \"10.11\"}\n\
              secrets:\n  short: {env: DBFLEET_TEST_SHORT}\n  lines: {env: DBFLEET_TEST_LINES}\n\
              hosts:\n  db1: {address: 10.0.0.1, roles: [primary], server_id: 1}\n",
-            &std::collections::BTreeMap::new(),
+            &crate::inventory::Defaults::default(),
         )
         .unwrap();
         // SAFETY: the variables are this test's own.

@@ -66,6 +66,7 @@ cases!(
     backup_offsite_rpo,
     grant_bypass,
     backup_injection,
+    variable_types,
 );
 
 #[test]

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::Inventory;
 use super::schema::RawInventory;
-use super::{Inventory, VarValue};
 use crate::diagnostics::{FileProblems, Problem, did_you_mean, span_of};
 use crate::error::Error;
 
@@ -22,10 +22,7 @@ pub const MAX_INVENTORY_BYTES: u64 = 1024 * 1024;
 /// `defaults` are the playbooks' variable defaults: they name every variable an inventory
 /// may set. Errors: [`Error::Io`] when the file cannot be read, [`Error::Invalid`] with
 /// every problem found (each at file:line:col) when it is not a valid inventory.
-pub fn load(
-    path: &Path,
-    defaults: &std::collections::BTreeMap<String, VarValue>,
-) -> Result<Inventory, Error> {
+pub fn load(path: &Path, defaults: &super::Defaults) -> Result<Inventory, Error> {
     let name = path.display().to_string();
     let meta =
         std::fs::metadata(path).map_err(|e| Error::io(format!("reading inventory {name}"), e))?;
@@ -89,11 +86,7 @@ pub fn load(
 /// paths resolve from `path`'s folder): a topology edit checked before it is written.
 ///
 /// Errors: as [`load`].
-pub fn load_text(
-    path: &Path,
-    text: &str,
-    defaults: &std::collections::BTreeMap<String, VarValue>,
-) -> Result<Inventory, Error> {
+pub fn load_text(path: &Path, text: &str, defaults: &super::Defaults) -> Result<Inventory, Error> {
     let name = path.display().to_string();
     let digest = hex::encode(Sha256::digest(text.as_bytes()));
     let raw = parse(&name, text)?;

@@ -12,6 +12,7 @@ pub mod edit;
 pub mod load;
 pub mod schema;
 pub mod validate;
+pub mod vartype;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -98,6 +99,13 @@ pub struct SshSettings {
 
 /// A scalar variable value (vars are scalars only: they end up in config files).
 pub type VarValue = serde_json::Value;
+
+/// Every variable an inventory may set: its default and its type (`playbooks/defaults.yml`).
+#[derive(Debug, Clone, Default)]
+pub struct Defaults {
+    pub values: std::collections::BTreeMap<String, VarValue>,
+    pub types: std::collections::BTreeMap<String, vartype::VarType>,
+}
 
 /// One host of the fleet, checked.
 #[derive(Debug, Clone, Serialize)]

@@ -39,7 +39,7 @@ pub fn validate(
     name: &str,
     text: String,
     digest: String,
-    defaults: &BTreeMap<String, VarValue>,
+    defaults: &super::Defaults,
 ) -> Result<Inventory, Error> {
     let base = path
         .parent()
@@ -261,7 +261,7 @@ pub fn validate(
             );
         }
         let vars = {
-            let mut v = defaults.clone();
+            let mut v = defaults.values.clone();
             v.extend(fleet_vars.clone());
             v.extend(check_vars(&mut c, &h.vars, defaults));
             v
@@ -669,13 +669,13 @@ fn check_users(
 fn check_vars(
     c: &mut Checker,
     vars: &Entries<Spanned<serde_json::Value>>,
-    defaults: &BTreeMap<String, VarValue>,
+    defaults: &super::Defaults,
 ) -> BTreeMap<String, VarValue> {
     let mut out = BTreeMap::new();
     for (k, v) in &vars.0 {
-        if !defaults.contains_key(&k.value) {
+        if !defaults.values.contains_key(&k.value) {
             let s = c.span(k);
-            let help = did_you_mean(&k.value, defaults.keys().map(String::as_str))
+            let help = did_you_mean(&k.value, defaults.values.keys().map(String::as_str))
                 .unwrap_or_else(|| "variables are declared in playbooks/defaults.yml".into());
             c.push(
                 Problem::at(
@@ -694,6 +694,17 @@ fn check_vars(
                 s,
                 "not a scalar",
             ));
+            continue;
+        }
+        if let Some(t) = defaults.types.get(&k.value)
+            && let Err(why) = t.check(&v.value)
+        {
+            let s = c.span(v);
+            c.push(
+                Problem::at(format!("variable `{}`: {why}", k.value), s, "wrong value").help(
+                    format!("`{}` takes {} (playbooks/defaults.yml)", k.value, t.text),
+                ),
+            );
             continue;
         }
         out.insert(k.value.clone(), v.value.clone());

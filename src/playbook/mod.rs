@@ -243,7 +243,7 @@ fn root() -> String {
 pub struct Library {
     /// (file stem, source name, text, parsed), in file-name order.
     pub playbooks: Vec<(String, String, String, Playbook)>,
-    pub defaults: BTreeMap<String, VarValue>,
+    pub defaults: crate::inventory::Defaults,
     /// Template name (path under templates/) → text.
     pub templates: BTreeMap<String, String>,
 }
@@ -271,7 +271,7 @@ impl Library {
                 .map(|(n, t)| (n.to_string(), t.to_string()))
                 .collect(),
         };
-        let mut defaults = BTreeMap::new();
+        let mut defaults = crate::inventory::Defaults::default();
         let mut playbooks = Vec::new();
         let dir_name = playbooks_dir
             .map(|d| d.display().to_string())
@@ -283,9 +283,7 @@ impl Library {
                 .trim_end_matches(".yaml")
                 .to_string();
             if stem == "defaults" {
-                let d: BTreeMap<String, VarValue> =
-                    serde_saphyr::from_str(&text).map_err(|e| located(&source, &text, &e))?;
-                defaults = d;
+                defaults = parse_defaults(&source, &text)?;
                 continue;
             }
             let pb: Playbook =
@@ -299,6 +297,52 @@ impl Library {
             templates,
         })
     }
+}
+
+/// One entry of `defaults.yml`: `NAME: {default: VALUE, type: "TYPE"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultEntry {
+    default: VarValue,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+}
+
+/// Parses `defaults.yml`: each variable's default and type; a type that does not parse,
+/// or a default not of its own type, is an error at its file:line:col.
+fn parse_defaults(source: &str, text: &str) -> Result<crate::inventory::Defaults, Error> {
+    let entries: BTreeMap<String, DefaultEntry> =
+        serde_saphyr::from_str(text).map_err(|e| located(source, text, &e))?;
+    let mut d = crate::inventory::Defaults::default();
+    let mut problems = Vec::new();
+    for (name, e) in entries {
+        match crate::inventory::vartype::VarType::parse(&e.kind.value) {
+            Ok(t) => {
+                if let Err(why) = t.check(&e.default) {
+                    problems.push(Problem::at(
+                        format!("the default of `{name}` is not of its type: {why}"),
+                        span_of(&e.kind.referenced, text),
+                        "this type",
+                    ));
+                }
+                d.types.insert(name.clone(), t);
+            }
+            Err(why) => problems.push(Problem::at(
+                format!("variable `{name}`: {why}"),
+                span_of(&e.kind.referenced, text),
+                "here",
+            )),
+        }
+        d.values.insert(name, e.default);
+    }
+    if !problems.is_empty() {
+        return Err(Error::Invalid(Box::new(FileProblems::new(
+            source,
+            text.to_string(),
+            problems,
+        ))));
+    }
+    Ok(d)
 }
 
 fn located(source: &str, text: &str, e: &serde_saphyr::Error) -> Error {
