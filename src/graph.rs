@@ -47,6 +47,12 @@ impl TaskGraph {
             index.insert(key, n);
         }
         let nodes: Vec<NodeIndex> = graph.node_indices().collect();
+        // Each host's nodes, in order: a handler's edges are within its host, and looking
+        // through every node of the fleet for each handler was quadratic in the host count.
+        let mut by_host: HashMap<String, Vec<NodeIndex>> = HashMap::new();
+        for &n in &nodes {
+            by_host.entry(graph[n].host.clone()).or_default().push(n);
+        }
         for &n in &nodes {
             let t = graph[n].clone();
             for a in &t.after {
@@ -76,7 +82,7 @@ impl TaskGraph {
                 }
             }
             if t.handler {
-                for &o in &nodes {
+                for &o in by_host.get(&t.host).map(Vec::as_slice).unwrap_or(&[]) {
                     let other = &graph[o];
                     let before =
                         other.host == t.host && !other.handler && !other.notify.contains(&t.name);

@@ -192,6 +192,34 @@ pub struct Inventory {
     pub backup_verify: Option<String>,
     /// The offsite copy of the backups (seed 003), when declared.
     pub backup_offsite: Option<crate::backup::Offsite>,
+    /// Host name → index in `hosts`, and cluster → its database hosts' indexes in
+    /// inventory order: per-host work looks hosts up in constant time, so the cost of a
+    /// fleet stays linear in its size (issue 11).
+    #[serde(skip)]
+    pub index: HostIndex,
+}
+
+/// Lookups over [`Inventory::hosts`], built once ([`HostIndex::build`]).
+#[derive(Debug, Clone, Default)]
+pub struct HostIndex {
+    by_name: std::collections::HashMap<String, usize>,
+    databases_by_cluster: std::collections::HashMap<String, Vec<usize>>,
+}
+
+impl HostIndex {
+    pub fn build(hosts: &[Host]) -> HostIndex {
+        let mut ix = HostIndex::default();
+        for (i, h) in hosts.iter().enumerate() {
+            ix.by_name.entry(h.name.clone()).or_insert(i);
+            if h.is_database() {
+                ix.databases_by_cluster
+                    .entry(h.cluster.clone())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        ix
+    }
 }
 
 /// Host firewalls: the database port only from fleet peers and application networks, SSH
@@ -205,8 +233,24 @@ pub struct Firewall {
 }
 
 impl Inventory {
+    /// The host named `name`, in constant time.
     pub fn host(&self, name: &str) -> Option<&Host> {
-        self.hosts.iter().find(|h| h.name == name)
+        match self.index.by_name.get(name) {
+            Some(&i) => self.hosts.get(i),
+            // An inventory built without its index (tests): look it up the slow way.
+            None if self.index.by_name.is_empty() => self.hosts.iter().find(|h| h.name == name),
+            None => None,
+        }
+    }
+
+    /// The database hosts of `cluster`, in inventory order.
+    pub fn cluster_databases(&self, cluster: &str) -> impl Iterator<Item = &Host> {
+        self.index
+            .databases_by_cluster
+            .get(cluster)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.hosts.get(i))
     }
     /// The folder holding the inventory; relative paths inside it are resolved from here.
     pub fn base_dir(&self) -> PathBuf {

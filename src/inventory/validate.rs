@@ -456,6 +456,7 @@ pub fn validate(
         ))));
     }
     Ok(Inventory {
+        index: super::HostIndex::build(&hosts),
         path: path.to_path_buf(),
         digest,
         name: fleet.name.value.clone(),
