@@ -658,10 +658,7 @@ fn status(g: &Global, json: bool) -> Result<Exit, Error> {
         max_lag,
     ));
     if json {
-        report::print(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        ));
+        report::print(&format!("{}\n", crate::status::to_json(&rows)));
     } else {
         report::print(&crate::status::render(&rows));
     }

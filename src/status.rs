@@ -369,6 +369,18 @@ fn forgive_replicated_history(inv: &Inventory, hosts: &[&Host], rows: &mut [Host
     }
 }
 
+/// The version of `status --json`'s shape, raised on any change a reader could notice.
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
+/// `status --json`: `{"format_version": 1, "hosts": [HostStatus…]}`, pretty-printed.
+pub fn to_json(rows: &[HostStatus]) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "format_version": JSON_FORMAT_VERSION,
+        "hosts": rows,
+    }))
+    .unwrap_or_default()
+}
+
 /// The status table, as an operator reads it.
 pub fn render(rows: &[HostStatus]) -> String {
     let mut t: Vec<[String; 10]> = vec![

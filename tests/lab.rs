@@ -982,7 +982,8 @@ fn status_is_healthy_then_names_an_errant_replica() {
             serde_json::from_str::<serde_json::Value>(&o.stdout).expect("status --json"),
         )
     };
-    assert_eq!(json.as_array().expect("rows").len(), 3);
+    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["hosts"].as_array().expect("rows").len(), 3);
 
     // Issue 10, case 5: db1's packets to db2 are dropped (a one-way partition). db2's
     // threads still say Yes and Seconds_Behind_Master 0, but it falls behind: status names
@@ -2103,7 +2104,8 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
     let l = dbfleet(&["backup", "list", "--json"]);
     assert_eq!(l.code, 0, "{}", l.all());
     let list: serde_json::Value = serde_json::from_str(&l.stdout).expect("json");
-    let physical = list
+    assert_eq!(list["format_version"], 1);
+    let physical = list["jobs"]
         .as_array()
         .expect("array")
         .iter()

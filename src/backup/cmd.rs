@@ -140,6 +140,9 @@ pub async fn snapshots(conn: &SshHost, job: &str) -> Result<Vec<Snapshot>, Strin
     Ok(s)
 }
 
+/// The version of `backup list --json`'s shape.
+pub const LIST_JSON_FORMAT_VERSION: u32 = 1;
+
 /// `dbfleet backup list`: per job, its snapshots and its age against the RPO. Exits 1
 /// naming every job whose newest backup is older than its RPO (or that has none).
 pub fn list(g: &Global, json: bool) -> Result<Exit, Error> {
@@ -250,9 +253,15 @@ pub fn list(g: &Global, json: bool) -> Result<Exit, Error> {
         }
     }
     if json {
+        // `backup list --json`: {"format_version": 1, "jobs": [...]}; the version is
+        // raised on any change a reader could notice.
         crate::report::print(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&out).unwrap_or_default()
+            serde_json::to_string_pretty(&serde_json::json!({
+                "format_version": LIST_JSON_FORMAT_VERSION,
+                "jobs": out,
+            }))
+            .unwrap_or_default()
         ));
     } else {
         crate::report::print(&text);
