@@ -245,10 +245,14 @@ impl FileRes {
             .map(|c| std::str::from_utf8(c).unwrap_or(""))
             .collect();
         let p = q(path);
+        // Stale: the target is neither what the plan saw nor already what it will hold (a
+        // runbook of the same plan may have written it first: a switchover moves the
+        // proxies' primary file live).
         let guard = guard.map(|g| format!(
         "cur=absent; [ -f {p} ] && cur=$(sha256sum < {p} | cut -c1-64)\n\
-         if [ \"$cur\" != {g} ]; then echo \"stale: {path} changed since the plan\" >&2; exit 3; fi\n",
+         if [ \"$cur\" != {g} ] && [ \"$cur\" != {new} ]; then echo \"stale: {path} changed since the plan\" >&2; exit 3; fi\n",
         g = q(g),
+        new = sha256_hex(content),
     )).unwrap_or_default();
         format!(
         "set -eu\n\
