@@ -1482,6 +1482,20 @@ fn assert_all_present(host: &str, acked: &[u64]) {
     );
 }
 
+/// Once each of `hosts` has the last acknowledged number, every acknowledged number is in
+/// app.seq there.
+fn assert_everywhere(hosts: &[&str], acked: &[u64]) {
+    let last = acked.iter().max().expect("acknowledged inserts");
+    for h in hosts {
+        eventually(
+            h,
+            &format!("SELECT COUNT(*) FROM app.seq WHERE n = {last}"),
+            "1",
+        );
+        assert_all_present(h, acked);
+    }
+}
+
 /// HAProxy's writer backend: servers that are up and not in maintenance (runtime state).
 fn proxy_writers() -> Vec<String> {
     on(
@@ -1585,15 +1599,7 @@ fn switchover_under_write_load_keeps_every_acknowledged_insert_and_refuses_unrea
         assert_eq!(sql(h, "SELECT @@GLOBAL.read_only"), "1", "{h}");
     }
     assert_eq!(sql("db2", "SELECT @@GLOBAL.read_only"), "0");
-    let last = acked.iter().max().expect("acked");
-    for h in DB_HOSTS {
-        eventually(
-            h,
-            &format!("SELECT COUNT(*) FROM app.seq WHERE n = {last}"),
-            "1",
-        );
-        assert_all_present(h, &acked);
-    }
+    assert_everywhere(&DB_HOSTS, &acked);
     // The inventory says so now, its comments kept; a re-plan is empty.
     let after = std::fs::read_to_string(&inv).expect("inventory");
     assert!(
@@ -1676,14 +1682,7 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
     assert_eq!(sql(new, "SELECT @@GLOBAL.read_only"), "0");
     assert_eq!(sql(other, "SELECT @@GLOBAL.read_only"), "1");
     assert_eq!(slave_status(other)["Master_Host"], new_addr);
-    assert_all_present(new, &acked);
-    let last = acked.iter().max().expect("acked");
-    eventually(
-        other,
-        &format!("SELECT COUNT(*) FROM app.seq WHERE n = {last}"),
-        "1",
-    );
-    assert_all_present(other, &acked);
+    assert_everywhere(&[new, other], &acked);
 
     // Must-show 4b: a second failover inside the anti-flap window refuses.
     let r = dbfleet_with(&inv, &["failover", "--auto-approve"], &[]);
@@ -1763,6 +1762,23 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
     converge(&mut lab);
 }
 
+/// The lab with semi-sync on (`semi_sync_timeout_ms: timeout`) as inventory `name` in
+/// `dir`, applied, with both replicas connected as semi-sync clients.
+fn semi_sync_lab(dir: &Path, name: &str, timeout: &str) -> PathBuf {
+    let vars = format!(
+        "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: {timeout}"
+    );
+    let inv = lab_variant(dir, name, &[("    max_connections: 200", vars.as_str())]);
+    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    eventually(
+        "db1",
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
+        "2",
+    );
+    inv
+}
+
 /// Issue 10, cases 1 and 2, with the fault harness (lab/fault.sh): the primary is cut off
 /// from this machine and from its replicas, but not from the proxy, while the application
 /// writes through the proxy.
@@ -1780,24 +1796,7 @@ fn partitioned_primary_still_reached_by_the_proxy_loses_no_acknowledged_write_an
     let mut lab = lab();
     converge(&mut lab);
     let dir = tempfile::tempdir().expect("tempdir");
-    let semi = |timeout: &str| {
-        format!(
-            "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: {timeout}"
-        )
-    };
-    let fallback_vars = semi("3000");
-    let inv = lab_variant(
-        dir.path(),
-        "fallback.yml",
-        &[("    max_connections: 200", fallback_vars.as_str())],
-    );
-    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
-    assert_eq!(a.code, 0, "{}", a.all());
-    eventually(
-        "db1",
-        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
-        "2",
-    );
+    let inv = semi_sync_lab(dir.path(), "fallback.yml", "3000");
     let before = std::fs::read_to_string(&inv).expect("inventory");
 
     // Case 1 with a fallback: refused, nothing changed, nothing lost.
@@ -1818,40 +1817,20 @@ fn partitioned_primary_still_reached_by_the_proxy_loses_no_acknowledged_write_an
     assert_eq!(proxy_up("writer"), vec!["db1".to_string()]);
     let acked: Vec<u64> = acks.iter().map(|a| a.1).collect();
     assert!(acks.iter().all(|a| a.2 == 1), "only db1 acknowledged");
-    let last = acked.iter().max().expect("acknowledged inserts");
-    for h in DB_HOSTS {
-        eventually(
-            h,
-            &format!("SELECT COUNT(*) FROM app.seq WHERE n = {last}"),
-            "1",
-        );
-        assert_all_present(h, &acked);
-    }
+    assert_everywhere(&DB_HOSTS, &acked);
     eprintln!(
         "partition with fallback: failover refused, 0 of {} acknowledged inserts lost",
         acked.len()
     );
 
     // Case 1 lossless, then case 2.
-    let lossless_vars = semi("never");
-    let inv = lab_variant(
-        dir.path(),
-        "lossless.yml",
-        &[("    max_connections: 200", lossless_vars.as_str())],
-    );
-    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
-    assert_eq!(a.code, 0, "{}", a.all());
+    let inv = semi_sync_lab(dir.path(), "lossless.yml", "never");
     assert_eq!(
         sql(
             "db1",
             "SELECT @@rpl_semi_sync_master_timeout, @@rpl_semi_sync_master_wait_no_slave"
         ),
         "31536000000\t1"
-    );
-    eventually(
-        "db1",
-        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
-        "2",
     );
     let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
     assert_eq!(p.code, 0, "{}", p.all());
@@ -1888,14 +1867,7 @@ fn partitioned_primary_still_reached_by_the_proxy_loses_no_acknowledged_write_an
         "two writers acknowledged inserts: {:?}",
         acks.iter().map(|a| a.2).collect::<Vec<_>>()
     );
-    assert_all_present(new, &acked);
-    let last = acked.iter().max().expect("acked");
-    eventually(
-        other,
-        &format!("SELECT COUNT(*) FROM app.seq WHERE n = {last}"),
-        "1",
-    );
-    assert_all_present(other, &acked);
+    assert_everywhere(&[new, other], &acked);
     eprintln!(
         "lossless partition: failover fenced db1 on the proxy, 0 of {} acknowledged inserts lost",
         acked.len()
@@ -1930,12 +1902,7 @@ fn partitioned_primary_still_reached_by_the_proxy_loses_no_acknowledged_write_an
     );
 
     // Back to a fresh, converged lab.
-    let ok = Command::new("bash")
-        .arg(repo().join("lab/lab.sh"))
-        .args(["reset", "db1", "db2", "db3"])
-        .status()
-        .expect("lab reset");
-    assert!(ok.success());
+    reset(&DB_HOSTS);
     lab.fresh = true;
     converge(&mut lab);
 }
