@@ -145,7 +145,7 @@ for i in $(seq "$N"); do
   l=0; for h in db1 db2 db3; do l=$((l + $(lost_on "$h"))); done
   # Writer port: the acknowledging server_id changes at most once, from old to new.
   w=$(awk -v o="$(sid "$old")" -v n="$(sid "$new")" '
-        { s=$3 } s!=o && s!=n { bad++ } prev==n && s==o { bad++ } { prev=s } END { print bad+0 }' "$work/acked")
+        { s=$3 } s!=o && s!=n { bad++ } o!=n && seen_new && s==o { bad++ } s==n { seen_new=1 } END { print bad+0 }' "$work/acked")
   r=$(awk '$3 != 1 { bad++ } END { print bad+0 }' "$work/read")
   first="-"
   if [ -n "$t0" ] && [ "$new" != "$old" ]; then

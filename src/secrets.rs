@@ -362,6 +362,46 @@ mod tests {
     }
 
     #[test]
+    fn first_runs_at_once_agree_on_one_generated_secret() {
+        // Each round: eight "first runs" (each its own Secrets, as separate processes
+        // would be) generate the same secret at once; all must end with one value, the
+        // one the store holds. Without the store's lock, round 0 saw 8 distinct values.
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let inv = crate::inventory::load::load_text(
+                &dir.path().join("inv.yml"),
+                "fleet: {name: t, flavor: mariadb, version: \"10.11\"}\n\
+                 secrets:\n  a: {generate: 32}\n\
+                 hosts:\n  db1: {address: 10.0.0.1, roles: [primary], server_id: 1}\n",
+                &crate::inventory::Defaults::default(),
+            )
+            .unwrap();
+            let barrier = std::sync::Barrier::new(8);
+            let values: Vec<String> = std::thread::scope(|sc| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        sc.spawn(|| {
+                            let s = Secrets::new(&inv, Redactor::default());
+                            barrier.wait();
+                            s.get("a").unwrap().expose().to_string()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let stored = read_store(&dir.path().join(".dbfleet/secrets.json")).unwrap();
+            assert!(
+                values.iter().all(|v| Some(v) == stored.get("a")),
+                "round {round}: {} distinct values",
+                values
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+            );
+        }
+    }
+
+    #[test]
     fn short_or_multi_line_secrets_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let inv = crate::inventory::load::load_text(
