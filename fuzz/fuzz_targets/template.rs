@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 fn templates() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("dbfleet-fuzz-templates-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("dbfleet-fuzz-templates-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("templates folder");
         let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates");
         for e in std::fs::read_dir(src).expect("templates") {
@@ -27,8 +28,11 @@ fn templates() -> &'static PathBuf {
 fn lab() -> &'static str {
     static LAB: OnceLock<String> = OnceLock::new();
     LAB.get_or_init(|| {
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../inventories/lab.yml"))
-            .expect("lab inventory")
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../inventories/lab.yml"
+        ))
+        .expect("lab inventory")
     })
 }
 
