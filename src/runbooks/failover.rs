@@ -581,6 +581,17 @@ async fn failover(
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
     let promote = super::switchover::promote_sql(d, semi);
+    // Out of every reader backend before it is writable: never a writable reader.
+    for p in &c.proxies {
+        let conn = c.conn(p).map_err(Error::Refused)?;
+        super::topology::reader_maint(conn, &new, true)
+            .await
+            .map_err(|e| {
+                Error::Refused(format!(
+                    "{e}; {old} is fenced, the replicas' IO threads are stopped"
+                ))
+            })?;
+    }
     sql(
         c.conn(&new).map_err(Error::Refused)?,
         d,
@@ -763,8 +774,28 @@ pub fn rejoin_command(
             return Err(Error::Refused(format!("{host} replicates from {source} but did not catch up with {} within 120 s", pos.trim())));
         }
         step(host, format!("replicates from {source}, caught up at {}", pos.trim()));
+        // Back among every proxy's readers (it was fenced out of them by the failover).
+        let mut problems = Vec::new();
+        for p in engine.inv.hosts.iter().filter(|h| h.has(Role::Proxy)) {
+            let put_back = async {
+                let conn = engine.connect(&p.name, None).await.map_err(|e| e.to_string())?;
+                let r = super::topology::reader_maint(&conn, host, false).await;
+                conn.close().await;
+                r
+            };
+            match put_back.await {
+                Ok(()) => step(&p.name, format!("reader: {host} back")),
+                Err(e) => problems.push(e),
+            }
+        }
         me.close().await;
         src.close().await;
+        if !problems.is_empty() {
+            return Err(Error::Refused(format!(
+                "{host} rejoined as a replica of {source}, but is not back among the readers: {}",
+                problems.join("; ")
+            )));
+        }
         report::print(&format!("{host} rejoined as a replica of {source}.\n"));
         Ok(Exit::Ok)
     })

@@ -292,10 +292,20 @@ pub async fn run(c: &Cluster<'_>, new: &str, old: &str, p: &PrimaryRes) -> Resul
                 "{new} did not reach {position} within {CATCH_UP_S} s"
             ));
         }
+        // Out of every reader backend before it is writable: never a writable reader.
+        for proxy in &c.proxies {
+            super::topology::reader_maint(c.conn(proxy)?, new, true).await?;
+        }
         sql(new_c, d, "promoting", &promote_sql(d, p.semi_sync)).await
     }
     .await;
     if let Err(e) = promoted {
+        // Back among the readers: it stays a replica.
+        for proxy in &c.proxies {
+            if let Ok(conn) = c.conn(proxy) {
+                let _ = super::topology::reader_maint(conn, new, false).await;
+            }
+        }
         // The candidate may have stopped replicating: start it again (harmless if running).
         let _ = sql(new_c, d, "restarting replication", d.start_replica()).await;
         let undo = unfreeze(c, old, Some(session)).await;
@@ -321,7 +331,15 @@ pub async fn run(c: &Cluster<'_>, new: &str, old: &str, p: &PrimaryRes) -> Resul
     // 5. Demote the old primary in the session that holds the lock.
     let demote = demote_sql(d, &repl_old.source);
     match session.query(&demote).await {
-        Ok(_) => c.step(old, format!("demoted: replicates from {new}, read-only")),
+        Ok(_) => {
+            c.step(old, format!("demoted: replicates from {new}, read-only"));
+            // A replica now: among the readers (their checks still gate it).
+            for proxy in &c.proxies {
+                if let Err(e) = super::topology::reader_maint(c.conn(proxy)?, old, false).await {
+                    problems.push(e);
+                }
+            }
+        }
         Err(e) => problems.push(format!("demoting {old}: {e}")),
     }
     session.close().await;

@@ -321,12 +321,39 @@ pub async fn fence_writer(proxy: &SshHost, old: &str) -> Result<(), String> {
     runtime_api(proxy, &cmds, "fencing").await
 }
 
-/// Sends `cmds` to HAProxy's runtime API on `proxy` in one connection (socat). The API
-/// answers these commands with nothing on success, so any output is the error.
+/// Takes `server` out of the reader backend on `proxy` (`out`: state maint, its sessions
+/// shut) or puts it back (state ready). A replica about to be promoted leaves the readers
+/// before it is made writable: the readers' checks would see it writable only a check
+/// interval or two later, and the reader port must never serve a writable server (the
+/// nemesis benchmark saw 2 to 4 such reads per failover before this).
+///
+/// Errors: a message when the socket refuses a command.
+pub async fn reader_maint(proxy: &SshHost, server: &str, out: bool) -> Result<(), String> {
+    let cmds: Vec<String> = if out {
+        vec![
+            format!("set server reader/{server} state maint"),
+            format!("shutdown sessions server reader/{server}"),
+        ]
+    } else {
+        vec![format!("set server reader/{server} state ready")]
+    };
+    runtime_api(proxy, &cmds, "taking a reader out").await
+}
+
+/// HAProxy's saved runtime states (`server-state-file` in `haproxy.cfg.j2`), loaded by the
+/// next process after a reload or restart.
+pub const HAPROXY_STATE_FILE: &str = "/var/lib/haproxy/dbfleet-server-state";
+
+/// Sends `cmds` to HAProxy's runtime API on `proxy` in one connection (socat), then saves
+/// the servers' runtime states to [`HAPROXY_STATE_FILE`], so a fence or a moved writer
+/// survives the next reload or restart. The API answers these commands with nothing on
+/// success, so any output is the error.
 async fn runtime_api(proxy: &SshHost, cmds: &[String], what: &str) -> Result<(), String> {
     let script = format!(
         "set -eu\nout=$(echo {} | socat -t 2 stdio unix-connect:{HAPROXY_SOCKET})\n\
-         if [ -n \"$(printf '%s' \"$out\" | tr -d '[:space:]')\" ]; then echo \"$out\" >&2; exit 1; fi\n",
+         if [ -n \"$(printf '%s' \"$out\" | tr -d '[:space:]')\" ]; then echo \"$out\" >&2; exit 1; fi\n\
+         echo 'show servers state' | socat -t 2 stdio unix-connect:{HAPROXY_SOCKET} > {HAPROXY_STATE_FILE}.tmp\n\
+         mv {HAPROXY_STATE_FILE}.tmp {HAPROXY_STATE_FILE}\n",
         crate::tasks::q(&cmds.join("; "))
     );
     let o = proxy
