@@ -67,6 +67,7 @@ cases!(
     grant_bypass,
     backup_injection,
     variable_types,
+    backup_dense,
 );
 
 #[test]

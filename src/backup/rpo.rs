@@ -6,7 +6,9 @@
 //! 22:00, Sunday full + Monday–Saturday incremental at 00:00, the 28th at 02:00,
 //! 01:00/01:05/01:10.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use croner::Cron;
@@ -15,11 +17,47 @@ use croner::Cron;
 /// horizon is about 570,000; more gains nothing).
 const MAX_RUNS: usize = 600_000;
 
-/// A parsed cron schedule (five fields, as in /etc/cron.d).
+/// At most this many runs are walked for all the schedules of one inventory together
+/// ([`ScheduleBook`]). A few every-minute schedules fit; thousands of distinct dense ones
+/// would make `validate` take minutes (issue 11: 60 every-minute jobs took 34 s before each
+/// distinct expression was walked once), so past it a schedule is refused.
+pub const RUN_BUDGET: usize = 3_000_000;
+
+/// A parsed cron schedule (five fields, as in /etc/cron.d), with its runs over the
+/// horizon, walked once.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub text: String,
-    cron: Cron,
+    /// Its runs over [`horizon`], in order (at most [`MAX_RUNS`]).
+    runs: Arc<Vec<DateTime<Utc>>>,
+}
+
+/// The schedules of one inventory: each distinct expression parsed and walked once, all of
+/// them within [`RUN_BUDGET`] runs.
+#[derive(Debug, Default)]
+pub struct ScheduleBook {
+    by_text: HashMap<String, Schedule>,
+    spent: usize,
+}
+
+impl ScheduleBook {
+    /// The schedule of `text`, parsed and walked on first use.
+    ///
+    /// Errors: [`ScheduleError::Invalid`] with [`Schedule::parse`]'s message,
+    /// [`ScheduleError::OverBudget`] when the inventory's schedules together pass
+    /// [`RUN_BUDGET`].
+    pub fn get(&mut self, text: &str) -> Result<Schedule, ScheduleError> {
+        if let Some(s) = self.by_text.get(text) {
+            return Ok(s.clone());
+        }
+        let s = Schedule::parse(text).map_err(ScheduleError::Invalid)?;
+        self.spent += s.runs.len();
+        if self.spent > RUN_BUDGET {
+            return Err(ScheduleError::OverBudget);
+        }
+        self.by_text.insert(text.to_string(), s.clone());
+        Ok(s)
+    }
 }
 
 impl Schedule {
@@ -33,26 +71,45 @@ impl Schedule {
             ));
         }
         let cron = Cron::from_str(text).map_err(|e| e.to_string())?;
-        Ok(Schedule {
-            text: text.to_string(),
-            cron,
-        })
-    }
-
-    fn runs(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
-        let mut out = Vec::new();
-        let mut t = from;
-        while out.len() < MAX_RUNS {
-            match self.cron.find_next_occurrence(&t, false) {
-                Ok(n) if n < to => {
-                    out.push(n);
-                    t = n;
+        let mut runs = Vec::new();
+        if let Some((from, to)) = horizon() {
+            let mut t = from;
+            while runs.len() < MAX_RUNS {
+                match cron.find_next_occurrence(&t, false) {
+                    Ok(n) if n < to => {
+                        runs.push(n);
+                        t = n;
+                    }
+                    _ => break,
                 }
-                _ => break,
             }
         }
-        out
+        Ok(Schedule {
+            text: text.to_string(),
+            runs: Arc::new(runs),
+        })
     }
+}
+
+/// The runs of `schedules` together, in order, each once (one schedule's are borrowed).
+fn merged<'a>(schedules: &[&'a Schedule]) -> std::borrow::Cow<'a, [DateTime<Utc>]> {
+    if let [one] = schedules {
+        return std::borrow::Cow::Borrowed(one.runs.as_slice());
+    }
+    let mut runs: Vec<DateTime<Utc>> = schedules
+        .iter()
+        .flat_map(|s| s.runs.iter().copied())
+        .collect();
+    runs.sort();
+    runs.dedup();
+    std::borrow::Cow::Owned(runs)
+}
+
+/// Why a schedule was refused: not a cron expression, or past [`RUN_BUDGET`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleError {
+    Invalid(String),
+    OverBudget,
 }
 
 /// The longest gap between consecutive runs of any of `schedules` together.
@@ -81,12 +138,8 @@ fn horizon() -> Option<(DateTime<Utc>, DateTime<Utc>)> {
 /// it follows has been started; copies that run during a backup take the previous one,
 /// which this bound covers only when the copy is scheduled after the backup finishes).
 pub fn worst_offsite_gap(backups: &[&Schedule], copies: &[&Schedule]) -> Option<u64> {
-    let (start, end) = horizon()?;
-    let mut b: Vec<DateTime<Utc>> = backups.iter().flat_map(|s| s.runs(start, end)).collect();
-    let mut c: Vec<DateTime<Utc>> = copies.iter().flat_map(|s| s.runs(start, end)).collect();
-    b.sort();
-    c.sort();
-    c.dedup();
+    let b = merged(backups);
+    let c = merged(copies);
     if b.is_empty() || c.is_empty() {
         return None;
     }
@@ -94,7 +147,7 @@ pub fn worst_offsite_gap(backups: &[&Schedule], copies: &[&Schedule]) -> Option<
     let mut bi = 0;
     // The newest backup at or before the previous copy: what is offsite until the next.
     let mut offsite: Option<DateTime<Utc>> = None;
-    for copy in c {
+    for &copy in c.iter() {
         if let Some(p) = offsite {
             let loss = (copy - p).num_seconds();
             worst = Some(worst.map_or(loss, |w| w.max(loss)));
@@ -110,9 +163,7 @@ pub fn worst_offsite_gap(backups: &[&Schedule], copies: &[&Schedule]) -> Option<
 /// The worst gap of `schedules` run together, or None when they never run.
 pub fn worst_gap(schedules: &[&Schedule]) -> Option<WorstGap> {
     let (start, end) = horizon()?;
-    let mut runs: Vec<DateTime<Utc>> = schedules.iter().flat_map(|s| s.runs(start, end)).collect();
-    runs.sort();
-    runs.dedup();
+    let runs = merged(schedules);
     if runs.len() < 2 {
         // Once a year or less within the horizon: the gap is at least the horizon.
         let from = *runs.first()?;
