@@ -21,7 +21,7 @@ const MAX_RUNS: usize = 600_000;
 /// ([`ScheduleBook`]). A few every-minute schedules fit; thousands of distinct dense ones
 /// would make `validate` take minutes (issue 11: 60 every-minute jobs took 34 s before each
 /// distinct expression was walked once), so past it a schedule is refused.
-pub const RUN_BUDGET: usize = 3_000_000;
+pub const RUN_BUDGET: usize = 1_500_000;
 
 /// A parsed cron schedule (five fields, as in /etc/cron.d), with its runs over the
 /// horizon, walked once.
