@@ -67,7 +67,6 @@ cases!(
     grant_bypass,
     backup_injection,
     variable_types,
-    backup_dense,
 );
 
 #[test]

@@ -1223,27 +1223,14 @@ fn check_cron(
     e: &Spanned<String>,
     example: &str,
 ) -> Option<crate::backup::rpo::Schedule> {
-    use crate::backup::rpo::{RUN_BUDGET, ScheduleError};
     match c.schedules.get(&e.value) {
         Ok(s) => Some(s),
-        Err(ScheduleError::Invalid(why)) => {
+        Err(why) => {
             let sp = c.span(e);
             c.push(
                 Problem::at(format!("invalid cron expression: {why}"), sp, "here").help(format!(
                     "five fields: minute hour day-of-month month day-of-week, e.g. \"{example}\""
                 )),
-            );
-            None
-        }
-        Err(ScheduleError::OverBudget) => {
-            let sp = c.span(e);
-            c.push(
-                Problem::at(
-                    format!("the inventory's backup schedules run more than {RUN_BUDGET} times over the year checked: too many to check the RPO"),
-                    sp,
-                    "past the budget here",
-                )
-                .help("schedules that run every minute or so are each walked once: use fewer distinct ones"),
             );
             None
         }
