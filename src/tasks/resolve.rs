@@ -359,12 +359,49 @@ pub fn resolve(
         ("backup_verify", Value::from_serialize(&inv.backup_verify)),
         ("backup_offsite", Value::from_serialize(&inv.backup_offsite)),
     ];
+    // Per cluster, built once: its database hosts and its proxies (what a proxy checks, and
+    // the monitor accounts a primary makes), so no host's templates walk the whole fleet.
+    let position: BTreeMap<&str, usize> = inv
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name.as_str(), i))
+        .collect();
+    let mut cluster_values: BTreeMap<&str, (Value, Value)> = BTreeMap::new();
+    for h in &inv.hosts {
+        cluster_values.entry(h.cluster.as_str()).or_insert_with(|| {
+            let members: Vec<&HostView> = inv
+                .cluster_databases(&h.cluster)
+                .filter_map(|m| position.get(m.name.as_str()).map(|&i| &hosts_view[i]))
+                .collect();
+            let proxies: Vec<&HostView> = hosts_view
+                .iter()
+                .filter(|v| v.is_proxy && v.cluster == h.cluster)
+                .collect();
+            (
+                Value::from_serialize(&members),
+                Value::from_serialize(&proxies),
+            )
+        });
+    }
+    // The backup server, for the scripts that reach it (backups name one).
+    let backup_server = inv
+        .backups
+        .first()
+        .and_then(|j| position.get(j.server.as_str()))
+        .map(|&i| Value::from_serialize(&hosts_view[i]))
+        .unwrap_or(Value::UNDEFINED);
     let mut out = Vec::new();
     for (h, view) in inv.hosts.iter().zip(hosts_view.iter()) {
         let host_start = out.len();
         let mut ctx_map: BTreeMap<&str, Value> = shared.iter().cloned().collect();
         ctx_map.insert("host", Value::from_serialize(view));
         ctx_map.insert("vars", Value::from_serialize(&h.vars));
+        if let Some((members, proxies)) = cluster_values.get(h.cluster.as_str()) {
+            ctx_map.insert("cluster_hosts", members.clone());
+            ctx_map.insert("cluster_proxies", proxies.clone());
+        }
+        ctx_map.insert("backup_server", backup_server.clone());
         let base_ctx = Value::from_iter(ctx_map);
         // Two passes per host: every playbook's tasks first, then `after:` links, so a
         // playbook may run after one whose file sorts later.
