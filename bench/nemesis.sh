@@ -136,7 +136,7 @@ for i in $(seq "$N"); do
         sleep 3
         what="failover; $(bring_back "$old" | tail -1)"
       else
-        what="failover refused: $(grep -m1 -o 'refused.*\|answers from.*' "$work/failover.log" | cut -c1-60)"
+        what="failover refused: $(grep -m1 -oE 'is alive[^;]*|answers from [a-z0-9]+|no replica[^;]*' "$work/failover.log" | cut -c1-60 || true)"
         bash lab/fault.sh heal "$old" 2>/dev/null || true
       fi ;;
   esac
@@ -165,7 +165,7 @@ echo
 printf '%-10s %6s %8s %5s %14s %19s\n' fault rounds acked lost "two writers" "first ack (median)"
 for k in "${KINDS[@]}"; do
   [ "${rounds[$k]}" -gt 0 ] || continue
-  m=$(echo "${firsts[$k]}" | tr ' ' '\n' | grep . | median)
+  m=$(echo "${firsts[$k]}" | tr ' ' '\n' | { grep . || true; } | median)
   printf '%-10s %6s %8s %5s %14s %19s\n' "$k" "${rounds[$k]}" "${acked[$k]}" "${lost[$k]}" \
     "$((writers[$k] + readers[$k]))" "$([ "$m" = - ] && echo - || echo "$m ms")"
 done
