@@ -178,13 +178,23 @@ impl SshHost {
     /// database session that stays open between calls of [`SqlSession::query`]: what a
     /// lock such as FLUSH TABLES WITH READ LOCK needs, since it lasts as long as its session.
     ///
+    /// The session holds the host's dbfleet lock (`flock` on `/var/lib/dbfleet`, as every
+    /// task script takes it) for its whole life: a restart of the same server planned in
+    /// the same apply waits until the session is over, instead of killing the server under
+    /// a switchover's freeze (seen when a semi-sync change and a switchover were applied
+    /// together: the undo then failed and the cluster had no writer). A session started
+    /// while such a script runs waits for it.
+    ///
     /// Errors: [`TransportError::Run`] when the remote command cannot start.
     pub async fn sql_session(&self, client: &str) -> Result<SqlSession<'_>, TransportError> {
         let mut child = self
             .session
             .command("sh")
             .arg("-c")
-            .arg(format!("exec {client} -N -B -n"))
+            .arg(format!(
+                "if [ -d {d} ]; then exec flock -w 600 {d} {client} -N -B -n; else exec {client} -N -B -n; fi",
+                d = crate::tasks::STATE_DIR
+            ))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
