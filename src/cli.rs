@@ -345,6 +345,9 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                         .unwrap_or_default()
                 ));
             }
+            // The process ends here: freeing every host's rendered files one by one cost
+            // a tenth of a 10,000-host validate.
+            std::mem::forget(e);
             Ok(Exit::Ok)
         }
         Command::Graph => {
