@@ -254,15 +254,11 @@ pub async fn gather(
         .enumerate()
         .filter_map(|(i, (r, c))| Some((i, c.as_ref()?, targets.get(&r.host)?)))
         .map(|(i, c, pos)| async move {
-            let script = format!(
-                "{} -N -B <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\n",
-                d.client(),
-                d.wait_for_position(pos, CATCH_UP_GRACE_S)
-            );
-            let reached = c
-                .run(&script)
-                .await
-                .is_ok_and(|o| o.code == 0 && o.stdout.trim() == "0");
+            let wait = d.wait_for_position(pos, CATCH_UP_GRACE_S);
+            let reached =
+                crate::runbooks::topology::sql(c, d, "waiting for the primary's position", &wait)
+                    .await
+                    .is_ok_and(|out| out.trim() == "0");
             (i, reached, pos.clone())
         });
     for (i, reached, pos) in futures::future::join_all(waits).await {

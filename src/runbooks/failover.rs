@@ -153,18 +153,15 @@ pub async fn confirm_dead(
             }
         }
     };
-    let probe = format!(
-        "if timeout 1 bash -c 'exec 3<>/dev/tcp/{}/{port}' 2>/dev/null; then echo port=open; else echo port=closed; fi\n{}",
-        p.address,
-        super::topology::state_probe(c.dialect)
-    );
-    let replicas: Vec<&String> = c.members.iter().filter(|m| *m != primary).collect();
-    // The proxies too: a primary cut off from us and its replicas but not from a proxy
-    // still takes the application's writes (issue 10, case 1).
+    // Whether the primary's database port answers, from the host the script runs on.
     let port_probe = format!(
         "if timeout 1 bash -c 'exec 3<>/dev/tcp/{}/{port}' 2>/dev/null; then echo port=open; else echo port=closed; fi\n",
         p.address
     );
+    let probe = format!("{port_probe}{}", super::topology::state_probe(c.dialect));
+    let replicas: Vec<&String> = c.members.iter().filter(|m| *m != primary).collect();
+    // The proxies too: a primary cut off from us and its replicas but not from a proxy
+    // still takes the application's writes (issue 10, case 1).
     let proxy_futs = c.proxies.iter().map(|x| {
         let port_probe = port_probe.clone();
         async move {
@@ -722,18 +719,13 @@ pub fn rejoin_command(
             // wait for an ack nobody will send (lossless semi-sync without fallback) would
             // otherwise hold `SET GLOBAL read_only` forever. Their clients are gone, so
             // nothing they wrote is acknowledged.
-            let kills = sql(&me, d, "listing application sessions", d.app_sessions_kill_list())
+            let kills: Vec<String> = sql(&me, d, "listing application sessions", d.app_sessions_kill_list())
                 .await
-                .unwrap_or_default();
-            if !kills.trim().is_empty() {
-                let _ = me
-                    .run(&format!(
-                        "{} --force 2>/dev/null <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\ntrue\n",
-                        d.client(),
-                        kills.trim()
-                    ))
-                    .await;
-            }
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            super::topology::kill_sessions(&me, d, &kills).await;
             let fence = format!("{}\n{}", d.set_semi_sync_primary(false), d.set_read_only(true));
             sql(&me, d, "making it read-only", &fence)
                 .await

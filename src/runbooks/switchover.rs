@@ -252,16 +252,7 @@ pub async fn run(c: &Cluster<'_>, new: &str, old: &str, p: &PrimaryRes) -> Resul
     let frozen = async {
         session.query(&freeze_sql(d)).await?;
         let kills = session.query(d.app_sessions_kill_list()).await?;
-        if !kills.is_empty() {
-            // A session may end by itself meanwhile: KILL errors are not fatal (--force).
-            let _ = old_c
-                .run(&format!(
-                    "{} --force 2>/dev/null <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\ntrue\n",
-                    d.client(),
-                    kills.join("\n")
-                ))
-                .await;
-        }
+        super::topology::kill_sessions(old_c, d, &kills).await;
         session.query(d.freeze_writes()).await?;
         session.query(d.current_position()).await
     }

@@ -255,6 +255,22 @@ pub async fn sql(
     Ok(o.stdout)
 }
 
+/// Runs `kills` (the `KILL CONNECTION` statements [`Dialect::app_sessions_kill_list`]
+/// listed) on `host`. A session may end by itself meanwhile, so KILL errors are not fatal
+/// (`--force`), and nothing is reported.
+pub async fn kill_sessions(host: &SshHost, d: Dialect, kills: &[String]) {
+    if kills.is_empty() {
+        return;
+    }
+    let _ = host
+        .run(&format!(
+            "{} --force 2>/dev/null <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\ntrue\n",
+            d.client(),
+            kills.join("\n")
+        ))
+        .await;
+}
+
 /// HAProxy's runtime API socket on proxy hosts (`templates/haproxy.cfg.j2`).
 pub const HAPROXY_SOCKET: &str = "/run/haproxy/admin.sock";
 
