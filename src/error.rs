@@ -45,6 +45,15 @@ pub enum Error {
         needed: String,
     },
 
+    /// Two tasks (or a task and a handler) of one host share a name: links, plans and
+    /// `notify` name tasks, so the name must say which one.
+    #[error("two tasks on {host} are named `{task}`")]
+    #[diagnostic(
+        code(dbfleet::task_name),
+        help("rename one (a `loop:` task's name must include `{{{{ item }}}}`)")
+    )]
+    DuplicateTask { host: String, task: String },
+
     #[error("--limit names unknown host `{0}`")]
     #[diagnostic(code(dbfleet::limit))]
     UnknownHost(String),

@@ -30,91 +30,37 @@ pub struct TaskGraph {
     pub graph: DiGraph<Resolved, EdgeKind>,
     /// All nodes in a valid run order.
     pub order: Vec<NodeIndex>,
-    index: HashMap<(String, String), NodeIndex>,
-}
-
-/// What [`TaskGraph::build`] reads of a task to link it.
-struct Links {
-    host: String,
-    name: String,
-    after: Vec<String>,
-    needs: Vec<(String, String)>,
-    notify: Vec<String>,
-    handler: bool,
+    /// Each host's nodes, in order.
+    by_host: HashMap<String, Vec<NodeIndex>>,
 }
 
 impl TaskGraph {
     /// Builds the graph and its run order.
     ///
-    /// Errors: [`Error::MissingNeed`] for a `needs` naming a task the other host lacks,
+    /// Errors: [`Error::DuplicateTask`] for two tasks of one host with one name,
+    /// [`Error::MissingNeed`] for a `needs` naming a task the other host lacks,
     /// [`Error::Cycle`] naming the tasks of a cycle.
     pub fn build(tasks: Vec<Resolved>) -> Result<TaskGraph, Error> {
         // Sized once: growing the node list moved every task (they are large) again and
         // again at 10,000 hosts.
         let mut graph = DiGraph::with_capacity(tasks.len(), tasks.len() * 4);
-        let mut index = HashMap::with_capacity(tasks.len());
         for t in tasks {
-            let key = (t.host.clone(), t.name.clone());
-            let n = graph.add_node(t);
-            index.insert(key, n);
+            graph.add_node(t);
         }
-        let nodes: Vec<NodeIndex> = graph.node_indices().collect();
-        // Each host's nodes, in order: a handler's edges are within its host, and looking
-        // through every node of the fleet for each handler was quadratic in the host count.
+        // Each host's nodes, in order: every link but `needs` stays within its host, and
+        // looking through every node of the fleet for each was quadratic in the host count.
         let mut by_host: HashMap<String, Vec<NodeIndex>> = HashMap::new();
-        for &n in &nodes {
-            by_host.entry(graph[n].host.clone()).or_default().push(n);
+        for n in graph.node_indices() {
+            match by_host.get_mut(graph[n].host.as_str()) {
+                Some(v) => v.push(n),
+                None => {
+                    by_host.insert(graph[n].host.clone(), vec![n]);
+                }
+            }
         }
-        for &n in &nodes {
-            // The links only, not the task: cloning each task's resource (file contents)
-            // was the largest cost of building a 10,000-host graph.
-            let t = Links {
-                host: graph[n].host.clone(),
-                name: graph[n].name.clone(),
-                after: graph[n].after.clone(),
-                needs: graph[n].needs.clone(),
-                notify: graph[n].notify.clone(),
-                handler: graph[n].handler,
-            };
-            for a in &t.after {
-                if let Some(&p) = index.get(&(t.host.clone(), a.clone())) {
-                    graph.add_edge(p, n, EdgeKind::Order);
-                }
-            }
-            for (on, task) in &t.needs {
-                // A host absent from the inventory was already rejected by validation.
-                match index.get(&(on.clone(), task.clone())) {
-                    Some(&p) => {
-                        graph.add_edge(p, n, EdgeKind::Needs);
-                    }
-                    None => {
-                        return Err(Error::MissingNeed {
-                            host: t.host.clone(),
-                            task: t.name.clone(),
-                            on: on.clone(),
-                            needed: task.clone(),
-                        });
-                    }
-                }
-            }
-            for h in &t.notify {
-                if let Some(&hn) = index.get(&(t.host.clone(), h.clone())) {
-                    graph.add_edge(n, hn, EdgeKind::Notify);
-                }
-            }
-            if t.handler {
-                for &o in by_host.get(&t.host).map(Vec::as_slice).unwrap_or(&[]) {
-                    let other = &graph[o];
-                    let before =
-                        other.host == t.host && !other.handler && !other.notify.contains(&t.name);
-                    // Handlers run in the order they are defined, as in Ansible
-                    // (`restart server` before `writable primary`).
-                    let earlier_handler = other.host == t.host && other.handler && o < n;
-                    if before || earlier_handler {
-                        graph.add_edge(o, n, EdgeKind::Handler);
-                    }
-                }
-            }
+        let edges = links(&graph, &by_host)?;
+        for (from, to, kind) in edges {
+            graph.add_edge(from, to, kind);
         }
         let order = match toposort(&graph, None) {
             Ok(o) => o,
@@ -134,14 +80,18 @@ impl TaskGraph {
         Ok(TaskGraph {
             graph,
             order,
-            index,
+            by_host,
         })
     }
 
+    /// The node of `task` on `host`. A host holds a few dozen tasks: a scan of them costs
+    /// less than a fleet-wide map keyed by owned names.
     pub fn node(&self, host: &str, task: &str) -> Option<NodeIndex> {
-        self.index
-            .get(&(host.to_string(), task.to_string()))
+        self.by_host
+            .get(host)?
+            .iter()
             .copied()
+            .find(|&n| self.graph[n].name == task)
     }
 
     /// Nodes selected by `--limit` hosts and `--tags` (handlers are selected when a
@@ -257,4 +207,70 @@ impl TaskGraph {
 
 fn dot_str(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\\\""))
+}
+
+/// The edges between the nodes of `graph`, read from each task's links (the graph's weights
+/// are borrowed, so every lookup is by `&str` and nothing is cloned).
+///
+/// Errors: [`Error::DuplicateTask`] for two tasks of one host with one name,
+/// [`Error::MissingNeed`] for a `needs` naming a task the other host lacks.
+fn links(
+    graph: &DiGraph<Resolved, EdgeKind>,
+    by_host: &HashMap<String, Vec<NodeIndex>>,
+) -> Result<Vec<(NodeIndex, NodeIndex, EdgeKind)>, Error> {
+    let mut names: HashMap<&str, HashMap<&str, NodeIndex>> = HashMap::with_capacity(by_host.len());
+    for (h, nodes) in by_host {
+        let mut m = HashMap::with_capacity(nodes.len());
+        for &n in nodes {
+            if m.insert(graph[n].name.as_str(), n).is_some() {
+                return Err(Error::DuplicateTask {
+                    host: h.clone(),
+                    task: graph[n].name.clone(),
+                });
+            }
+        }
+        names.insert(h.as_str(), m);
+    }
+    let find = |host: &str, task: &str| names.get(host).and_then(|m| m.get(task)).copied();
+    let mut edges = Vec::with_capacity(graph.node_count() * 4);
+    for n in graph.node_indices() {
+        let t = &graph[n];
+        for a in &t.after {
+            if let Some(p) = find(&t.host, a) {
+                edges.push((p, n, EdgeKind::Order));
+            }
+        }
+        for (on, task) in &t.needs {
+            // A host absent from the inventory was already rejected by validation.
+            match find(on, task) {
+                Some(p) => edges.push((p, n, EdgeKind::Needs)),
+                None => {
+                    return Err(Error::MissingNeed {
+                        host: t.host.clone(),
+                        task: t.name.clone(),
+                        on: on.clone(),
+                        needed: task.clone(),
+                    });
+                }
+            }
+        }
+        for h in &t.notify {
+            if let Some(hn) = find(&t.host, h) {
+                edges.push((n, hn, EdgeKind::Notify));
+            }
+        }
+        if t.handler {
+            for &o in by_host.get(&t.host).map(Vec::as_slice).unwrap_or(&[]) {
+                let other = &graph[o];
+                let before = !other.handler && !other.notify.contains(&t.name);
+                // Handlers run in the order they are defined, as in Ansible
+                // (`restart server` before `writable primary`).
+                let earlier_handler = other.handler && o < n;
+                if before || earlier_handler {
+                    edges.push((o, n, EdgeKind::Handler));
+                }
+            }
+        }
+    }
+    Ok(edges)
 }

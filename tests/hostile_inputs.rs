@@ -115,3 +115,48 @@ fn a_template_that_loops_forever_runs_out_of_fuel() {
     assert!(stderr.contains("ran out of fuel"), "{stderr}");
     assert!(stderr.contains("limits.conf.j2:1:"), "{stderr}");
 }
+
+#[test]
+fn two_tasks_of_one_host_with_one_name_are_refused_at_the_second() {
+    // Plans, `notify` and `after` links name a task by host and name: a second task of the
+    // same name silently took the first one's place in the graph.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let playbooks = dir.path().join("playbooks");
+    std::fs::create_dir(&playbooks).expect("mkdir");
+    for entry in
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks")).expect("playbooks")
+    {
+        let p = entry.expect("entry").path();
+        std::fs::copy(&p, playbooks.join(p.file_name().expect("name"))).expect("copy");
+    }
+    let common = playbooks.join("common.yml");
+    let text = std::fs::read_to_string(&common).expect("read");
+    let text = text.replacen(
+        "  - name: dbfleet folder\n",
+        "  - name: base packages\n    package:\n      names: [curl]\n\n  - name: dbfleet folder\n",
+        1,
+    );
+    std::fs::write(&common, &text).expect("write");
+    let line = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == "- name: base packages")
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .expect("second task");
+    let o = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .args(["-i", "inventories/lab.yml", "--playbooks"])
+        .arg(&playbooks)
+        .arg("validate")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a second task named `base packages`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("common.yml:{line}:")), "{stderr}");
+}
