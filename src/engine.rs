@@ -384,7 +384,7 @@ impl Engine {
                     .inv
                     .host(&t.host)
                     .ok_or_else(|| Error::UnknownHost(t.host.clone()))?;
-                let state = crate::runbooks::topology::parse_state(facts);
+                let state = crate::runbooks::topology::parse_state(facts, p.dialect);
                 let max_lag = h
                     .vars
                     .get("max_replica_lag_seconds")

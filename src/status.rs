@@ -18,7 +18,6 @@ use tokio::sync::Semaphore;
 
 use crate::inventory::{Host, Inventory, Role};
 use crate::sql::Dialect;
-use crate::tasks::replication::vertical;
 use crate::transport::SshHost;
 
 /// The start of the problem naming a replica's errant transactions.
@@ -34,16 +33,17 @@ pub struct HostStatus {
     pub live: String,
     pub read_only: Option<bool>,
     pub server_id: Option<u32>,
-    pub gtid_binlog_pos: String,
-    pub gtid_slave_pos: String,
+    /// The logged and applied GTID positions (JSON names: see `crate::sql::GtidReport`).
+    #[serde(flatten)]
+    pub gtid: crate::sql::GtidReport,
     /// Replicas: the source host (address) the server replicates from.
     pub source: Option<String>,
     pub io_running: Option<String>,
     pub sql_running: Option<String>,
     /// Seconds_Behind_Master; None when unknown (threads stopped).
     pub lag_seconds: Option<u64>,
-    /// Replicas: transactions the primary had (its `gtid_binlog_pos`, read in the same
-    /// pass) that this replica had not applied (`gtid_slave_pos`), summed over domains.
+    /// Replicas: transactions the primary had (its logged position, read in the same
+    /// pass) that this replica had not applied, summed over domains.
     /// None without the primary's row. Unlike Seconds_Behind_Master it stays true while
     /// the IO thread flaps or receives nothing (issue 10, case 5).
     pub behind_transactions: Option<u64>,
@@ -56,22 +56,17 @@ pub struct HostStatus {
     pub errant: Vec<String>,
     /// Why this host is unhealthy; empty when healthy.
     pub problems: Vec<String>,
-    /// `gtid_binlog_state`, to compare a replica's own entries with its primary's.
+    /// The binary log history, to compare a replica's own entries with its primary's.
     #[serde(skip)]
-    pub binlog_state: Vec<crate::runbooks::topology::Gtid>,
+    pub binlog_state: Vec<crate::sql::gtid::Gtid>,
 }
 
 /// The status script: one client call, vertical output.
 pub fn script(d: Dialect) -> String {
     format!(
-        "{} -E --force <<'DBFLEET_SQL'\n\
-         SELECT 'dbfleet-up' AS up, @@server_id AS server_id, @@read_only AS read_only, @@gtid_binlog_pos AS gtid_binlog_pos, \
-         @@gtid_slave_pos AS gtid_slave_pos, @@gtid_binlog_state AS gtid_binlog_state, @@have_ssl AS have_ssl;\n\
-         SELECT VARIABLE_VALUE AS semi_sync_primary FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS';\n\
-         SELECT VARIABLE_VALUE AS semi_sync_replica FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_SLAVE_STATUS';\n\
-         {};\nDBFLEET_SQL",
+        "{} -E --force <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL",
         d.client(),
-        d.show_replica_status()
+        d.status_queries()
     )
 }
 
@@ -95,7 +90,8 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
             return s;
         }
     };
-    let f = vertical(out);
+    let d = Dialect::of(inv.flavor, &inv.version);
+    let f = crate::sql::vertical(out);
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
     if get("up") != "dbfleet-up" {
         s.problems.push("the database server is not running".into());
@@ -103,32 +99,28 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
     }
     s.server_id = get("server_id").parse().ok();
     s.read_only = Some(get("read_only") == "1");
-    s.gtid_binlog_pos = get("gtid_binlog_pos");
-    s.gtid_slave_pos = get("gtid_slave_pos");
-    s.binlog_state = crate::runbooks::topology::parse_gtids(&get("gtid_binlog_state"));
+    s.gtid = crate::sql::GtidReport::read(&f);
+    s.binlog_state = crate::sql::gtid::parse_gtids(&s.gtid.history);
     let on = |k: &str| get(k) == "ON";
     s.semi_sync = match (on("semi_sync_primary"), on("semi_sync_replica")) {
         (true, _) => "primary on".into(),
         (_, true) => "replica on".into(),
         _ => "off".into(),
     };
-    let replicating = f.contains_key("Master_Host");
+    let replica = d.replica_status(&f);
+    let replicating = replica.is_some();
     s.live = if replicating {
         "replica".into()
     } else {
         "primary".into()
     };
-    if replicating {
-        s.source = Some(get("Master_Host"));
-        s.io_running = Some(get("Slave_IO_Running"));
-        s.sql_running = Some(get("Slave_SQL_Running"));
-        s.lag_seconds = get("Seconds_Behind_Master").parse().ok();
-        s.tls = get("Master_SSL_Allowed") == "Yes" && get("Master_SSL_Verify_Server_Cert") == "Yes";
-        s.last_error = [get("Last_IO_Error"), get("Last_SQL_Error")]
-            .into_iter()
-            .filter(|e| !e.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
+    if let Some(r) = replica {
+        s.tls = r.tls_verified();
+        s.last_error = r.last_error();
+        s.source = Some(r.source_host);
+        s.io_running = Some(r.io_running);
+        s.sql_running = Some(r.sql_running);
+        s.lag_seconds = r.seconds_behind;
     } else {
         s.tls = get("have_ssl") == "YES";
     }
@@ -144,7 +136,9 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
         .unwrap_or(0);
     if h.has(Role::Replica) {
         if let Some(id) = s.server_id {
-            s.errant = get("gtid_binlog_state")
+            s.errant = s
+                .gtid
+                .history
                 .split(',')
                 .map(str::trim)
                 .filter(|g| {
@@ -287,10 +281,10 @@ fn gtid_distance(
     hosts: &[&Host],
     rows: &mut [HostStatus],
 ) -> BTreeMap<String, String> {
-    use crate::runbooks::topology::{by_domain, parse_gtids};
+    use crate::sql::gtid::{by_domain, parse_gtids};
     let positions: BTreeMap<String, String> = rows
         .iter()
-        .map(|r| (r.host.clone(), r.gtid_binlog_pos.clone()))
+        .map(|r| (r.host.clone(), r.gtid.position.clone()))
         .collect();
     let mut targets = BTreeMap::new();
     for r in rows.iter_mut().filter(|r| r.live == "replica") {
@@ -308,7 +302,7 @@ fn gtid_distance(
             continue;
         };
         let theirs = by_domain(&parse_gtids(pos));
-        let mine = by_domain(&parse_gtids(&r.gtid_slave_pos));
+        let mine = by_domain(&parse_gtids(&r.gtid.applied));
         let behind: u64 = theirs
             .iter()
             .map(|(d, seq)| seq.saturating_sub(mine.get(d).copied().unwrap_or(0)))
@@ -327,7 +321,7 @@ fn gtid_distance(
 /// (the rule of `crate::runbooks::topology::DbState::errant_against`). Without the
 /// primary's row (down, or left out by --limit), `evaluate`'s stricter rule stands.
 fn forgive_replicated_history(inv: &Inventory, hosts: &[&Host], rows: &mut [HostStatus]) {
-    use crate::runbooks::topology::{Gtid, missing_from};
+    use crate::sql::gtid::{Gtid, missing_from};
     let primary_state = |h: &Host| -> Option<Vec<Gtid>> {
         let p = inv
             .hosts
@@ -347,7 +341,7 @@ fn forgive_replicated_history(inv: &Inventory, hosts: &[&Host], rows: &mut [Host
                 .errant
                 .iter()
                 .filter(|g| {
-                    let g = crate::runbooks::topology::parse_gtids(g);
+                    let g = crate::sql::gtid::parse_gtids(g);
                     !missing_from(&g, &theirs).is_empty()
                 })
                 .cloned()
@@ -396,9 +390,9 @@ pub fn render(rows: &[HostStatus]) -> String {
     ];
     for r in rows {
         let pos = if r.live == "replica" {
-            r.gtid_slave_pos.clone()
+            r.gtid.applied.clone()
         } else {
-            r.gtid_binlog_pos.clone()
+            r.gtid.position.clone()
         };
         t.push([
             r.host.clone(),

@@ -84,6 +84,35 @@ fn mysql_primary_and_replica_cnf() {
 }
 
 #[test]
+fn the_replication_check_reads_the_names_each_server_reports() {
+    // MySQL says Replica_IO_Running where MariaDB says Slave_IO_Running: a check looking for
+    // MariaDB's names on MySQL found nothing and alerted every minute (issue 13).
+    let (maria, _) = rendered("inventories/lab.yml");
+    let check = read(
+        maria.path(),
+        "db2",
+        "/usr/local/lib/dbfleet/replication-check",
+    );
+    assert!(check.contains("-E -e 'SHOW SLAVE STATUS'"), "{check}");
+    assert!(
+        check.contains("io=$(field Slave_IO_Running); sql=$(field Slave_SQL_Running); lag=$(field Seconds_Behind_Master)"),
+        "{check}"
+    );
+    let (mysql, _) = rendered("tests/fixtures/good/mysql.yml");
+    let check = read(
+        mysql.path(),
+        "m2",
+        "/usr/local/lib/dbfleet/replication-check",
+    );
+    assert!(check.contains("-E -e 'SHOW REPLICA STATUS'"), "{check}");
+    assert!(
+        check.contains("io=$(field Replica_IO_Running); sql=$(field Replica_SQL_Running); lag=$(field Seconds_Behind_Source)"),
+        "{check}"
+    );
+    assert!(!check.contains("Slave_"), "{check}");
+}
+
+#[test]
 fn system_tuning_files() {
     let (dir, _) = rendered("inventories/lab.yml");
     insta::assert_snapshot!(

@@ -24,7 +24,7 @@
 //! Rejoin: the old primary's `gtid_binlog_state` is compared with the new primary's. Any
 //! transaction it has that the new primary never saw is named, and rejoin refuses (rebuild
 //! the host); otherwise it replicates from the new primary with MASTER_DEMOTE_TO_SLAVE=1
-//! (orchestrator#1146's error 1236 is what a plain CHANGE MASTER gets).
+//! (orchestrator#1146's error 1236 is what repointing it without that option gets).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,13 +34,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::Cluster;
-use super::topology::{DbState, by_domain, fence_writer, move_writer, name_ranges, sql};
+use super::topology::{DbState, fence_writer, move_writer, sql};
 use crate::cli::{Exit, FailoverArgs, Global};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::events::EventSink;
 use crate::inventory::Role;
 use crate::report::{self, Reporter, Style};
+use crate::sql::gtid::{by_domain, name_ranges};
 use crate::transport::SshHost;
 
 /// Seconds a replica may take to apply what it received before the failover gives up.
@@ -182,9 +183,9 @@ pub async fn confirm_dead(
             let conn = c.conns.get(*r)?;
             let out = conn.run(&probe).await.ok()?;
             let open = out.stdout.lines().any(|l| l == "port=open");
-            let s = super::topology::parse_state(&out.stdout);
+            let s = super::topology::parse_state(&out.stdout, c.dialect);
             let io = if s.replicating() {
-                format!("IO thread {}", s.field("Slave_IO_Running"))
+                format!("IO thread {}", s.status().io_running)
             } else {
                 "not replicating".into()
             };
@@ -258,10 +259,10 @@ pub async fn drain(c: &Cluster<'_>, names: &[String]) -> Result<Vec<(String, DbS
                     "{n} does not replicate: it is not a replica to promote"
                 )));
             }
-            if s.field("Slave_SQL_Running") != "Yes" && !s.relay_drained() {
+            if s.status().sql_running != "Yes" && !s.relay_drained() {
                 return Err(Error::Refused(format!(
                     "{n}'s SQL thread is stopped with relay log left to apply: {}",
-                    s.field("Last_SQL_Error")
+                    s.status().last_sql_error
                 )));
             }
             if !s.relay_drained() {
@@ -737,13 +738,13 @@ pub fn rejoin_command(
         if !theirs.up || theirs.read_only || theirs.replicating() {
             return Err(Error::Refused(format!("{source} is not a writable primary: rejoin needs the current primary")));
         }
-        if mine.replicating() && mine.threads_running() && mine.field("Master_Host") == repl.source.host {
+        if mine.threads_running() && mine.status().source_host == repl.source.host {
             reporter.finish();
             report::print(&format!("{host} already replicates from {source}: nothing to do.\n"));
             return Ok(Exit::Ok);
         }
         let theirs_all: Vec<_> = theirs.binlog_state.iter().chain(theirs.slave_pos.iter()).copied().collect();
-        let extra = super::topology::missing_from(&mine.binlog_state, &theirs_all);
+        let extra = crate::sql::gtid::missing_from(&mine.binlog_state, &theirs_all);
         if !extra.is_empty() {
             return Err(Error::Refused(format!(
                 "{host} has transactions {source} never saw: {}; rejoining would keep them on {host} only (or stop replication). Rebuild {host} from {source} instead (reseed it: move its data folder away and `dbfleet apply`)",
@@ -752,8 +753,10 @@ pub fn rejoin_command(
         }
         reporter.finish();
         report::print(&format!(
-            "Rejoin {host} as a replica of {source}: its history is contained in {source}'s ({}).\n  {host}: read_only ON, semi-sync primary side OFF, CHANGE MASTER TO {source} (GTID, verified TLS, MASTER_DEMOTE_TO_SLAVE=1), START SLAVE\n",
-            if mine.binlog_state.is_empty() { "empty".to_string() } else { mine.binlog_state.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",") }
+            "Rejoin {host} as a replica of {source}: its history is contained in {source}'s ({}).\n  {host}: read_only ON, semi-sync primary side OFF, {} {source} (GTID, verified TLS, MASTER_DEMOTE_TO_SLAVE=1), {}\n",
+            if mine.binlog_state.is_empty() { "empty".to_string() } else { mine.binlog_state.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",") },
+            d.change_source_words(),
+            d.start_replica_words()
         ));
         if !auto_approve && !crate::cli::confirm_text("Rejoin now?")? {
             return Err(Error::Cancelled);

@@ -32,7 +32,7 @@ pub fn require_proven(d: Dialect, verb: &str) -> Result<(), crate::error::Error>
         return Ok(());
     }
     Err(crate::error::Error::Refused(format!(
-        "{verb} refused: flavor mysql is not proven on real hosts for runbooks that change the topology (it reports Source_Host where MariaDB says Master_Host; a switchover on MySQL made two writers). Nothing was changed. Provisioning, plan and status work; move the primary by hand until MySQL runs in the lab"
+        "{verb} refused: flavor mysql is not proven on real hosts for runbooks that change the topology (its replica status names differ from MariaDB's; a switchover on MySQL made two writers). Nothing was changed. Provisioning, plan and status work; move the primary by hand until MySQL runs in the lab"
     )))
 }
 

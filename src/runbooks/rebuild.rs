@@ -156,7 +156,11 @@ async fn restore_primary(
             id = q(&l.short_id),
         ));
     }
-    s.push_str("mariadb -N -e 'SELECT @@gtid_binlog_pos'\nrm -rf \"$w\"\n");
+    // The rebuilt primary's position (physical backups are MariaDB's mariadb-backup).
+    s.push_str(&format!(
+        "mariadb -N -e {}\nrm -rf \"$w\"\n",
+        q(crate::sql::Dialect::MariaDb.current_position())
+    ));
     let out = run(conn, "restoring the primary from backups", &s).await?;
     tracing::info!(host = %conn.name, full = %full.short_id, incrementals = incs.len(), "primary restored");
     Ok(out)

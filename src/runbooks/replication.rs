@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use crate::sql::quote;
-use crate::tasks::replication::{Mode, ReplicationRes, vertical};
+use crate::sql::vertical;
+use crate::tasks::replication::{Mode, ReplicationRes};
 use crate::transport::SshHost;
 
 /// Seconds to wait for a replica to catch up after it starts.
@@ -88,7 +89,7 @@ pub async fn apply(
                 d.change_source(&r.source),
                 d.start_replica()
             );
-            run(replica, "CHANGE MASTER", &sql(r, &s)).await?;
+            run(replica, "repointing replication", &sql(r, &s)).await?;
         }
     }
     wait_caught_up(replica, source, r).await
@@ -253,9 +254,9 @@ async fn configure(
     )
     .await?;
     let position = out.split_whitespace().nth(2).unwrap_or("").to_string();
-    let inherited = super::topology::seeded_binlog_state(
-        &super::topology::parse_gtids(&position),
-        &super::topology::parse_gtids(history.trim()),
+    let inherited = crate::sql::gtid::seeded_binlog_state(
+        &crate::sql::gtid::parse_gtids(&position),
+        &crate::sql::gtid::parse_gtids(history.trim()),
     );
     // 4. Start from that position (empty: the source had written nothing to its binlog).
     let s = format!(
@@ -287,27 +288,23 @@ async fn wait_caught_up(
     let pos = pos.trim().to_string();
     let started = std::time::Instant::now();
     loop {
-        let st = vertical(
-            &run(
-                replica,
-                "reading replication status",
-                &format!("{}\n", r.probe()),
-            )
-            .await?,
-        );
-        let (io, sqlt) = (
-            st.get("Slave_IO_Running").cloned().unwrap_or_default(),
-            st.get("Slave_SQL_Running").cloned().unwrap_or_default(),
-        );
+        let st = d
+            .replica_status(&vertical(
+                &run(
+                    replica,
+                    "reading replication status",
+                    &format!("{}\n", r.probe()),
+                )
+                .await?,
+            ))
+            .unwrap_or_default();
+        let (io, sqlt) = (st.io_running.as_str(), st.sql_running.as_str());
         if sqlt == "No" || io == "No" {
-            let err = [st.get("Last_IO_Error"), st.get("Last_SQL_Error")]
-                .into_iter()
-                .flatten()
-                .filter(|e| !e.is_empty())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(format!("replication on {} stopped: {err}", replica.name));
+            return Err(format!(
+                "replication on {} stopped: {}",
+                replica.name,
+                st.last_error()
+            ));
         }
         let reached = run(
             replica,

@@ -147,7 +147,9 @@ pub fn script(
         }
     }
     s.push_str(&format!(
-        "{client} -e 'SET GLOBAL read_only = OFF'\n{client} -N -e 'SELECT @@gtid_binlog_pos'\n"
+        "{client} -e {}\n{client} -N -e {}\n",
+        q(&d.set_read_only(false)),
+        q(d.current_position())
     ));
     s
 }

@@ -18,7 +18,8 @@
 use std::time::{Duration, Instant};
 
 use super::Cluster;
-use super::topology::{DbState, name_ranges, sql};
+use super::topology::{DbState, sql};
+use crate::sql::gtid::name_ranges;
 use crate::sql::{Dialect, SourceSpec};
 use crate::tasks::primary::PrimaryRes;
 
@@ -150,7 +151,7 @@ pub fn check(
     if prim.replicating() {
         return Err(format!(
             "{old} replicates from {}: it is not the primary",
-            prim.field("Master_Host")
+            prim.status().source_host
         ));
     }
     if prim.long_trx > 0 {
@@ -184,8 +185,8 @@ pub fn check(
         if !s.threads_running() {
             return Err(format!(
                 "replica {h} is not replicating (IO thread: {}, SQL thread: {})",
-                s.field("Slave_IO_Running"),
-                s.field("Slave_SQL_Running")
+                s.status().io_running,
+                s.status().sql_running
             ));
         }
     }
@@ -208,24 +209,25 @@ pub fn candidate_ready(
     if !cand.up {
         return Err(format!("{new} is not running"));
     }
+    let st = cand.status();
     if !cand.threads_running() {
         return Err(format!(
             "{new} is not replicating (IO thread: {}, SQL thread: {}){}",
-            cand.field("Slave_IO_Running"),
-            cand.field("Slave_SQL_Running"),
-            match cand.field("Last_SQL_Error") {
+            st.io_running,
+            st.sql_running,
+            match st.last_sql_error.as_str() {
                 "" => String::new(),
                 e => format!(": {e}"),
             }
         ));
     }
-    match cand.field("Seconds_Behind_Master").parse::<u64>() {
-        Ok(lag) if lag <= max_lag_s => Ok(()),
-        Ok(lag) => Err(format!(
+    match st.seconds_behind {
+        Some(lag) if lag <= max_lag_s => Ok(()),
+        Some(lag) => Err(format!(
             "{new} lags {lag} s behind its primary (max_replica_lag_seconds is {max_lag_s})"
         )),
-        Err(_) => Err(format!(
-            "{new} reports no lag (Seconds_Behind_Master is NULL)"
+        None => Err(format!(
+            "{new} reports no lag (its seconds behind the source is NULL)"
         )),
     }
 }

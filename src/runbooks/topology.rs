@@ -1,129 +1,11 @@
 //! What the topology runbooks (switchover, failover, rejoin) read and share: one database
-//! host's replication state in one client call, GTID arithmetic, one-shot SQL, and moving
-//! the proxies' writer.
-//!
-//! GTIDs are MariaDB's `domain-server-seq` (MariaDB KB "GTID"). `gtid_binlog_state` keeps
-//! the last sequence number per (domain, server_id): comparing two servers' states tells
-//! exactly which transactions one has that the other never saw, without reading binlogs.
+//! host's replication state in one client call, one-shot SQL, and moving the proxies'
+//! writer. GTID arithmetic is `crate::sql::gtid`'s; the statements and the names the server
+//! reports are `crate::sql`'s.
 
-use std::collections::BTreeMap;
-use std::fmt;
-
-use crate::sql::Dialect;
-use crate::tasks::replication::vertical;
+use crate::sql::gtid::{Gtid, by_domain, parse_gtids};
+use crate::sql::{Dialect, ReplicaStatus};
 use crate::transport::SshHost;
-
-/// One MariaDB GTID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Gtid {
-    pub domain: u32,
-    pub server: u32,
-    pub seq: u64,
-}
-
-impl fmt::Display for Gtid {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}-{}-{}", self.domain, self.server, self.seq)
-    }
-}
-
-/// Parses a GTID list ("0-1-42,1-2-7"); malformed entries are skipped.
-pub fn parse_gtids(s: &str) -> Vec<Gtid> {
-    s.split(',')
-        .filter_map(|g| {
-            let mut it = g.trim().split('-');
-            Some(Gtid {
-                domain: it.next()?.parse().ok()?,
-                server: it.next()?.parse().ok()?,
-                seq: it.next()?.parse().ok()?,
-            })
-        })
-        .collect()
-}
-
-/// Transactions in `ours` (a `gtid_binlog_state`) that `theirs` never had: for each
-/// (domain, server) of ours, the range after their last sequence number of that pair.
-/// Returns (first missing, last missing) per pair.
-pub fn missing_from(ours: &[Gtid], theirs: &[Gtid]) -> Vec<(Gtid, Gtid)> {
-    let mut out = Vec::new();
-    for g in ours {
-        let have = theirs
-            .iter()
-            .filter(|t| t.domain == g.domain && t.server == g.server)
-            .map(|t| t.seq)
-            .max()
-            .unwrap_or(0);
-        if g.seq > have {
-            out.push((
-                Gtid {
-                    seq: have + 1,
-                    ..*g
-                },
-                *g,
-            ));
-        }
-    }
-    out
-}
-
-/// Names missing ranges: "0-1-105" or "0-1-104..0-1-107 (4 transactions)".
-pub fn name_ranges(ranges: &[(Gtid, Gtid)]) -> String {
-    ranges
-        .iter()
-        .map(|(a, b)| {
-            if a == b {
-                a.to_string()
-            } else {
-                format!("{a}..{b} ({} transactions)", b.seq - a.seq + 1)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The `gtid_binlog_state` a replica seeded from a copy taken at `position` inherits,
-/// from its source's `gtid_binlog_state` read at seeding time: each (domain, server) entry
-/// whose sequence number is at most the copy's in that domain. Under `gtid_strict_mode`
-/// sequence numbers grow within a domain, so those transactions precede the copy and are in
-/// it; later ones (and domains the copy does not know) come by replication. The copy's own
-/// position entries are always kept. Returns the GTID list text ("0-1-7,0-2-42"), empty
-/// when `position` is.
-pub fn seeded_binlog_state(position: &[Gtid], source_state: &[Gtid]) -> String {
-    let upto = by_domain(position);
-    let mut pairs: BTreeMap<(u32, u32), u64> = BTreeMap::new();
-    for g in position.iter().chain(
-        source_state
-            .iter()
-            .filter(|g| upto.get(&g.domain).is_some_and(|max| g.seq <= *max)),
-    ) {
-        let e = pairs.entry((g.domain, g.server)).or_insert(0);
-        *e = (*e).max(g.seq);
-    }
-    // MariaDB wants each domain's last GTID last: order by domain, then sequence number.
-    let mut list: Vec<Gtid> = pairs
-        .into_iter()
-        .map(|((domain, server), seq)| Gtid {
-            domain,
-            server,
-            seq,
-        })
-        .collect();
-    list.sort_by_key(|g| (g.domain, g.seq));
-    list.iter()
-        .map(|g| g.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The highest sequence number per domain of a position.
-pub fn by_domain(pos: &[Gtid]) -> BTreeMap<u32, u64> {
-    let mut m = BTreeMap::new();
-    for g in pos {
-        let e = m.entry(g.domain).or_insert(0);
-        *e = (*e).max(g.seq);
-    }
-    m
-}
 
 /// A database host's replication state, read in one client call.
 #[derive(Debug, Clone, Default)]
@@ -131,30 +13,35 @@ pub struct DbState {
     pub up: bool,
     pub read_only: bool,
     pub server_id: u32,
-    /// `gtid_binlog_pos`, `gtid_slave_pos`, `gtid_binlog_state`.
+    /// The logged position, the applied position and the binary log history (see
+    /// [`Dialect::gtid_state`]).
     pub binlog_pos: Vec<Gtid>,
     pub slave_pos: Vec<Gtid>,
     pub binlog_state: Vec<Gtid>,
     /// Transactions open longer than 10 seconds.
     pub long_trx: u64,
-    /// SHOW SLAVE STATUS fields; empty when the host replicates from nobody.
-    pub replica: BTreeMap<String, String>,
+    /// The replica status; None when the host replicates from nobody.
+    pub replica: Option<ReplicaStatus>,
 }
 
 impl DbState {
     pub fn replicating(&self) -> bool {
-        self.replica.contains_key("Master_Host")
+        self.replica.is_some()
     }
-    pub fn field(&self, k: &str) -> &str {
-        self.replica.get(k).map(String::as_str).unwrap_or("")
+    /// The replica status, or an empty one when the host replicates from nobody.
+    pub fn status(&self) -> ReplicaStatus {
+        self.replica.clone().unwrap_or_default()
     }
     /// Both threads running ("Connecting" is not running).
     pub fn threads_running(&self) -> bool {
-        self.field("Slave_IO_Running") == "Yes" && self.field("Slave_SQL_Running") == "Yes"
+        self.replica.as_ref().is_some_and(|r| r.threads_running())
     }
     /// Received (IO thread) position.
     pub fn io_pos(&self) -> Vec<Gtid> {
-        parse_gtids(self.field("Gtid_IO_Pos"))
+        self.replica
+            .as_ref()
+            .map(|r| parse_gtids(&r.received))
+            .unwrap_or_default()
     }
     /// True when everything received has been applied.
     pub fn relay_drained(&self) -> bool {
@@ -176,7 +63,7 @@ impl DbState {
             .iter()
             .flat_map(|o| o.binlog_state.iter().chain(o.slave_pos.iter()).copied())
             .collect();
-        missing_from(&own, &theirs)
+        crate::sql::gtid::missing_from(&own, &theirs)
     }
 }
 
@@ -193,18 +80,10 @@ pub fn state_probe(d: Dialect) -> String {
     )
 }
 
-/// Parses [`state_probe`]'s output.
-pub fn parse_state(out: &str) -> DbState {
-    let f = vertical(out);
+/// Parses [`state_probe`]'s output of a `d` server.
+pub fn parse_state(out: &str, d: Dialect) -> DbState {
+    let f = crate::sql::vertical(out);
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
-    let replica: BTreeMap<String, String> = if f.contains_key("Master_Host") {
-        f.iter()
-            .filter(|(k, _)| k.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    } else {
-        BTreeMap::new()
-    };
     DbState {
         up: get("up") == "dbfleet-up",
         read_only: get("read_only") != "0",
@@ -213,7 +92,7 @@ pub fn parse_state(out: &str) -> DbState {
         slave_pos: parse_gtids(&get("slave_pos")),
         binlog_state: parse_gtids(&get("binlog_state")),
         long_trx: get("long_trx").parse().unwrap_or(0),
-        replica,
+        replica: d.replica_status(&f),
     }
 }
 
@@ -225,7 +104,7 @@ pub async fn read_state(host: &SshHost, d: Dialect) -> Result<DbState, String> {
         .run(&state_probe(d))
         .await
         .map_err(|e| format!("reading {}: {e}", host.name))?;
-    Ok(parse_state(&o.stdout))
+    Ok(parse_state(&o.stdout, d))
 }
 
 /// Runs `statements` in one client call on `host` (stdin), returning the output rows.
@@ -391,36 +270,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missing_ranges_follow_the_binlog_state() {
-        let old = parse_gtids("0-1-105,0-2-90");
-        let new = parse_gtids("0-1-103,0-2-110");
-        let m = missing_from(&old, &new);
-        assert_eq!(name_ranges(&m), "0-1-104..0-1-105 (2 transactions)");
-        assert!(missing_from(&new[..1], &old).is_empty());
-        // A pair the other never saw at all is missing from its first transaction.
-        assert_eq!(
-            name_ranges(&missing_from(&parse_gtids("1-3-2"), &new)),
-            "1-3-1..1-3-2 (2 transactions)"
-        );
-    }
-
-    #[test]
-    fn a_seeded_replica_inherits_the_history_before_its_copy() {
-        // The copy was taken at 0-1-100; the source has since written 0-1-120, and its
-        // history holds 0-2-50 (db2 was primary once) and 0-3-130 (after the copy).
-        let state = seeded_binlog_state(
-            &parse_gtids("0-1-100"),
-            &parse_gtids("0-2-50,0-3-130,0-1-120,5-1-3"),
-        );
-        assert_eq!(state, "0-2-50,0-1-100");
-        assert_eq!(seeded_binlog_state(&[], &parse_gtids("0-1-5")), "");
-    }
-
-    #[test]
     fn drained_compares_received_with_applied() {
-        let mut s = DbState::default();
-        s.replica.insert("Master_Host".into(), "x".into());
-        s.replica.insert("Gtid_IO_Pos".into(), "0-1-10".into());
+        let mut s = DbState {
+            replica: Some(ReplicaStatus {
+                received: "0-1-10".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         s.slave_pos = parse_gtids("0-1-9");
         assert!(!s.relay_drained());
         s.slave_pos = parse_gtids("0-1-10");

@@ -10,6 +10,10 @@
 //! command line.
 
 pub mod grant;
+pub mod gtid;
+pub mod replica;
+
+pub use replica::{GtidReport, ReplicaStatus, vertical};
 
 use sha1::{Digest, Sha1};
 
@@ -291,23 +295,10 @@ impl Dialect {
     }
 
     /// The names `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS` reports, as (source host, IO
-    /// thread running, SQL thread running, seconds behind). MySQL 8.0.22 renamed them
-    /// (`Source_Host`, `Replica_IO_Running`, …); MariaDB keeps the old names.
+    /// thread running, SQL thread running, seconds behind), for the shell templates that
+    /// read them (`db.replica.*`); see `replica` for the rest.
     pub fn replica_fields(self) -> ReplicaFields {
-        match self {
-            Dialect::MariaDb => ReplicaFields {
-                source_host: "Master_Host",
-                io_running: "Slave_IO_Running",
-                sql_running: "Slave_SQL_Running",
-                seconds_behind: "Seconds_Behind_Master",
-            },
-            _ => ReplicaFields {
-                source_host: "Source_Host",
-                io_running: "Replica_IO_Running",
-                sql_running: "Replica_SQL_Running",
-                seconds_behind: "Seconds_Behind_Source",
-            },
-        }
+        self.names().fields()
     }
 
     /// The server's full binary log history: one row, `gtid_binlog_state` (MariaDB) or
@@ -402,6 +393,36 @@ impl Dialect {
                 "SELECT @@GLOBAL.gtid_executed AS binlog_pos, @@GLOBAL.gtid_executed AS slave_pos, @@GLOBAL.gtid_executed AS binlog_state;"
             }
         }
+    }
+
+    /// Stops the applier alone, keeping what arrives (a backup's consistent pause).
+    pub fn stop_replica_sql(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "STOP SLAVE SQL_THREAD",
+            _ => "STOP REPLICA SQL_THREAD",
+        }
+    }
+
+    /// Starts the applier alone.
+    pub fn start_replica_sql(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "START SLAVE SQL_THREAD",
+            _ => "START REPLICA SQL_THREAD",
+        }
+    }
+
+    /// How an operator reads the statement that points a replica at its source, for
+    /// messages and plans ("CHANGE MASTER TO").
+    pub fn change_source_words(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "CHANGE MASTER TO",
+            _ => "CHANGE REPLICATION SOURCE TO",
+        }
+    }
+
+    /// How an operator reads the statement that starts replication ("START SLAVE").
+    pub fn start_replica_words(self) -> &'static str {
+        self.start_replica().trim_end_matches(';')
     }
 
     /// The seed's hardening (seed 000, "MySQL Security"): no anonymous users, no remote root,

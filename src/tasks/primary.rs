@@ -8,9 +8,8 @@
 //! replicas and the proxies' writer. A server that is not running yet is left to
 //! `start server` and made writable after it.
 
-use super::replication::vertical;
 use super::{Action, Assessment};
-use crate::sql::Dialect;
+use crate::sql::{Dialect, vertical};
 
 #[derive(Debug, Clone)]
 pub struct PrimaryRes {
@@ -60,7 +59,11 @@ impl PrimaryRes {
         if get("up") != "dbfleet-up" {
             return Some(Mode::MakeWritable);
         }
-        let source = get("Master_Host").to_string();
+        let source = self
+            .dialect
+            .replica_status(&f)
+            .map(|r| r.source_host)
+            .unwrap_or_default();
         if !source.is_empty() {
             return Some(match self.peers.iter().find(|(_, a)| *a == source) {
                 Some((name, _)) => Mode::Switchover { from: name.clone() },
@@ -86,7 +89,10 @@ impl PrimaryRes {
             "read_only={} semi_sync_primary={} source={}",
             get("read_only"),
             get("semi_sync_primary"),
-            get("Master_Host")
+            self.dialect
+                .replica_status(&f)
+                .map(|r| r.source_host)
+                .unwrap_or_default()
         );
         let (action, summary, notes) = match mode {
             Mode::MakeWritable => {

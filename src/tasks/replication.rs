@@ -1,16 +1,14 @@
 //! `replication`: a replica replicating from its source by GTID over verified TLS.
 //!
-//! The probe reads `SHOW SLAVE STATUS` (vertical) and the count of user databases on the
-//! replica. What it finds decides the [`Mode`]: a healthy replica of the right source is
+//! The probe reads the replica status (vertical, typed by `crate::sql::replica`) and the
+//! count of user databases on the replica. What it finds decides the [`Mode`]: a healthy replica of the right source is
 //! left alone (no statement issued); one that is not configured is bootstrapped (seeded
 //! from its source, see `crate::runbooks::replication`); one configured for the right
 //! source with stopped threads is started; one pointing elsewhere, without GTID or
 //! without verified TLS is repointed by GTID. The apply is a runbook across two hosts.
 
-use std::collections::BTreeMap;
-
 use super::{Action, Assessment};
-use crate::sql::{Dialect, SourceSpec};
+use crate::sql::{Dialect, SourceSpec, vertical};
 
 #[derive(Debug, Clone)]
 pub struct ReplicationRes {
@@ -25,23 +23,10 @@ pub struct ReplicationRes {
 pub enum Mode {
     /// Copy the source's data (mariadb-backup), then configure and start replication.
     Bootstrap { user_databases: u64 },
-    /// Replication is configured right but not running: START SLAVE.
+    /// Replication is configured right but not running: start it.
     Start,
-    /// Configured for another source, or without GTID or verified TLS: CHANGE MASTER again.
+    /// Configured for another source, or without GTID or verified TLS: point it again.
     Repoint(String),
-}
-
-/// Parses `mariadb -E` output into field → value (later results do not repeat fields).
-pub fn vertical(facts: &str) -> BTreeMap<String, String> {
-    facts
-        .lines()
-        .filter(|l| !l.starts_with("***"))
-        .filter_map(|l| {
-            l.split_once(": ")
-                .or_else(|| l.trim_end().strip_suffix(':').map(|k| (k, "")))
-        })
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
 }
 
 impl ReplicationRes {
@@ -68,26 +53,21 @@ impl ReplicationRes {
         let f = vertical(facts);
         let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
         let user_databases = get("user_databases").parse().unwrap_or(0);
-        if get("up") != "dbfleet-up" || !f.contains_key("Master_Host") {
-            return Some(Mode::Bootstrap { user_databases });
-        }
+        let st = match self.dialect.replica_status(&f) {
+            Some(st) if get("up") == "dbfleet-up" => st,
+            _ => return Some(Mode::Bootstrap { user_databases }),
+        };
         let mut wrong = Vec::new();
-        if get("Master_Host") != self.source.host
-            || get("Master_Port") != self.source.port.to_string()
-        {
-            wrong.push(format!(
-                "source is {}:{}",
-                get("Master_Host"),
-                get("Master_Port")
-            ));
+        if st.source_host != self.source.host || st.source_port != self.source.port.to_string() {
+            wrong.push(format!("source is {}:{}", st.source_host, st.source_port));
         }
-        if get("Master_User") != self.source.user {
-            wrong.push(format!("user is {}", get("Master_User")));
+        if st.source_user != self.source.user {
+            wrong.push(format!("user is {}", st.source_user));
         }
-        if get("Using_Gtid") != "Slave_Pos" {
-            wrong.push(format!("Using_Gtid is {}", get("Using_Gtid")));
+        if !st.gtid_positioned {
+            wrong.push(format!("{} is {}", st.gtid_field, st.gtid_mode));
         }
-        if get("Master_SSL_Allowed") != "Yes" || get("Master_SSL_Verify_Server_Cert") != "Yes" {
+        if !st.tls_verified() {
             wrong.push("TLS is not verified".into());
         }
         let stored = get("stored_password_sha256");
@@ -100,36 +80,41 @@ impl ReplicationRes {
             return Some(Mode::Repoint(wrong.join(", ")));
         }
         // "Connecting" is a running IO thread retrying (e.g. while the source restarts):
-        // START SLAVE would change nothing, so only a stopped thread is a change.
-        if get("Slave_IO_Running") == "No" || get("Slave_SQL_Running") == "No" {
+        // starting it would change nothing, so only a stopped thread is a change.
+        if st.io_running == "No" || st.sql_running == "No" {
             return Some(Mode::Start);
         }
         None
     }
 
     pub fn assess(&self, facts: &str) -> Result<Option<Assessment>, String> {
-        let f = vertical(facts);
-        let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+        let st = self
+            .dialect
+            .replica_status(&vertical(facts))
+            .unwrap_or_default();
         let Some(mode) = self.mode(facts) else {
             return Ok(None);
         };
         let src = &self.source_name;
         let before = format!(
             "replica host={} user={} gtid={} ssl={}/{} io={} sql={}",
-            get("Master_Host"),
-            get("Master_User"),
-            get("Using_Gtid"),
-            get("Master_SSL_Allowed"),
-            get("Master_SSL_Verify_Server_Cert"),
-            get("Slave_IO_Running"),
-            get("Slave_SQL_Running")
+            st.source_host,
+            st.source_user,
+            st.gtid_mode,
+            st.ssl_allowed,
+            st.ssl_verify,
+            st.io_running,
+            st.sql_running
         );
+        let d = self.dialect;
         let mut notes = Vec::new();
         let summary = match &mode {
             Mode::Bootstrap { user_databases } => {
                 notes.push(format!(
                     "steps: copy {src}'s data with mariadb-backup (the old data folder is kept aside), set gtid_slave_pos from the copy, \
-                     CHANGE MASTER TO {src} (MASTER_USE_GTID=slave_pos, MASTER_SSL=1, verify certificate), START SLAVE, wait until caught up"
+                     {} {src} (MASTER_USE_GTID=slave_pos, MASTER_SSL=1, verify certificate), {}, wait until caught up",
+                    d.change_source_words(),
+                    d.start_replica_words()
                 ));
                 if *user_databases > 0 {
                     notes.push(format!("this replica holds {user_databases} database(s) and is not replicating: apply refuses to replace them"));
@@ -137,18 +122,13 @@ impl ReplicationRes {
                 format!("bootstrap replication from {src}")
             }
             Mode::Start => {
-                let err = [get("Last_IO_Error"), get("Last_SQL_Error")]
-                    .into_iter()
-                    .filter(|e| !e.is_empty())
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let err = st.last_error();
                 if !err.is_empty() {
                     notes.push(format!("last error: {err}"));
                 }
                 format!(
                     "start replication from {src} (IO thread: {}, SQL thread: {})",
-                    get("Slave_IO_Running"),
-                    get("Slave_SQL_Running")
+                    st.io_running, st.sql_running
                 )
             }
             Mode::Repoint(why) => format!("repoint replication to {src} by GTID ({why})"),

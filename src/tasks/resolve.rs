@@ -79,6 +79,9 @@ struct DbLayout {
     /// The replica status statement and the names of its fields (proxy checks).
     show_replica_status: &'static str,
     replica: crate::sql::ReplicaFields,
+    /// Stop and start the applier alone (a backup's consistent pause).
+    stop_replica_sql: &'static str,
+    start_replica_sql: &'static str,
     /// The seed's hardening statements for this dialect, and a query that returns 1 when
     /// they have nothing left to do.
     hardening_sql: String,
@@ -114,6 +117,8 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             reload_tls: "FLUSH LOCAL SSL",
             show_replica_status: d.show_replica_status(),
             replica: d.replica_fields(),
+            stop_replica_sql: d.stop_replica_sql(),
+            start_replica_sql: d.start_replica_sql(),
             hardening_sql,
             hardening_check,
         },
@@ -129,6 +134,8 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             reload_tls: "ALTER INSTANCE RELOAD TLS",
             show_replica_status: d.show_replica_status(),
             replica: d.replica_fields(),
+            stop_replica_sql: d.stop_replica_sql(),
+            start_replica_sql: d.start_replica_sql(),
             hardening_sql,
             hardening_check,
         },
