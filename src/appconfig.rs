@@ -6,8 +6,6 @@
 //! hosts instead (the writer is then fixed to today's primary). The password is never
 //! printed: `.env` gets a placeholder naming the secret.
 
-use crate::cli::{AppConfigKind, Exit, Global};
-use crate::engine::Engine;
 use crate::error::Error;
 use crate::inventory::{Inventory, Role};
 
@@ -129,25 +127,4 @@ pub fn laravel(
         db.collation
     );
     Ok(format!("{php}\n# .env\n{env}"))
-}
-
-/// `dbfleet app-config KIND`.
-pub fn command(g: &Global, kind: &AppConfigKind) -> Result<Exit, Error> {
-    // Reads the inventory only: no host, no secret.
-    let engine = Engine::load(crate::cli::options(g, true))?;
-    match kind {
-        AppConfigKind::Laravel {
-            direct,
-            database,
-            user,
-        } => {
-            crate::report::print(&laravel(
-                &engine.inv,
-                *direct,
-                database.as_deref(),
-                user.as_deref(),
-            )?);
-        }
-    }
-    Ok(Exit::Ok)
 }

@@ -1,19 +1,20 @@
-//! Command line: clap definitions (their doc comments are the `--help` text), then one
-//! function per verb that drives the engine and hands results to the reporter.
-//! Exit codes are decided in `main.rs` from [`Exit`] and [`Error`].
+//! The command line: clap definitions (their doc comments are the `--help` text), and
+//! their resolution into the plain options and requests of `crate::commands` (ripgrep's
+//! parse, then resolve). The only module that knows clap. Exit codes are decided in
+//! `main.rs` from [`Exit`] and [`Error`].
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, IsTerminal};
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::{Engine, Options};
+use crate::commands;
+use crate::engine::Options;
 use crate::error::Error;
-use crate::events::EventSink;
-use crate::report::{self, Reporter, Style};
+pub use crate::error::Exit;
+use crate::report::Style;
 
 /// Declarative provisioning and operation of MariaDB/MySQL high-availability fleets.
 ///
@@ -262,14 +263,6 @@ pub struct ApplyArgs {
     pub auto_approve: bool,
 }
 
-/// How a successful run ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Ok,
-    /// `plan --detailed-exitcode` found changes.
-    ChangesPending,
-}
-
 /// Output style from the environment: colour only on a terminal and without `NO_COLOR`.
 pub fn style(quiet: bool) -> Style {
     let color = std::io::stdout().is_terminal()
@@ -277,7 +270,9 @@ pub fn style(quiet: bool) -> Style {
     Style { color, quiet }
 }
 
-pub(crate) fn options(g: &Global, offline: bool) -> Options {
+/// The engine options `g` resolves to (online; a command that contacts no host sets
+/// `offline` itself).
+pub fn options(g: &Global) -> Options {
     let set =
         |v: &Vec<String>| (!v.is_empty()).then(|| v.iter().cloned().collect::<BTreeSet<String>>());
     Options {
@@ -287,416 +282,96 @@ pub(crate) fn options(g: &Global, offline: bool) -> Options {
         limit: set(&g.limit),
         tags: set(&g.tags),
         forks: g.forks,
-        offline,
+        offline: false,
         connect_timeout: Duration::from_secs(g.connect_timeout),
         inventory_text: None,
         seed_from_backup: false,
     }
 }
 
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))
-}
-
-/// Runs the parsed command line.
+/// Runs the parsed command line: its options resolved, then the verb's command
+/// (`crate::commands`), which never sees a clap type.
 pub fn run(cli: Cli) -> Result<Exit, Error> {
-    let g = &cli.global;
-    let style = style(g.quiet);
-    match &cli.command {
-        Command::Validate => {
-            let e = Engine::load(options(g, true))?;
-            report::print(&format!(
-                "{} is valid: {}, {} on them.\n",
-                g.inventory.display(),
-                crate::diagnostics::plural(e.inv.hosts.len(), "host"),
-                crate::diagnostics::plural(e.graph.order.len(), "task")
-            ));
-            for j in &e.inv.backups {
-                use crate::backup::rpo::human;
-                report::print(&format!(
-                    "backup job {} ({} on {}): worst-case RPO {}{}{}{}\n",
-                    j.name,
-                    j.kind.as_str(),
-                    j.host,
-                    human(j.worst_rpo_s),
-                    j.rpo_s
-                        .map(|r| format!(", declared {}", human(r)))
-                        .unwrap_or_default(),
-                    j.rto_s
-                        .map(|r| format!("; RTO declared {}", human(r)))
-                        .unwrap_or_default(),
-                    j.offsite_worst_rpo_s
-                        .map(|r| format!("; {} with the backup server lost", human(r)))
-                        .unwrap_or_default()
-                ));
-            }
-            if let Some(o) = &e.inv.backup_offsite {
-                use crate::backup::rpo::human;
-                report::print(&format!(
-                    "offsite copy to {} at `{}`{}\n",
-                    o.repository,
-                    o.schedule,
-                    o.rpo_s
-                        .map(|r| format!(", RPO declared {}", human(r)))
-                        .unwrap_or_default()
-                ));
-            }
-            // The process ends here: freeing every host's rendered files one by one cost
-            // a tenth of a 10,000-host validate.
-            std::mem::forget(e);
-            Ok(Exit::Ok)
-        }
-        Command::Graph => {
-            let e = Engine::load(options(g, true))?;
-            report::print(&e.graph.to_dot(&e.selected));
-            Ok(Exit::Ok)
-        }
-        Command::Plan(a) if a.offline => {
-            let e = Engine::load(options(g, true))?;
-            let mut files = 0;
-            if let Some(dir) = &a.out_dir {
-                files = e.render_offline(dir)?.len();
-            }
-            let mut text = format!(
-                "Offline check passed: {}, {} in graph order, every template rendered.\n",
-                crate::diagnostics::plural(e.hosts().len(), "host"),
-                crate::diagnostics::plural(e.selected.len(), "task")
-            );
-            if let Some(dir) = &a.out_dir {
-                text.push_str(&format!(
-                    "Wrote {} under {}.\n",
-                    crate::diagnostics::plural(files, "file"),
-                    dir.display()
-                ));
-            }
-            report::print(&text);
-            Ok(Exit::Ok)
-        }
+    let opts = &options(&cli.global);
+    let style = style(cli.global.quiet);
+    match cli.command {
+        Command::Validate => commands::validate::run(opts),
+        Command::Graph => commands::graph::run(opts),
         Command::Plan(a) => {
-            let engine = Engine::load(options(g, false))?;
-            let reporter = Arc::new(Reporter::new(style));
-            let events: Arc<dyn EventSink> = reporter.clone();
-            let rt = runtime()?;
-            let plan = rt.block_on(async {
-                let probe = engine.probe(&engine.hosts(), &events).await;
-                reporter.finish();
-                let probe = probe?;
-                let plan = engine.plan(&probe);
-                Engine::close(probe).await;
-                plan
-            })?;
-            if let Some(out) = &a.out {
-                crate::plan::file::save(&plan, out)?;
-            }
-            if a.json {
-                report::print(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&plan).unwrap_or_default()
-                ));
-            } else {
-                report::print(&report::render_plan(&plan, style));
-                if let Some(out) = &a.out {
-                    report::print(&format!(
-                        "Saved the plan to {}; apply it with `dbfleet apply {}`.\n",
-                        out.display(),
-                        out.display()
-                    ));
-                }
-            }
-            Ok(if a.detailed_exitcode && !plan.is_empty() {
-                Exit::ChangesPending
-            } else {
-                Exit::Ok
-            })
+            let request = commands::plan::Request {
+                detailed_exitcode: a.detailed_exitcode,
+                json: a.json,
+                out: a.out,
+                offline: a.offline,
+                out_dir: a.out_dir,
+            };
+            commands::plan::run(opts, &request, style)
         }
-        Command::Apply(a) => apply(g, a, style),
-        Command::Status { json } => status(g, *json),
-        Command::Switchover(a) => switchover(g, a, style),
-        Command::Failover(a) => crate::runbooks::failover::command(g, a, style),
+        Command::Apply(a) => {
+            commands::apply::run(opts, a.plan_file.as_deref(), a.auto_approve, style)
+        }
+        Command::Status { json } => commands::status::run(opts, json),
+        Command::Switchover(a) => {
+            commands::switchover::run(opts, &a.to, a.auto_approve, a.out.as_deref(), style)
+        }
+        Command::Failover(a) => {
+            let request = crate::runbooks::failover::Request {
+                cluster: a.cluster,
+                to: a.to,
+                force: a.force,
+                dry_run: a.dry_run,
+                auto_approve: a.auto_approve,
+            };
+            commands::failover::run(opts, &request, style)
+        }
         Command::Rejoin { host, auto_approve } => {
-            crate::runbooks::failover::rejoin_command(g, host, *auto_approve, style)
+            commands::failover::rejoin(opts, &host, auto_approve, style)
         }
-        Command::AppConfig { kind } => crate::appconfig::command(g, kind),
+        Command::AppConfig { kind } => {
+            let kind = match kind {
+                AppConfigKind::Laravel {
+                    direct,
+                    database,
+                    user,
+                } => commands::app_config::AppConfig::Laravel {
+                    direct,
+                    database,
+                    user,
+                },
+            };
+            commands::app_config::run(opts, &kind)
+        }
         Command::Restore {
             host,
             to,
             auto_approve,
             dry_run,
-        } => crate::runbooks::restore::command(g, host, to.as_deref(), *auto_approve, *dry_run),
+        } => commands::restore::run(opts, &host, to.as_deref(), auto_approve, dry_run),
         Command::Rebuild {
             hosts,
             auto_approve,
-        } => crate::runbooks::rebuild::command(g, hosts, *auto_approve, style),
+        } => commands::rebuild::run(opts, &hosts, auto_approve, style),
         Command::Backup { action } => match action {
-            BackupAction::Run { job, mode } => crate::backup::cmd::run(g, job, mode.as_deref()),
-            BackupAction::List { json } => crate::backup::cmd::list(g, *json),
+            BackupAction::Run { job, mode } => commands::backup::run(opts, &job, mode.as_deref()),
+            BackupAction::List { json } => commands::backup::list(opts, json),
             BackupAction::Verify { jobs, offsite } => {
-                use crate::backup::verify::{Action, on_backup_servers};
-                let what = if *offsite {
+                use crate::backup::verify::Action;
+                let what = if offsite {
                     Action::VerifyOffsite
                 } else {
                     Action::Verify
                 };
-                on_backup_servers(g, what, jobs)
+                commands::backup::on_backup_servers(opts, what, &jobs)
             }
             BackupAction::Offsite { jobs, pull } => {
-                use crate::backup::verify::{Action, on_backup_servers};
-                let what = if *pull {
+                use crate::backup::verify::Action;
+                let what = if pull {
                     Action::PullOffsite
                 } else {
                     Action::CopyOffsite
                 };
-                on_backup_servers(g, what, jobs)
+                commands::backup::on_backup_servers(opts, what, &jobs)
             }
         },
     }
-}
-
-fn apply(g: &Global, a: &ApplyArgs, style: Style) -> Result<Exit, Error> {
-    let saved = a
-        .plan_file
-        .as_ref()
-        .map(|p| crate::plan::file::load(p))
-        .transpose()?;
-    let mut opts = options(g, false);
-    if let Some(s) = &saved {
-        // A saved plan is applied exactly as planned: its scope, not the command line's.
-        opts.limit = s.limit.as_ref().map(|l| l.iter().cloned().collect());
-        opts.tags = s.tags.as_ref().map(|l| l.iter().cloned().collect());
-    }
-    let engine = Engine::load(opts)?;
-    let reporter = Arc::new(Reporter::new(style));
-    let events: Arc<dyn EventSink> = reporter.clone();
-    let rt = runtime()?;
-    rt.block_on(async {
-        let hosts = match &saved {
-            Some(s) => s
-                .hosts
-                .iter()
-                .filter(|h| !h.changes.is_empty())
-                .map(|h| h.host.clone())
-                .collect(),
-            None => engine.hosts(),
-        };
-        let probe = engine.probe(&hosts, &events).await;
-        reporter.finish();
-        let probe = probe?;
-        let fresh = match engine.plan(&probe) {
-            Ok(p) => p,
-            Err(e) => {
-                Engine::close(probe).await;
-                return Err(e);
-            }
-        };
-        let plan = match saved {
-            Some(s) => {
-                if let Err(e) = crate::apply::check_fresh(&s, &fresh, &engine) {
-                    Engine::close(probe).await;
-                    return Err(e);
-                }
-                s
-            }
-            None => {
-                report::print(&report::render_plan(&fresh, style));
-                if fresh.is_empty() {
-                    Engine::close(probe).await;
-                    return Ok(Exit::Ok);
-                }
-                if !a.auto_approve && !confirm(&fresh)? {
-                    Engine::close(probe).await;
-                    return Err(Error::Cancelled);
-                }
-                fresh
-            }
-        };
-        if plan.is_empty() {
-            report::print("The saved plan has no changes.\n");
-            Engine::close(probe).await;
-            return Ok(Exit::Ok);
-        }
-        let result = crate::apply::apply(&engine, &plan, &probe, &events).await;
-        reporter.finish();
-        Engine::close(probe).await;
-        let r = result?;
-        report::print(&format!(
-            "Apply complete: {} changed, {} skipped.\n",
-            r.changed, r.skipped
-        ));
-        Ok(Exit::Ok)
-    })
-}
-
-fn switchover(g: &Global, a: &SwitchoverArgs, style: Style) -> Result<Exit, Error> {
-    let path = &g.inventory;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("reading inventory {}", path.display()), e))?;
-    let current = Engine::load(options(g, true))?;
-    crate::runbooks::require_proven(current.runbook_dialect(), "switchover")?;
-    let to = current
-        .inv
-        .host(&a.to)
-        .ok_or_else(|| Error::UnknownHost(a.to.clone()))?;
-    let old = current
-        .inv
-        .hosts
-        .iter()
-        .find(|h| h.cluster == to.cluster && h.has(crate::inventory::Role::Primary))
-        .map(|h| h.name.clone())
-        .ok_or_else(|| Error::Refused(format!("cluster {} has no primary", to.cluster)))?;
-    if old == a.to {
-        return Err(Error::Refused(format!("{} already is the primary", a.to)));
-    }
-    let edited = crate::inventory::edit::promote(&path.display().to_string(), &text, &a.to, &old)?;
-    let diff = crate::inventory::edit::diff(path, &text, &edited);
-    if let Some(out) = &a.out {
-        // The edited inventory is the declared state; the saved plan converges to it.
-        crate::inventory::edit::write(path, &edited)?;
-        report::print(&format!("Inventory updated:\n{diff}\n"));
-        return run(Cli {
-            global: Global { ..clone_global(g) },
-            command: Command::Plan(PlanArgs {
-                detailed_exitcode: false,
-                json: false,
-                out: Some(out.clone()),
-                offline: false,
-                out_dir: None,
-            }),
-        });
-    }
-    let mut opts = options(g, false);
-    opts.inventory_text = Some(edited.clone());
-    let engine = Engine::load(opts)?;
-    let reporter = Arc::new(Reporter::new(style));
-    let events: Arc<dyn EventSink> = reporter.clone();
-    let rt = runtime()?;
-    rt.block_on(async {
-        let probe = engine.probe(&engine.hosts(), &events).await;
-        reporter.finish();
-        let probe = probe?;
-        let plan = match engine.plan(&probe) {
-            Ok(p) => p,
-            Err(e) => {
-                Engine::close(probe).await;
-                return Err(e);
-            }
-        };
-        report::print(&report::render_plan(&plan, style));
-        report::print(&format!("\nThe inventory will say:\n{diff}\n"));
-        if !a.auto_approve && !confirm(&plan)? {
-            Engine::close(probe).await;
-            return Err(Error::Cancelled);
-        }
-        let result = crate::apply::apply(&engine, &plan, &probe, &events).await;
-        reporter.finish();
-        // Record the topology once the new primary is promoted, even if a later step
-        // failed: the inventory must not send the next apply back to the old primary.
-        let promoted = match probe.conns.get(&a.to) {
-            Some(c) => crate::runbooks::topology::read_state(c, engine.runbook_dialect())
-                .await
-                .is_ok_and(|s| s.up && !s.read_only && !s.replicating()),
-            None => false,
-        };
-        Engine::close(probe).await;
-        if promoted {
-            crate::inventory::edit::write(path, &edited)?;
-            report::print(&format!(
-                "{} is the primary; updated {} (commit it).\n",
-                a.to,
-                path.display()
-            ));
-        }
-        let r = result?;
-        report::print(&format!(
-            "Switchover complete: {} changed, {} skipped.\n",
-            r.changed, r.skipped
-        ));
-        Ok(Exit::Ok)
-    })
-}
-
-fn clone_global(g: &Global) -> Global {
-    Global {
-        inventory: g.inventory.clone(),
-        limit: g.limit.clone(),
-        tags: g.tags.clone(),
-        forks: g.forks,
-        connect_timeout: g.connect_timeout,
-        playbooks: g.playbooks.clone(),
-        templates: g.templates.clone(),
-        verbose: g.verbose,
-        quiet: g.quiet,
-    }
-}
-
-fn status(g: &Global, json: bool) -> Result<Exit, Error> {
-    // Status reads the servers only: no secret is resolved and no TLS material is made.
-    let engine = Engine::load(options(g, true))?;
-    let inv = &engine.inv;
-    let hosts: Vec<&crate::inventory::Host> = inv
-        .hosts
-        .iter()
-        .filter(|h| {
-            h.is_database()
-                && engine
-                    .opts
-                    .limit
-                    .as_ref()
-                    .is_none_or(|l| l.contains(&h.name))
-        })
-        .collect();
-    let max_lag = hosts
-        .first()
-        .and_then(|h| h.vars.get("max_replica_lag_seconds"))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(300);
-    let rows = runtime()?.block_on(crate::status::gather(
-        inv,
-        &hosts,
-        g.forks,
-        engine.opts.connect_timeout,
-        max_lag,
-    ));
-    if json {
-        report::print(&format!("{}\n", crate::status::to_json(&rows)));
-    } else {
-        report::print(&crate::status::render(&rows));
-    }
-    let problems = crate::status::problems(&rows);
-    if problems.is_empty() {
-        Ok(Exit::Ok)
-    } else {
-        Err(Error::Unhealthy(problems))
-    }
-}
-
-/// Asks `question` on the terminal; only `yes` approves.
-///
-/// Errors: [`Error::Usage`] when stdin is not a terminal (use `--auto-approve`).
-pub(crate) fn confirm_text(question: &str) -> Result<bool, Error> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage(
-            "stdin is not a terminal: pass --auto-approve to go ahead without asking".into(),
-        ));
-    }
-    report::print(&format!("{question} Only 'yes' approves: "));
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::io("reading the answer", e))?;
-    Ok(line.trim() == "yes")
-}
-
-/// Asks on the terminal before applying `plan`; only `yes` approves.
-///
-/// Errors: [`Error::Usage`] when stdin is not a terminal (use `--auto-approve`).
-fn confirm(plan: &crate::plan::Plan) -> Result<bool, Error> {
-    confirm_text(&format!(
-        "\nApply these changes to {}?",
-        crate::diagnostics::plural(plan.summary.hosts_changed, "host")
-    ))
 }

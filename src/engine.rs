@@ -23,6 +23,18 @@ use crate::secrets::{Redactor, Secrets};
 use crate::tasks::{Action, Resource};
 use crate::transport::SshHost;
 
+/// The async runtime every command that reaches hosts runs on: two workers (SSH sessions
+/// are I/O-bound; the machines this runs on have few cores).
+///
+/// Errors: [`Error::Io`] when the runtime cannot start.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))
+}
+
 /// What to load and how widely to act.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -364,9 +376,11 @@ impl Engine {
     /// A declared primary that still replicates from a host of its cluster is a planned
     /// switchover. The candidate must be ready (refused at plan time, changing nothing),
     /// and the cluster's replication changes are steps of the switchover, not changes of
-    /// their own: they are folded into it and listed in its notes.
+    /// their own: they are folded into it and listed in its notes, after the runbook's
+    /// steps (`crate::runbooks::switchover::steps`).
     ///
-    /// Errors: [`Error::Refused`] naming the candidate and why it cannot be promoted.
+    /// Errors: [`Error::Refused`] naming the candidate and why it cannot be promoted, or
+    /// the dialect whose topology runbooks are not proven.
     fn fold_switchovers(&self, probe: &Probe, hosts: &mut [HostPlan]) -> Result<(), Error> {
         use crate::tasks::primary::Mode;
         let mut switching: Vec<(String, String, String)> = Vec::new(); // (cluster, new, old)
@@ -380,6 +394,7 @@ impl Engine {
             }
             let facts = probe.facts.get(&n).map(String::as_str).unwrap_or("");
             if let Some(Mode::Switchover { from }) = p.mode(facts) {
+                crate::runbooks::require_proven(p.dialect, "switchover")?;
                 let h = self
                     .inv
                     .host(&t.host)
@@ -400,7 +415,7 @@ impl Engine {
                 switching.push((p.cluster.clone(), t.host.clone(), from));
             }
         }
-        for (cluster, new, _) in &switching {
+        for (cluster, new, old) in &switching {
             let mut folded = Vec::new();
             for hp in hosts.iter_mut() {
                 let Some(h) = self.inv.host(&hp.host) else {
@@ -426,6 +441,7 @@ impl Engine {
                 .flat_map(|hp| hp.changes.iter_mut())
                 .find(|c| c.kind == "primary")
             {
+                c.notes.extend(crate::runbooks::switchover::steps(old));
                 c.notes.extend(
                     folded
                         .into_iter()

@@ -128,6 +128,14 @@ pub enum Error {
     Usage(String),
 }
 
+/// How a successful run ends (`main.rs` maps it to an exit code, as it maps [`Error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok,
+    /// `plan --detailed-exitcode` found changes.
+    ChangesPending,
+}
+
 impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {

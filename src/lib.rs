@@ -5,12 +5,14 @@
 //! as data), `tasks/` (one file per task kind, and resolution into per-host tasks),
 //! `graph.rs` (ordering), `facts.rs` (one round trip per host), `engine.rs` (load → probe →
 //! plan), `plan/` (the plan value and plan files), `apply.rs` (the executor),
-//! `transport/` (SSH), `report/` (all terminal output), `cli.rs` (flags).
+//! `transport/` (SSH), `report/` (all terminal output), `commands/` (one module per verb),
+//! `cli.rs` (flags, resolved into the commands' options).
 
 pub mod appconfig;
 pub mod apply;
 pub mod backup;
 pub mod cli;
+pub mod commands;
 pub mod diagnostics;
 pub mod engine;
 pub mod error;

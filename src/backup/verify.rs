@@ -13,11 +13,6 @@
 //! Both scripts print one verdict line per job; this module groups the jobs by backup
 //! server, runs the script there and reports.
 
-use super::Job;
-use crate::cli::{Exit, Global};
-use crate::engine::Engine;
-use crate::error::Error;
-
 /// What to run on the backup servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -29,7 +24,7 @@ pub enum Action {
 }
 
 impl Action {
-    fn command(self) -> &'static str {
+    pub(crate) fn command(self) -> &'static str {
         match self {
             Action::Verify => "/usr/local/lib/dbfleet/backup-verify",
             Action::VerifyOffsite => "/usr/local/lib/dbfleet/backup-verify --offsite",
@@ -37,7 +32,7 @@ impl Action {
             Action::PullOffsite => "/usr/local/lib/dbfleet/backup-offsite --pull",
         }
     }
-    fn failure(self) -> &'static str {
+    pub(crate) fn failure(self) -> &'static str {
         match self {
             Action::Verify => "backup verification failed",
             Action::VerifyOffsite => "offsite backup verification failed",
@@ -45,7 +40,7 @@ impl Action {
             Action::PullOffsite => "copying back from offsite failed",
         }
     }
-    fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Action::Verify => "backup verify",
             Action::VerifyOffsite => "backup verify (offsite copy)",
@@ -82,86 +77,6 @@ pub fn parse(stdout: &str) -> Vec<Verdict> {
             })
         })
         .collect()
-}
-
-/// Runs `what` for `names` (all jobs when empty) on their backup servers, one server at a
-/// time, and prints each job's verdict.
-///
-/// Errors: [`Error::Refused`] for an unknown job, an offsite action without
-/// `backups.offsite`, an unreachable server or a script that printed no verdict, and
-/// naming every job that failed (exit 1).
-pub fn on_backup_servers(g: &Global, what: Action, names: &[String]) -> Result<Exit, Error> {
-    let engine = Engine::load(crate::cli::options(g, true))?;
-    if what != Action::Verify && engine.inv.backup_offsite.is_none() {
-        return Err(Error::Refused(
-            "the inventory declares no offsite copy (`backups.offsite`)".into(),
-        ));
-    }
-    let jobs: Vec<&Job> = if names.is_empty() {
-        engine.inv.backups.iter().collect()
-    } else {
-        names
-            .iter()
-            .map(|n| super::cmd::job(&engine, n))
-            .collect::<Result<_, _>>()?
-    };
-    let mut servers: Vec<&str> = jobs.iter().map(|j| j.server.as_str()).collect();
-    servers.sort();
-    servers.dedup();
-    let mut failed = Vec::new();
-    crate::cli::runtime()?.block_on(async {
-        for server in servers {
-            let mine: Vec<String> = jobs
-                .iter()
-                .filter(|j| j.server == server)
-                .map(|j| crate::tasks::q(&j.name))
-                .collect();
-            let t0 = std::time::Instant::now();
-            let conn = engine.connect(server, None).await?;
-            let o = conn
-                .run(&format!("{} {}\n", what.command(), mine.join(" ")))
-                .await
-                .map_err(|e| Error::Refused(e.to_string()))?;
-            conn.close().await;
-            let stdout = engine.redactor.redact(&o.stdout);
-            let verdicts = parse(&stdout);
-            if verdicts.is_empty() {
-                return Err(Error::Refused(format!(
-                    "{} on {server} failed (exit {}): {}",
-                    what.title(),
-                    o.code,
-                    engine.redactor.redact(o.stderr.trim())
-                )));
-            }
-            let mut text = format!(
-                "{} on {server} ({:.1} s):\n",
-                what.title(),
-                t0.elapsed().as_secs_f64()
-            );
-            for v in &verdicts {
-                text.push_str(&format!(
-                    "  {} {}: {}\n",
-                    v.job,
-                    if v.ok { "ok" } else { "FAILED" },
-                    v.detail
-                ));
-                if !v.ok {
-                    failed.push(format!("{} ({})", v.job, v.detail));
-                }
-            }
-            crate::report::print(&text);
-        }
-        Ok::<(), Error>(())
-    })?;
-    if failed.is_empty() {
-        Ok(Exit::Ok)
-    } else {
-        Err(Error::Refused(format!(
-            "{}: {}",
-            what.failure(),
-            failed.join("; ")
-        )))
-    }
 }
 
 #[cfg(test)]

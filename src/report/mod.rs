@@ -121,6 +121,27 @@ pub fn print(text: &str) {
     let _ = o.flush();
 }
 
+/// Asks `question` on the terminal; only `yes` approves.
+///
+/// Errors: [`Error::Usage`](crate::error::Error::Usage) when stdin is not a terminal (the
+/// caller's `--auto-approve` goes ahead without asking);
+/// [`Error::Io`](crate::error::Error::Io) when the answer cannot be read.
+pub fn confirm(question: &str) -> Result<bool, crate::error::Error> {
+    use std::io::{BufRead, IsTerminal};
+    if !std::io::stdin().is_terminal() {
+        return Err(crate::error::Error::Usage(
+            "stdin is not a terminal: pass --auto-approve to go ahead without asking".into(),
+        ));
+    }
+    print(&format!("{question} Only 'yes' approves: "));
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| crate::error::Error::io("reading the answer", e))?;
+    Ok(line.trim() == "yes")
+}
+
 /// The engine's event sink for the terminal.
 pub struct Reporter {
     style: Style,

@@ -26,21 +26,17 @@
 //! the host); otherwise it replicates from the new primary with MASTER_DEMOTE_TO_SLAVE=1
 //! (orchestrator#1146's error 1236 is what repointing it without that option gets).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::Cluster;
 use super::topology::{DbState, fence_writer, move_writer, sql};
-use crate::cli::{Exit, FailoverArgs, Global};
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::events::EventSink;
 use crate::inventory::Role;
-use crate::report::{self, Reporter, Style};
+use crate::report::{self, Reporter};
 use crate::sql::gtid::{by_domain, name_ranges};
 use crate::transport::SshHost;
 
@@ -58,18 +54,18 @@ pub struct FailoverRecord {
     pub reason: String,
 }
 
-fn lock_path(engine: &Engine) -> PathBuf {
+pub(crate) fn lock_path(engine: &Engine) -> PathBuf {
     engine.inv.base_dir().join(".dbfleet").join("failover.json")
 }
 
-fn now_s() -> u64 {
+pub(crate) fn now_s() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn read_records(engine: &Engine) -> Vec<FailoverRecord> {
+pub(crate) fn read_records(engine: &Engine) -> Vec<FailoverRecord> {
     std::fs::read(lock_path(engine))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -101,7 +97,7 @@ pub fn lossless_semi_sync(engine: &Engine, primary: &str) -> bool {
     })
 }
 
-fn cluster_of(engine: &Engine, want: Option<&str>) -> Result<(String, String), Error> {
+pub(crate) fn cluster_of(engine: &Engine, want: Option<&str>) -> Result<(String, String), Error> {
     let mut clusters: Vec<(String, String)> = engine
         .inv
         .hosts
@@ -346,108 +342,34 @@ pub fn pick(
     Ok(chosen.0.clone())
 }
 
-/// `dbfleet failover`.
-pub fn command(g: &Global, a: &FailoverArgs, style: Style) -> Result<Exit, Error> {
-    let t0 = Instant::now();
-    let mut opts = crate::cli::options(g, false);
-    // A dead host costs the connect timeout: keep it short here.
-    opts.connect_timeout = opts.connect_timeout.min(Duration::from_secs(2));
-    let engine = Engine::load(opts.clone())?;
-    super::require_proven(engine.runbook_dialect(), "failover")?;
-    let (cluster, old) = cluster_of(&engine, a.cluster.as_deref())?;
-    let window = engine
-        .inv
-        .host(&old)
-        .and_then(|h| h.vars.get("failover_anti_flap_seconds"))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(3600);
-    let records = read_records(&engine);
-    if let Some(r) = records.iter().find(|r| r.cluster == cluster)
-        && now_s().saturating_sub(r.at) < window
-        && !a.force
-    {
-        return Err(Error::Refused(format!(
-            "cluster {cluster} failed over {} s ago ({} → {}: {}); a second failover inside failover_anti_flap_seconds ({window} s) needs --force",
-            now_s().saturating_sub(r.at),
-            r.from,
-            r.to,
-            r.reason
-        )));
-    }
-    let reporter = Arc::new(Reporter::new(style));
-    let events: Arc<dyn EventSink> = reporter.clone();
-    let rt = crate::cli::runtime()?;
-    rt.block_on(async {
-        let c = Cluster::new(&engine, &old, HashMap::new(), events.clone(), Some(&old)).await;
-        let result = failover(&c, &engine, &old, a, t0, &reporter).await;
-        c.close().await;
-        let (new, before, edited, took) = match result? {
-            Some(x) => x,
-            None => return Ok(Exit::Ok),
-        };
-        // Record: inventory, then the anti-flap lock.
-        let path = &g.inventory;
-        crate::inventory::edit::write(path, &edited)?;
-        let mut records: Vec<FailoverRecord> =
-            records.into_iter().filter(|r| r.cluster != cluster).collect();
-        records.push(FailoverRecord {
-            cluster: cluster.clone(),
-            at: now_s(),
-            from: old.clone(),
-            to: new.clone(),
-            reason: format!("{old} dead from here and from its replicas"),
-        });
-        crate::secrets::write_private(
-            &lock_path(&engine),
-            &serde_json::to_vec_pretty(&records).unwrap_or_default(),
-        )
-        .map_err(|e| Error::io("writing the failover record", e))?;
-        report::print(&format!(
-            "Failover complete: {new} is the primary of {cluster} ({} ms from start to the proxies' writer on {new}).\nUpdated {}:\n{}",
-            took.as_millis(),
-            path.display(),
-            crate::inventory::edit::diff(path, &before, &edited)
-        ));
-        // The proxies' files follow the new topology (the live writer already does).
-        let mut popts = crate::cli::options(g, false);
-        popts.limit = Some(
-            engine
-                .inv
-                .hosts
-                .iter()
-                .filter(|h| h.has(Role::Proxy))
-                .map(|h| h.name.clone())
-                .collect(),
-        );
-        if popts.limit.as_ref().is_some_and(|l| !l.is_empty()) {
-            let pe = Engine::load(popts)?;
-            let probe = pe.probe(&pe.hosts(), &events).await?;
-            let plan = pe.plan(&probe)?;
-            let r = crate::apply::apply(&pe, &plan, &probe, &events).await;
-            reporter.finish();
-            Engine::close(probe).await;
-            r?;
-        }
-        report::print(&format!(
-            "{old} is fenced. When it is back, `dbfleet rejoin {old}` makes it a replica of {new} (or names what it has that {new} never saw).\n"
-        ));
-        Ok(Exit::Ok)
-    })
-}
-
 /// Reports a failover step with the time since the command started (the figure the
 /// RTO and the drill care about).
-fn step(c: &Cluster<'_>, t0: Instant, host: &str, text: String) {
+pub(crate) fn step(c: &Cluster<'_>, t0: Instant, host: &str, text: String) {
     c.step(host, format!("{text} (+{} ms)", t0.elapsed().as_millis()));
+}
+
+/// What the operator asked of a failover (`dbfleet failover`'s options).
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The cluster whose primary died (None: the fleet's only cluster).
+    pub cluster: Option<String>,
+    /// Promote this replica instead of the most advanced one (it must be as advanced).
+    pub to: Option<String>,
+    /// Fail over even inside the anti-flap window (`failover_anti_flap_seconds`).
+    pub force: bool,
+    /// Show what would happen and change nothing.
+    pub dry_run: bool,
+    /// Go ahead without asking.
+    pub auto_approve: bool,
 }
 
 /// The failover proper: `Some((new primary, inventory text before, after, time to the
 /// new writer))`, or `None` for a dry run.
-async fn failover(
+pub(crate) async fn failover(
     c: &Cluster<'_>,
     engine: &Engine,
     old: &str,
-    a: &FailoverArgs,
+    a: &Request,
     t0: Instant,
     reporter: &Reporter,
 ) -> Result<Option<(String, String, String, Duration)>, Error> {
@@ -505,7 +427,7 @@ async fn failover(
             "About to fail over: fence {old}, promote the most advanced eligible replica of {}.\n",
             replicas.join(", ")
         ));
-        if !crate::cli::confirm_text("Fail over now?")? {
+        if !crate::report::confirm("Fail over now?")? {
             return Err(Error::Cancelled);
         }
     }
@@ -653,145 +575,4 @@ async fn failover(
         conn.close().await;
     }
     Ok(Some((new, text, edited, took)))
-}
-
-/// `dbfleet rejoin HOST`.
-pub fn rejoin_command(
-    g: &Global,
-    host: &str,
-    auto_approve: bool,
-    style: Style,
-) -> Result<Exit, Error> {
-    let engine = Engine::load(crate::cli::options(g, false))?;
-    super::require_proven(engine.runbook_dialect(), "rejoin")?;
-    let h = engine
-        .inv
-        .host(host)
-        .ok_or_else(|| Error::UnknownHost(host.into()))?;
-    let source = match (&h.source, h.has(Role::Replica)) {
-        (Some(s), true) => s.clone(),
-        _ => {
-            return Err(Error::Refused(format!(
-                "{host} is not a replica in {}: after a failover the inventory names the new primary, and {host} a replica",
-                g.inventory.display()
-            )));
-        }
-    };
-    let repl = engine
-        .graph
-        .graph
-        .node_indices()
-        .find_map(|n| {
-            let t = &engine.graph.graph[n];
-            match &t.resource {
-                crate::tasks::Resource::Replication(x) if t.host == host && !t.handler => {
-                    Some(x.clone())
-                }
-                _ => None,
-            }
-        })
-        .ok_or_else(|| Error::Refused(format!("{host} has no replication task")))?;
-    let reporter = Arc::new(Reporter::new(style));
-    let events: Arc<dyn EventSink> = reporter.clone();
-    let d = engine.runbook_dialect();
-    crate::cli::runtime()?.block_on(async {
-        let me = engine.connect(host, None).await?;
-        let src = engine.connect(&source, None).await?;
-        let step = |h: &str, t: String| {
-            events.emit(crate::events::Event::Step { host: h.into(), text: t })
-        };
-        let mut mine = super::topology::read_state(&me, d).await.map_err(Error::Refused)?;
-        if !mine.up {
-            // It starts read-only (mysqld.cnf): it cannot take writes meanwhile.
-            let o = me
-                .run(&format!("service {} start >/dev/null 2>&1", d.service()))
-                .await
-                .map_err(|e| Error::Refused(e.to_string()))?;
-            if o.code != 0 {
-                return Err(Error::Refused(format!("{host}'s server does not start")));
-            }
-            step(host, "server started (read-only)".into());
-            mine = super::topology::read_state(&me, d).await.map_err(Error::Refused)?;
-        }
-        if mine.up && !mine.read_only {
-            // A returned old primary is fenced as soon as dbfleet reaches it, whatever the
-            // rejoin decides below: a refused rejoin must not leave a second writer. Its
-            // application sessions go first, then its semi-sync primary side: commits that
-            // wait for an ack nobody will send (lossless semi-sync without fallback) would
-            // otherwise hold `SET GLOBAL read_only` forever. Their clients are gone, so
-            // nothing they wrote is acknowledged.
-            let kills: Vec<String> = sql(&me, d, "listing application sessions", d.app_sessions_kill_list())
-                .await
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_string)
-                .collect();
-            super::topology::kill_sessions(&me, d, &kills).await;
-            let fence = format!("{}\n{}", d.set_semi_sync_primary(false), d.set_read_only(true));
-            sql(&me, d, "making it read-only", &fence)
-                .await
-                .map_err(|e| Error::Refused(engine.redactor.redact(&e)))?;
-            step(host, "was writable: read_only ON (fenced)".into());
-            mine.read_only = true;
-        }
-        let theirs = super::topology::read_state(&src, d).await.map_err(Error::Refused)?;
-        if !theirs.up || theirs.read_only || theirs.replicating() {
-            return Err(Error::Refused(format!("{source} is not a writable primary: rejoin needs the current primary")));
-        }
-        if mine.threads_running() && mine.status().source_host == repl.source.host {
-            reporter.finish();
-            report::print(&format!("{host} already replicates from {source}: nothing to do.\n"));
-            return Ok(Exit::Ok);
-        }
-        let theirs_all: Vec<_> = theirs.binlog_state.iter().chain(theirs.slave_pos.iter()).copied().collect();
-        let extra = crate::sql::gtid::missing_from(&mine.binlog_state, &theirs_all);
-        if !extra.is_empty() {
-            return Err(Error::Refused(format!(
-                "{host} has transactions {source} never saw: {}; rejoining would keep them on {host} only (or stop replication). Rebuild {host} from {source} instead (reseed it: move its data folder away and `dbfleet apply`)",
-                name_ranges(&extra)
-            )));
-        }
-        reporter.finish();
-        report::print(&format!(
-            "Rejoin {host} as a replica of {source}: its history is contained in {source}'s ({}).\n  {host}: read_only ON, semi-sync primary side OFF, {} {source} (GTID, verified TLS, MASTER_DEMOTE_TO_SLAVE=1), {}\n",
-            if mine.binlog_state.is_empty() { "empty".to_string() } else { mine.binlog_state.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",") },
-            d.change_source_words(),
-            d.start_replica_words()
-        ));
-        if !auto_approve && !crate::cli::confirm_text("Rejoin now?")? {
-            return Err(Error::Cancelled);
-        }
-        let stmts = super::switchover::rejoin_sql(d, &repl.source);
-        sql(&me, d, "rejoining", &stmts).await.map_err(|e| Error::Refused(engine.redactor.redact(&e)))?;
-        let pos = sql(&src, d, "reading the position", d.current_position()).await.map_err(Error::Refused)?;
-        let waited = sql(&me, d, "catching up", &d.wait_for_position(pos.trim(), 120)).await.map_err(Error::Refused)?;
-        if waited.trim() != "0" {
-            return Err(Error::Refused(format!("{host} replicates from {source} but did not catch up with {} within 120 s", pos.trim())));
-        }
-        step(host, format!("replicates from {source}, caught up at {}", pos.trim()));
-        // Back among every proxy's readers (it was fenced out of them by the failover).
-        let mut problems = Vec::new();
-        for p in engine.inv.hosts.iter().filter(|h| h.has(Role::Proxy)) {
-            let put_back = async {
-                let conn = engine.connect(&p.name, None).await.map_err(|e| e.to_string())?;
-                let r = super::topology::reader_maint(&conn, host, false).await;
-                conn.close().await;
-                r
-            };
-            match put_back.await {
-                Ok(()) => step(&p.name, format!("reader: {host} back")),
-                Err(e) => problems.push(e),
-            }
-        }
-        me.close().await;
-        src.close().await;
-        if !problems.is_empty() {
-            return Err(Error::Refused(format!(
-                "{host} rejoined as a replica of {source}, but is not back among the readers: {}",
-                problems.join("; ")
-            )));
-        }
-        report::print(&format!("{host} rejoined as a replica of {source}.\n"));
-        Ok(Exit::Ok)
-    })
 }

@@ -115,15 +115,13 @@ impl PrimaryRes {
                     Vec::new(),
                 )
             }
-            Mode::Switchover { from } => {
-                crate::runbooks::require_proven(self.dialect, "switchover")
-                    .map_err(|e| e.to_string())?;
-                (
-                    Action::Run,
-                    format!("switchover: promote this host, demote {from}"),
-                    crate::runbooks::switchover::steps(&from),
-                )
-            }
+            // The switchover runbook's steps (and its refusals) are added where the runbook
+            // lives: the engine folds the cluster's changes into it (`Engine::plan`).
+            Mode::Switchover { from } => (
+                Action::Run,
+                format!("switchover: promote this host, demote {from}"),
+                Vec::new(),
+            ),
             Mode::Foreign(addr) => {
                 return Err(format!(
                     "the declared primary replicates from {addr}, which is no database host of cluster {}; dbfleet will not promote it (stop that replication by hand, or fix the inventory)",
