@@ -46,10 +46,7 @@ fn sources() -> Vec<(String, String)> {
 
 /// The top-level module a file belongs to ("tasks/primary.rs" → "tasks").
 fn module_of(rel: &str) -> &str {
-    rel.split('/')
-        .next()
-        .unwrap_or(rel)
-        .trim_end_matches(".rs")
+    rel.split('/').next().unwrap_or(rel).trim_end_matches(".rs")
 }
 
 /// The top-level modules `code` names through `crate::`.

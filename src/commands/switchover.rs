@@ -87,7 +87,7 @@ pub fn run(
         // Record the topology once the new primary is promoted, even if a later step
         // failed: the inventory must not send the next apply back to the old primary.
         let promoted = match probe.conns.get(new) {
-            Some(c) => crate::runbooks::topology::read_state(c, engine.runbook_dialect())
+            Some(c) => crate::runbooks::topology::read_state(c.as_ref(), engine.runbook_dialect())
                 .await
                 .is_ok_and(|s| s.up && !s.read_only && !s.replicating()),
             None => false,

@@ -131,7 +131,6 @@ pub async fn confirm_dead(
     let p = inv
         .host(primary)
         .ok_or_else(|| Error::UnknownHost(primary.into()))?;
-    let port = p.vars.get("port").and_then(|v| v.as_u64()).unwrap_or(3306);
     // From here and from the replicas at once: a dead host costs one timeout, not two.
     // One second each is enough on a LAN; a slow but live primary is still caught by the
     // replicas' check, which must agree before anything happens.
@@ -150,10 +149,30 @@ pub async fn confirm_dead(
             }
         }
     };
+    let ((from_here, conn, alive), (there, proxies)) = tokio::join!(here, observe(c, primary));
+    let verdict = judge(c, primary, from_here, alive, there, proxies)?;
+    Ok((verdict, conn))
+}
+
+/// What the replicas and the proxies see of `primary`, all at once: for each replica that
+/// answers, (name, its IO thread, whether the primary's database port answers from it);
+/// for each proxy, whether the port answers from it (a proxy without a connection: no).
+async fn observe(
+    c: &Cluster<'_>,
+    primary: &str,
+) -> (Vec<(String, String, bool)>, Vec<(String, bool)>) {
+    let (address, port) = c
+        .engine
+        .inv
+        .host(primary)
+        .map(|p| {
+            let port = p.vars.get("port").and_then(|v| v.as_u64()).unwrap_or(3306);
+            (p.address.to_string(), port)
+        })
+        .unwrap_or_default();
     // Whether the primary's database port answers, from the host the script runs on.
     let port_probe = format!(
-        "if timeout 1 bash -c 'exec 3<>/dev/tcp/{}/{port}' 2>/dev/null; then echo port=open; else echo port=closed; fi\n",
-        p.address
+        "if timeout 1 bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>/dev/null; then echo port=open; else echo port=closed; fi\n"
     );
     let probe = format!("{port_probe}{}", super::topology::state_probe(c.dialect));
     let replicas: Vec<&String> = c.members.iter().filter(|m| *m != primary).collect();
@@ -188,17 +207,32 @@ pub async fn confirm_dead(
             Some(((*r).clone(), io, open))
         }
     });
-    let ((from_here, conn, alive), there, proxies) = tokio::join!(
-        here,
+    let (there, proxies) = tokio::join!(
         futures::future::join_all(futs),
         futures::future::join_all(proxy_futs)
     );
+    (there.into_iter().flatten().collect(), proxies)
+}
+
+/// The decision of [`confirm_dead`] from what was seen: `alive` is whether the server
+/// answered from here.
+///
+/// Errors: [`Error::Refused`] when the primary answers from here or from a replica, when no
+/// replica answers, or when a proxy still reaches it and semi-sync may have fallen back to
+/// async ([`lossless_semi_sync`]).
+fn judge(
+    c: &Cluster<'_>,
+    primary: &str,
+    from_here: String,
+    alive: bool,
+    from_replicas: Vec<(String, String, bool)>,
+    proxies: Vec<(String, bool)>,
+) -> Result<Verdict, Error> {
     if alive {
         return Err(Error::Refused(format!(
             "{primary} is alive: its server answers over SSH; use `dbfleet switchover` to move the primary on purpose"
         )));
     }
-    let from_replicas: Vec<(String, String, bool)> = there.into_iter().flatten().collect();
     if from_replicas.is_empty() {
         return Err(Error::Refused(format!(
             "no replica of {primary} answers: nothing to promote"
@@ -220,15 +254,12 @@ pub async fn confirm_dead(
             reached_by_proxies.join(", ")
         )));
     }
-    Ok((
-        Verdict {
-            primary: primary.into(),
-            from_here,
-            from_replicas,
-            reached_by_proxies,
-        },
-        conn,
-    ))
+    Ok(Verdict {
+        primary: primary.into(),
+        from_here,
+        from_replicas,
+        reached_by_proxies,
+    })
 }
 
 /// Waits until every replica in `names` applied what it received; returns their states.
@@ -240,8 +271,11 @@ pub async fn drain(c: &Cluster<'_>, names: &[String]) -> Result<Vec<(String, DbS
     loop {
         // Every replica read at once: this loop is on the failover's critical path.
         let reads = names.iter().map(|n| async move {
-            let conn = c.conn(n).map_err(Error::Refused)?;
-            let s = super::topology::read_state(conn, c.dialect)
+            let conn = c
+                .conns
+                .get(n)
+                .ok_or_else(|| Error::Refused(format!("{n} is not reachable over SSH")))?;
+            let s = super::topology::read_state(conn.as_ref(), c.dialect)
                 .await
                 .map_err(Error::Refused)?;
             Ok::<_, Error>((n.clone(), s))
@@ -464,9 +498,15 @@ pub(crate) async fn failover(
     let stops = replicas
         .iter()
         .filter_map(|r| c.conns.get(r))
-        .map(
-            |conn| async move { sql(conn, d, "stopping the IO thread", d.stop_replica_io()).await },
-        );
+        .map(|conn| async move {
+            sql(
+                conn.as_ref(),
+                d,
+                "stopping the IO thread",
+                d.stop_replica_io(),
+            )
+            .await
+        });
     for r in futures::future::join_all(stops).await {
         r.map_err(|e| Error::Refused(format!("{e}; {old} is fenced")))?;
     }
@@ -575,4 +615,170 @@ pub(crate) async fn failover(
         conn.close().await;
     }
     Ok(Some((new, text, edited, took)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbooks::testing::{cluster, lab_engine, replica_state};
+    use crate::transport::fake::Scripted;
+
+    fn state(out: &str) -> DbState {
+        crate::runbooks::topology::parse_state(out, crate::sql::Dialect::MariaDb)
+    }
+
+    /// What a replica answers to the dead-primary probe: the port, then its state.
+    fn probe_answer(port: &str, io: &str) -> String {
+        format!(
+            "port={port}\n{}",
+            replica_state(2, io, "Yes", "0-1-10", "0-1-10")
+        )
+    }
+
+    #[tokio::test]
+    async fn a_primary_whose_port_answers_from_a_replica_is_not_dead() {
+        let engine = lab_engine(None);
+        let c = cluster(
+            &engine,
+            vec![
+                Scripted::new("db2").answer("/dev/tcp", &[&probe_answer("closed", "Connecting")]),
+                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("open", "Yes")]),
+                Scripted::new("proxy1").answer("/dev/tcp", &["port=closed\n"]),
+            ],
+        );
+        let (there, proxies) = observe(&c, "db1").await;
+        let e =
+            judge(&c, "db1", "no SSH".into(), false, there, proxies).expect_err("alive from db3");
+        assert!(
+            e.to_string()
+                .contains("db1's database port answers from db3"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_primary_dead_from_every_replica_and_proxy_is_confirmed_dead() {
+        let engine = lab_engine(None);
+        let c = cluster(
+            &engine,
+            vec![
+                Scripted::new("db2").answer("/dev/tcp", &[&probe_answer("closed", "Connecting")]),
+                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("closed", "No")]),
+                Scripted::new("proxy1").answer("/dev/tcp", &["port=closed\n"]),
+            ],
+        );
+        let (there, proxies) = observe(&c, "db1").await;
+        let v = judge(&c, "db1", "no SSH".into(), false, there, proxies).expect("dead");
+        assert_eq!(
+            v.from_replicas,
+            vec![
+                ("db2".to_string(), "IO thread Connecting".to_string(), false),
+                ("db3".to_string(), "IO thread No".to_string(), false),
+            ]
+        );
+        assert!(v.reached_by_proxies.is_empty());
+        // Alive from here, or no replica answering: refused.
+        let (there, proxies) = observe(&c, "db1").await;
+        assert!(judge(&c, "db1", "SSH answers".into(), true, there, proxies).is_err());
+        let nobody = cluster(&engine, vec![]);
+        let (there, proxies) = observe(&nobody, "db1").await;
+        let e = judge(&nobody, "db1", "no SSH".into(), false, there, proxies).expect_err("none");
+        assert!(e.to_string().contains("no replica of db1 answers"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_proxy_still_reaching_the_primary_refuses_without_lossless_semi_sync() {
+        // Issue 10, case 1: cut off from us and its replicas but not from the proxy, the
+        // primary may still acknowledge writes that no replica has.
+        let hosts = || {
+            vec![
+                Scripted::new("db2").answer("/dev/tcp", &[&probe_answer("closed", "Connecting")]),
+                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("closed", "Connecting")]),
+                Scripted::new("proxy1").answer("/dev/tcp", &["port=open\n"]),
+            ]
+        };
+        let engine = lab_engine(None);
+        let c = cluster(&engine, hosts());
+        let (there, proxies) = observe(&c, "db1").await;
+        let e = judge(&c, "db1", "no SSH".into(), false, there, proxies).expect_err("async");
+        assert!(e.to_string().contains("answers from proxy1"), "{e}");
+        // With semi-sync and no fallback, every acknowledged write is on a replica: go on,
+        // fencing the primary on that proxy first.
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/inventories/lab.yml"
+        ))
+        .expect("lab inventory")
+        .replace(
+            "    max_connections: 200\n",
+            "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: never\n",
+        );
+        let lossless = lab_engine(Some(text));
+        let c = cluster(&lossless, hosts());
+        let (there, proxies) = observe(&c, "db1").await;
+        let v = judge(&c, "db1", "no SSH".into(), false, there, proxies).expect("lossless");
+        assert_eq!(v.reached_by_proxies, vec!["proxy1".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_the_relay_log_and_refuses_a_stopped_applier() {
+        let engine = lab_engine(None);
+        let db2 = Scripted::new("db2").answer(
+            "INNODB_TRX",
+            &[
+                &replica_state(2, "No", "Yes", "0-1-10", "0-1-8"),
+                &replica_state(2, "No", "Yes", "0-1-10", "0-1-9"),
+                &replica_state(2, "No", "Yes", "0-1-10", "0-1-10"),
+            ],
+        );
+        let c = cluster(&engine, vec![db2]);
+        let states = drain(&c, &["db2".to_string()]).await.expect("drained");
+        // Its first two reads still had relay log to apply (0-1-8, 0-1-9 of 0-1-10).
+        assert_eq!(states[0].1.slave_pos.iter().map(|g| g.seq).max(), Some(10));
+        // An applier stopped with relay log left: promoting it would lose what it holds.
+        let db3 = Scripted::new("db3").answer(
+            "INNODB_TRX",
+            &[&replica_state(3, "No", "No", "0-1-10", "0-1-7")],
+        );
+        let c = cluster(&engine, vec![db3]);
+        let e = drain(&c, &["db3".to_string()]).await.expect_err("stopped");
+        assert!(e.to_string().contains("db3's SQL thread is stopped"), "{e}");
+        // An unreachable replica cannot be drained.
+        let e = drain(&c, &["db2".to_string()])
+            .await
+            .expect_err("unreachable");
+        assert!(e.to_string().contains("db2 is not reachable"), "{e}");
+    }
+
+    #[test]
+    fn pick_takes_the_most_advanced_eligible_replica() {
+        let engine = lab_engine(None);
+        let c = cluster(&engine, vec![]);
+        let db2 = state(&replica_state(2, "No", "Yes", "0-1-10", "0-1-10"));
+        let db3 = state(&replica_state(3, "No", "Yes", "0-1-12", "0-1-12"));
+        let states = vec![("db2".to_string(), db2), ("db3".to_string(), db3)];
+        assert_eq!(pick(&c, &states, None).expect("pick"), "db3");
+        // Asked for the one behind: refused, naming who is ahead.
+        let e = pick(&c, &states, Some("db2")).expect_err("behind");
+        assert!(e.to_string().contains("db2 is behind db3"), "{e}");
+        // The most advanced one may not be promoted: the other is behind it, so refused.
+        let mut c = cluster(&engine, vec![]);
+        c.candidates.retain(|h| h != "db3");
+        let e = pick(&c, &states, None).expect_err("db3 not eligible");
+        assert!(e.to_string().contains("db2 is behind db3"), "{e}");
+    }
+
+    #[test]
+    fn pick_refuses_a_replica_with_errant_transactions() {
+        let engine = lab_engine(None);
+        let c = cluster(&engine, vec![]);
+        // db3 wrote 0-3-5 itself (read_only bypassed); nobody else has it.
+        let mut db3 = state(&replica_state(3, "No", "Yes", "0-1-12", "0-1-12"));
+        db3.binlog_state = crate::sql::gtid::parse_gtids("0-1-12,0-3-5");
+        let db2 = state(&replica_state(2, "No", "Yes", "0-1-12", "0-1-12"));
+        let states = vec![("db2".to_string(), db2), ("db3".to_string(), db3)];
+        let e = pick(&c, &states, Some("db3")).expect_err("errant");
+        assert!(e.to_string().contains("db3 has errant transactions"), "{e}");
+        assert_eq!(pick(&c, &states, Some("db2")).expect("db2"), "db2");
+    }
 }

@@ -20,7 +20,7 @@ use crate::events::{Event, EventSink};
 use crate::sql::Dialect;
 use crate::tasks::Resource;
 use crate::tasks::replication::ReplicationRes;
-use crate::transport::SshHost;
+use crate::transport::{SshHost, Transport};
 
 /// Refuses a topology runbook (`verb`: "switchover", "failover", "rejoin", "restore",
 /// "rebuild") on a dialect where it is not proven on real hosts
@@ -41,9 +41,13 @@ pub fn require_proven(d: Dialect, verb: &str) -> Result<(), crate::error::Error>
 pub struct Cluster<'a> {
     pub dialect: Dialect,
     pub events: Arc<dyn EventSink>,
-    /// Open connections by host name (database hosts of the cluster and proxies that
-    /// answered; a dead host has none).
-    pub conns: HashMap<String, Arc<SshHost>>,
+    /// Open SSH connections by host name (database hosts of the cluster and proxies that
+    /// answered; a dead host has none): what held SQL sessions and pipes need.
+    pub ssh: HashMap<String, Arc<SshHost>>,
+    /// The same hosts as transports for scripts: the decisions that only run scripts
+    /// (reading states, probing ports, draining) go through these, so unit tests script
+    /// them (`crate::transport::fake`).
+    pub conns: HashMap<String, Arc<dyn Transport>>,
     /// Database hosts of the cluster, in inventory order.
     pub members: Vec<String>,
     /// Hosts that may be promoted (`candidate` not false).
@@ -67,6 +71,28 @@ impl<'a> Cluster<'a> {
         events: Arc<dyn EventSink>,
         skip: Option<&str>,
     ) -> Cluster<'a> {
+        let mut c = Cluster::declared(engine, host, events);
+        let wanted: Vec<String> = c.members.iter().chain(c.proxies.iter()).cloned().collect();
+        let opening = wanted
+            .iter()
+            .filter(|n| !conns.contains_key(*n) && Some(n.as_str()) != skip)
+            .map(|n| async move { (n.clone(), engine.connect(n, None).await) });
+        for (name, res) in futures::future::join_all(opening).await {
+            if let Ok(conn) = res {
+                conns.insert(name, Arc::new(conn));
+            }
+        }
+        c.conns = conns
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone() as Arc<dyn Transport>))
+            .collect();
+        c.ssh = conns;
+        c
+    }
+
+    /// The cluster of `host` as the inventory declares it, with no connection (every host
+    /// reads as unreachable until connections are added).
+    pub fn declared(engine: &'a Engine, host: &str, events: Arc<dyn EventSink>) -> Cluster<'a> {
         let inv = &engine.inv;
         let cluster = inv
             .host(host)
@@ -94,16 +120,6 @@ impl<'a> Cluster<'a> {
                 replication.insert(t.host.clone(), r.clone());
             }
         }
-        let wanted: Vec<String> = members.iter().chain(proxies.iter()).cloned().collect();
-        let opening = wanted
-            .iter()
-            .filter(|n| !conns.contains_key(*n) && Some(n.as_str()) != skip)
-            .map(|n| async move { (n.clone(), engine.connect(n, None).await) });
-        for (name, res) in futures::future::join_all(opening).await {
-            if let Ok(c) = res {
-                conns.insert(name, Arc::new(c));
-            }
-        }
         let max_lag_s = inv
             .host(host)
             .and_then(|h| h.vars.get("max_replica_lag_seconds"))
@@ -112,7 +128,8 @@ impl<'a> Cluster<'a> {
         Cluster {
             dialect: Dialect::of(inv.flavor, &inv.version),
             events,
-            conns,
+            conns: HashMap::new(),
+            ssh: HashMap::new(),
             candidates: inv
                 .hosts
                 .iter()
@@ -131,7 +148,7 @@ impl<'a> Cluster<'a> {
     ///
     /// Errors: a message when `host` did not answer.
     pub fn conn(&self, host: &str) -> Result<&SshHost, String> {
-        self.conns
+        self.ssh
             .get(host)
             .map(|c| c.as_ref())
             .ok_or_else(|| format!("{host} is not reachable over SSH"))
@@ -159,7 +176,9 @@ impl<'a> Cluster<'a> {
         let d = self.dialect;
         let futs = self.members.iter().map(|m| async move {
             let s = match self.conns.get(m) {
-                Some(c) => topology::read_state(c, d).await.unwrap_or_default(),
+                Some(c) => topology::read_state(c.as_ref(), d)
+                    .await
+                    .unwrap_or_default(),
                 None => topology::DbState::default(),
             };
             (m.clone(), s)
@@ -169,10 +188,67 @@ impl<'a> Cluster<'a> {
 
     /// Closes the connections this cluster holds alone.
     pub async fn close(self) {
-        for (_, c) in self.conns {
+        drop(self.conns);
+        for (_, c) in self.ssh {
             if let Ok(c) = Arc::try_unwrap(c) {
                 c.close().await;
             }
         }
+    }
+}
+
+/// Unit-test support: the lab inventory loaded offline, and clusters whose hosts are
+/// scripted fakes (`crate::transport::fake`).
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use super::Cluster;
+    use crate::engine::{Engine, Options};
+    use crate::transport::Transport;
+    use crate::transport::fake::Scripted;
+
+    /// The lab inventory (`inventories/lab.yml`: db1 primary, db2 and db3 replicas,
+    /// proxy1), loaded offline; `text` replaces its content when given.
+    pub fn lab_engine(text: Option<String>) -> Engine {
+        Engine::load(Options {
+            inventory: concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yml").into(),
+            playbooks: None,
+            templates: None,
+            limit: None,
+            tags: None,
+            forks: 5,
+            offline: true,
+            connect_timeout: std::time::Duration::from_secs(1),
+            inventory_text: text,
+            seed_from_backup: false,
+        })
+        .expect("the lab inventory loads")
+    }
+
+    /// db1's cluster with `hosts` as its reachable hosts (a host left out is unreachable).
+    pub fn cluster(engine: &Engine, hosts: Vec<Scripted>) -> Cluster<'_> {
+        let mut c = Cluster::declared(engine, "db1", Arc::new(crate::events::Silent));
+        c.conns = hosts
+            .into_iter()
+            .map(|h| (h.name().to_string(), Arc::new(h) as Arc<dyn Transport>))
+            .collect();
+        c
+    }
+
+    /// A replica's state as the state probe prints it (vertical), MariaDB's names.
+    pub fn replica_state(
+        server_id: u32,
+        io: &str,
+        sql: &str,
+        received: &str,
+        applied: &str,
+    ) -> String {
+        format!(
+            "*** 1. row ***\n up: dbfleet-up\n read_only: 1\n server_id: {server_id}\n long_trx: 0\n\
+             *** 1. row ***\n binlog_pos: {applied}\n slave_pos: {applied}\n binlog_state: {applied}\n\
+             *** 1. row ***\n Master_Host: 172.29.77.11\n Slave_IO_Running: {io}\n Slave_SQL_Running: {sql}\n\
+             Seconds_Behind_Master: 0\n Gtid_IO_Pos: {received}\n Last_SQL_Error: \n"
+        )
     }
 }

@@ -384,3 +384,109 @@ async fn unfreeze(
         Err(e) => format!("UNDO FAILED, {old} is still read-only: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbooks::testing::{cluster, lab_engine, replica_state};
+
+    fn state(out: &str) -> DbState {
+        super::super::topology::parse_state(out, Dialect::MariaDb)
+    }
+
+    fn primary() -> DbState {
+        state(
+            "*** 1. row ***\n up: dbfleet-up\n read_only: 0\n server_id: 1\n long_trx: 0\n\
+             *** 1. row ***\n binlog_pos: 0-1-10\n slave_pos: \n binlog_state: 0-1-10\n",
+        )
+    }
+
+    #[test]
+    fn the_candidate_must_run_both_threads_within_the_lag_limit() {
+        let ok = state(&replica_state(2, "Yes", "Yes", "0-1-10", "0-1-10"));
+        assert_eq!(candidate_ready("db2", &ok, true, 30), Ok(()));
+        assert!(
+            candidate_ready("db2", &ok, false, 30)
+                .expect_err("not a candidate")
+                .contains("candidate: false")
+        );
+        let stopped = state(&replica_state(2, "Yes", "No", "0-1-10", "0-1-9"));
+        assert!(
+            candidate_ready("db2", &stopped, true, 30)
+                .expect_err("stopped")
+                .contains("IO thread: Yes, SQL thread: No")
+        );
+        let mut lagging = ok.clone();
+        if let Some(r) = lagging.replica.as_mut() {
+            r.seconds_behind = Some(31);
+        }
+        assert!(
+            candidate_ready("db2", &lagging, true, 30)
+                .expect_err("lag")
+                .contains("lags 31 s")
+        );
+        let mut unknown = ok;
+        if let Some(r) = unknown.replica.as_mut() {
+            r.seconds_behind = None;
+        }
+        assert!(
+            candidate_ready("db2", &unknown, true, 30)
+                .expect_err("NULL")
+                .contains("reports no lag")
+        );
+    }
+
+    #[test]
+    fn a_switchover_checks_the_primary_the_candidate_and_the_other_replicas() {
+        let engine = lab_engine(None);
+        let c = cluster(&engine, vec![]);
+        let db2 = state(&replica_state(2, "Yes", "Yes", "0-1-10", "0-1-10"));
+        let db3 = state(&replica_state(3, "Yes", "Yes", "0-1-10", "0-1-10"));
+        let states = |p: DbState, d3: DbState| {
+            vec![
+                ("db1".to_string(), p),
+                ("db2".to_string(), db2.clone()),
+                ("db3".to_string(), d3),
+            ]
+        };
+        assert_eq!(
+            check(&c, "db2", "db1", &states(primary(), db3.clone())),
+            Ok(())
+        );
+        // A primary that is down: that is a failover's job.
+        let down = DbState::default();
+        assert!(
+            check(&c, "db2", "db1", &states(down, db3.clone()))
+                .expect_err("down")
+                .contains("use `dbfleet failover`")
+        );
+        // A long transaction would hold the freeze.
+        let mut busy = primary();
+        busy.long_trx = 2;
+        assert!(
+            check(&c, "db2", "db1", &states(busy, db3.clone()))
+                .expect_err("long trx")
+                .contains("2 transaction(s) open")
+        );
+        // Errant transactions on the candidate.
+        let mut errant = db2.clone();
+        errant.binlog_state = crate::sql::gtid::parse_gtids("0-1-10,0-2-3");
+        let with_errant = vec![
+            ("db1".to_string(), primary()),
+            ("db2".to_string(), errant),
+            ("db3".to_string(), db3.clone()),
+        ];
+        assert!(
+            check(&c, "db2", "db1", &with_errant)
+                .expect_err("errant")
+                .contains("errant transactions")
+        );
+        // Another replica not replicating.
+        let broken = state(&replica_state(3, "No", "No", "0-1-10", "0-1-10"));
+        assert!(
+            check(&c, "db2", "db1", &states(primary(), broken))
+                .expect_err("db3")
+                .contains("replica db3 is not replicating")
+        );
+    }
+}

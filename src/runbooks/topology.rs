@@ -5,7 +5,7 @@
 
 use crate::sql::gtid::{Gtid, by_domain, parse_gtids};
 use crate::sql::{Dialect, ReplicaStatus};
-use crate::transport::SshHost;
+use crate::transport::{SshHost, Transport};
 
 /// A database host's replication state, read in one client call.
 #[derive(Debug, Clone, Default)]
@@ -99,11 +99,11 @@ pub fn parse_state(out: &str, d: Dialect) -> DbState {
 /// Reads `host`'s state.
 ///
 /// Errors: the transport's message when the host cannot be reached.
-pub async fn read_state(host: &SshHost, d: Dialect) -> Result<DbState, String> {
+pub async fn read_state(host: &(impl Transport + ?Sized), d: Dialect) -> Result<DbState, String> {
     let o = host
         .run(&state_probe(d))
         .await
-        .map_err(|e| format!("reading {}: {e}", host.name))?;
+        .map_err(|e| format!("reading {}: {e}", host.name()))?;
     Ok(parse_state(&o.stdout, d))
 }
 
@@ -111,7 +111,7 @@ pub async fn read_state(host: &SshHost, d: Dialect) -> Result<DbState, String> {
 ///
 /// Errors: a message naming `what`, the host and the server's error.
 pub async fn sql(
-    host: &SshHost,
+    host: &(impl Transport + ?Sized),
     d: Dialect,
     what: &str,
     statements: &str,
@@ -123,11 +123,11 @@ pub async fn sql(
     let o = host
         .run(&script)
         .await
-        .map_err(|e| format!("{what} on {}: {e}", host.name))?;
+        .map_err(|e| format!("{what} on {}: {e}", host.name()))?;
     if o.code != 0 {
         return Err(format!(
             "{what} on {} failed: {}",
-            host.name,
+            host.name(),
             o.stderr.trim().lines().last().unwrap_or("")
         ));
     }
@@ -137,7 +137,7 @@ pub async fn sql(
 /// Runs `kills` (the `KILL CONNECTION` statements [`Dialect::app_sessions_kill_list`]
 /// listed) on `host`. A session may end by itself meanwhile, so KILL errors are not fatal
 /// (`--force`), and nothing is reported.
-pub async fn kill_sessions(host: &SshHost, d: Dialect, kills: &[String]) {
+pub async fn kill_sessions(host: &(impl Transport + ?Sized), d: Dialect, kills: &[String]) {
     if kills.is_empty() {
         return;
     }
