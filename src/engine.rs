@@ -400,11 +400,7 @@ impl Engine {
                     .host(&t.host)
                     .ok_or_else(|| Error::UnknownHost(t.host.clone()))?;
                 let state = crate::runbooks::topology::parse_state(facts, p.dialect);
-                let max_lag = h
-                    .vars
-                    .get("max_replica_lag_seconds")
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(30);
+                let max_lag = h.max_replica_lag_s();
                 crate::runbooks::switchover::candidate_ready(&t.host, &state, h.candidate, max_lag)
                     .map_err(|why| {
                         Error::Refused(format!(

@@ -30,9 +30,8 @@ pub fn run(opts: &Options, json: bool) -> Result<Exit, Error> {
         .collect();
     let max_lag = hosts
         .first()
-        .and_then(|h| h.vars.get("max_replica_lag_seconds"))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(300);
+        .map(|h| h.max_replica_lag_s())
+        .unwrap_or(crate::inventory::DEFAULT_MAX_REPLICA_LAG_S);
     let rows = crate::engine::runtime()?.block_on(crate::status::gather(
         inv,
         &hosts,

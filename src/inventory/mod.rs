@@ -128,7 +128,22 @@ pub struct Host {
     pub vars: BTreeMap<String, VarValue>,
 }
 
+/// `max_replica_lag_seconds` when a playbooks folder of the operator's own does not
+/// declare it: the built-in default (`playbooks/defaults.yml`), the seed's monitoring
+/// script's alert threshold (seed 000).
+pub const DEFAULT_MAX_REPLICA_LAG_S: u64 = 300;
+
 impl Host {
+    /// The replication lag this host tolerates, in seconds (`max_replica_lag_seconds`):
+    /// `status` calls a replica over it unhealthy, and a switchover refuses a candidate
+    /// over it.
+    pub fn max_replica_lag_s(&self) -> u64 {
+        self.vars
+            .get("max_replica_lag_seconds")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(DEFAULT_MAX_REPLICA_LAG_S)
+    }
+
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }

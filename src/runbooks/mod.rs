@@ -122,9 +122,8 @@ impl<'a> Cluster<'a> {
         }
         let max_lag_s = inv
             .host(host)
-            .and_then(|h| h.vars.get("max_replica_lag_seconds"))
-            .and_then(|v| v.as_u64())
-            .unwrap_or(30);
+            .map(|h| h.max_replica_lag_s())
+            .unwrap_or(crate::inventory::DEFAULT_MAX_REPLICA_LAG_S);
         Cluster {
             dialect: Dialect::of(inv.flavor, &inv.version),
             events,
