@@ -243,11 +243,14 @@ pub(crate) mod testing {
         received: &str,
         applied: &str,
     ) -> String {
+        // The field names from the dialect: they are `crate::sql`'s to know.
+        let f = crate::sql::Dialect::MariaDb.replica_fields();
         format!(
             "*** 1. row ***\n up: dbfleet-up\n read_only: 1\n server_id: {server_id}\n long_trx: 0\n\
              *** 1. row ***\n binlog_pos: {applied}\n slave_pos: {applied}\n binlog_state: {applied}\n\
-             *** 1. row ***\n Master_Host: 172.29.77.11\n Slave_IO_Running: {io}\n Slave_SQL_Running: {sql}\n\
-             Seconds_Behind_Master: 0\n Gtid_IO_Pos: {received}\n Last_SQL_Error: \n"
+             *** 1. row ***\n {}: 172.29.77.11\n {}: {io}\n {}: {sql}\n\
+             {}: 0\n Gtid_IO_Pos: {received}\n Last_SQL_Error: \n",
+            f.source_host, f.io_running, f.sql_running, f.seconds_behind
         )
     }
 }
