@@ -137,15 +137,10 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
     if h.has(Role::Replica) {
         if let Some(id) = s.server_id {
             s.errant = s
-                .gtid
-                .history
-                .split(',')
-                .map(str::trim)
-                .filter(|g| {
-                    let p: Vec<&str> = g.split('-').collect();
-                    p.len() == 3 && p[0].parse() == Ok(domain) && p[1].parse() == Ok(id)
-                })
-                .map(String::from)
+                .binlog_state
+                .iter()
+                .filter(|g| u64::from(g.domain) == domain && g.server == id)
+                .map(|g| g.to_string())
                 .collect();
         }
         let want_source = h
