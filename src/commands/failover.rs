@@ -17,13 +17,22 @@ use crate::runbooks::failover::*;
 use crate::runbooks::topology::sql;
 use crate::sql::gtid::name_ranges;
 
-/// `dbfleet failover`.
+/// `dbfleet failover`: confirms the primary dead, fences it, promotes the most advanced
+/// eligible replica, repoints the others and the proxies, records the topology in the
+/// inventory and the anti-flap lock, then applies the proxies' files.
+///
+/// Errors: [`Error::Refused`] when the failover cannot be proven safe (the primary alive
+/// from anywhere, inside the anti-flap window without `force`, no eligible replica, a
+/// replica that cannot drain); [`Error::Cancelled`]; a failed step's error.
 pub fn run(opts: &Options, a: &Request, style: Style) -> Result<Exit, Error> {
     let t0 = Instant::now();
-    let mut opts = opts.clone();
-    // A dead host costs the connect timeout: keep it short here.
-    opts.connect_timeout = opts.connect_timeout.min(Duration::from_secs(2));
-    let engine = Engine::load(opts.clone())?;
+    // A dead host costs the connect timeout: keep it short here (the proxies' apply
+    // afterwards uses the command line's).
+    let short = Options {
+        connect_timeout: opts.connect_timeout.min(Duration::from_secs(2)),
+        ..opts.clone()
+    };
+    let engine = Engine::load(short)?;
     crate::runbooks::require_proven(engine.runbook_dialect(), "failover")?;
     let (cluster, old) = cluster_of(&engine, a.cluster.as_deref())?;
     let window = engine

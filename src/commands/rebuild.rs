@@ -52,7 +52,6 @@ pub fn run(
     style: Style,
 ) -> Result<Exit, Error> {
     let t0 = Instant::now();
-    let opts = opts.clone();
     let engine = Engine::load(opts.clone())?;
     crate::runbooks::require_proven(engine.runbook_dialect(), "rebuild")?;
     let mut cluster = None;
