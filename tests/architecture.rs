@@ -142,3 +142,20 @@ fn server_statement_and_field_names_live_in_the_dialect_module() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+#[test]
+fn the_dialect_module_is_the_bottom_layer() {
+    // `src/sql/` is what every layer above asks about a server: it uses nothing of theirs
+    // (it held `inventory`'s Flavor before, an import cycle).
+    let wrong: Vec<String> = sources()
+        .into_iter()
+        .filter(|(rel, _)| module_of(rel) == "sql")
+        .flat_map(|(rel, code)| {
+            uses(&code)
+                .into_iter()
+                .filter(|m| m != "sql")
+                .map(move |m| format!("{rel} uses crate::{m}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

@@ -21,23 +21,8 @@ use serde::Serialize;
 
 pub use load::load;
 
-/// The database server family; decides config paths, package names and SQL dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    Mariadb,
-    Mysql,
-}
-
-impl Flavor {
-    pub const NAMES: &'static [&'static str] = &["mariadb", "mysql"];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Flavor::Mariadb => "mariadb",
-            Flavor::Mysql => "mysql",
-        }
-    }
-}
+/// The database server family (defined with the dialects it selects, `crate::sql`).
+pub use crate::sql::Flavor;
 
 /// What a host does in the fleet. A host may hold several roles where that makes sense
 /// (a replica that is also the backup server, a proxy anywhere) but never both `primary`

@@ -17,7 +17,23 @@ pub use replica::{GtidReport, ReplicaStatus, vertical};
 
 use sha1::{Digest, Sha1};
 
-use crate::inventory::Flavor;
+/// The database server family; decides config paths, package names and SQL dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    Mariadb,
+    Mysql,
+}
+
+impl Flavor {
+    pub const NAMES: &'static [&'static str] = &["mariadb", "mysql"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Mariadb => "mariadb",
+            Flavor::Mysql => "mysql",
+        }
+    }
+}
 
 /// The SQL dialect of a fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
