@@ -282,6 +282,27 @@ impl Engine {
     ///
     /// Errors: [`Error::Facts`] when a probe's output is not what the probe prints, or the
     /// resource is in a state dbfleet refuses to change (a folder where a file should be).
+    /// Probes `hosts` and plans from what was found: the load → probe → plan every
+    /// command that changes hosts starts with. The connections stay open for the apply
+    /// (the caller ends them with [`Engine::close`]); when planning fails they are closed
+    /// here.
+    ///
+    /// Errors: [`Engine::probe`]'s and [`Engine::plan`]'s.
+    pub async fn probe_and_plan(
+        &self,
+        hosts: &[String],
+        events: &Arc<dyn EventSink>,
+    ) -> Result<(Probe, Plan), Error> {
+        let probe = self.probe(hosts, events).await?;
+        match self.plan(&probe) {
+            Ok(plan) => Ok((probe, plan)),
+            Err(e) => {
+                Engine::close(probe).await;
+                Err(e)
+            }
+        }
+    }
+
     pub fn plan(&self, probe: &Probe) -> Result<Plan, Error> {
         self.check_firewall_keeps_operator(probe)?;
         let mut hosts = Vec::new();

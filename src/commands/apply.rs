@@ -40,16 +40,9 @@ pub fn run(
                 .collect(),
             None => engine.hosts(),
         };
-        let probe = engine.probe(&hosts, &events).await;
+        let planned = engine.probe_and_plan(&hosts, &events).await;
         reporter.finish();
-        let probe = probe?;
-        let fresh = match engine.plan(&probe) {
-            Ok(p) => p,
-            Err(e) => {
-                Engine::close(probe).await;
-                return Err(e);
-            }
-        };
+        let (probe, fresh) = planned?;
         let plan = match saved {
             Some(s) => {
                 if let Err(e) = crate::apply::check_fresh(&s, &fresh, &engine) {

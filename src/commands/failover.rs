@@ -101,8 +101,8 @@ pub fn run(opts: &Options, a: &Request, style: Style) -> Result<Exit, Error> {
         );
         if popts.limit.as_ref().is_some_and(|l| !l.is_empty()) {
             let pe = Engine::load(popts)?;
-            let probe = pe.probe(&pe.hosts(), &events).await?;
-            let plan = pe.plan(&probe)?;
+            // A plan that fails closes its connections (they were left open before).
+            let (probe, plan) = pe.probe_and_plan(&pe.hosts(), &events).await?;
             let r = crate::apply::apply(&pe, &plan, &probe, &events).await;
             reporter.finish();
             Engine::close(probe).await;

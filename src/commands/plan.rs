@@ -39,12 +39,11 @@ pub fn run(opts: &Options, a: &Request, style: Style) -> Result<Exit, Error> {
     let events: Arc<dyn EventSink> = reporter.clone();
     let rt = crate::engine::runtime()?;
     let plan = rt.block_on(async {
-        let probe = engine.probe(&engine.hosts(), &events).await;
+        let planned = engine.probe_and_plan(&engine.hosts(), &events).await;
         reporter.finish();
-        let probe = probe?;
-        let plan = engine.plan(&probe);
+        let (probe, plan) = planned?;
         Engine::close(probe).await;
-        plan
+        Ok::<_, Error>(plan)
     })?;
     if let Some(out) = &a.out {
         crate::plan::file::save(&plan, out)?;

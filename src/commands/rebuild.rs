@@ -18,16 +18,9 @@ async fn converge(mut opts: Options, limit: &[String], style: Style) -> Result<(
     let engine = Engine::load(opts)?;
     let reporter = Arc::new(Reporter::new(style));
     let events: Arc<dyn EventSink> = reporter.clone();
-    let probe = engine.probe(&engine.hosts(), &events).await;
+    let planned = engine.probe_and_plan(&engine.hosts(), &events).await;
     reporter.finish();
-    let probe = probe?;
-    let plan = match engine.plan(&probe) {
-        Ok(p) => p,
-        Err(e) => {
-            Engine::close(probe).await;
-            return Err(e);
-        }
-    };
+    let (probe, plan) = planned?;
     crate::report::print(&crate::report::render_plan(&plan, style));
     let result = if plan.is_empty() {
         Ok(Default::default())

@@ -66,16 +66,9 @@ pub fn run(
     let events: Arc<dyn EventSink> = reporter.clone();
     let rt = crate::engine::runtime()?;
     rt.block_on(async {
-        let probe = engine.probe(&engine.hosts(), &events).await;
+        let planned = engine.probe_and_plan(&engine.hosts(), &events).await;
         reporter.finish();
-        let probe = probe?;
-        let plan = match engine.plan(&probe) {
-            Ok(p) => p,
-            Err(e) => {
-                Engine::close(probe).await;
-                return Err(e);
-            }
-        };
+        let (probe, plan) = planned?;
         report::print(&report::render_plan(&plan, style));
         report::print(&format!("\nThe inventory will say:\n{diff}\n"));
         if !auto_approve && !confirm(&plan)? {

@@ -28,9 +28,10 @@ impl DbState {
     pub fn replicating(&self) -> bool {
         self.replica.is_some()
     }
-    /// The replica status, or an empty one when the host replicates from nobody.
-    pub fn status(&self) -> ReplicaStatus {
-        self.replica.clone().unwrap_or_default()
+    /// The replica status, or [`ReplicaStatus::NONE`] when the host replicates from nobody.
+    pub fn status(&self) -> &ReplicaStatus {
+        static NONE: ReplicaStatus = ReplicaStatus::NONE;
+        self.replica.as_ref().unwrap_or(&NONE)
     }
     /// Both threads running ("Connecting" is not running).
     pub fn threads_running(&self) -> bool {

@@ -89,6 +89,24 @@ pub struct ReplicaStatus {
 }
 
 impl ReplicaStatus {
+    /// The status of a server that replicates from nobody: every field empty.
+    pub const NONE: ReplicaStatus = ReplicaStatus {
+        source_host: String::new(),
+        source_port: String::new(),
+        source_user: String::new(),
+        io_running: String::new(),
+        sql_running: String::new(),
+        seconds_behind: None,
+        gtid_mode: String::new(),
+        gtid_field: "",
+        gtid_positioned: false,
+        ssl_allowed: String::new(),
+        ssl_verify: String::new(),
+        last_io_error: String::new(),
+        last_sql_error: String::new(),
+        received: String::new(),
+    };
+
     /// Both threads running ("Connecting" is not running).
     pub fn threads_running(&self) -> bool {
         self.io_running == "Yes" && self.sql_running == "Yes"
