@@ -98,9 +98,8 @@ pub enum Command {
     Rejoin {
         /// The host to bring back.
         host: String,
-        /// Apply without asking.
-        #[arg(long)]
-        auto_approve: bool,
+        #[command(flatten)]
+        show: RunbookArgs,
     },
     /// Point-in-time recovery of a cluster's primary from its backups: the newest logical
     /// backup at or before TIME, then the archived binary logs up to TIME (to their end
@@ -111,12 +110,8 @@ pub enum Command {
         /// RFC 3339, or `YYYY-MM-DD HH:MM:SS` in UTC.
         #[arg(long, value_name = "TIME")]
         to: Option<String>,
-        /// Restore without asking.
-        #[arg(long)]
-        auto_approve: bool,
-        /// Show the plan only.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        show: RunbookArgs,
     },
     /// Disaster rebuild of lost database hosts (bare Debian with sshd at the inventory's
     /// address): provision from the inventory, data from the backups (the cluster's newest
@@ -126,9 +121,8 @@ pub enum Command {
         /// The hosts to rebuild (every database host of the cluster when it was lost whole).
         #[arg(required = true)]
         hosts: Vec<String>,
-        /// Rebuild without asking.
-        #[arg(long)]
-        auto_approve: bool,
+        #[command(flatten)]
+        show: RunbookArgs,
     },
     /// Backups of the inventory's `backups:`: run a job now, list what the backup server
     /// holds, verify it by restoring.
@@ -227,12 +221,33 @@ pub struct FailoverArgs {
     /// Fail over even inside the anti-flap window (`failover_anti_flap_seconds`).
     #[arg(long)]
     pub force: bool,
-    /// Show what would happen and change nothing.
+    #[command(flatten)]
+    pub show: RunbookArgs,
+}
+
+/// How a runbook command (failover, rejoin, restore, rebuild) ends once its plan is made.
+#[derive(Debug, Args)]
+pub struct RunbookArgs {
+    /// Show the plan (observations and steps) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Apply without asking.
+    /// Print the plan as JSON (statements and scripts included, no secrets) and change
+    /// nothing.
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan to FILE and change nothing; `dbfleet apply FILE` runs it while the
+    /// fleet is as observed.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Run without asking.
     #[arg(long)]
     pub auto_approve: bool,
+}
+
+impl RunbookArgs {
+    fn mode(self) -> commands::runbook::Mode {
+        commands::runbook::Mode::from_flags(self.dry_run, self.json, self.out, self.auto_approve)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -256,7 +271,8 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// A plan saved by `plan --out`; applied only if every target is as the plan saw it.
+    /// A plan saved by `plan --out` (or a runbook's `--out`); applied only if every target
+    /// is as the plan saw it.
     pub plan_file: Option<PathBuf>,
     /// Apply without asking.
     #[arg(long)]
@@ -319,13 +335,11 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 cluster: a.cluster,
                 to: a.to,
                 force: a.force,
-                dry_run: a.dry_run,
-                auto_approve: a.auto_approve,
             };
-            commands::failover::run(opts, &request, style)
+            commands::failover::run(opts, &request, a.show.mode(), style)
         }
-        Command::Rejoin { host, auto_approve } => {
-            commands::failover::rejoin(opts, &host, auto_approve, style)
+        Command::Rejoin { host, show } => {
+            commands::failover::rejoin(opts, &host, show.mode(), style)
         }
         Command::AppConfig { kind } => {
             let kind = match kind {
@@ -341,16 +355,12 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             };
             commands::app_config::run(opts, &kind)
         }
-        Command::Restore {
-            host,
-            to,
-            auto_approve,
-            dry_run,
-        } => commands::restore::run(opts, &host, to.as_deref(), auto_approve, dry_run),
-        Command::Rebuild {
-            hosts,
-            auto_approve,
-        } => commands::rebuild::run(opts, &hosts, auto_approve, style),
+        Command::Restore { host, to, show } => {
+            commands::restore::run(opts, &host, to.as_deref(), show.mode(), style)
+        }
+        Command::Rebuild { hosts, show } => {
+            commands::rebuild::run(opts, &hosts, show.mode(), style)
+        }
         Command::Backup { action } => match action {
             BackupAction::Run { job, mode } => commands::backup::run(opts, &job, mode.as_deref()),
             BackupAction::List { json } => commands::backup::list(opts, json),

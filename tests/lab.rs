@@ -1696,6 +1696,15 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
     // Must-show 5a: the killed host comes back and rejoins as a replica of the new primary.
     docker(&["start", "lab-db1"]);
     std::thread::sleep(Duration::from_secs(2));
+    let d = dbfleet_with(&inv, &["rejoin", "db1", "--dry-run"], &[]);
+    assert_eq!(d.code, 0, "{}", d.all());
+    assert!(
+        d.stdout
+            .contains(&format!("Rejoin db1 as a replica of {new}"))
+            && d.stdout.contains("Dry run: nothing was changed"),
+        "{}",
+        d.all()
+    );
     let r = dbfleet_with(&inv, &["rejoin", "db1", "--auto-approve"], &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     let st = slave_status("db1");
@@ -1734,12 +1743,67 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
         "{}",
         r.all()
     );
-    let r = dbfleet_with(
+    // Issue 12, must-show 4: the failover as a plan value. --json shows the statements that
+    // will run (the replication password as a placeholder); --out saves the plan; a saved
+    // plan whose inventory changed is refused, changing nothing; unchanged, it runs.
+    let j = dbfleet_with(&inv, &["failover", "--force", "--to", "db1", "--json"], &[]);
+    assert_eq!(j.code, 0, "{}", j.all());
+    let plan: serde_json::Value = serde_json::from_str(&j.stdout).expect("plan JSON");
+    assert_eq!(plan["runbook"]["verb"], "failover", "{}", j.stdout);
+    let steps = plan["steps"].as_array().expect("steps");
+    assert!(
+        steps.iter().any(|s| s["hosts"][0] == "db1"
+            && s["action"]["do"] == "sql"
+            && s["action"]["statements"]
+                .as_str()
+                .is_some_and(|t| t.contains("RESET SLAVE ALL"))),
+        "db1's promotion is a step with its statements:\n{}",
+        j.stdout
+    );
+    assert!(
+        j.stdout.contains("[secret: replication password]"),
+        "the repoint names the password by placeholder:\n{}",
+        j.stdout
+    );
+    let store = std::fs::read_to_string(dir.path().join(".dbfleet/secrets.json")).expect("store");
+    let secrets: serde_json::Value = serde_json::from_str(&store).expect("json");
+    let repl_pw = secrets["replication_password"]
+        .as_str()
+        .expect("replication password");
+    assert!(!j.stdout.contains(repl_pw), "no secret in the plan");
+    let saved = dir.path().join("failover-plan.json");
+    let saved_arg = saved.display().to_string();
+    let o = dbfleet_with(
         &inv,
-        &["failover", "--force", "--to", "db1", "--auto-approve"],
+        &["failover", "--force", "--to", "db1", "--out", &saved_arg],
         &[],
     );
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(o.stdout.contains("Saved the plan"), "{}", o.all());
+    assert!(
+        !std::fs::read_to_string(&saved)
+            .expect("saved")
+            .contains(repl_pw)
+    );
+    let text = std::fs::read_to_string(&inv).expect("inventory");
+    std::fs::write(&inv, format!("{text}# edited after the plan was saved\n")).expect("edit");
+    let stale = dbfleet_with(&inv, &["apply", &saved_arg], &[]);
+    assert_eq!(stale.code, 1, "{}", stale.all());
+    assert!(
+        stale.stderr.contains("stale") && stale.stderr.contains("inventory"),
+        "{}",
+        stale.all()
+    );
+    assert_eq!(
+        sql("db1", "SELECT @@GLOBAL.read_only"),
+        "1",
+        "nothing changed"
+    );
+    std::fs::write(&inv, &text).expect("restore the inventory");
+    let r = dbfleet_with(&inv, &["apply", &saved_arg], &[]);
     assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("db1 is the primary"), "{}", r.all());
+    assert_eq!(sql("db1", "SELECT @@GLOBAL.read_only"), "0");
     docker(&["start", &format!("lab-{new}")]);
     std::thread::sleep(Duration::from_secs(2));
     let r = dbfleet_with(&inv, &["rejoin", new, "--auto-approve"], &[]);
@@ -2280,7 +2344,24 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
     assert_eq!(no.code, 1, "{}", no.all());
     assert!(no.stderr.contains("--auto-approve"), "{}", no.all());
 
-    let a = dbfleet(&["restore", "db1", "--to", &to, "--auto-approve"]);
+    // Saved, then the binlog archive moves on: the saved plan is stale and changes nothing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = dir.path().join("restore-plan.json").display().to_string();
+    let o = dbfleet(&["restore", "db1", "--to", &to, "--out", &saved]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let r = dbfleet(&["backup", "run", "binlogs"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let stale = dbfleet(&["apply", &saved]);
+    assert_eq!(stale.code, 1, "{}", stale.all());
+    assert!(
+        stale.stderr.contains("stale") && stale.stderr.contains("binlogs newest run was"),
+        "{}",
+        stale.all()
+    );
+    assert_eq!(sql("db1", "SELECT @@gtid_binlog_pos"), gtid_before);
+    let o = dbfleet(&["restore", "db1", "--to", &to, "--out", &saved]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let a = dbfleet(&["apply", &saved]);
     assert_eq!(a.code, 0, "{}", a.all());
     assert!(a.stdout.contains("restored db1 in"), "{}", a.all());
     // Every row inserted before the time is back, none after it, on the primary and, by

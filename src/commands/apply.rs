@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::engine::{Engine, Options};
 use crate::error::{Error, Exit};
 use crate::events::EventSink;
+use crate::plan::file::Saved;
 use crate::report::{self, Reporter, Style};
 
 /// `dbfleet apply [FILE]`: plans and applies after asking, or applies a saved plan when
@@ -19,7 +20,11 @@ pub fn run(
     auto_approve: bool,
     style: Style,
 ) -> Result<Exit, Error> {
-    let saved = plan_file.map(crate::plan::file::load).transpose()?;
+    let saved = match plan_file.map(crate::plan::file::load_any).transpose()? {
+        Some(Saved::Runbook(r)) => return super::runbook::run_saved(opts, *r, style),
+        Some(Saved::Changes(p)) => Some(p),
+        None => None,
+    };
     let mut opts = opts.clone();
     if let Some(s) = &saved {
         // A saved plan is applied exactly as planned: its scope, not the command line's.

@@ -7,24 +7,30 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::runbook::{Mode, decide};
 use crate::engine::{Engine, Options};
 use crate::error::{Error, Exit};
 use crate::events::EventSink;
 use crate::inventory::Role;
+use crate::plan::runbook::Runbook;
 use crate::report::{self, Reporter, Style};
 use crate::runbooks::Cluster;
-use crate::runbooks::failover::*;
-use crate::runbooks::topology::sql;
-use crate::sql::gtid::name_ranges;
+use crate::runbooks::execute::{NoConverge, execute};
+use crate::runbooks::failover::{
+    self, FailoverRecord, Request, cluster_of, lock_path, now_s, read_records,
+};
 
-/// `dbfleet failover`: confirms the primary dead, fences it, promotes the most advanced
-/// eligible replica, repoints the others and the proxies, records the topology in the
-/// inventory and the anti-flap lock, then applies the proxies' files.
+/// `dbfleet failover`: plans the failover (confirms the primary dead from here, the
+/// replicas and the proxies; picks the most advanced eligible replica), presents it as
+/// `mode` says, and when it runs: fences the old primary, promotes the candidate,
+/// repoints the others and the proxies, records the topology in the inventory and the
+/// anti-flap lock, then applies the proxies' files.
 ///
 /// Errors: [`Error::Refused`] when the failover cannot be proven safe (the primary alive
 /// from anywhere, inside the anti-flap window without `force`, no eligible replica, a
-/// replica that cannot drain); [`Error::Cancelled`]; a failed step's error.
-pub fn run(opts: &Options, a: &Request, style: Style) -> Result<Exit, Error> {
+/// replica that cannot drain); [`Error::Stale`] for a saved plan the fleet no longer
+/// matches; [`Error::Cancelled`]; a failed step's error.
+pub fn run(opts: &Options, a: &Request, mode: Mode, style: Style) -> Result<Exit, Error> {
     let t0 = Instant::now();
     // A dead host costs the connect timeout: keep it short here (the proxies' apply
     // afterwards uses the command line's).
@@ -54,20 +60,43 @@ pub fn run(opts: &Options, a: &Request, style: Style) -> Result<Exit, Error> {
             r.reason
         )));
     }
+    let runbook = Runbook::Failover {
+        cluster: cluster.clone(),
+        to: a.to.clone(),
+        force: a.force,
+    };
     let reporter = Arc::new(Reporter::new(style));
     let events: Arc<dyn EventSink> = reporter.clone();
     let rt = crate::engine::runtime()?;
     rt.block_on(async {
-        let c = Cluster::new(&engine, &old, HashMap::new(), events.clone(), Some(&old)).await;
-        let result = failover(&c, &engine, &old, a, t0, &reporter).await;
+        let mut c = Cluster::new(&engine, &old, HashMap::new(), events.clone(), Some(&old)).await;
+        let result = async {
+            let fp = failover::plan(&mut c, &old, a, runbook).await?;
+            reporter.finish();
+            if !decide(&fp.plan, &mode, "Fail over now?")? {
+                return Ok(None);
+            }
+            let secret = failover::replication_secret(&c);
+            let out = execute(&c, &fp.plan, secret.as_deref(), &NoConverge, t0).await?;
+            Ok::<_, Error>(Some((fp, out, t0.elapsed())))
+        }
+        .await;
         c.close().await;
-        let (new, before, edited, took) = match result? {
-            Some(x) => x,
-            None => return Ok(Exit::Ok),
+        reporter.finish();
+        let Some((fp, out, took)) = result? else {
+            return Ok(Exit::Ok);
         };
+        let new = fp.new;
+        if !out.problems.is_empty() {
+            // The topology changed: record it anyway, and say what is left.
+            report::print(&format!(
+                "{new} is the primary, but: {}\n",
+                out.problems.join("; ")
+            ));
+        }
         // Record: inventory, then the anti-flap lock.
         let path = &opts.inventory;
-        crate::inventory::edit::write(path, &edited)?;
+        crate::inventory::edit::write(path, &fp.edited)?;
         let mut records: Vec<FailoverRecord> =
             records.into_iter().filter(|r| r.cluster != cluster).collect();
         records.push(FailoverRecord {
@@ -86,7 +115,7 @@ pub fn run(opts: &Options, a: &Request, style: Style) -> Result<Exit, Error> {
             "Failover complete: {new} is the primary of {cluster} ({} ms from start to the proxies' writer on {new}).\nUpdated {}:\n{}",
             took.as_millis(),
             path.display(),
-            crate::inventory::edit::diff(path, &before, &edited)
+            crate::inventory::edit::diff(path, &fp.before, &fp.edited)
         ));
         // The proxies' files follow the new topology (the live writer already does).
         let mut popts = opts.clone();
@@ -115,8 +144,15 @@ pub fn run(opts: &Options, a: &Request, style: Style) -> Result<Exit, Error> {
     })
 }
 
-/// `dbfleet rejoin HOST`.
-pub fn rejoin(opts: &Options, host: &str, auto_approve: bool, style: Style) -> Result<Exit, Error> {
+/// `dbfleet rejoin HOST`: plans the return of HOST (a returned old primary, a replica in
+/// the inventory) as a replica of the current primary, presents it as `mode` says, runs it.
+/// A writable HOST is fenced while planning, in every mode.
+///
+/// Errors: [`Error::UnknownHost`]; [`Error::Refused`] when HOST is not a replica in the
+/// inventory, its source is not a writable primary, or HOST holds transactions the
+/// primary never saw; [`Error::Stale`]; [`Error::Cancelled`]; a failed step's error.
+pub fn rejoin(opts: &Options, host: &str, mode: Mode, style: Style) -> Result<Exit, Error> {
+    let t0 = Instant::now();
     let engine = Engine::load(opts.clone())?;
     crate::runbooks::require_proven(engine.runbook_dialect(), "rejoin")?;
     let h = engine
@@ -132,118 +168,42 @@ pub fn rejoin(opts: &Options, host: &str, auto_approve: bool, style: Style) -> R
             )));
         }
     };
-    let repl = engine
-        .graph
-        .graph
-        .node_indices()
-        .find_map(|n| {
-            let t = &engine.graph.graph[n];
-            match &t.resource {
-                crate::tasks::Resource::Replication(x) if t.host == host && !t.handler => {
-                    Some(x.clone())
-                }
-                _ => None,
-            }
-        })
-        .ok_or_else(|| Error::Refused(format!("{host} has no replication task")))?;
     let reporter = Arc::new(Reporter::new(style));
     let events: Arc<dyn EventSink> = reporter.clone();
-    let d = engine.runbook_dialect();
     crate::engine::runtime()?.block_on(async {
-        let me = engine.connect(host, None).await?;
-        let src = engine.connect(&source, None).await?;
-        let step = |h: &str, t: String| {
-            events.emit(crate::events::Event::Step { host: h.into(), text: t })
-        };
-        let mut mine = crate::runbooks::topology::read_state(&me, d).await.map_err(Error::Refused)?;
-        if !mine.up {
-            // It starts read-only (mysqld.cnf): it cannot take writes meanwhile.
-            let o = me
-                .run(&format!("service {} start >/dev/null 2>&1", d.service()))
-                .await
-                .map_err(|e| Error::Refused(e.to_string()))?;
-            if o.code != 0 {
-                return Err(Error::Refused(format!("{host}'s server does not start")));
-            }
-            step(host, "server started (read-only)".into());
-            mine = crate::runbooks::topology::read_state(&me, d).await.map_err(Error::Refused)?;
-        }
-        if mine.up && !mine.read_only {
-            // A returned old primary is fenced as soon as dbfleet reaches it, whatever the
-            // rejoin decides below: a refused rejoin must not leave a second writer. Its
-            // application sessions go first, then its semi-sync primary side: commits that
-            // wait for an ack nobody will send (lossless semi-sync without fallback) would
-            // otherwise hold `SET GLOBAL read_only` forever. Their clients are gone, so
-            // nothing they wrote is acknowledged.
-            let kills: Vec<String> = sql(&me, d, "listing application sessions", d.app_sessions_kill_list())
-                .await
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_string)
-                .collect();
-            crate::runbooks::topology::kill_sessions(&me, d, &kills).await;
-            let fence = format!("{}\n{}", d.set_semi_sync_primary(false), d.set_read_only(true));
-            sql(&me, d, "making it read-only", &fence)
-                .await
-                .map_err(|e| Error::Refused(engine.redactor.redact(&e)))?;
-            step(host, "was writable: read_only ON (fenced)".into());
-            mine.read_only = true;
-        }
-        let theirs = crate::runbooks::topology::read_state(&src, d).await.map_err(Error::Refused)?;
-        if !theirs.up || theirs.read_only || theirs.replicating() {
-            return Err(Error::Refused(format!("{source} is not a writable primary: rejoin needs the current primary")));
-        }
-        if mine.threads_running() && mine.status().source_host == repl.source.host {
-            reporter.finish();
-            report::print(&format!("{host} already replicates from {source}: nothing to do.\n"));
-            return Ok(Exit::Ok);
-        }
-        let theirs_all: Vec<_> = theirs.binlog_state.iter().chain(theirs.slave_pos.iter()).copied().collect();
-        let extra = crate::sql::gtid::missing_from(&mine.binlog_state, &theirs_all);
-        if !extra.is_empty() {
-            return Err(Error::Refused(format!(
-                "{host} has transactions {source} never saw: {}; rejoining would keep them on {host} only (or stop replication). Rebuild {host} from {source} instead (reseed it: move its data folder away and `dbfleet apply`)",
-                name_ranges(&extra)
-            )));
-        }
-        reporter.finish();
-        report::print(&format!(
-            "Rejoin {host} as a replica of {source}: its history is contained in {source}'s ({}).\n  {host}: read_only ON, semi-sync primary side OFF, {} {source} (GTID, verified TLS, MASTER_DEMOTE_TO_SLAVE=1), {}\n",
-            if mine.binlog_state.is_empty() { "empty".to_string() } else { mine.binlog_state.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",") },
-            d.change_source_words(),
-            d.start_replica_words()
-        ));
-        if !auto_approve && !crate::report::confirm("Rejoin now?")? {
-            return Err(Error::Cancelled);
-        }
-        let stmts = crate::runbooks::switchover::rejoin_sql(d, &repl.source);
-        sql(&me, d, "rejoining", &stmts).await.map_err(|e| Error::Refused(engine.redactor.redact(&e)))?;
-        let pos = sql(&src, d, "reading the position", d.current_position()).await.map_err(Error::Refused)?;
-        let waited = sql(&me, d, "catching up", &d.wait_for_position(pos.trim(), 120)).await.map_err(Error::Refused)?;
-        if waited.trim() != "0" {
-            return Err(Error::Refused(format!("{host} replicates from {source} but did not catch up with {} within 120 s", pos.trim())));
-        }
-        step(host, format!("replicates from {source}, caught up at {}", pos.trim()));
-        // Back among every proxy's readers (it was fenced out of them by the failover).
-        let mut problems = Vec::new();
-        for p in engine.inv.hosts.iter().filter(|h| h.has(Role::Proxy)) {
-            let put_back = async {
-                let conn = engine.connect(&p.name, None).await.map_err(|e| e.to_string())?;
-                let r = crate::runbooks::topology::reader_maint(&conn, host, false).await;
-                conn.close().await;
-                r
+        let c = Cluster::new(&engine, host, HashMap::new(), events, None).await;
+        let result = async {
+            let repl = c
+                .replication
+                .get(host)
+                .cloned()
+                .ok_or_else(|| Error::Refused(format!("{host} has no replication task")))?;
+            let Some(plan) = failover::plan_rejoin(&c, host, &source, &repl).await? else {
+                reporter.finish();
+                report::print(&format!(
+                    "{host} already replicates from {source}: nothing to do.\n"
+                ));
+                return Ok(None);
             };
-            match put_back.await {
-                Ok(()) => step(&p.name, format!("reader: {host} back")),
-                Err(e) => problems.push(e),
+            reporter.finish();
+            if !decide(&plan, &mode, "Rejoin now?")? {
+                return Ok(None);
             }
+            let secret = Some(repl.source.password.clone());
+            execute(&c, &plan, secret.as_deref(), &NoConverge, t0)
+                .await
+                .map(Some)
         }
-        me.close().await;
-        src.close().await;
-        if !problems.is_empty() {
+        .await;
+        c.close().await;
+        reporter.finish();
+        let Some(out) = result? else {
+            return Ok(Exit::Ok);
+        };
+        if !out.problems.is_empty() {
             return Err(Error::Refused(format!(
                 "{host} rejoined as a replica of {source}, but is not back among the readers: {}",
-                problems.join("; ")
+                out.problems.join("; ")
             )));
         }
         report::print(&format!("{host} rejoined as a replica of {source}.\n"));

@@ -13,6 +13,7 @@ pub mod graph;
 pub mod plan;
 pub mod rebuild;
 pub mod restore;
+pub mod runbook;
 pub mod status;
 pub mod switchover;
 pub mod validate;

@@ -1,16 +1,20 @@
 //! `dbfleet rebuild HOST...`: disaster rebuild of lost database hosts from the inventory
 //! and the backups. The restore of a lost primary is `crate::runbooks::rebuild`'s.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backup::{Job, JobKind};
+use futures::future::BoxFuture;
+
+use super::runbook::{Mode, decide};
 use crate::engine::{Engine, Options};
 use crate::error::{Error, Exit};
 use crate::events::EventSink;
-use crate::inventory::Role;
 use crate::report::{Reporter, Style};
-use crate::runbooks::rebuild::*;
+use crate::runbooks::Cluster;
+use crate::runbooks::execute::{Converge, execute};
+use crate::runbooks::rebuild::binlog_stamp;
 
 /// Plans and applies the inventory on `limit` (the apply of `dbfleet apply --limit`).
 async fn converge(mut opts: Options, limit: &[String], style: Style) -> Result<(), Error> {
@@ -32,163 +36,76 @@ async fn converge(mut opts: Options, limit: &[String], style: Style) -> Result<(
     result.map(|_| ())
 }
 
-/// `dbfleet rebuild HOST...`.
-///
-/// Errors: [`Error::UnknownHost`]; [`Error::Refused`] when a HOST is not a database host,
-/// still holds a data folder, or is a primary whose cluster is not lost as a whole, when
-/// the cluster has no physical backup job, or when a step fails; [`Error::Usage`] when
-/// approval is needed and stdin is not a terminal.
-pub fn run(
-    opts: &Options,
-    hosts: &[String],
-    auto_approve: bool,
+/// The rebuild's [`Converge`]: `apply --limit` with the command line's options.
+struct Apply {
+    opts: Options,
     style: Style,
-) -> Result<Exit, Error> {
+}
+
+impl Converge for Apply {
+    fn converge<'a>(
+        &'a self,
+        hosts: &'a [String],
+        seed_from_backup: bool,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let mut opts = self.opts.clone();
+        opts.seed_from_backup = seed_from_backup;
+        Box::pin(converge(opts, hosts, self.style))
+    }
+}
+
+/// `dbfleet rebuild HOST...`: plans the rebuild (`crate::runbooks::rebuild::plan`),
+/// presents it as `mode` says, runs it, and prints the measured RTO and the bound on lost
+/// writes beside the declared RTO and RPO.
+///
+/// Errors: as the plan's; [`Error::Stale`]; [`Error::Cancelled`]; a failed step's error.
+pub fn run(opts: &Options, hosts: &[String], mode: Mode, style: Style) -> Result<Exit, Error> {
     let t0 = Instant::now();
     let engine = Engine::load(opts.clone())?;
     crate::runbooks::require_proven(engine.runbook_dialect(), "rebuild")?;
-    let mut cluster = None;
-    for name in hosts {
-        let h = engine
-            .inv
-            .host(name)
-            .ok_or_else(|| Error::UnknownHost(name.clone()))?;
-        if !h.is_database() {
-            return Err(Error::Refused(format!(
-                "{name} is not a database host: `dbfleet apply --limit {name}` provisions it"
-            )));
-        }
-        if cluster.is_some_and(|c: &str| c != h.cluster) {
-            return Err(Error::Refused("rebuild one cluster at a time".into()));
-        }
-        cluster = Some(h.cluster.as_str());
-    }
-    let cluster = cluster.ok_or_else(|| Error::Usage("name the hosts to rebuild".into()))?;
-    let members: Vec<&str> = engine
-        .inv
-        .hosts
-        .iter()
-        .filter(|h| h.is_database() && h.cluster == cluster)
-        .map(|h| h.name.as_str())
-        .collect();
-    let primary = engine
-        .inv
-        .hosts
-        .iter()
-        .find(|h| h.cluster == cluster && h.has(Role::Primary))
-        .map(|h| h.name.clone())
-        .ok_or_else(|| Error::Refused(format!("cluster {cluster} declares no primary")))?;
-    let with_primary = hosts.contains(&primary);
-    if with_primary && !members.iter().all(|m| hosts.iter().any(|h| h == m)) {
-        return Err(Error::Refused(format!(
-            "{primary} is the primary of {cluster}, whose other servers are not being rebuilt: fail over to one of them (`dbfleet failover`), then rebuild {primary} as a replica"
-        )));
-    }
-    let in_cluster = |j: &&Job| {
-        engine
-            .inv
-            .host(&j.host)
-            .is_some_and(|x| x.cluster == cluster)
-    };
-    let physical = engine
-        .inv
-        .backups
-        .iter()
-        .filter(in_cluster)
-        .find(|j| j.kind == JobKind::Physical)
-        .ok_or_else(|| {
-            Error::Refused(format!(
-                "cluster {cluster} has no physical backup job to rebuild from"
-            ))
-        })?
-        .clone();
-    let binlog = engine
-        .inv
-        .backups
-        .iter()
-        .filter(in_cluster)
-        .find(|j| j.kind == JobKind::Binlog)
-        .cloned();
-    let rto = engine
-        .inv
-        .backups
-        .iter()
-        .filter(in_cluster)
-        .filter_map(|j| j.rto_s)
-        .min();
-    let rpo = engine
-        .inv
-        .backups
-        .iter()
-        .filter(in_cluster)
-        .filter_map(|j| j.rpo_s)
-        .min();
-    let replicas: Vec<String> = hosts.iter().filter(|h| **h != primary).cloned().collect();
-
+    let first = hosts
+        .first()
+        .ok_or_else(|| Error::Usage("name the hosts to rebuild".into()))?;
+    let reporter = Arc::new(Reporter::new(style));
+    let events: Arc<dyn EventSink> = reporter.clone();
     let rt = crate::engine::runtime()?;
     rt.block_on(async {
-        // Only bare hosts: a data folder means the host was not lost.
+        let mut conns = HashMap::new();
         for name in hosts {
-            let conn = engine.connect(name, None).await?;
-            let o = conn
-                .run("test -d /var/lib/mysql/mysql && echo has-data || echo bare\n")
-                .await
-                .map_err(|e| Error::Refused(e.to_string()))?;
-            conn.close().await;
-            if o.stdout.trim() == "has-data" {
-                return Err(Error::Refused(format!(
-                    "{name} still holds a data folder (/var/lib/mysql): rebuild replaces lost hosts only (a replica with a broken copy: move its data folder away first)"
-                )));
-            }
+            engine
+                .inv
+                .host(name)
+                .ok_or_else(|| Error::UnknownHost(name.clone()))?;
+            conns.insert(name.clone(), Arc::new(engine.connect(name, None).await?));
         }
-        let mut plan = format!("Rebuild of {} (cluster {cluster}), from the inventory and the backups on {}:\n", hosts.join(", "), physical.server);
-        let mut step = 0;
-        let mut next = || {
-            step += 1;
-            step
+        let c = Cluster::over(&engine, first, conns.clone(), events);
+        let apply = Apply {
+            opts: opts.clone(),
+            style,
         };
-        if with_primary {
-            plan.push_str(&format!(
-                "  {}. provision {primary} (apply --limit {primary})\n  {}. replace its data by {}'s newest full backup and the incrementals after it, then replay {}\n  {}. apply {primary} again: the primary takes writes\n",
-                next(),
-                next(),
-                physical.name,
-                binlog
-                    .as_ref()
-                    .map(|b| format!("every binary log archived by {} after the backup's position", b.name))
-                    .unwrap_or_else(|| "nothing (no binlog job: what was written after the backup is lost)".into()),
-                next()
-            ));
+        let result = async {
+            let rp = crate::runbooks::rebuild::plan(&engine, hosts, &conns).await?;
+            reporter.finish();
+            if !decide(&rp.plan, &mode, "Rebuild?")? {
+                return Ok(None);
+            }
+            let out = execute(&c, &rp.plan, None, &apply, t0).await?;
+            Ok::<_, Error>(Some((rp, out)))
         }
-        if !replicas.is_empty() {
-            plan.push_str(&format!(
-                "  {}. provision {}, each seeded from {}'s newest backup chain, replicating from {primary} from the backup's GTID position\n",
-                next(),
-                replicas.join(", "),
-                physical.name
-            ));
-        }
-        crate::report::print(&plan);
-        if !auto_approve && !crate::report::confirm("\nRebuild?")? {
-            return Err(Error::Cancelled);
-        }
-        let mut recovered = String::new();
-        if with_primary {
-            converge(opts.clone(), std::slice::from_ref(&primary), style).await?;
-            let conn = engine.connect(&primary, None).await?;
-            let out = restore_primary(&conn, &physical, binlog.as_ref()).await;
-            conn.close().await;
-            recovered = out?;
+        .await;
+        drop(conns);
+        c.close().await;
+        reporter.finish();
+        let Some((rp, out)) = result? else {
+            return Ok(Exit::Ok);
+        };
+        let recovered: String = out.outputs.into_iter().map(|(_, o)| o).collect();
+        if !recovered.is_empty() {
             crate::report::print(&recovered);
-            converge(opts.clone(), std::slice::from_ref(&primary), style).await?;
-        }
-        if !replicas.is_empty() {
-            let mut o = opts.clone();
-            o.seed_from_backup = true;
-            converge(o, &replicas, style).await?;
         }
         let took = t0.elapsed().as_secs();
         let human = crate::backup::rpo::human;
+        let (rto, rpo) = (rp.rto_s, rp.rpo_s);
         let mut summary = format!(
             "Rebuilt {}: measured RTO {took} s, declared RTO {}{}\n",
             hosts.join(", "),
@@ -198,7 +115,7 @@ pub fn run(
                 _ => "",
             }
         );
-        if with_primary {
+        if rp.with_primary {
             // Writes after the last archived event are lost: bounded by when it happened.
             let last = recovered
                 .lines()

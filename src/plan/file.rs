@@ -5,13 +5,22 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use super::runbook::RunbookPlan;
 use super::{FORMAT_VERSION, Plan};
 use crate::error::Error;
 
-/// Writes `plan` to `path` atomically.
+/// A saved plan: the inventory's changes (`plan --out`) or a runbook's steps
+/// (`failover`, `rejoin`, `restore`, `rebuild` with `--out`).
+#[derive(Debug, Clone)]
+pub enum Saved {
+    Changes(Plan),
+    Runbook(Box<RunbookPlan>),
+}
+
+/// Writes `plan` (a [`Plan`] or a [`RunbookPlan`]) to `path` atomically.
 ///
 /// Errors: [`Error::Io`] when the file cannot be written.
-pub fn save(plan: &Plan, path: &Path) -> Result<(), Error> {
+pub fn save(plan: &impl serde::Serialize, path: &Path) -> Result<(), Error> {
     let ctx = || format!("writing plan {}", path.display());
     let dir = path
         .parent()
@@ -40,11 +49,27 @@ pub fn save(plan: &Plan, path: &Path) -> Result<(), Error> {
 /// The largest plan file read (bytes): a plan of ten thousand hosts is a few MiB.
 pub const MAX_PLAN_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Reads a plan file.
+/// Reads a plan file of the inventory's changes.
+///
+/// Errors: as [`load_any`]; [`Error::PlanFile`] when it holds a runbook.
+pub fn load(path: &Path) -> Result<Plan, Error> {
+    match load_any(path)? {
+        Saved::Changes(p) => Ok(p),
+        Saved::Runbook(r) => Err(Error::PlanFile {
+            path: path.display().to_string(),
+            reason: format!(
+                "a {} runbook, not the inventory's changes",
+                r.runbook.verb()
+            ),
+        }),
+    }
+}
+
+/// Reads a plan file, of either kind (a runbook's has a `runbook` field).
 ///
 /// Errors: [`Error::Io`] when unreadable, [`Error::PlanFile`] when it is not a plan of
 /// this format version.
-pub fn load(path: &Path) -> Result<Plan, Error> {
+pub fn load_any(path: &Path) -> Result<Saved, Error> {
     let bytes = crate::files::read_regular(path, MAX_PLAN_BYTES).map_err(|e| {
         Error::io(
             format!("reading plan {}", path.display()),
@@ -66,5 +91,12 @@ pub fn load(path: &Path) -> Result<Plan, Error> {
         }
         None => return Err(err("not a dbfleet plan (no format_version)".into())),
     }
-    serde_json::from_value(v).map_err(|e| err(format!("malformed: {e}")))
+    if v.get("runbook").is_some() {
+        return serde_json::from_value(v)
+            .map(|r| Saved::Runbook(Box::new(r)))
+            .map_err(|e| err(format!("malformed: {e}")));
+    }
+    serde_json::from_value(v)
+        .map(Saved::Changes)
+        .map_err(|e| err(format!("malformed: {e}")))
 }

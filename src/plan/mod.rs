@@ -7,6 +7,7 @@
 //! a local key) so a plan file cannot be used to test password guesses.
 
 pub mod file;
+pub mod runbook;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};

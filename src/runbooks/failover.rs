@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::Cluster;
-use super::topology::{DbState, fence_writer, move_writer, sql};
+use super::topology::DbState;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::inventory::Role;
-use crate::report::{self, Reporter};
+use crate::plan::runbook::{Action, Runbook, RunbookPlan, SECRET_PLACEHOLDER};
 use crate::sql::gtid::{by_domain, name_ranges};
 use crate::transport::SshHost;
 
@@ -265,9 +265,13 @@ fn judge(
 /// Waits until every replica in `names` applied what it received; returns their states.
 ///
 /// Errors: [`Error::Refused`] naming a replica whose SQL thread stopped or that did not
-/// drain within [`DRAIN_TIMEOUT_S`].
-pub async fn drain(c: &Cluster<'_>, names: &[String]) -> Result<Vec<(String, DbState)>, Error> {
-    let deadline = Instant::now() + Duration::from_secs(DRAIN_TIMEOUT_S);
+/// drain within `timeout_s` seconds.
+pub async fn drain(
+    c: &Cluster<'_>,
+    names: &[String],
+    timeout_s: u64,
+) -> Result<Vec<(String, DbState)>, Error> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_s);
     loop {
         // Every replica read at once: this loop is on the failover's critical path.
         let reads = names.iter().map(|n| async move {
@@ -305,7 +309,7 @@ pub async fn drain(c: &Cluster<'_>, names: &[String]) -> Result<Vec<(String, DbS
         }
         if Instant::now() > deadline {
             return Err(Error::Refused(format!(
-                "{} did not apply its relay log within {DRAIN_TIMEOUT_S} s",
+                "{} did not apply its relay log within {timeout_s} s",
                 waiting.join(", ")
             )));
         }
@@ -376,12 +380,6 @@ pub fn pick(
     Ok(chosen.0.clone())
 }
 
-/// Reports a failover step with the time since the command started (the figure the
-/// RTO and the drill care about).
-pub(crate) fn step(c: &Cluster<'_>, t0: Instant, host: &str, text: String) {
-    c.step(host, format!("{text} (+{} ms)", t0.elapsed().as_millis()));
-}
-
 /// What the operator asked of a failover (`dbfleet failover`'s options).
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -391,145 +389,49 @@ pub struct Request {
     pub to: Option<String>,
     /// Fail over even inside the anti-flap window (`failover_anti_flap_seconds`).
     pub force: bool,
-    /// Show what would happen and change nothing.
-    pub dry_run: bool,
-    /// Go ahead without asking.
-    pub auto_approve: bool,
 }
 
-/// The failover proper: `Some((new primary, inventory text before, after, time to the
-/// new writer))`, or `None` for a dry run.
-pub(crate) async fn failover(
-    c: &Cluster<'_>,
-    engine: &Engine,
+/// A failover's plan and what its command records once it ran.
+pub struct FailoverPlan {
+    pub plan: RunbookPlan,
+    /// The replica to promote, and the dead primary.
+    pub new: String,
+    pub old: String,
+    /// The inventory's text now, and as the failover leaves it (`new` primary).
+    pub before: String,
+    pub edited: String,
+}
+
+/// Plans the failover of the primary `old` of `c`: confirms it dead (from here, the
+/// replicas and the proxies), waits for the replicas to apply what they received, picks
+/// the candidate and lists the steps: fence `old` on the proxies, stop its server when its
+/// host answers, stop the replicas' IO threads, drain, check the choice again, take the
+/// candidate out of the readers, promote it, repoint the others, move the writer.
+/// Changes nothing. The connection to `old`, when its host answers SSH, joins `c` (the
+/// plan stops its server).
+///
+/// Errors: [`Error::Refused`] from [`confirm_dead`], [`drain`] and [`pick`].
+pub async fn plan(
+    c: &mut Cluster<'_>,
     old: &str,
     a: &Request,
-    t0: Instant,
-    reporter: &Reporter,
-) -> Result<Option<(String, String, String, Duration)>, Error> {
+    runbook: Runbook,
+) -> Result<FailoverPlan, Error> {
+    let engine = c.engine;
     let d = c.dialect;
     let (verdict, old_conn) = confirm_dead(c, old).await?;
-    step(
-        c,
-        t0,
-        old,
-        format!(
-            "dead: {} from here; from the replicas: {}",
-            verdict.from_here,
-            verdict
-                .from_replicas
-                .iter()
-                .map(|(r, io, _)| format!("{r} ({io}, port closed)"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    );
-    if !verdict.reached_by_proxies.is_empty() {
-        step(
-            c,
-            t0,
-            old,
-            format!(
-                "still reached from {}: fenced there first; lossless semi-sync without fallback, so every write it acknowledged is on a replica",
-                verdict.reached_by_proxies.join(", ")
-            ),
-        );
-    }
     let replicas: Vec<String> = verdict
         .from_replicas
         .iter()
         .map(|(r, _, _)| r.clone())
         .collect();
-    if a.dry_run {
-        let states = drain(c, &replicas).await?;
-        let new = pick(c, &states, a.to.as_deref())?;
-        reporter.finish();
-        report::print(&format!(
-            "Dry run: would fence {old} on the proxies, promote {new}, repoint {} to it. Nothing was changed.\n",
-            replicas
-                .iter()
-                .filter(|r| **r != new)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        return Ok(None);
-    }
-    if !a.auto_approve {
-        reporter.finish();
-        report::print(&format!(
-            "About to fail over: fence {old}, promote the most advanced eligible replica of {}.\n",
-            replicas.join(", ")
-        ));
-        if !crate::report::confirm("Fail over now?")? {
-            return Err(Error::Cancelled);
-        }
-    }
-    // Fence first: from here on nothing reaches the old primary through the proxies.
-    for p in &c.proxies {
-        match c.conn(p) {
-            Ok(conn) => match fence_writer(conn, old).await {
-                Ok(()) => step(c, t0, p, format!("writer: {old} removed (fenced)")),
-                Err(e) => {
-                    return Err(Error::Refused(format!(
-                        "fencing {old}: {e}; nothing else was changed"
-                    )));
-                }
-            },
-            Err(e) => {
-                return Err(Error::Refused(format!(
-                    "fencing {old}: {e}; nothing else was changed"
-                )));
-            }
-        }
-    }
-    if let Some(conn) = &old_conn {
-        let _ = conn
-            .run(&format!(
-                "service {} stop >/dev/null 2>&1; true",
-                d.service()
-            ))
-            .await;
-        step(c, t0, old, "server stopped (fenced)".into());
-    }
-    // The replicas' IO threads keep reconnecting to the dead primary, and stopping one that
-    // is blocked connecting takes about two seconds (seen in the lab): stop them all at
-    // once now, rather than one after the other in the promotion and the repoints.
-    let stops = replicas
-        .iter()
-        .filter_map(|r| c.conns.get(r))
-        .map(|conn| async move {
-            sql(
-                conn.as_ref(),
-                d,
-                "stopping the IO thread",
-                d.stop_replica_io(),
-            )
-            .await
-        });
-    for r in futures::future::join_all(stops).await {
-        r.map_err(|e| Error::Refused(format!("{e}; {old} is fenced")))?;
-    }
-    step(c, t0, old, "replicas' IO threads stopped".into());
-    let states = drain(c, &replicas).await?;
-    step(c, t0, old, "every replica applied what it received".into());
+    let states = drain(c, &replicas, DRAIN_TIMEOUT_S).await?;
     let new = pick(c, &states, a.to.as_deref())?;
-    let position = states
-        .iter()
-        .find(|(n, _)| *n == new)
-        .map(|(_, s)| {
-            s.slave_pos
-                .iter()
-                .map(|g| g.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
     // The new topology: the inventory edited, and its replication tasks (their sources).
     let path = &engine.opts.inventory;
-    let text = std::fs::read_to_string(path)
+    let before = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let edited = crate::inventory::edit::promote(&path.display().to_string(), &text, &new, old)?;
+    let edited = crate::inventory::edit::promote(&path.display().to_string(), &before, &new, old)?;
     let mut opts = engine.opts.clone();
     opts.inventory_text = Some(edited.clone());
     opts.limit = None;
@@ -540,37 +442,122 @@ pub(crate) async fn failover(
         .and_then(|h| h.vars.get("semi_sync"))
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
-    let promote = super::switchover::promote_sql(d, semi);
-    // Out of every reader backend before it is writable: never a writable reader.
-    for p in &c.proxies {
-        let conn = c.conn(p).map_err(Error::Refused)?;
-        super::topology::reader_maint(conn, &new, true)
-            .await
-            .map_err(|e| {
-                Error::Refused(format!(
-                    "{e}; {old} is fenced, the replicas' IO threads are stopped"
-                ))
-            })?;
-    }
-    sql(
-        c.conn(&new).map_err(Error::Refused)?,
-        d,
-        "promoting",
-        &promote,
-    )
-    .await
-    .map_err(|e| {
-        Error::Refused(format!(
-            "{e}; {old} is fenced, the replicas' IO threads are stopped"
-        ))
-    })?;
-    step(
-        c,
-        t0,
-        &new,
-        format!("promoted at {position}: writable primary"),
+
+    let mut p = RunbookPlan::new(
+        runbook,
+        path.display().to_string(),
+        engine.inv.digest.clone(),
+        format!(
+            "Failover of cluster {}: {old} is dead, {new} becomes the primary.",
+            engine
+                .inv
+                .host(old)
+                .map(|h| h.cluster.as_str())
+                .unwrap_or("")
+        ),
     );
-    let mut problems = Vec::new();
+    let here = if old_conn.is_some() {
+        "SSH answers, the server does not"
+    } else {
+        "no SSH"
+    };
+    p.observe(old, "from here", here);
+    for (r, _, _) in &verdict.from_replicas {
+        p.observe(r, &format!("{old}'s database port"), "closed");
+    }
+    for x in &c.proxies {
+        let open = verdict.reached_by_proxies.contains(x);
+        p.observe(
+            x,
+            &format!("{old}'s database port"),
+            if open {
+                "open (lossless semi-sync)"
+            } else {
+                "closed"
+            },
+        );
+    }
+    for (r, s) in &states {
+        p.observe(r, "gtid_slave_pos", gtids(&s.slave_pos));
+    }
+    let proxies: Vec<&str> = c.proxies.iter().map(String::as_str).collect();
+    let rs: Vec<&str> = replicas.iter().map(String::as_str).collect();
+    // Fence first: from here on nothing reaches the old primary through the proxies.
+    if !proxies.is_empty() {
+        p.step(
+            &proxies,
+            format!("writer and reader: {old} removed (fenced)"),
+            Action::ProxyRuntime {
+                commands: super::topology::fence_commands(old),
+                primary_address: None,
+            },
+            true,
+        );
+    }
+    if let Some(conn) = old_conn {
+        p.step(
+            &[old],
+            "server stopped (fenced)",
+            Action::Script {
+                script: format!("service {} stop >/dev/null 2>&1; true\n", d.service()),
+            },
+            true,
+        );
+        let conn = std::sync::Arc::new(conn);
+        c.conns.insert(old.to_string(), conn.clone());
+        c.ssh.insert(old.to_string(), conn);
+    }
+    // The replicas' IO threads keep reconnecting to the dead primary, and stopping one
+    // that is blocked connecting takes about two seconds (seen in the lab): all at once.
+    p.step(
+        &rs,
+        "IO thread stopped",
+        Action::Sql {
+            statements: d.stop_replica_io().to_string(),
+        },
+        true,
+    );
+    p.step(
+        &rs,
+        "applied what it received",
+        Action::Drain {
+            timeout_s: DRAIN_TIMEOUT_S,
+        },
+        true,
+    );
+    p.step(
+        &[&new],
+        "still the most advanced eligible replica, no errant transaction",
+        Action::Choose {
+            candidate: new.clone(),
+        },
+        true,
+    );
+    // Out of every reader backend before it is writable: never a writable reader.
+    if !proxies.is_empty() {
+        p.step(
+            &proxies,
+            format!("reader: {new} out (it becomes writable)"),
+            Action::ProxyRuntime {
+                commands: super::topology::reader_commands(&new, true),
+                primary_address: None,
+            },
+            true,
+        );
+    }
+    let position = states
+        .iter()
+        .find(|(n, _)| *n == new)
+        .map(|(_, s)| gtids(&s.slave_pos))
+        .unwrap_or_default();
+    p.step(
+        &[&new],
+        format!("promoted at {position}: writable primary"),
+        Action::Sql {
+            statements: super::switchover::promote_sql(d, semi),
+        },
+        true,
+    );
     for r in replicas.iter().filter(|r| **r != new) {
         let Some(repl) = next.graph.graph.node_indices().find_map(|n| {
             let t = &next.graph.graph[n];
@@ -583,38 +570,217 @@ pub(crate) async fn failover(
         }) else {
             continue;
         };
-        let stmts = super::switchover::repoint_sql(d, None, &repl.source);
-        match c.conn(r) {
-            Ok(conn) => match sql(conn, d, "repointing", &stmts).await {
-                Ok(_) => step(c, t0, r, format!("replicates from {new}")),
-                Err(e) => problems.push(e),
+        let mut source = repl.source.clone();
+        source.password = SECRET_PLACEHOLDER.into();
+        p.step(
+            &[r],
+            format!("replicates from {new}"),
+            Action::Sql {
+                statements: super::switchover::repoint_sql(d, None, &source),
             },
-            Err(e) => problems.push(e),
-        }
+            false,
+        );
     }
-    let new_address = c.address(&new);
-    for p in &c.proxies {
-        match c.conn(p) {
-            Ok(conn) => match move_writer(conn, &new, &new_address, None).await {
-                Ok(()) => step(c, t0, p, format!("writer → {new}")),
-                Err(e) => problems.push(e),
+    if !proxies.is_empty() {
+        p.step(
+            &proxies,
+            format!("writer → {new}"),
+            Action::ProxyRuntime {
+                commands: super::topology::writer_commands(&new, None),
+                primary_address: Some(c.address(&new)),
             },
-            Err(e) => problems.push(e),
-        }
+            false,
+        );
     }
-    let took = t0.elapsed();
-    if !problems.is_empty() {
-        // The topology changed: record it anyway, and say what is left.
-        reporter.finish();
-        report::print(&format!(
-            "{new} is the primary, but: {}\n",
-            engine.redactor.redact(&problems.join("; "))
+    if !verdict.reached_by_proxies.is_empty() {
+        p.notes.push(format!(
+            "{old} is still reached from {}: fenced there first; lossless semi-sync without fallback, so every write it acknowledged is on a replica",
+            verdict.reached_by_proxies.join(", ")
         ));
     }
-    if let Some(conn) = old_conn {
-        conn.close().await;
+    p.notes.push(format!(
+        "{} records {new} as the primary and {old} as its replica; {old} stays fenced until `dbfleet rejoin {old}`",
+        path.display()
+    ));
+    Ok(FailoverPlan {
+        plan: p,
+        new,
+        old: old.to_string(),
+        before,
+        edited,
+    })
+}
+
+fn gtids(g: &[crate::sql::gtid::Gtid]) -> String {
+    if g.is_empty() {
+        return "empty".into();
     }
-    Ok(Some((new, text, edited, took)))
+    g.iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The replication password the runbook's repoints send (the cluster's replication
+/// user's, the same for every replica).
+pub fn replication_secret(c: &Cluster<'_>) -> Option<String> {
+    c.replication
+        .values()
+        .next()
+        .map(|r| r.source.password.clone())
+}
+
+/// Seconds a rejoined host may take to catch up with the primary.
+pub const REJOIN_CATCH_UP_S: u32 = 120;
+
+/// Plans the rejoin of `host` (a returned old primary, a replica in the inventory) as a
+/// replica of `source`, the current primary. A host that answers writable is fenced here,
+/// at once, in every mode (a dry run too): leaving it writable is a second writer. A host
+/// whose server is down gets a step that starts it (it starts read-only: `mysqld.cnf`).
+/// Its GTID history is checked against the primary's now when it is up, and again by a
+/// step before anything else changes. `None`: it already replicates from `source`.
+///
+/// Errors: [`Error::Refused`] when `source` is not a writable primary, when fencing fails,
+/// or when `host` holds transactions `source` never saw (named).
+pub async fn plan_rejoin(
+    c: &Cluster<'_>,
+    host: &str,
+    source: &str,
+    repl: &crate::tasks::replication::ReplicationRes,
+) -> Result<Option<RunbookPlan>, Error> {
+    let engine = c.engine;
+    let d = c.dialect;
+    let me = c
+        .conns
+        .get(host)
+        .ok_or_else(|| Error::Refused(format!("{host} is not reachable over SSH")))?;
+    let src = c
+        .conns
+        .get(source)
+        .ok_or_else(|| Error::Refused(format!("{source} is not reachable over SSH")))?;
+    let mut mine = super::topology::read_state(me.as_ref(), d)
+        .await
+        .map_err(Error::Refused)?;
+    if mine.up && !mine.read_only {
+        super::topology::fence_server(me.as_ref(), d)
+            .await
+            .map_err(|e| Error::Refused(engine.redactor.redact(&e)))?;
+        c.step(host, "was writable: read_only ON (fenced)".into());
+        mine.read_only = true;
+    }
+    let theirs = super::topology::read_state(src.as_ref(), d)
+        .await
+        .map_err(Error::Refused)?;
+    if !theirs.up || theirs.read_only || theirs.replicating() {
+        return Err(Error::Refused(format!(
+            "{source} is not a writable primary: rejoin needs the current primary"
+        )));
+    }
+    if mine.threads_running() && mine.status().source_host == repl.source.host {
+        return Ok(None);
+    }
+    if mine.up {
+        let theirs_all: Vec<_> = theirs
+            .binlog_state
+            .iter()
+            .chain(theirs.slave_pos.iter())
+            .copied()
+            .collect();
+        let extra = crate::sql::gtid::missing_from(&mine.binlog_state, &theirs_all);
+        if !extra.is_empty() {
+            return Err(Error::Refused(super::execute::never_saw(
+                host, source, &extra,
+            )));
+        }
+    }
+    let mut p = RunbookPlan::new(
+        Runbook::Rejoin {
+            host: host.to_string(),
+        },
+        engine.opts.inventory.display().to_string(),
+        engine.inv.digest.clone(),
+        format!(
+            "Rejoin {host} as a replica of {source}{}.",
+            if mine.up {
+                format!(
+                    ": its history is contained in {source}'s ({})",
+                    gtids(&mine.binlog_state)
+                )
+            } else {
+                String::new()
+            }
+        ),
+    );
+    p.observe(
+        host,
+        "server",
+        if mine.up { "up, read-only" } else { "down" },
+    );
+    if mine.up {
+        p.observe(host, "gtid_binlog_state", gtids(&mine.binlog_state));
+    }
+    p.observe(source, "role", "writable primary");
+    if !mine.up {
+        p.step(
+            &[host],
+            "server started (read-only)",
+            Action::Script {
+                script: format!("service {} start >/dev/null 2>&1\n", d.service()),
+            },
+            true,
+        );
+        p.step(
+            &[host],
+            "read_only ON, semi-sync primary side OFF (fenced)",
+            Action::Fence,
+            true,
+        );
+    }
+    p.step(
+        &[host],
+        format!("its GTID history is contained in {source}'s"),
+        Action::CheckContained {
+            source: source.to_string(),
+        },
+        true,
+    );
+    let mut spec = repl.source.clone();
+    spec.password = SECRET_PLACEHOLDER.into();
+    p.step(
+        &[host],
+        format!(
+            "read_only ON, semi-sync primary side OFF, {} {source} (GTID, verified TLS, demoted), {}",
+            d.change_source_words(),
+            d.start_replica_words()
+        ),
+        Action::Sql {
+            statements: super::switchover::rejoin_sql(d, &spec),
+        },
+        true,
+    );
+    p.step(
+        &[host],
+        format!("replicates from {source}, caught up"),
+        Action::CatchUp {
+            source: source.to_string(),
+            timeout_s: REJOIN_CATCH_UP_S,
+        },
+        true,
+    );
+    let proxies: Vec<&str> = c.proxies.iter().map(String::as_str).collect();
+    if !proxies.is_empty() {
+        // Back among every proxy's readers (the failover fenced it out of them).
+        p.step(
+            &proxies,
+            format!("reader: {host} back"),
+            Action::ProxyRuntime {
+                commands: super::topology::reader_commands(host, false),
+                primary_address: None,
+            },
+            false,
+        );
+    }
+    Ok(Some(p))
 }
 
 #[cfg(test)]
@@ -732,7 +898,9 @@ mod tests {
             ],
         );
         let c = cluster(&engine, vec![db2]);
-        let states = drain(&c, &["db2".to_string()]).await.expect("drained");
+        let states = drain(&c, &["db2".to_string()], DRAIN_TIMEOUT_S)
+            .await
+            .expect("drained");
         // Its first two reads still had relay log to apply (0-1-8, 0-1-9 of 0-1-10).
         assert_eq!(states[0].1.slave_pos.iter().map(|g| g.seq).max(), Some(10));
         // An applier stopped with relay log left: promoting it would lose what it holds.
@@ -741,10 +909,12 @@ mod tests {
             &[&replica_state(3, "No", "No", "0-1-10", "0-1-7")],
         );
         let c = cluster(&engine, vec![db3]);
-        let e = drain(&c, &["db3".to_string()]).await.expect_err("stopped");
+        let e = drain(&c, &["db3".to_string()], DRAIN_TIMEOUT_S)
+            .await
+            .expect_err("stopped");
         assert!(e.to_string().contains("db3's SQL thread is stopped"), "{e}");
         // An unreachable replica cannot be drained.
-        let e = drain(&c, &["db2".to_string()])
+        let e = drain(&c, &["db2".to_string()], DRAIN_TIMEOUT_S)
             .await
             .expect_err("unreachable");
         assert!(e.to_string().contains("db2 is not reachable"), "{e}");

@@ -5,6 +5,7 @@
 //! one and brings it back (`rejoin`); `restore.rs` rewinds a cluster to a point in time
 //! from its backups; `rebuild.rs` brings lost hosts back from the inventory and backups; `topology.rs` holds what they share.
 
+pub mod execute;
 pub mod failover;
 pub mod rebuild;
 pub mod replication;
@@ -82,12 +83,28 @@ impl<'a> Cluster<'a> {
                 conns.insert(name, Arc::new(conn));
             }
         }
-        c.conns = conns
+        c.adopt(conns);
+        c
+    }
+
+    /// The cluster of `host` as declared, over exactly `conns` (no other is opened).
+    pub fn over(
+        engine: &'a Engine,
+        host: &str,
+        conns: HashMap<String, Arc<SshHost>>,
+        events: Arc<dyn EventSink>,
+    ) -> Cluster<'a> {
+        let mut c = Cluster::declared(engine, host, events);
+        c.adopt(conns);
+        c
+    }
+
+    fn adopt(&mut self, conns: HashMap<String, Arc<SshHost>>) {
+        self.conns = conns
             .iter()
             .map(|(k, v)| (k.clone(), v.clone() as Arc<dyn Transport>))
             .collect();
-        c.ssh = conns;
-        c
+        self.ssh = conns;
     }
 
     /// The cluster of `host` as the inventory declares it, with no connection (every host

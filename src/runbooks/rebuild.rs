@@ -20,6 +20,7 @@
 use crate::backup::Job;
 use crate::backup::cmd::{Snapshot, chain};
 use crate::error::Error;
+use crate::plan::runbook::{Action, Runbook, RunbookPlan};
 use crate::runbooks::replication::RESTORE_HELPER;
 use crate::tasks::q;
 use crate::transport::SshHost;
@@ -129,6 +130,176 @@ pub(crate) async fn restore_primary(
     let out = run(conn, "restoring the primary from backups", &s).await?;
     tracing::info!(host = %conn.name, full = %full.short_id, incrementals = incs.len(), "primary restored");
     Ok(out)
+}
+
+/// What a rebuild restores: its cluster, primary, backup jobs and declared targets.
+pub struct RebuildPlan {
+    pub plan: RunbookPlan,
+    pub with_primary: bool,
+    /// The cluster's smallest declared RTO and RPO (seconds), to report against.
+    pub rto_s: Option<u64>,
+    pub rpo_s: Option<u64>,
+}
+
+/// Plans the rebuild of `hosts` over `conns` (one per host): each must be a database host
+/// of one cluster, bare (no data folder: observed); a primary only with every other host
+/// of its cluster. Steps: the primary provisioned, restored from the physical backups and
+/// the binlog archive, provisioned again; the replicas provisioned, seeded from the
+/// backups. Changes nothing.
+///
+/// Errors: [`Error::UnknownHost`]; [`Error::Refused`] when a host is not a database host,
+/// holds a data folder, is a primary whose cluster is not lost as a whole, or when the
+/// cluster has no physical backup job; [`Error::Usage`] when `hosts` is empty.
+pub async fn plan(
+    engine: &crate::engine::Engine,
+    hosts: &[String],
+    conns: &std::collections::HashMap<String, std::sync::Arc<SshHost>>,
+) -> Result<RebuildPlan, Error> {
+    use crate::backup::JobKind;
+    use crate::inventory::Role;
+    let mut cluster = None;
+    for name in hosts {
+        let h = engine
+            .inv
+            .host(name)
+            .ok_or_else(|| Error::UnknownHost(name.clone()))?;
+        if !h.is_database() {
+            return Err(Error::Refused(format!(
+                "{name} is not a database host: `dbfleet apply --limit {name}` provisions it"
+            )));
+        }
+        if cluster.is_some_and(|c: &str| c != h.cluster) {
+            return Err(Error::Refused("rebuild one cluster at a time".into()));
+        }
+        cluster = Some(h.cluster.as_str());
+    }
+    let cluster = cluster.ok_or_else(|| Error::Usage("name the hosts to rebuild".into()))?;
+    let members: Vec<&str> = engine
+        .inv
+        .hosts
+        .iter()
+        .filter(|h| h.is_database() && h.cluster == cluster)
+        .map(|h| h.name.as_str())
+        .collect();
+    let primary = engine
+        .inv
+        .hosts
+        .iter()
+        .find(|h| h.cluster == cluster && h.has(Role::Primary))
+        .map(|h| h.name.clone())
+        .ok_or_else(|| Error::Refused(format!("cluster {cluster} declares no primary")))?;
+    let with_primary = hosts.contains(&primary);
+    if with_primary && !members.iter().all(|m| hosts.iter().any(|h| h == m)) {
+        return Err(Error::Refused(format!(
+            "{primary} is the primary of {cluster}, whose other servers are not being rebuilt: fail over to one of them (`dbfleet failover`), then rebuild {primary} as a replica"
+        )));
+    }
+    let jobs: Vec<&Job> = engine
+        .inv
+        .backups
+        .iter()
+        .filter(|j| {
+            engine
+                .inv
+                .host(&j.host)
+                .is_some_and(|x| x.cluster == cluster)
+        })
+        .collect();
+    let physical = jobs
+        .iter()
+        .find(|j| j.kind == JobKind::Physical)
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "cluster {cluster} has no physical backup job to rebuild from"
+            ))
+        })?;
+    let binlog = jobs.iter().find(|j| j.kind == JobKind::Binlog);
+    let replicas: Vec<&str> = hosts
+        .iter()
+        .filter(|h| **h != primary)
+        .map(String::as_str)
+        .collect();
+    let mut p = RunbookPlan::new(
+        Runbook::Rebuild {
+            hosts: hosts.to_vec(),
+        },
+        engine.opts.inventory.display().to_string(),
+        engine.inv.digest.clone(),
+        format!(
+            "Rebuild of {} (cluster {cluster}), from the inventory and the backups on {}:",
+            hosts.join(", "),
+            physical.server
+        ),
+    );
+    // Only bare hosts: a data folder means the host was not lost.
+    for name in hosts {
+        let conn = conns
+            .get(name)
+            .ok_or_else(|| Error::Refused(format!("{name} is not reachable over SSH")))?;
+        let o = conn
+            .run("test -d /var/lib/mysql/mysql && echo has-data || echo bare\n")
+            .await
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        if o.stdout.trim() == "has-data" {
+            return Err(Error::Refused(format!(
+                "{name} still holds a data folder (/var/lib/mysql): rebuild replaces lost hosts only (a replica with a broken copy: move its data folder away first)"
+            )));
+        }
+        p.observe(name, "data folder", "none (bare)");
+    }
+    if with_primary {
+        p.step(
+            &[&primary],
+            format!("provision {primary} (apply --limit {primary})"),
+            Action::Converge {
+                seed_from_backup: false,
+            },
+            true,
+        );
+        p.step(
+            &[&primary],
+            format!(
+                "replace its data by {}'s newest full backup and the incrementals after it, then replay {}",
+                physical.name,
+                binlog
+                    .map(|b| format!("every binary log archived by {} after the backup's position", b.name))
+                    .unwrap_or_else(|| "nothing (no binlog job: what was written after the backup is lost)".into()),
+            ),
+            Action::RestoreFromBackups {
+                physical: physical.name.clone(),
+                binlog: binlog.map(|b| b.name.clone()),
+            },
+            true,
+        );
+        p.step(
+            &[&primary],
+            format!("apply {primary} again: the primary takes writes"),
+            Action::Converge {
+                seed_from_backup: false,
+            },
+            true,
+        );
+    }
+    if !replicas.is_empty() {
+        p.step(
+            &replicas,
+            format!(
+                "provision {}, each seeded from {}'s newest backup chain, replicating from {primary} from the backup's GTID position",
+                replicas.join(", "),
+                physical.name
+            ),
+            Action::Converge {
+                seed_from_backup: true,
+            },
+            true,
+        );
+    }
+    Ok(RebuildPlan {
+        plan: p,
+        with_primary,
+        rto_s: jobs.iter().filter_map(|j| j.rto_s).min(),
+        rpo_s: jobs.iter().filter_map(|j| j.rpo_s).min(),
+    })
 }
 
 /// A `mariadb-binlog` event stamp, `YYMMDD HH:MM:SS` in UTC (the hour space-padded).

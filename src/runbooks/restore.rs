@@ -22,6 +22,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use crate::backup::Job;
 use crate::backup::cmd::Snapshot;
 use crate::error::Error;
+use crate::plan::runbook::{Action, Runbook, RunbookPlan};
 use crate::sql::Dialect;
 use crate::tasks::q;
 use crate::transport::SshHost;
@@ -79,6 +80,166 @@ pub(crate) async fn snapshots(conn: &SshHost, repo: &str) -> Result<Vec<Snapshot
     }
     serde_json::from_str(o.stdout.trim())
         .map_err(|e| Error::Refused(format!("the snapshots of {repo}: {e}")))
+}
+
+/// Plans the restore of `host` (a cluster's primary) to `to` (as given on the command
+/// line; None: to the end of the archived binary logs) over `conn` to it: the newest
+/// logical backup at or before that time and the binlog archive's newest run, observed,
+/// and one script step ([`script`]). Changes nothing.
+///
+/// Errors: [`Error::Refused`] when HOST is not a primary, when the cluster has no logical
+/// backup job naming its databases (or no binlog job when `to` is given), when no backup
+/// is old enough, or when the binlog archive does not reach `to`; [`Error::Usage`] for a
+/// bad or future `to`.
+pub async fn plan(
+    engine: &crate::engine::Engine,
+    conn: &SshHost,
+    host: &str,
+    to_text: Option<&str>,
+) -> Result<RunbookPlan, Error> {
+    use crate::backup::JobKind;
+    let h = engine
+        .inv
+        .host(host)
+        .ok_or_else(|| Error::UnknownHost(host.into()))?;
+    if !h.has(crate::inventory::Role::Primary) {
+        return Err(Error::Refused(format!(
+            "{host} is not a primary: a restore rewinds a cluster through its primary (its replicas follow); a replica takes its data from its primary"
+        )));
+    }
+    let d = engine.runbook_dialect();
+    if d != Dialect::MariaDb {
+        return Err(Error::Refused(
+            "restore replays binary logs with mariadb-binlog: MariaDB fleets only for now".into(),
+        ));
+    }
+    let to = to_text.map(parse_time).transpose()?;
+    if let Some(t) = to
+        && t > Utc::now()
+    {
+        return Err(Error::Usage(format!("--to {t} is in the future")));
+    }
+    let in_cluster = |j: &&Job| {
+        engine
+            .inv
+            .host(&j.host)
+            .is_some_and(|x| x.cluster == h.cluster)
+    };
+    let logical = engine
+        .inv
+        .backups
+        .iter()
+        .filter(in_cluster)
+        .find(|j| j.kind == JobKind::Logical && !j.databases.is_empty())
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "cluster {} has no logical backup job naming its `databases` (a restore replays the binary logs per database)",
+                h.cluster
+            ))
+        })?;
+    let binlog = engine
+        .inv
+        .backups
+        .iter()
+        .filter(in_cluster)
+        .find(|j| j.kind == JobKind::Binlog);
+    if to.is_some() && binlog.is_none() {
+        return Err(Error::Refused(format!(
+            "--to needs archived binary logs: cluster {} has no `kind: binlog` backup job",
+            h.cluster
+        )));
+    }
+    let dumps = snapshots(conn, &logical.name).await?;
+    let dump = newest_before(&dumps, to).cloned().ok_or_else(|| {
+        Error::Refused(format!(
+            "no backup of {} {}",
+            logical.name,
+            to.map(|t| format!("at or before {t}"))
+                .unwrap_or_else(|| "at all".into())
+        ))
+    })?;
+    let logs = match binlog {
+        Some(b) => {
+            let all = snapshots(conn, &b.name).await?;
+            let newest = newest_before(&all, None).cloned();
+            match (&newest, to) {
+                (None, _) => {
+                    return Err(Error::Refused(format!(
+                        "the binlog archive {} is empty: run `dbfleet backup run {}` first",
+                        b.name, b.name
+                    )));
+                }
+                (Some(n), Some(t)) if time_of(n).is_some_and(|nt| nt < t) => {
+                    return Err(Error::Refused(format!(
+                        "the binlog archive {} ends at {} (its newest run), before {t}: transactions after it are not archived; run `dbfleet backup run {}` first",
+                        b.name, n.time, b.name
+                    )));
+                }
+                _ => {}
+            }
+            newest.map(|n| (b, n))
+        }
+        None => None,
+    };
+    let mut p = RunbookPlan::new(
+        Runbook::Restore {
+            host: host.to_string(),
+            to: to_text.map(str::to_string),
+        },
+        engine.opts.inventory.display().to_string(),
+        engine.inv.digest.clone(),
+        format!(
+            "Restore {host} (primary of cluster {}) to {}:",
+            h.cluster,
+            to.map(|t| t.to_string())
+                .unwrap_or_else(|| "the newest backups".into())
+        ),
+    );
+    p.observe(
+        &logical.server,
+        &format!("{} backup", logical.name),
+        format!("{} taken {}", dump.short_id, dump.time),
+    );
+    if let Some((b, s)) = &logs {
+        p.observe(
+            &b.server,
+            &format!("{} newest run", b.name),
+            format!("{} taken {}", s.short_id, s.time),
+        );
+    }
+    let mut summary = format!(
+        "read_only ON on {host} (application writes stop until the end)\n\
+         drop and reload {} from {} backup {} taken {}\n",
+        logical.databases.join(", "),
+        logical.name,
+        dump.short_id,
+        dump.time,
+    );
+    match &logs {
+        Some((b, s)) => summary.push_str(&format!(
+            "replay the archived binary logs of {} (backup {} taken {}) from the dump's GTID position {}, per database\n",
+            b.name,
+            s.short_id,
+            s.time,
+            to.map(|t| format!("up to {t}"))
+                .unwrap_or_else(|| "to their end".into())
+        )),
+        None => summary.push_str("(no binlog archive: nothing after the dump is replayed)\n"),
+    }
+    summary.push_str(&format!(
+        "every step is binary-logged: the replicas of {} follow as ordinary replication\n\
+         read_only OFF on {host} (a failure leaves it read-only)",
+        h.cluster
+    ));
+    p.step(
+        &[host],
+        summary,
+        Action::Script {
+            script: script(d, (logical, &dump), logs.as_ref().map(|(b, s)| (*b, s)), to),
+        },
+        true,
+    );
+    Ok(p)
 }
 
 /// The shell script the host runs: read-only on, the dump loaded (its databases dropped

@@ -5,7 +5,7 @@
 
 use crate::sql::gtid::{Gtid, by_domain, parse_gtids};
 use crate::sql::{Dialect, ReplicaStatus};
-use crate::transport::{SshHost, Transport};
+use crate::transport::Transport;
 
 /// A database host's replication state, read in one client call.
 #[derive(Debug, Clone, Default)]
@@ -151,6 +151,36 @@ pub async fn kill_sessions(host: &(impl Transport + ?Sized), d: Dialect, kills: 
         .await;
 }
 
+/// Fences a writable server that should not be (a returned old primary): its
+/// application sessions are killed first, then its semi-sync primary side is turned off,
+/// then read_only ON. Commits waiting for an ack nobody will send (lossless semi-sync
+/// without fallback) would otherwise hold `SET GLOBAL read_only` forever; their clients
+/// are gone, so nothing they wrote was acknowledged.
+///
+/// Errors: a message when read_only cannot be set.
+pub async fn fence_server(host: &(impl Transport + ?Sized), d: Dialect) -> Result<(), String> {
+    let kills: Vec<String> = sql(
+        host,
+        d,
+        "listing application sessions",
+        d.app_sessions_kill_list(),
+    )
+    .await
+    .unwrap_or_default()
+    .lines()
+    .map(str::to_string)
+    .collect();
+    kill_sessions(host, d, &kills).await;
+    let fence = format!(
+        "{}\n{}",
+        d.set_semi_sync_primary(false),
+        d.set_read_only(true)
+    );
+    sql(host, d, "making it read-only", &fence)
+        .await
+        .map(|_| ())
+}
+
 /// HAProxy's runtime API socket on proxy hosts (`templates/haproxy.cfg.j2`).
 pub const HAPROXY_SOCKET: &str = "/run/haproxy/admin.sock";
 
@@ -158,19 +188,9 @@ pub const HAPROXY_SOCKET: &str = "/run/haproxy/admin.sock";
 /// a reader is up only while it replicates from that address.
 pub const PROXY_PRIMARY_FILE: &str = "/etc/haproxy/dbfleet-primary";
 
-/// Moves the `writer` backend of HAProxy on `proxy` to `new` (at `new_address`) and takes
-/// `old` out (state maint, its sessions shut), live through the runtime API: no reload, no
-/// dropped reader sessions. The readers' check follows the new primary at once
-/// ([`PROXY_PRIMARY_FILE`], replaced atomically). `old: None` only enables `new`. The
-/// rendered configuration says the same, so a later reload keeps it.
-///
-/// Errors: a message when the socket refuses a command or the file cannot be written.
-pub async fn move_writer(
-    proxy: &SshHost,
-    new: &str,
-    new_address: &str,
-    old: Option<&str>,
-) -> Result<(), String> {
+/// The runtime API commands that move the `writer` backend to `new` and take `old` out
+/// (state maint, its sessions shut); `old: None` only enables `new`.
+pub fn writer_commands(new: &str, old: Option<&str>) -> Vec<String> {
     let mut cmds = vec![
         format!("set server writer/{new} state ready"),
         format!("set server writer/{new} health up"),
@@ -179,61 +199,118 @@ pub async fn move_writer(
         cmds.push(format!("set server writer/{old} state maint"));
         cmds.push(format!("shutdown sessions server writer/{old}"));
     }
-    let o = proxy
-        .run(&format!(
-            "set -eu
-printf '%s\\n' {a} > {f}.dbfleet-tmp
-chmod 0644 {f}.dbfleet-tmp
-mv {f}.dbfleet-tmp {f}
-",
-            a = crate::tasks::q(new_address),
-            f = PROXY_PRIMARY_FILE
-        ))
-        .await
-        .map_err(|e| format!("moving the writer on {}: {e}", proxy.name))?;
-    if o.code != 0 {
-        return Err(format!(
-            "writing {PROXY_PRIMARY_FILE} on {}: {}",
-            proxy.name,
-            o.stderr.trim()
-        ));
-    }
-    runtime_api(proxy, &cmds, "moving the writer").await
+    cmds
 }
 
-/// Fences `old` on `proxy`: out of the writer AND the reader backend (state maint, its
-/// sessions shut), leaving no writer. A fenced server stays out of both until a reload
-/// (the rendered file lists it as a replica then, and the readers' check keeps it down
-/// until it replicates from the new primary, read-only: `rejoin`).
-///
-/// Errors: a message when the socket refuses a command.
-pub async fn fence_writer(proxy: &SshHost, old: &str) -> Result<(), String> {
-    let cmds = [
+/// The runtime API commands that fence `old`: out of the writer AND the reader backend
+/// (state maint, its sessions shut), leaving no writer. A fenced server stays out of both
+/// until a reload (the rendered file lists it as a replica then, and the readers' check
+/// keeps it down until it replicates from the new primary, read-only: `rejoin`).
+pub fn fence_commands(old: &str) -> Vec<String> {
+    vec![
         format!("set server writer/{old} state maint"),
         format!("shutdown sessions server writer/{old}"),
         format!("set server reader/{old} state maint"),
         format!("shutdown sessions server reader/{old}"),
-    ];
-    runtime_api(proxy, &cmds, "fencing").await
+    ]
 }
 
-/// Takes `server` out of the reader backend on `proxy` (`out`: state maint, its sessions
-/// shut) or puts it back (state ready). A replica about to be promoted leaves the readers
-/// before it is made writable: the readers' checks would see it writable only a check
-/// interval or two later, and the reader port must never serve a writable server (the
-/// nemesis benchmark saw 2 to 4 such reads per failover before this).
-///
-/// Errors: a message when the socket refuses a command.
-pub async fn reader_maint(proxy: &SshHost, server: &str, out: bool) -> Result<(), String> {
-    let cmds: Vec<String> = if out {
+/// The runtime API commands that take `server` out of the reader backend (`out`: state
+/// maint, its sessions shut) or put it back (state ready). A replica about to be promoted
+/// leaves the readers before it is made writable: the readers' checks would see it
+/// writable only a check interval or two later, and the reader port must never serve a
+/// writable server (the nemesis benchmark saw 2 to 4 such reads per failover before this).
+pub fn reader_commands(server: &str, out: bool) -> Vec<String> {
+    if out {
         vec![
             format!("set server reader/{server} state maint"),
             format!("shutdown sessions server reader/{server}"),
         ]
     } else {
         vec![format!("set server reader/{server} state ready")]
-    };
-    runtime_api(proxy, &cmds, "taking a reader out").await
+    }
+}
+
+/// Moves the `writer` backend of HAProxy on `proxy` to `new` (at `new_address`) and takes
+/// `old` out ([`writer_commands`]), live through the runtime API: no reload, no dropped
+/// reader sessions. The readers' check follows the new primary at once
+/// ([`PROXY_PRIMARY_FILE`], replaced atomically). The rendered configuration says the
+/// same, so a later reload keeps it.
+///
+/// Errors: a message when the socket refuses a command or the file cannot be written.
+pub async fn move_writer(
+    proxy: &(impl Transport + ?Sized),
+    new: &str,
+    new_address: &str,
+    old: Option<&str>,
+) -> Result<(), String> {
+    proxy_runtime(
+        proxy,
+        &writer_commands(new, old),
+        Some(new_address),
+        "moving the writer",
+    )
+    .await
+}
+
+/// Fences `old` on `proxy` ([`fence_commands`]).
+///
+/// Errors: a message when the socket refuses a command.
+pub async fn fence_writer(proxy: &(impl Transport + ?Sized), old: &str) -> Result<(), String> {
+    proxy_runtime(proxy, &fence_commands(old), None, "fencing").await
+}
+
+/// Takes `server` out of the reader backend on `proxy`, or puts it back
+/// ([`reader_commands`]).
+///
+/// Errors: a message when the socket refuses a command.
+pub async fn reader_maint(
+    proxy: &(impl Transport + ?Sized),
+    server: &str,
+    out: bool,
+) -> Result<(), String> {
+    proxy_runtime(
+        proxy,
+        &reader_commands(server, out),
+        None,
+        "taking a reader out",
+    )
+    .await
+}
+
+/// Sends `cmds` to HAProxy's runtime API on `proxy` ([`runtime_api`]); with
+/// `primary_address`, [`PROXY_PRIMARY_FILE`] names it first (replaced atomically), so the
+/// readers' check follows the new primary.
+///
+/// Errors: a message naming `what` when the file cannot be written or a command is refused.
+pub async fn proxy_runtime(
+    proxy: &(impl Transport + ?Sized),
+    cmds: &[String],
+    primary_address: Option<&str>,
+    what: &str,
+) -> Result<(), String> {
+    if let Some(address) = primary_address {
+        let o = proxy
+            .run(&format!(
+                "set -eu
+printf '%s\\n' {a} > {f}.dbfleet-tmp
+chmod 0644 {f}.dbfleet-tmp
+mv {f}.dbfleet-tmp {f}
+",
+                a = crate::tasks::q(address),
+                f = PROXY_PRIMARY_FILE
+            ))
+            .await
+            .map_err(|e| format!("{what} on {}: {e}", proxy.name()))?;
+        if o.code != 0 {
+            return Err(format!(
+                "writing {PROXY_PRIMARY_FILE} on {}: {}",
+                proxy.name(),
+                o.stderr.trim()
+            ));
+        }
+    }
+    runtime_api(proxy, cmds, what).await
 }
 
 /// HAProxy's saved runtime states (`server-state-file` in `haproxy.cfg.j2`), loaded by the
@@ -244,7 +321,11 @@ pub const HAPROXY_STATE_FILE: &str = "/var/lib/haproxy/dbfleet-server-state";
 /// the servers' runtime states to [`HAPROXY_STATE_FILE`], so a fence or a moved writer
 /// survives the next reload or restart. The API answers these commands with nothing on
 /// success, so any output is the error.
-async fn runtime_api(proxy: &SshHost, cmds: &[String], what: &str) -> Result<(), String> {
+async fn runtime_api(
+    proxy: &(impl Transport + ?Sized),
+    cmds: &[String],
+    what: &str,
+) -> Result<(), String> {
     let script = format!(
         "set -eu\nout=$(echo {} | socat -t 2 stdio unix-connect:{HAPROXY_SOCKET})\n\
          if [ -n \"$(printf '%s' \"$out\" | tr -d '[:space:]')\" ]; then echo \"$out\" >&2; exit 1; fi\n\
@@ -255,11 +336,11 @@ async fn runtime_api(proxy: &SshHost, cmds: &[String], what: &str) -> Result<(),
     let o = proxy
         .run(&script)
         .await
-        .map_err(|e| format!("{what} on {}: {e}", proxy.name))?;
+        .map_err(|e| format!("{what} on {}: {e}", proxy.name()))?;
     if o.code != 0 {
         return Err(format!(
             "{what} on {} failed: {}",
-            proxy.name,
+            proxy.name(),
             o.stderr.trim()
         ));
     }

@@ -1,0 +1,294 @@
+//! A runbook as a plan value: `failover`, `rejoin`, `restore` and `rebuild` build one
+//! [`RunbookPlan`] that is shown (`--dry-run`), printed (`--json`), saved (`--out FILE`)
+//! and executed (at once, or by `dbfleet apply FILE`), as Terraform's plan and uv's
+//! `Plan` → `report_dry_run`/`execute`. The statements and scripts shown are the ones run:
+//! the runbook's executor walks [`RunbookPlan::steps`] and runs each step's own text.
+//!
+//! A saved runbook plan is applied only while the world is as the plan saw it: `apply FILE`
+//! plans the same request again and refuses ([`crate::error::Error::Stale`]) when the
+//! inventory, an observed precondition ([`Observation`]) or a step differs. Nothing in it
+//! is secret: a statement that needs a password holds [`SECRET_PLACEHOLDER`] instead, filled
+//! in on the host's stdin at execution.
+
+use serde::{Deserialize, Serialize};
+
+use super::FORMAT_VERSION;
+
+/// Stands for a password in a step's statements; the executor replaces its quoted form
+/// with the quoted secret when it sends the statements (on stdin, never a command line).
+pub const SECRET_PLACEHOLDER: &str = "[secret: replication password]";
+
+/// What the operator asked for: the verb and its options, enough to plan it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case")]
+pub enum Runbook {
+    /// `dbfleet failover [--cluster C] [--to HOST] [--force]`.
+    Failover {
+        cluster: String,
+        to: Option<String>,
+        force: bool,
+    },
+    /// `dbfleet rejoin HOST`.
+    Rejoin { host: String },
+    /// `dbfleet restore HOST [--to TIME]`; `to` as given (RFC 3339 or `YYYY-MM-DD HH:MM:SS`).
+    Restore { host: String, to: Option<String> },
+    /// `dbfleet rebuild HOST...`.
+    Rebuild { hosts: Vec<String> },
+}
+
+impl Runbook {
+    /// The verb, as typed on the command line.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Runbook::Failover { .. } => "failover",
+            Runbook::Rejoin { .. } => "rejoin",
+            Runbook::Restore { .. } => "restore",
+            Runbook::Rebuild { .. } => "rebuild",
+        }
+    }
+}
+
+/// A precondition read at plan time (`host`'s `what` was `value`); a saved plan whose
+/// observations read differently is stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub host: String,
+    pub what: String,
+    pub value: String,
+}
+
+/// One step: what runs, where, and a line for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// The hosts it runs on, all at once.
+    pub hosts: Vec<String>,
+    /// Display: one line (or a few) saying what it does.
+    pub summary: String,
+    pub action: Action,
+    /// When the step fails: true stops the runbook there (what ran so far is reported);
+    /// false records the failure and goes on (the later steps do not depend on it).
+    pub required: bool,
+}
+
+/// What a step does. Statements and scripts are the exact text sent (secrets aside:
+/// [`SECRET_PLACEHOLDER`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
+pub enum Action {
+    /// SQL statements in one client session on each host (stdin).
+    Sql { statements: String },
+    /// A bash script on each host (stdin).
+    Script { script: String },
+    /// HAProxy runtime API commands on each proxy host, in one connection; with
+    /// `primary_address`, the readers' check file first names the new primary.
+    ProxyRuntime {
+        commands: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        primary_address: Option<String>,
+    },
+    /// A returned old primary made read-only: its application sessions ended, its
+    /// semi-sync primary side off, read_only ON.
+    Fence,
+    /// Wait until each replica applied the relay log it holds (at most `timeout_s`).
+    Drain { timeout_s: u64 },
+    /// Check, after the drain, that `candidate` is still the most advanced eligible
+    /// replica with no errant transaction; refuse otherwise.
+    Choose { candidate: String },
+    /// Check that the host's GTID history is contained in `source`'s; refuse, naming the
+    /// transactions, otherwise.
+    CheckContained { source: String },
+    /// Wait until the host reaches `source`'s current position (at most `timeout_s`).
+    CatchUp { source: String, timeout_s: u32 },
+    /// Replace the host's data by the newest full backup of the physical job `physical`
+    /// and the incrementals chained on it, then replay every binary log the binlog job
+    /// `binlog` archived after the backup's position. The chain is read when the step
+    /// runs: the host reads it from the backup server once it is provisioned.
+    RestoreFromBackups {
+        physical: String,
+        binlog: Option<String>,
+    },
+    /// Apply the inventory to the hosts (`apply --limit HOSTS`); `seed_from_backup`
+    /// seeds their replication from the cluster's physical backups.
+    Converge { seed_from_backup: bool },
+}
+
+/// A runbook's plan: the request, what was observed, and the steps in run order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunbookPlan {
+    pub format_version: u32,
+    /// dbfleet version that made the plan.
+    pub dbfleet_version: String,
+    /// Inventory file as given, and the sha256 of its bytes.
+    pub inventory: String,
+    pub inventory_digest: String,
+    pub runbook: Runbook,
+    /// Display: what the runbook does, one line.
+    pub title: String,
+    pub observed: Vec<Observation>,
+    pub steps: Vec<Step>,
+    /// Display: what the operator should know (data that will be lost, what follows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl RunbookPlan {
+    /// An empty plan of `runbook` for the inventory at `inventory` (digest `digest`).
+    pub fn new(runbook: Runbook, inventory: String, digest: String, title: String) -> Self {
+        RunbookPlan {
+            format_version: FORMAT_VERSION,
+            dbfleet_version: env!("CARGO_PKG_VERSION").to_string(),
+            inventory,
+            inventory_digest: digest,
+            runbook,
+            title,
+            observed: Vec::new(),
+            steps: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Records a precondition.
+    pub fn observe(&mut self, host: &str, what: &str, value: impl Into<String>) {
+        self.observed.push(Observation {
+            host: host.into(),
+            what: what.into(),
+            value: value.into(),
+        });
+    }
+
+    /// Appends a step.
+    pub fn step(
+        &mut self,
+        hosts: &[&str],
+        summary: impl Into<String>,
+        action: Action,
+        required: bool,
+    ) {
+        self.steps.push(Step {
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            summary: summary.into(),
+            action,
+            required,
+        });
+    }
+
+    /// Why `self` (saved) may not run as `fresh` (the same request planned now): one line
+    /// per difference, empty when it may.
+    pub fn stale_against(&self, fresh: &RunbookPlan) -> Vec<String> {
+        let mut details = Vec::new();
+        if self.inventory_digest != fresh.inventory_digest {
+            details.push(format!(
+                "the inventory {} changed since the plan was made",
+                fresh.inventory
+            ));
+        }
+        if self.runbook != fresh.runbook {
+            details.push("the plan is of another request".into());
+        }
+        for o in &self.observed {
+            match fresh
+                .observed
+                .iter()
+                .find(|f| f.host == o.host && f.what == o.what)
+            {
+                Some(f) if f.value == o.value => {}
+                Some(f) => details.push(format!(
+                    "{}: {} was {}, now {}",
+                    o.host, o.what, o.value, f.value
+                )),
+                None => details.push(format!("{}: {} is no longer observed", o.host, o.what)),
+            }
+        }
+        if details.is_empty() && self.steps != fresh.steps {
+            let first = self
+                .steps
+                .iter()
+                .zip(&fresh.steps)
+                .position(|(a, b)| a != b)
+                .unwrap_or(self.steps.len().min(fresh.steps.len()));
+            details.push(format!(
+                "the steps differ from step {} on: the runbook would now do something else",
+                first + 1
+            ));
+        }
+        details
+    }
+
+    /// The plan for the operator: the title, the observations, the numbered steps and the
+    /// notes. Statements and scripts are left to `--json`.
+    pub fn render(&self) -> String {
+        let mut s = format!("{}\n", self.title);
+        if !self.observed.is_empty() {
+            s.push_str("Observed:\n");
+            for o in &self.observed {
+                s.push_str(&format!("  {}: {}: {}\n", o.host, o.what, o.value));
+            }
+        }
+        s.push_str("Steps:\n");
+        for (i, st) in self.steps.iter().enumerate() {
+            let mut lines = st.summary.lines();
+            s.push_str(&format!(
+                "  {}. [{}] {}\n",
+                i + 1,
+                st.hosts.join(", "),
+                lines.next().unwrap_or("")
+            ));
+            for l in lines {
+                s.push_str(&format!("     {l}\n"));
+            }
+        }
+        for n in &self.notes {
+            s.push_str(&format!("Note: {n}\n"));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> RunbookPlan {
+        let mut p = RunbookPlan::new(
+            Runbook::Rejoin { host: "db1".into() },
+            "lab.yml".into(),
+            "sha256:1".into(),
+            "Rejoin db1".into(),
+        );
+        p.observe("db1", "gtid_binlog_state", "0-1-10");
+        p.step(
+            &["db1"],
+            "replicate from db2",
+            Action::Sql {
+                statements: "START SLAVE;".into(),
+            },
+            true,
+        );
+        p
+    }
+
+    #[test]
+    fn a_plan_survives_its_file_format() {
+        let p = plan();
+        let json = serde_json::to_string(&p).expect("serializes");
+        assert!(json.contains(r#""verb":"rejoin""#), "{json}");
+        assert!(json.contains(r#""do":"sql""#), "{json}");
+        let back: RunbookPlan = serde_json::from_str(&json).expect("parses");
+        assert!(back.stale_against(&p).is_empty());
+    }
+
+    #[test]
+    fn a_changed_observation_or_step_makes_it_stale() {
+        let saved = plan();
+        let mut fresh = plan();
+        fresh.observed[0].value = "0-1-11".into();
+        let d = saved.stale_against(&fresh);
+        assert_eq!(d, vec!["db1: gtid_binlog_state was 0-1-10, now 0-1-11"]);
+        let mut fresh = plan();
+        fresh.steps[0].hosts = vec!["db3".into()];
+        assert!(saved.stale_against(&fresh)[0].contains("from step 1 on"));
+        let mut fresh = plan();
+        fresh.inventory_digest = "sha256:2".into();
+        assert!(saved.stale_against(&fresh)[0].contains("inventory"));
+    }
+}

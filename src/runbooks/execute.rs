@@ -1,0 +1,311 @@
+//! Runs a runbook's plan ([`crate::plan::runbook::RunbookPlan`]) step by step over a
+//! cluster's connections: each step's statements, scripts and proxy commands are the
+//! plan's own text, so what was shown is what runs. A step on several hosts runs on all of
+//! them at once (stopping every replica's IO thread is on the failover's critical path).
+//!
+//! A required step that fails ends the runbook: the error says what ran before it (or that
+//! nothing was changed). A step that is not required records its failure and the runbook
+//! goes on; the caller gets the failures in [`Outcome::problems`].
+
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+
+use super::Cluster;
+use super::topology::{DbState, proxy_runtime, read_state, sql};
+use crate::error::Error;
+use crate::plan::runbook::{Action, RunbookPlan, SECRET_PLACEHOLDER, Step};
+use crate::sql::gtid::{missing_from, name_ranges};
+use crate::sql::quote;
+
+/// What an executed runbook leaves for its command to report.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Each script step's standard output, by host, in run order.
+    pub outputs: Vec<(String, String)>,
+    /// Failures of steps that were not required.
+    pub problems: Vec<String>,
+}
+
+/// Applying the inventory to some hosts (`apply --limit`), which a runbook's
+/// [`Action::Converge`] step needs and the command layer provides (it owns the printing of
+/// the nested plan).
+pub trait Converge: Sync {
+    /// Plans and applies the inventory on `hosts`; `seed_from_backup` seeds replication
+    /// from the cluster's physical backups.
+    ///
+    /// Errors: the plan's or the apply's.
+    fn converge<'a>(
+        &'a self,
+        hosts: &'a [String],
+        seed_from_backup: bool,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+}
+
+/// A runbook without [`Action::Converge`] steps.
+pub struct NoConverge;
+
+impl Converge for NoConverge {
+    fn converge<'a>(&'a self, _: &'a [String], _: bool) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async {
+            Err(Error::Refused(
+                "this runbook cannot apply the inventory".into(),
+            ))
+        })
+    }
+}
+
+/// Runs `plan`'s steps in order on `c`'s connections. `secret` fills
+/// [`SECRET_PLACEHOLDER`] (the replication password); `t0` is the command's start, which
+/// each reported step is timed from.
+///
+/// Errors: the first failing required step's, as [`Error::Refused`] naming the step and
+/// what ran before it.
+pub async fn execute(
+    c: &Cluster<'_>,
+    plan: &RunbookPlan,
+    secret: Option<&str>,
+    converge: &dyn Converge,
+    t0: Instant,
+) -> Result<Outcome, Error> {
+    let mut out = Outcome::default();
+    // The replicas' states after the last drain, for the choice that follows it.
+    let mut drained: Vec<(String, DbState)> = Vec::new();
+    let mut changed = false;
+    for (i, step) in plan.steps.iter().enumerate() {
+        let r = run_step(c, step, secret, converge, &mut drained, &mut out).await;
+        match r {
+            Ok(()) => {
+                for h in &step.hosts {
+                    c.step(
+                        h,
+                        format!(
+                            "{} (+{} ms)",
+                            first_line(&step.summary),
+                            t0.elapsed().as_millis()
+                        ),
+                    );
+                }
+            }
+            Err(e) if step.required => {
+                let so_far = if changed {
+                    format!(
+                        "steps 1–{i} of {} ran (above), the rest did not",
+                        plan.steps.len()
+                    )
+                } else {
+                    "nothing was changed".to_string()
+                };
+                return Err(Error::Refused(format!(
+                    "step {} ({}): {}; {so_far}",
+                    i + 1,
+                    first_line(&step.summary),
+                    c.engine.redactor.redact(&e)
+                )));
+            }
+            Err(e) => out
+                .problems
+                .push(c.engine.redactor.redact(&format!("step {}: {e}", i + 1))),
+        }
+        changed |= changes(&step.action);
+    }
+    Ok(out)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// Whether `a` changes a host (the others only read or wait).
+fn changes(a: &Action) -> bool {
+    !matches!(
+        a,
+        Action::Drain { .. } | Action::Choose { .. } | Action::CheckContained { .. }
+    )
+}
+
+/// `statements` with the placeholder's quoted form replaced by the quoted `secret`.
+fn fill(statements: &str, secret: Option<&str>) -> Result<String, String> {
+    let token = quote(SECRET_PLACEHOLDER);
+    if !statements.contains(&token) {
+        return Ok(statements.to_string());
+    }
+    let s = secret.ok_or("the statements need the replication password, which is not known")?;
+    Ok(statements.replace(&token, &quote(s)))
+}
+
+async fn run_step(
+    c: &Cluster<'_>,
+    step: &Step,
+    secret: Option<&str>,
+    converge: &dyn Converge,
+    drained: &mut Vec<(String, DbState)>,
+    out: &mut Outcome,
+) -> Result<(), String> {
+    let d = c.dialect;
+    let what = first_line(&step.summary);
+    match &step.action {
+        Action::Sql { statements } => {
+            let text = fill(statements, secret)?;
+            each(c, &step.hosts, |conn| {
+                let text = text.clone();
+                async move { sql(conn, d, what, &text).await.map(|_| ()) }
+            })
+            .await
+        }
+        Action::Script { script } => {
+            for h in &step.hosts {
+                let conn = c
+                    .conns
+                    .get(h)
+                    .ok_or_else(|| format!("{h} is not reachable over SSH"))?;
+                let o = conn
+                    .run(&format!("bash <<'DBFLEET_STEP'\n{script}DBFLEET_STEP\n"))
+                    .await
+                    .map_err(|e| format!("{what} on {h}: {e}"))?;
+                if o.code != 0 {
+                    return Err(format!(
+                        "{what} on {h} failed (exit {}): {}",
+                        o.code,
+                        o.stderr.trim()
+                    ));
+                }
+                out.outputs.push((h.clone(), o.stdout));
+            }
+            Ok(())
+        }
+        Action::ProxyRuntime {
+            commands,
+            primary_address,
+        } => {
+            each(c, &step.hosts, |conn| async move {
+                proxy_runtime(conn, commands, primary_address.as_deref(), what).await
+            })
+            .await
+        }
+        Action::Fence => {
+            each(c, &step.hosts, |conn| {
+                super::topology::fence_server(conn, d)
+            })
+            .await
+        }
+        Action::Drain { timeout_s } => {
+            *drained = super::failover::drain(c, &step.hosts, *timeout_s)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        Action::Choose { candidate } => super::failover::pick(c, drained, Some(candidate))
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Action::CheckContained { source } => {
+            for h in &step.hosts {
+                let mine = state_of(c, h).await?;
+                let theirs = state_of(c, source).await?;
+                let theirs_all: Vec<_> = theirs
+                    .binlog_state
+                    .iter()
+                    .chain(theirs.slave_pos.iter())
+                    .copied()
+                    .collect();
+                let extra = missing_from(&mine.binlog_state, &theirs_all);
+                if !extra.is_empty() {
+                    return Err(never_saw(h, source, &extra));
+                }
+            }
+            Ok(())
+        }
+        Action::CatchUp { source, timeout_s } => {
+            let src = c
+                .conns
+                .get(source)
+                .ok_or_else(|| format!("{source} is not reachable over SSH"))?;
+            let pos = sql(
+                src.as_ref(),
+                d,
+                "reading the position",
+                d.current_position(),
+            )
+            .await?;
+            let pos = pos.trim().to_string();
+            for h in &step.hosts {
+                let conn = c
+                    .conns
+                    .get(h)
+                    .ok_or_else(|| format!("{h} is not reachable over SSH"))?;
+                let waited = sql(
+                    conn.as_ref(),
+                    d,
+                    "catching up",
+                    &d.wait_for_position(&pos, *timeout_s),
+                )
+                .await?;
+                if waited.trim() != "0" {
+                    return Err(format!(
+                        "{h} replicates from {source} but did not catch up with {pos} within {timeout_s} s"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Action::RestoreFromBackups { physical, binlog } => {
+            let job = |name: &str| c.engine.inv.backups.iter().find(|j| j.name == name);
+            let physical = job(physical).ok_or_else(|| format!("no backup job {physical}"))?;
+            let binlog = binlog.as_deref().and_then(job);
+            for h in &step.hosts {
+                let conn = c.conn(h)?;
+                let o = super::rebuild::restore_primary(conn, physical, binlog)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                out.outputs.push((h.clone(), o));
+            }
+            Ok(())
+        }
+        Action::Converge { seed_from_backup } => converge
+            .converge(&step.hosts, *seed_from_backup)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The refusal when `host` holds transactions `source` never saw.
+pub fn never_saw(
+    host: &str,
+    source: &str,
+    extra: &[(crate::sql::gtid::Gtid, crate::sql::gtid::Gtid)],
+) -> String {
+    format!(
+        "{host} has transactions {source} never saw: {}; rejoining would keep them on {host} only (or stop replication). Rebuild {host} from {source} instead (reseed it: move its data folder away and `dbfleet apply`)",
+        name_ranges(extra)
+    )
+}
+
+async fn state_of(c: &Cluster<'_>, host: &str) -> Result<DbState, String> {
+    let conn = c
+        .conns
+        .get(host)
+        .ok_or_else(|| format!("{host} is not reachable over SSH"))?;
+    read_state(conn.as_ref(), c.dialect).await
+}
+
+/// Runs `f` on every host of `hosts` at once; the first failure (in host order) is the
+/// result.
+async fn each<'c, F, Fut>(c: &'c Cluster<'_>, hosts: &[String], f: F) -> Result<(), String>
+where
+    F: Fn(&'c dyn crate::transport::Transport) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut futs = Vec::new();
+    for h in hosts {
+        let conn = c
+            .conns
+            .get(h)
+            .ok_or_else(|| format!("{h} is not reachable over SSH"))?;
+        futs.push(f(conn.as_ref()));
+    }
+    futures::future::join_all(futs)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, String>>()
+        .map(|_| ())
+}
