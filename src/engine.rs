@@ -278,31 +278,12 @@ impl Engine {
         })
     }
 
-    /// Compares facts with the desired state: the plan.
+    /// Compares facts with the desired state: the inventory's changes, host by host. A
+    /// planned switchover is folded into them by `crate::runbooks::switchover::fold`
+    /// (`crate::commands::probe_and_plan` does both).
     ///
     /// Errors: [`Error::Facts`] when a probe's output is not what the probe prints, or the
     /// resource is in a state dbfleet refuses to change (a folder where a file should be).
-    /// Probes `hosts` and plans from what was found: the load → probe → plan every
-    /// command that changes hosts starts with. The connections stay open for the apply
-    /// (the caller ends them with [`Engine::close`]); when planning fails they are closed
-    /// here.
-    ///
-    /// Errors: [`Engine::probe`]'s and [`Engine::plan`]'s.
-    pub async fn probe_and_plan(
-        &self,
-        hosts: &[String],
-        events: &Arc<dyn EventSink>,
-    ) -> Result<(Probe, Plan), Error> {
-        let probe = self.probe(hosts, events).await?;
-        match self.plan(&probe) {
-            Ok(plan) => Ok((probe, plan)),
-            Err(e) => {
-                Engine::close(probe).await;
-                Err(e)
-            }
-        }
-    }
-
     pub fn plan(&self, probe: &Probe) -> Result<Plan, Error> {
         self.check_firewall_keeps_operator(probe)?;
         let mut hosts = Vec::new();
@@ -375,7 +356,6 @@ impl Engine {
                 changes,
             });
         }
-        self.fold_switchovers(probe, &mut hosts)?;
         let mut plan = Plan {
             format_version: FORMAT_VERSION,
             dbfleet_version: env!("CARGO_PKG_VERSION").into(),
@@ -392,81 +372,6 @@ impl Engine {
         };
         plan.summarize();
         Ok(plan)
-    }
-
-    /// A declared primary that still replicates from a host of its cluster is a planned
-    /// switchover. The candidate must be ready (refused at plan time, changing nothing),
-    /// and the cluster's replication changes are steps of the switchover, not changes of
-    /// their own: they are folded into it and listed in its notes, after the runbook's
-    /// steps (`crate::runbooks::switchover::steps`).
-    ///
-    /// Errors: [`Error::Refused`] naming the candidate and why it cannot be promoted, or
-    /// the dialect whose topology runbooks are not proven.
-    fn fold_switchovers(&self, probe: &Probe, hosts: &mut [HostPlan]) -> Result<(), Error> {
-        use crate::tasks::primary::Mode;
-        let mut switching: Vec<(String, String, String)> = Vec::new(); // (cluster, new, old)
-        for &n in &self.selected {
-            let t = &self.graph.graph[n];
-            let Resource::Primary(p) = &t.resource else {
-                continue;
-            };
-            if t.handler {
-                continue;
-            }
-            let facts = probe.facts.get(&n).map(String::as_str).unwrap_or("");
-            if let Some(Mode::Switchover { from }) = p.mode(facts) {
-                crate::runbooks::require_proven(p.dialect, "switchover")?;
-                let h = self
-                    .inv
-                    .host(&t.host)
-                    .ok_or_else(|| Error::UnknownHost(t.host.clone()))?;
-                let state = crate::runbooks::topology::parse_state(facts, p.dialect);
-                let max_lag = h.max_replica_lag_s();
-                crate::runbooks::switchover::candidate_ready(&t.host, &state, h.candidate, max_lag)
-                    .map_err(|why| {
-                        Error::Refused(format!(
-                            "switchover to {} refused: {why}; nothing was changed",
-                            t.host
-                        ))
-                    })?;
-                switching.push((p.cluster.clone(), t.host.clone(), from));
-            }
-        }
-        for (cluster, new, old) in &switching {
-            let mut folded = Vec::new();
-            for hp in hosts.iter_mut() {
-                let Some(h) = self.inv.host(&hp.host) else {
-                    continue;
-                };
-                if &h.cluster != cluster || &hp.host == new {
-                    continue;
-                }
-                hp.changes.retain(|c| {
-                    let is_repl = c.kind == "replication";
-                    if is_repl {
-                        folded.push(format!(
-                            "{}: replicate from {new} (instead of: {})",
-                            hp.host, c.summary
-                        ));
-                    }
-                    !is_repl
-                });
-            }
-            if let Some(c) = hosts
-                .iter_mut()
-                .filter(|hp| &hp.host == new)
-                .flat_map(|hp| hp.changes.iter_mut())
-                .find(|c| c.kind == "primary")
-            {
-                c.notes.extend(crate::runbooks::switchover::steps(old));
-                c.notes.extend(
-                    folded
-                        .into_iter()
-                        .map(|f| format!("done by the switchover: {f}")),
-                );
-            }
-        }
-        Ok(())
     }
 
     /// Refuses a firewall that would drop the operator's own SSH session: the address

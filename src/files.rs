@@ -73,6 +73,20 @@ pub fn read_private(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ReadError> {
     read_regular(path, max_bytes)
 }
 
+/// Creates the local state folder (0700) with a `.gitignore` of `*` so it is never committed.
+pub fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(
+            &ignore,
+            "# dbfleet's local state: secrets and keys. Never commit.\n*\n",
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod commands;
 pub mod diagnostics;
 pub mod engine;
 pub mod error;
+pub mod escape;
 pub mod events;
 pub mod facts;
 pub mod files;

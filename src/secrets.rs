@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -68,8 +68,8 @@ fn escaped_forms(value: &str) -> Vec<String> {
         value.to_string(),
         strip(crate::sql::quote(value)),
         strip(serde_json::to_string(value).unwrap_or_default()),
-        strip(crate::tasks::option_file_value(value)),
-        crate::tasks::q(value),
+        strip(crate::escape::option_file_value(value)),
+        crate::escape::q(value),
     ];
     forms.retain(|f| f.chars().count() >= MIN_SECRET_CHARS);
     forms.sort();
@@ -243,19 +243,7 @@ fn read_store(path: &Path) -> Result<BTreeMap<String, String>, String> {
         .map_err(|e| format!("secrets store {} is corrupt: {e}", path.display()))
 }
 
-/// Creates the local state folder (0700) with a `.gitignore` of `*` so it is never committed.
-pub fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    let ignore = dir.join(".gitignore");
-    if !ignore.exists() {
-        std::fs::write(
-            &ignore,
-            "# dbfleet's local state: secrets and keys. Never commit.\n*\n",
-        )?;
-    }
-    Ok(())
-}
+pub use crate::files::ensure_state_dir;
 
 /// Takes an exclusive lock on the store's lock file (`secrets.json.lock` beside it),
 /// released when the returned file is dropped. Blocks while another dbfleet holds it.
@@ -351,8 +339,8 @@ mod tests {
         for form in [
             crate::sql::quote(value),
             serde_json::to_string(value).unwrap(),
-            crate::tasks::option_file_value(value),
-            crate::tasks::q(value),
+            crate::escape::option_file_value(value),
+            crate::escape::q(value),
         ] {
             let shown = r.redact(&format!("before {form} after"));
             assert!(!shown.contains("pw"), "{form} → {shown}");

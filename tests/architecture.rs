@@ -1,9 +1,9 @@
 //! The layers of `src/` (README, "Architecture"), checked on the source text: the command
 //! line stops at `cli.rs`, the commands are called by it alone, tasks do not reach up into
-//! runbooks, and the server's own statement and field names live in `src/sql/` only
-//! (issue 12).
+//! runbooks, the server's own statement and field names live in `src/sql/` only, and no
+//! module imports one that imports it back (issue 12).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -20,7 +20,7 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Every `.rs` file under `src/`, as (path relative to `src/`, code without comment lines
-/// and without its `#[cfg(test)]` part).
+/// and without its unit tests).
 fn sources() -> Vec<(String, String)> {
     let src = Path::new(ROOT).join("src");
     let mut all = Vec::new();
@@ -30,7 +30,9 @@ fn sources() -> Vec<(String, String)> {
         .filter(|p| p.extension().is_some_and(|e| e == "rs"))
         .map(|p| {
             let text = std::fs::read_to_string(&p).expect("read");
-            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            // The unit tests at the end of a file (a `#[cfg(test)]` item elsewhere, such as
+            // `transport::fake`, is code of its module).
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
             let code: String = code
                 .lines()
                 .filter(|l| !l.trim_start().starts_with("//"))
@@ -158,4 +160,122 @@ fn the_dialect_module_is_the_bottom_layer() {
         })
         .collect();
     assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// The sibling modules `code` (a file of top-level module `top`) names: `super::NAME` and
+/// `crate::top::NAME`.
+fn sibling_uses(top: &str, code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let long = format!("crate::{top}::");
+    for prefix in ["super::", long.as_str()] {
+        for (i, _) in code.match_indices(prefix) {
+            let rest = &code[i + prefix.len()..];
+            let items: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group.split('}').next().unwrap_or("").split(',').collect(),
+                None => vec![rest],
+            };
+            for item in items {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+/// A cycle in `edges`, as its modules in order (the first repeated at the end), if any.
+fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        state.insert(n.to_string(), 1);
+        path.push(n.to_string());
+        for m in edges.get(n).into_iter().flatten() {
+            match state.get(m.as_str()).copied().unwrap_or(0) {
+                1 => {
+                    let start = path.iter().position(|p| p == m).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(m.clone());
+                    return Some(cycle);
+                }
+                0 => {
+                    if let Some(c) = visit(m, edges, state, path) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+        state.insert(n.to_string(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for n in edges.keys() {
+        if state.get(n.as_str()).copied().unwrap_or(0) == 0 {
+            let mut path = Vec::new();
+            if let Some(c) = visit(n, edges, &mut state, &mut path) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    // Among the top-level modules (the layers), and among the files of one module
+    // (siblings: `runbooks/failover.rs` and `runbooks/execute.rs`). A file's own module's
+    // root (`mod.rs`) is its parent, not a sibling, and is left out of the second check.
+    let sources = sources();
+    let tops: BTreeSet<String> = sources
+        .iter()
+        .map(|(rel, _)| module_of(rel).to_string())
+        .collect();
+    let mut layers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut siblings: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (rel, code) in &sources {
+        let m = module_of(rel);
+        if m == "main" || m == "lib" {
+            continue;
+        }
+        let used = uses(code)
+            .into_iter()
+            .filter(|u| u != m && tops.contains(u));
+        layers.entry(m.to_string()).or_default().extend(used);
+        let parts: Vec<&str> = rel.split('/').collect();
+        if parts.len() == 2 && parts[1] != "mod.rs" {
+            let me = format!("{m}/{}", parts[1].trim_end_matches(".rs"));
+            let files_of_m: BTreeSet<String> = sources
+                .iter()
+                .filter_map(|(r, _)| r.strip_prefix(&format!("{m}/")))
+                .filter(|f| !f.contains('/') && *f != "mod.rs")
+                .map(|f| f.trim_end_matches(".rs").to_string())
+                .collect();
+            let used = sibling_uses(m, code)
+                .into_iter()
+                .filter(|s| files_of_m.contains(s))
+                .map(|s| format!("{m}/{s}"))
+                .filter(|s| *s != me)
+                .collect::<Vec<_>>();
+            siblings.entry(me).or_default().extend(used);
+        }
+    }
+    assert_eq!(
+        find_cycle(&layers),
+        None,
+        "an import cycle among the layers"
+    );
+    assert_eq!(
+        find_cycle(&siblings),
+        None,
+        "an import cycle among sibling files"
+    );
 }

@@ -57,7 +57,7 @@ impl BackupKey {
             }
             let key = self.dir.join(file);
             if !key.exists() {
-                crate::secrets::ensure_state_dir(&self.dir)
+                crate::files::ensure_state_dir(&self.dir)
                     .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
                 let o = std::process::Command::new("ssh-keygen")
                     .args(["-q", "-t", kind, "-N", "", "-C", "dbfleet-backup", "-f"])

@@ -5,9 +5,9 @@
 //! declared RPO/RTO. `rpo.rs` computes the worst case a schedule can give; validation
 //! (`crate::inventory::validate`) refuses an inventory whose schedule cannot meet its RPO.
 
-pub mod cmd;
 pub mod keys;
 pub mod rpo;
+pub mod snapshot;
 pub mod verify;
 
 use serde::Serialize;

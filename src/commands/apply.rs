@@ -21,7 +21,7 @@ pub fn run(
     style: Style,
 ) -> Result<Exit, Error> {
     let saved = match plan_file.map(crate::plan::file::load_any).transpose()? {
-        Some(Saved::Runbook(r)) => return super::runbook::run_saved(opts, *r, style),
+        Some(Saved::Runbook(r)) => return run_saved(opts, *r, style),
         Some(Saved::Changes(p)) => Some(p),
         None => None,
     };
@@ -45,7 +45,7 @@ pub fn run(
                 .collect(),
             None => engine.hosts(),
         };
-        let planned = engine.probe_and_plan(&hosts, &events).await;
+        let planned = super::probe_and_plan(&engine, &hosts, &events).await;
         reporter.finish();
         let (probe, fresh) = planned?;
         let plan = match saved {
@@ -94,4 +94,33 @@ pub(crate) fn confirm(plan: &crate::plan::Plan) -> Result<bool, Error> {
         "\nApply these changes to {}?",
         crate::diagnostics::plural(plan.summary.hosts_changed, "host")
     ))
+}
+
+/// `dbfleet apply FILE` of a saved runbook plan: the same request planned again, run only
+/// when that plan is the saved one ([`super::runbook::Mode::Saved`]).
+///
+/// Errors: the runbook command's; [`Error::Stale`] when the plans differ.
+pub fn run_saved(
+    opts: &crate::engine::Options,
+    saved: crate::plan::runbook::RunbookPlan,
+    style: Style,
+) -> Result<Exit, Error> {
+    use crate::plan::runbook::Runbook;
+    let runbook = saved.runbook.clone();
+    let mode = super::runbook::Mode::Saved(Box::new(saved));
+    match runbook {
+        Runbook::Failover { cluster, to, force } => {
+            let request = crate::runbooks::failover::Request {
+                cluster: Some(cluster),
+                to,
+                force,
+            };
+            super::failover::run(opts, &request, mode, style)
+        }
+        Runbook::Rejoin { host } => super::failover::rejoin(opts, &host, mode, style),
+        Runbook::Restore { host, to } => {
+            super::restore::run(opts, &host, to.as_deref(), mode, style)
+        }
+        Runbook::Rebuild { hosts } => super::rebuild::run(opts, &hosts, mode, style),
+    }
 }

@@ -3,10 +3,11 @@
 //! backups are read is `crate::backup`'s.
 
 use crate::backup::Job;
-use crate::backup::cmd::*;
+use crate::backup::snapshot::*;
 use crate::backup::verify::*;
 use crate::engine::{Engine, Options};
 use crate::error::{Error, Exit};
+use crate::transport::SshHost;
 
 /// `dbfleet backup run JOB [--mode MODE]`: runs the job now, as cron would.
 ///
@@ -223,7 +224,7 @@ pub fn on_backup_servers(opts: &Options, what: Action, names: &[String]) -> Resu
     } else {
         names
             .iter()
-            .map(|n| crate::backup::cmd::job(&engine, n))
+            .map(|n| job(&engine, n))
             .collect::<Result<_, _>>()?
     };
     let mut servers: Vec<&str> = jobs.iter().map(|j| j.server.as_str()).collect();
@@ -283,4 +284,44 @@ pub fn on_backup_servers(opts: &Options, what: Action, names: &[String]) -> Resu
             failed.join("; ")
         )))
     }
+}
+
+fn job<'a>(engine: &'a Engine, name: &str) -> Result<&'a Job, Error> {
+    engine
+        .inv
+        .backups
+        .iter()
+        .find(|j| j.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = engine.inv.backups.iter().map(|j| j.name.as_str()).collect();
+            Error::Refused(format!(
+                "no backup job `{name}` in the inventory (jobs: {})",
+                names.join(", ")
+            ))
+        })
+}
+
+/// The snapshots of `job`, newest last.
+///
+/// Errors: a message when the job's host cannot be reached or the script fails.
+pub async fn snapshots(conn: &SshHost, job: &str) -> Result<Vec<Snapshot>, String> {
+    let o = conn
+        .run(&format!(
+            "/usr/local/lib/dbfleet/backup-{} snapshots\n",
+            crate::escape::q(job)
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    if o.code != 0 {
+        return Err(o
+            .stderr
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("failed")
+            .to_string());
+    }
+    let mut s: Vec<Snapshot> = serde_json::from_str(o.stdout.trim()).map_err(|e| e.to_string())?;
+    s.sort_by(|a, b| a.time.cmp(&b.time));
+    Ok(s)
 }

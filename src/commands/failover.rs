@@ -131,7 +131,7 @@ pub fn run(opts: &Options, a: &Request, mode: Mode, style: Style) -> Result<Exit
         if popts.limit.as_ref().is_some_and(|l| !l.is_empty()) {
             let pe = Engine::load(popts)?;
             // A plan that fails closes its connections (they were left open before).
-            let (probe, plan) = pe.probe_and_plan(&pe.hosts(), &events).await?;
+            let (probe, plan) = super::probe_and_plan(&pe, &pe.hosts(), &events).await?;
             let r = crate::apply::apply(&pe, &plan, &probe, &events).await;
             reporter.finish();
             Engine::close(probe).await;

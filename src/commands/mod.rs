@@ -17,3 +17,35 @@ pub mod runbook;
 pub mod status;
 pub mod switchover;
 pub mod validate;
+
+use std::sync::Arc;
+
+use crate::engine::{Engine, Probe};
+use crate::error::Error;
+use crate::events::EventSink;
+use crate::plan::Plan;
+
+/// Probes `hosts` and plans from what was found, a planned switchover folded in
+/// (`crate::runbooks::switchover::fold`): the load → probe → plan every command that
+/// changes hosts starts with. The connections stay open for the apply (the caller ends
+/// them with [`Engine::close`]); when planning fails they are closed here.
+///
+/// Errors: [`Engine::probe`]'s, [`Engine::plan`]'s and the fold's refusals.
+pub(crate) async fn probe_and_plan(
+    engine: &Engine,
+    hosts: &[String],
+    events: &Arc<dyn EventSink>,
+) -> Result<(Probe, Plan), Error> {
+    let probe = engine.probe(hosts, events).await?;
+    let planned = engine.plan(&probe).and_then(|mut plan| {
+        crate::runbooks::switchover::fold(engine, &probe, &mut plan)?;
+        Ok(plan)
+    });
+    match planned {
+        Ok(plan) => Ok((probe, plan)),
+        Err(e) => {
+            Engine::close(probe).await;
+            Err(e)
+        }
+    }
+}

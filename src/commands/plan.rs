@@ -39,7 +39,7 @@ pub fn run(opts: &Options, a: &Request, style: Style) -> Result<Exit, Error> {
     let events: Arc<dyn EventSink> = reporter.clone();
     let rt = crate::engine::runtime()?;
     let plan = rt.block_on(async {
-        let planned = engine.probe_and_plan(&engine.hosts(), &events).await;
+        let planned = super::probe_and_plan(&engine, &engine.hosts(), &events).await;
         reporter.finish();
         let (probe, plan) = planned?;
         Engine::close(probe).await;

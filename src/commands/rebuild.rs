@@ -22,7 +22,7 @@ async fn converge(mut opts: Options, limit: &[String], style: Style) -> Result<(
     let engine = Engine::load(opts)?;
     let reporter = Arc::new(Reporter::new(style));
     let events: Arc<dyn EventSink> = reporter.clone();
-    let planned = engine.probe_and_plan(&engine.hosts(), &events).await;
+    let planned = super::probe_and_plan(&engine, &engine.hosts(), &events).await;
     reporter.finish();
     let (probe, plan) = planned?;
     crate::report::print(&crate::report::render_plan(&plan, style));

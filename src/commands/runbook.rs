@@ -79,32 +79,3 @@ pub fn decide(plan: &RunbookPlan, mode: &Mode, question: &str) -> Result<bool, E
         }
     }
 }
-
-/// `dbfleet apply FILE` of a saved runbook plan: the same request planned again, run only
-/// when that plan is the saved one ([`Mode::Saved`]).
-///
-/// Errors: the runbook command's; [`Error::Stale`] when the plans differ.
-pub fn run_saved(
-    opts: &crate::engine::Options,
-    saved: RunbookPlan,
-    style: report::Style,
-) -> Result<crate::error::Exit, Error> {
-    use crate::plan::runbook::Runbook;
-    let runbook = saved.runbook.clone();
-    let mode = Mode::Saved(Box::new(saved));
-    match runbook {
-        Runbook::Failover { cluster, to, force } => {
-            let request = crate::runbooks::failover::Request {
-                cluster: Some(cluster),
-                to,
-                force,
-            };
-            super::failover::run(opts, &request, mode, style)
-        }
-        Runbook::Rejoin { host } => super::failover::rejoin(opts, &host, mode, style),
-        Runbook::Restore { host, to } => {
-            super::restore::run(opts, &host, to.as_deref(), mode, style)
-        }
-        Runbook::Rebuild { hosts } => super::rebuild::run(opts, &hosts, mode, style),
-    }
-}

@@ -66,7 +66,7 @@ pub fn run(
     let events: Arc<dyn EventSink> = reporter.clone();
     let rt = crate::engine::runtime()?;
     rt.block_on(async {
-        let planned = engine.probe_and_plan(&engine.hosts(), &events).await;
+        let planned = super::probe_and_plan(&engine, &engine.hosts(), &events).await;
         reporter.finish();
         let (probe, plan) = planned?;
         report::print(&report::render_plan(&plan, style));

@@ -15,7 +15,7 @@ use super::Cluster;
 use super::topology::{DbState, proxy_runtime, read_state, sql};
 use crate::error::Error;
 use crate::plan::runbook::{Action, RunbookPlan, SECRET_PLACEHOLDER, Step};
-use crate::sql::gtid::{missing_from, name_ranges};
+use crate::sql::gtid::missing_from;
 use crate::sql::quote;
 
 /// What an executed runbook leaves for its command to report.
@@ -210,7 +210,7 @@ async fn run_step(
                     .collect();
                 let extra = missing_from(&mine.binlog_state, &theirs_all);
                 if !extra.is_empty() {
-                    return Err(never_saw(h, source, &extra));
+                    return Err(super::failover::never_saw(h, source, &extra));
                 }
             }
             Ok(())
@@ -266,18 +266,6 @@ async fn run_step(
             .await
             .map_err(|e| e.to_string()),
     }
-}
-
-/// The refusal when `host` holds transactions `source` never saw.
-pub fn never_saw(
-    host: &str,
-    source: &str,
-    extra: &[(crate::sql::gtid::Gtid, crate::sql::gtid::Gtid)],
-) -> String {
-    format!(
-        "{host} has transactions {source} never saw: {}; rejoining would keep them on {host} only (or stop replication). Rebuild {host} from {source} instead (reseed it: move its data folder away and `dbfleet apply`)",
-        name_ranges(extra)
-    )
 }
 
 async fn state_of(c: &Cluster<'_>, host: &str) -> Result<DbState, String> {

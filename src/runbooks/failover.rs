@@ -688,9 +688,7 @@ pub async fn plan_rejoin(
             .collect();
         let extra = crate::sql::gtid::missing_from(&mine.binlog_state, &theirs_all);
         if !extra.is_empty() {
-            return Err(Error::Refused(super::execute::never_saw(
-                host, source, &extra,
-            )));
+            return Err(Error::Refused(never_saw(host, source, &extra)));
         }
     }
     let mut p = RunbookPlan::new(
@@ -781,6 +779,18 @@ pub async fn plan_rejoin(
         );
     }
     Ok(Some(p))
+}
+
+/// The refusal when `host` holds transactions `source` never saw.
+pub fn never_saw(
+    host: &str,
+    source: &str,
+    extra: &[(crate::sql::gtid::Gtid, crate::sql::gtid::Gtid)],
+) -> String {
+    format!(
+        "{host} has transactions {source} never saw: {}; rejoining would keep them on {host} only (or stop replication). Rebuild {host} from {source} instead (reseed it: move its data folder away and `dbfleet apply`)",
+        name_ranges(extra)
+    )
 }
 
 #[cfg(test)]

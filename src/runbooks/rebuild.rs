@@ -18,7 +18,7 @@
 //! A host that still holds a data folder is refused: rebuild replaces lost hosts only.
 
 use crate::backup::Job;
-use crate::backup::cmd::{Snapshot, chain};
+use crate::backup::snapshot::{Snapshot, chain};
 use crate::error::Error;
 use crate::plan::runbook::{Action, Runbook, RunbookPlan};
 use crate::runbooks::replication::RESTORE_HELPER;

@@ -182,9 +182,9 @@ async fn fill_from_backup(replica: &SshHost, job: &str) -> Result<(), String> {
         &format!("{RESTORE_HELPER} {} snapshots\n", crate::tasks::q(job)),
     )
     .await?;
-    let snaps: Vec<crate::backup::cmd::Snapshot> =
+    let snaps: Vec<crate::backup::snapshot::Snapshot> =
         serde_json::from_str(list.trim()).map_err(|e| format!("the snapshots of {job}: {e}"))?;
-    let (full, incrementals) = crate::backup::cmd::chain(&snaps)
+    let (full, incrementals) = crate::backup::snapshot::chain(&snaps)
         .ok_or_else(|| format!("backup job {job} holds no full backup to rebuild from"))?;
     let q = crate::tasks::q;
     let mut script = format!(

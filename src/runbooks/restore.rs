@@ -20,7 +20,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::backup::Job;
-use crate::backup::cmd::Snapshot;
+use crate::backup::snapshot::Snapshot;
 use crate::error::Error;
 use crate::plan::runbook::{Action, Runbook, RunbookPlan};
 use crate::sql::Dialect;

@@ -19,8 +19,12 @@ use std::time::{Duration, Instant};
 
 use super::Cluster;
 use super::topology::{DbState, sql};
+use crate::engine::{Engine, Probe};
+use crate::error::Error;
+use crate::plan::Plan;
 use crate::sql::gtid::name_ranges;
 use crate::sql::{Dialect, SourceSpec};
+use crate::tasks::Resource;
 use crate::tasks::primary::PrimaryRes;
 
 /// Seconds the candidate may take to reach the frozen primary's position.
@@ -44,6 +48,82 @@ pub fn steps(from: &str) -> Vec<String> {
         ),
         "repoint the other replicas here once they reach the position".into(),
     ]
+}
+
+/// A declared primary that still replicates from a host of its cluster is a planned
+/// switchover. The candidate must be ready (refused at plan time, changing nothing),
+/// and the cluster's replication changes are steps of the switchover, not changes of
+/// their own: they are folded into it and listed in its notes, after the runbook's
+/// steps (`steps`).
+///
+/// Errors: [`Error::Refused`] naming the candidate and why it cannot be promoted, or
+/// the dialect whose topology runbooks are not proven.
+pub fn fold(engine: &Engine, probe: &Probe, plan: &mut Plan) -> Result<(), Error> {
+    let hosts = &mut plan.hosts;
+    use crate::tasks::primary::Mode;
+    let mut switching: Vec<(String, String, String)> = Vec::new(); // (cluster, new, old)
+    for &n in &engine.selected {
+        let t = &engine.graph.graph[n];
+        let Resource::Primary(p) = &t.resource else {
+            continue;
+        };
+        if t.handler {
+            continue;
+        }
+        let facts = probe.facts.get(&n).map(String::as_str).unwrap_or("");
+        if let Some(Mode::Switchover { from }) = p.mode(facts) {
+            super::require_proven(p.dialect, "switchover")?;
+            let h = engine
+                .inv
+                .host(&t.host)
+                .ok_or_else(|| Error::UnknownHost(t.host.clone()))?;
+            let state = super::topology::parse_state(facts, p.dialect);
+            let max_lag = h.max_replica_lag_s();
+            candidate_ready(&t.host, &state, h.candidate, max_lag).map_err(|why| {
+                Error::Refused(format!(
+                    "switchover to {} refused: {why}; nothing was changed",
+                    t.host
+                ))
+            })?;
+            switching.push((p.cluster.clone(), t.host.clone(), from));
+        }
+    }
+    for (cluster, new, old) in &switching {
+        let mut folded = Vec::new();
+        for hp in hosts.iter_mut() {
+            let Some(h) = engine.inv.host(&hp.host) else {
+                continue;
+            };
+            if &h.cluster != cluster || &hp.host == new {
+                continue;
+            }
+            hp.changes.retain(|c| {
+                let is_repl = c.kind == "replication";
+                if is_repl {
+                    folded.push(format!(
+                        "{}: replicate from {new} (instead of: {})",
+                        hp.host, c.summary
+                    ));
+                }
+                !is_repl
+            });
+        }
+        if let Some(c) = hosts
+            .iter_mut()
+            .filter(|hp| &hp.host == new)
+            .flat_map(|hp| hp.changes.iter_mut())
+            .find(|c| c.kind == "primary")
+        {
+            c.notes.extend(steps(old));
+            c.notes.extend(
+                folded
+                    .into_iter()
+                    .map(|f| format!("done by the switchover: {f}")),
+            );
+        }
+    }
+    plan.summarize();
+    Ok(())
 }
 
 /// Step 2, in the old primary's held session (then the kill list, FTWRL, the position).

@@ -260,8 +260,7 @@ pub fn clear_pending(name: &str) -> String {
     format!("rm -f {}\n", q(&pending_marker(name)))
 }
 
-/// dbfleet's folder on every host it manages (pending handler markers, the run lock).
-pub const STATE_DIR: &str = "/var/lib/dbfleet";
+pub use crate::transport::STATE_DIR;
 
 /// Exit code of a script that could not take the host's run lock.
 pub const LOCKED_EXIT: i32 = 75;
@@ -284,37 +283,7 @@ pub fn locked(create: bool, body: &str) -> String {
     )
 }
 
-/// Single-quotes `s` for sh.
-pub fn q(s: &str) -> String {
-    shell_escape::unix::escape(s.into()).into_owned()
-}
-
-/// A value for a MariaDB/MySQL option file (`key = VALUE`): as is when nothing in it is
-/// special, else in double quotes with `\\` and `"` escaped. Unquoted, a `#` starts a
-/// comment and cuts a password short, and surrounding blanks are trimmed (MySQL
-/// `mysys/default.c`: `remove_end_comment`, the quote stripping and the escape sequences
-/// of `search_default_file_with_ext`). Control characters never get here: secrets and
-/// variables holding them are refused at validation.
-pub fn option_file_value(s: &str) -> String {
-    let special = s.is_empty()
-        || s.starts_with(char::is_whitespace)
-        || s.ends_with(char::is_whitespace)
-        || s.contains(['#', '"', '\'', '\\', ';']);
-    if !special {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub use crate::escape::{option_file_value, q};
 
 /// Parses an octal mode string ("0644", "644", "0o600").
 pub fn parse_mode(s: &str) -> Option<u32> {

@@ -10,6 +10,10 @@ use futures::future::BoxFuture;
 
 pub use ssh::SshHost;
 
+/// dbfleet's folder on every host it manages (pending handler markers, the run lock that
+/// scripts and held SQL sessions take: `crate::tasks::locked`).
+pub const STATE_DIR: &str = "/var/lib/dbfleet";
+
 /// A host a runbook runs scripts on: an [`SshHost`], or in unit tests a scripted fake
 /// (`fake::Scripted`), so the runbooks' decisions are tested without Docker.
 pub trait Transport: Send + Sync {

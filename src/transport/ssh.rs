@@ -193,7 +193,7 @@ impl SshHost {
             .arg("-c")
             .arg(format!(
                 "if [ -d {d} ]; then exec flock -w 600 {d} {client} -N -B -n; else exec {client} -N -B -n; fi",
-                d = crate::tasks::STATE_DIR
+                d = super::STATE_DIR
             ))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

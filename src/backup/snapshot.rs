@@ -1,15 +1,8 @@
-//! `dbfleet backup run JOB` and `dbfleet backup list`: run a job now on its host, and show
-//! what the backup server holds per job (restic snapshots: time, kind, size, tags) with
-//! each job's age against its declared RPO. Both go through the job's own script on its
-//! host (`/usr/local/lib/dbfleet/backup-JOB`), which holds the repository's credentials:
-//! nothing secret crosses the command line.
+//! What a backup server holds of a job: restic snapshots (time, kind tags, size) as the
+//! job's script on its host lists them (`/usr/local/lib/dbfleet/backup-JOB snapshots`),
+//! and a physical job's restore chain (the newest full backup and the incrementals on it).
 
 use serde::Deserialize;
-
-use super::Job;
-use crate::engine::Engine;
-use crate::error::Error;
-use crate::transport::SshHost;
 
 /// One restic snapshot, as `restic snapshots --json` prints it (the fields used here).
 #[derive(Debug, Clone, Deserialize)]
@@ -26,21 +19,6 @@ pub struct Snapshot {
 pub struct Summary {
     #[serde(default)]
     pub total_bytes_processed: u64,
-}
-
-pub(crate) fn job<'a>(engine: &'a Engine, name: &str) -> Result<&'a Job, Error> {
-    engine
-        .inv
-        .backups
-        .iter()
-        .find(|j| j.name == name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = engine.inv.backups.iter().map(|j| j.name.as_str()).collect();
-            Error::Refused(format!(
-                "no backup job `{name}` in the inventory (jobs: {})",
-                names.join(", ")
-            ))
-        })
 }
 
 /// A physical job's restore chain: its newest full backup and the incrementals taken after
@@ -63,31 +41,6 @@ pub fn chain(snaps: &[Snapshot]) -> Option<(&Snapshot, Vec<&Snapshot>)> {
         .collect();
     incs.sort_by_key(|s| time(s));
     Some((full, incs))
-}
-
-/// The snapshots of `job`, newest last.
-///
-/// Errors: a message when the job's host cannot be reached or the script fails.
-pub async fn snapshots(conn: &SshHost, job: &str) -> Result<Vec<Snapshot>, String> {
-    let o = conn
-        .run(&format!(
-            "/usr/local/lib/dbfleet/backup-{} snapshots\n",
-            crate::tasks::q(job)
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-    if o.code != 0 {
-        return Err(o
-            .stderr
-            .trim()
-            .lines()
-            .last()
-            .unwrap_or("failed")
-            .to_string());
-    }
-    let mut s: Vec<Snapshot> = serde_json::from_str(o.stdout.trim()).map_err(|e| e.to_string())?;
-    s.sort_by(|a, b| a.time.cmp(&b.time));
-    Ok(s)
 }
 
 /// The version of `backup list --json`'s shape.
