@@ -309,7 +309,7 @@ impl Engine {
                         changes.push(Change {
                             task: t.name.clone(),
                             action: Action::Run,
-                            kind: t.resource.kind().into(),
+                            kind: t.resource.kind(),
                             target: t.resource.target(),
                             before_digest: digest("notified", false, &self.key),
                             after_digest,
@@ -337,7 +337,7 @@ impl Engine {
                     changes.push(Change {
                         task: t.name.clone(),
                         action: a.action,
-                        kind: t.resource.kind().into(),
+                        kind: t.resource.kind(),
                         target: t.resource.target(),
                         before_digest: digest(&a.before, sensitive, &self.key),
                         after_digest,

@@ -44,7 +44,7 @@ pub struct Change {
     /// Apply-relevant: the task (unique per host) and what it does.
     pub task: String,
     pub action: Action,
-    pub kind: String,
+    pub kind: crate::tasks::Kind,
     pub target: String,
     /// Apply-relevant: digest of the state read at plan time, `sha256:…` or
     /// `hmac-sha256:…` when sensitive.

@@ -254,7 +254,7 @@ mod tests {
         Change {
             task: task.into(),
             action,
-            kind: "template".into(),
+            kind: crate::tasks::Kind::Template,
             target: "/x".into(),
             before_digest: String::new(),
             after_digest: String::new(),

@@ -98,7 +98,7 @@ pub fn fold(engine: &Engine, probe: &Probe, plan: &mut Plan) -> Result<(), Error
                 continue;
             }
             hp.changes.retain(|c| {
-                let is_repl = c.kind == "replication";
+                let is_repl = c.kind == crate::tasks::Kind::Replication;
                 if is_repl {
                     folded.push(format!(
                         "{}: replicate from {new} (instead of: {})",
@@ -112,7 +112,7 @@ pub fn fold(engine: &Engine, probe: &Probe, plan: &mut Plan) -> Result<(), Error
             .iter_mut()
             .filter(|hp| &hp.host == new)
             .flat_map(|hp| hp.changes.iter_mut())
-            .find(|c| c.kind == "primary")
+            .find(|c| c.kind == crate::tasks::Kind::Primary)
         {
             c.notes.extend(steps(old));
             c.notes.extend(

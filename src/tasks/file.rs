@@ -20,7 +20,7 @@ pub const MAX_DIFF_BYTES: u64 = 256 * 1024;
 #[derive(Debug, Clone)]
 pub struct FileRes {
     /// "template" or "copy".
-    pub kind: &'static str,
+    pub kind: crate::tasks::Kind,
     pub path: String,
     pub content: Vec<u8>,
     pub mode: u32,
@@ -334,7 +334,7 @@ mod tests {
 
     fn res(content: &str, mode: u32) -> FileRes {
         FileRes {
-            kind: "template",
+            kind: crate::tasks::Kind::Template,
             path: "/etc/x.cnf".into(),
             content: content.as_bytes().to_vec(),
             mode,
@@ -424,7 +424,7 @@ mod tests {
     #[test]
     fn write_script_is_guarded_and_atomic() {
         let f = FileRes {
-            kind: "copy",
+            kind: crate::tasks::Kind::Copy,
             path: "/etc/x.cnf".into(),
             content: b"hello\n".to_vec(),
             mode: 0o640,

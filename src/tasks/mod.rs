@@ -62,6 +62,56 @@ pub struct Assessment {
     pub notes: Vec<String>,
 }
 
+/// A task's kind, as plans, plan files and JSON name it (`"template"`, `"replication"`…):
+/// the playbook's task kinds, with a file task named by how its content is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A file rendered from a template.
+    Template,
+    /// A file copied from the playbooks.
+    Copy,
+    /// A file that must be absent.
+    File,
+    Directory,
+    Package,
+    Service,
+    Sysctl,
+    Command,
+    MysqlUser,
+    MysqlDatabase,
+    Sql,
+    Replication,
+    Primary,
+}
+
+impl Kind {
+    /// The name plans show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Template => "template",
+            Kind::Copy => "copy",
+            Kind::File => "file",
+            Kind::Directory => "directory",
+            Kind::Package => "package",
+            Kind::Service => "service",
+            Kind::Sysctl => "sysctl",
+            Kind::Command => "command",
+            Kind::MysqlUser => "mysql_user",
+            Kind::MysqlDatabase => "mysql_database",
+            Kind::Sql => "sql",
+            Kind::Replication => "replication",
+            Kind::Primary => "primary",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One managed resource of one host, fully rendered.
 #[derive(Debug, Clone)]
 pub enum Resource {
@@ -82,21 +132,21 @@ pub enum Resource {
 }
 
 impl Resource {
-    /// Kind name as shown in plans and JSON.
-    pub fn kind(&self) -> &'static str {
+    /// The resource's kind, as plans and JSON name it.
+    pub fn kind(&self) -> Kind {
         match self {
             Resource::File(f) => f.kind,
-            Resource::Absent(_) => "file",
-            Resource::Directory(_) => "directory",
-            Resource::Packages(_) => "package",
-            Resource::Service(_) => "service",
-            Resource::Sysctl(_) => "sysctl",
-            Resource::Command(_) => "command",
-            Resource::User(_) => "mysql_user",
-            Resource::Database(_) => "mysql_database",
-            Resource::Sql(_) => "sql",
-            Resource::Replication(_) => "replication",
-            Resource::Primary(_) => "primary",
+            Resource::Absent(_) => Kind::File,
+            Resource::Directory(_) => Kind::Directory,
+            Resource::Packages(_) => Kind::Package,
+            Resource::Service(_) => Kind::Service,
+            Resource::Sysctl(_) => Kind::Sysctl,
+            Resource::Command(_) => Kind::Command,
+            Resource::User(_) => Kind::MysqlUser,
+            Resource::Database(_) => Kind::MysqlDatabase,
+            Resource::Sql(_) => Kind::Sql,
+            Resource::Replication(_) => Kind::Replication,
+            Resource::Primary(_) => Kind::Primary,
         }
     }
     /// What the resource is on the host: a path, package list, service name.

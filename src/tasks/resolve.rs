@@ -991,7 +991,11 @@ fn build<'s>(
             .into());
         }
         return Ok(Resource::File(FileRes {
-            kind: if is_template { "template" } else { "copy" },
+            kind: if is_template {
+                crate::tasks::Kind::Template
+            } else {
+                crate::tasks::Kind::Copy
+            },
             path: dest,
             content: content.into_bytes(),
             mode: m,
@@ -1067,7 +1071,7 @@ fn build<'s>(
             format!("# Managed by dbfleet (seed 000: \"Optimize kernel parameters\").\n{body}");
         return Ok(Resource::Sysctl(SysctlRes {
             file: FileRes {
-                kind: "sysctl",
+                kind: crate::tasks::Kind::Sysctl,
                 path: field(cc, ctx, "file", &s.file)?,
                 content: content.into_bytes(),
                 mode: 0o644,

@@ -140,7 +140,7 @@ mod tests {
         let content = "net.core.somaxconn = 4096\n";
         SysctlRes {
             file: FileRes {
-                kind: "sysctl",
+                kind: crate::tasks::Kind::Sysctl,
                 path: "/etc/sysctl.d/60-dbfleet.conf".into(),
                 content: content.as_bytes().to_vec(),
                 mode: 0o644,

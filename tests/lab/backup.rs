@@ -1,0 +1,704 @@
+//! Backups: cron jobs and retention, point-in-time restore, disaster rebuild, the offsite copy.
+
+use std::time::Duration;
+
+use super::support::*;
+
+/// `app.NAME (id, v)` made afresh on db1 with rows 1..=n whose `v` is `label`, and waited
+/// for on db2 (where the backup jobs run).
+fn fresh_table(name: &str, label: &str, n: u32) {
+    sql(
+        "db1",
+        &format!(
+            "USE app; DROP TABLE IF EXISTS app.{name}; CREATE TABLE app.{name} (id INT PRIMARY KEY, v VARCHAR(40)); \
+             INSERT INTO app.{name} SELECT seq, '{label}' FROM seq_1_to_{n}"
+        ),
+    );
+    eventually(
+        "db2",
+        &format!(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'app' AND table_name = '{name}'"
+        ),
+        "1",
+    );
+    eventually(
+        "db2",
+        &format!("SELECT COUNT(*) FROM app.{name}"),
+        &n.to_string(),
+    );
+}
+
+/// The age in whole days before `now` of each snapshot in `restic snapshots --json`, sorted.
+fn snapshot_ages(json: &str, now: chrono::DateTime<chrono::Utc>) -> Vec<i64> {
+    let v: serde_json::Value = serde_json::from_str(json).expect("json");
+    let mut a: Vec<i64> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| {
+            let t = chrono::DateTime::parse_from_rfc3339(s["time"].as_str().expect("time"))
+                .expect("rfc3339");
+            (now - t.with_timezone(&chrono::Utc)).num_hours() / 24
+        })
+        .collect();
+    a.sort();
+    a
+}
+
+/// Starts the lab's offsite object storage (Garage at .41, outside the inventory) and returns
+/// its S3 key as environment variables for dbfleet (`LAB_S3_ACCESS_KEY`,
+/// `LAB_S3_SECRET_KEY`), read from the 0600 file lab/lab.sh writes.
+fn offsite_storage() -> Vec<(String, String)> {
+    let o = bounded("1800", "bash")
+        .arg(repo().join("lab/lab.sh"))
+        .arg("offsite")
+        .output()
+        .expect("lab/lab.sh offsite");
+    assert!(
+        o.status.success(),
+        "lab/lab.sh offsite failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::read_to_string(repo().join(".lab/offsite.env"))
+        .expect("offsite.env")
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_leak_no_secret() {
+    let _lab = converged();
+    // Rows for the restores to check, replicated to db2 (the jobs' host) before they run.
+    fresh_table("verified", "checked", 1000);
+    // Must-show 1: the cron files on the hosts are exactly the rendered ones.
+    let rendered = tempfile::tempdir().expect("tempdir");
+    let o = dbfleet(&[
+        "plan",
+        "--offline",
+        "--out-dir",
+        &rendered.path().display().to_string(),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    for h in ["db1", "db2", "proxy1"] {
+        let want =
+            std::fs::read_to_string(rendered.path().join(h).join("etc/cron.d/dbfleet-backup"))
+                .expect("rendered cron file");
+        assert_eq!(
+            on(h, "cat /etc/cron.d/dbfleet-backup"),
+            want.trim_end(),
+            "{h}"
+        );
+    }
+    assert!(
+        !rendered
+            .path()
+            .join("db3/etc/cron.d/dbfleet-backup")
+            .exists()
+    );
+    let want = std::fs::read_to_string(
+        rendered
+            .path()
+            .join("backup1/etc/cron.d/dbfleet-backup-verify"),
+    )
+    .expect("rendered verify cron file");
+    assert_eq!(
+        on("backup1", "cat /etc/cron.d/dbfleet-backup-verify"),
+        want.trim_end()
+    );
+    // Each job, triggered, lands on backup1.
+    for (job, mode) in [
+        ("app-logical", "run"),
+        ("app-physical", "full"),
+        ("app-physical", "incremental"),
+        ("binlogs", "run"),
+        ("proxy-config", "run"),
+    ] {
+        let host = match job {
+            "binlogs" => "db1",
+            "proxy-config" => "proxy1",
+            _ => "db2",
+        };
+        // The hosts share this machine's clock; restic keeps whole seconds.
+        let started = chrono::Utc::now() - chrono::Duration::seconds(1);
+        let r = dbfleet(&["backup", "run", job, "--mode", mode]);
+        assert_eq!(r.code, 0, "{job} {mode}: {}", r.all());
+        assert!(
+            r.stdout.contains(&format!("{job} {mode}: ok")),
+            "{}",
+            r.all()
+        );
+        // This run's snapshot is in the repository on backup1 (read back through SFTP).
+        let snaps: serde_json::Value = serde_json::from_str(&on(
+            host,
+            &format!("/usr/local/lib/dbfleet/backup-{job} snapshots"),
+        ))
+        .expect("json");
+        let fresh = snaps.as_array().expect("array").iter().any(|s| {
+            let t = chrono::DateTime::parse_from_rfc3339(s["time"].as_str().unwrap_or(""));
+            t.is_ok_and(|t| t >= started)
+                && s["tags"]
+                    .as_array()
+                    .is_some_and(|tags| tags.iter().any(|t| t == mode))
+        });
+        assert!(fresh, "{job} {mode}: no snapshot of this run: {snaps}");
+        assert_ne!(
+            on(
+                "backup1",
+                &format!("ls /srv/dbfleet-backups/{job}/snapshots | wc -l")
+            ),
+            "0"
+        );
+    }
+    let l = dbfleet(&["backup", "list", "--json"]);
+    assert_eq!(l.code, 0, "{}", l.all());
+    let list: serde_json::Value = serde_json::from_str(&l.stdout).expect("json");
+    assert_eq!(list["format_version"], 1);
+    let physical = list["jobs"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|j| j["job"] == "app-physical")
+        .expect("app-physical listed");
+    let tags: Vec<String> = physical["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .flat_map(|s| s["tags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect();
+    assert!(tags.contains(&"full".to_string()) && tags.contains(&"incremental".to_string()));
+    assert_eq!(physical["within_rpo"], true);
+    // A second apply changes nothing.
+    assert_empty_plan();
+
+    // Must-show 3: `backup verify` restores every job's newest backup on backup1 and
+    // checks it; the logical one against the manifest db2 recorded at backup time.
+    let v = dbfleet(&["backup", "verify"]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    for want in [
+        "rows readable, row counts and checksums match the manifest",
+        "app-logical ok: ",
+        "app-physical ok: full ",
+        "binlogs ok: ",
+        "proxy-config ok: ",
+    ] {
+        assert!(v.stdout.contains(want), "`{want}` in:\n{}", v.all());
+    }
+    assert!(
+        v.stdout.contains("1 incremental(s) prepared and started"),
+        "{}",
+        v.all()
+    );
+    assert!(
+        on(
+            "backup1",
+            "cat /var/lib/node_exporter/textfile_collector/dbfleet_backup_verify_app-logical.prom"
+        )
+        .contains("dbfleet_backup_verify_ok{job=\"app-logical\"} 1")
+    );
+    // db2's SQL thread, paused for the manifest and dump, runs again.
+    assert_eq!(slave_status("db2")["Slave_SQL_Running"], "Yes");
+    // A pack file of the logical job truncated on backup1: verify fails, naming the job
+    // and the pack.
+    let pack = on(
+        "backup1",
+        "find /srv/dbfleet-backups/app-logical/data -type f -printf '%s %p\\n' | sort -n | tail -n 1 | cut -d' ' -f2",
+    );
+    let pack_id = pack.rsplit('/').next().expect("pack id").to_string();
+    on(
+        "backup1",
+        &format!("cp -p {pack} /tmp/pack.good && truncate -s 100 {pack}"),
+    );
+    let bad = dbfleet(&["backup", "verify", "app-logical"]);
+    on("backup1", &format!("mv /tmp/pack.good {pack}"));
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    assert!(
+        bad.stdout.contains(&format!(
+            "app-logical FAILED: restic check: pack {pack_id}: unexpected file size"
+        )),
+        "{}",
+        bad.all()
+    );
+    assert!(
+        bad.stderr
+            .contains("backup verification failed: app-logical"),
+        "{}",
+        bad.all()
+    );
+    assert!(
+        on(
+            "backup1",
+            "cat /var/lib/node_exporter/textfile_collector/dbfleet_backup_verify_app-logical.prom"
+        )
+        .contains("dbfleet_backup_verify_ok{job=\"app-logical\"} 0")
+    );
+
+    // Must-show 2: retention. proxy-config keeps 14 days (relative to its newest backup):
+    // backups dated 40, 20, 15, 13, 7 and 1 days back are pruned to those within 14 days.
+    let now = chrono::Utc::now();
+    for days in [40i64, 20, 15, 13, 7, 1] {
+        let at = (now - chrono::Duration::days(days)).format("%Y-%m-%d %H:%M:%S");
+        on(
+            "proxy1",
+            &format!("DBFLEET_BACKUP_TIME='{at}' /usr/local/lib/dbfleet/backup-proxy-config run"),
+        );
+    }
+    let ages = snapshot_ages(
+        &on(
+            "proxy1",
+            "/usr/local/lib/dbfleet/backup-proxy-config snapshots",
+        ),
+        now,
+    );
+    // Kept: 13, 7 and 1 days back, and today's runs; pruned: 15, 20 and 40 days back.
+    let dated: Vec<i64> = ages.iter().copied().filter(|a| *a > 0).collect();
+    assert_eq!(
+        dated,
+        vec![1, 7, 13],
+        "kept exactly the backups within 14 days: {ages:?}"
+    );
+    assert!(ages.contains(&0));
+
+    // Must-show 8: no secret in any cron file, script, log or output.
+    let store: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo().join("inventories/.dbfleet/secrets.json")).expect("secrets"),
+    )
+    .expect("json");
+    let mut seen = String::new();
+    for h in ["db1", "db2", "proxy1"] {
+        seen.push_str(&on(
+            h,
+            "cat /etc/cron.d/dbfleet-backup /usr/local/lib/dbfleet/backup-* /var/log/dbfleet/backup-*.log",
+        ));
+    }
+    seen.push_str(&on(
+        "backup1",
+        "cat /etc/cron.d/dbfleet-backup-verify /usr/local/lib/dbfleet/backup-verify /var/log/dbfleet/backup-verify.log",
+    ));
+    seen.push_str(&l.all());
+    seen.push_str(&v.all());
+    seen.push_str(&bad.all());
+    for (name, value) in store.as_object().expect("object") {
+        let v = value.as_str().expect("string");
+        assert!(
+            !seen.contains(v),
+            "secret {name} leaked into backup files or output"
+        );
+    }
+}
+
+#[test]
+fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_it() {
+    let _lab = converged();
+    // 100 rows, then the logical backup (on db2), then 50 more rows.
+    fresh_table("pitr", "before the backup", 100);
+    let b = dbfleet(&["backup", "run", "app-logical"]);
+    assert_eq!(b.code, 0, "{}", b.all());
+    sql(
+        "db1",
+        "USE app; INSERT INTO app.pitr SELECT seq, 'after the backup' FROM seq_101_to_150",
+    );
+    // The time to restore to, whole seconds apart from what comes before and after it.
+    std::thread::sleep(Duration::from_millis(2100));
+    let to = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    std::thread::sleep(Duration::from_millis(2100));
+    sql(
+        "db1",
+        "INSERT INTO app.pitr VALUES (151, 'after the time'); DROP TABLE app.pitr",
+    );
+    // Without the binary logs archived past that time, restore refuses and says why
+    // (unless cron's own binlog run, every 30 minutes, fell in these seconds).
+    let early = dbfleet(&["restore", "db1", "--to", &to, "--auto-approve"]);
+    if early.code != 0 {
+        assert!(
+            early.stderr.contains("binlog archive") || early.stderr.contains("binlogs"),
+            "{}",
+            early.all()
+        );
+    }
+    let r = dbfleet(&["backup", "run", "binlogs"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // Shown as a plan first; --dry-run changes nothing.
+    let gtid_before = sql("db1", "SELECT @@gtid_binlog_pos");
+    let p = dbfleet(&["restore", "db1", "--to", &to, "--dry-run"]);
+    assert_eq!(p.code, 0, "{}", p.all());
+    for step in [
+        "Restore db1 (primary of cluster lab) to",
+        "read_only ON on db1",
+        "drop and reload app from app-logical backup",
+        "replay the archived binary logs of binlogs",
+        "read_only OFF on db1",
+    ] {
+        assert!(p.stdout.contains(step), "`{step}` in:\n{}", p.all());
+    }
+    assert_eq!(sql("db1", "SELECT @@gtid_binlog_pos"), gtid_before);
+    // Without a terminal, approval is required.
+    let no = dbfleet(&["restore", "db1", "--to", &to]);
+    assert_eq!(no.code, 1, "{}", no.all());
+    assert!(no.stderr.contains("--auto-approve"), "{}", no.all());
+
+    // Saved, then the binlog archive moves on: the saved plan is stale and changes nothing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = dir.path().join("restore-plan.json").display().to_string();
+    let o = dbfleet(&["restore", "db1", "--to", &to, "--out", &saved]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let r = dbfleet(&["backup", "run", "binlogs"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let stale = dbfleet(&["apply", &saved]);
+    assert_eq!(stale.code, 1, "{}", stale.all());
+    assert!(
+        stale.stderr.contains("stale") && stale.stderr.contains("binlogs newest run was"),
+        "{}",
+        stale.all()
+    );
+    assert_eq!(sql("db1", "SELECT @@gtid_binlog_pos"), gtid_before);
+    let o = dbfleet(&["restore", "db1", "--to", &to, "--out", &saved]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let a = dbfleet(&["apply", &saved]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert!(a.stdout.contains("restored db1 in"), "{}", a.all());
+    // Every row inserted before the time is back, none after it, on the primary and, by
+    // replication, on both replicas; the primary takes writes again.
+    for h in DB_HOSTS {
+        eventually(
+            h,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'pitr'",
+            "1",
+        );
+        eventually(
+            h,
+            "SELECT CONCAT(COUNT(*), ' ', MAX(id)) FROM app.pitr",
+            "150 150",
+        );
+    }
+    assert_eq!(sql("db1", "SELECT @@read_only"), "0");
+    assert_eq!(
+        sql(
+            "db1",
+            "SELECT COUNT(*) FROM app.pitr WHERE v = 'after the backup'"
+        ),
+        "50"
+    );
+    assert_eq!(
+        sql("db3", "CHECKSUM TABLE app.pitr"),
+        sql("db1", "CHECKSUM TABLE app.pitr")
+    );
+    let s = dbfleet(&["status"]);
+    assert_eq!(
+        s.code,
+        0,
+        "the cluster is healthy after the restore:\n{}",
+        s.all()
+    );
+    assert_empty_plan();
+}
+
+#[test]
+fn rebuild_brings_back_a_lost_replica_then_a_lost_cluster_from_backups_alone() {
+    let _lab = converged();
+    // A full backup, more rows, an incremental, more rows (replicated, not backed up).
+    fresh_table("rebuilt", "before the full", 1000);
+    for mode in ["full", "incremental"] {
+        let b = dbfleet(&["backup", "run", "app-physical", "--mode", mode]);
+        assert_eq!(b.code, 0, "{}", b.all());
+        sql(
+            "db1",
+            &format!(
+                "USE app; INSERT INTO app.rebuilt SELECT seq, 'after the {mode}' FROM seq_{}_to_{}",
+                if mode == "full" { 1001 } else { 2001 },
+                if mode == "full" { 1500 } else { 2100 }
+            ),
+        );
+    }
+
+    // Must-show 5: db3 destroyed, a bare host in its place. Its data must come from the
+    // backups: the primary cannot make a copy (mariadb-backup taken away on db1).
+    reset(&["db3"]);
+    on("db1", "chmod -x /usr/bin/mariadb-backup");
+    let r = dbfleet(&["rebuild", "db3", "--auto-approve"]);
+    on("db1", "chmod +x /usr/bin/mariadb-backup");
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("seeded from app-physical's newest backup chain"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stdout.contains("Rebuilt db3: measured RTO ") && r.stdout.contains("declared RTO 1h"),
+        "{}",
+        r.all()
+    );
+    let st = slave_status("db3");
+    assert_eq!(
+        (
+            st["Slave_IO_Running"].as_str(),
+            st["Slave_SQL_Running"].as_str()
+        ),
+        ("Yes", "Yes")
+    );
+    eventually("db3", "SELECT COUNT(*) FROM app.rebuilt", "1600");
+    assert_eq!(
+        sql("db3", "CHECKSUM TABLE app.rebuilt"),
+        sql("db1", "CHECKSUM TABLE app.rebuilt")
+    );
+    assert_empty_plan();
+
+    // A host that was not lost is refused, and so is the primary alone.
+    let not_bare = dbfleet(&["rebuild", "db3", "--auto-approve"]);
+    assert_eq!(not_bare.code, 1, "{}", not_bare.all());
+    assert!(
+        not_bare.stderr.contains("still holds a data folder"),
+        "{}",
+        not_bare.all()
+    );
+    let alone = dbfleet(&["rebuild", "db1", "--auto-approve"]);
+    assert_eq!(alone.code, 1, "{}", alone.all());
+    assert!(alone.stderr.contains("fail over"), "{}", alone.all());
+
+    // Must-show 6: rows archived by the binlog job, then rows written after its run; then
+    // every database host is lost.
+    sql(
+        "db1",
+        "USE app; INSERT INTO app.rebuilt SELECT seq, 'archived' FROM seq_3001_to_3050",
+    );
+    let b = dbfleet(&["backup", "run", "binlogs"]);
+    assert_eq!(b.code, 0, "{}", b.all());
+    sql(
+        "db1",
+        "USE app; INSERT INTO app.rebuilt SELECT seq, 'lost' FROM seq_4001_to_4005",
+    );
+    assert_eq!(rows("db1"), "1655 5");
+    reset(&["db1", "db2", "db3"]);
+    let all = dbfleet(&["rebuild", "db1", "db2", "db3", "--auto-approve"]);
+    assert_eq!(all.code, 0, "{}", all.all());
+    // Everything up to the binlog archive's run is back on all three, nothing after it;
+    // the bound on the loss is printed beside the RPO.
+    for h in DB_HOSTS {
+        eventually(
+            h,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'rebuilt'",
+            "1",
+        );
+        eventually(h, "SELECT COUNT(*) FROM app.rebuilt", "1650");
+        assert_eq!(rows(h), "1650 0", "{h}");
+    }
+    assert_eq!(
+        sql("db2", "CHECKSUM TABLE app.rebuilt"),
+        sql("db1", "CHECKSUM TABLE app.rebuilt")
+    );
+    let line = all
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Recovered up to "))
+        .unwrap_or_else(|| panic!("no RPO line:\n{}", all.all()));
+    assert!(
+        line.contains("declared RPO 1d") && !line.contains("over the RPO"),
+        "{line}"
+    );
+    assert!(
+        all.stdout.contains("Rebuilt db1, db2, db3: measured RTO "),
+        "{}",
+        all.all()
+    );
+    assert_eq!(sql("db1", "SELECT @@read_only"), "0");
+    let s = dbfleet(&["status"]);
+    assert_eq!(s.code, 0, "{}", s.all());
+    assert_empty_plan();
+}
+
+#[test]
+fn offsite_copy_to_s3_keeps_its_retention_verifies_and_restores_a_rebuilt_backup_server() {
+    let mut lab = converged();
+    let env = offsite_storage();
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Seed 003's bucket: every job copied daily at 03:30, kept 10 days there.
+    let inv = lab_variant(
+        dir.path(),
+        "offsite.yml",
+        &[
+            (
+                "  backup_encryption_password: { generate: 32 }",
+                "  backup_encryption_password: { generate: 32 }\n  s3_access_key: { env: LAB_S3_ACCESS_KEY }\n  s3_secret_key: { env: LAB_S3_SECRET_KEY }",
+            ),
+            (
+                "  server: backup1\n",
+                "  server: backup1\n  offsite:\n    repository: s3:http://172.29.77.41:3900/dbfleet-offsite/lab\n    access_key_id: s3_access_key\n    secret_access_key: s3_secret_key\n    schedule: \"30 3 * * *\"\n    retention: { days: 10 }\n",
+            ),
+        ],
+    );
+    let d = |args: &[&str]| dbfleet_with(&inv, args, &envs);
+    let a = d(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    let p = d(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        p.code,
+        0,
+        "a re-plan after apply must be empty:\n{}",
+        p.all()
+    );
+    // The cron file on backup1 is exactly the rendered one; the credentials file is 0600.
+    let rendered = tempfile::tempdir().expect("tempdir");
+    let o = d(&[
+        "plan",
+        "--offline",
+        "--out-dir",
+        &rendered.path().display().to_string(),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let want = std::fs::read_to_string(
+        rendered
+            .path()
+            .join("backup1/etc/cron.d/dbfleet-backup-offsite"),
+    )
+    .expect("rendered cron file");
+    assert_eq!(
+        on("backup1", "cat /etc/cron.d/dbfleet-backup-offsite"),
+        want.trim_end()
+    );
+    assert_eq!(
+        on("backup1", "stat -c '%a %U' /etc/dbfleet/backup-offsite.env"),
+        "600 root"
+    );
+
+    // Backups dated 20, 12, 8 and 2 days back (kept on backup1: the job keeps 4 weeks),
+    // then today's; the copy keeps the 10 days declared for the offsite side.
+    fresh_table("offsite", "copied", 500);
+    let now = chrono::Utc::now();
+    for days in [20i64, 12, 8, 2] {
+        let at = (now - chrono::Duration::days(days)).format("%Y-%m-%d %H:%M:%S");
+        on(
+            "db2",
+            &format!("DBFLEET_BACKUP_TIME='{at}' /usr/local/lib/dbfleet/backup-app-logical run"),
+        );
+    }
+    let r = d(&["backup", "run", "app-logical"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let c = d(&["backup", "offsite", "app-logical"]);
+    assert_eq!(c.code, 0, "{}", c.all());
+    assert!(c.stdout.contains("app-logical ok: "), "{}", c.all());
+    let ages = |json: &str| snapshot_ages(json, now);
+    let local = ages(&on(
+        "db2",
+        "/usr/local/lib/dbfleet/backup-app-logical snapshots",
+    ));
+    let offsite = ages(&on(
+        "backup1",
+        "/usr/local/lib/dbfleet/backup-offsite --snapshots app-logical",
+    ));
+    assert!(
+        [2, 8, 12, 20].iter().all(|d| local.contains(d)),
+        "backup1 keeps 4 weeks: {local:?}"
+    );
+    assert_eq!(
+        offsite
+            .iter()
+            .copied()
+            .filter(|a| *a > 0)
+            .collect::<Vec<_>>(),
+        vec![2, 8],
+        "the offsite copy keeps exactly the backups within 10 days: {offsite:?}"
+    );
+    assert!(
+        offsite.contains(&0),
+        "today's backup is offsite: {offsite:?}"
+    );
+    // The objects really are in the Garage bucket, under the declared prefix.
+    let objects = on(
+        "offsite1",
+        "garage -c /etc/garage.toml bucket info dbfleet-offsite",
+    );
+    let count: u64 = objects
+        .lines()
+        .find_map(|l| l.strip_prefix("Objects:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no object count in:\n{objects}"));
+    assert!(count > 0, "{objects}");
+    let metrics = on(
+        "backup1",
+        "cat /var/lib/node_exporter/textfile_collector/dbfleet_backup_offsite_app-logical.prom",
+    );
+    assert!(
+        metrics.contains("dbfleet_backup_offsite_last_exit_code{job=\"app-logical\"} 0"),
+        "{metrics}"
+    );
+
+    // The offsite copy restores: the newest dump loaded into a scratch server on backup1
+    // matches the manifest db2 recorded at backup time.
+    let v = d(&["backup", "verify", "--offsite", "app-logical"]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    assert!(
+        v.stdout
+            .contains("rows readable, row counts and checksums match the manifest"),
+        "{}",
+        v.all()
+    );
+
+    // backup1 is lost: a bare host in its place (new SSH host keys, empty disk). Apply
+    // provisions it, with the fleet's backup host key, so the job hosts trust it again at
+    // once; `backup offsite --pull` brings every copied backup back, owned by the backup
+    // account, and the local verify passes.
+    reset(&["backup1"]);
+    let a2 = d(&["apply", "--auto-approve"]);
+    assert_eq!(a2.code, 0, "{}", a2.all());
+    let p = d(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        p.code,
+        0,
+        "a re-plan after apply must be empty:\n{}",
+        p.all()
+    );
+    let pull = d(&["backup", "offsite", "--pull", "app-logical"]);
+    assert_eq!(pull.code, 0, "{}", pull.all());
+    assert!(
+        pull.stdout
+            .contains(&format!("app-logical ok: {} snapshots", offsite.len())),
+        "{}",
+        pull.all()
+    );
+    assert_eq!(
+        on(
+            "backup1",
+            "find /srv/dbfleet-backups/app-logical ! -user dbfleet-backup | wc -l"
+        ),
+        "0"
+    );
+    let v = d(&["backup", "verify", "app-logical"]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    // The job writes into the pulled store again, over SFTP to the rebuilt server, whose
+    // host key db2 checks strictly.
+    let r = d(&["backup", "run", "app-logical"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // No secret (the S3 key included) in the cron file, the scripts, the logs or output.
+    let store: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(".dbfleet/secrets.json")).expect("secrets"),
+    )
+    .expect("json");
+    let mut seen = on(
+        "backup1",
+        "cat /etc/cron.d/dbfleet-backup-offsite /usr/local/lib/dbfleet/backup-offsite /usr/local/lib/dbfleet/backup-verify /var/log/dbfleet/backup-offsite.log /var/log/dbfleet/backup-verify.log",
+    );
+    for o in [&a, &a2, &c, &v, &pull, &r] {
+        seen.push_str(&o.all());
+    }
+    let mut secrets: Vec<String> = store
+        .as_object()
+        .expect("object")
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    secrets.extend(env.iter().map(|(_, v)| v.clone()));
+    for s in secrets {
+        assert!(
+            !seen.contains(&s),
+            "a secret leaked into offsite files or output"
+        );
+    }
+    // Back to the lab's own inventory for the tests after this one.
+    converge(&mut lab);
+}

@@ -1,0 +1,341 @@
+//! What the lab tests share: the lab itself (one set of hosts, taken in turns), running
+//! dbfleet and commands on the hosts (bounded), and the checks several areas make.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const DB_HOSTS: [&str; 3] = ["db1", "db2", "db3"];
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Lab {
+    /// No apply has run since the hosts were created.
+    pub fresh: bool,
+}
+
+/// The shared lab, brought up once per test run.
+pub fn lab() -> MutexGuard<'static, Lab> {
+    static LAB: OnceLock<Mutex<Lab>> = OnceLock::new();
+    let m = LAB.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("lab/lab.sh"))
+            .arg("up")
+            .output()
+            .expect("run lab/lab.sh");
+        assert!(
+            out.status.success(),
+            "lab/lab.sh up failed: the lab tests need Docker and debootstrap and never skip.\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mutex::new(Lab { fresh: true })
+    });
+    // A failed test poisons the mutex; the next test converges the lab anyway.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Every command a test runs is bounded (coreutils `timeout`, TERM then KILL): a hang fails
+/// the test with what the command printed so far, instead of eating CI's time budget.
+pub const DBFLEET_LIMIT_S: &str = "900";
+
+pub const EXEC_LIMIT_S: &str = "300";
+
+pub fn bounded(limit_s: &str, program: &str) -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["--kill-after=10", limit_s, program]);
+    c
+}
+
+pub fn dbfleet_with(inventory: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut c = bounded(DBFLEET_LIMIT_S, env!("CARGO_BIN_EXE_dbfleet"));
+    c.current_dir(repo())
+        .env("NO_COLOR", "1")
+        .arg("-i")
+        .arg(inventory)
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().expect("run dbfleet");
+    assert!(
+        !matches!(o.status.code(), Some(124) | Some(137)),
+        "dbfleet {args:?} did not finish within {DBFLEET_LIMIT_S} s:\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+pub fn dbfleet(args: &[&str]) -> Out {
+    dbfleet_with(&repo().join("inventories/lab.yml"), args, &[])
+}
+
+/// Runs `sh -c cmd` in a lab host's container (not through dbfleet).
+pub fn on(host: &str, cmd: &str) -> String {
+    let o = bounded(EXEC_LIMIT_S, "docker")
+        .args(["exec", &format!("lab-{host}"), "sh", "-c", cmd])
+        .output()
+        .expect("docker exec");
+    assert!(
+        o.status.success(),
+        "on {host}: `{cmd}` failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+pub fn sql(host: &str, query: &str) -> String {
+    on(host, &format!("mariadb -N -B -e \"{query}\""))
+}
+
+pub fn sha256(host: &str, path: &str) -> String {
+    on(host, &format!("sha256sum {path} | cut -c1-64"))
+}
+
+/// Applies until converged and checks that a re-plan is empty.
+pub fn converge(lab: &mut Lab) {
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "apply:\n{}", a.all());
+    lab.fresh = false;
+    assert_empty_plan();
+}
+
+pub fn assert_empty_plan() {
+    let p = dbfleet(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        p.code,
+        0,
+        "a re-plan after apply must be empty:\n{}",
+        p.all()
+    );
+    assert!(
+        p.stdout
+            .contains("No changes: 5 hosts match the inventory."),
+        "{}",
+        p.stdout
+    );
+}
+
+pub fn plan_json(args: &[&str]) -> (i32, serde_json::Value) {
+    let mut a = vec!["plan", "--json"];
+    a.extend_from_slice(args);
+    let p = dbfleet(&a);
+    let v = serde_json::from_str(&p.stdout)
+        .unwrap_or_else(|e| panic!("plan --json is not JSON ({e}):\n{}", p.all()));
+    (p.code, v)
+}
+
+/// Host → task names with a change, from a JSON plan.
+pub fn changed_tasks(plan: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
+    let mut m = BTreeMap::new();
+    for h in plan["hosts"].as_array().expect("hosts") {
+        let tasks: Vec<String> = h["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .map(|c| c["task"].as_str().expect("task").to_string())
+            .collect();
+        if !tasks.is_empty() {
+            m.insert(h["host"].as_str().expect("host").to_string(), tasks);
+        }
+    }
+    m
+}
+
+/// A variant of the lab inventory, written to `dir/name`: each `(from, to)` edit must match
+/// (a change to lab.yml cannot silently leave a test on the plain inventory), and the
+/// ssh_config path is made absolute since the copy lives elsewhere.
+pub fn lab_variant(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(repo().join("inventories/lab.yml")).expect("lab.yml");
+    let ssh_config = format!("config: {}", repo().join(".lab/ssh_config").display());
+    for (from, to) in edits
+        .iter()
+        .copied()
+        .chain([("config: ../.lab/ssh_config", ssh_config.as_str())])
+    {
+        assert!(text.contains(from), "lab.yml no longer contains `{from}`");
+        text = text.replacen(from, to, 1);
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    // The same secrets and TLS material as lab.yml: a variant changes what it says only.
+    let store = repo().join("inventories/.dbfleet");
+    if store.exists() && !dir.join(".dbfleet").exists() {
+        let ok = Command::new("cp")
+            .arg("-a")
+            .arg(&store)
+            .arg(dir.join(".dbfleet"))
+            .status()
+            .expect("cp");
+        assert!(ok.success(), "copying the secrets store");
+        // Not the record of an earlier failover: each variant starts outside the window.
+        let _ = std::fs::remove_file(dir.join(".dbfleet/failover.json"));
+    }
+    p
+}
+
+pub fn rand_u64() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    t ^ (std::process::id() as u64).rotate_left(32)
+}
+
+/// `SHOW SLAVE STATUS` of a replica, field → value.
+pub fn slave_status(host: &str) -> BTreeMap<String, String> {
+    on(host, "mariadb -E -e 'SHOW SLAVE STATUS'")
+        .lines()
+        .filter_map(|l| {
+            l.split_once(": ")
+                .or_else(|| l.trim_end().strip_suffix(':').map(|k| (k, "")))
+        })
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Waits up to 20 s for `query` on `host` to return `want`.
+pub fn eventually(host: &str, query: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = sql(host, query);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{host}: `{query}` returned {got:?}, expected {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The lab's application password, from lab.yml's secrets store.
+pub fn app_password() -> String {
+    let store: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo().join("inventories/.dbfleet/secrets.json")).expect("secrets store"),
+    )
+    .expect("json");
+    store["app_password"]
+        .as_str()
+        .expect("app_password")
+        .to_string()
+}
+
+pub const WRITER: &str = include_str!("../../lab/writer.sh");
+
+/// Feeds `input` to `sh -c cmd` in a lab host's container.
+pub fn on_with_input(host: &str, cmd: &str, input: &str) {
+    use std::io::Write;
+    let mut c = Command::new("docker")
+        .args(["exec", "-i", &format!("lab-{host}"), "sh", "-c", cmd])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("docker exec");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    assert!(c.wait().expect("wait").success(), "on {host}: {cmd}");
+}
+
+/// Stops the writer; returns each acknowledged insert as (epoch seconds, number, the
+/// server_id that acknowledged it), in order.
+pub fn stop_writer_acks() -> Vec<(f64, u64, u32)> {
+    on("backup1", "rm -f /root/writer.run; sleep 1");
+    let log = on("backup1", "cat /root/writer.log");
+    log.lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            Some((
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+                f.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// lab/fault.sh with `args` (the fault-injection harness).
+pub fn fault(args: &[&str]) {
+    let o = bounded(EXEC_LIMIT_S, "bash")
+        .arg(repo().join("lab/fault.sh"))
+        .args(args)
+        .output()
+        .expect("lab/fault.sh");
+    assert!(
+        o.status.success(),
+        "lab/fault.sh {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Every acknowledged number is in app.seq on `host`.
+pub fn assert_all_present(host: &str, acked: &[u64]) {
+    let have: std::collections::BTreeSet<u64> = sql(host, "SELECT n FROM app.seq")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let lost: Vec<&u64> = acked.iter().filter(|n| !have.contains(n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{host} lacks {} acknowledged inserts: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
+
+pub fn docker(args: &[&str]) {
+    let o = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        o.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+pub fn reset(hosts: &[&str]) {
+    let o = Command::new("bash")
+        .arg(repo().join("lab/lab.sh"))
+        .arg("reset")
+        .args(hosts)
+        .output()
+        .expect("reset");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+pub fn rows(host: &str) -> String {
+    sql(
+        host,
+        "SELECT CONCAT(COUNT(*), ' ', IFNULL(SUM(v = 'lost'), 0)) FROM app.rebuilt",
+    )
+}
+
+/// The shared lab, converged: the start of every test that does not need a fresh lab.
+pub fn converged() -> MutexGuard<'static, Lab> {
+    let mut lab = lab();
+    converge(&mut lab);
+    lab
+}
