@@ -51,23 +51,19 @@ fn module_of(rel: &str) -> &str {
     rel.split('/').next().unwrap_or(rel).trim_end_matches(".rs")
 }
 
-/// The top-level modules `code` names through `crate::`.
-fn uses(code: &str) -> BTreeSet<String> {
+/// The names that follow `prefix` in `code`: `prefix::name` and each item of
+/// `prefix::{a, b::c}` (its first segment).
+fn names_after(code: &str, prefix: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for (i, _) in code.match_indices("crate::") {
-        let rest = &code[i + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            let group = group.split('}').next().unwrap_or("");
-            for item in group.split(',') {
-                let name: String = item
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                out.insert(name);
-            }
-        } else {
-            let name: String = rest
+    for (i, _) in code.match_indices(prefix) {
+        let rest = &code[i + prefix.len()..];
+        let items: Vec<&str> = match rest.strip_prefix('{') {
+            Some(group) => group.split('}').next().unwrap_or("").split(',').collect(),
+            None => vec![rest],
+        };
+        for item in items {
+            let name: String = item
+                .trim()
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
@@ -75,6 +71,11 @@ fn uses(code: &str) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// The top-level modules `code` names through `crate::`.
+fn uses(code: &str) -> BTreeSet<String> {
+    names_after(code, "crate::")
 }
 
 #[test]
@@ -165,25 +166,8 @@ fn the_dialect_module_is_the_bottom_layer() {
 /// The sibling modules `code` (a file of top-level module `top`) names: `super::NAME` and
 /// `crate::top::NAME`.
 fn sibling_uses(top: &str, code: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let long = format!("crate::{top}::");
-    for prefix in ["super::", long.as_str()] {
-        for (i, _) in code.match_indices(prefix) {
-            let rest = &code[i + prefix.len()..];
-            let items: Vec<&str> = match rest.strip_prefix('{') {
-                Some(group) => group.split('}').next().unwrap_or("").split(',').collect(),
-                None => vec![rest],
-            };
-            for item in items {
-                let name: String = item
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                out.insert(name);
-            }
-        }
-    }
+    let mut out = names_after(code, "super::");
+    out.extend(names_after(code, &format!("crate::{top}::")));
     out
 }
 

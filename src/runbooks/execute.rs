@@ -15,7 +15,6 @@ use super::Cluster;
 use super::topology::{DbState, proxy_runtime, read_state, sql};
 use crate::error::Error;
 use crate::plan::runbook::{Action, RunbookPlan, SECRET_PLACEHOLDER, Step};
-use crate::sql::gtid::missing_from;
 use crate::sql::quote;
 
 /// What an executed runbook leaves for its command to report.
@@ -202,16 +201,7 @@ async fn run_step(
             for h in &step.hosts {
                 let mine = state_of(c, h).await?;
                 let theirs = state_of(c, source).await?;
-                let theirs_all: Vec<_> = theirs
-                    .binlog_state
-                    .iter()
-                    .chain(theirs.slave_pos.iter())
-                    .copied()
-                    .collect();
-                let extra = missing_from(&mine.binlog_state, &theirs_all);
-                if !extra.is_empty() {
-                    return Err(super::failover::never_saw(h, source, &extra));
-                }
+                super::failover::contained(h, &mine, source, &theirs)?;
             }
             Ok(())
         }

@@ -680,16 +680,7 @@ pub async fn plan_rejoin(
         return Ok(None);
     }
     if mine.up {
-        let theirs_all: Vec<_> = theirs
-            .binlog_state
-            .iter()
-            .chain(theirs.slave_pos.iter())
-            .copied()
-            .collect();
-        let extra = crate::sql::gtid::missing_from(&mine.binlog_state, &theirs_all);
-        if !extra.is_empty() {
-            return Err(Error::Refused(never_saw(host, source, &extra)));
-        }
+        contained(host, &mine, source, &theirs).map_err(Error::Refused)?;
     }
     let mut p = RunbookPlan::new(
         Runbook::Rejoin {
@@ -781,16 +772,26 @@ pub async fn plan_rejoin(
     Ok(Some(p))
 }
 
-/// The refusal when `host` holds transactions `source` never saw.
-pub fn never_saw(
-    host: &str,
-    source: &str,
-    extra: &[(crate::sql::gtid::Gtid, crate::sql::gtid::Gtid)],
-) -> String {
-    format!(
+/// Checks that `host`'s GTID history (`mine`) is contained in `source`'s (`theirs`: what
+/// it logged or applied): a rejoin may then replicate from it without losing or repeating
+/// anything.
+///
+/// Errors: the refusal naming the transactions `host` has that `source` never saw.
+pub fn contained(host: &str, mine: &DbState, source: &str, theirs: &DbState) -> Result<(), String> {
+    let theirs_all: Vec<_> = theirs
+        .binlog_state
+        .iter()
+        .chain(theirs.slave_pos.iter())
+        .copied()
+        .collect();
+    let extra = crate::sql::gtid::missing_from(&mine.binlog_state, &theirs_all);
+    if extra.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
         "{host} has transactions {source} never saw: {}; rejoining would keep them on {host} only (or stop replication). Rebuild {host} from {source} instead (reseed it: move its data folder away and `dbfleet apply`)",
-        name_ranges(extra)
-    )
+        name_ranges(&extra)
+    ))
 }
 
 #[cfg(test)]
