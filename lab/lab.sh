@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The dbfleet lab: five real Debian bookworm hosts (db1 db2 db3 backup1 proxy1) as Docker
-# containers on a private network, built with no container registry:
+# The dbfleet lab: five real Debian hosts (db1 db2 db3 backup1 proxy1) as Docker containers
+# on a private network, built with no container registry:
 # debootstrap from Debian's mirror -> `docker import`, cached by a content hash of this
 # directory's build inputs. Each host runs sshd only (no systemd); its apt cache already
 # holds every package dbfleet installs, so provisioning needs no network inside the lab.
@@ -16,13 +16,21 @@
 #
 # Everything the lab writes on this machine lives in $LAB_DIR (default: .lab/, git-ignored):
 # the key pair, known_hosts and an ssh_config that inventories/lab.yml refers to.
+#
+# Several labs can run side by side, each with its own name, Debian release, subnet and
+# folder (issue 13's server matrix), e.g. Debian 13 with MariaDB 11.8:
+#   LAB_NAME=lab13 LAB_SUITE=trixie LAB_SUBNET=172.29.78.0/24 LAB_DIR=.lab13 lab/lab.sh up
+# Containers are named NAME-HOST (lab-db1), on the network dbfleet-NAME.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 LAB_DIR=${LAB_DIR:-$top/.lab}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-NET=dbfleet-lab
+LAB_NAME=${LAB_NAME:-lab}
+NET=dbfleet-$LAB_NAME
+# The Debian release of the hosts: bookworm (12, MariaDB 10.11) or trixie (13, MariaDB 11.8).
+SUITE=${LAB_SUITE:-bookworm}
 SUBNET=${LAB_SUBNET:-172.29.77.0/24}
 PREFIX=${SUBNET%.*}
 # name:last-octet; the addresses are fixed so the inventory can name them.
@@ -36,8 +44,8 @@ log() { printf 'lab: %s\n' "$*" >&2; }
 
 image_tag() {
   local h
-  h=$( (cat "$here/lab.sh" "$here/packages.txt" "$here/init.sh"; echo "$MIRROR") | sha256sum | cut -c1-12)
-  echo "dbfleet-lab:$h"
+  h=$( (cat "$here/lab.sh" "$here/packages.txt" "$here/init.sh"; echo "$MIRROR $SUITE") | sha256sum | cut -c1-12)
+  echo "dbfleet-lab:$SUITE-$h"
 }
 
 build_image() {
@@ -49,11 +57,11 @@ build_image() {
   command -v debootstrap >/dev/null || { log "debootstrap is missing (apt-get install debootstrap)"; exit 1; }
   local root; root=$(mktemp -d /tmp/dbfleet-rootfs.XXXXXX)
   trap 'rm -rf "$root"' RETURN
-  log "debootstrap bookworm into $root (this takes a few minutes)"
-  debootstrap --variant=minbase --include="$BASE_INCLUDE" bookworm "$root" "$MIRROR" >&2
+  log "debootstrap $SUITE into $root (this takes a few minutes)"
+  debootstrap --variant=minbase --include="$BASE_INCLUDE" "$SUITE" "$root" "$MIRROR" >&2
   # Package installs must not start services while building.
   printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"; chmod 755 "$root/usr/sbin/policy-rc.d"
-  echo "deb $MIRROR bookworm main" > "$root/etc/apt/sources.list"
+  echo "deb $MIRROR $SUITE main" > "$root/etc/apt/sources.list"
   cp /etc/resolv.conf "$root/etc/resolv.conf"
   chroot "$root" apt-get update -qq >&2
   log "pre-downloading: $PACKAGES"
@@ -78,10 +86,10 @@ ensure_network() {
 
 start_host() {
   local name=$1 octet=$2 tag=$3
-  docker rm -f "lab-$name" >/dev/null 2>&1 || true
-  docker run -d --init --name "lab-$name" --hostname "$name" --network "$NET" \
-    --ip "$PREFIX.$octet" --label dbfleet-lab=1 --cap-add NET_ADMIN "$tag" >/dev/null
-  docker exec -i "lab-$name" sh -c 'umask 077; mkdir -p /root/.ssh; cat > /root/.ssh/authorized_keys' < "$LAB_DIR/id_ed25519.pub"
+  docker rm -f "$LAB_NAME-$name" >/dev/null 2>&1 || true
+  docker run -d --init --name "$LAB_NAME-$name" --hostname "$name" --network "$NET" \
+    --ip "$PREFIX.$octet" --label dbfleet-lab="$LAB_NAME" --cap-add NET_ADMIN "$tag" >/dev/null
+  docker exec -i "$LAB_NAME-$name" sh -c 'umask 077; mkdir -p /root/.ssh; cat > /root/.ssh/authorized_keys' < "$LAB_DIR/id_ed25519.pub"
 }
 
 # Host keys are generated when a host first boots; collect them so ssh checks strictly.
@@ -89,9 +97,9 @@ write_ssh_config() {
   local kh="$LAB_DIR/known_hosts" tmp; tmp=$(mktemp)
   for entry in "${HOSTS[@]}"; do
     local name=${entry%%:*} octet=${entry##*:} key=""
-    docker inspect "lab-$name" >/dev/null 2>&1 || continue
+    docker inspect "$LAB_NAME-$name" >/dev/null 2>&1 || continue
     for _ in $(seq 1 50); do
-      key=$(docker exec "lab-$name" cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null) && [ -n "$key" ] && break
+      key=$(docker exec "$LAB_NAME-$name" cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null) && [ -n "$key" ] && break
       sleep 0.2
     done
     echo "$PREFIX.$octet $key" | cut -d' ' -f1-3 >> "$tmp"
@@ -139,7 +147,7 @@ start_offsite() {
   local tag=$1 bin; bin=$(garage_bin)
   docker rm -f lab-offsite1 >/dev/null 2>&1 || true
   docker run -d --init --name lab-offsite1 --hostname offsite1 --network "$NET" --ip "$OFFSITE_IP" \
-    --label dbfleet-lab=1 --entrypoint /bin/sleep "$tag" infinity >/dev/null
+    --label dbfleet-lab="$LAB_NAME" --entrypoint /bin/sleep "$tag" infinity >/dev/null
   docker cp "$bin" lab-offsite1:/usr/local/bin/garage
   docker exec -i lab-offsite1 sh -c 'umask 077; cat > /etc/garage.toml' <<CONF
 metadata_dir = "/var/lib/garage/meta"
@@ -191,11 +199,11 @@ case "$cmd" in
     for n in "$@"; do e=$(find_entry "$n"); entries+=("$e"); start_host "${e%%:*}" "${e##*:}" "$tag"; done
     write_ssh_config; wait_ssh "${entries[@]}" ;;
   down)
-    docker ps -aq --filter label=dbfleet-lab=1 | xargs -r docker rm -f >/dev/null
+    docker ps -aq --filter label=dbfleet-lab="$LAB_NAME" | xargs -r docker rm -f >/dev/null
     docker network rm "$NET" >/dev/null 2>&1 || true
     log "down" ;;
   tools) garage_bin >/dev/null ;;
   offsite) tag=$(build_image); ensure_keys; ensure_network; start_offsite "$tag" ;;
-  status) docker ps -a --filter label=dbfleet-lab=1 --format 'table {{.Names}}\t{{.Status}}\t{{.Image}}' ;;
+  status) docker ps -a --filter label=dbfleet-lab="$LAB_NAME" --format 'table {{.Names}}\t{{.Status}}\t{{.Image}}' ;;
   *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

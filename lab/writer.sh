@@ -6,9 +6,11 @@
 # A client that hangs (a primary blocked on semi-sync) is cut by HAProxy's fencing or by
 # the read timeout; neither is acknowledged. Credentials come from /root/app.cnf (0600).
 i=$1
+# The proxy's address (the main lab's by default; another lab of the server matrix passes its own).
+proxy=${2:-172.29.77.31}
 while [ -e /root/writer.run ]; do
   i=$((i+1))
-  if sid=$(mariadb --defaults-extra-file=/root/app.cnf -h 172.29.77.31 -P 3306 -N --connect-timeout=2 \
+  if sid=$(mariadb --defaults-extra-file=/root/app.cnf -h "$proxy" -P 3306 -N --connect-timeout=2 \
       -e "INSERT INTO app.seq(n) VALUES ($i); SELECT @@server_id" 2>/dev/null) && [ -n "$sid" ]; then
     echo "$(date +%s.%N) $i $sid"
   fi

@@ -13,4 +13,5 @@ mod ha;
 mod provision;
 mod replication;
 mod security;
+mod servers;
 mod support;
