@@ -10,7 +10,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::support::*;
@@ -48,18 +47,23 @@ impl Server {
             .expect("run lab/lab.sh")
     }
 
-    /// Fresh hosts (recreated), once per test run.
-    fn up(&self) {
-        static UP: OnceLock<()> = OnceLock::new();
-        UP.get_or_init(|| {
-            let out = self.lab_sh(&["up"]);
-            assert!(
-                out.status.success(),
-                "lab/lab.sh up ({}) failed: the lab tests need Docker and debootstrap and never skip.\n{}",
-                self.suite,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        });
+    /// Fresh hosts: bare Debian with sshd, recreated (each test starts from bare hosts).
+    fn fresh(&self) {
+        let out = self.lab_sh(&["up"]);
+        assert!(
+            out.status.success(),
+            "lab/lab.sh up ({}) failed: the lab tests need Docker and debootstrap and never skip.\n{}",
+            self.suite,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Applies the inventory at `inv` and checks that a re-plan is empty.
+    fn converge(&self, inv: &Path) {
+        let a = dbfleet_with(inv, &["apply", "--auto-approve"], &[]);
+        assert_eq!(a.code, 0, "{}", a.all());
+        let p = dbfleet_with(inv, &["plan", "--detailed-exitcode"], &[]);
+        assert_eq!(p.code, 0, "re-plan after apply:\n{}", p.all());
     }
 
     /// lab.yml for this lab, written into `dir` (with its own secrets store): its
@@ -263,15 +267,12 @@ fn mariadb_11_8_on_debian_13_applies_replicates_over_tls_and_fails_over_without_
     // The two labs share two cores: this one takes its turn with the main lab's tests.
     let _turn = lab();
     let s = &MARIADB_11_8;
-    s.up();
+    s.fresh();
     let dir = tempfile::tempdir().expect("tempdir");
     let inv = s.inventory(dir.path());
 
     // Apply from bare hosts, then nothing left to do.
-    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
-    assert_eq!(a.code, 0, "{}", a.all());
-    let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
-    assert_eq!(p.code, 0, "re-plan after apply:\n{}", p.all());
+    s.converge(&inv);
 
     // The server Debian 13 installs, with the inventory's settings live.
     assert!(
@@ -340,11 +341,89 @@ fn mariadb_11_8_on_debian_13_applies_replicates_over_tls_and_fails_over_without_
     let r = dbfleet_with(&inv, &["rejoin", "db2", "--auto-approve"], &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     s.assert_all_present("db2", &acked);
-    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
-    assert_eq!(a.code, 0, "{}", a.all());
-    let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
-    assert_eq!(p.code, 0, "re-plan after the failover:\n{}", p.all());
+    s.converge(&inv);
+}
 
-    let down = s.lab_sh(&["down"]);
-    assert!(down.status.success());
+#[test]
+fn mariadb_11_8_on_debian_13_backs_up_verifies_restores_to_a_point_in_time_and_rebuilds() {
+    let _turn = lab();
+    let s = &MARIADB_11_8;
+    s.fresh();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = s.inventory(dir.path());
+    s.converge(&inv);
+    let run = |args: &[&str]| {
+        let o = dbfleet_with(&inv, args, &[]);
+        assert_eq!(o.code, 0, "{args:?}:\n{}", o.all());
+        o
+    };
+
+    // 100 rows, every kind of backup, 50 more rows; the time; one more row, then the table
+    // dropped by mistake.
+    s.sql(
+        "db1",
+        "USE app; CREATE TABLE app.pitr (id INT PRIMARY KEY, note VARCHAR(40)); \
+         INSERT INTO app.pitr SELECT seq, 'before the backups' FROM seq_1_to_100",
+    );
+    s.eventually("db2", "SELECT COUNT(*) FROM app.pitr", "100");
+    run(&["backup", "run", "app-logical"]);
+    run(&["backup", "run", "app-physical", "--mode", "full"]);
+    run(&["backup", "run", "proxy-config"]);
+    s.sql(
+        "db1",
+        "USE app; INSERT INTO app.pitr SELECT seq, 'after the backups' FROM seq_101_to_150",
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let to = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    std::thread::sleep(Duration::from_millis(2100));
+    s.sql(
+        "db1",
+        "INSERT INTO app.pitr VALUES (151, 'after the time'); DROP TABLE app.pitr",
+    );
+    run(&["backup", "run", "binlogs"]);
+    // Every job within its RPO, and each newest backup restored into a scratch server on
+    // the backup server and checked.
+    run(&["backup", "list"]);
+    run(&["backup", "verify"]);
+
+    // Point-in-time restore: every row before the time is back, on every server.
+    let r = run(&["restore", "db1", "--to", &to, "--auto-approve"]);
+    assert!(r.stdout.contains("restored db1 in"), "{}", r.all());
+    for h in ["db1", "db2", "db3"] {
+        s.eventually(
+            h,
+            "SELECT CONCAT(COUNT(*), ' ', MAX(id)) FROM app.pitr",
+            "150 150",
+        );
+    }
+    assert_eq!(s.sql("db1", "SELECT @@read_only"), "0");
+
+    // A lost replica rebuilt from the physical backup alone.
+    let reset = s.lab_sh(&["reset", "db3"]);
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    let r = run(&["rebuild", "db3", "--auto-approve"]);
+    assert!(
+        r.stdout
+            .contains("seeded from app-physical's newest backup chain"),
+        "{}",
+        r.all()
+    );
+    let st = s.replica_status("db3");
+    assert_eq!(
+        (
+            st["Slave_IO_Running"].as_str(),
+            st["Slave_SQL_Running"].as_str()
+        ),
+        ("Yes", "Yes")
+    );
+    s.eventually(
+        "db3",
+        "SELECT CONCAT(COUNT(*), ' ', MAX(id)) FROM app.pitr",
+        "150 150",
+    );
+    s.converge(&inv);
 }
