@@ -67,6 +67,7 @@ cases!(
     grant_bypass,
     backup_injection,
     variable_types,
+    mysql_physical_backup,
 );
 
 #[test]

@@ -75,12 +75,49 @@ fn mysql_primary_and_replica_cnf() {
     let (dir, _) = rendered("tests/fixtures/good/mysql.yml");
     insta::assert_snapshot!(
         "mysql_primary_cnf",
-        read(dir.path(), "m1", "/etc/mysql/mysql.conf.d/90-dbfleet.cnf")
+        read(dir.path(), "m1", "/etc/mysql/mysql.conf.d/zz-dbfleet.cnf")
     );
     insta::assert_snapshot!(
         "mysql_replica_cnf",
-        read(dir.path(), "m2", "/etc/mysql/mysql.conf.d/90-dbfleet.cnf")
+        read(dir.path(), "m2", "/etc/mysql/mysql.conf.d/zz-dbfleet.cnf")
     );
+}
+
+#[test]
+fn mysql_gets_a_file_that_wins_and_a_redo_log_setting_it_accepts() {
+    // Issue 13: Debian's MySQL reads mysql.conf.d/ in name order and ships mysqld.cnf
+    // there (bind-address = 127.0.0.1): our file must sort after it. MySQL 9 refuses to
+    // start with innodb_log_file_size; 8.4+ sizes the redo log with innodb_redo_log_capacity.
+    let fixture = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/good/mysql.yml"),
+    )
+    .expect("fixture");
+    for (version, option) in [
+        ("8.0", "innodb_log_file_size"),
+        ("8.4", "innodb_redo_log_capacity"),
+        ("9.7", "innodb_redo_log_capacity"),
+    ] {
+        let inv = tempfile::tempdir().expect("tempdir");
+        let path = inv.path().join("mysql.yml");
+        std::fs::write(
+            &path,
+            fixture.replace("version: \"8.0\"", &format!("version: \"{version}\"")),
+        )
+        .expect("write");
+        let (dir, _) = rendered(path.to_str().expect("utf-8 path"));
+        assert!(
+            "zz-dbfleet.cnf" > "mysqld.cnf",
+            "read after Debian's mysqld.cnf"
+        );
+        let cnf = read(dir.path(), "m1", "/etc/mysql/mysql.conf.d/zz-dbfleet.cnf");
+        let other = if option == "innodb_log_file_size" {
+            "innodb_redo_log_capacity"
+        } else {
+            "innodb_log_file_size"
+        };
+        assert!(cnf.contains(&format!("\n{option} ")), "{version}:\n{cnf}");
+        assert!(!cnf.contains(other), "{version}:\n{cnf}");
+    }
 }
 
 #[test]

@@ -226,6 +226,18 @@ impl Dialect {
         )
     }
 
+    /// The option file setting that sizes the redo log, given the inventory's
+    /// `innodb_log_file_size`: MariaDB and MySQL 8.0 take `innodb_log_file_size`; MySQL
+    /// 8.0.30 deprecated it for `innodb_redo_log_capacity` (the total redo size, which is
+    /// what the inventory's value means), and MySQL 9 refuses to start with it (issue 13;
+    /// MySQL 8.4 manual, "Configuring Redo Log Capacity").
+    pub fn redo_log_option(self) -> &'static str {
+        match self {
+            Dialect::MariaDb | Dialect::MySql80 => "innodb_log_file_size",
+            Dialect::MySql84 => "innodb_redo_log_capacity",
+        }
+    }
+
     pub fn start_replica(self) -> &'static str {
         match self {
             Dialect::MariaDb => "START SLAVE;",

@@ -86,6 +86,8 @@ struct DbLayout {
     /// they have nothing left to do.
     hardening_sql: String,
     hardening_check: String,
+    /// The option that sizes the redo log ([`Dialect::redo_log_option`]).
+    redo_log_option: &'static str,
 }
 
 fn layout(f: Flavor, d: Dialect) -> DbLayout {
@@ -115,6 +117,7 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             // transaction under its own server_id, which stops replication in strict mode
             // (seen in the lab).
             reload_tls: "FLUSH LOCAL SSL",
+            redo_log_option: d.redo_log_option(),
             show_replica_status: d.show_replica_status(),
             replica: d.replica_fields(),
             stop_replica_sql: d.stop_replica_sql(),
@@ -128,10 +131,14 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             scratch_server_packages: "mysql-server-core-8.0",
             service: d.service(),
             pidfile: "/run/mysqld/mysqld.pid",
-            cnf_path: "/etc/mysql/mysql.conf.d/90-dbfleet.cnf",
+            // Debian's MySQL reads mysql.conf.d/*.cnf in name order and ships its own
+            // mysqld.cnf there (bind-address = 127.0.0.1, max_binlog_size): a `90-` file is
+            // read before it and loses (issue 13); `zz-` is read last and wins.
+            cnf_path: "/etc/mysql/mysql.conf.d/zz-dbfleet.cnf",
             client: "mysql",
             client_package: "mysql-client",
             reload_tls: "ALTER INSTANCE RELOAD TLS",
+            redo_log_option: d.redo_log_option(),
             show_replica_status: d.show_replica_status(),
             replica: d.replica_fields(),
             stop_replica_sql: d.stop_replica_sql(),

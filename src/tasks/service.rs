@@ -124,8 +124,18 @@ impl SvcRes {
             ),
             None => ("true".into(), "true".into()),
         };
+        // Without systemd only an init script can start it. Debian's MySQL ships a systemd
+        // unit alone: say so, rather than fail in update-rc.d with its message silenced
+        // (issue 13).
+        let no_init = format!(
+            "[ -x /etc/init.d/{n} ] || {{ echo {} >&2; exit 1; }}",
+            q(&format!(
+                "{name}: this host has no systemd and no init script /etc/init.d/{name} (the package ships a systemd unit only); run the host with systemd as init",
+                name = self.name
+            ))
+        );
         format!(
-            "set -eu\nif [ -d /run/systemd/system ]; then\n  systemctl cat {n} >/dev/null 2>&1 || systemctl daemon-reload\n  {sde}\n  {sd}\nelse\n  {sve}\n  {sv} > /tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\nfi\n"
+            "set -eu\nif [ -d /run/systemd/system ]; then\n  systemctl cat {n} >/dev/null 2>&1 || systemctl daemon-reload\n  {sde}\n  {sd}\nelse\n  {no_init}\n  {sve}\n  {sv} > /tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\nfi\n"
         )
     }
 }

@@ -39,6 +39,7 @@ pub(super) fn check_backups(
     b: &Spanned<crate::inventory::schema::RawBackups>,
     hosts: &[Host],
     secrets: &BTreeMap<String, crate::inventory::SecretSource>,
+    flavor: crate::inventory::Flavor,
 ) -> (Vec<crate::backup::Job>, Option<crate::backup::Offsite>) {
     if !b.value.jobs.0.is_empty() && !secrets.contains_key("backup_encryption_password") {
         let sp = c.span(b);
@@ -212,6 +213,20 @@ pub(super) fn check_backups(
             JobKind::Physical => vec![("full", &j.full), ("incremental", &j.incremental)],
             _ => vec![("run", &j.schedule)],
         };
+        if kind == JobKind::Physical && flavor == crate::inventory::Flavor::Mysql {
+            // Issue 13: Debian ships no physical backup tool for MySQL (no xtrabackup for
+            // 8.4 or 9.x, and `percona-xtrabackup-80` is not a Debian package), so a
+            // physical job could only fail at its first run.
+            let sp = c.span(&j.kind);
+            c.push(
+                Problem::at(
+                    "physical backups need mariadb-backup: there is no physical backup tool for MySQL in Debian",
+                    sp,
+                    "not for flavor: mysql",
+                )
+                .help("use `kind: logical` (a consistent dump) and `kind: binlog` (point-in-time recovery) for MySQL"),
+            );
+        }
         if kind == JobKind::Physical && j.schedule.is_some() {
             let sp = c.span(j.schedule.as_ref().unwrap_or_else(|| unreachable!()));
             c.push(

@@ -453,7 +453,7 @@ pub fn validate(
     let (backups, backup_offsite) = raw
         .backups
         .as_ref()
-        .map(|b| check_backups(&mut c, b, &hosts, &secrets))
+        .map(|b| check_backups(&mut c, b, &hosts, &secrets, flavor))
         .unwrap_or_default();
     let backup_verify = raw.backups.as_ref().and_then(|b| {
         let v = b.value.verify.as_ref()?;
