@@ -8,36 +8,49 @@
 #               the new primary (the primary is `docker kill`ed just before);
 #   both:       acknowledged writes missing on the new primary afterwards (target 0).
 #   N=5 bench/drill.sh
+#   SERVER=mariadb-11.8 N=5 bench/drill.sh   the same on Debian 13's MariaDB 11.8 (its own
+#                                            lab, lab13-*, started fresh on 172.29.78.0/24)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-3}
+SERVER=${SERVER:-mariadb-10.11}
 cargo build --release --quiet
 bin=$PWD/target/release/dbfleet
-docker ps --format '{{.Names}}' | grep -q '^lab-db1$' || bash lab/lab.sh up
 work=$(mktemp -d)
-trap 'rm -rf "$work"; docker exec lab-backup1 rm -f /root/writer.run 2>/dev/null || true' EXIT
-cp -a inventories/.dbfleet "$work/.dbfleet" 2>/dev/null || true
-sed -e "s#config: ../.lab/ssh_config#config: $PWD/.lab/ssh_config#" \
+case "$SERVER" in
+  mariadb-10.11)
+    lab=lab; net=172.29.77
+    docker ps --format '{{.Names}}' | grep -q '^lab-db1$' || bash lab/lab.sh up
+    cp -a inventories/.dbfleet "$work/.dbfleet" 2>/dev/null || true
+    version=10.11; labdir=$PWD/.lab ;;
+  mariadb-11.8)
+    lab=lab13; net=172.29.78; version=11.8; labdir=$PWD/.lab13
+    LAB_NAME=lab13 LAB_SUITE=trixie LAB_SUBNET=$net.0/24 LAB_DIR=$labdir bash lab/lab.sh up ;;
+  *) echo "SERVER is mariadb-10.11 or mariadb-11.8" >&2; exit 2 ;;
+esac
+trap 'rm -rf "$work"; docker exec $lab-backup1 rm -f /root/writer.run 2>/dev/null || true' EXIT
+sed -e "s#config: ../.lab/ssh_config#config: $labdir/ssh_config#" \
+    -e "s/172\.29\.77\./$net./g" -e "s/version: \"10.11\"/version: \"$version\"/" \
     -e 's/^    max_connections: 200$/    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: 5000/' \
     inventories/lab.yml > "$work/drill.yml"
 inv=$work/drill.yml
 "$bin" -i "$inv" apply --auto-approve --quiet >/dev/null
 
 app_password=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["app_password"])' "$work/.dbfleet/secrets.json")
-printf '[client]\nuser=app\npassword=%s\n' "$app_password" | docker exec -i lab-backup1 sh -c 'umask 077; cat > /root/app.cnf'
-docker exec -i lab-backup1 sh -c 'cat > /root/writer.sh; chmod +x /root/writer.sh' < lab/writer.sh
+printf '[client]\nuser=app\npassword=%s\n' "$app_password" | docker exec -i $lab-backup1 sh -c 'umask 077; cat > /root/app.cnf'
+docker exec -i $lab-backup1 sh -c 'cat > /root/writer.sh; chmod +x /root/writer.sh' < lab/writer.sh
 
 primary() { grep -B2 'roles: \[primary\]' "$inv" | head -1 | tr -d ' :'; }
-sql() { docker exec "lab-$1" mariadb -N -B -e "$2"; }
+sql() { docker exec "$lab-$1" mariadb -N -B -e "$2"; }
 base=$(( $(date +%s) * 1000 ))
 writer_start() {
   sql "$(primary)" 'CREATE TABLE IF NOT EXISTS app.seq (n BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))'
   base=$((base + 1000000))
-  docker exec lab-backup1 sh -c 'touch /root/writer.run; : > /root/writer.log'
-  docker exec -d lab-backup1 sh -c "/root/writer.sh $base > /root/writer.log 2>/dev/null"
+  docker exec $lab-backup1 sh -c 'touch /root/writer.run; : > /root/writer.log'
+  docker exec -d $lab-backup1 sh -c "/root/writer.sh $base $net.31 > /root/writer.log 2>/dev/null"
   sleep 2
 }
-writer_stop() { docker exec lab-backup1 sh -c 'rm -f /root/writer.run; sleep 1'; docker exec lab-backup1 cat /root/writer.log > "$work/acked"; }
+writer_stop() { docker exec $lab-backup1 sh -c 'rm -f /root/writer.run; sleep 1'; docker exec $lab-backup1 cat /root/writer.log > "$work/acked"; }
 lost_on() { # acknowledged numbers missing on host $1
   sql "$1" "SELECT n FROM app.seq WHERE n > $base" | sort -n > "$work/have"
   cut -d' ' -f2 "$work/acked" | sort -n | comm -23 - "$work/have" | wc -l
@@ -47,8 +60,8 @@ wait_healthy() { # every replica's threads run (an IO thread retries every 10 s 
   local h t=0
   for h in db1 db2 db3; do
     [ "$h" = "$(primary)" ] && continue
-    until [ "$(docker exec "lab-$h" mariadb -N -e "SELECT COUNT(*) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_RUNNING' AND VARIABLE_VALUE = 'ON'")" = 1 ] \
-      && docker exec "lab-$h" mariadb -e 'SHOW SLAVE STATUS\G' | grep -q 'Slave_IO_Running: Yes'; do
+    until [ "$(docker exec "$lab-$h" mariadb -N -e "SELECT COUNT(*) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_RUNNING' AND VARIABLE_VALUE = 'ON'")" = 1 ] \
+      && docker exec "$lab-$h" mariadb -e 'SHOW SLAVE STATUS\G' | grep -q 'Slave_IO_Running: Yes'; do
       t=$((t + 1)); [ $t -lt 120 ] || { echo "$h does not replicate" >&2; exit 1; }; sleep 0.5
     done
   done
@@ -76,7 +89,7 @@ for i in $(seq "$N"); do
   old=$(primary)
   wait_healthy
   writer_start
-  docker kill "lab-$old" >/dev/null
+  docker kill "$lab-$old" >/dev/null
   t0=$(date +%s.%N)
   "$bin" -i "$inv" failover --force --auto-approve > "$work/fo.out"
   sleep 1
@@ -87,13 +100,15 @@ for i in $(seq "$N"); do
   echo "$first" >> "$work/fo_first"
   printf '  %d: %s killed → %s  first acknowledged write on %s after %s ms, %s acknowledged, %s lost\n' \
     "$i" "$old" "$new" "$new" "$first" "$(wc -l < "$work/acked")" "$lost"
-  docker start "lab-$old" >/dev/null; sleep 2
+  docker start "$lab-$old" >/dev/null; sleep 2
   "$bin" -i "$inv" rejoin "$old" --auto-approve >/dev/null
   "$bin" -i "$inv" apply --auto-approve --quiet >/dev/null
 done
 
 printf 'median: switchover writes blocked %s ms (client gap %s ms), failover to first write %s ms; acknowledged writes lost: %d (switchover) + %d (failover)\n' \
   "$(median < "$work/sw_blocked")" "$(median < "$work/sw_gap")" "$(median < "$work/fo_first")" "$sw_lost" "$fo_lost"
-# Back to lab.yml's topology.
-p=$(primary); [ "$p" = db1 ] || "$bin" -i "$inv" switchover --to db1 --auto-approve >/dev/null
-"$bin" -i inventories/lab.yml apply --auto-approve --quiet >/dev/null
+# Back to lab.yml's topology (the main lab); another server's lab is left as it is.
+if [ "$lab" = lab ]; then
+  p=$(primary); [ "$p" = db1 ] || "$bin" -i "$inv" switchover --to db1 --auto-approve >/dev/null
+  "$bin" -i inventories/lab.yml apply --auto-approve --quiet >/dev/null
+fi
