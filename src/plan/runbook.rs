@@ -199,6 +199,18 @@ impl RunbookPlan {
                 None => details.push(format!("{}: {} is no longer observed", o.host, o.what)),
             }
         }
+        for f in &fresh.observed {
+            if !self
+                .observed
+                .iter()
+                .any(|o| o.host == f.host && o.what == f.what)
+            {
+                details.push(format!(
+                    "{}: {} is now {}, which the plan did not observe",
+                    f.host, f.what, f.value
+                ));
+            }
+        }
         if details.is_empty() && self.steps != fresh.steps {
             let first = self
                 .steps
@@ -287,6 +299,12 @@ mod tests {
         let mut fresh = plan();
         fresh.steps[0].hosts = vec!["db3".into()];
         assert!(saved.stale_against(&fresh)[0].contains("from step 1 on"));
+        let mut fresh = plan();
+        fresh.observe("proxy1", "db1's database port", "closed");
+        assert_eq!(
+            saved.stale_against(&fresh),
+            vec!["proxy1: db1's database port is now closed, which the plan did not observe"]
+        );
         let mut fresh = plan();
         fresh.inventory_digest = "sha256:2".into();
         assert!(saved.stale_against(&fresh)[0].contains("inventory"));
