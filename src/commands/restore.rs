@@ -49,19 +49,21 @@ pub fn run(
             if !decide(&plan, &mode, "Restore?")? {
                 return Ok(None);
             }
-            execute(&c, &plan, None, &NoConverge, t0).await.map(Some)
+            // The script turns read_only on first and off last: a failed step leaves it on.
+            execute(&c, &plan, None, &NoConverge, t0)
+                .await
+                .map(Some)
+                .map_err(|e| {
+                    Error::Refused(format!(
+                        "restore on {host} failed; {host} stays read-only: {e}"
+                    ))
+                })
         }
         .await;
         drop(conn);
         c.close().await;
         reporter.finish();
-        let Some(out) = result.map_err(|e| match e {
-            Error::Refused(m) if m.starts_with("step ") => Error::Refused(format!(
-                "restore on {host} failed; {host} stays read-only: {m}"
-            )),
-            e => e,
-        })?
-        else {
+        let Some(out) = result? else {
             return Ok(Exit::Ok);
         };
         let stdout: String = out.outputs.into_iter().map(|(_, o)| o).collect();

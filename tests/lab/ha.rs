@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::support::*;
 
@@ -14,40 +14,7 @@ fn start_writer(primary: &str, from: u64) {
         primary,
         "CREATE TABLE IF NOT EXISTS app.seq (n BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
     );
-    on_with_input(
-        "backup1",
-        "umask 077; cat > /root/app.cnf",
-        &format!("[client]\nuser=app\npassword={}\n", app_password()),
-    );
-    on_with_input(
-        "backup1",
-        "cat > /root/writer.sh; chmod +x /root/writer.sh; touch /root/writer.run",
-        WRITER,
-    );
-    let ok = Command::new("docker")
-        .args([
-            "exec",
-            "-d",
-            "lab-backup1",
-            "sh",
-            "-c",
-            &format!("/root/writer.sh {from} > /root/writer.log 2>/dev/null"),
-        ])
-        .status()
-        .expect("docker exec");
-    assert!(ok.success());
-    let t0 = Instant::now();
-    while on("backup1", "wc -l < /root/writer.log")
-        .parse::<u64>()
-        .unwrap_or(0)
-        < 20
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the writer does not write"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    start_writer_in("lab-backup1", "172.29.77.31", &app_password(), from);
 }
 
 /// Stops the writer; returns the acknowledged numbers and the longest gap between two

@@ -58,6 +58,16 @@ impl Server {
         );
     }
 
+    /// Fresh hosts converged to this lab's inventory, written into a new folder (kept alive
+    /// by the returned guard).
+    fn converged(&self) -> (tempfile::TempDir, PathBuf) {
+        self.fresh();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inv = self.inventory(dir.path());
+        self.converge(&inv);
+        (dir, inv)
+    }
+
     /// Applies the inventory at `inv` and checks that a re-plan is empty.
     fn converge(&self, inv: &Path) {
         let a = dbfleet_with(inv, &["apply", "--auto-approve"], &[]);
@@ -103,17 +113,7 @@ impl Server {
     }
 
     fn on(&self, host: &str, cmd: &str) -> String {
-        let o = bounded(EXEC_LIMIT_S, "docker")
-            .args(["exec", &self.container(host), "sh", "-c", cmd])
-            .output()
-            .expect("docker exec");
-        assert!(
-            o.status.success(),
-            "on {} {host}: `{cmd}` failed: {}",
-            self.name,
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
+        exec_in(&self.container(host), cmd)
     }
 
     fn sql(&self, host: &str, query: &str) -> String {
@@ -155,65 +155,20 @@ impl Server {
             &std::fs::read(dir.join(".dbfleet/secrets.json")).expect("secrets store"),
         )
         .expect("json");
-        let pw = store["app_password"].as_str().expect("app_password");
-        let put = |cmd: &str, input: &str| {
-            use std::io::Write;
-            let mut c = Command::new("docker")
-                .args(["exec", "-i", &self.container("backup1"), "sh", "-c", cmd])
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .expect("docker exec");
-            c.stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write");
-            assert!(c.wait().expect("wait").success(), "{cmd}");
-        };
-        put(
-            "umask 077; cat > /root/app.cnf",
-            &format!("[client]\nuser=app\npassword={pw}\n"),
+        let password = store["app_password"].as_str().expect("app_password");
+        start_writer_in(
+            &self.container("backup1"),
+            &format!("{}.31", self.prefix),
+            password,
+            from,
         );
-        put(
-            "cat > /root/writer.sh; chmod +x /root/writer.sh; touch /root/writer.run",
-            WRITER,
-        );
-        let ok = Command::new("docker")
-            .args([
-                "exec",
-                "-d",
-                &self.container("backup1"),
-                "sh",
-                "-c",
-                &format!(
-                    "/root/writer.sh {from} {}.31 > /root/writer.log 2>/dev/null",
-                    self.prefix
-                ),
-            ])
-            .status()
-            .expect("docker exec");
-        assert!(ok.success());
-        let t0 = Instant::now();
-        while self
-            .on("backup1", "wc -l < /root/writer.log")
-            .parse::<u64>()
-            .unwrap_or(0)
-            < 20
-        {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "the writer does not write"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 
     /// Stops the writer; the acknowledged sequence numbers.
     fn stop_writer(&self) -> Vec<u64> {
-        self.on("backup1", "rm -f /root/writer.run; sleep 1");
-        self.on("backup1", "cat /root/writer.log")
-            .lines()
-            .filter_map(|l| l.split(' ').nth(1)?.parse().ok())
+        stop_writer_acks_in(&self.container("backup1"))
+            .into_iter()
+            .map(|(_, n, _)| n)
             .collect()
     }
 
@@ -267,12 +222,8 @@ fn mariadb_11_8_on_debian_13_applies_replicates_over_tls_and_fails_over_without_
     // The two labs share two cores: this one takes its turn with the main lab's tests.
     let _turn = lab();
     let s = &MARIADB_11_8;
-    s.fresh();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let inv = s.inventory(dir.path());
-
     // Apply from bare hosts, then nothing left to do.
-    s.converge(&inv);
+    let (dir, inv) = s.converged();
 
     // The server Debian 13 installs, with the inventory's settings live.
     assert!(
@@ -348,10 +299,7 @@ fn mariadb_11_8_on_debian_13_applies_replicates_over_tls_and_fails_over_without_
 fn mariadb_11_8_on_debian_13_backs_up_verifies_restores_to_a_point_in_time_and_rebuilds() {
     let _turn = lab();
     let s = &MARIADB_11_8;
-    s.fresh();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let inv = s.inventory(dir.path());
-    s.converge(&inv);
+    let (_dir, inv) = s.converged();
     let run = |args: &[&str]| {
         let o = dbfleet_with(&inv, args, &[]);
         assert_eq!(o.code, 0, "{args:?}:\n{}", o.all());

@@ -93,13 +93,19 @@ pub fn dbfleet(args: &[&str]) -> Out {
 
 /// Runs `sh -c cmd` in a lab host's container (not through dbfleet).
 pub fn on(host: &str, cmd: &str) -> String {
+    exec_in(&format!("lab-{host}"), cmd)
+}
+
+/// Runs `sh -c cmd` in `container`, a host of any lab (`lab-db1`, `lab13-db1`), bounded;
+/// its standard output, trimmed.
+pub fn exec_in(container: &str, cmd: &str) -> String {
     let o = bounded(EXEC_LIMIT_S, "docker")
-        .args(["exec", &format!("lab-{host}"), "sh", "-c", cmd])
+        .args(["exec", container, "sh", "-c", cmd])
         .output()
         .expect("docker exec");
     assert!(
         o.status.success(),
-        "on {host}: `{cmd}` failed: {}",
+        "in {container}: `{cmd}` failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).trim().to_string()
@@ -245,11 +251,11 @@ pub fn app_password() -> String {
 
 pub const WRITER: &str = include_str!("../../lab/writer.sh");
 
-/// Feeds `input` to `sh -c cmd` in a lab host's container.
-pub fn on_with_input(host: &str, cmd: &str, input: &str) {
+/// Feeds `input` to `sh -c cmd` in `container`, a host of any lab.
+pub fn exec_in_with_input(container: &str, cmd: &str, input: &str) {
     use std::io::Write;
     let mut c = Command::new("docker")
-        .args(["exec", "-i", &format!("lab-{host}"), "sh", "-c", cmd])
+        .args(["exec", "-i", container, "sh", "-c", cmd])
         .stdin(Stdio::piped())
         .spawn()
         .expect("docker exec");
@@ -258,15 +264,55 @@ pub fn on_with_input(host: &str, cmd: &str, input: &str) {
         .expect("stdin")
         .write_all(input.as_bytes())
         .expect("write");
-    assert!(c.wait().expect("wait").success(), "on {host}: {cmd}");
+    assert!(c.wait().expect("wait").success(), "in {container}: {cmd}");
 }
 
-/// Stops the writer; returns each acknowledged insert as (epoch seconds, number, the
+/// Starts `lab/writer.sh` in `app` (an application host's container, backup1) as the
+/// application user with `password`, inserting from `from` through the proxy's writer port
+/// at `proxy`; returns once it has 20 acknowledged inserts (at most 30 s).
+pub fn start_writer_in(app: &str, proxy: &str, password: &str, from: u64) {
+    exec_in_with_input(
+        app,
+        "umask 077; cat > /root/app.cnf",
+        &format!("[client]\nuser=app\npassword={password}\n"),
+    );
+    exec_in_with_input(
+        app,
+        "cat > /root/writer.sh; chmod +x /root/writer.sh; touch /root/writer.run",
+        WRITER,
+    );
+    let ok = Command::new("docker")
+        .args([
+            "exec",
+            "-d",
+            app,
+            "sh",
+            "-c",
+            &format!("/root/writer.sh {from} {proxy} > /root/writer.log 2>/dev/null"),
+        ])
+        .status()
+        .expect("docker exec");
+    assert!(ok.success());
+    let t0 = Instant::now();
+    while exec_in(app, "wc -l < /root/writer.log")
+        .parse::<u64>()
+        .unwrap_or(0)
+        < 20
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the writer does not write"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops the writer in `app`; each acknowledged insert as (epoch seconds, number, the
 /// server_id that acknowledged it), in order.
-pub fn stop_writer_acks() -> Vec<(f64, u64, u32)> {
-    on("backup1", "rm -f /root/writer.run; sleep 1");
-    let log = on("backup1", "cat /root/writer.log");
-    log.lines()
+pub fn stop_writer_acks_in(app: &str) -> Vec<(f64, u64, u32)> {
+    exec_in(app, "rm -f /root/writer.run; sleep 1");
+    exec_in(app, "cat /root/writer.log")
+        .lines()
         .filter_map(|l| {
             let mut f = l.split(' ');
             Some((
@@ -276,6 +322,12 @@ pub fn stop_writer_acks() -> Vec<(f64, u64, u32)> {
             ))
         })
         .collect()
+}
+
+/// Stops the writer; returns each acknowledged insert as (epoch seconds, number, the
+/// server_id that acknowledged it), in order.
+pub fn stop_writer_acks() -> Vec<(f64, u64, u32)> {
+    stop_writer_acks_in("lab-backup1")
 }
 
 /// lab/fault.sh with `args` (the fault-injection harness).
