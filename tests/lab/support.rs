@@ -125,6 +125,34 @@ pub fn converge(lab: &mut Lab) {
     assert_eq!(a.code, 0, "apply:\n{}", a.all());
     lab.fresh = false;
     assert_empty_plan();
+    replication_running();
+}
+
+/// Waits up to 30 s until every replica's IO and SQL threads run. A converged plan does
+/// not imply it: an apply that restarted the primary leaves each replica's IO thread
+/// "Connecting" until its next retry (`MASTER_CONNECT_RETRY` 10 s), which the plan rightly
+/// treats as running. Tests that start from a converged lab read replication at once.
+pub fn replication_running() {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for h in DB_HOSTS {
+        loop {
+            let st = slave_status(h);
+            if st.is_empty() {
+                break;
+            }
+            let io = st.get("Slave_IO_Running").map(String::as_str);
+            let sql = st.get("Slave_SQL_Running").map(String::as_str);
+            if io == Some("Yes") && sql == Some("Yes") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{h}: replication did not resume within 30 s (IO {io:?}, SQL {sql:?}, {:?})",
+                st.get("Last_IO_Error")
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
 }
 
 pub fn assert_empty_plan() {
