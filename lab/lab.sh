@@ -29,14 +29,22 @@ LAB_DIR=${LAB_DIR:-$top/.lab}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 LAB_NAME=${LAB_NAME:-lab}
 NET=dbfleet-$LAB_NAME
-# The Debian release of the hosts: bookworm (12, MariaDB 10.11) or trixie (13, MariaDB 11.8).
+# The Debian release of the hosts: bookworm (12, MariaDB 10.11), trixie (13, MariaDB 11.8)
+# or sid (Debian's MySQL, with LAB_SERVER=mysql).
 SUITE=${LAB_SUITE:-bookworm}
+# The database server the image carries in its apt cache: mariadb or mysql.
+SERVER=${LAB_SERVER:-mariadb}
 SUBNET=${LAB_SUBNET:-172.29.77.0/24}
 PREFIX=${SUBNET%.*}
 # name:last-octet; the addresses are fixed so the inventory can name them.
 HOSTS=(db1:11 db2:12 db3:13 backup1:21 proxy1:31)
 # What dbfleet installs on lab hosts: pre-downloaded into the image's apt cache.
+# packages.txt names MariaDB's; a MySQL image carries Debian's mysql-server and -client
+# instead (no physical backup tool: dbfleet refuses kind: physical for MySQL).
 PACKAGES=$(grep -v '^#' "$here/packages.txt" | tr '\n' ' ')
+if [ "$SERVER" = mysql ]; then
+  PACKAGES="mysql-server mysql-client $(grep -v '^#' "$here/packages.txt" | grep -v '^mariadb' | tr '\n' ' ')"
+fi
 # What every lab host has from the start (a bare Debian with sshd, as a fresh VM).
 BASE_INCLUDE=openssh-server,procps,iproute2,ca-certificates,gnupg
 
@@ -44,8 +52,8 @@ log() { printf 'lab: %s\n' "$*" >&2; }
 
 image_tag() {
   local h
-  h=$( (cat "$here/lab.sh" "$here/packages.txt" "$here/init.sh"; echo "$MIRROR $SUITE") | sha256sum | cut -c1-12)
-  echo "dbfleet-lab:$SUITE-$h"
+  h=$( (cat "$here/lab.sh" "$here/packages.txt" "$here/init.sh"; echo "$MIRROR $SUITE $SERVER") | sha256sum | cut -c1-12)
+  echo "dbfleet-lab:$SUITE-$SERVER-$h"
 }
 
 build_image() {
@@ -63,6 +71,9 @@ build_image() {
   printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"; chmod 755 "$root/usr/sbin/policy-rc.d"
   echo "deb $MIRROR $SUITE main" > "$root/etc/apt/sources.list"
   cp /etc/resolv.conf "$root/etc/resolv.conf"
+  # sid's InRelease on the mirror may be past its Valid-Until (seen: a week and more); the
+  # signature is still checked. Hosts never run apt-get update, but keep them consistent.
+  echo 'Acquire::Check-Valid-Until "false";' > "$root/etc/apt/apt.conf.d/99dbfleet-lab"
   chroot "$root" apt-get update -qq >&2
   log "pre-downloading: $PACKAGES"
   chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only $PACKAGES >&2

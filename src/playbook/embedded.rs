@@ -113,6 +113,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/monitor.cnf.j2"),
     ),
     (
+        "mysql.init.j2",
+        include_str!("../../templates/mysql.init.j2"),
+    ),
+    (
         "mysqld.cnf.j2",
         include_str!("../../templates/mysqld.cnf.j2"),
     ),

@@ -1,12 +1,17 @@
 //! The replica bootstrap runbook (seed 000, "Configuring and Managing MySQL Replication",
 //! done with GTID and TLS as DESIGN.md sets out).
 //!
-//! Seeding uses mariadb-backup streamed from the source, through dbfleet, into the
+//! Seeding (MariaDB) uses mariadb-backup streamed from the source, through dbfleet, into the
 //! replica's empty data folder: a physical, consistent copy taken without locking InnoDB
 //! writes, which is far faster than a logical dump at size, and which records the GTID
 //! position of the copy (`mariadb_backup_binlog_info`). The replica then starts from that
 //! position with `MASTER_USE_GTID=slave_pos`. A replica that holds databases of its own is
 //! never overwritten; its old data folder is always kept aside, not deleted.
+//!
+//! MySQL has no mariadb-backup, and Debian ships no xtrabackup for it: the replica pulls
+//! the copy itself with the CLONE plugin (built in since 8.0.17, loaded by mysqld.cnf),
+//! over verified TLS, into a folder that then takes the data folder's place. The clone
+//! carries the source's `gtid_executed`, so replication starts with auto-position.
 
 use std::time::Duration;
 
@@ -68,8 +73,11 @@ pub async fn apply(
     match r.mode(&facts) {
         None => return Ok(()),
         Some(Mode::Bootstrap { user_databases }) => {
-            if d != crate::sql::Dialect::MariaDb {
-                return Err("seeding a replica is implemented for MariaDB (mariadb-backup) only; seed this MySQL replica by hand, then apply to configure it".into());
+            if d.seeds_by_clone() && from_backup.is_some() {
+                return Err(format!(
+                    "{} cannot be rebuilt from backups: that needs a physical backup, which dbfleet does not take for MySQL; apply seeds it from its source with CLONE instead",
+                    replica.name
+                ));
             }
             if user_databases > 0 {
                 return Err(format!(
@@ -106,19 +114,28 @@ async fn seed(
 ) -> Result<(), String> {
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let aside = format!("/var/lib/mysql.dbfleet-replaced-{stamp}");
-    // 1. An empty data folder on the replica (the old one kept aside).
+    let svc = r.dialect.service();
+    // MySQL: the running replica clones its source into a folder of its own first, which
+    // then takes the data folder's place.
+    let new_folder = if r.dialect.seeds_by_clone() {
+        let dir = clone_from_source(replica, r).await?;
+        format!("mv {dir} /var/lib/mysql\n")
+    } else {
+        "install -d -o mysql -g mysql -m 0755 /var/lib/mysql\n".to_string()
+    };
+    // 1. The new data folder on the replica (the old one kept aside).
     run(
         replica,
         "stopping the server and setting the data folder aside",
         &format!(
-            "set -eu\nservice mariadb stop >/dev/null 2>&1 || true\n\
-             mv /var/lib/mysql {aside}\n\
-             install -d -o mysql -g mysql -m 0755 /var/lib/mysql\n"
+            "set -eu\nservice {svc} stop >/dev/null 2>&1 || true\n\
+             mv /var/lib/mysql {aside}\n{new_folder}"
         ),
     )
     .await?;
     let filled = match from_backup {
         Some(job) => fill_from_backup(replica, job).await,
+        None if r.dialect.seeds_by_clone() => Ok(()),
         None => fill_from_source(replica, source).await,
     };
     match async {
@@ -133,8 +150,8 @@ async fn seed(
                 replica,
                 "restoring the previous data folder",
                 &format!(
-                    "set -eu\nservice mariadb stop >/dev/null 2>&1 || true\nrm -rf /var/lib/mysql\nmv {aside} /var/lib/mysql\n\
-                     service mariadb start >/tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\n"
+                    "set -eu\nservice {svc} stop >/dev/null 2>&1 || true\nrm -rf /var/lib/mysql\nmv {aside} /var/lib/mysql\n\
+                     service {svc} start >/tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\n"
                 ),
             )
             .await;
@@ -146,6 +163,43 @@ async fn seed(
             })
         }
     }
+}
+
+/// Where a MySQL replica clones its source: a folder mysqld can create (its parent is
+/// the mysql user's), emptied first.
+const CLONE_PARENT: &str = "/var/lib/dbfleet-clone";
+
+/// Seconds a replica waits for its turn at a donor busy cloning for another.
+const CLONE_TURN_TIMEOUT_S: u64 = 3600;
+
+/// 0. (MySQL) The running replica pulls a consistent copy of its source with CLONE, over
+///    verified TLS, into a new folder; returns that folder. The statement carries the
+///    replication password and goes on stdin.
+async fn clone_from_source(replica: &SshHost, r: &ReplicationRes) -> Result<String, String> {
+    let dir = format!("{CLONE_PARENT}/data");
+    let script = format!(
+        "set -eu\nrm -rf {CLONE_PARENT}\ninstall -d -o mysql -g mysql -m 0750 {CLONE_PARENT}\n{}",
+        sql(r, &r.dialect.clone_from(&r.source, &dir)).trim_start_matches("set -eu\n")
+    );
+    // A donor serves one clone at a time (error 3634): replicas seeded together, from
+    // this apply or another, take turns.
+    let started = std::time::Instant::now();
+    loop {
+        match run(replica, "cloning the source's data", &script).await {
+            Err(e)
+                if e.contains("3634")
+                    && started.elapsed() < Duration::from_secs(CLONE_TURN_TIMEOUT_S) =>
+            {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
+    tracing::info!(replica = %replica.name, "cloned the source");
+    Ok(dir)
 }
 
 /// 2. Streams a consistent copy from the source (root over the local socket) and prepares
@@ -249,10 +303,22 @@ async fn configure(
             "set -eu\ncp -p {aside}/mysql_upgrade_info /var/lib/mysql/ 2>/dev/null || true\n\
              chown -R mysql:mysql /var/lib/mysql\n\
              for f in /var/lib/mysql/mariadb_backup_binlog_info /var/lib/mysql/xtrabackup_binlog_info; do [ -f \"$f\" ] && {{ cat \"$f\"; break; }}; done\n\
-             service mariadb start >/tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\n"
+             service {svc} start >/tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\n",
+            svc = d.service()
         ),
     )
     .await?;
+    if d.seeds_by_clone() {
+        // A clone carries the source's gtid_executed: auto-position starts from there.
+        let s = format!(
+            "{}\n{}\n{}",
+            d.stop_replica(),
+            d.change_source(&r.source),
+            d.start_replica()
+        );
+        run(replica, "configuring replication", &sql(r, &s)).await?;
+        return Ok(());
+    }
     let position = out.split_whitespace().nth(2).unwrap_or("").to_string();
     let inherited = crate::sql::gtid::seeded_binlog_state(
         &crate::sql::gtid::parse_gtids(&position),

@@ -178,6 +178,45 @@ impl Dialect {
         )
     }
 
+    /// After `ALTER USER` with a plaintext password (caching_sha2_password, whose hash is
+    /// salted at random): records in the account's JSON attributes the
+    /// [`password_digest`] of the declared password and the sha256 of the hash the server
+    /// made, so the probe knows the password is the declared one and was not changed
+    /// outside dbfleet since. Empty for accounts carrying a comparable hash. ATTRIBUTE
+    /// takes a literal only, hence the prepared statement (MySQL 8.4 manual, "ALTER USER
+    /// Statement", "User Comment and User Attribute Options").
+    pub fn record_password(self, user: &str, host: &str, auth: &AuthOwned) -> String {
+        let AuthOwned::Plain(p) = auth else {
+            return String::new();
+        };
+        format!(
+            "SET @dbfleet_auth = (SELECT SHA2(authentication_string, 256) FROM mysql.user WHERE User = {u} AND Host = {h});\n\
+             SET @dbfleet_alter = CONCAT({alter}, QUOTE(JSON_OBJECT({dk}, {d}, {ak}, @dbfleet_auth)));\n\
+             PREPARE dbfleet_alter FROM @dbfleet_alter;\nEXECUTE dbfleet_alter;\nDEALLOCATE PREPARE dbfleet_alter;",
+            u = quote(user),
+            h = quote(host),
+            alter = quote(&format!("ALTER USER {} ATTRIBUTE ", account(user, host))),
+            dk = quote(PASSWORD_DIGEST_ATTRIBUTE),
+            d = quote(&password_digest(user, host, p)),
+            ak = quote(AUTH_SHA256_ATTRIBUTE),
+        )
+    }
+
+    /// A column (SQL) with the [`password_digest`] recorded on an account by
+    /// [`Dialect::record_password`] while the server's hash is still the one recorded
+    /// with it (`changed` once it is not); `''` where the dialect compares the server's own
+    /// hash instead. MySQL 8.0.21+ keeps ATTRIBUTE under `metadata` in
+    /// `mysql.user.User_attributes`.
+    pub fn password_digest_column(self) -> String {
+        match self {
+            Dialect::MySql84 => format!(
+                "IFNULL(IF(SHA2(authentication_string, 256) = JSON_UNQUOTE(JSON_EXTRACT(User_attributes, '$.metadata.{AUTH_SHA256_ATTRIBUTE}')), \
+                 JSON_UNQUOTE(JSON_EXTRACT(User_attributes, '$.metadata.{PASSWORD_DIGEST_ATTRIBUTE}')), 'changed'), '')"
+            ),
+            _ => "''".into(),
+        }
+    }
+
     pub fn drop_user(self, user: &str, host: &str) -> String {
         format!("DROP USER IF EXISTS {};", account(user, host))
     }
@@ -223,6 +262,50 @@ impl Dialect {
             quote(&s.password),
             quote(&s.ssl_ca),
             s.connect_retry
+        )
+    }
+
+    /// Reads the sha256 (hex) of the replication password a replica stores, as a
+    /// `stored_password_sha256: HEX` line: (SQL for the probe's vertical batch, shell run
+    /// after it). MariaDB keeps it on line 6 of `master.info`; MySQL in the
+    /// `mysql.slave_master_info` table (MySQL 8.4 manual, "Replication Metadata
+    /// Repositories"), hashed by the server so the password never leaves it.
+    pub fn stored_password_sha256(self) -> (&'static str, &'static str) {
+        match self {
+            Dialect::MariaDb => (
+                "",
+                "[ -f /var/lib/mysql/master.info ] && printf 'stored_password_sha256: %s\\n' \"$(sed -n 6p /var/lib/mysql/master.info | tr -d '\\n' | sha256sum | cut -c1-64)\"",
+            ),
+            _ => (
+                "SELECT SHA2(User_password, 256) AS stored_password_sha256 FROM mysql.slave_master_info WHERE Channel_name = '';",
+                "",
+            ),
+        }
+    }
+
+    /// How a new replica is seeded from its source: MariaDB streams a mariadb-backup copy;
+    /// MySQL 8.0.17+ pulls one with the CLONE plugin (Debian ships no xtrabackup for it).
+    pub fn seeds_by_clone(self) -> bool {
+        self != Dialect::MariaDb
+    }
+
+    /// MySQL's CLONE of `s` into `dir` on the replica running it (an absolute path that
+    /// must not exist; its parent writable by mysqld), over TLS checked against `s.ssl_ca`.
+    /// The donor account needs BACKUP_ADMIN; the copy carries the donor's `gtid_executed`,
+    /// and the running server is left as it is (no automatic restart). The password is
+    /// in the statement: send it on stdin only. Source: MySQL 8.4 manual, "Cloning Remote
+    /// Data" and "Configuring an Encrypted Connection for Cloning".
+    pub fn clone_from(self, s: &SourceSpec, dir: &str) -> String {
+        format!(
+            "SET GLOBAL clone_valid_donor_list = {};\nSET GLOBAL clone_ssl_ca = {};\n\
+             CLONE INSTANCE FROM {}@{}:{} IDENTIFIED BY {} DATA DIRECTORY = {} REQUIRE SSL;",
+            quote(&format!("{}:{}", s.host, s.port)),
+            quote(&s.ssl_ca),
+            quote(&s.user),
+            quote(&s.host),
+            s.port,
+            quote(&s.password),
+            quote(dir)
         )
     }
 
@@ -473,6 +556,24 @@ impl Dialect {
     }
 }
 
+/// The JSON attribute key of [`password_digest`] on an account.
+pub const PASSWORD_DIGEST_ATTRIBUTE: &str = "dbfleet_password_digest";
+
+/// The JSON attribute key of the sha256 of the server's hash when dbfleet set the password.
+pub const AUTH_SHA256_ATTRIBUTE: &str = "dbfleet_auth_sha256";
+
+/// What dbfleet compares to tell whether a caching_sha2_password account has the declared
+/// password, since the server's own hash is salted at random (issue 13): PBKDF2-HMAC-
+/// SHA256 (RFC 8018) of the password, salted with the account, 5,000 rounds (the rounds of
+/// caching_sha2_password itself, so the attribute is no easier to attack than the hash
+/// beside it); 64 hex digits.
+pub fn password_digest(user: &str, host: &str, password: &str) -> String {
+    let salt = format!("dbfleet-password-digest-v1\0{user}\0{host}");
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), 5000, &mut out);
+    hex::encode(out)
+}
+
 /// How a user authenticates, as a statement carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthOwned {
@@ -496,6 +597,24 @@ pub struct SourceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_digest_is_salted_by_account_and_recorded_through_escaped_literals() {
+        let d = password_digest("app", "%", "s3cret");
+        assert_eq!(d.len(), 64);
+        assert_ne!(d, password_digest("app", "localhost", "s3cret"));
+        assert_ne!(d, password_digest("app", "%", "s3cret2"));
+        assert_eq!(d, password_digest("app", "%", "s3cret"));
+        let sql = Dialect::MySql84.record_password("o'hara", "%", &AuthOwned::Plain("p".into()));
+        assert!(sql.contains("User = 'o\\'hara'"), "{sql}");
+        assert!(
+            !sql.contains("'p'"),
+            "the password itself is never recorded: {sql}"
+        );
+        let native = AuthOwned::NativeHash("*AB".into());
+        assert_eq!(Dialect::MariaDb.record_password("app", "%", &native), "");
+        assert_eq!(Dialect::MariaDb.password_digest_column(), "''");
+    }
 
     #[test]
     fn native_hash_matches_the_server() {

@@ -123,7 +123,8 @@ impl UserRes {
     /// The probe's statements (run with `--force`; [`crate::facts`] batches them per host).
     pub fn probe_sql(&self) -> String {
         format!(
-            "SELECT '{UP}';\nSELECT 'user', plugin, authentication_string, ssl_type FROM mysql.user WHERE User = {} AND Host = {};\nSHOW GRANTS FOR {};",
+            "SELECT '{UP}';\nSELECT 'user', plugin, authentication_string, ssl_type, {} FROM mysql.user WHERE User = {} AND Host = {};\nSHOW GRANTS FOR {};",
+            self.dialect.password_digest_column(),
             quote(&self.name),
             quote(&self.host),
             account(&self.name, &self.host)
@@ -152,10 +153,11 @@ impl UserRes {
             }));
         };
         let f: Vec<&str> = row.split('\t').collect();
-        let (plugin, auth_string, ssl_type) = (
+        let (plugin, auth_string, ssl_type, digest) = (
             f.get(1).copied().unwrap_or(""),
             f.get(2).copied().unwrap_or(""),
             f.get(3).copied().unwrap_or(""),
+            f.get(4).copied().unwrap_or(""),
         );
         let current: Vec<Grant> = facts
             .lines()
@@ -166,8 +168,12 @@ impl UserRes {
         let mut what = Vec::new();
         let auth_ok = match &self.auth {
             AuthOwned::NativeHash(h) => plugin == "mysql_native_password" && auth_string == h,
-            // caching_sha2 hashes are salted: compare the plugin only, never the plaintext.
-            AuthOwned::Plain(_) => plugin == "caching_sha2_password",
+            // caching_sha2 hashes are salted at random: compare the digest dbfleet keeps
+            // in the account's attributes (`sql::password_digest`), never the plaintext.
+            AuthOwned::Plain(p) => {
+                plugin == "caching_sha2_password"
+                    && digest == crate::sql::password_digest(&self.name, &self.host, p)
+            }
         };
         if !auth_ok {
             what.push("password".to_string());
@@ -215,6 +221,7 @@ impl UserRes {
         let mut v = vec![
             create,
             d.alter_user(&self.name, &self.host, &self.auth, self.require_ssl),
+            d.record_password(&self.name, &self.host, &self.auth),
             d.revoke_all(&self.name, &self.host),
         ];
         for g in &self.grants {
@@ -222,6 +229,7 @@ impl UserRes {
                 v.push(d.grant(&g.render(), &self.name, &self.host));
             }
         }
+        v.retain(|s| !s.is_empty());
         v
     }
     pub fn apply_script(&self) -> String {

@@ -37,12 +37,12 @@ impl ReplicationRes {
         )
     }
     /// Replication status, user databases, and the sha256 of the password the replica
-    /// stores (line 6 of MariaDB's master.info): a rotated password is detected without
-    /// the password ever leaving either side.
+    /// stores ([`Dialect::stored_password_sha256`]): a rotated password is detected
+    /// without the password ever leaving the replica.
     pub fn probe(&self) -> String {
+        let (sql, shell) = self.dialect.stored_password_sha256();
         format!(
-            "{} -E --force <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up;\n{};\nSELECT COUNT(*) AS user_databases FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys');\nDBFLEET_SQL\n\
-             [ -f /var/lib/mysql/master.info ] && printf 'stored_password_sha256: %s\\n' \"$(sed -n 6p /var/lib/mysql/master.info | tr -d '\\n' | sha256sum | cut -c1-64)\"",
+            "{} -E --force <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up;\n{};\nSELECT COUNT(*) AS user_databases FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys');\n{sql}\nDBFLEET_SQL\n{shell}",
             self.dialect.client(),
             self.dialect.show_replica_status()
         )

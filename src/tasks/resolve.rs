@@ -127,8 +127,10 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
         },
         Flavor::Mysql => DbLayout {
             packages: "mysql-server mysql-client",
-            backup_packages: "mysql-client percona-xtrabackup-80",
-            scratch_server_packages: "mysql-server-core-8.0",
+            // mysqldump is in mysql-client; mysqlbinlog in mysql-server-core. No physical
+            // backup tool: validate refuses `kind: physical` for MySQL.
+            backup_packages: "mysql-client mysql-server-core",
+            scratch_server_packages: "mysql-server-core",
             service: d.service(),
             pidfile: "/run/mysqld/mysqld.pid",
             // Debian's MySQL reads mysql.conf.d/*.cnf in name order and ships its own
