@@ -169,7 +169,7 @@ async fn seed(
 /// the mysql user's), emptied first.
 const CLONE_PARENT: &str = "/var/lib/dbfleet-clone";
 
-/// Seconds a replica waits for its turn at a donor busy cloning for another.
+/// Seconds a replica waits for its turn at a donor busy cloning for another, or restarting.
 const CLONE_TURN_TIMEOUT_S: u64 = 3600;
 
 /// 0. (MySQL) The running replica pulls a consistent copy of its source with CLONE, over
@@ -182,14 +182,22 @@ async fn clone_from_source(replica: &SshHost, r: &ReplicationRes) -> Result<Stri
         sql(r, &r.dialect.clone_from(&r.source, &dir)).trim_start_matches("set -eu\n")
     );
     // A donor serves one clone at a time (error 3634): replicas seeded together, from
-    // this apply or another, take turns.
+    // this apply or another, take turns. A donor restarting (its own handler in the same
+    // apply: connection refused 2003, interrupted 1317, lost 2013) is waited for too. Each
+    // try starts over in an empty folder; the replica's own data is never touched.
     let started = std::time::Instant::now();
+    let retryable = |e: &str| {
+        ["Error: 3634", "2003", "Error: 1317", "2013"]
+            .iter()
+            .any(|c| e.contains(c))
+    };
     loop {
         match run(replica, "cloning the source's data", &script).await {
             Err(e)
-                if e.contains("3634")
+                if retryable(&e)
                     && started.elapsed() < Duration::from_secs(CLONE_TURN_TIMEOUT_S) =>
             {
+                tracing::info!(replica = %replica.name, error = %e, "clone: the donor is busy or restarting; trying again");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             other => {

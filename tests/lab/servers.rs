@@ -4,8 +4,10 @@
 //! over verified TLS, status, a switchover and a failover under write load with no
 //! acknowledged insert lost, rejoin, and the fleet converged again.
 //!
-//! Today: Debian 13 (trixie) with its MariaDB 11.8. MySQL is not here yet (its runbooks
-//! refuse, `tests/mysql_refusals.rs`).
+//! Today: Debian 13 (trixie) with its MariaDB 11.8, and Debian sid with its MySQL (9.7):
+//! provisioning, seeding by CLONE, replication over verified TLS, accounts, supervision
+//! without systemd and the proxy; its topology runbooks refuse (`tests/mysql_refusals.rs`)
+//! and its database backup jobs are refused at validate until they are proven here.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ use super::support::*;
 struct Server {
     name: &'static str,
     suite: &'static str,
+    /// `LAB_SERVER` of lab.sh, and the inventory's flavor: mariadb or mysql.
+    server: &'static str,
     prefix: &'static str,
     version: &'static str,
 }
@@ -26,8 +30,18 @@ struct Server {
 const MARIADB_11_8: Server = Server {
     name: "lab13",
     suite: "trixie",
+    server: "mariadb",
     prefix: "172.29.78",
     version: "11.8",
+};
+
+/// Debian sid's MySQL (9.7 today), the `mysql-server` package a user installs.
+const MYSQL: Server = Server {
+    name: "labmy",
+    suite: "sid",
+    server: "mysql",
+    prefix: "172.29.79",
+    version: "9.7",
 };
 
 impl Server {
@@ -41,6 +55,7 @@ impl Server {
             .args(args)
             .env("LAB_NAME", self.name)
             .env("LAB_SUITE", self.suite)
+            .env("LAB_SERVER", self.server)
             .env("LAB_SUBNET", format!("{}.0/24", self.prefix))
             .env("LAB_DIR", self.dir())
             .output()
@@ -103,6 +118,16 @@ impl Server {
             assert!(text.contains(from), "lab.yml no longer contains `{from}`");
             text = text.replace(from, &to);
         }
+        if self.server == "mysql" {
+            // MySQL: asynchronous replication (semi-sync is not proven there yet), and
+            // only the backup kind proven there (validate refuses the others).
+            text = text
+                .replace("flavor: mariadb", "flavor: mysql")
+                .replace("\n    semi_sync: true\n    semi_sync_timeout_ms: 5000", "");
+            let jobs = text.find("    app-logical:").expect("app-logical job");
+            let path_job = text.find("    proxy-config:").expect("proxy-config job");
+            text.replace_range(jobs..path_job, "");
+        }
         let p = dir.join("lab.yml");
         std::fs::write(&p, text).expect("write");
         p
@@ -117,7 +142,7 @@ impl Server {
     }
 
     fn sql(&self, host: &str, query: &str) -> String {
-        self.on(host, &format!("mariadb -N -B -e \"{query}\""))
+        self.on(host, &format!("{} -N -B -e \"{query}\"", self.server))
     }
 
     fn eventually(&self, host: &str, query: &str, want: &str) {
@@ -137,7 +162,12 @@ impl Server {
     }
 
     fn replica_status(&self, host: &str) -> std::collections::BTreeMap<String, String> {
-        self.on(host, "mariadb -E -e 'SHOW SLAVE STATUS'")
+        let statement = if self.server == "mysql" {
+            "SHOW REPLICA STATUS"
+        } else {
+            "SHOW SLAVE STATUS"
+        };
+        self.on(host, &format!("{} -E -e '{statement}'", self.server))
             .lines()
             .filter_map(|l| l.split_once(": "))
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -373,5 +403,153 @@ fn mariadb_11_8_on_debian_13_backs_up_verifies_restores_to_a_point_in_time_and_r
         "SELECT CONCAT(COUNT(*), ' ', MAX(id)) FROM app.pitr",
         "150 150",
     );
+    s.converge(&inv);
+}
+
+#[test]
+fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_checks_passwords_and_refuses_runbooks() {
+    let _turn = lab();
+    let s = &MYSQL;
+    // Apply from bare hosts (the server started and supervised without systemd, replicas
+    // seeded by CLONE), then nothing left to do.
+    let (dir, inv) = s.converged();
+
+    // Debian's MySQL, with dbfleet's settings winning over Debian's own mysqld.cnf
+    // (bind-address = 127.0.0.1, max_binlog_size = 100M), read live.
+    assert!(
+        s.sql("db1", "SELECT @@version").starts_with("9."),
+        "Debian sid's MySQL is 9.x"
+    );
+    assert_eq!(
+        s.sql(
+            "db1",
+            "SELECT @@bind_address, @@max_binlog_size, @@max_connections, @@gtid_mode"
+        ),
+        "0.0.0.0\t536870912\t200\tON"
+    );
+    assert_eq!(
+        s.sql("db1", "SELECT @@read_only, @@super_read_only"),
+        "0\t0"
+    );
+
+    // Replicas: super_read_only, GTID auto-position over verified TLS, and a row written on
+    // the primary reaches both.
+    s.sql(
+        "db1",
+        "CREATE TABLE IF NOT EXISTS app.m (id INT PRIMARY KEY); INSERT INTO app.m VALUES (1)",
+    );
+    for h in ["db2", "db3"] {
+        assert_eq!(
+            s.sql(h, "SELECT @@read_only, @@super_read_only"),
+            "1\t1",
+            "{h}"
+        );
+        s.eventually(h, "SELECT COUNT(*) FROM app.m", "1");
+        let st = s.replica_status(h);
+        for (field, want) in [
+            ("Source_Host", format!("{}.11", s.prefix)),
+            ("Replica_IO_Running", "Yes".into()),
+            ("Replica_SQL_Running", "Yes".into()),
+            ("Auto_Position", "1".into()),
+            ("Source_SSL_Allowed", "Yes".into()),
+            ("Source_SSL_Verify_Server_Cert", "Yes".into()),
+        ] {
+            assert_eq!(st.get(field), Some(&want), "{h}: {field}");
+        }
+    }
+    let st = dbfleet_with(&inv, &["status"], &[]);
+    assert_eq!(st.code, 0, "{}", st.all());
+
+    // Accounts on caching_sha2_password; the application reaches the primary through the
+    // proxy's writer port and a replica through its reader port, over TLS.
+    assert_eq!(
+        s.sql(
+            "db1",
+            "SELECT GROUP_CONCAT(DISTINCT plugin) FROM mysql.user WHERE User IN ('app', 'dbfleet_repl', 'dbfleet_monitor', 'dbfleet_backup')"
+        ),
+        "caching_sha2_password"
+    );
+    let store: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(".dbfleet/secrets.json")).expect("secrets store"),
+    )
+    .expect("json");
+    let app_password = store["app_password"].as_str().expect("app_password");
+    let through_proxy = |port: u16| {
+        let o = Command::new("docker")
+            .args(["exec", "-e", &format!("MYSQL_PWD={app_password}")])
+            .arg(s.container("backup1"))
+            .args([
+                "mysql",
+                "-h",
+                &format!("{}.31", s.prefix),
+                "-P",
+                &port.to_string(),
+            ])
+            .args([
+                "-u",
+                "app",
+                "--ssl-mode=REQUIRED",
+                "-N",
+                "-B",
+                "-e",
+                "SELECT @@hostname",
+            ])
+            .output()
+            .expect("docker exec");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(through_proxy(3306), "db1");
+    let reader = through_proxy(3307);
+    assert!(["db2", "db3"].contains(&reader.as_str()), "{reader}");
+
+    // A password changed by hand is found (the server's hash is salted at random: the
+    // digest dbfleet keeps in the account's attributes tells) and set back.
+    s.sql(
+        "db1",
+        "ALTER USER 'app'@'%' IDENTIFIED BY 'changed-by-hand'",
+    );
+    let p = dbfleet_with(&inv, &["plan"], &[]);
+    assert_eq!(p.code, 0, "{}", p.all());
+    assert!(
+        p.stdout.contains("update user app@% (password)"),
+        "{}",
+        p.stdout
+    );
+    s.converge(&inv);
+    assert_eq!(through_proxy(3306), "db1");
+
+    // mysqld killed: the supervisor starts it again, and it replicates again.
+    let pid = s.on("db3", "cat /run/mysqld/mysqld.pid");
+    s.on("db3", &format!("kill -9 {pid}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = s.on(
+            "db3",
+            "mysqladmin ping >/dev/null 2>&1 && cat /run/mysqld/mysqld.pid || true",
+        );
+        if !now.is_empty() && now != pid {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mysqld on db3 was not restarted within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s.sql("db1", "INSERT INTO app.m VALUES (2)");
+    s.eventually("db3", "SELECT COUNT(*) FROM app.m", "2");
+
+    // The topology runbooks are not proven on MySQL: they refuse and change nothing.
+    let sw = dbfleet_with(&inv, &["switchover", "--to", "db2", "--auto-approve"], &[]);
+    assert_eq!(sw.code, 1, "{}", sw.all());
+    assert!(
+        sw.all().contains("flavor mysql is not proven"),
+        "{}",
+        sw.all()
+    );
+    assert_eq!(s.sql("db1", "SELECT @@read_only"), "0");
+    assert_eq!(s.sql("db2", "SELECT @@read_only"), "1");
+    assert_eq!(primary_in(&inv, s), "db1");
     s.converge(&inv);
 }
