@@ -68,7 +68,6 @@ cases!(
     backup_injection,
     variable_types,
     mysql_physical_backup,
-    mysql_logical_backup,
 );
 
 #[test]

@@ -88,6 +88,19 @@ struct DbLayout {
     hardening_check: String,
     /// The option that sizes the redo log ([`Dialect::redo_log_option`]).
     redo_log_option: &'static str,
+    /// The logical dump tool, and its options recording the binary log and GTID position
+    /// as a comment (MariaDB: `--master-data=2 --gtid`; MySQL 8.0.26+: `--source-data=2`,
+    /// GTID_PURGED written by default with gtid_mode ON).
+    dump_tool: &'static str,
+    dump_position_options: &'static str,
+    /// The binary log reader (`backup-verify` reads every archived event with it).
+    binlog_reader: &'static str,
+    /// A scratch server for `backup-verify`: the server binary, the command that creates
+    /// an empty data folder (the folder is appended as `--datadir=`), and the options it
+    /// starts with beside datadir, socket and pid file.
+    server_binary: &'static str,
+    scratch_init: &'static str,
+    scratch_options: String,
 }
 
 fn layout(f: Flavor, d: Dialect) -> DbLayout {
@@ -118,6 +131,12 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             // (seen in the lab).
             reload_tls: "FLUSH LOCAL SSL",
             redo_log_option: d.redo_log_option(),
+            dump_tool: "mariadb-dump",
+            dump_position_options: "--master-data=2 --gtid",
+            binlog_reader: "mariadb-binlog",
+            server_binary: "mariadbd",
+            scratch_init: "mariadb-install-db --no-defaults --user=root --auth-root-authentication-method=normal --skip-test-db",
+            scratch_options: format!("--{}=48M", d.redo_log_option().replace('_', "-")),
             show_replica_status: d.show_replica_status(),
             replica: d.replica_fields(),
             stop_replica_sql: d.stop_replica_sql(),
@@ -141,6 +160,18 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             client_package: "mysql-client",
             reload_tls: "ALTER INSTANCE RELOAD TLS",
             redo_log_option: d.redo_log_option(),
+            dump_tool: "mysqldump",
+            dump_position_options: "--source-data=2",
+            binlog_reader: "mysqlbinlog",
+            server_binary: "mysqld",
+            // Quiet: --initialize prints a notice per step on stderr.
+            scratch_init: "mysqld --no-defaults --initialize-insecure --user=root --log-error-verbosity=1",
+            // The dump sets GTID_PURGED (gtid_mode ON on the fleet); no X protocol port;
+            // no import/export folder (Debian's /var/lib/mysql-files is the server's own).
+            scratch_options: format!(
+                "--{}=48M --gtid-mode=ON --enforce-gtid-consistency=ON --mysqlx=OFF --secure-file-priv=NULL",
+                d.redo_log_option().replace('_', "-")
+            ),
             show_replica_status: d.show_replica_status(),
             replica: d.replica_fields(),
             stop_replica_sql: d.stop_replica_sql(),

@@ -6,8 +6,8 @@
 //!
 //! Today: Debian 13 (trixie) with its MariaDB 11.8, and Debian sid with its MySQL (9.7):
 //! provisioning, seeding by CLONE, replication over verified TLS, accounts, supervision
-//! without systemd and the proxy; its topology runbooks refuse (`tests/mysql_refusals.rs`)
-//! and its database backup jobs are refused at validate until they are proven here.
+//! without systemd, the proxy, logical and binlog backups with verify; its topology
+//! runbooks (restore and rebuild among them) refuse (`tests/mysql_refusals.rs`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -119,14 +119,14 @@ impl Server {
             text = text.replace(from, &to);
         }
         if self.server == "mysql" {
-            // MySQL: asynchronous replication (semi-sync is not proven there yet), and
-            // only the backup kind proven there (validate refuses the others).
+            // MySQL: asynchronous replication (semi-sync is not proven there yet), and no
+            // physical backup (validate refuses it: no tool for MySQL in Debian).
             text = text
                 .replace("flavor: mariadb", "flavor: mysql")
                 .replace("\n    semi_sync: true\n    semi_sync_timeout_ms: 5000", "");
-            let jobs = text.find("    app-logical:").expect("app-logical job");
-            let path_job = text.find("    proxy-config:").expect("proxy-config job");
-            text.replace_range(jobs..path_job, "");
+            let physical = text.find("    app-physical:").expect("app-physical job");
+            let binlogs = text.find("    binlogs:").expect("binlogs job");
+            text.replace_range(physical..binlogs, "");
         }
         let p = dir.join("lab.yml");
         std::fs::write(&p, text).expect("write");
@@ -407,7 +407,7 @@ fn mariadb_11_8_on_debian_13_backs_up_verifies_restores_to_a_point_in_time_and_r
 }
 
 #[test]
-fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_checks_passwords_and_refuses_runbooks() {
+fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_and_refuses_runbooks() {
     let _turn = lab();
     let s = &MYSQL;
     // Apply from bare hosts (the server started and supervised without systemd, replicas
@@ -551,5 +551,40 @@ fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_checks_passwords_and_r
     assert_eq!(s.sql("db1", "SELECT @@read_only"), "0");
     assert_eq!(s.sql("db2", "SELECT @@read_only"), "1");
     assert_eq!(primary_in(&inv, s), "db1");
+
+    // Backups with MySQL's own tools: a consistent dump with its manifest (mysqldump, the
+    // replica's SQL thread paused), the binary logs (mysqlbinlog reads every event), a
+    // folder; each verified on the backup server (the dump loaded into a scratch mysqld
+    // and compared with the manifest).
+    s.sql(
+        "db1",
+        "CREATE TABLE app.b (id INT PRIMARY KEY, note VARCHAR(40)); \
+         INSERT INTO app.b VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+    );
+    s.eventually("db2", "SELECT COUNT(*) FROM app.b", "3");
+    for job in ["app-logical", "binlogs", "proxy-config"] {
+        let b = dbfleet_with(&inv, &["backup", "run", job], &[]);
+        assert_eq!(b.code, 0, "{job}:\n{}", b.all());
+    }
+    let l = dbfleet_with(&inv, &["backup", "list"], &[]);
+    assert_eq!(l.code, 0, "{}", l.all());
+    let v = dbfleet_with(&inv, &["backup", "verify"], &[]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    assert!(
+        v.stdout
+            .contains("row counts and checksums match the manifest"),
+        "{}",
+        v.all()
+    );
+    assert!(v.stdout.contains("binary logs readable"), "{}", v.all());
+    assert_eq!(
+        s.sql("db2", "SELECT @@read_only, @@super_read_only"),
+        "1\t1"
+    );
+    let st = s.replica_status("db2");
+    assert_eq!(
+        st.get("Replica_SQL_Running").map(String::as_str),
+        Some("Yes")
+    );
     s.converge(&inv);
 }

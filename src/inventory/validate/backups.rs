@@ -213,25 +213,19 @@ pub(super) fn check_backups(
             JobKind::Physical => vec![("full", &j.full), ("incremental", &j.incremental)],
             _ => vec![("run", &j.schedule)],
         };
-        if kind != JobKind::Path && flavor == crate::inventory::Flavor::Mysql {
+        if kind == JobKind::Physical && flavor == crate::inventory::Flavor::Mysql {
             // Issue 13: Debian ships no physical backup tool for MySQL (no xtrabackup for
-            // 8.4 or 9.x, and `percona-xtrabackup-80` is not a Debian package); the
-            // logical and binlog job, verify and restore scripts call MariaDB's tools and
-            // are not proven on MySQL yet. A job that could only fail at its first run,
-            // every night, is refused here instead.
+            // 8.4 or 9.x, and `percona-xtrabackup-80` is not a Debian package), so a
+            // physical job could only fail at its first run.
             let sp = c.span(&j.kind);
-            let (why, help) = if kind == JobKind::Physical {
-                (
+            c.push(
+                Problem::at(
                     "physical backups need mariadb-backup: there is no physical backup tool for MySQL in Debian",
-                    "logical and binlog jobs for MySQL are not supported yet either; a `kind: path` job works; back MySQL up by hand meanwhile",
+                    sp,
+                    "not for flavor: mysql",
                 )
-            } else {
-                (
-                    "logical and binlog backups are not supported on MySQL yet: their job, verify and restore scripts call MariaDB's tools (mariadb-dump, mariadb-binlog) and are proven on MariaDB only",
-                    "remove the job, or back MySQL up by hand meanwhile (mysqldump --single-transaction --source-data, mysqlbinlog); a `kind: path` job works",
-                )
-            };
-            c.push(Problem::at(why, sp, "not for flavor: mysql").help(help));
+                .help("use `kind: logical` (a consistent dump) and `kind: binlog` (point-in-time recovery) for MySQL"),
+            );
         }
         if kind == JobKind::Physical && j.schedule.is_some() {
             let sp = c.span(j.schedule.as_ref().unwrap_or_else(|| unreachable!()));
