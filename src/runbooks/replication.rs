@@ -91,13 +91,12 @@ pub async fn apply(
             run(replica, "START SLAVE", &sql(r, d.start_replica())).await?;
         }
         Some(Mode::Repoint(_)) => {
-            let s = format!(
-                "{}\n{}\n{}",
-                d.stop_replica(),
-                d.change_source(&r.source),
-                d.start_replica()
-            );
-            run(replica, "repointing replication", &sql(r, &s)).await?;
+            run(
+                replica,
+                "repointing replication",
+                &sql(r, &point_at_source(r, "")),
+            )
+            .await?;
         }
     }
     wait_caught_up(replica, source, r).await
@@ -298,12 +297,17 @@ async fn configure(
     let d = r.dialect;
     // The history the copy carries (issue 10, case 3): read before the copy starts
     // replicating, clipped to the copy's position below.
-    let history = run(
-        source,
-        "reading the source's binary log history",
-        &sql(r, d.binlog_history()),
-    )
-    .await?;
+    // A clone carries it already (MySQL's gtid_executed): no round trip for it.
+    let history = if d.seeds_by_clone() {
+        String::new()
+    } else {
+        run(
+            source,
+            "reading the source's binary log history",
+            &sql(r, d.binlog_history()),
+        )
+        .await?
+    };
     let out = run(
         replica,
         "starting the copy",
@@ -318,13 +322,12 @@ async fn configure(
     .await?;
     if d.seeds_by_clone() {
         // A clone carries the source's gtid_executed: auto-position starts from there.
-        let s = format!(
-            "{}\n{}\n{}",
-            d.stop_replica(),
-            d.change_source(&r.source),
-            d.start_replica()
-        );
-        run(replica, "configuring replication", &sql(r, &s)).await?;
+        run(
+            replica,
+            "configuring replication",
+            &sql(r, &point_at_source(r, "")),
+        )
+        .await?;
         return Ok(());
     }
     let position = out.split_whitespace().nth(2).unwrap_or("").to_string();
@@ -333,15 +336,28 @@ async fn configure(
         &crate::sql::gtid::parse_gtids(history.trim()),
     );
     // 4. Start from that position (empty: the source had written nothing to its binlog).
-    let s = format!(
-        "{}\n{}\n{}\n{}",
-        d.stop_replica(),
-        d.set_start_position_with_history(&position, &inherited),
-        d.change_source(&r.source),
-        d.start_replica()
-    );
-    run(replica, "configuring replication", &sql(r, &s)).await?;
+    let start = d.set_start_position_with_history(&position, &inherited);
+    run(
+        replica,
+        "configuring replication",
+        &sql(r, &point_at_source(r, &start)),
+    )
+    .await?;
     Ok(())
+}
+
+/// The statements that (re)point a replica at its source and start it, with `position`
+/// (statements setting the start position; may be empty) between stopping and pointing.
+fn point_at_source(r: &ReplicationRes, position: &str) -> String {
+    let d = r.dialect;
+    let stop = d.stop_replica();
+    let change = d.change_source(&r.source);
+    let start = d.start_replica();
+    if position.is_empty() {
+        format!("{stop}\n{change}\n{start}")
+    } else {
+        format!("{stop}\n{position}\n{change}\n{start}")
+    }
 }
 
 /// Waits until the replica has applied everything the source had when this started, and
