@@ -8,9 +8,11 @@
 i=$1
 # The proxy's address (the main lab's by default; another lab of the server matrix passes its own).
 proxy=${2:-172.29.77.31}
+# MariaDB's client, or MySQL's on a MySQL lab.
+client=$(command -v mariadb || command -v mysql)
 while [ -e /root/writer.run ]; do
   i=$((i+1))
-  if sid=$(mariadb --defaults-extra-file=/root/app.cnf -h "$proxy" -P 3306 -N --connect-timeout=2 \
+  if sid=$("$client" --defaults-extra-file=/root/app.cnf -h "$proxy" -P 3306 -N --connect-timeout=2 \
       -e "INSERT INTO app.seq(n) VALUES ($i); SELECT @@server_id" 2>/dev/null) && [ -n "$sid" ]; then
     echo "$(date +%s.%N) $i $sid"
   fi

@@ -1,5 +1,6 @@
-//! Issue 10, case 6: on `flavor: mysql` every command that changes the topology refuses
-//! before it contacts any host (MySQL is not proven live yet), exits 1 and says why.
+//! Issue 10, case 6: on `flavor: mysql` every runbook not proven on MySQL hosts (restore,
+//! rebuild) refuses before it contacts any host, exits 1 and says why. Switchover,
+//! failover and rejoin are proven there (`tests/lab/servers.rs`) and no longer refuse.
 //!
 //! "Before it contacts any host" is observed, not assumed: the inventory's ssh_config sends
 //! every connection through a ProxyCommand that only leaves a marker file and fails, so a
@@ -32,13 +33,9 @@ fn fleet(dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn topology_commands_refuse_mysql_before_contacting_any_host() {
+fn unproven_runbooks_refuse_mysql_before_contacting_any_host() {
     for args in [
-        &["switchover", "--to", "m2", "--auto-approve"][..],
-        &["failover", "--auto-approve"],
-        &["failover", "--dry-run"],
-        &["rejoin", "m2", "--auto-approve"],
-        &["restore", "m1", "--auto-approve"],
+        &["restore", "m1", "--auto-approve"][..],
         &["rebuild", "m3", "--auto-approve"],
     ] {
         let dir = tempfile::tempdir().expect("tempdir");

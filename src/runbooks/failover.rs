@@ -37,7 +37,6 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::inventory::Role;
 use crate::plan::runbook::{Action, Runbook, RunbookPlan, SECRET_PLACEHOLDER};
-use crate::sql::gtid::{by_domain, name_ranges};
 use crate::transport::SshHost;
 
 /// Seconds a replica may take to apply what it received before the failover gives up.
@@ -326,8 +325,7 @@ pub fn pick(
     states: &[(String, DbState)],
     wanted: Option<&str>,
 ) -> Result<String, Error> {
-    let total = |s: &DbState| by_domain(&s.slave_pos).values().sum::<u64>();
-    let best = states.iter().map(|(_, s)| total(s)).max().unwrap_or(0);
+    let total = |s: &DbState| s.slave_pos.progress();
     let eligible: Vec<&(String, DbState)> = states
         .iter()
         .filter(|(n, _)| c.candidates.contains(n))
@@ -352,14 +350,26 @@ pub fn pick(
                 )
             })?,
     };
-    if total(&chosen.1) < best {
-        let ahead: Vec<&str> = states
-            .iter()
-            .filter(|(_, s)| total(s) > total(&chosen.1))
-            .map(|(n, _)| n.as_str())
-            .collect();
+    // Behind is "lacks something another has applied", not "fewer transactions": a
+    // replica with a hole (MySQL) or an older domain (MariaDB) would lose it.
+    let ahead: Vec<&str> = states
+        .iter()
+        .filter(|(_, s)| !chosen.1.slave_pos.covers(&s.slave_pos))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !ahead.is_empty() {
+        let theirs = crate::sql::gtid::GtidSet::union(states.iter().map(|(_, s)| &s.slave_pos));
+        let lacks = theirs.missing_from(&chosen.1.slave_pos);
+        let lacks = if lacks.is_empty() {
+            String::new()
+        } else {
+            format!(" (it lacks {})", lacks.name())
+        };
+        // On MySQL a replica's own writes (errant transactions) are in what it applied: a
+        // replica holding some makes every other one "behind" it, and the failover refuses
+        // rather than promote a server without them (remove or rebuild the errant one).
         return Err(Error::Refused(format!(
-            "{} is behind {}: promoting it would lose transactions the others have",
+            "{} is behind {}{lacks}: promoting it would lose transactions the others have",
             chosen.0,
             ahead.join(", ")
         )));
@@ -374,7 +384,7 @@ pub fn pick(
         return Err(Error::Refused(format!(
             "{} has errant transactions no other server has: {}; refusing to promote it (rebuild it, or pass --to another replica)",
             chosen.0,
-            name_ranges(&errant)
+            errant.name()
         )));
     }
     Ok(chosen.0.clone())
@@ -611,14 +621,11 @@ pub async fn plan(
     })
 }
 
-fn gtids(g: &[crate::sql::gtid::Gtid]) -> String {
+fn gtids(g: &crate::sql::gtid::GtidSet) -> String {
     if g.is_empty() {
         return "empty".into();
     }
-    g.iter()
-        .map(|g| g.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+    g.to_string()
 }
 
 /// The replication password the runbook's repoints send (the cluster's replication
@@ -778,19 +785,13 @@ pub async fn plan_rejoin(
 ///
 /// Errors: the refusal naming the transactions `host` has that `source` never saw.
 pub fn contained(host: &str, mine: &DbState, source: &str, theirs: &DbState) -> Result<(), String> {
-    let theirs_all: Vec<_> = theirs
-        .binlog_state
-        .iter()
-        .chain(theirs.slave_pos.iter())
-        .copied()
-        .collect();
-    let extra = crate::sql::gtid::missing_from(&mine.binlog_state, &theirs_all);
+    let extra = mine.binlog_state.missing_from(&theirs.history());
     if extra.is_empty() {
         return Ok(());
     }
     Err(format!(
         "{host} has transactions {source} never saw: {}; rejoining would keep them on {host} only (or stop replication). Rebuild {host} from {source} instead (reseed it: move its data folder away and `dbfleet apply`)",
-        name_ranges(&extra)
+        extra.name()
     ))
 }
 
@@ -913,7 +914,10 @@ mod tests {
             .await
             .expect("drained");
         // Its first two reads still had relay log to apply (0-1-8, 0-1-9 of 0-1-10).
-        assert_eq!(states[0].1.slave_pos.iter().map(|g| g.seq).max(), Some(10));
+        assert_eq!(
+            states[0].1.slave_pos.mariadb.iter().map(|g| g.seq).max(),
+            Some(10)
+        );
         // An applier stopped with relay log left: promoting it would lose what it holds.
         let db3 = Scripted::new("db3").answer(
             "INNODB_TRX",
@@ -955,11 +959,77 @@ mod tests {
         let c = cluster(&engine, vec![]);
         // db3 wrote 0-3-5 itself (read_only bypassed); nobody else has it.
         let mut db3 = state(&replica_state(3, "No", "Yes", "0-1-12", "0-1-12"));
-        db3.binlog_state = crate::sql::gtid::parse_gtids("0-1-12,0-3-5");
+        db3.binlog_state = crate::sql::gtid::GtidSet::parse("0-1-12,0-3-5");
         let db2 = state(&replica_state(2, "No", "Yes", "0-1-12", "0-1-12"));
         let states = vec![("db2".to_string(), db2), ("db3".to_string(), db3)];
         let e = pick(&c, &states, Some("db3")).expect_err("errant");
         assert!(e.to_string().contains("db3 has errant transactions"), "{e}");
         assert_eq!(pick(&c, &states, Some("db2")).expect("db2"), "db2");
+    }
+
+    /// A MySQL replica's state as the probe prints it: gtid_executed in all three
+    /// positions, its server_uuid, and MySQL's replica status names; `received` may hold
+    /// line breaks, as the server prints a set of several sources.
+    fn mysql_state(server_id: u32, uuid: &str, executed: &str, received: &str) -> DbState {
+        let d = crate::sql::Dialect::MySql84;
+        let f = d.replica_fields();
+        let out = format!(
+            "*** 1. row ***\n up: dbfleet-up\n read_only: 1\n server_id: {server_id}\n long_trx: 0\n\
+             *** 1. row ***\n binlog_pos: {executed}\n slave_pos: {executed}\n binlog_state: {executed}\n server_uuid: {uuid}\n\
+             *** 1. row ***\n {}: 172.29.77.11\n {}: No\n {}: Yes\n {}: 0\n Retrieved_Gtid_Set: {received}\n Last_SQL_Error: \n",
+            f.source_host, f.io_running, f.sql_running, f.seconds_behind
+        );
+        crate::runbooks::topology::parse_state(&out, d)
+    }
+
+    #[test]
+    fn mysql_replicas_are_ranked_and_checked_as_gtid_sets() {
+        let engine = lab_engine(None);
+        let c = cluster(&engine, vec![]);
+        let (src, old, u2, u3) = (
+            "aaaaaaaa-0000-0000-0000-000000000001",
+            "aaaaaaaa-0000-0000-0000-000000000009",
+            "aaaaaaaa-0000-0000-0000-000000000002",
+            "aaaaaaaa-0000-0000-0000-000000000003",
+        );
+        // Received over two sources (line break as printed), applied all: drained.
+        let db2 = mysql_state(
+            2,
+            u2,
+            &format!("{old}:1-4,{src}:1-10"),
+            &format!("{old}:1-4,\n{src}:1-10"),
+        );
+        assert!(db2.relay_drained());
+        assert!(!mysql_state(2, u2, &format!("{src}:1-9"), &format!("{src}:1-10")).relay_drained());
+        let db3 = mysql_state(3, u3, &format!("{old}:1-4,{src}:1-9"), "");
+        let states = vec![("db2".to_string(), db2.clone()), ("db3".to_string(), db3)];
+        assert_eq!(pick(&c, &states, None).expect("pick"), "db2");
+        let e = pick(&c, &states, Some("db3")).expect_err("behind");
+        assert!(e.to_string().contains("db3 is behind db2"), "{e}");
+        // More transactions is not ahead: db3 has a hole (src:9) db2 applied; promoting
+        // it would lose that one, whatever the counts say.
+        let holed = mysql_state(3, u3, &format!("{old}:1-4,{src}:1-8:10-14"), "");
+        let states = vec![("db2".to_string(), db2.clone()), ("db3".to_string(), holed)];
+        let e = pick(&c, &states, None).expect_err("nobody has everything");
+        assert!(e.to_string().contains("is behind"), "{e}");
+        // Transactions db3 wrote itself (its own server_uuid) that nobody has: errant.
+        let errant = mysql_state(3, u3, &format!("{old}:1-4,{src}:1-10,{u3}:1-2"), "");
+        let states = vec![("db2".to_string(), db2), ("db3".to_string(), errant)];
+        let e = pick(&c, &states, Some("db3")).expect_err("errant");
+        assert!(
+            e.to_string().contains(&format!(
+                "errant transactions no other server has: {u3}:1-2 (2 transactions)"
+            )),
+            "{e}"
+        );
+        // Nor db2: db3's errant writes are in what db3 applied (MySQL), so db2 lacks
+        // them; the failover refuses and names them rather than guess.
+        let e = pick(&c, &states, Some("db2")).expect_err("db2 lacks db3's writes");
+        assert!(
+            e.to_string().contains(&format!(
+                "db2 is behind db3 (it lacks {u3}:1-2 (2 transactions))"
+            )),
+            "{e}"
+        );
     }
 }

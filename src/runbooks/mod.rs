@@ -25,15 +25,15 @@ use crate::transport::{SshHost, Transport};
 
 /// Refuses a topology runbook (`verb`: "switchover", "failover", "rejoin", "restore",
 /// "rebuild") on a dialect where it is not proven on real hosts
-/// ([`Dialect::topology_runbooks_proven`]). Called before any host is contacted.
+/// ([`Dialect::runbook_proven`]). Called before any host is contacted.
 ///
 /// Errors: [`Error::Refused`] naming the flavor and why.
 pub fn require_proven(d: Dialect, verb: &str) -> Result<(), crate::error::Error> {
-    if d.topology_runbooks_proven() {
+    if d.runbook_proven(verb) {
         return Ok(());
     }
     Err(crate::error::Error::Refused(format!(
-        "{verb} refused: flavor mysql is not proven on real hosts for runbooks that change the topology (its replica status names differ from MariaDB's; a switchover on MySQL made two writers). Nothing was changed. Provisioning, plan and status work; move the primary by hand until MySQL runs in the lab"
+        "{verb} refused: flavor mysql is not proven on real hosts for {verb} (it replays binary logs and reseeds hosts with MariaDB's tools; MySQL's are not wired in yet). Nothing was changed. Backups (`backup run`, `backup verify`) work on MySQL: restore a logical dump and the archived binary logs by hand"
     )))
 }
 

@@ -22,7 +22,6 @@ use super::topology::{DbState, sql};
 use crate::engine::{Engine, Probe};
 use crate::error::Error;
 use crate::plan::Plan;
-use crate::sql::gtid::name_ranges;
 use crate::sql::{Dialect, SourceSpec};
 use crate::tasks::Resource;
 use crate::tasks::primary::PrimaryRes;
@@ -151,14 +150,10 @@ pub fn demote_sql(d: Dialect, source: &SourceSpec) -> String {
 
 /// The returning old primary of a rejoin (and step 5 after its UNLOCK TABLES).
 pub fn rejoin_sql(d: Dialect, source: &SourceSpec) -> String {
-    let semi = if d == Dialect::MariaDb {
-        format!("{}\n", d.set_semi_sync_primary(false))
-    } else {
-        String::new()
-    };
     format!(
-        "{}\n{semi}{}\n{}\n{}",
+        "{}\n{}\n{}\n{}\n{}",
         d.set_read_only(true),
+        d.set_semi_sync_primary(false),
         d.stop_replica(),
         d.change_source_demote(source),
         d.start_replica()
@@ -250,7 +245,7 @@ pub fn check(
     if !errant.is_empty() {
         return Err(format!(
             "{new} has errant transactions {old} never had: {} (rebuild {new}, or remove them)",
-            name_ranges(&errant)
+            errant.name()
         ));
     }
     for (h, s) in states {
@@ -550,7 +545,7 @@ mod tests {
         );
         // Errant transactions on the candidate.
         let mut errant = db2.clone();
-        errant.binlog_state = crate::sql::gtid::parse_gtids("0-1-10,0-2-3");
+        errant.binlog_state = crate::sql::gtid::GtidSet::parse("0-1-10,0-2-3");
         let with_errant = vec![
             ("db1".to_string(), primary()),
             ("db2".to_string(), errant),

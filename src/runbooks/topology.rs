@@ -3,7 +3,7 @@
 //! writer. GTID arithmetic is `crate::sql::gtid`'s; the statements and the names the server
 //! reports are `crate::sql`'s.
 
-use crate::sql::gtid::{Gtid, by_domain, parse_gtids};
+use crate::sql::gtid::{GtidSet, Missing};
 use crate::sql::{Dialect, ReplicaStatus};
 use crate::transport::Transport;
 
@@ -13,11 +13,13 @@ pub struct DbState {
     pub up: bool,
     pub read_only: bool,
     pub server_id: u32,
+    /// MySQL's `server_uuid` (the source part of the GTIDs it writes); empty on MariaDB.
+    pub server_uuid: String,
     /// The logged position, the applied position and the binary log history (see
-    /// [`Dialect::gtid_state`]).
-    pub binlog_pos: Vec<Gtid>,
-    pub slave_pos: Vec<Gtid>,
-    pub binlog_state: Vec<Gtid>,
+    /// [`Dialect::gtid_state`]; on MySQL all three are `gtid_executed`).
+    pub binlog_pos: GtidSet,
+    pub slave_pos: GtidSet,
+    pub binlog_state: GtidSet,
     /// Transactions open longer than 10 seconds.
     pub long_trx: u64,
     /// The replica status; None when the host replicates from nobody.
@@ -38,33 +40,34 @@ impl DbState {
         self.replica.as_ref().is_some_and(|r| r.threads_running())
     }
     /// Received (IO thread) position.
-    pub fn io_pos(&self) -> Vec<Gtid> {
+    pub fn io_pos(&self) -> GtidSet {
         self.replica
             .as_ref()
-            .map(|r| parse_gtids(&r.received))
+            .map(|r| GtidSet::parse(&r.received))
             .unwrap_or_default()
     }
     /// True when everything received has been applied.
     pub fn relay_drained(&self) -> bool {
-        let io = by_domain(&self.io_pos());
-        let applied = by_domain(&self.slave_pos);
-        io.iter()
-            .all(|(d, s)| applied.get(d).copied().unwrap_or(0) >= *s)
+        self.slave_pos.covers(&self.io_pos())
     }
-    /// Transactions written on this server under its own server_id that `others` never had
-    /// (errant transactions, DESIGN.md).
-    pub fn errant_against(&self, others: &[&DbState]) -> Vec<(Gtid, Gtid)> {
-        let own: Vec<Gtid> = self
+    /// Everything this server has logged or applied.
+    pub fn history(&self) -> GtidSet {
+        GtidSet::union([&self.binlog_state, &self.slave_pos])
+    }
+    /// Transactions written on this server itself (its server_id; MySQL: its server_uuid)
+    /// that `others` never had (errant transactions, DESIGN.md).
+    pub fn errant_against(&self, others: &[&DbState]) -> Missing {
+        let own = self
             .binlog_state
-            .iter()
-            .copied()
-            .filter(|g| g.server == self.server_id)
-            .collect();
-        let theirs: Vec<Gtid> = others
-            .iter()
-            .flat_map(|o| o.binlog_state.iter().chain(o.slave_pos.iter()).copied())
-            .collect();
-        crate::sql::gtid::missing_from(&own, &theirs)
+            .originated_by(self.server_id, &self.server_uuid);
+        let theirs = GtidSet::union(
+            others
+                .iter()
+                .map(|o| o.history())
+                .collect::<Vec<_>>()
+                .iter(),
+        );
+        own.missing_from(&theirs)
     }
 }
 
@@ -89,9 +92,10 @@ pub fn parse_state(out: &str, d: Dialect) -> DbState {
         up: get("up") == "dbfleet-up",
         read_only: get("read_only") != "0",
         server_id: get("server_id").parse().unwrap_or(0),
-        binlog_pos: parse_gtids(&get("binlog_pos")),
-        slave_pos: parse_gtids(&get("slave_pos")),
-        binlog_state: parse_gtids(&get("binlog_state")),
+        server_uuid: get("server_uuid"),
+        binlog_pos: GtidSet::parse(&get("binlog_pos")),
+        slave_pos: GtidSet::parse(&get("slave_pos")),
+        binlog_state: GtidSet::parse(&get("binlog_state")),
         long_trx: get("long_trx").parse().unwrap_or(0),
         replica: d.replica_status(&f),
     }
@@ -360,9 +364,9 @@ mod tests {
             }),
             ..Default::default()
         };
-        s.slave_pos = parse_gtids("0-1-9");
+        s.slave_pos = GtidSet::parse("0-1-9");
         assert!(!s.relay_drained());
-        s.slave_pos = parse_gtids("0-1-10");
+        s.slave_pos = GtidSet::parse("0-1-10");
         assert!(s.relay_drained());
     }
 }

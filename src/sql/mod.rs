@@ -69,12 +69,14 @@ impl Dialect {
             _ => "mysql",
         }
     }
-    /// Whether the topology runbooks (switchover, failover, rejoin, restore, rebuild) are
-    /// proven on real hosts of this dialect. Only MariaDB is: a MySQL 9.7 lab host showed a
-    /// switchover that never froze the old primary and made two writers (issue 10, case 6),
-    /// so those runbooks refuse MySQL until it runs in the lab.
-    pub fn topology_runbooks_proven(self) -> bool {
-        self == Dialect::MariaDb
+    /// Whether the topology runbook `verb` ("switchover", "failover", "rejoin", "restore",
+    /// "rebuild") is proven on real hosts of this dialect. MariaDB: all of them. MySQL:
+    /// switchover, failover and rejoin, which the lab's MySQL test runs under write load
+    /// (before it, a MySQL 9.7 switchover never froze the old primary and made two
+    /// writers: issue 10, case 6); restore and rebuild replay and reseed with MariaDB's
+    /// tools and refuse MySQL.
+    pub fn runbook_proven(self, verb: &str) -> bool {
+        self == Dialect::MariaDb || matches!(verb, "switchover" | "failover" | "rejoin")
     }
     /// The command-line client on the host.
     pub fn client(self) -> &'static str {
@@ -421,11 +423,12 @@ impl Dialect {
         }
     }
 
-    /// The server's current GTID position (what a replica must reach).
+    /// The server's current GTID position (what a replica must reach), on one line
+    /// (MySQL breaks `gtid_executed` after each comma).
     pub fn current_position(self) -> &'static str {
         match self {
             Dialect::MariaDb => "SELECT @@GLOBAL.gtid_binlog_pos;",
-            _ => "SELECT @@GLOBAL.gtid_executed;",
+            _ => "SELECT REPLACE(@@GLOBAL.gtid_executed, '\\n', '');",
         }
     }
 
@@ -494,14 +497,15 @@ impl Dialect {
     }
 
     /// One row of GTID state: `binlog_pos`, `slave_pos` and `binlog_state` (MariaDB);
-    /// on MySQL `gtid_executed` fills all three.
+    /// on MySQL `gtid_executed` (on one line) fills all three, and `server_uuid` names the
+    /// GTIDs the server writes itself.
     pub fn gtid_state(self) -> &'static str {
         match self {
             Dialect::MariaDb => {
                 "SELECT @@GLOBAL.gtid_binlog_pos AS binlog_pos, @@GLOBAL.gtid_slave_pos AS slave_pos, @@GLOBAL.gtid_binlog_state AS binlog_state;"
             }
             _ => {
-                "SELECT @@GLOBAL.gtid_executed AS binlog_pos, @@GLOBAL.gtid_executed AS slave_pos, @@GLOBAL.gtid_executed AS binlog_state;"
+                "SELECT REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS binlog_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS slave_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS binlog_state, @@GLOBAL.server_uuid AS server_uuid;"
             }
         }
     }

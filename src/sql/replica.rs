@@ -13,17 +13,41 @@ use std::collections::BTreeMap;
 use super::Dialect;
 
 /// Parses a client's `-E` (vertical) output into field → value. Several result sets may
-/// follow one another; their fields must not repeat (a later one would win).
+/// follow one another; their fields must not repeat (a later one would win). A value the
+/// server wrote over several lines (MySQL's GTID sets break after each comma:
+/// `Retrieved_Gtid_Set`, `Executed_Gtid_Set`) is joined back into one.
 pub fn vertical(facts: &str) -> BTreeMap<String, String> {
-    facts
-        .lines()
-        .filter(|l| !l.starts_with("***"))
-        .filter_map(|l| {
-            l.split_once(": ")
-                .or_else(|| l.trim_end().strip_suffix(':').map(|k| (k, "")))
-        })
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
+    let mut out = BTreeMap::new();
+    let mut last: Option<String> = None;
+    for l in facts.lines().filter(|l| !l.starts_with("***")) {
+        let field = l
+            .split_once(": ")
+            .or_else(|| l.trim_end().strip_suffix(':').map(|k| (k, "")));
+        match field {
+            Some((k, v)) if !continues(&out, &last, l) => {
+                let k = k.trim().to_string();
+                out.insert(k.clone(), v.trim().to_string());
+                last = Some(k);
+            }
+            _ if continues(&out, &last, l) => {
+                if let Some(v) = last.as_ref().and_then(|k| out.get_mut(k)) {
+                    v.push_str(l.trim());
+                }
+            }
+            _ => last = None,
+        }
+    }
+    out
+}
+
+/// A line continues the previous field's value when that value ends with a comma and the
+/// line has no field name of its own (a GTID set's next entry: `uuid:1-5,`).
+fn continues(out: &BTreeMap<String, String>, last: &Option<String>, line: &str) -> bool {
+    let open = last
+        .as_ref()
+        .and_then(|k| out.get(k))
+        .is_some_and(|v| v.ends_with(','));
+    open && !line.contains(": ") && !line.trim().is_empty()
 }
 
 /// A server's GTID positions as `status` reports them (JSON names are MariaDB's, kept as
@@ -193,9 +217,10 @@ impl Dialect {
                 "RPL_SEMI_SYNC_SLAVE_STATUS",
                 "@@have_ssl",
             ),
-            // Not yet run against a live MySQL (issue 13): the names of MySQL 8.0.26+.
+            // The names of MySQL 8.0.26+ (read live on 9.7 by the lab's MySQL test);
+            // gtid_executed on one line (the server breaks it after each comma).
             _ => (
-                "@@GLOBAL.gtid_executed AS gtid_binlog_pos, @@GLOBAL.gtid_executed AS gtid_slave_pos, @@GLOBAL.gtid_executed AS gtid_binlog_state",
+                "REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_binlog_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_slave_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_binlog_state",
                 "RPL_SEMI_SYNC_SOURCE_STATUS",
                 "RPL_SEMI_SYNC_REPLICA_STATUS",
                 "IF(@@GLOBAL.ssl_cert <> '', 'YES', 'NO')",
@@ -282,6 +307,13 @@ mod tests {
         assert!(s.threads_running() && s.gtid_positioned);
         assert_eq!(s.seconds_behind, Some(3));
         assert_eq!(Dialect::MariaDb.replica_status(&mysql), None);
+        // MySQL breaks a GTID set after each comma; the value is read whole.
+        let multi = vertical(
+            " Source_Host: 10.0.0.1\n Retrieved_Gtid_Set: aa:1-5,\nbb:1-3\n Executed_Gtid_Set: aa:1-5,\nbb:1-3,\ncc:7\n Auto_Position: 1\n",
+        );
+        assert_eq!(multi["Retrieved_Gtid_Set"], "aa:1-5,bb:1-3");
+        assert_eq!(multi["Executed_Gtid_Set"], "aa:1-5,bb:1-3,cc:7");
+        assert_eq!(multi["Auto_Position"], "1");
     }
 
     #[test]

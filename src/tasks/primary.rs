@@ -71,8 +71,7 @@ impl PrimaryRes {
             });
         }
         let live_semi = get("semi_sync_primary") == "1";
-        let semi_wrong =
-            (self.semi_sync || self.dialect == Dialect::MariaDb) && self.semi_sync != live_semi;
+        let semi_wrong = self.semi_sync != live_semi;
         if get("read_only") != "0" || semi_wrong {
             return Some(Mode::MakeWritable);
         }
@@ -154,13 +153,12 @@ impl PrimaryRes {
 
 /// The statements that make a server the writable primary: semi-sync's primary side set
 /// first (so no write is acknowledged without a replica's ack when semi-sync is declared),
-/// then read_only OFF. MySQL has the semi-sync variable only with its plugin loaded.
+/// then read_only OFF. MySQL has the semi-sync variable only with its plugin loaded:
+/// dbfleet's mysqld.cnf loads it on every MySQL host (`templates/mysqld.cnf.j2`).
 pub fn writable_sql(d: Dialect, semi_sync: bool) -> String {
-    let mut s = String::new();
-    if semi_sync || d == Dialect::MariaDb {
-        s.push_str(&d.set_semi_sync_primary(semi_sync));
-        s.push('\n');
-    }
-    s.push_str(&d.set_read_only(false));
-    s
+    format!(
+        "{}\n{}",
+        d.set_semi_sync_primary(semi_sync),
+        d.set_read_only(false)
+    )
 }

@@ -6,8 +6,9 @@
 //!
 //! Today: Debian 13 (trixie) with its MariaDB 11.8, and Debian sid with its MySQL (9.7):
 //! provisioning, seeding by CLONE, replication over verified TLS, accounts, supervision
-//! without systemd, the proxy, logical and binlog backups with verify; its topology
-//! runbooks (restore and rebuild among them) refuse (`tests/mysql_refusals.rs`).
+//! without systemd, the proxy, logical and binlog backups with verify, semi-sync, and
+//! switchover, failover and rejoin under write load; its restore and rebuild refuse
+//! (`tests/mysql_refusals.rs`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -119,11 +120,8 @@ impl Server {
             text = text.replace(from, &to);
         }
         if self.server == "mysql" {
-            // MySQL: asynchronous replication (semi-sync is not proven there yet), and no
-            // physical backup (validate refuses it: no tool for MySQL in Debian).
-            text = text
-                .replace("flavor: mariadb", "flavor: mysql")
-                .replace("\n    semi_sync: true\n    semi_sync_timeout_ms: 5000", "");
+            // MySQL: no physical backup (validate refuses it: no tool for MySQL in Debian).
+            text = text.replace("flavor: mariadb", "flavor: mysql");
             let physical = text.find("    app-physical:").expect("app-physical job");
             let binlogs = text.find("    binlogs:").expect("binlogs job");
             text.replace_range(physical..binlogs, "");
@@ -231,6 +229,60 @@ impl Server {
     }
 }
 
+/// The HA drill of the matrix, from a converged lab whose primary is db1: a switchover
+/// to db2 under write load, db2 killed under write load and a failover, db2 rejoined;
+/// every acknowledged insert on every server each time, one writer (read_only on the
+/// others), and the fleet converged again at the end (re-plan to zero).
+fn switchover_failover_rejoin(s: &Server, dir: &Path, inv: &Path) {
+    // Switchover under write load: no acknowledged insert lost.
+    s.start_writer(dir, "db1", 0);
+    let sw = dbfleet_with(inv, &["switchover", "--to", "db2", "--auto-approve"], &[]);
+    std::thread::sleep(Duration::from_secs(1));
+    let acked = s.stop_writer();
+    assert_eq!(sw.code, 0, "{}", sw.all());
+    assert_eq!(primary_in(inv, s), "db2");
+    assert_eq!(s.sql("db2", "SELECT @@read_only"), "0");
+    assert_eq!(s.sql("db1", "SELECT @@read_only"), "1");
+    for h in ["db1", "db2", "db3"] {
+        s.assert_all_present(h, &acked);
+    }
+    eprintln!(
+        "{} switchover: {} acknowledged inserts, 0 lost",
+        s.name,
+        acked.len()
+    );
+
+    // The new primary killed under write load: failover, no acknowledged insert lost.
+    s.start_writer(dir, "db2", 1_000_000);
+    s.docker("kill", "db2");
+    let f = dbfleet_with(inv, &["failover", "--auto-approve"], &[]);
+    std::thread::sleep(Duration::from_secs(1));
+    let acked = s.stop_writer();
+    assert_eq!(f.code, 0, "{}", f.all());
+    let new = primary_in(inv, s);
+    assert_ne!(new, "db2");
+    let other = if new == "db1" { "db3" } else { "db1" };
+    assert_eq!(s.sql(&new, "SELECT @@read_only"), "0");
+    assert_eq!(s.sql(other, "SELECT @@read_only"), "1");
+    for h in [new.as_str(), other] {
+        s.assert_all_present(h, &acked);
+    }
+    eprintln!(
+        "{} failover: {} acknowledged inserts, 0 lost",
+        s.name,
+        acked.len()
+    );
+
+    // The killed host comes back as a replica; the fleet converges again.
+    s.docker("start", "db2");
+    std::thread::sleep(Duration::from_secs(2));
+    let r = dbfleet_with(inv, &["rejoin", "db2", "--auto-approve"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    s.assert_all_present("db2", &acked);
+    assert_eq!(s.sql("db2", "SELECT @@read_only"), "1");
+    s.converge(inv);
+}
+
 /// The primary the inventory at `inv` names.
 fn primary_in(inv: &Path, s: &Server) -> String {
     let text = std::fs::read_to_string(inv).expect("inventory");
@@ -278,51 +330,7 @@ fn mariadb_11_8_on_debian_13_applies_replicates_over_tls_and_fails_over_without_
     let st = dbfleet_with(&inv, &["status"], &[]);
     assert_eq!(st.code, 0, "{}", st.all());
 
-    // Switchover under write load: no acknowledged insert lost.
-    s.start_writer(dir.path(), "db1", 0);
-    let sw = dbfleet_with(&inv, &["switchover", "--to", "db2", "--auto-approve"], &[]);
-    std::thread::sleep(Duration::from_secs(1));
-    let acked = s.stop_writer();
-    assert_eq!(sw.code, 0, "{}", sw.all());
-    assert_eq!(primary_in(&inv, s), "db2");
-    assert_eq!(s.sql("db2", "SELECT @@read_only"), "0");
-    assert_eq!(s.sql("db1", "SELECT @@read_only"), "1");
-    for h in ["db1", "db2", "db3"] {
-        s.assert_all_present(h, &acked);
-    }
-    eprintln!(
-        "{} switchover: {} acknowledged inserts, 0 lost",
-        s.name,
-        acked.len()
-    );
-
-    // The new primary killed under write load: failover, no acknowledged insert lost.
-    s.start_writer(dir.path(), "db2", 1_000_000);
-    s.docker("kill", "db2");
-    let f = dbfleet_with(&inv, &["failover", "--auto-approve"], &[]);
-    std::thread::sleep(Duration::from_secs(1));
-    let acked = s.stop_writer();
-    assert_eq!(f.code, 0, "{}", f.all());
-    let new = primary_in(&inv, s);
-    assert_ne!(new, "db2");
-    let other = if new == "db1" { "db3" } else { "db1" };
-    assert_eq!(s.sql(&new, "SELECT @@read_only"), "0");
-    for h in [new.as_str(), other] {
-        s.assert_all_present(h, &acked);
-    }
-    eprintln!(
-        "{} failover: {} acknowledged inserts, 0 lost",
-        s.name,
-        acked.len()
-    );
-
-    // The killed host comes back as a replica; the fleet converges again.
-    s.docker("start", "db2");
-    std::thread::sleep(Duration::from_secs(2));
-    let r = dbfleet_with(&inv, &["rejoin", "db2", "--auto-approve"], &[]);
-    assert_eq!(r.code, 0, "{}", r.all());
-    s.assert_all_present("db2", &acked);
-    s.converge(&inv);
+    switchover_failover_rejoin(s, dir.path(), &inv);
 }
 
 #[test]
@@ -407,7 +415,8 @@ fn mariadb_11_8_on_debian_13_backs_up_verifies_restores_to_a_point_in_time_and_r
 }
 
 #[test]
-fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_and_refuses_runbooks() {
+fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_and_fails_over_without_losing_a_write()
+ {
     let _turn = lab();
     let s = &MYSQL;
     // Apply from bare hosts (the server started and supervised without systemd, replicas
@@ -540,18 +549,6 @@ fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_and_refuses_r
     s.sql("db1", "INSERT INTO app.m VALUES (2)");
     s.eventually("db3", "SELECT COUNT(*) FROM app.m", "2");
 
-    // The topology runbooks are not proven on MySQL: they refuse and change nothing.
-    let sw = dbfleet_with(&inv, &["switchover", "--to", "db2", "--auto-approve"], &[]);
-    assert_eq!(sw.code, 1, "{}", sw.all());
-    assert!(
-        sw.all().contains("flavor mysql is not proven"),
-        "{}",
-        sw.all()
-    );
-    assert_eq!(s.sql("db1", "SELECT @@read_only"), "0");
-    assert_eq!(s.sql("db2", "SELECT @@read_only"), "1");
-    assert_eq!(primary_in(&inv, s), "db1");
-
     // Backups with MySQL's own tools: a consistent dump with its manifest (mysqldump, the
     // replica's SQL thread paused), the binary logs (mysqlbinlog reads every event), a
     // folder; each verified on the backup server (the dump loaded into a scratch mysqld
@@ -587,4 +584,15 @@ fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_and_refuses_r
         Some("Yes")
     );
     s.converge(&inv);
+
+    // Switchover, failover and rejoin under write load, on lossless semi-sync
+    // (rpl_semi_sync_source, AFTER_SYNC): no acknowledged insert lost, one writer.
+    assert_eq!(
+        s.sql(
+            "db1",
+            "SELECT @@rpl_semi_sync_source_enabled, @@rpl_semi_sync_source_wait_point"
+        ),
+        "1\tAFTER_SYNC"
+    );
+    switchover_failover_rejoin(s, dir.path(), &inv);
 }
