@@ -10,6 +10,8 @@
 #   N=5 bench/drill.sh
 #   SERVER=mariadb-11.8 N=5 bench/drill.sh   the same on Debian 13's MariaDB 11.8 (its own
 #                                            lab, lab13-*, started fresh on 172.29.78.0/24)
+#   SERVER=mysql N=5 bench/drill.sh          the same on Debian sid's MySQL (labmy-*,
+#                                            172.29.79.0/24)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-3}
@@ -26,13 +28,32 @@ case "$SERVER" in
   mariadb-11.8)
     lab=lab13; net=172.29.78; version=11.8; labdir=$PWD/.lab13
     LAB_NAME=lab13 LAB_SUITE=trixie LAB_SUBNET=$net.0/24 LAB_DIR=$labdir bash lab/lab.sh up ;;
-  *) echo "SERVER is mariadb-10.11 or mariadb-11.8" >&2; exit 2 ;;
+  mysql)
+    lab=labmy; net=172.29.79; version=9.7; labdir=$PWD/.labmy
+    LAB_NAME=labmy LAB_SUITE=sid LAB_SERVER=mysql LAB_SUBNET=$net.0/24 LAB_DIR=$labdir bash lab/lab.sh up ;;
+  *) echo "SERVER is mariadb-10.11, mariadb-11.8 or mysql" >&2; exit 2 ;;
 esac
+# The server's client and replica status names.
+if [ "$SERVER" = mysql ]; then
+  client=mysql; replica_status='SHOW REPLICA STATUS\G'; io_yes='Replica_IO_Running: Yes'; sql_yes='Replica_SQL_Running: Yes'
+else
+  client=mariadb; replica_status='SHOW SLAVE STATUS\G'; io_yes='Slave_IO_Running: Yes'; sql_yes='Slave_SQL_Running: Yes'
+fi
 trap 'rm -rf "$work"; docker exec $lab-backup1 rm -f /root/writer.run 2>/dev/null || true' EXIT
 sed -e "s#config: ../.lab/ssh_config#config: $labdir/ssh_config#" \
     -e "s/172\.29\.77\./$net./g" -e "s/version: \"10.11\"/version: \"$version\"/" \
     -e 's/^    max_connections: 200$/    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: 5000/' \
     inventories/lab.yml > "$work/drill.yml"
+if [ "$SERVER" = mysql ]; then
+  # flavor mysql, and no physical backup job (validate refuses it: no tool for MySQL in Debian).
+  python3 - "$work/drill.yml" <<'PY'
+import sys
+p = sys.argv[1]
+t = open(p).read().replace("flavor: mariadb", "flavor: mysql")
+a, b = t.index("    app-physical:"), t.index("    binlogs:")
+open(p, "w").write(t[:a] + t[b:])
+PY
+fi
 inv=$work/drill.yml
 "$bin" -i "$inv" apply --auto-approve --quiet >/dev/null
 
@@ -41,7 +62,7 @@ printf '[client]\nuser=app\npassword=%s\n' "$app_password" | docker exec -i $lab
 docker exec -i $lab-backup1 sh -c 'cat > /root/writer.sh; chmod +x /root/writer.sh' < lab/writer.sh
 
 primary() { grep -B2 'roles: \[primary\]' "$inv" | head -1 | tr -d ' :'; }
-sql() { docker exec "$lab-$1" mariadb -N -B -e "$2"; }
+sql() { docker exec "$lab-$1" $client -N -B -e "$2"; }
 base=$(( $(date +%s) * 1000 ))
 writer_start() {
   sql "$(primary)" 'CREATE TABLE IF NOT EXISTS app.seq (n BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))'
@@ -60,8 +81,8 @@ wait_healthy() { # every replica's threads run (an IO thread retries every 10 s 
   local h t=0
   for h in db1 db2 db3; do
     [ "$h" = "$(primary)" ] && continue
-    until [ "$(docker exec "$lab-$h" mariadb -N -e "SELECT COUNT(*) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_RUNNING' AND VARIABLE_VALUE = 'ON'")" = 1 ] \
-      && docker exec "$lab-$h" mariadb -e 'SHOW SLAVE STATUS\G' | grep -q 'Slave_IO_Running: Yes'; do
+    until st=$(docker exec "$lab-$h" $client -e "$replica_status") \
+      && grep -q "$io_yes" <<<"$st" && grep -q "$sql_yes" <<<"$st"; do
       t=$((t + 1)); [ $t -lt 120 ] || { echo "$h does not replicate" >&2; exit 1; }; sleep 0.5
     done
   done

@@ -7,7 +7,8 @@
 //! distance in transactions and its last error are named, even while its threads say Yes);
 //! (seed 000's monitoring script alerts at 300 s); it replicates from another host than its
 //! declared source; it is writable (`read_only` off); it has an errant transaction, that is
-//! a `gtid_binlog_state` entry with its own server_id in the primary's domain (DESIGN.md:
+//! a `gtid_binlog_state` entry with its own server_id in the primary's domain (MySQL: a
+//! `gtid_executed` interval of its own `server_uuid`) that the primary never had (DESIGN.md:
 //! a write that bypassed read_only); a declared primary is read-only or replicates.
 
 use std::collections::BTreeMap;
@@ -58,7 +59,7 @@ pub struct HostStatus {
     pub problems: Vec<String>,
     /// The binary log history, to compare a replica's own entries with its primary's.
     #[serde(skip)]
-    pub binlog_state: Vec<crate::sql::gtid::Gtid>,
+    pub binlog_state: crate::sql::gtid::GtidSet,
 }
 
 /// The status script: one client call, vertical output.
@@ -100,7 +101,7 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
     s.server_id = get("server_id").parse().ok();
     s.read_only = Some(get("read_only") == "1");
     s.gtid = crate::sql::GtidReport::read(&f);
-    s.binlog_state = crate::sql::gtid::parse_gtids(&s.gtid.history);
+    s.binlog_state = crate::sql::gtid::GtidSet::parse(&s.gtid.history);
     let on = |k: &str| get(k) == "ON";
     s.semi_sync = match (on("semi_sync_primary"), on("semi_sync_replica")) {
         (true, _) => "primary on".into(),
@@ -136,12 +137,9 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
         .unwrap_or(0);
     if h.has(Role::Replica) {
         if let Some(id) = s.server_id {
-            s.errant = s
-                .binlog_state
-                .iter()
-                .filter(|g| u64::from(g.domain) == domain && g.server == id)
-                .map(|g| g.to_string())
-                .collect();
+            let mut own = s.binlog_state.originated_by(id, &s.gtid.server_uuid);
+            own.mariadb.retain(|g| u64::from(g.domain) == domain);
+            s.errant = own.items();
         }
         let want_source = h
             .source
@@ -276,7 +274,7 @@ fn gtid_distance(
     hosts: &[&Host],
     rows: &mut [HostStatus],
 ) -> BTreeMap<String, String> {
-    use crate::sql::gtid::{by_domain, parse_gtids};
+    use crate::sql::gtid::GtidSet;
     let positions: BTreeMap<String, String> = rows
         .iter()
         .map(|r| (r.host.clone(), r.gtid.position.clone()))
@@ -296,12 +294,7 @@ fn gtid_distance(
         let Some(pos) = positions.get(&primary.name).filter(|p| !p.is_empty()) else {
             continue;
         };
-        let theirs = by_domain(&parse_gtids(pos));
-        let mine = by_domain(&parse_gtids(&r.gtid.applied));
-        let behind: u64 = theirs
-            .iter()
-            .map(|(d, seq)| seq.saturating_sub(mine.get(d).copied().unwrap_or(0)))
-            .sum();
+        let behind = GtidSet::parse(pos).behind(&GtidSet::parse(&r.gtid.applied));
         r.behind_transactions = Some(behind);
         if behind > 0 {
             targets.insert(r.host.clone(), pos.clone());
@@ -316,8 +309,8 @@ fn gtid_distance(
 /// (the rule of `crate::runbooks::topology::DbState::errant_against`). Without the
 /// primary's row (down, or left out by --limit), `evaluate`'s stricter rule stands.
 fn forgive_replicated_history(inv: &Inventory, hosts: &[&Host], rows: &mut [HostStatus]) {
-    use crate::sql::gtid::{Gtid, missing_from};
-    let primary_state = |h: &Host| -> Option<Vec<Gtid>> {
+    use crate::sql::gtid::GtidSet;
+    let primary_state = |h: &Host| -> Option<GtidSet> {
         let p = inv
             .hosts
             .iter()
@@ -335,10 +328,7 @@ fn forgive_replicated_history(inv: &Inventory, hosts: &[&Host], rows: &mut [Host
             let still: Vec<String> = r
                 .errant
                 .iter()
-                .filter(|g| {
-                    let g = crate::sql::gtid::parse_gtids(g);
-                    !missing_from(&g, &theirs).is_empty()
-                })
+                .filter(|g| !GtidSet::parse(g).missing_from(&theirs).is_empty())
                 .cloned()
                 .collect();
             Some((i, still))

@@ -107,3 +107,46 @@ fn status_json_carries_its_format_version() {
     assert_eq!(v["format_version"], 1);
     assert_eq!(v["hosts"][0]["host"], "db2");
 }
+
+#[test]
+fn errant_gtid_on_mysql_is_an_interval_of_the_replicas_own_server_uuid() {
+    // The lab's fleet as MySQL (no physical job: validate refuses it there).
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("inventories/lab.yml"))
+            .expect("lab.yml")
+            .replace("flavor: mariadb", "flavor: mysql");
+    let (a, b) = (
+        text.find("    app-physical:").expect("app-physical"),
+        text.find("    binlogs:").expect("binlogs"),
+    );
+    let text = format!("{}{}", &text[..a], &text[b..]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("lab.yml");
+    std::fs::write(&path, text).expect("write");
+    let lib = Library::load(None, None).expect("library");
+    let inv = dbfleet::inventory::load(&path, &lib.defaults).expect("mysql inventory");
+    let db2 = inv.host("db2").expect("db2").clone();
+    let (src, own) = (
+        "aaaaaaaa-0000-0000-0000-000000000001",
+        "aaaaaaaa-0000-0000-0000-000000000002",
+    );
+    // As MySQL 9.7 answers status's queries (gtid_executed on one line, its server_uuid,
+    // SHOW REPLICA STATUS names).
+    let out = |executed: &str| {
+        format!(
+            "*** 1. row ***\n up: dbfleet-up\n server_id: 2\n read_only: 1\n gtid_binlog_pos: {executed}\n gtid_slave_pos: {executed}\n gtid_binlog_state: {executed}\n server_uuid: {own}\n have_ssl: YES\n\
+             *** 1. row ***\n semi_sync_primary: OFF\n*** 1. row ***\n semi_sync_replica: ON\n\
+             *** 1. row ***\n Source_Host: 172.29.77.11\n Replica_IO_Running: Yes\n Replica_SQL_Running: Yes\n Seconds_Behind_Source: 0\n\
+             Source_SSL_Allowed: Yes\n Source_SSL_Verify_Server_Cert: Yes\n Last_IO_Error: \n Last_SQL_Error: \n"
+        )
+    };
+    let healthy = evaluate(&inv, &db2, Ok(&out(&format!("{src}:1-40"))), 300);
+    assert!(healthy.problems.is_empty(), "{:?}", healthy.problems);
+    let errant = evaluate(&inv, &db2, Ok(&out(&format!("{src}:1-40,{own}:1-2"))), 300);
+    assert_eq!(
+        errant.problems,
+        [format!(
+            "errant transaction(s) written on the replica itself: {own}:1-2"
+        )]
+    );
+}

@@ -258,6 +258,44 @@ impl GtidSet {
         Missing(out)
     }
 
+    /// How many transactions of `self` (a primary's position) a server at `applied` has
+    /// not applied: MariaDB, per domain the difference of sequence numbers (they grow by
+    /// one per transaction under gtid_strict_mode); MySQL, the size of the set difference.
+    pub fn behind(&self, applied: &GtidSet) -> u64 {
+        let mine = by_domain(&applied.mariadb);
+        let maria: u64 = by_domain(&self.mariadb)
+            .iter()
+            .map(|(d, seq)| seq.saturating_sub(mine.get(d).copied().unwrap_or(0)))
+            .sum();
+        let lacking = GtidSet {
+            mariadb: Vec::new(),
+            mysql: self.mysql.clone(),
+        }
+        .missing_from(applied);
+        maria + lacking.0.iter().map(|(_, n)| n).sum::<u64>()
+    }
+
+    /// Each MariaDB entry and each MySQL interval as text, one per item ("0-1-5",
+    /// "uuid:3-7"), for lists an operator reads.
+    pub fn items(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.mariadb.iter().map(Gtid::to_string).collect();
+        for ((u, tag), v) in &self.mysql {
+            let head = if tag.is_empty() {
+                u.clone()
+            } else {
+                format!("{u}:{tag}")
+            };
+            out.extend(v.iter().map(|(a, b)| {
+                if a == b {
+                    format!("{head}:{a}")
+                } else {
+                    format!("{head}:{a}-{b}")
+                }
+            }));
+        }
+        out
+    }
+
     /// How far a server at `self` has come, to rank replicas: MariaDB, the sum of each
     /// domain's last sequence number; MySQL, the number of transactions in the set.
     pub fn progress(&self) -> u64 {
@@ -416,6 +454,16 @@ mod tests {
         assert!(!GtidSet::parse(&format!("{u1}:1-3")).covers(&tagged));
         let u = GtidSet::union([&replica, &GtidSet::parse(&format!("{u1}:9-10"))]);
         assert!(u.covers(&primary));
+        assert_eq!(primary.behind(&replica), 2);
+        assert_eq!(primary.behind(&primary), 0);
+        assert_eq!(
+            holed.items(),
+            vec![
+                format!("{u1}:1-4"),
+                format!("{u1}:6-10"),
+                format!("{u2}:1-3")
+            ]
+        );
     }
 
     #[test]
@@ -430,6 +478,11 @@ mod tests {
         assert_eq!(old.to_string(), "0-1-105,0-2-90");
         assert_eq!(old.originated_by(2, "").to_string(), "0-2-90");
         assert_eq!(GtidSet::parse("0-1-5,1-1-7").progress(), 12);
+        // Behind by domain: the last writer changed (0-2-110 after 0-1-103), 7 to go.
+        assert_eq!(
+            GtidSet::parse("0-2-110").behind(&GtidSet::parse("0-1-103")),
+            7
+        );
         assert!(GtidSet::parse("").is_empty());
     }
 

@@ -63,6 +63,10 @@ pub struct GtidReport {
     /// The binary log history: MariaDB's `gtid_binlog_state` (not in JSON).
     #[serde(skip)]
     pub history: String,
+    /// MySQL's `server_uuid`, the source part of the GTIDs the server writes itself;
+    /// empty on MariaDB (not in JSON).
+    #[serde(skip)]
+    pub server_uuid: String,
 }
 
 impl GtidReport {
@@ -73,6 +77,7 @@ impl GtidReport {
             position: get("gtid_binlog_pos"),
             applied: get("gtid_slave_pos"),
             history: get("gtid_binlog_state"),
+            server_uuid: get("server_uuid"),
         }
     }
 }
@@ -220,7 +225,7 @@ impl Dialect {
             // The names of MySQL 8.0.26+ (read live on 9.7 by the lab's MySQL test);
             // gtid_executed on one line (the server breaks it after each comma).
             _ => (
-                "REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_binlog_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_slave_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_binlog_state",
+                "REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_binlog_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_slave_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_binlog_state, @@GLOBAL.server_uuid AS server_uuid",
                 "RPL_SEMI_SYNC_SOURCE_STATUS",
                 "RPL_SEMI_SYNC_REPLICA_STATUS",
                 "IF(@@GLOBAL.ssl_cert <> '', 'YES', 'NO')",
@@ -323,6 +328,7 @@ mod tests {
             position: "0-1-5".into(),
             applied: "0-1-4".into(),
             history: "0-1-5".into(),
+            server_uuid: String::new(),
         })
         .expect("json");
         assert_eq!(

@@ -281,6 +281,82 @@ fn switchover_failover_rejoin(s: &Server, dir: &Path, inv: &Path) {
     s.assert_all_present("db2", &acked);
     assert_eq!(s.sql("db2", "SELECT @@read_only"), "1");
     s.converge(inv);
+    // Healthy: the old primaries' own transactions are history the primary has, not errant.
+    let st = dbfleet_with(inv, &["status"], &[]);
+    assert_eq!(st.code, 0, "{}", st.all());
+}
+
+/// Hardening and the firewall on this lab's image, from a converged lab whose primary is
+/// db1: an anonymous user, a remote root and a test database made by hand are planned
+/// (`hardening` on db1 only) and removed; db1's 3306 and 22 are closed to a host outside
+/// the inventory and 3306 open to a peer; the fleet converges again.
+fn hardening_and_firewall_hold(s: &Server, inv: &Path) {
+    let o = Command::new("docker")
+        .args([
+            "inspect",
+            &s.container("db1"),
+            "--format",
+            "{{.Config.Image}}",
+        ])
+        .output()
+        .expect("docker inspect");
+    let image = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let network = format!("dbfleet-{}", s.name);
+    let outsider_ip = format!("{}.99", s.prefix);
+    let reach = |from: &[&str], port: u16| {
+        let probe = format!(
+            "timeout 3 bash -c '</dev/tcp/{}.11/{port}' && echo open || echo closed",
+            s.prefix
+        );
+        let o = Command::new("docker")
+            .args(from)
+            .args(["bash", "-c", probe.as_str()])
+            .output()
+            .expect("docker");
+        String::from_utf8_lossy(&o.stdout).trim() == "open"
+    };
+    let outsider = [
+        "run",
+        "--rm",
+        "--network",
+        network.as_str(),
+        "--ip",
+        outsider_ip.as_str(),
+        image.as_str(),
+    ];
+    assert!(
+        !reach(&outsider, 3306),
+        "{}: db1's 3306 is closed to an outsider",
+        s.name
+    );
+    assert!(!reach(&outsider, 22), "{}: so is its SSH", s.name);
+    let peer = s.container("db2");
+    assert!(
+        reach(&["exec", peer.as_str()], 3306),
+        "{}: db2 reaches db1's 3306",
+        s.name
+    );
+
+    s.sql(
+        "db1",
+        "CREATE USER ''@'%'; CREATE USER 'root'@'10.%' IDENTIFIED BY 'x'; CREATE DATABASE test",
+    );
+    let p = dbfleet_with(inv, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 2, "{}", p.all());
+    assert!(p.stdout.contains("hardening"), "{}", p.stdout);
+    s.converge(inv);
+    for h in ["db1", "db2", "db3"] {
+        s.eventually(
+            h,
+            "SELECT COUNT(*) FROM mysql.user WHERE User = '' OR (User = 'root' AND Host NOT IN ('localhost', '127.0.0.1', '::1'))",
+            "0",
+        );
+        s.eventually(
+            h,
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'test'",
+            "0",
+        );
+    }
 }
 
 /// The primary the inventory at `inv` names.
@@ -330,6 +406,7 @@ fn mariadb_11_8_on_debian_13_applies_replicates_over_tls_and_fails_over_without_
     let st = dbfleet_with(&inv, &["status"], &[]);
     assert_eq!(st.code, 0, "{}", st.all());
 
+    hardening_and_firewall_hold(s, &inv);
     switchover_failover_rejoin(s, dir.path(), &inv);
 }
 
@@ -594,5 +671,6 @@ fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_and_fails_ove
         ),
         "1\tAFTER_SYNC"
     );
+    hardening_and_firewall_hold(s, &inv);
     switchover_failover_rejoin(s, dir.path(), &inv);
 }
