@@ -35,9 +35,9 @@ case "$SERVER" in
 esac
 # The server's client and replica status names.
 if [ "$SERVER" = mysql ]; then
-  client=mysql; replica_status='SHOW REPLICA STATUS\G'; io_yes='Replica_IO_Running: Yes'; sql_yes='Replica_SQL_Running: Yes'
+  client=mysql; replica_status='SHOW REPLICA STATUS'; io_yes='Replica_IO_Running: Yes'; sql_yes='Replica_SQL_Running: Yes'
 else
-  client=mariadb; replica_status='SHOW SLAVE STATUS\G'; io_yes='Slave_IO_Running: Yes'; sql_yes='Slave_SQL_Running: Yes'
+  client=mariadb; replica_status='SHOW SLAVE STATUS'; io_yes='Slave_IO_Running: Yes'; sql_yes='Slave_SQL_Running: Yes'
 fi
 trap 'rm -rf "$work"; docker exec $lab-backup1 rm -f /root/writer.run 2>/dev/null || true' EXIT
 sed -e "s#config: ../.lab/ssh_config#config: $labdir/ssh_config#" \
@@ -77,11 +77,14 @@ lost_on() { # acknowledged numbers missing on host $1
   cut -d' ' -f2 "$work/acked" | sort -n | comm -23 - "$work/have" | wc -l
 }
 max_gap() { awk 'NR>1{d=$1-p; if(d>m)m=d} {p=$1} END{printf "%.0f", m*1000}' "$work/acked"; }
+# Where the longest gap falls, from t0 ($1): "+START ms → +END ms, server_id A → B".
+gap_at() { awk -v t0="$1" 'NR>1{d=$1-p; if(d>m){m=d; a=p; b=$1; sa=ps; sb=$3}} {p=$1; ps=$3}
+  END{printf "+%.0f → +%.0f ms, server_id %s → %s", (a-t0)*1000, (b-t0)*1000, sa, sb}' "$work/acked"; }
 wait_healthy() { # every replica's threads run (an IO thread retries every 10 s after a restart)
   local h t=0
   for h in db1 db2 db3; do
     [ "$h" = "$(primary)" ] && continue
-    until st=$(docker exec "$lab-$h" $client -e "$replica_status") \
+    until st=$(docker exec "$lab-$h" $client -E -e "$replica_status") \
       && grep -q "$io_yes" <<<"$st" && grep -q "$sql_yes" <<<"$st"; do
       t=$((t + 1)); [ $t -lt 120 ] || { echo "$h does not replicate" >&2; exit 1; }; sleep 0.5
     done
@@ -95,13 +98,15 @@ for i in $(seq "$N"); do
   old=$(primary); to=$([ "$old" = db1 ] && echo db2 || echo db1)
   wait_healthy
   writer_start
+  t0=$(date +%s.%N)
   out=$("$bin" -i "$inv" switchover --to "$to" --auto-approve)
+  [ -z "${VERBOSE:-}" ] || printf '%s\n' "$out" | sed 's/^/    | /'
   writer_stop
   blocked=$(printf '%s\n' "$out" | sed -n 's/.*writes were blocked for \([0-9]*\) ms.*/\1/p')
   gap=$(max_gap); lost=$(lost_on "$to"); sw_lost=$((sw_lost + lost))
   echo "$blocked" >> "$work/sw_blocked"; echo "$gap" >> "$work/sw_gap"
-  printf '  %d: %s → %s  writes blocked %s ms, longest client gap %s ms, %s acknowledged, %s lost\n' \
-    "$i" "$old" "$to" "$blocked" "$gap" "$(wc -l < "$work/acked")" "$lost"
+  printf '  %d: %s → %s  writes blocked %s ms, longest client gap %s ms (%s), %s acknowledged, %s lost\n' \
+    "$i" "$old" "$to" "$blocked" "$gap" "$(gap_at "$t0")" "$(wc -l < "$work/acked")" "$lost"
 done
 
 echo "failover (N=$N)"

@@ -488,7 +488,7 @@ pub async fn plan(
         );
     }
     for (r, s) in &states {
-        p.observe(r, "gtid_slave_pos", gtids(&s.slave_pos));
+        p.observe(r, c.dialect.applied_position_name(), gtids(&s.slave_pos));
     }
     let proxies: Vec<&str> = c.proxies.iter().map(String::as_str).collect();
     let rs: Vec<&str> = replicas.iter().map(String::as_str).collect();
@@ -713,7 +713,7 @@ pub async fn plan_rejoin(
         if mine.up { "up, read-only" } else { "down" },
     );
     if mine.up {
-        p.observe(host, "gtid_binlog_state", gtids(&mine.binlog_state));
+        p.observe(host, d.history_name(), gtids(&mine.binlog_state));
     }
     p.observe(source, "role", "writable primary");
     if !mine.up {

@@ -29,21 +29,34 @@ use crate::tasks::primary::PrimaryRes;
 /// Seconds the candidate may take to reach the frozen primary's position.
 pub const CATCH_UP_S: u32 = 10;
 
-/// The plan's notes for a switchover from `from`.
-pub fn steps(from: &str) -> Vec<String> {
+/// The plan's notes for a switchover from `from`, in `d`'s words.
+pub fn steps(from: &str, d: Dialect) -> Vec<String> {
+    let (wait, demote) = match d {
+        Dialect::MariaDb => ("MASTER_GTID_WAIT", "MASTER_DEMOTE_TO_SLAVE=1"),
+        _ => ("WAIT_FOR_EXECUTED_GTID_SET", "GTID auto-position"),
+    };
+    let (stop, reset) = (
+        d.stop_replica().trim_end_matches(';'),
+        d.reset_replica_all().trim_end_matches(';'),
+    );
+    let read_only = if d == Dialect::MariaDb {
+        "read_only"
+    } else {
+        "read_only and super_read_only"
+    };
     vec![
         format!(
             "check: {from} up with no transaction open > 10 s; this host's threads run, lag within max_replica_lag_seconds, no errant transaction; the other replicas healthy"
         ),
         format!(
-            "freeze {from}: read_only ON, end application sessions, FLUSH TABLES WITH READ LOCK, read its GTID position"
+            "freeze {from}: {read_only} ON, end application sessions, FLUSH TABLES WITH READ LOCK, read its GTID position"
         ),
         format!(
-            "wait here for that position (MASTER_GTID_WAIT, {CATCH_UP_S} s), STOP SLAVE, RESET SLAVE ALL, read_only OFF (any failure so far unfreezes {from})"
+            "wait here for that position ({wait}, {CATCH_UP_S} s), {stop}, {reset}, {read_only} OFF (any failure so far unfreezes {from})"
         ),
         "move every proxy's writer to this host (HAProxy runtime API)".into(),
         format!(
-            "demote {from}: UNLOCK TABLES, replicate from this host (MASTER_DEMOTE_TO_SLAVE=1), read_only stays ON"
+            "demote {from}: UNLOCK TABLES, replicate from this host ({demote}), {read_only} stays ON"
         ),
         "repoint the other replicas here once they reach the position".into(),
     ]
@@ -60,7 +73,7 @@ pub fn steps(from: &str) -> Vec<String> {
 pub fn fold(engine: &Engine, probe: &Probe, plan: &mut Plan) -> Result<(), Error> {
     let hosts = &mut plan.hosts;
     use crate::tasks::primary::Mode;
-    let mut switching: Vec<(String, String, String)> = Vec::new(); // (cluster, new, old)
+    let mut switching: Vec<(String, String, String, Dialect)> = Vec::new(); // (cluster, new, old, dialect)
     for &n in &engine.selected {
         let t = &engine.graph.graph[n];
         let Resource::Primary(p) = &t.resource else {
@@ -84,10 +97,10 @@ pub fn fold(engine: &Engine, probe: &Probe, plan: &mut Plan) -> Result<(), Error
                     t.host
                 ))
             })?;
-            switching.push((p.cluster.clone(), t.host.clone(), from));
+            switching.push((p.cluster.clone(), t.host.clone(), from, p.dialect));
         }
     }
-    for (cluster, new, old) in &switching {
+    for (cluster, new, old, dialect) in &switching {
         let mut folded = Vec::new();
         for hp in hosts.iter_mut() {
             let Some(h) = engine.inv.host(&hp.host) else {
@@ -113,7 +126,7 @@ pub fn fold(engine: &Engine, probe: &Probe, plan: &mut Plan) -> Result<(), Error
             .flat_map(|hp| hp.changes.iter_mut())
             .find(|c| c.kind == crate::tasks::Kind::Primary)
         {
-            c.notes.extend(steps(old));
+            c.notes.extend(steps(old, *dialect));
             c.notes.extend(
                 folded
                     .into_iter()

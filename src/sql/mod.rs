@@ -423,6 +423,24 @@ impl Dialect {
         }
     }
 
+    /// The name of what a replica has applied, for plans and messages: MariaDB's
+    /// `gtid_slave_pos`, MySQL's `gtid_executed`.
+    pub fn applied_position_name(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "gtid_slave_pos",
+            _ => "gtid_executed",
+        }
+    }
+
+    /// The name of the server's binary log history, for plans and messages: MariaDB's
+    /// `gtid_binlog_state`, MySQL's `gtid_executed`.
+    pub fn history_name(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "gtid_binlog_state",
+            _ => "gtid_executed",
+        }
+    }
+
     /// The server's current GTID position (what a replica must reach), on one line
     /// (MySQL breaks `gtid_executed` after each comma).
     pub fn current_position(self) -> &'static str {

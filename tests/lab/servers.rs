@@ -240,6 +240,14 @@ fn switchover_failover_rejoin(s: &Server, dir: &Path, inv: &Path) {
     std::thread::sleep(Duration::from_secs(1));
     let acked = s.stop_writer();
     assert_eq!(sw.code, 0, "{}", sw.all());
+    // The plan speaks the server's language (MySQL has no MASTER_GTID_WAIT, no SLAVE).
+    if s.server == "mysql" {
+        assert!(
+            sw.stdout.contains("WAIT_FOR_EXECUTED_GTID_SET") && !sw.stdout.contains("SLAVE"),
+            "{}",
+            sw.stdout
+        );
+    }
     assert_eq!(primary_in(inv, s), "db2");
     assert_eq!(s.sql("db2", "SELECT @@read_only"), "0");
     assert_eq!(s.sql("db1", "SELECT @@read_only"), "1");
