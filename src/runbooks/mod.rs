@@ -33,7 +33,7 @@ pub fn require_proven(d: Dialect, verb: &str) -> Result<(), crate::error::Error>
         return Ok(());
     }
     Err(crate::error::Error::Refused(format!(
-        "{verb} refused: flavor mysql is not proven on real hosts for {verb} (it replays binary logs and reseeds hosts with MariaDB's tools; MySQL's are not wired in yet). Nothing was changed. Backups (`backup run`, `backup verify`) work on MySQL: restore a logical dump and the archived binary logs by hand"
+        "{verb} refused: flavor mysql is not proven on real hosts for {verb} (it reseeds hosts from a physical backup, and Debian has no physical backup tool for MySQL). Nothing was changed. On MySQL a lost replica comes back with `dbfleet apply` (seeded by CLONE from its source), and `dbfleet restore` rewinds the cluster from its logical and binlog backups"
     )))
 }
 

@@ -108,11 +108,6 @@ pub async fn plan(
         )));
     }
     let d = engine.runbook_dialect();
-    if d != Dialect::MariaDb {
-        return Err(Error::Refused(
-            "restore replays binary logs with mariadb-binlog: MariaDB fleets only for now".into(),
-        ));
-    }
     let to = to_text.map(parse_time).transpose()?;
     if let Some(t) = to
         && t > Utc::now()
@@ -255,9 +250,8 @@ pub fn script(
     let mut s = format!(
         "set -euo pipefail\nw={WORK}\nrm -rf \"$w\" && mkdir -p \"$w\" && chmod 700 \"$w\"\ntrap 'rm -rf \"$w\"' EXIT\n\
          {client} -e 'SET GLOBAL read_only = ON'\n\
-         {HELPER} {repo} dump {id} {path} > \"$w/dump.sql\"\n\
-         pos=$(sed -n \"s/^-- SET GLOBAL gtid_slave_pos='\\(.*\\)';$/\\1/p\" \"$w/dump.sql\" | tail -n 1)\n\
-         [ -n \"$pos\" ] || {{ echo 'the dump records no GTID position (taken without --master-data --gtid?)' >&2; exit 1; }}\n",
+         {HELPER} {repo} dump {id} {path} > \"$w/dump.sql\"\n{}",
+        dump_position(d),
         repo = q(&job.name),
         id = q(&snap.short_id),
         path = q(&format!("/{}.sql", job.name)),
@@ -272,7 +266,8 @@ pub fn script(
         ));
     }
     s.push_str(&format!(
-        "{client} < \"$w/dump.sql\"\necho \"backup {} loaded (GTID position $pos)\"\n",
+        "{}\necho \"backup {} loaded (GTID position $pos)\"\n",
+        load_dump(d),
         snap.short_id
     ));
     if let Some((bjob, bsnap)) = binlogs {
@@ -293,11 +288,10 @@ pub fn script(
         ));
         for db in &job.databases {
             s.push_str(&format!(
-                "TZ=UTC mariadb-binlog --start-position=\"$pos\"{stop} --database={db} \"${{logs[@]}}\" \\\n  \
-                 | sed -E '/SET @@session\\.(gtid_seq_no|server_id)=/d' > \"$w/replay.sql\"\n\
+                "{}\n\
                  echo \"{name}: $(grep -c '^BINLOG' \"$w/replay.sql\" || true) row events replayed\"\n\
                  {client} < \"$w/replay.sql\"\n",
-                db = q(db),
+                replay(d, &stop, &q(db)),
                 name = db,
             ));
         }
@@ -308,6 +302,57 @@ pub fn script(
         q(d.current_position())
     ));
     s
+}
+
+/// Shell that sets `pos` to the dump's GTID position, or fails naming why. MariaDB:
+/// `mariadb-dump --master-data=2 --gtid` comments it as `-- SET GLOBAL gtid_slave_pos=…`.
+/// MySQL: `mysqldump --source-data=2` under `gtid_mode=ON` writes `SET
+/// @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ '…';`, the set broken over lines after each comma
+/// (MySQL manual, mysqldump `--set-gtid-purged`).
+fn dump_position(d: Dialect) -> &'static str {
+    match d {
+        Dialect::MariaDb => {
+            "pos=$(sed -n \"s/^-- SET GLOBAL gtid_slave_pos='\\(.*\\)';$/\\1/p\" \"$w/dump.sql\" | tail -n 1)\n\
+             [ -n \"$pos\" ] || { echo 'the dump records no GTID position (taken without --master-data --gtid?)' >&2; exit 1; }\n"
+        }
+        _ => {
+            "pos=$(awk '/SET @@GLOBAL.GTID_PURGED=/{f=1} f{printf \"%s\", $0; if (/;[[:space:]]*$/) exit}' \"$w/dump.sql\" \\\n  \
+             | sed -E \"s/.*'([^']*)';[[:space:]]*$/\\1/\")\n\
+             case \"$pos\" in *:*) ;; *) echo 'the dump records no GTID set (taken without gtid_mode ON?)' >&2; exit 1 ;; esac\n"
+        }
+    }
+}
+
+/// Shell that loads `$w/dump.sql` into the server, binary-logged so the replicas follow.
+/// MySQL's dump turns binary logging off for its session and sets `GTID_PURGED` (it is
+/// made for seeding a new server); both are dropped here: on the cluster's own primary
+/// the rows must replicate, and its GTID history already holds that set.
+fn load_dump(d: Dialect) -> String {
+    let client = d.client();
+    match d {
+        Dialect::MariaDb => format!("{client} < \"$w/dump.sql\""),
+        _ => format!(
+            "awk '/^SET @@SESSION.SQL_LOG_BIN/{{next}} /SET @@GLOBAL.GTID_PURGED=/{{f=1}} f{{if (/;[[:space:]]*$/) f=0; next}} {{print}}' \"$w/dump.sql\" | {client}"
+        ),
+    }
+}
+
+/// Shell that writes `$w/replay.sql`: the archived binary logs `${logs[@]}` after the
+/// dump's position `$pos`, up to `stop` (` --stop-datetime=…` or empty), for the
+/// database `db` (already quoted), with new GTIDs on replay (old ones would break
+/// MariaDB's `gtid_strict_mode`, and MySQL would skip them as already executed: the
+/// primary's history holds them). MariaDB: `--start-position` and the `gtid_seq_no` and
+/// `server_id` lines dropped; MySQL: `--exclude-gtids` and `--skip-gtids`.
+fn replay(d: Dialect, stop: &str, db: &str) -> String {
+    match d {
+        Dialect::MariaDb => format!(
+            "TZ=UTC mariadb-binlog --start-position=\"$pos\"{stop} --database={db} \"${{logs[@]}}\" \\\n  \
+             | sed -E '/SET @@session\\.(gtid_seq_no|server_id)=/d' > \"$w/replay.sql\""
+        ),
+        _ => format!(
+            "TZ=UTC mysqlbinlog --exclude-gtids=\"$pos\" --skip-gtids{stop} --database={db} \"${{logs[@]}}\" > \"$w/replay.sql\""
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -73,10 +73,11 @@ impl Dialect {
     /// "rebuild") is proven on real hosts of this dialect. MariaDB: all of them. MySQL:
     /// switchover, failover and rejoin, which the lab's MySQL test runs under write load
     /// (before it, a MySQL 9.7 switchover never froze the old primary and made two
-    /// writers: issue 10, case 6); restore and rebuild replay and reseed with MariaDB's
-    /// tools and refuse MySQL.
+    /// writers: issue 10, case 6), and point-in-time restore (mysqldump and mysqlbinlog,
+    /// run by the same test); rebuild reseeds from a physical backup, which MySQL has none
+    /// of in Debian, and refuses.
     pub fn runbook_proven(self, verb: &str) -> bool {
-        self == Dialect::MariaDb || matches!(verb, "switchover" | "failover" | "rejoin")
+        self == Dialect::MariaDb || matches!(verb, "switchover" | "failover" | "rejoin" | "restore")
     }
     /// The command-line client on the host.
     pub fn client(self) -> &'static str {

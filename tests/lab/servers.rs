@@ -6,9 +6,9 @@
 //!
 //! Today: Debian 13 (trixie) with its MariaDB 11.8, and Debian sid with its MySQL (9.7):
 //! provisioning, seeding by CLONE, replication over verified TLS, accounts, supervision
-//! without systemd, the proxy, logical and binlog backups with verify, semi-sync, and
-//! switchover, failover and rejoin under write load; its restore and rebuild refuse
-//! (`tests/mysql_refusals.rs`).
+//! without systemd, the proxy, logical and binlog backups with verify, point-in-time
+//! restore, semi-sync, and switchover, failover and rejoin under write load; its rebuild
+//! refuses (`tests/mysql_refusals.rs`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -500,7 +500,7 @@ fn mariadb_11_8_on_debian_13_backs_up_verifies_restores_to_a_point_in_time_and_r
 }
 
 #[test]
-fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_and_fails_over_without_losing_a_write()
+fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_restores_and_fails_over_without_losing_a_write()
  {
     let _turn = lab();
     let s = &MYSQL;
@@ -641,13 +641,33 @@ fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_and_fails_ove
     s.sql(
         "db1",
         "CREATE TABLE app.b (id INT PRIMARY KEY, note VARCHAR(40)); \
-         INSERT INTO app.b VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+         INSERT INTO app.b VALUES (1, 'one'), (2, 'two'), (3, 'three'); \
+         USE app; CREATE TABLE app.pitr (id INT PRIMARY KEY, note VARCHAR(40)); \
+         INSERT INTO app.pitr WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 100) \
+         SELECT n, 'before the backups' FROM s",
     );
     s.eventually("db2", "SELECT COUNT(*) FROM app.b", "3");
+    s.eventually("db2", "SELECT COUNT(*) FROM app.pitr", "100");
     for job in ["app-logical", "binlogs", "proxy-config"] {
         let b = dbfleet_with(&inv, &["backup", "run", job], &[]);
         assert_eq!(b.code, 0, "{job}:\n{}", b.all());
     }
+    // 50 rows after the backups; the time; one more row, then the table dropped by
+    // mistake; the binary logs archived again.
+    s.sql(
+        "db1",
+        "USE app; INSERT INTO app.pitr WITH RECURSIVE s(n) AS (SELECT 101 UNION ALL SELECT n + 1 FROM s WHERE n < 150) \
+         SELECT n, 'after the backups' FROM s",
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let to = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    std::thread::sleep(Duration::from_millis(2100));
+    s.sql(
+        "db1",
+        "USE app; INSERT INTO app.pitr VALUES (151, 'after the time'); DROP TABLE app.pitr",
+    );
+    let b = dbfleet_with(&inv, &["backup", "run", "binlogs"], &[]);
+    assert_eq!(b.code, 0, "{}", b.all());
     let l = dbfleet_with(&inv, &["backup", "list"], &[]);
     assert_eq!(l.code, 0, "{}", l.all());
     let v = dbfleet_with(&inv, &["backup", "verify"], &[]);
@@ -667,6 +687,29 @@ fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_and_fails_ove
     assert_eq!(
         st.get("Replica_SQL_Running").map(String::as_str),
         Some("Yes")
+    );
+    s.converge(&inv);
+
+    // Point-in-time restore with MySQL's tools (the dump, then mysqlbinlog from its GTID
+    // set to the time, with new GTIDs): every row before the time is back, on every
+    // server, by replication.
+    let r = dbfleet_with(
+        &inv,
+        &["restore", "db1", "--to", &to, "--auto-approve"],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("restored db1 in"), "{}", r.all());
+    for h in ["db1", "db2", "db3"] {
+        s.eventually(
+            h,
+            "SELECT CONCAT(COUNT(*), ' ', MAX(id)) FROM app.pitr",
+            "150 150",
+        );
+    }
+    assert_eq!(
+        s.sql("db1", "SELECT @@read_only, @@super_read_only"),
+        "0\t0"
     );
     s.converge(&inv);
 
