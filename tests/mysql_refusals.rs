@@ -34,7 +34,9 @@ fn fleet(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn unproven_runbooks_refuse_mysql_before_contacting_any_host() {
-    for args in [&["rebuild", "m3", "--auto-approve"][..]] {
+    // Restore, switchover, failover and rejoin ran here too until each was proven live.
+    let unproven: &[&[&str]] = &[&["rebuild", "m3", "--auto-approve"]];
+    for &args in unproven {
         let dir = tempfile::tempdir().expect("tempdir");
         let inv = fleet(dir.path());
         let before = std::fs::read_to_string(&inv).expect("inventory");
