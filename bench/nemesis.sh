@@ -24,6 +24,8 @@
 # the median time from `failover` starting to the first write acknowledged by the new primary.
 #
 #   N=20 bench/nemesis.sh          (SEED=… picks the faults and moments reproducibly)
+#   SERVER=mysql N=6 bench/nemesis.sh   the same on Debian sid's MySQL (labmy-*, 172.29.79.0/24;
+#                                       SERVER=mariadb-11.8: Debian 13's lab13-*, 172.29.78.0/24)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-6}
@@ -31,26 +33,59 @@ RANDOM=${SEED:-$$}
 KINDS=(kill partition isolate one-way pause stress)
 cargo build --release --quiet
 bin=$PWD/target/release/dbfleet
-docker ps --format '{{.Names}}' | grep -q '^lab-db1$' || bash lab/lab.sh up
+SERVER=${SERVER:-mariadb-10.11}
+# The lab (lab/lab.sh and lab/fault.sh read these), its address prefix and its server.
+case "$SERVER" in
+  mariadb-10.11) export LAB_NAME=lab LAB_SUITE=bookworm LAB_SERVER=mariadb; net=172.29.77; version=10.11 ;;
+  mariadb-11.8) export LAB_NAME=lab13 LAB_SUITE=trixie LAB_SERVER=mariadb; net=172.29.78; version=11.8 ;;
+  mysql) export LAB_NAME=labmy LAB_SUITE=sid LAB_SERVER=mysql; net=172.29.79; version=9.7 ;;
+  *) echo "SERVER is mariadb-10.11, mariadb-11.8 or mysql" >&2; exit 2 ;;
+esac
+export LAB_SUBNET=$net.0/24 LAB_DIR=$PWD/.$LAB_NAME
+lab=$LAB_NAME
+if [ "$LAB_SERVER" = mysql ]; then
+  client=mysql; semi_clients="SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = 'Rpl_semi_sync_source_clients'"
+else
+  client=mariadb; semi_clients="SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'"
+fi
+docker ps --format '{{.Names}}' | grep -q "^$lab-db1\$" || bash lab/lab.sh up
 work=$(mktemp -d)
-trap 'rm -rf "$work"; docker exec lab-backup1 rm -f /root/writer.run /root/reader.run 2>/dev/null || true' EXIT
-cp -a inventories/.dbfleet "$work/.dbfleet" 2>/dev/null || true
+trap 'rm -rf "$work"; docker exec $lab-backup1 rm -f /root/writer.run /root/reader.run 2>/dev/null || true' EXIT
+[ "$lab" != lab ] || cp -a inventories/.dbfleet "$work/.dbfleet" 2>/dev/null || true
 rm -f "$work/.dbfleet/failover.json"
-sed -e "s#config: ../.lab/ssh_config#config: $PWD/.lab/ssh_config#" \
-    -e 's/^    max_connections: 200$/    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: never/' \
-    inventories/lab.yml > "$work/nemesis.yml"
+python3 - "$work" "$LAB_DIR/ssh_config" "$net" "$version" "$LAB_SERVER" <<'PY'
+import sys
+work, ssh, net, version, server = sys.argv[1:]
+t = open("inventories/lab.yml").read()
+t = (t.replace("config: ../.lab/ssh_config", "config: " + ssh)
+      .replace("172.29.77.", net + ".")
+      .replace('version: "10.11"', 'version: "%s"' % version))
+if server == "mysql":
+    # flavor mysql, and no physical backup job (validate refuses it: no tool for MySQL in Debian).
+    t = t.replace("flavor: mariadb", "flavor: mysql")
+    a, b = t.index("    app-physical:"), t.index("    binlogs:")
+    t = t[:a] + t[b:]
+# base.yml converges bare hosts (a first apply under semi-sync without fallback would wait
+# forever for a replica that is not seeded yet); nemesis.yml adds lossless semi-sync.
+open(work + "/base.yml", "w").write(t)
+open(work + "/nemesis.yml", "w").write(t.replace(
+    "    max_connections: 200\n",
+    "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: never\n", 1))
+PY
 inv=$work/nemesis.yml
 dbf() { "$bin" -i "$inv" "$@"; }
+"$bin" -i "$work/base.yml" apply --auto-approve --quiet >/dev/null
 dbf apply --auto-approve --quiet >/dev/null
 
 app_password=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["app_password"])' "$work/.dbfleet/secrets.json")
-printf '[client]\nuser=app\npassword=%s\n' "$app_password" | docker exec -i lab-backup1 sh -c 'umask 077; cat > /root/app.cnf'
-docker exec -i lab-backup1 sh -c 'cat > /root/writer.sh; chmod +x /root/writer.sh' < lab/writer.sh
-docker exec -i lab-backup1 sh -c 'cat > /root/reader.sh; chmod +x /root/reader.sh' <<'READER'
+printf '[client]\nuser=app\npassword=%s\n' "$app_password" | docker exec -i $lab-backup1 sh -c 'umask 077; cat > /root/app.cnf'
+docker exec -i $lab-backup1 sh -c 'cat > /root/writer.sh; chmod +x /root/writer.sh' < lab/writer.sh
+docker exec -i $lab-backup1 sh -c 'cat > /root/reader.sh; chmod +x /root/reader.sh' <<'READER'
 #!/bin/sh
-# Reads through the proxy's reader port while /root/reader.run exists: "EPOCH SERVER_ID READ_ONLY".
+# Reads through the proxy's reader port ($1) while /root/reader.run exists: "EPOCH SERVER_ID READ_ONLY".
+client=$(command -v mariadb || command -v mysql)
 while [ -e /root/reader.run ]; do
-  r=$(mariadb --defaults-extra-file=/root/app.cnf -h 172.29.77.31 -P 3307 -N --connect-timeout=2 \
+  r=$("$client" --defaults-extra-file=/root/app.cnf -h "$1" -P 3307 -N --connect-timeout=2 \
       -e 'SELECT @@server_id, @@read_only' 2>/dev/null) && echo "$(date +%s.%N) $r"
   sleep 0.2
 done
@@ -59,14 +94,14 @@ READER
 primary() { grep -B2 'roles: \[primary\]' "$inv" | head -1 | tr -d ' :'; }
 replicas() { for h in db1 db2 db3; do [ "$h" = "$(primary)" ] || echo "$h"; done; }
 sid() { echo "${1#db}"; }
-sql() { docker exec "lab-$1" mariadb -N -B -e "$2"; }
+sql() { docker exec "$lab-$1" $client -N -B -e "$2"; }
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END{if (NR==0) print "-"; else print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
 base=$(( $(date +%s) * 1000 ))
 
 wait_semi() { # the primary has two semi-sync replicas connected
   for _ in $(seq 1 240); do
-    [ "$(sql "$(primary)" "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'")" = 2 ] && return
+    [ "$(sql "$(primary)" "$semi_clients")" = 2 ] && return
     sleep 0.5
   done
   echo "nemesis: the semi-sync replicas did not connect" >&2; exit 1
@@ -74,15 +109,15 @@ wait_semi() { # the primary has two semi-sync replicas connected
 loads_start() {
   sql "$(primary)" 'CREATE TABLE IF NOT EXISTS app.seq (n BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))'
   base=$((base + 1000000))
-  docker exec lab-backup1 sh -c 'touch /root/writer.run /root/reader.run; : > /root/writer.log; : > /root/reader.log'
-  docker exec -d lab-backup1 sh -c "/root/writer.sh $base > /root/writer.log 2>/dev/null"
-  docker exec -d lab-backup1 sh -c "/root/reader.sh > /root/reader.log 2>/dev/null"
+  docker exec $lab-backup1 sh -c 'touch /root/writer.run /root/reader.run; : > /root/writer.log; : > /root/reader.log'
+  docker exec -d $lab-backup1 sh -c "/root/writer.sh $base $net.31 > /root/writer.log 2>/dev/null"
+  docker exec -d $lab-backup1 sh -c "/root/reader.sh $net.31 > /root/reader.log 2>/dev/null"
   sleep 2
 }
 loads_stop() {
-  docker exec lab-backup1 sh -c 'rm -f /root/writer.run /root/reader.run; sleep 2'
-  docker exec lab-backup1 cat /root/writer.log > "$work/acked"
-  docker exec lab-backup1 cat /root/reader.log > "$work/read"
+  docker exec $lab-backup1 sh -c 'rm -f /root/writer.run /root/reader.run; sleep 2'
+  docker exec $lab-backup1 cat /root/writer.log > "$work/acked"
+  docker exec $lab-backup1 cat /root/reader.log > "$work/read"
 }
 lost_on() { # acknowledged numbers missing on host $1, once it has the last one
   local last; last=$(cut -d' ' -f2 "$work/acked" | sort -n | tail -1)
@@ -97,7 +132,7 @@ lost_on() { # acknowledged numbers missing on host $1, once it has the last one
 # which rejoin names) a fresh host provisioned and seeded by apply.
 bring_back() {
   local old=$1
-  docker start "lab-$old" >/dev/null 2>&1 || true
+  docker start "$lab-$old" >/dev/null 2>&1 || true
   bash lab/fault.sh heal "$old" 2>/dev/null || true
   sleep 2
   if dbf rejoin "$old" --auto-approve >"$work/rejoin.log" 2>&1; then echo rejoined

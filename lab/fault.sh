@@ -17,6 +17,8 @@
 set -euo pipefail
 
 PREFIX=${LAB_SUBNET:-172.29.77.0/24}; PREFIX=${PREFIX%.*}
+# The lab's container prefix (lab/lab.sh's LAB_NAME: lab, lab13, labmy).
+L=${LAB_NAME:-lab}
 TABLE=dbfleet_fault
 
 addr() {
@@ -29,7 +31,7 @@ addr() {
   esac
 }
 
-in_host() { docker exec -i "lab-$1" sh -c "$2"; }
+in_host() { docker exec -i "$L-$1" sh -c "$2"; }
 
 # nft comes from the image's apt cache when dbfleet's firewall has not installed it yet.
 need_nft() {
@@ -58,13 +60,13 @@ add chain inet $TABLE output { type filter hook output priority -10; policy acce
   heal)
     in_host "$2" "nft delete table inet $TABLE 2>/dev/null || true"
     ;;
-  pause) docker pause "lab-$2" >/dev/null ;;
-  unpause) docker unpause "lab-$2" >/dev/null ;;
-  kill) docker kill "lab-$2" >/dev/null ;;
+  pause) docker pause "$L-$2" >/dev/null ;;
+  unpause) docker unpause "$L-$2" >/dev/null ;;
+  kill) docker kill "$L-$2" >/dev/null ;;
   stress)
     host=$2 secs=$3 workers=${4:-8}
     in_host "$host" 'command -v stress-ng >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download stress-ng >/dev/null'
-    docker exec -d "lab-$host" stress-ng --cpu "$workers" --timeout "${secs}s" --quiet
+    docker exec -d "$L-$host" stress-ng --cpu "$workers" --timeout "${secs}s" --quiet
     ;;
   *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
