@@ -74,8 +74,10 @@ open(work + "/nemesis.yml", "w").write(t.replace(
 PY
 inv=$work/nemesis.yml
 dbf() { "$bin" -i "$inv" "$@"; }
-"$bin" -i "$work/base.yml" apply --auto-approve --quiet >/dev/null
-dbf apply --auto-approve --quiet >/dev/null
+# An apply that fails shows its output (the failing tasks are listed there).
+apply_or_show() { "$bin" -i "$1" apply --auto-approve --quiet > "$work/apply.log" 2>&1 || { cat "$work/apply.log" >&2; exit 1; }; }
+apply_or_show "$work/base.yml"
+apply_or_show "$inv"
 
 app_password=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["app_password"])' "$work/.dbfleet/secrets.json")
 printf '[client]\nuser=app\npassword=%s\n' "$app_password" | docker exec -i $lab-backup1 sh -c 'umask 077; cat > /root/app.cnf'
