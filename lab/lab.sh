@@ -156,11 +156,11 @@ garage_bin() {
 
 start_offsite() {
   local tag=$1 bin; bin=$(garage_bin)
-  docker rm -f lab-offsite1 >/dev/null 2>&1 || true
-  docker run -d --init --name lab-offsite1 --hostname offsite1 --network "$NET" --ip "$OFFSITE_IP" \
+  docker rm -f "$LAB_NAME-offsite1" >/dev/null 2>&1 || true
+  docker run -d --init --name "$LAB_NAME-offsite1" --hostname offsite1 --network "$NET" --ip "$OFFSITE_IP" \
     --label dbfleet-lab="$LAB_NAME" --entrypoint /bin/sleep "$tag" infinity >/dev/null
-  docker cp "$bin" lab-offsite1:/usr/local/bin/garage
-  docker exec -i lab-offsite1 sh -c 'umask 077; cat > /etc/garage.toml' <<CONF
+  docker cp "$bin" "$LAB_NAME-offsite1":/usr/local/bin/garage
+  docker exec -i "$LAB_NAME-offsite1" sh -c 'umask 077; cat > /etc/garage.toml' <<CONF
 metadata_dir = "/var/lib/garage/meta"
 data_dir = "/var/lib/garage/data"
 db_engine = "lmdb"
@@ -174,11 +174,11 @@ s3_region = "us-east-1"
 api_bind_addr = "0.0.0.0:3900"
 root_domain = ".s3.offsite1"
 CONF
-  docker exec -d lab-offsite1 sh -c 'exec garage -c /etc/garage.toml server > /var/log/garage.log 2>&1'
-  g() { docker exec lab-offsite1 garage -c /etc/garage.toml "$@"; }
+  docker exec -d "$LAB_NAME-offsite1" sh -c 'exec garage -c /etc/garage.toml server > /var/log/garage.log 2>&1'
+  g() { docker exec "$LAB_NAME-offsite1" garage -c /etc/garage.toml "$@"; }
   local node=""
   for _ in $(seq 1 100); do node=$(g node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$node" ] && break; sleep 0.2; done
-  [ -n "$node" ] || { docker exec lab-offsite1 cat /var/log/garage.log >&2; log "Garage did not start"; exit 1; }
+  [ -n "$node" ] || { docker exec "$LAB_NAME-offsite1" cat /var/log/garage.log >&2; log "Garage did not start"; exit 1; }
   g layout assign -z lab -c 2G "$node" >/dev/null
   g layout apply --version 1 >/dev/null
   g bucket create dbfleet-offsite >/dev/null

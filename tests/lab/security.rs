@@ -26,17 +26,6 @@ fn outsider(ip: &str) -> Vec<String> {
     .to_vec()
 }
 
-/// Whether `addr:port` accepts a TCP connection from `from` (a lab container) within 3 s.
-fn can_connect<S: AsRef<std::ffi::OsStr>>(from: &[S], addr: &str, port: u16) -> bool {
-    let probe = format!("timeout 3 bash -c '</dev/tcp/{addr}/{port}' && echo open || echo closed");
-    let o = Command::new("docker")
-        .args(from)
-        .args(["bash", "-c", probe.as_str()])
-        .output()
-        .expect("docker");
-    String::from_utf8_lossy(&o.stdout).trim() == "open"
-}
-
 #[test]
 fn canary_secret_appears_in_no_output_plan_file_or_remote_ps() {
     let mut lab = converged();

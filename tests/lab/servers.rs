@@ -311,18 +311,8 @@ fn hardening_and_firewall_hold(s: &Server, inv: &Path) {
     let image = String::from_utf8_lossy(&o.stdout).trim().to_string();
     let network = format!("dbfleet-{}", s.name);
     let outsider_ip = format!("{}.99", s.prefix);
-    let reach = |from: &[&str], port: u16| {
-        let probe = format!(
-            "timeout 3 bash -c '</dev/tcp/{}.11/{port}' && echo open || echo closed",
-            s.prefix
-        );
-        let o = Command::new("docker")
-            .args(from)
-            .args(["bash", "-c", probe.as_str()])
-            .output()
-            .expect("docker");
-        String::from_utf8_lossy(&o.stdout).trim() == "open"
-    };
+    let db1 = format!("{}.11", s.prefix);
+    let reach = |from: &[&str], port: u16| can_connect(from, &db1, port);
     let outsider = [
         "run",
         "--rm",
@@ -365,6 +355,63 @@ fn hardening_and_firewall_hold(s: &Server, inv: &Path) {
             "0",
         );
     }
+}
+
+/// The offsite copy on this lab's image (seed 003's bucket): Garage at .41 of this lab,
+/// the inventory in `inv` with an offsite repository (written beside it as offsite.yml,
+/// sharing its secrets store), a logical backup copied to S3 and restored from there into
+/// a scratch server that checks it against its manifest.
+fn offsite_copy_verifies(s: &Server, inv: &Path) {
+    let o = s.lab_sh(&["offsite"]);
+    assert!(
+        o.status.success(),
+        "lab/lab.sh offsite ({}):\n{}",
+        s.name,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let env: Vec<(String, String)> = std::fs::read_to_string(s.dir().join("offsite.env"))
+        .expect("offsite.env")
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut text = std::fs::read_to_string(inv).expect("inventory");
+    for (from, to) in [
+        (
+            "  backup_encryption_password: { generate: 32 }".to_string(),
+            "  backup_encryption_password: { generate: 32 }\n  s3_access_key: { env: LAB_S3_ACCESS_KEY }\n  s3_secret_key: { env: LAB_S3_SECRET_KEY }".to_string(),
+        ),
+        (
+            "  server: backup1\n".to_string(),
+            format!(
+                "  server: backup1\n  offsite:\n    repository: s3:http://{}.41:3900/dbfleet-offsite/{}\n    access_key_id: s3_access_key\n    secret_access_key: s3_secret_key\n    schedule: \"30 3 * * *\"\n    retention: {{ days: 10 }}\n",
+                s.prefix, s.name
+            ),
+        ),
+    ] {
+        assert!(text.contains(&from), "the inventory no longer contains `{from}`");
+        text = text.replacen(&from, &to, 1);
+    }
+    let offsite = inv.with_file_name("offsite.yml");
+    std::fs::write(&offsite, text).expect("write");
+    let d = |args: &[&str]| {
+        let o = dbfleet_with(&offsite, args, &envs);
+        assert_eq!(o.code, 0, "{} {args:?}:\n{}", s.name, o.all());
+        o
+    };
+    d(&["apply", "--auto-approve"]);
+    d(&["plan", "--detailed-exitcode"]);
+    d(&["backup", "run", "app-logical"]);
+    let c = d(&["backup", "offsite", "app-logical"]);
+    assert!(c.stdout.contains("app-logical ok: "), "{}", c.all());
+    let v = d(&["backup", "verify", "--offsite", "app-logical"]);
+    assert!(
+        v.stdout
+            .contains("row counts and checksums match the manifest"),
+        "{}",
+        v.all()
+    );
 }
 
 /// The primary the inventory at `inv` names.
@@ -496,6 +543,8 @@ fn mariadb_11_8_on_debian_13_backs_up_verifies_restores_to_a_point_in_time_and_r
         "SELECT CONCAT(COUNT(*), ' ', MAX(id)) FROM app.pitr",
         "150 150",
     );
+    s.converge(&inv);
+    offsite_copy_verifies(s, &inv);
     s.converge(&inv);
 }
 
@@ -711,6 +760,8 @@ fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_restores_and_
         s.sql("db1", "SELECT @@read_only, @@super_read_only"),
         "0\t0"
     );
+    s.converge(&inv);
+    offsite_copy_verifies(s, &inv);
     s.converge(&inv);
 
     // Switchover, failover and rejoin under write load, on lossless semi-sync

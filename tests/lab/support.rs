@@ -419,3 +419,14 @@ pub fn converged() -> MutexGuard<'static, Lab> {
     converge(&mut lab);
     lab
 }
+
+/// Whether `addr:port` accepts a TCP connection from `from` (a lab container) within 3 s.
+pub fn can_connect<S: AsRef<std::ffi::OsStr>>(from: &[S], addr: &str, port: u16) -> bool {
+    let probe = format!("timeout 3 bash -c '</dev/tcp/{addr}/{port}' && echo open || echo closed");
+    let o = Command::new("docker")
+        .args(from)
+        .args(["bash", "-c", probe.as_str()])
+        .output()
+        .expect("docker");
+    String::from_utf8_lossy(&o.stdout).trim() == "open"
+}
