@@ -683,6 +683,20 @@ fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_restores_and_
     s.sql("db1", "INSERT INTO app.m VALUES (2)");
     s.eventually("db3", "SELECT COUNT(*) FROM app.m", "2");
 
+    // A stop while the server is still starting (no pid file yet) stops it, and start
+    // brings it back replicating.
+    s.on("db3", "/etc/init.d/mysql stop");
+    let stopped = s.on(
+        "db3",
+        "(setsid /etc/init.d/mysql start >/dev/null 2>&1 &); sleep 0.3; \
+         timeout 120 /etc/init.d/mysql stop && echo stopped; \
+         pgrep -x mysqld >/dev/null && echo mysqld-left || true",
+    );
+    assert_eq!(stopped, "stopped", "db3: stop during start");
+    s.on("db3", "/etc/init.d/mysql start");
+    s.sql("db1", "INSERT INTO app.m VALUES (3)");
+    s.eventually("db3", "SELECT COUNT(*) FROM app.m", "3");
+
     // Backups with MySQL's own tools: a consistent dump with its manifest (mysqldump, the
     // replica's SQL thread paused), the binary logs (mysqlbinlog reads every event), a
     // folder; each verified on the backup server (the dump loaded into a scratch mysqld
