@@ -9,6 +9,15 @@
 //! Statements are sent on stdin of the `mariadb`/`mysql` client on the host, never on a
 //! command line.
 
+/// MySQL's `gtid_executed` on one line: the server breaks the set after each comma, and
+/// the client's batch and vertical output would carry the break. One spelling for every
+/// query that reads it (state probe, position, `status`).
+macro_rules! mysql_gtid_executed {
+    () => {
+        "REPLACE(@@GLOBAL.gtid_executed, '\\n', '')"
+    };
+}
+
 pub mod grant;
 pub mod gtid;
 pub mod replica;
@@ -447,7 +456,7 @@ impl Dialect {
     pub fn current_position(self) -> &'static str {
         match self {
             Dialect::MariaDb => "SELECT @@GLOBAL.gtid_binlog_pos;",
-            _ => "SELECT REPLACE(@@GLOBAL.gtid_executed, '\\n', '');",
+            _ => concat!("SELECT ", mysql_gtid_executed!(), ";"),
         }
     }
 
@@ -524,7 +533,15 @@ impl Dialect {
                 "SELECT @@GLOBAL.gtid_binlog_pos AS binlog_pos, @@GLOBAL.gtid_slave_pos AS slave_pos, @@GLOBAL.gtid_binlog_state AS binlog_state;"
             }
             _ => {
-                "SELECT REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS binlog_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS slave_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS binlog_state, @@GLOBAL.server_uuid AS server_uuid;"
+                concat!(
+                    "SELECT ",
+                    mysql_gtid_executed!(),
+                    " AS binlog_pos, ",
+                    mysql_gtid_executed!(),
+                    " AS slave_pos, ",
+                    mysql_gtid_executed!(),
+                    " AS binlog_state, @@GLOBAL.server_uuid AS server_uuid;"
+                )
             }
         }
     }

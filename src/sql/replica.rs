@@ -225,7 +225,14 @@ impl Dialect {
             // The names of MySQL 8.0.26+ (read live on 9.7 by the lab's MySQL test);
             // gtid_executed on one line (the server breaks it after each comma).
             _ => (
-                "REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_binlog_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_slave_pos, REPLACE(@@GLOBAL.gtid_executed, '\\n', '') AS gtid_binlog_state, @@GLOBAL.server_uuid AS server_uuid",
+                concat!(
+                    mysql_gtid_executed!(),
+                    " AS gtid_binlog_pos, ",
+                    mysql_gtid_executed!(),
+                    " AS gtid_slave_pos, ",
+                    mysql_gtid_executed!(),
+                    " AS gtid_binlog_state, @@GLOBAL.server_uuid AS server_uuid"
+                ),
                 "RPL_SEMI_SYNC_SOURCE_STATUS",
                 "RPL_SEMI_SYNC_REPLICA_STATUS",
                 "IF(@@GLOBAL.ssl_cert <> '', 'YES', 'NO')",
