@@ -83,6 +83,30 @@ fn mysql_primary_and_replica_cnf() {
     );
 }
 
+/// The settings the server takes live (issue 16), in each server's own names: MySQL's
+/// `replica_net_timeout` where MariaDB has `slave_net_timeout`, sizes in bytes.
+#[test]
+fn live_settings_files_in_each_servers_names() {
+    let (dir, _) = rendered("inventories/lab.yml");
+    insta::assert_snapshot!(
+        "mariadb_live_cnf",
+        read(
+            dir.path(),
+            "db2",
+            "/etc/mysql/mariadb.conf.d/91-dbfleet-live.cnf"
+        )
+    );
+    let (dir, _) = rendered("tests/fixtures/good/mysql.yml");
+    insta::assert_snapshot!(
+        "mysql_live_cnf",
+        read(
+            dir.path(),
+            "m2",
+            "/etc/mysql/mysql.conf.d/zz-dbfleet-live.cnf"
+        )
+    );
+}
+
 #[test]
 fn mysql_gets_a_file_that_wins_and_a_redo_log_setting_it_accepts() {
     // Issue 13: Debian's MySQL reads mysql.conf.d/ in name order and ships mysqld.cnf

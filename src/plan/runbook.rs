@@ -99,16 +99,21 @@ pub enum Action {
     CheckContained { source: String },
     /// Wait until the host reaches `source`'s current position (at most `timeout_s`).
     CatchUp { source: String, timeout_s: u32 },
-    /// Replace the host's data by the newest full backup of the physical job `physical`
-    /// and the incrementals chained on it, then replay every binary log the binlog job
-    /// `binlog` archived after the backup's position. The chain is read when the step
-    /// runs: the host reads it from the backup server once it is provisioned.
+    /// Replace the host's data by the newest backup of the job `backup`, then replay every
+    /// binary log the binlog job `binlog` archived after the backup's position. MariaDB:
+    /// a physical job (the newest full and the incrementals chained on it); MySQL: a
+    /// logical job (the newest dump; Debian has no physical tool for MySQL). The backups
+    /// are read when the step runs: the host reads them from the backup server once it is
+    /// provisioned.
     RestoreFromBackups {
-        physical: String,
+        /// Plan files of dbfleet 0.x before MySQL's rebuild named it `physical`.
+        #[serde(alias = "physical")]
+        backup: String,
         binlog: Option<String>,
     },
     /// Apply the inventory to the hosts (`apply --limit HOSTS`); `seed_from_backup`
-    /// seeds their replication from the cluster's physical backups.
+    /// seeds their replication from the cluster's physical backups (otherwise apply seeds
+    /// them from their source: a streamed copy on MariaDB, CLONE on MySQL).
     Converge { seed_from_backup: bool },
 }
 

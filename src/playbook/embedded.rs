@@ -121,6 +121,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/mysqld.cnf.j2"),
     ),
     (
+        "mysqld-live.cnf.j2",
+        include_str!("../../templates/mysqld-live.cnf.j2"),
+    ),
+    (
         "proxy-checker.init.j2",
         include_str!("../../templates/proxy-checker.init.j2"),
     ),

@@ -238,13 +238,13 @@ async fn run_step(
             }
             Ok(())
         }
-        Action::RestoreFromBackups { physical, binlog } => {
+        Action::RestoreFromBackups { backup, binlog } => {
             let job = |name: &str| c.engine.inv.backups.iter().find(|j| j.name == name);
-            let physical = job(physical).ok_or_else(|| format!("no backup job {physical}"))?;
+            let backup = job(backup).ok_or_else(|| format!("no backup job {backup}"))?;
             let binlog = binlog.as_deref().and_then(job);
             for h in &step.hosts {
                 let conn = c.conn(h)?;
-                let o = super::rebuild::restore_primary(conn, physical, binlog)
+                let o = super::rebuild::restore_primary(conn, c.dialect, backup, binlog)
                     .await
                     .map_err(|e| e.to_string())?;
                 out.outputs.push((h.clone(), o));

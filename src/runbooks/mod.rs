@@ -24,16 +24,16 @@ use crate::tasks::replication::ReplicationRes;
 use crate::transport::{SshHost, Transport};
 
 /// Refuses a topology runbook (`verb`: "switchover", "failover", "rejoin", "restore",
-/// "rebuild") on a dialect where it is not proven on real hosts
-/// ([`Dialect::runbook_proven`]). Called before any host is contacted.
+/// "rebuild") on a dialect where the runbooks are not proven on real hosts
+/// ([`Dialect::runbooks_proven`]: MySQL 8.0). Called before any host is contacted.
 ///
-/// Errors: [`Error::Refused`] naming the flavor and why.
+/// Errors: [`Error::Refused`] naming the version and why.
 pub fn require_proven(d: Dialect, verb: &str) -> Result<(), crate::error::Error> {
-    if d.runbook_proven(verb) {
+    if d.runbooks_proven() {
         return Ok(());
     }
     Err(crate::error::Error::Refused(format!(
-        "{verb} refused: flavor mysql is not proven on real hosts for {verb} (it reseeds hosts from a physical backup, and Debian has no physical backup tool for MySQL). Nothing was changed. On MySQL a lost replica comes back with `dbfleet apply` (seeded by CLONE from its source), and `dbfleet restore` rewinds the cluster from its logical and binlog backups"
+        "{verb} refused: MySQL 8.0 is not proven on real hosts for {verb} (the lab runs Debian's MySQL 9.x; 8.0 reached end of life in April 2026). Nothing was changed. If the servers run MySQL 8.4 or later, declare that `version:` in the inventory"
     )))
 }
 

@@ -15,13 +15,19 @@
 //!   binlog archive's newest run is lost: the command prints that bound beside the
 //!   declared RPO, and the measured RTO beside the declared one.
 //!
+//! - On MySQL (no physical backup tool in Debian) a lost replica is seeded by CLONE from
+//!   the primary, as apply seeds any new replica, and a lost cluster's primary gets its
+//!   databases from the newest dump of a logical job, then the archived binary logs after
+//!   the dump's GTID set (the point-in-time restore's script, to the archive's end).
+//!
 //! A host that still holds a data folder is refused: rebuild replaces lost hosts only.
 
-use crate::backup::Job;
 use crate::backup::snapshot::{Snapshot, chain};
+use crate::backup::{Job, JobKind};
 use crate::error::Error;
 use crate::plan::runbook::{Action, Runbook, RunbookPlan};
 use crate::runbooks::replication::RESTORE_HELPER;
+use crate::sql::Dialect;
 use crate::tasks::q;
 use crate::transport::SshHost;
 
@@ -54,11 +60,74 @@ pub(crate) async fn snapshots(conn: &SshHost, job: &str) -> Result<Vec<Snapshot>
         .map_err(|e| Error::Refused(format!("the snapshots of {job}: {e}")))
 }
 
-/// The primary's data from backups alone: the newest physical backup chain into a fresh
-/// data folder (the provisional one set aside), binlog state set to the backup's GTID
-/// position, then every archived binary log after it replayed with its GTIDs. Returns the
-/// time of the last replayed event (`mariadb-binlog`'s `#YYMMDD HH:MM:SS` stamps).
+/// The primary's data from backups alone, on a freshly provisioned primary over `conn`.
+/// `backup` is a physical job on MariaDB ([`restore_physical`]) and a logical one on MySQL
+/// ([`restore_logical`]). Returns the script's report, whose `last event: #YYMMDD
+/// HH:MM:SS` line (the binary log reader's stamp, UTC) bounds what was recovered.
+///
+/// Errors: [`Error::Refused`] when the job holds no backup or a step of the script fails
+/// (its stderr's end quoted).
 pub(crate) async fn restore_primary(
+    conn: &SshHost,
+    d: Dialect,
+    backup: &Job,
+    binlog: Option<&Job>,
+) -> Result<String, Error> {
+    match backup.kind {
+        JobKind::Logical => restore_logical(conn, d, backup, binlog).await,
+        _ => restore_physical(conn, backup, binlog).await,
+    }
+}
+
+/// MySQL's whole-cluster rebuild: the point-in-time restore's script (`runbooks::restore`:
+/// the newest dump loaded, the archived binary logs after its GTID set replayed per
+/// database, every step binary-logged with the new server's GTIDs) run to the end of the
+/// archive on the provisioned primary, then the archive's last event reported. The
+/// original GTIDs are not kept: every replica of the cluster is seeded from this primary
+/// afterwards (CLONE), so no server holds the old history to compare with.
+async fn restore_logical(
+    conn: &SshHost,
+    d: Dialect,
+    logical: &Job,
+    binlog: Option<&Job>,
+) -> Result<String, Error> {
+    use crate::runbooks::restore;
+    let dumps = restore::snapshots(conn, &logical.name).await?;
+    let dump = restore::newest_before(&dumps, None)
+        .cloned()
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "backup job {} holds no dump to rebuild from",
+                logical.name
+            ))
+        })?;
+    let logs = match binlog {
+        Some(b) => restore::newest_before(&restore::snapshots(conn, &b.name).await?, None)
+            .cloned()
+            .map(|s| (b, s)),
+        None => None,
+    };
+    let mut script = restore::script(
+        d,
+        (logical, &dump),
+        logs.as_ref().map(|(b, s)| (*b, s)),
+        None,
+    );
+    if logs.is_some() {
+        script.push_str(&format!(
+            "echo \"last event: $(TZ=UTC {} \"${{logs[@]}}\" | grep -o '^#[0-9]\\{{6\\}} *[0-9:]*' | tail -n 1)\"\n",
+            d.binlog_reader()
+        ));
+    }
+    let out = run(conn, "restoring the primary from backups", &script).await?;
+    tracing::info!(host = %conn.name, dump = %dump.short_id, "primary restored from a dump");
+    Ok(out)
+}
+
+/// MariaDB's: the newest physical backup chain into a fresh data folder (the provisional
+/// one set aside), binlog state set to the backup's GTID position, then every archived
+/// binary log after it replayed with its GTIDs.
+async fn restore_physical(
     conn: &SshHost,
     physical: &Job,
     binlog: Option<&Job>,
@@ -143,13 +212,16 @@ pub struct RebuildPlan {
 
 /// Plans the rebuild of `hosts` over `conns` (one per host): each must be a database host
 /// of one cluster, bare (no data folder: observed); a primary only with every other host
-/// of its cluster. Steps: the primary provisioned, restored from the physical backups and
-/// the binlog archive, provisioned again; the replicas provisioned, seeded from the
-/// backups. Changes nothing.
+/// of its cluster. Steps: the primary provisioned, restored from the backups and the
+/// binlog archive, provisioned again; the replicas provisioned, seeded from the physical
+/// backups (MariaDB) or by CLONE from the primary (MySQL: Debian has no physical backup
+/// tool for it, `tasks::resolve`). Changes nothing.
 ///
 /// Errors: [`Error::UnknownHost`]; [`Error::Refused`] when a host is not a database host,
 /// holds a data folder, is a primary whose cluster is not lost as a whole, or when the
-/// cluster has no physical backup job; [`Error::Usage`] when `hosts` is empty.
+/// cluster has no backup job to restore from (MariaDB: a physical job; MySQL: a logical
+/// job naming its `databases`, needed only to rebuild a primary); [`Error::Usage`] when
+/// `hosts` is empty.
 pub async fn plan(
     engine: &crate::engine::Engine,
     hosts: &[String],
@@ -205,14 +277,32 @@ pub async fn plan(
                 .is_some_and(|x| x.cluster == cluster)
         })
         .collect();
-    let physical = jobs
-        .iter()
-        .find(|j| j.kind == JobKind::Physical)
-        .ok_or_else(|| {
-            Error::Refused(format!(
-                "cluster {cluster} has no physical backup job to rebuild from"
-            ))
-        })?;
+    // Where the data comes from. MariaDB: the physical job, for the primary and the
+    // replicas alike. MySQL: Debian has no physical tool for it, so the primary is restored
+    // from the newest dump (a logical job naming its databases, as `restore` needs) and
+    // the replicas are seeded by CLONE from it, as apply seeds any new replica.
+    let mysql = engine.runbook_dialect() != Dialect::MariaDb;
+    let backup = if mysql {
+        jobs.iter()
+            .find(|j| j.kind == JobKind::Logical && !j.databases.is_empty())
+            .ok_or_else(|| {
+                Error::Refused(format!(
+                    "cluster {cluster} has no logical backup job naming its `databases`: on MySQL a lost primary is rebuilt from a dump (Debian has no physical backup tool for MySQL)"
+                ))
+            })
+            .map(Some)
+            .or_else(|e| if with_primary { Err(e) } else { Ok(None) })?
+    } else {
+        Some(
+            jobs.iter()
+                .find(|j| j.kind == JobKind::Physical)
+                .ok_or_else(|| {
+                    Error::Refused(format!(
+                        "cluster {cluster} has no physical backup job to rebuild from"
+                    ))
+                })?,
+        )
+    };
     let binlog = jobs.iter().find(|j| j.kind == JobKind::Binlog);
     let replicas: Vec<&str> = hosts
         .iter()
@@ -225,11 +315,17 @@ pub async fn plan(
         },
         engine.opts.inventory.display().to_string(),
         engine.inv.digest.clone(),
-        format!(
-            "Rebuild of {} (cluster {cluster}), from the inventory and the backups on {}:",
-            hosts.join(", "),
-            physical.server
-        ),
+        match backup {
+            Some(b) => format!(
+                "Rebuild of {} (cluster {cluster}), from the inventory and the backups on {}:",
+                hosts.join(", "),
+                b.server
+            ),
+            None => format!(
+                "Rebuild of {} (cluster {cluster}), from the inventory and {primary}:",
+                hosts.join(", ")
+            ),
+        },
     );
     // Only bare hosts: a data folder means the host was not lost.
     for name in hosts {
@@ -247,7 +343,19 @@ pub async fn plan(
         }
         p.observe(name, "data folder", "none (bare)");
     }
-    if with_primary {
+    if let (true, Some(backup)) = (with_primary, backup) {
+        let what = if mysql {
+            format!(
+                "replace its databases ({}) by {}'s newest dump",
+                backup.databases.join(", "),
+                backup.name
+            )
+        } else {
+            format!(
+                "replace its data by {}'s newest full backup and the incrementals after it",
+                backup.name
+            )
+        };
         p.step(
             &[&primary],
             format!("provision {primary} (apply --limit {primary})"),
@@ -259,14 +367,18 @@ pub async fn plan(
         p.step(
             &[&primary],
             format!(
-                "replace its data by {}'s newest full backup and the incrementals after it, then replay {}",
-                physical.name,
+                "{what}, then replay {}",
                 binlog
-                    .map(|b| format!("every binary log archived by {} after the backup's position", b.name))
-                    .unwrap_or_else(|| "nothing (no binlog job: what was written after the backup is lost)".into()),
+                    .map(|b| format!(
+                        "every binary log archived by {} after the backup's position",
+                        b.name
+                    ))
+                    .unwrap_or_else(|| {
+                        "nothing (no binlog job: what was written after the backup is lost)".into()
+                    }),
             ),
             Action::RestoreFromBackups {
-                physical: physical.name.clone(),
+                backup: backup.name.clone(),
                 binlog: binlog.map(|b| b.name.clone()),
             },
             true,
@@ -281,18 +393,24 @@ pub async fn plan(
         );
     }
     if !replicas.is_empty() {
-        p.step(
-            &replicas,
-            format!(
-                "provision {}, each seeded from {}'s newest backup chain, replicating from {primary} from the backup's GTID position",
-                replicas.join(", "),
-                physical.name
+        let (what, seed_from_backup) = match backup {
+            Some(b) if !mysql => (
+                format!(
+                    "provision {}, each seeded from {}'s newest backup chain, replicating from {primary} from the backup's GTID position",
+                    replicas.join(", "),
+                    b.name
+                ),
+                true,
             ),
-            Action::Converge {
-                seed_from_backup: true,
-            },
-            true,
-        );
+            _ => (
+                format!(
+                    "provision {}, each seeded by CLONE from {primary} (MySQL: no physical backup to seed from), replicating from {primary}",
+                    replicas.join(", ")
+                ),
+                false,
+            ),
+        };
+        p.step(&replicas, what, Action::Converge { seed_from_backup }, true);
     }
     Ok(RebuildPlan {
         plan: p,

@@ -344,13 +344,14 @@ fn load_dump(d: Dialect) -> String {
 /// primary's history holds them). MariaDB: `--start-position` and the `gtid_seq_no` and
 /// `server_id` lines dropped; MySQL: `--exclude-gtids` and `--skip-gtids`.
 fn replay(d: Dialect, stop: &str, db: &str) -> String {
+    let reader = d.binlog_reader();
     match d {
         Dialect::MariaDb => format!(
-            "TZ=UTC mariadb-binlog --start-position=\"$pos\"{stop} --database={db} \"${{logs[@]}}\" \\\n  \
+            "TZ=UTC {reader} --start-position=\"$pos\"{stop} --database={db} \"${{logs[@]}}\" \\\n  \
              | sed -E '/SET @@session\\.(gtid_seq_no|server_id)=/d' > \"$w/replay.sql\""
         ),
         _ => format!(
-            "TZ=UTC mysqlbinlog --exclude-gtids=\"$pos\" --skip-gtids{stop} --database={db} \"${{logs[@]}}\" > \"$w/replay.sql\""
+            "TZ=UTC {reader} --exclude-gtids=\"$pos\" --skip-gtids{stop} --database={db} \"${{logs[@]}}\" > \"$w/replay.sql\""
         ),
     }
 }

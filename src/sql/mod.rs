@@ -21,6 +21,7 @@ macro_rules! mysql_gtid_executed {
 pub mod grant;
 pub mod gtid;
 pub mod replica;
+pub mod settings;
 
 pub use replica::{GtidReport, ReplicaStatus, vertical};
 
@@ -78,21 +79,27 @@ impl Dialect {
             _ => "mysql",
         }
     }
-    /// Whether the topology runbook `verb` ("switchover", "failover", "rejoin", "restore",
-    /// "rebuild") is proven on real hosts of this dialect. MariaDB: all of them. MySQL:
-    /// switchover, failover and rejoin, which the lab's MySQL test runs under write load
-    /// (before it, a MySQL 9.7 switchover never froze the old primary and made two
-    /// writers: issue 10, case 6), and point-in-time restore (mysqldump and mysqlbinlog,
-    /// run by the same test); rebuild reseeds from a physical backup, which MySQL has none
-    /// of in Debian, and refuses.
-    pub fn runbook_proven(self, verb: &str) -> bool {
-        self == Dialect::MariaDb || matches!(verb, "switchover" | "failover" | "rejoin" | "restore")
+    /// Whether the topology runbooks (switchover, failover, rejoin, restore, rebuild) are
+    /// proven on real hosts of this dialect. MariaDB: yes (10.11 and 11.8 in the lab).
+    /// MySQL 8.4 and later: yes, by the lab's Debian MySQL 9.x under write load (before
+    /// it, a MySQL 9.7 switchover never froze the old primary and made two writers:
+    /// issue 10, case 6). MySQL 8.0 (end of life in April 2026, its `RESET MASTER` and
+    /// replica naming differ) runs in no lab: its runbooks refuse.
+    pub fn runbooks_proven(self) -> bool {
+        self != Dialect::MySql80
     }
     /// The command-line client on the host.
     pub fn client(self) -> &'static str {
         match self {
             Dialect::MariaDb => "mariadb",
             _ => "mysql",
+        }
+    }
+    /// The binary log reader on the host (Debian: mariadb-client, mysql-server-core).
+    pub fn binlog_reader(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "mariadb-binlog",
+            _ => "mysqlbinlog",
         }
     }
 }

@@ -69,6 +69,9 @@ struct DbLayout {
     /// The server's pid file (Debian's 50-server.cnf / mysqld.cnf: /run/mysqld/mysqld.pid).
     pidfile: &'static str,
     cnf_path: &'static str,
+    /// The option file of the settings the server takes live (`crate::sql::settings`):
+    /// changing it needs no restart. Read after the distribution's files, as `cnf_path`.
+    cnf_live_path: &'static str,
     /// The server's client, and the statement that reloads TLS material without a restart
     /// (MariaDB 10.4+: FLUSH LOCAL SSL; MySQL 8.0.16+: ALTER INSTANCE RELOAD TLS, which
     /// is not binlogged).
@@ -124,6 +127,7 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             pidfile: "/run/mysqld/mysqld.pid",
             // Debian reads mariadb.conf.d/*.cnf in name order; 90- comes after 50-server.cnf.
             cnf_path: "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf",
+            cnf_live_path: "/etc/mysql/mariadb.conf.d/91-dbfleet-live.cnf",
             client: "mariadb",
             client_package: "mariadb-client",
             // LOCAL: a plain FLUSH is binlogged, and on a replica that is an errant
@@ -156,6 +160,7 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             // mysqld.cnf there (bind-address = 127.0.0.1, max_binlog_size): a `90-` file is
             // read before it and loses (issue 13); `zz-` is read last and wins.
             cnf_path: "/etc/mysql/mysql.conf.d/zz-dbfleet.cnf",
+            cnf_live_path: "/etc/mysql/mysql.conf.d/zz-dbfleet-live.cnf",
             client: "mysql",
             client_package: "mysql-client",
             reload_tls: "ALTER INSTANCE RELOAD TLS",
@@ -586,6 +591,10 @@ fn resolve_host<'a>(
     let mut ctx_map: BTreeMap<&str, Value> = shared.iter().cloned().collect();
     ctx_map.insert("host", Value::from_serialize(view));
     ctx_map.insert("vars", Value::from_serialize(&h.vars));
+    ctx_map.insert(
+        "live_settings",
+        Value::from_serialize(crate::sql::settings::live(dialect, &h.vars)),
+    );
     if let Some((members, proxies)) = cluster_values.get(h.cluster.as_str()) {
         ctx_map.insert("cluster_hosts", members.clone());
         ctx_map.insert("cluster_proxies", proxies.clone());

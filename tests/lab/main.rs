@@ -9,6 +9,7 @@
 //! One test binary, one file per area; `support.rs` holds what they share.
 
 mod backup;
+mod changes;
 mod ha;
 mod provision;
 mod replication;

@@ -10,6 +10,7 @@ use super::support::*;
 const ALL_HOSTS: [&str; 5] = ["db1", "db2", "db3", "backup1", "proxy1"];
 
 const CNF: &str = "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf";
+const CNF_LIVE: &str = "/etc/mysql/mariadb.conf.d/91-dbfleet-live.cnf";
 
 fn pids() -> Vec<String> {
     DB_HOSTS.iter().map(|h| on(h, "pidof mariadbd")).collect()
@@ -79,9 +80,10 @@ fn fresh_lab_plan_lists_creates_apply_converges_and_replan_is_empty() {
 #[test]
 fn hand_edited_cnf_shows_one_diff_and_restarts_only_that_server() {
     let _lab = converged();
+    // A setting the server cannot take live (the live ones are in CNF_LIVE, issue 16).
     on(
         "db2",
-        &format!("sed -i 's/^max_connections .*/max_connections = 999/' {CNF}"),
+        &format!("sed -i 's/^innodb_log_buffer_size .*/innodb_log_buffer_size = 32M/' {CNF}"),
     );
     let before = pids();
 
@@ -103,6 +105,22 @@ fn hand_edited_cnf_shows_one_diff_and_restarts_only_that_server() {
     assert_eq!(before[0], after[0], "db1's server was not restarted");
     assert_ne!(before[1], after[1], "db2's server was restarted");
     assert_eq!(before[2], after[2], "db3's server was not restarted");
+    assert_eq!(sql("db2", "SELECT @@innodb_log_buffer_size"), "67108864");
+    assert_empty_plan();
+
+    // The live settings' file edited by hand: set back, with no restart.
+    on(
+        "db2",
+        &format!("sed -i 's/^max_connections .*/max_connections = 999/' {CNF_LIVE}"),
+    );
+    let (_, json) = plan_json(&[]);
+    assert_eq!(
+        changed_tasks(&json),
+        BTreeMap::from([("db2".to_string(), vec!["live settings file".to_string()])])
+    );
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert_eq!(pids(), after, "no server restarted");
     assert_eq!(sql("db2", "SELECT @@max_connections"), "200");
     assert_empty_plan();
 }

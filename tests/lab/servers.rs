@@ -7,8 +7,8 @@
 //! Today: Debian 13 (trixie) with its MariaDB 11.8, and Debian sid with its MySQL (9.7):
 //! provisioning, seeding by CLONE, replication over verified TLS, accounts, supervision
 //! without systemd, the proxy, logical and binlog backups with verify, point-in-time
-//! restore, semi-sync, and switchover, failover and rejoin under write load; its rebuild
-//! refuses (`tests/mysql_refusals.rs`).
+//! restore, disaster rebuild (a lost replica by CLONE, a lost cluster from a dump and the
+//! archived binary logs), semi-sync, and switchover, failover and rejoin under write load.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -777,6 +777,7 @@ fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_restores_and_
     s.converge(&inv);
     offsite_copy_verifies(s, &inv);
     s.converge(&inv);
+    mysql_rebuild_from_backups(s, &inv);
 
     // Switchover, failover and rejoin under write load, on lossless semi-sync
     // (rpl_semi_sync_source, AFTER_SYNC): no acknowledged insert lost, one writer.
@@ -789,4 +790,66 @@ fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_restores_and_
     );
     hardening_and_firewall_hold(s, &inv);
     switchover_failover_rejoin(s, dir.path(), &inv);
+}
+
+/// Disaster rebuild on MySQL, after the point-in-time restore of the MySQL test: a lost
+/// replica comes back seeded by CLONE from the primary (Debian has no physical backup tool
+/// for MySQL); then the whole cluster is lost and comes back from the newest dump and the
+/// binary logs archived after it (the restore's own transactions among them), the
+/// replicas by CLONE from the rebuilt primary. Every row acknowledged before the last
+/// archive run is back on every server, and the fleet converges.
+fn mysql_rebuild_from_backups(s: &Server, inv: &Path) {
+    let run = |args: &[&str]| {
+        let o = dbfleet_with(inv, args, &[]);
+        assert_eq!(o.code, 0, "{args:?}:\n{}", o.all());
+        o
+    };
+    let reset = |hosts: &[&str]| {
+        let mut args = vec!["reset"];
+        args.extend_from_slice(hosts);
+        let o = s.lab_sh(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let rows = "SELECT CONCAT((SELECT COUNT(*) FROM app.pitr), ' ', (SELECT MAX(id) FROM app.pitr), ' ', (SELECT COUNT(*) FROM app.m))";
+
+    s.sql("db1", "INSERT INTO app.m VALUES (4)");
+    reset(&["db3"]);
+    let r = run(&["rebuild", "db3", "--auto-approve"]);
+    assert!(r.stdout.contains("seeded by CLONE from db1"), "{}", r.all());
+    let st = s.replica_status("db3");
+    assert_eq!(
+        (
+            st["Replica_IO_Running"].as_str(),
+            st["Replica_SQL_Running"].as_str()
+        ),
+        ("Yes", "Yes")
+    );
+    s.eventually("db3", rows, "150 150 4");
+
+    s.sql("db1", "INSERT INTO app.m VALUES (5)");
+    run(&["backup", "run", "binlogs"]);
+    reset(&["db1", "db2", "db3"]);
+    let r = run(&["rebuild", "db1", "db2", "db3", "--auto-approve"]);
+    assert!(
+        r.stdout
+            .contains("replace its databases (app) by app-logical's newest dump"),
+        "{}",
+        r.all()
+    );
+    assert!(r.stdout.contains("Recovered up to"), "{}", r.all());
+    for h in ["db1", "db2", "db3"] {
+        s.eventually(h, rows, "150 150 5");
+    }
+    assert_eq!(
+        s.sql("db1", "SELECT @@read_only, @@super_read_only"),
+        "0\t0"
+    );
+    for h in ["db2", "db3"] {
+        assert_eq!(
+            s.sql(h, "SELECT @@read_only, @@super_read_only"),
+            "1\t1",
+            "{h}"
+        );
+    }
+    s.converge(inv);
 }
