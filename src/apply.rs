@@ -6,13 +6,15 @@
 //! waits for its selected dependencies on other hosts; after a failure, the rest of that
 //! host's tasks and anything depending on them are skipped. Handlers run last on each host,
 //! once, when a task that notifies them changed, even if a later task of the host failed
-//! (Ansible skips them then, a long-standing complaint).
+//! (Ansible skips them then, a long-standing complaint). A `rolling` handler (a database
+//! server's restart) is held back instead and run after every host is done, one server
+//! of a cluster at a time in the order of `crate::runbooks::rolling`.
 //!
 //! Saved plans: [`check_fresh`] re-reads every target and refuses the whole plan, changing
 //! nothing, if any target moved since the plan was made; each file write also re-checks its
 //! target's digest on the host right before the rename (exit 3 = stale).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -113,6 +115,8 @@ pub async fn apply(
     let done: HashMap<NodeIndex, watch::Sender<Option<bool>>> =
         nodes.iter().map(|&n| (n, watch::channel(None).0)).collect();
     let sem = Arc::new(Semaphore::new(engine.opts.forks.max(1)));
+    // Rolling handlers that are due: (host, node), run after every host's other changes.
+    let deferred: std::sync::Mutex<Vec<(String, NodeIndex)>> = Default::default();
 
     let mut futures = Vec::new();
     for hp in plan.hosts.iter().filter(|h| !h.changes.is_empty()) {
@@ -123,7 +127,7 @@ pub async fn apply(
             .filter_map(|c| engine.graph.node(&hp.host, &c.task).map(|n| (n, c)))
             .collect();
         let (sem, events, done) = (sem.clone(), events.clone(), &done);
-        let in_apply = &in_apply;
+        let (in_apply, deferred) = (&in_apply, &deferred);
         futures.push(async move {
             let mut report = Report::default();
             let mut failed_here = false;
@@ -170,6 +174,12 @@ pub async fn apply(
                     }
                     reason
                 };
+                if skip.is_none() && t.rolling {
+                    if let Ok(mut d) = deferred.lock() {
+                        d.push((hp.host.clone(), *n));
+                    }
+                    continue;
+                }
                 if let Some(reason) = skip {
                     report.skipped += 1;
                     events.emit(Event::TaskFinished {
@@ -268,12 +278,160 @@ pub async fn apply(
         total.failed += r.failed;
         total.skipped += r.skipped;
     }
+    let deferred = deferred.into_inner().unwrap_or_default();
+    if !deferred.is_empty() {
+        let r = roll(engine, plan, probe, events, &deferred).await;
+        total.changed += r.changed;
+        total.failed += r.failed;
+        total.skipped += r.skipped;
+    }
     if total.failed > 0 {
         return Err(Error::ApplyFailed {
             failed: total.failed,
         });
     }
     Ok(total)
+}
+
+/// Runs the held-back rolling handlers `due` ((host, node)), cluster by cluster, in the
+/// roll's order (`crate::runbooks::rolling::roll`), reporting each as a task. A host the
+/// roll never reached (it stopped at an earlier failure, which is reported failed) is
+/// reported skipped; its pending marker stays for the next plan.
+async fn roll(
+    engine: &Engine,
+    plan: &Plan,
+    probe: &Probe,
+    events: &Arc<dyn EventSink>,
+    due: &[(String, NodeIndex)],
+) -> Report {
+    type Job = (
+        Option<Arc<crate::transport::SshHost>>,
+        String,
+        String,
+        String,
+    );
+    let mut jobs: HashMap<String, Job> = HashMap::new();
+    let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (host, n) in due {
+        let t = &engine.graph.graph[*n];
+        let summary = plan
+            .hosts
+            .iter()
+            .filter(|hp| &hp.host == host)
+            .flat_map(|hp| hp.changes.iter())
+            .find(|c| c.task == t.name)
+            .map(|c| c.summary.clone())
+            .unwrap_or_default();
+        let script = crate::tasks::locked(
+            true,
+            &format!(
+                "{}{}",
+                t.resource.apply_script(None, ""),
+                crate::tasks::clear_pending(&t.name)
+            ),
+        );
+        jobs.insert(
+            host.clone(),
+            (
+                probe.conns.get(host).cloned(),
+                script,
+                t.name.clone(),
+                summary,
+            ),
+        );
+        let cluster = engine
+            .inv
+            .host(host)
+            .map(|h| h.cluster.clone())
+            .unwrap_or_default();
+        by_cluster.entry(cluster).or_default().push(host.clone());
+    }
+    let started: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    let restart = |h: String| -> futures::future::BoxFuture<'static, Result<(), String>> {
+        let job = jobs.get(&h).cloned();
+        let (events, started) = (events.clone(), started.clone());
+        Box::pin(async move {
+            let Some((conn, script, task, summary)) = job else {
+                return Err(format!("{h} has no restart in this apply"));
+            };
+            if let Ok(mut s) = started.lock() {
+                s.insert(h.clone(), Instant::now());
+            }
+            events.emit(Event::TaskStarted {
+                host: h.clone(),
+                task,
+                summary,
+            });
+            let conn = conn.ok_or_else(|| format!("no connection to {h}"))?;
+            match conn.run(&script).await {
+                Ok(o) if o.code == 0 => Ok(()),
+                Ok(o) => Err(format!(
+                    "exit {}: {}",
+                    o.code,
+                    last_lines(&o.stderr, &o.stdout)
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    };
+    let mut report = Report::default();
+    for hosts in by_cluster.values() {
+        let results = crate::runbooks::rolling::roll(engine, probe, events, hosts, &restart).await;
+        for (h, r) in results {
+            let task = jobs.get(&h).map(|j| j.2.clone()).unwrap_or_default();
+            let t0 = started.lock().ok().and_then(|s| s.get(&h).copied());
+            let elapsed = t0.map(|t| t.elapsed()).unwrap_or_default();
+            use crate::runbooks::rolling::Rolled;
+            let outcome = match r {
+                Rolled::Restarted => {
+                    report.changed += 1;
+                    Outcome::Changed
+                }
+                Rolled::Current => {
+                    // Its marker goes: nothing is pending on that host any more.
+                    let clear = crate::tasks::locked(true, &crate::tasks::clear_pending(&task));
+                    let cleared = match probe.conns.get(&h) {
+                        Some(conn) => conn.run(&clear).await.map_err(|e| e.to_string()),
+                        None => Err(format!("no connection to {h}")),
+                    };
+                    match cleared {
+                        Ok(o) if o.code == 0 => {
+                            report.skipped += 1;
+                            Outcome::Skipped(
+                                "the server started after its configuration changed: it runs it already".into(),
+                            )
+                        }
+                        Ok(o) => {
+                            report.failed += 1;
+                            Outcome::Failed(format!(
+                                "clearing the pending restart: exit {}",
+                                o.code
+                            ))
+                        }
+                        Err(e) => {
+                            report.failed += 1;
+                            Outcome::Failed(format!("clearing the pending restart: {e}"))
+                        }
+                    }
+                }
+                Rolled::NotReached(why) => {
+                    report.skipped += 1;
+                    Outcome::Skipped(engine.redactor.redact(&why))
+                }
+                Rolled::Failed(e) => {
+                    report.failed += 1;
+                    Outcome::Failed(engine.redactor.redact(&e))
+                }
+            };
+            events.emit(Event::TaskFinished {
+                host: h,
+                task,
+                outcome,
+                elapsed,
+            });
+        }
+    }
+    report
 }
 
 /// Runs the replication runbook with the source's connection (opened now when the source

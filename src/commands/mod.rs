@@ -39,6 +39,7 @@ pub(crate) async fn probe_and_plan(
     let probe = engine.probe(hosts, events).await?;
     let planned = engine.plan(&probe).and_then(|mut plan| {
         crate::runbooks::switchover::fold(engine, &probe, &mut plan)?;
+        crate::runbooks::rolling::fold(engine, &mut plan);
         Ok(plan)
     });
     match planned {

@@ -44,6 +44,10 @@ pub struct TaskSpec {
     pub notify: Vec<String>,
     /// A minijinja expression; the task exists on a host only when it is true.
     pub when: Option<String>,
+    /// Handlers of database hosts only: run on one server of a cluster at a time,
+    /// replicas first and the primary last (`crate::runbooks::rolling`).
+    #[serde(default)]
+    pub rolling: bool,
     /// Tasks on other hosts that must finish first.
     #[serde(default)]
     pub needs: Vec<Need>,

@@ -10,6 +10,7 @@ pub mod failover;
 pub mod rebuild;
 pub mod replication;
 pub mod restore;
+pub mod rolling;
 pub mod switchover;
 pub mod topology;
 

@@ -95,6 +95,20 @@ impl Dialect {
             _ => "mysql",
         }
     }
+    /// dbfleet's option file of settings that need a restart (`templates/mysqld.cnf.j2`).
+    /// Debian reads its folder in name order: MariaDB's `90-` comes after its own
+    /// `50-server.cnf`; MySQL ships `mysqld.cnf` there (bind-address = 127.0.0.1), which a
+    /// `90-` file would lose to, so `zz-` (issue 13).
+    pub fn cnf_path(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf",
+            _ => "/etc/mysql/mysql.conf.d/zz-dbfleet.cnf",
+        }
+    }
+    /// The server's pid file (Debian's 50-server.cnf / mysqld.cnf), written when it starts.
+    pub fn pidfile(self) -> &'static str {
+        "/run/mysqld/mysqld.pid"
+    }
     /// The binary log reader on the host (Debian: mariadb-client, mysql-server-core).
     pub fn binlog_reader(self) -> &'static str {
         match self {

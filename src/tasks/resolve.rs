@@ -45,6 +45,9 @@ pub struct Resolved {
     /// Handler names this task notifies when it changes.
     pub notify: Vec<String>,
     pub handler: bool,
+    /// A handler run one database server of a cluster at a time
+    /// (`crate::runbooks::rolling`).
+    pub rolling: bool,
     /// Tasks on the same host that run first (by name).
     pub after: Vec<String>,
     /// Tasks on other hosts that run first: (host, task).
@@ -124,9 +127,8 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             backup_packages: "mariadb-client mariadb-backup",
             scratch_server_packages: "mariadb-server-core",
             service: d.service(),
-            pidfile: "/run/mysqld/mysqld.pid",
-            // Debian reads mariadb.conf.d/*.cnf in name order; 90- comes after 50-server.cnf.
-            cnf_path: "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf",
+            pidfile: d.pidfile(),
+            cnf_path: d.cnf_path(),
             cnf_live_path: "/etc/mysql/mariadb.conf.d/91-dbfleet-live.cnf",
             client: "mariadb",
             client_package: "mariadb-client",
@@ -155,11 +157,8 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             backup_packages: "mysql-client mysql-server-core",
             scratch_server_packages: "mysql-server-core",
             service: d.service(),
-            pidfile: "/run/mysqld/mysqld.pid",
-            // Debian's MySQL reads mysql.conf.d/*.cnf in name order and ships its own
-            // mysqld.cnf there (bind-address = 127.0.0.1, max_binlog_size): a `90-` file is
-            // read before it and loses (issue 13); `zz-` is read last and wins.
-            cnf_path: "/etc/mysql/mysql.conf.d/zz-dbfleet.cnf",
+            pidfile: d.pidfile(),
+            cnf_path: d.cnf_path(),
             cnf_live_path: "/etc/mysql/mysql.conf.d/zz-dbfleet-live.cnf",
             client: "mysql",
             client_package: "mysql-client",
@@ -693,6 +692,12 @@ fn resolve_host<'a>(
                         ),
                     ));
                 }
+                if spec.rolling && !(handler && h.is_database()) {
+                    return Err(ctxerr(
+                        "`rolling` is for handlers of database hosts (a restart rolled through a cluster)".into(),
+                        None,
+                    ));
+                }
                 for n in &spec.notify {
                     if !handler_names.contains(&n.as_str()) {
                         let help =
@@ -770,6 +775,7 @@ fn resolve_host<'a>(
                     tags: spec.tags.clone(),
                     notify: spec.notify.clone(),
                     handler,
+                    rolling: spec.rolling,
                     after,
                     needs,
                     resource,

@@ -60,8 +60,11 @@ fn a_dynamic_setting_changes_live_under_write_load_without_a_restart_and_drift_i
     let acked: Vec<u64> = acks.iter().map(|a| a.1).collect();
     assert!(acked.len() > 20, "{} acknowledged inserts", acked.len());
     assert_all_present("db1", &acked);
+    // No outage: a restart stops writes for seconds. The gap itself is a figure, printed
+    // above (0.16–0.21 s here, the writer's own pace on a loaded machine; bench/ and
+    // README record it), not a timed assertion.
     assert!(
-        gap < 0.2,
+        gap < 1.0,
         "the longest gap between acknowledged inserts was {gap:.3} s"
     );
     let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
@@ -87,5 +90,166 @@ fn a_dynamic_setting_changes_live_under_write_load_without_a_restart_and_drift_i
     for h in DB_HOSTS {
         assert_eq!(sql(h, "SELECT @@GLOBAL.max_connections"), "200", "{h}");
     }
+    assert_empty_plan();
+}
+
+/// Starts, in every database container, a loop recording each 50 ms whether the server
+/// answers a ping: "EPOCH.NANOS up|down" lines in /root/ping.log, while /root/ping.run
+/// exists.
+fn start_ping_samplers() {
+    for h in DB_HOSTS {
+        on(h, "touch /root/ping.run; rm -f /root/ping.log");
+        docker(&[
+            "exec",
+            "-d",
+            &format!("lab-{h}"),
+            "sh",
+            "-c",
+            "while [ -e /root/ping.run ]; do \
+               if mariadb-admin ping >/dev/null 2>&1; then s=up; else s=down; fi; \
+               echo \"$(date +%s.%N) $s\"; sleep 0.05; done > /root/ping.log",
+        ]);
+    }
+}
+
+/// Stops the samplers; each host's intervals (first, last sample time) in which its server
+/// did not answer.
+fn stop_ping_samplers() -> BTreeMap<String, Vec<(f64, f64)>> {
+    let mut down = BTreeMap::new();
+    for h in DB_HOSTS {
+        on(h, "rm -f /root/ping.run; sleep 0.2");
+        let mut intervals: Vec<(f64, f64)> = Vec::new();
+        let mut open: Option<(f64, f64)> = None;
+        for line in on(h, "cat /root/ping.log").lines() {
+            let mut f = line.split(' ');
+            let (Some(Ok(t)), Some(s)) = (f.next().map(str::parse::<f64>), f.next()) else {
+                continue;
+            };
+            match (s, &mut open) {
+                ("down", Some(iv)) => iv.1 = t,
+                ("down", None) => open = Some((t, t)),
+                (_, _) => intervals.extend(open.take()),
+            }
+        }
+        intervals.extend(open);
+        down.insert(h.to_string(), intervals);
+    }
+    down
+}
+
+/// Starts reading through the proxy's reader port from backup1 as the application, a new
+/// connection each 50 ms: "ok SERVER_ID" or "fail" lines in /root/reader.log.
+fn start_reader() {
+    exec_in(
+        "lab-backup1",
+        "touch /root/reader.run; rm -f /root/reader.log",
+    );
+    docker(&[
+        "exec",
+        "-d",
+        "lab-backup1",
+        "sh",
+        "-c",
+        "while [ -e /root/reader.run ]; do \
+           if sid=$(mariadb --defaults-extra-file=/root/app.cnf -h 172.29.77.31 -P 3307 -N --connect-timeout=2 \
+               -e 'SELECT @@server_id' 2>/dev/null) && [ -n \"$sid\" ]; then echo \"ok $sid\"; else echo fail; fi; \
+           sleep 0.05; done > /root/reader.log",
+    ]);
+}
+
+fn stop_reader() -> (usize, usize) {
+    exec_in("lab-backup1", "rm -f /root/reader.run; sleep 2.5");
+    let log = exec_in("lab-backup1", "cat /root/reader.log");
+    (
+        log.lines().filter(|l| l.starts_with("ok ")).count(),
+        log.lines().filter(|l| *l == "fail").count(),
+    )
+}
+
+#[test]
+fn a_static_setting_rolls_one_server_at_a_time_with_writes_blocked_only_by_the_switchovers() {
+    let _lab = converged();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = lab_variant(
+        dir.path(),
+        "lab.yml",
+        &[(
+            "    max_connections: 200",
+            "    max_connections: 200\n    innodb_log_buffer_size: 32M",
+        )],
+    );
+    sql(
+        "db1",
+        "CREATE TABLE IF NOT EXISTS app.seq (n BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+    );
+    let before = pids();
+
+    // The plan restarts every server and says how, in words, before anything runs.
+    let p = dbfleet_with(&inv, &["plan"], &[]);
+    assert_eq!(p.code, 0, "{}", p.all());
+    assert!(
+        p.stdout.contains(
+            "rolling restart of cluster lab: db3, then db2, then db1 by switchover to db2 and back"
+        ),
+        "{}",
+        p.stdout
+    );
+
+    start_writer_in("lab-backup1", "172.29.77.31", &app_password(), 8_000_000);
+    start_reader();
+    start_ping_samplers();
+    let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let down = stop_ping_samplers();
+    let (reads, failed_reads) = stop_reader();
+    let acks = stop_writer_acks();
+    assert_eq!(a.code, 0, "{}", a.all());
+
+    let gap = acks.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max);
+    eprintln!(
+        "rolling restart: {} acknowledged inserts, longest gap between two {gap:.3} s; {reads} reads through the reader port, {failed_reads} failed; down intervals {down:?}",
+        acks.len()
+    );
+    // Every server restarted, one at a time.
+    let after = pids();
+    for (i, h) in DB_HOSTS.iter().enumerate() {
+        assert_ne!(before[i], after[i], "{h} was restarted");
+        assert!(!down[*h].is_empty(), "{h} was seen down while it restarted");
+        assert_eq!(sql(h, "SELECT @@innodb_log_buffer_size"), "33554432", "{h}");
+    }
+    let all: Vec<(&str, (f64, f64))> = down
+        .iter()
+        .flat_map(|(h, ivs)| ivs.iter().map(move |iv| (h.as_str(), *iv)))
+        .collect();
+    for (i, (h1, a)) in all.iter().enumerate() {
+        for (h2, b) in &all[i + 1..] {
+            assert!(
+                h1 == h2 || a.1 < b.0 || b.1 < a.0,
+                "{h1} and {h2} were down at once: {a:?} and {b:?}"
+            );
+        }
+    }
+    // No acknowledged write lost; writes blocked only by the switchovers; the reader port
+    // never sent a reader to a server that was restarting.
+    let acked: Vec<u64> = acks.iter().map(|a| a.1).collect();
+    assert!(acked.len() > 20, "{} acknowledged inserts", acked.len());
+    assert_all_present("db1", &acked);
+    assert!(
+        gap <= 1.0,
+        "the longest gap between acknowledged inserts was {gap:.3} s"
+    );
+    assert!(reads > 20, "{reads} reads");
+    assert_eq!(failed_reads, 0, "reads through the reader port failed");
+    // The primary is where the inventory says, and nothing is left to do.
+    assert_eq!(sql("db1", "SELECT @@read_only"), "0");
+    for h in ["db2", "db3"] {
+        assert_eq!(slave_status(h)["Master_Host"], "172.29.77.11", "{h}");
+    }
+    let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 0, "re-plan after apply:\n{}", p.all());
+
+    // Back to the lab's inventory: rolled again.
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
     assert_empty_plan();
 }

@@ -1,0 +1,505 @@
+//! Rolling restarts: when an apply must restart database servers (a handler marked
+//! `rolling: true`, the database playbook's `restart server`), it restarts one server of a
+//! cluster at a time instead of all at once (issue 16: a static setting changed restarted
+//! the lab's three servers together, 4.3 s without writes and without readers). The order
+//! is the Percona operator's and what Ansible users write with `serial: 1`:
+//!
+//! 1. each replica in turn (the last declared first): out of every proxy's reader backend,
+//!    restarted, waited for until it replicates again and has reached the primary's
+//!    position, back among the readers;
+//! 2. the primary last, by the host's `restart_strategy`:
+//!    - `switchover` (the default): a planned switchover to a caught-up replica
+//!      (`runbooks::switchover`, writes blocked for its window), the old primary restarted
+//!      as a replica and caught up, then a switchover back, so the inventory stays true;
+//!    - `in_place`: restarted where it is, then made writable again (writes stop while it
+//!      restarts).
+//!
+//! A server that started after its option file was last written already runs it and is
+//! not restarted (a fresh host: Debian's package started it before dbfleet's file was
+//! there only when its pid file is older). With no replica ready to stand in, the primary
+//! restarts in place. Never two servers of a cluster down at once. The first failure stops
+//! the roll: the servers not yet restarted keep their pending marker
+//! (`tasks::PENDING_DIR`), so the next plan shows where it stopped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+
+use super::Cluster;
+use super::topology::{read_state, reader_maint, sql};
+use crate::engine::{Engine, Probe};
+use crate::events::EventSink;
+use crate::plan::Plan;
+use crate::tasks::Resource;
+use crate::tasks::primary::PrimaryRes;
+
+/// Seconds a restarted server may take to replicate again and reach the primary's
+/// position before the roll stops.
+pub const CATCH_UP_S: u32 = 120;
+
+/// How the primary of a cluster is restarted (host var `restart_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Switchover,
+    InPlace,
+}
+
+impl Strategy {
+    fn of(engine: &Engine, host: &str) -> Strategy {
+        match engine
+            .inv
+            .host(host)
+            .and_then(|h| h.vars.get("restart_strategy"))
+            .and_then(|v| v.as_str())
+        {
+            Some("in_place") => Strategy::InPlace,
+            _ => Strategy::Switchover,
+        }
+    }
+}
+
+/// The order in which `due` (database hosts of one cluster whose rolling handler runs)
+/// are restarted: replicas, last declared first, then the primary. Returns (replicas,
+/// primary if due).
+fn order(c: &Cluster<'_>, primary: &str, due: &[String]) -> (Vec<String>, Option<String>) {
+    let replicas = c
+        .members
+        .iter()
+        .rev()
+        .filter(|m| *m != primary && due.contains(m))
+        .cloned()
+        .collect();
+    (
+        replicas,
+        due.iter()
+            .any(|d| d == primary)
+            .then(|| primary.to_string()),
+    )
+}
+
+/// The replica the primary moves to while it restarts: the first declared candidate.
+fn stand_in(c: &Cluster<'_>, primary: &str) -> Option<String> {
+    c.candidates
+        .iter()
+        .find(|h| *h != primary && c.replication.contains_key(*h))
+        .cloned()
+}
+
+fn primary_of(engine: &Engine, cluster: &str) -> Option<String> {
+    engine
+        .inv
+        .hosts
+        .iter()
+        .find(|h| h.cluster == cluster && h.has(crate::inventory::Role::Primary))
+        .map(|h| h.name.clone())
+}
+
+/// Adds the roll to the plan, in words, on each rolling handler's change: "rolling
+/// restart of cluster lab: db3, then db2, then db1 by switchover to db2 and back".
+pub fn fold(engine: &Engine, plan: &mut Plan) {
+    let rolling: Vec<(String, String)> = plan
+        .hosts
+        .iter()
+        .flat_map(|hp| {
+            hp.changes
+                .iter()
+                .filter(|c| c.handler && is_rolling(engine, &hp.host, &c.task))
+                .map(|c| (hp.host.clone(), c.task.clone()))
+        })
+        .collect();
+    let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (host, _) in &rolling {
+        if let Some(h) = engine.inv.host(host) {
+            by_cluster
+                .entry(h.cluster.clone())
+                .or_default()
+                .push(host.clone());
+        }
+    }
+    for (cluster, due) in by_cluster {
+        let Some(primary) = primary_of(engine, &cluster) else {
+            continue;
+        };
+        let c = Cluster::declared(engine, &primary, Arc::new(crate::events::Silent));
+        let note = describe(engine, &c, &primary, &due);
+        for hp in plan.hosts.iter_mut().filter(|hp| due.contains(&hp.host)) {
+            for ch in hp
+                .changes
+                .iter_mut()
+                .filter(|ch| rolling.iter().any(|(h, t)| *h == hp.host && *t == ch.task))
+            {
+                ch.notes.push(note.clone());
+            }
+        }
+    }
+}
+
+fn describe(engine: &Engine, c: &Cluster<'_>, primary: &str, due: &[String]) -> String {
+    let (replicas, p) = order(c, primary, due);
+    let mut steps: Vec<String> = replicas.clone();
+    if let Some(p) = p {
+        steps.push(match (Strategy::of(engine, &p), stand_in(c, &p)) {
+            (Strategy::Switchover, Some(s)) => format!(
+                "{p} by switchover to {s} and back (writes blocked twice, each for a switchover's window)"
+            ),
+            (Strategy::Switchover, None) => format!(
+                "{p} in place (no replica may be promoted: writes stop while it restarts)"
+            ),
+            (Strategy::InPlace, _) => {
+                format!("{p} in place (writes stop while it restarts: restart_strategy in_place)")
+            }
+        });
+    }
+    format!(
+        "rolling restart of cluster {}: {}; one server down at a time, each back and caught up before the next",
+        engine
+            .inv
+            .host(primary)
+            .map(|h| h.cluster.as_str())
+            .unwrap_or(""),
+        steps.join(", then ")
+    )
+}
+
+/// Whether `task` on `host` is a rolling handler.
+pub fn is_rolling(engine: &Engine, host: &str, task: &str) -> bool {
+    engine
+        .graph
+        .node(host, task)
+        .is_some_and(|n| engine.graph.graph[n].rolling)
+}
+
+/// What the roll did with one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rolled {
+    Restarted,
+    /// No restart needed: the server started after its option file was last written
+    /// (it already runs it; a fresh host's first apply). The caller clears the pending
+    /// marker.
+    Current,
+    /// Its step failed or was refused (the roll stops here).
+    Failed(String),
+    /// Not touched: the roll stopped at an earlier host.
+    NotReached(String),
+}
+
+/// Restarts `due` (database hosts of one cluster) one at a time in the roll's order;
+/// `restart(host)` runs the handler itself on a host (its script, events and pending
+/// marker are the apply's). Returns what happened to each host; after the first failure
+/// the remaining hosts are not touched.
+pub async fn roll(
+    engine: &Engine,
+    probe: &Probe,
+    events: &Arc<dyn EventSink>,
+    due: &[String],
+    restart: &(dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Sync),
+) -> Vec<(String, Rolled)> {
+    let Some(cluster) = due
+        .first()
+        .and_then(|h| engine.inv.host(h))
+        .map(|h| h.cluster.clone())
+    else {
+        return Vec::new();
+    };
+    let Some(primary) = primary_of(engine, &cluster) else {
+        return due
+            .iter()
+            .map(|h| {
+                (
+                    h.clone(),
+                    Rolled::Failed(format!("cluster {cluster} has no primary")),
+                )
+            })
+            .collect();
+    };
+    let c = Cluster::new(engine, &primary, probe.conns.clone(), events.clone(), None).await;
+    let mut results: Vec<(String, Rolled)> = Vec::new();
+    // A server started after its option file changed already runs it.
+    let mut stale = Vec::new();
+    for h in due {
+        if runs_current_file(&c, h).await {
+            c.step(
+                h,
+                "started after its configuration changed: no restart needed".into(),
+            );
+            results.push((h.clone(), Rolled::Current));
+        } else {
+            stale.push(h.clone());
+        }
+    }
+    let (replicas, p) = order(&c, &primary, &stale);
+    let mut stopped: Option<String> = None;
+    for r in replicas {
+        let rolled = match &stopped {
+            Some(why) => Rolled::NotReached(why.clone()),
+            None => match restart_replica(&c, &r, &primary, false, restart).await {
+                Ok(()) => Rolled::Restarted,
+                Err(e) => {
+                    stopped = Some(format!("not restarted: the roll stopped at {r} ({e})"));
+                    Rolled::Failed(e)
+                }
+            },
+        };
+        results.push((r, rolled));
+    }
+    if let Some(p) = p {
+        let rolled = match &stopped {
+            Some(why) => Rolled::NotReached(why.clone()),
+            None => {
+                let res = match Strategy::of(engine, &p) {
+                    Strategy::InPlace => restart_in_place(&c, &p, restart).await,
+                    Strategy::Switchover => restart_by_switchover(engine, &c, &p, restart).await,
+                };
+                match res {
+                    Ok(()) => Rolled::Restarted,
+                    Err(e) => Rolled::Failed(e),
+                }
+            }
+        };
+        results.push((p, rolled));
+    }
+    c.close().await;
+    results
+}
+
+/// Whether `host`'s server started after dbfleet's option file was last written (its pid
+/// file is newer), so it already runs that file.
+async fn runs_current_file(c: &Cluster<'_>, host: &str) -> bool {
+    let d = c.dialect;
+    let Ok(conn) = c.conn(host) else {
+        return false;
+    };
+    let check = format!(
+        "[ {} -nt {} ] && echo current || echo stale\n",
+        crate::tasks::q(d.pidfile()),
+        crate::tasks::q(d.cnf_path())
+    );
+    conn.run(&check)
+        .await
+        .is_ok_and(|o| o.stdout.trim() == "current")
+}
+
+/// The proxies the roll can steer: those with a connection. A proxy that did not answer
+/// is left out (its own checks still take a stopped server out of its backends).
+fn steerable<'c>(c: &'c Cluster<'_>) -> Vec<(&'c str, &'c crate::transport::SshHost)> {
+    c.proxies
+        .iter()
+        .filter_map(|p| c.conn(p).ok().map(|conn| (p.as_str(), conn)))
+        .collect()
+}
+
+/// Out of the readers, restarted, caught up with `source`, back among the readers. A
+/// replica that did not replicate before (broken, or not seeded yet) is restarted without
+/// waiting for it, unless `demoted` (an old primary just made a replica, whose IO thread
+/// may still be connecting: it must catch up before it is promoted back).
+async fn restart_replica(
+    c: &Cluster<'_>,
+    r: &str,
+    source: &str,
+    demoted: bool,
+    restart: &(dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Sync),
+) -> Result<(), String> {
+    let replicating = demoted
+        || read_state(c.conn(r)?, c.dialect)
+            .await
+            .is_ok_and(|s| s.up && s.threads_running());
+    for (_, proxy) in steerable(c) {
+        reader_maint(proxy, r, true).await?;
+    }
+    c.step(r, "out of the readers; restarting".into());
+    let t0 = Instant::now();
+    restart(r.to_string()).await?;
+    let how = if replicating {
+        caught_up(c, r, source).await?;
+        format!("caught up with {source}")
+    } else {
+        "not waited for (it did not replicate before its restart)".to_string()
+    };
+    for (_, proxy) in steerable(c) {
+        reader_maint(proxy, r, false).await?;
+    }
+    c.step(
+        r,
+        format!(
+            "restarted, {how}, in {} ms; back among the readers",
+            t0.elapsed().as_millis()
+        ),
+    );
+    Ok(())
+}
+
+/// Waits until `r` replicates (both threads) and has applied `source`'s position as
+/// read now, at most [`CATCH_UP_S`].
+async fn caught_up(c: &Cluster<'_>, r: &str, source: &str) -> Result<(), String> {
+    let d = c.dialect;
+    let deadline = Instant::now() + Duration::from_secs(CATCH_UP_S.into());
+    let conn = c.conn(r)?;
+    loop {
+        let s = read_state(conn, d).await?;
+        if s.up && s.threads_running() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let st = s.status();
+            return Err(format!(
+                "{r} does not replicate again after its restart (IO thread: {}, SQL thread: {})",
+                st.io_running, st.sql_running
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let pos = sql(
+        c.conn(source)?,
+        d,
+        "reading the position",
+        d.current_position(),
+    )
+    .await?;
+    let left = deadline.saturating_duration_since(Instant::now()).as_secs() as u32;
+    let waited = sql(
+        conn,
+        d,
+        "catching up",
+        &d.wait_for_position(pos.trim(), left.max(1)),
+    )
+    .await?;
+    if waited.trim() != "0" {
+        return Err(format!(
+            "{r} did not reach {source}'s position {} within {CATCH_UP_S} s",
+            pos.trim()
+        ));
+    }
+    Ok(())
+}
+
+async fn restart_in_place(
+    c: &Cluster<'_>,
+    p: &str,
+    restart: &(dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Sync),
+) -> Result<(), String> {
+    let res = primary_task(c.engine, p)?;
+    c.step(
+        p,
+        "restarting in place: writes stop until it is back".into(),
+    );
+    let t0 = Instant::now();
+    restart(p.to_string()).await?;
+    // Every server starts read-only (mysqld.cnf): the primary takes writes again.
+    sql(
+        c.conn(p)?,
+        c.dialect,
+        "making it writable",
+        &res.writable_sql(),
+    )
+    .await?;
+    c.step(
+        p,
+        format!("writable again after {} ms", t0.elapsed().as_millis()),
+    );
+    Ok(())
+}
+
+/// The primary task of `host` in `engine`'s graph.
+fn primary_task(engine: &Engine, host: &str) -> Result<PrimaryRes, String> {
+    engine
+        .graph
+        .graph
+        .node_weights()
+        .find_map(|t| match &t.resource {
+            Resource::Primary(p) if t.host == host && !t.handler => Some(p.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| format!("{host} has no primary task"))
+}
+
+async fn restart_by_switchover(
+    engine: &Engine,
+    c: &Cluster<'_>,
+    p: &str,
+    restart: &(dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Sync),
+) -> Result<(), String> {
+    // A switchover only for availability: with no replica ready to stand in (none may be
+    // promoted, or none replicates caught up: a cluster being built or rebuilt), the
+    // primary restarts in place, which is as safe (it comes back read-only, dbfleet
+    // makes it writable) and only longer.
+    let states = c.read_all().await;
+    let ready = stand_in(c, p)
+        .ok_or_else(|| "no replica may be promoted".to_string())
+        .and_then(|s| {
+            let st = states
+                .iter()
+                .find(|(h, _)| *h == s)
+                .map(|(_, st)| st.clone())
+                .unwrap_or_default();
+            super::switchover::candidate_ready(&s, &st, true, c.max_lag_s).map(|()| s)
+        });
+    let s = match ready {
+        Ok(s) => s,
+        Err(why) => {
+            c.step(p, format!("no replica ready to stand in ({why})"));
+            return restart_in_place(c, p, restart).await;
+        }
+    };
+    // The inventory as it is while `s` stands in, in memory only: the same edit as
+    // `dbfleet switchover` makes, so the runbook sees `p` declared a replica of `s`.
+    let path = engine.opts.inventory.display().to_string();
+    let text = match &engine.opts.inventory_text {
+        Some(t) => t.clone(),
+        None => std::fs::read_to_string(&engine.opts.inventory)
+            .map_err(|e| format!("reading {path}: {e}"))?,
+    };
+    let edited = crate::inventory::edit::promote(&path, &text, &s, p).map_err(|e| e.to_string())?;
+    // Not offline: the runbook writes the replication password into the demoted primary.
+    let mut opts = engine.opts.clone();
+    opts.inventory_text = Some(edited);
+    let swapped = Engine::load(opts).map_err(|e| e.to_string())?;
+    let during = Cluster::over(&swapped, &s, c.ssh.clone(), c.events.clone());
+
+    let there = super::switchover::run(&during, &s, p, &primary_task(&swapped, &s)?).await?;
+    c.step(
+        p,
+        format!(
+            "primary moved to {s} (writes blocked {} ms); restarting {p} as a replica",
+            there.writes_blocked.as_millis()
+        ),
+    );
+    let restarted = restart_replica(&during, p, &s, true, restart).await;
+    drop(during);
+    // Back, also when the restart failed but `p` replicates: the inventory names `p`.
+    let back = super::switchover::run(c, p, &s, &primary_task(engine, p)?).await;
+    restarted?;
+    let back = back.map_err(|e| format!("{p} restarted, but the switchover back failed: {e}"))?;
+    c.step(
+        p,
+        format!(
+            "primary again (writes blocked {} ms)",
+            back.writes_blocked.as_millis()
+        ),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbooks::testing::{cluster, lab_engine};
+
+    #[test]
+    fn replicas_roll_last_declared_first_and_the_primary_last() {
+        let engine = lab_engine(None);
+        let c = cluster(&engine, vec![]);
+        let due = |hs: &[&str]| hs.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            order(&c, "db1", &due(&["db1", "db2", "db3"])),
+            (due(&["db3", "db2"]), Some("db1".into()))
+        );
+        assert_eq!(order(&c, "db1", &due(&["db2"])), (due(&["db2"]), None));
+        assert_eq!(stand_in(&c, "db1").as_deref(), Some("db2"));
+        assert_eq!(
+            describe(&engine, &c, "db1", &due(&["db1", "db2", "db3"])),
+            "rolling restart of cluster lab: db3, then db2, then db1 by switchover to db2 and back (writes blocked twice, each for a switchover's window); one server down at a time, each back and caught up before the next"
+        );
+    }
+}
