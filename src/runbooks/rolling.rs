@@ -386,14 +386,26 @@ async fn restart_in_place(
     );
     let t0 = Instant::now();
     restart(p.to_string()).await?;
-    // Every server starts read-only (mysqld.cnf): the primary takes writes again.
-    sql(
-        c.conn(p)?,
-        c.dialect,
-        "making it writable",
-        &res.writable_sql(),
-    )
-    .await?;
+    // Every server starts read-only (mysqld.cnf): the primary takes writes again, decided
+    // as the apply's primary task decides (re-read now: a server that replicates after its
+    // restart is not made writable).
+    let conn = c.conn(p)?;
+    let facts = conn
+        .run(&res.probe())
+        .await
+        .map_err(|e| format!("reading {p}: {e}"))?
+        .stdout;
+    match res.mode(&facts) {
+        None => {}
+        Some(crate::tasks::primary::Mode::MakeWritable) => {
+            sql(conn, c.dialect, "making it writable", &res.writable_sql()).await?;
+        }
+        Some(other) => {
+            return Err(format!(
+                "{p} restarted but is not made writable: it replicates ({other:?}); `dbfleet plan` shows what is left"
+            ));
+        }
+    }
     c.step(
         p,
         format!("writable again after {} ms", t0.elapsed().as_millis()),
