@@ -34,6 +34,7 @@ use crate::events::EventSink;
 use crate::plan::Plan;
 use crate::tasks::Resource;
 use crate::tasks::primary::PrimaryRes;
+use crate::transport::Transport;
 
 /// Seconds a restarted server may take to replicate again and reach the primary's
 /// position before the roll stops.
@@ -215,11 +216,25 @@ pub async fn roll(
             .collect();
     };
     let c = Cluster::new(engine, &primary, probe.conns.clone(), events.clone(), None).await;
+    let results = roll_cluster(&c, &primary, due, restart).await;
+    c.close().await;
+    results
+}
+
+/// The roll over `c` (the cluster of `primary`, its declared primary): what [`roll`] does
+/// once connected. Every script goes through `c.conns`, so unit tests script the hosts;
+/// the switchover strategy's held sessions need `c.ssh`.
+async fn roll_cluster(
+    c: &Cluster<'_>,
+    primary: &str,
+    due: &[String],
+    restart: &(dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Sync),
+) -> Vec<(String, Rolled)> {
     let mut results: Vec<(String, Rolled)> = Vec::new();
     // A server started after its option file changed already runs it.
     let mut stale = Vec::new();
     for h in due {
-        if runs_current_file(&c, h).await {
+        if runs_current_file(c, h).await {
             c.step(
                 h,
                 "started after its configuration changed: no restart needed".into(),
@@ -229,12 +244,12 @@ pub async fn roll(
             stale.push(h.clone());
         }
     }
-    let (replicas, p) = order(&c, &primary, &stale);
+    let (replicas, p) = order(c, primary, &stale);
     let mut stopped: Option<String> = None;
     for r in replicas {
         let rolled = match &stopped {
             Some(why) => Rolled::NotReached(why.clone()),
-            None => match restart_replica(&c, &r, &primary, false, restart).await {
+            None => match restart_replica(c, &r, primary, false, restart).await {
                 Ok(()) => Rolled::Restarted,
                 Err(e) => {
                     stopped = Some(format!("not restarted: the roll stopped at {r} ({e})"));
@@ -248,9 +263,9 @@ pub async fn roll(
         let rolled = match &stopped {
             Some(why) => Rolled::NotReached(why.clone()),
             None => {
-                let res = match Strategy::of(engine, &p) {
-                    Strategy::InPlace => restart_in_place(&c, &p, restart).await,
-                    Strategy::Switchover => restart_by_switchover(engine, &c, &p, restart).await,
+                let res = match Strategy::of(c.engine, &p) {
+                    Strategy::InPlace => restart_in_place(c, &p, restart).await,
+                    Strategy::Switchover => restart_by_switchover(c.engine, c, &p, restart).await,
                 };
                 match res {
                     Ok(()) => Rolled::Restarted,
@@ -260,15 +275,22 @@ pub async fn roll(
         };
         results.push((p, rolled));
     }
-    c.close().await;
     results
+}
+
+/// The transport to `host` (scripts only).
+fn tr<'c>(c: &'c Cluster<'_>, host: &str) -> Result<&'c dyn Transport, String> {
+    c.conns
+        .get(host)
+        .map(|t| t.as_ref())
+        .ok_or_else(|| format!("{host} is not reachable over SSH"))
 }
 
 /// Whether `host`'s server started after dbfleet's option file was last written (its pid
 /// file is newer), so it already runs that file.
 async fn runs_current_file(c: &Cluster<'_>, host: &str) -> bool {
     let d = c.dialect;
-    let Ok(conn) = c.conn(host) else {
+    let Ok(conn) = tr(c, host) else {
         return false;
     };
     let check = format!(
@@ -283,11 +305,8 @@ async fn runs_current_file(c: &Cluster<'_>, host: &str) -> bool {
 
 /// The proxies the roll can steer: those with a connection. A proxy that did not answer
 /// is left out (its own checks still take a stopped server out of its backends).
-fn steerable<'c>(c: &'c Cluster<'_>) -> Vec<(&'c str, &'c crate::transport::SshHost)> {
-    c.proxies
-        .iter()
-        .filter_map(|p| c.conn(p).ok().map(|conn| (p.as_str(), conn)))
-        .collect()
+fn steerable<'c>(c: &'c Cluster<'_>) -> Vec<&'c dyn Transport> {
+    c.proxies.iter().filter_map(|p| tr(c, p).ok()).collect()
 }
 
 /// Out of the readers, restarted, caught up with `source`, back among the readers. A
@@ -302,10 +321,10 @@ async fn restart_replica(
     restart: &(dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Sync),
 ) -> Result<(), String> {
     let replicating = demoted
-        || read_state(c.conn(r)?, c.dialect)
+        || read_state(tr(c, r)?, c.dialect)
             .await
             .is_ok_and(|s| s.up && s.threads_running());
-    for (_, proxy) in steerable(c) {
+    for proxy in steerable(c) {
         reader_maint(proxy, r, true).await?;
     }
     c.step(r, "out of the readers; restarting".into());
@@ -317,7 +336,7 @@ async fn restart_replica(
     } else {
         "not waited for (it did not replicate before its restart)".to_string()
     };
-    for (_, proxy) in steerable(c) {
+    for proxy in steerable(c) {
         reader_maint(proxy, r, false).await?;
     }
     c.step(
@@ -335,7 +354,7 @@ async fn restart_replica(
 async fn caught_up(c: &Cluster<'_>, r: &str, source: &str) -> Result<(), String> {
     let d = c.dialect;
     let deadline = Instant::now() + Duration::from_secs(CATCH_UP_S.into());
-    let conn = c.conn(r)?;
+    let conn = tr(c, r)?;
     loop {
         let s = read_state(conn, d).await?;
         if s.up && s.threads_running() {
@@ -351,7 +370,7 @@ async fn caught_up(c: &Cluster<'_>, r: &str, source: &str) -> Result<(), String>
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let pos = sql(
-        c.conn(source)?,
+        tr(c, source)?,
         d,
         "reading the position",
         d.current_position(),
@@ -389,7 +408,7 @@ async fn restart_in_place(
     // Every server starts read-only (mysqld.cnf): the primary takes writes again, decided
     // as the apply's primary task decides (re-read now: a server that replicates after its
     // restart is not made writable).
-    let conn = c.conn(p)?;
+    let conn = tr(c, p)?;
     let facts = conn
         .run(&res.probe())
         .await
@@ -496,7 +515,127 @@ async fn restart_by_switchover(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbooks::testing::{cluster, lab_engine};
+    use crate::runbooks::testing::{cluster, lab_engine, replica_state};
+    use crate::transport::fake::Scripted;
+    use std::sync::Mutex;
+
+    /// A replica of db1 that replicates, runs an old option file, reaches any position.
+    fn replica(name: &str, id: u32) -> Scripted {
+        Scripted::new(name)
+            .answer("-nt", &["stale"])
+            .answer(
+                "long_trx",
+                &[&replica_state(id, "Yes", "Yes", "0-1-10", "0-1-10")],
+            )
+            .answer("MASTER_GTID_WAIT", &["0"])
+    }
+
+    fn primary() -> Scripted {
+        Scripted::new("db1")
+            .answer("-nt", &["stale"])
+            .answer("gtid_binlog_pos", &["0-1-10"])
+    }
+
+    fn proxy() -> Scripted {
+        Scripted::new("proxy1").answer("socat", &[""])
+    }
+
+    /// Runs the roll of `due` over `hosts`; `fail` names the host whose restart fails.
+    /// Returns the results and the hosts restarted, in order.
+    fn run(
+        engine: &Engine,
+        hosts: Vec<Scripted>,
+        due: &[&str],
+        fail: Option<&'static str>,
+    ) -> (Vec<(String, Rolled)>, Vec<String>) {
+        let c = cluster(engine, hosts);
+        let restarted: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = restarted.clone();
+        let restart = move |h: String| -> BoxFuture<'static, Result<(), String>> {
+            let seen = seen.clone();
+            Box::pin(async move {
+                seen.lock().expect("seen").push(h.clone());
+                if Some(h.as_str()) == fail {
+                    Err("exit 1: mariadbd did not start".into())
+                } else {
+                    Ok(())
+                }
+            })
+        };
+        let due: Vec<String> = due.iter().map(|h| h.to_string()).collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let results = rt.block_on(roll_cluster(&c, "db1", &due, &restart));
+        let order = restarted.lock().expect("restarted").clone();
+        (results, order)
+    }
+
+    #[test]
+    fn a_failed_restart_stops_the_roll_and_leaves_the_rest_untouched() {
+        let engine = lab_engine(None);
+        let hosts = vec![replica("db2", 2), replica("db3", 3), primary(), proxy()];
+        let (results, restarted) = run(&engine, hosts, &["db1", "db2", "db3"], Some("db3"));
+        assert_eq!(restarted, vec!["db3".to_string()], "db2 and db1 untouched");
+        assert_eq!(
+            results[0],
+            (
+                "db3".to_string(),
+                Rolled::Failed("exit 1: mariadbd did not start".into())
+            )
+        );
+        for (h, r) in &results[1..] {
+            assert!(
+                matches!(r, Rolled::NotReached(why) if why.contains("the roll stopped at db3")),
+                "{h}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn replicas_restart_one_at_a_time_and_a_server_already_on_its_file_is_left_alone() {
+        let engine = lab_engine(None);
+        let current = Scripted::new("db2").answer("-nt", &["current"]);
+        let hosts = vec![current, replica("db3", 3), primary(), proxy()];
+        let (results, restarted) = run(&engine, hosts, &["db2", "db3"], None);
+        assert_eq!(restarted, vec!["db3".to_string()]);
+        assert_eq!(
+            results,
+            vec![
+                ("db2".to_string(), Rolled::Current),
+                ("db3".to_string(), Rolled::Restarted)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_primary_restarted_in_place_that_replicates_is_not_made_writable() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yml"))
+                .expect("lab.yml")
+                .replace(
+                    "    max_connections: 200",
+                    "    max_connections: 200\n    restart_strategy: in_place",
+                );
+        let engine = lab_engine(Some(text));
+        // After its restart db1 reports a source: the apply's primary task would call that
+        // a switchover, and the roll does not make it writable.
+        let f = crate::sql::Dialect::MariaDb.replica_fields();
+        let db1 = Scripted::new("db1").answer("-nt", &["stale"]).answer(
+            "semi",
+            &[&format!(
+                "*** 1. row ***\n up: dbfleet-up\n read_only: 1\n*** 1. row ***\n {}: 172.29.77.12\n",
+                f.source_host
+            )],
+        );
+        let (results, restarted) = run(&engine, vec![db1, proxy()], &["db1"], None);
+        assert_eq!(restarted, vec!["db1".to_string()]);
+        assert!(
+            matches!(&results[0].1, Rolled::Failed(why) if why.contains("not made writable")),
+            "{results:?}"
+        );
+    }
 
     #[test]
     fn replicas_roll_last_declared_first_and_the_primary_last() {
