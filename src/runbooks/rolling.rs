@@ -527,13 +527,19 @@ mod tests {
                 "long_trx",
                 &[&replica_state(id, "Yes", "Yes", "0-1-10", "0-1-10")],
             )
-            .answer("MASTER_GTID_WAIT", &["0"])
+            .answer(&wait_marker(), &["0"])
+    }
+
+    /// The start of the dialect's wait statement, as the roll sends it.
+    fn wait_marker() -> String {
+        let wait = crate::sql::Dialect::MariaDb.wait_for_position("0-1-10", 1);
+        wait.split('(').next().unwrap_or(&wait).to_string()
     }
 
     fn primary() -> Scripted {
         Scripted::new("db1")
             .answer("-nt", &["stale"])
-            .answer("gtid_binlog_pos", &["0-1-10"])
+            .answer(crate::sql::Dialect::MariaDb.current_position(), &["0-1-10"])
     }
 
     fn proxy() -> Scripted {
