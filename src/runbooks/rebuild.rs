@@ -22,7 +22,7 @@
 //!
 //! A host that still holds a data folder is refused: rebuild replaces lost hosts only.
 
-use crate::backup::snapshot::{Snapshot, chain};
+use crate::backup::snapshot::chain;
 use crate::backup::{Job, JobKind};
 use crate::error::Error;
 use crate::plan::runbook::{Action, Runbook, RunbookPlan};
@@ -47,17 +47,6 @@ pub(crate) async fn run(host: &SshHost, what: &str, script: &str) -> Result<Stri
         )));
     }
     Ok(o.stdout)
-}
-
-pub(crate) async fn snapshots(conn: &SshHost, job: &str) -> Result<Vec<Snapshot>, Error> {
-    let out = run(
-        conn,
-        &format!("listing the backups of {job}"),
-        &format!("{RESTORE_HELPER} {} snapshots\n", q(job)),
-    )
-    .await?;
-    serde_json::from_str(out.trim())
-        .map_err(|e| Error::Refused(format!("the snapshots of {job}: {e}")))
 }
 
 /// The primary's data from backups alone, on a freshly provisioned primary over `conn`.
@@ -132,7 +121,7 @@ async fn restore_physical(
     physical: &Job,
     binlog: Option<&Job>,
 ) -> Result<String, Error> {
-    let snaps = snapshots(conn, &physical.name).await?;
+    let snaps = crate::runbooks::restore::snapshots(conn, &physical.name).await?;
     let (full, incs) = chain(&snaps).ok_or_else(|| {
         Error::Refused(format!(
             "backup job {} holds no full backup to rebuild from",
@@ -140,7 +129,7 @@ async fn restore_physical(
         ))
     })?;
     let logs = match binlog {
-        Some(b) => snapshots(conn, &b.name)
+        Some(b) => crate::runbooks::restore::snapshots(conn, &b.name)
             .await?
             .into_iter()
             .max_by(|a, b| a.time.cmp(&b.time)),

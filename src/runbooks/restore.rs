@@ -29,7 +29,7 @@ use crate::transport::SshHost;
 
 /// Where the restore keeps its files on the host while it runs (removed after).
 pub(crate) const WORK: &str = "/var/lib/dbfleet/restore";
-pub(crate) const HELPER: &str = "/usr/local/lib/dbfleet/backup-restore";
+pub(crate) const HELPER: &str = super::replication::RESTORE_HELPER;
 
 /// Parses `--to`: RFC 3339 (`2026-11-21T14:05:00Z`, any offset) or `YYYY-MM-DD HH:MM:SS`
 /// taken as UTC.

@@ -48,7 +48,7 @@ fn a_dynamic_setting_changes_live_under_write_load_without_a_restart_and_drift_i
     std::thread::sleep(Duration::from_millis(500));
     let acks = stop_writer_acks();
     assert_eq!(a.code, 0, "{}", a.all());
-    let gap = acks.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max);
+    let gap = longest_gap(&acks);
     eprintln!(
         "dynamic change: {} acknowledged inserts, longest gap between two {gap:.3} s",
         acks.len()
@@ -236,7 +236,7 @@ fn a_static_setting_rolls_one_server_at_a_time_with_writes_blocked_only_by_the_s
     let acks = stop_writer_acks();
     assert_eq!(a.code, 0, "{}", a.all());
 
-    let gap = acks.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max);
+    let gap = longest_gap(&acks);
     eprintln!(
         "rolling restart: {} acknowledged inserts, longest gap between two {gap:.3} s; {reads} reads through the reader port, {failed_reads} failed; down intervals {down:?}",
         acks.len()

@@ -21,7 +21,7 @@ fn start_writer(primary: &str, from: u64) {
 /// acknowledged writes, in seconds.
 fn stop_writer() -> (Vec<u64>, f64) {
     let rows = stop_writer_acks();
-    let gap = rows.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max);
+    let gap = longest_gap(&rows);
     (rows.into_iter().map(|(_, n, _)| n).collect(), gap)
 }
 

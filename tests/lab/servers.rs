@@ -274,7 +274,7 @@ fn rolling_restart_under_load(s: &Server, dir: &Path, inv: &Path) {
         "{}",
         a.stdout
     );
-    let gap = acks.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max);
+    let gap = longest_gap(&acks);
     eprintln!(
         "{} rolling restart: {} acknowledged inserts, longest gap between two {gap:.3} s",
         s.name,

@@ -352,6 +352,12 @@ pub fn stop_writer_acks_in(app: &str) -> Vec<(f64, u64, u32)> {
         .collect()
 }
 
+/// The longest time between two acknowledged inserts of `acks` ([`stop_writer_acks_in`]'s
+/// rows), in seconds.
+pub fn longest_gap(acks: &[(f64, u64, u32)]) -> f64 {
+    acks.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max)
+}
+
 /// Stops the writer; returns each acknowledged insert as (epoch seconds, number, the
 /// server_id that acknowledged it), in order.
 pub fn stop_writer_acks() -> Vec<(f64, u64, u32)> {
