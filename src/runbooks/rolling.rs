@@ -481,6 +481,15 @@ async fn restart_by_switchover(
         None => std::fs::read_to_string(&engine.opts.inventory)
             .map_err(|e| format!("reading {path}: {e}"))?,
     };
+    // The edit must start from the inventory this apply planned with, not one edited since.
+    {
+        use sha2::Digest;
+        if hex::encode(sha2::Sha256::digest(text.as_bytes())) != engine.inv.digest {
+            return Err(format!(
+                "{path} changed since this apply read it: {p} is not switched over (run `dbfleet plan` again)"
+            ));
+        }
+    }
     let edited = crate::inventory::edit::promote(&path, &text, &s, p).map_err(|e| e.to_string())?;
     // Not offline: the runbook writes the replication password into the demoted primary.
     let mut opts = engine.opts.clone();
