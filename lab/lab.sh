@@ -27,6 +27,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 LAB_DIR=${LAB_DIR:-$top/.lab}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 LAB_NAME=${LAB_NAME:-lab}
 NET=dbfleet-$LAB_NAME
 # The Debian release of the hosts: bookworm (12, MariaDB 10.11), trixie (13, MariaDB 11.8)
@@ -52,7 +53,7 @@ log() { printf 'lab: %s\n' "$*" >&2; }
 
 image_tag() {
   local h
-  h=$( (cat "$here/lab.sh" "$here/packages.txt" "$here/init.sh"; echo "$MIRROR $SUITE $SERVER") | sha256sum | cut -c1-12)
+  h=$( (cat "$here/lab.sh" "$here/packages.txt" "$here/init.sh"; echo "$MIRROR $SECURITY_MIRROR $SUITE $SERVER") | sha256sum | cut -c1-12)
   echo "dbfleet-lab:$SUITE-$SERVER-$h"
 }
 
@@ -70,6 +71,11 @@ build_image() {
   # Package installs must not start services while building.
   printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"; chmod 755 "$root/usr/sbin/policy-rc.d"
   echo "deb $MIRROR $SUITE main" > "$root/etc/apt/sources.list"
+  # Debian's security updates, as a real host has them (a stable suite's point release of
+  # the server arrives there first: issue 16's rolling upgrade). sid has none.
+  if [ "$SUITE" != sid ]; then
+    echo "deb $SECURITY_MIRROR $SUITE-security main" >> "$root/etc/apt/sources.list"
+  fi
   cp /etc/resolv.conf "$root/etc/resolv.conf"
   # sid's InRelease on the mirror may be past its Valid-Until (seen: a week and more); the
   # signature is still checked. Hosts never run apt-get update, but keep them consistent.
@@ -77,6 +83,18 @@ build_image() {
   chroot "$root" apt-get update -qq >&2
   log "pre-downloading: $PACKAGES"
   chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only $PACKAGES >&2
+  # Every version the sources offer of the server's own packages (those built from its
+  # source package), beside the newest: a lab can install an older point release and
+  # upgrade to the newer one offline (bookworm: 10.11.18, and 10.11.19 from security).
+  chroot "$root" sh -ec '
+    cd /var/cache/apt/archives
+    for f in *.deb; do
+      src=$(dpkg-deb -f "$f" Source | cut -d" " -f1); pkg=$(dpkg-deb -f "$f" Package)
+      case "${src:-$pkg}" in mariadb*|mysql-[0-9]*) ;; *) continue ;; esac
+      for v in $(apt-cache madison "$pkg" | cut -d"|" -f2); do
+        apt-get download -qq "$pkg=$v"
+      done
+    done' >&2
   rm -f "$root/usr/sbin/policy-rc.d" "$root/etc/ssh/ssh_host_"*
   install -m 0755 "$here/init.sh" "$root/usr/local/sbin/lab-init"
   mkdir -p "$root/root/.ssh"; chmod 700 "$root/root/.ssh"

@@ -174,9 +174,17 @@ pub async fn apply(
                     }
                     reason
                 };
-                if skip.is_none() && t.rolling {
+                // Rolling: a handler, or an upgrade (a fresh install runs here: nothing
+                // runs yet to roll). The handlers an upgrade notifies are held back with it.
+                if skip.is_none()
+                    && t.rolling
+                    && (t.handler || change.action == crate::tasks::Action::Update)
+                {
                     if let Ok(mut d) = deferred.lock() {
                         d.push((hp.host.clone(), *n));
+                    }
+                    if !t.handler {
+                        changed.insert(t.name.clone());
                     }
                     continue;
                 }
@@ -304,14 +312,18 @@ async fn roll(
     events: &Arc<dyn EventSink>,
     due: &[(String, NodeIndex)],
 ) -> Report {
-    type Job = (
-        Option<Arc<crate::transport::SshHost>>,
-        String,
-        String,
-        String,
-    );
-    let mut jobs: HashMap<String, Job> = HashMap::new();
+    /// One held-back task of a host: its task name, plan summary and script.
+    #[derive(Clone)]
+    struct Job {
+        task: String,
+        summary: String,
+        script: String,
+        handler: bool,
+    }
+    let mut jobs: HashMap<String, Vec<Job>> = HashMap::new();
     let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Hosts whose packages are upgraded: always rolled (their server runs the old binary).
+    let mut upgrading: Vec<String> = Vec::new();
     for (host, n) in due {
         let t = &engine.graph.graph[*n];
         let summary = plan
@@ -322,113 +334,122 @@ async fn roll(
             .find(|c| c.task == t.name)
             .map(|c| c.summary.clone())
             .unwrap_or_default();
-        let script = crate::tasks::locked(
-            true,
-            &format!(
+        let body = if t.handler {
+            format!(
                 "{}{}",
                 t.resource.apply_script(None, ""),
                 crate::tasks::clear_pending(&t.name)
-            ),
-        );
-        jobs.insert(
-            host.clone(),
-            (
-                probe.conns.get(host).cloned(),
-                script,
-                t.name.clone(),
-                summary,
-            ),
-        );
+            )
+        } else {
+            upgrading.push(host.clone());
+            t.resource
+                .apply_script(None, &crate::tasks::mark_pending(&t.notify))
+        };
+        jobs.entry(host.clone()).or_default().push(Job {
+            task: t.name.clone(),
+            summary,
+            script: crate::tasks::locked(true, &body),
+            handler: t.handler,
+        });
         let cluster = engine
             .inv
             .host(host)
             .map(|h| h.cluster.clone())
             .unwrap_or_default();
-        by_cluster.entry(cluster).or_default().push(host.clone());
+        let hosts = by_cluster.entry(cluster).or_default();
+        if !hosts.contains(host) {
+            hosts.push(host.clone());
+        }
+    }
+    // The upgrade first, then the handlers it notified, in the playbook's order.
+    for js in jobs.values_mut() {
+        js.sort_by_key(|j| j.handler);
     }
     let started: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
     let restart = |h: String| -> futures::future::BoxFuture<'static, Result<(), String>> {
-        let job = jobs.get(&h).cloned();
+        let js = jobs.get(&h).cloned().unwrap_or_default();
+        let conn = probe.conns.get(&h).cloned();
         let (events, started) = (events.clone(), started.clone());
         Box::pin(async move {
-            let Some((conn, script, task, summary)) = job else {
+            if js.is_empty() {
                 return Err(format!("{h} has no restart in this apply"));
-            };
+            }
             if let Ok(mut s) = started.lock() {
                 s.insert(h.clone(), Instant::now());
             }
-            events.emit(Event::TaskStarted {
-                host: h.clone(),
-                task,
-                summary,
-            });
             let conn = conn.ok_or_else(|| format!("no connection to {h}"))?;
-            match conn.run(&script).await {
-                Ok(o) if o.code == 0 => Ok(()),
-                Ok(o) => Err(format!(
-                    "exit {}: {}",
-                    o.code,
-                    last_lines(&o.stderr, &o.stdout)
-                )),
-                Err(e) => Err(e.to_string()),
+            for j in js {
+                events.emit(Event::TaskStarted {
+                    host: h.clone(),
+                    task: j.task.clone(),
+                    summary: j.summary.clone(),
+                });
+                match conn.run(&j.script).await {
+                    Ok(o) if o.code == 0 => {}
+                    Ok(o) => {
+                        return Err(format!(
+                            "{}: exit {}: {}",
+                            j.task,
+                            o.code,
+                            last_lines(&o.stderr, &o.stdout)
+                        ));
+                    }
+                    Err(e) => return Err(format!("{}: {e}", j.task)),
+                }
             }
+            Ok(())
         })
     };
     let mut report = Report::default();
     for hosts in by_cluster.values() {
-        let results = crate::runbooks::rolling::roll(engine, probe, events, hosts, &restart).await;
+        let results =
+            crate::runbooks::rolling::roll(engine, probe, events, hosts, &upgrading, &restart)
+                .await;
         for (h, r) in results {
-            let task = jobs.get(&h).map(|j| j.2.clone()).unwrap_or_default();
+            let js = jobs.get(&h).cloned().unwrap_or_default();
             let t0 = started.lock().ok().and_then(|s| s.get(&h).copied());
             let elapsed = t0.map(|t| t.elapsed()).unwrap_or_default();
             use crate::runbooks::rolling::Rolled;
             let outcome = match r {
-                Rolled::Restarted => {
-                    report.changed += 1;
-                    Outcome::Changed
-                }
+                Rolled::Restarted => Outcome::Changed,
                 Rolled::Current => {
-                    // Its marker goes: nothing is pending on that host any more.
-                    let clear = crate::tasks::locked(true, &crate::tasks::clear_pending(&task));
+                    // Its markers go: nothing is pending on that host any more.
+                    let clear: String = js
+                        .iter()
+                        .map(|j| crate::tasks::clear_pending(&j.task))
+                        .collect();
+                    let clear = crate::tasks::locked(true, &clear);
                     let cleared = match probe.conns.get(&h) {
                         Some(conn) => conn.run(&clear).await.map_err(|e| e.to_string()),
                         None => Err(format!("no connection to {h}")),
                     };
                     match cleared {
-                        Ok(o) if o.code == 0 => {
-                            report.skipped += 1;
-                            Outcome::Skipped(
-                                "the server started after its configuration changed: it runs it already".into(),
-                            )
-                        }
-                        Ok(o) => {
-                            report.failed += 1;
-                            Outcome::Failed(format!(
-                                "clearing the pending restart: exit {}",
-                                o.code
-                            ))
-                        }
-                        Err(e) => {
-                            report.failed += 1;
-                            Outcome::Failed(format!("clearing the pending restart: {e}"))
-                        }
+                        Ok(o) if o.code == 0 => Outcome::Skipped(
+                            "the server started after its configuration changed: it runs it already".into(),
+                        ),
+                        Ok(o) => Outcome::Failed(format!(
+                            "clearing the pending restart: exit {}",
+                            o.code
+                        )),
+                        Err(e) => Outcome::Failed(format!("clearing the pending restart: {e}")),
                     }
                 }
-                Rolled::NotReached(why) => {
-                    report.skipped += 1;
-                    Outcome::Skipped(engine.redactor.redact(&why))
-                }
-                Rolled::Failed(e) => {
-                    report.failed += 1;
-                    Outcome::Failed(engine.redactor.redact(&e))
-                }
+                Rolled::NotReached(why) => Outcome::Skipped(engine.redactor.redact(&why)),
+                Rolled::Failed(e) => Outcome::Failed(engine.redactor.redact(&e)),
             };
-            events.emit(Event::TaskFinished {
-                host: h,
-                task,
-                outcome,
-                elapsed,
-            });
+            for j in js {
+                match &outcome {
+                    Outcome::Changed => report.changed += 1,
+                    Outcome::Skipped(_) => report.skipped += 1,
+                    Outcome::Failed(_) => report.failed += 1,
+                }
+                events.emit(Event::TaskFinished {
+                    host: h.clone(),
+                    task: j.task,
+                    outcome: outcome.clone(),
+                    elapsed,
+                });
+            }
         }
     }
     report

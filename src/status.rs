@@ -34,6 +34,9 @@ pub struct HostStatus {
     pub live: String,
     pub read_only: Option<bool>,
     pub server_id: Option<u32>,
+    /// The running server's version (`@@version`, e.g. `10.11.19-MariaDB-0+deb12u1-log`):
+    /// what a rolling upgrade changes. None when it is not running.
+    pub version: Option<String>,
     /// The logged and applied GTID positions (JSON names: see `crate::sql::GtidReport`).
     #[serde(flatten)]
     pub gtid: crate::sql::GtidReport,
@@ -99,6 +102,7 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
         return s;
     }
     s.server_id = get("server_id").parse().ok();
+    s.version = Some(get("version")).filter(|v| !v.is_empty());
     s.read_only = Some(get("read_only") == "1");
     s.gtid = crate::sql::GtidReport::read(&f);
     s.binlog_state = crate::sql::gtid::GtidSet::parse(&s.gtid.history);
@@ -344,7 +348,8 @@ fn forgive_replicated_history(inv: &Inventory, hosts: &[&Host], rows: &mut [Host
     }
 }
 
-/// The version of `status --json`'s shape, raised on any change a reader could notice.
+/// The version of `status --json`'s shape, raised when a field goes or changes meaning (a
+/// reader must ignore fields it does not know: new ones are added without a raise).
 pub const JSON_FORMAT_VERSION: u32 = 1;
 
 /// `status --json`: `{"format_version": 1, "hosts": [HostStatus…]}`, pretty-printed.
@@ -358,11 +363,12 @@ pub fn to_json(rows: &[HostStatus]) -> String {
 
 /// The status table, as an operator reads it.
 pub fn render(rows: &[HostStatus]) -> String {
-    let mut t: Vec<[String; 10]> = vec![
+    let mut t: Vec<[String; 11]> = vec![
         [
             "HOST",
             "ROLE",
             "LIVE",
+            "VERSION",
             "RO",
             "GTID",
             "IO/SQL",
@@ -383,6 +389,7 @@ pub fn render(rows: &[HostStatus]) -> String {
             r.host.clone(),
             r.declared.clone(),
             r.live.clone(),
+            r.version.clone().unwrap_or_else(|| "-".into()),
             r.read_only
                 .map(|b| if b { "ON" } else { "OFF" }.to_string())
                 .unwrap_or_else(|| "-".into()),
@@ -406,7 +413,7 @@ pub fn render(rows: &[HostStatus]) -> String {
             },
         ]);
     }
-    let widths: Vec<usize> = (0..10)
+    let widths: Vec<usize> = (0..11)
         .map(|i| {
             t.iter()
                 .map(|row| row[i].chars().count())

@@ -7,7 +7,9 @@
 //! bound may be left out), `size` (bytes, with an optional K/M/G/T suffix: MariaDB KB
 //! "Server System Variables", size values), `bool`, `enum A|B|C`, `address` (an IP address
 //! or a DNS name), `cidr-address` (an address with a prefix length, `10.0.0.5/24`),
-//! `interface` (a Linux interface name: 1 to 15 of A-Z a-z 0-9 `_` `.` `-`). `T or WORD`
+//! `interface` (a Linux interface name: 1 to 15 of A-Z a-z 0-9 `_` `.` `-`),
+//! `debian-version` (a package version as Debian Policy §5.6.12 writes it:
+//! `[epoch:]upstream[-revision]`, e.g. `1:10.11.19-0+deb12u1`). `T or WORD`
 //! also admits the word (`never`), and `T or empty` the empty string.
 
 use serde_json::Value;
@@ -29,6 +31,8 @@ pub enum Base {
     Address,
     CidrAddress,
     Interface,
+    /// A Debian package version (Debian Policy §5.6.12).
+    DebianVersion,
     /// A literal word, or "" for `empty`.
     Word(String),
 }
@@ -90,6 +94,7 @@ impl VarType {
                 "address" => Base::Address,
                 "cidr-address" => Base::CidrAddress,
                 "interface" => Base::Interface,
+                "debian-version" => Base::DebianVersion,
                 "empty" => Base::Word(String::new()),
                 w if i > 0
                     && !w.is_empty()
@@ -120,6 +125,22 @@ impl VarType {
         };
         Err(format!("{shown} is not {}", self.text))
     }
+}
+
+/// `[epoch:]upstream[-revision]` (Debian Policy §5.6.12), parsed by the `debversion`
+/// crate; only the characters the Policy admits (A-Z a-z 0-9 `.` `+` `~` `-` `:`), so the
+/// value is safe in an apt preferences file and a shell word. At most 128 characters.
+pub fn is_debian_version(s: &str) -> bool {
+    s.len() <= 128
+        && s.starts_with(|c: char| c.is_ascii_digit())
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '~' | '-' | ':'))
+        && !s.ends_with(['-', ':'])
+        && s.parse::<debversion::Version>().is_ok_and(|v| {
+            v.upstream_version.starts_with(|c: char| c.is_ascii_digit())
+                && !v.upstream_version.contains(':')
+        })
 }
 
 fn is_ip(s: &str) -> bool {
@@ -174,6 +195,7 @@ impl Base {
                     && s.chars()
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
             }
+            (Base::DebianVersion, Value::String(s)) => is_debian_version(s),
             (Base::Word(w), Value::String(s)) => s == w,
             _ => false,
         }
@@ -198,6 +220,13 @@ mod tests {
         assert!(t("size").check(&json!("128M\ninit_file = /tmp/x")).is_err());
         assert!(t("size").check(&json!("1.5G")).is_err());
         assert!(t("bool").check(&json!("true")).is_err());
+        let v = t("debian-version or installed or latest");
+        for ok in ["1:10.11.19-0+deb12u1", "9.7.4-2", "11.8.3", "1:11.8.9+ds-0+deb13u1", "latest"] {
+            assert!(v.check(&json!(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["", "x1.0", "1:", "10.11.19-", "1.0;reboot", "1.0 2", "a:1.0", "1.0\n"] {
+            assert!(v.check(&json!(bad)).is_err(), "{bad:?}");
+        }
         assert!(t("enum ROW|MIXED|STATEMENT").check(&json!("row")).is_ok());
         assert!(t("enum 0|1|2").check(&json!(2)).is_ok());
         assert!(t("enum 0|1|2").check(&json!(3)).is_err());

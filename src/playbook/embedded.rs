@@ -125,6 +125,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/mysqld-live.cnf.j2"),
     ),
     (
+        "server-pin.pref.j2",
+        include_str!("../../templates/server-pin.pref.j2"),
+    ),
+    (
         "proxy-checker.init.j2",
         include_str!("../../templates/proxy-checker.init.j2"),
     ),

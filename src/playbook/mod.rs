@@ -44,8 +44,10 @@ pub struct TaskSpec {
     pub notify: Vec<String>,
     /// A minijinja expression; the task exists on a host only when it is true.
     pub when: Option<String>,
-    /// Handlers of database hosts only: run on one server of a cluster at a time,
-    /// replicas first and the primary last (`crate::runbooks::rolling`).
+    /// Handlers and package tasks of database hosts only: run on one server of a cluster
+    /// at a time, replicas first and the primary last (`crate::runbooks::rolling`). A
+    /// package task is held back for the roll only when it upgrades (`~`); a fresh
+    /// install runs in its place.
     #[serde(default)]
     pub rolling: bool,
     /// Tasks on other hosts that must finish first.
@@ -155,6 +157,9 @@ pub struct PackageSpec {
     /// `present` (default) or `absent`.
     #[serde(default = "present")]
     pub state: String,
+    /// `installed` (default), `latest` or a Debian version, templated
+    /// (`crate::tasks::package`): the version of every named package.
+    pub version: Option<String>,
 }
 
 /// `template:` (src is a template under templates/) or `copy:` (src is a file under

@@ -106,9 +106,24 @@ pub fn fold(engine: &Engine, plan: &mut Plan) {
         .flat_map(|hp| {
             hp.changes
                 .iter()
-                .filter(|c| c.handler && is_rolling(engine, &hp.host, &c.task))
+                .filter(|c| {
+                    (c.handler || c.action == crate::tasks::Action::Update)
+                        && is_rolling(engine, &hp.host, &c.task)
+                })
                 .map(|c| (hp.host.clone(), c.task.clone()))
         })
+        .collect();
+    let upgrading: Vec<String> = plan
+        .hosts
+        .iter()
+        .filter(|hp| {
+            hp.changes.iter().any(|c| {
+                !c.handler
+                    && c.action == crate::tasks::Action::Update
+                    && is_rolling(engine, &hp.host, &c.task)
+            })
+        })
+        .map(|hp| hp.host.clone())
         .collect();
     let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (host, _) in &rolling {
@@ -124,7 +139,12 @@ pub fn fold(engine: &Engine, plan: &mut Plan) {
             continue;
         };
         let c = Cluster::declared(engine, &primary, Arc::new(crate::events::Silent));
-        let note = describe(engine, &c, &primary, &due);
+        let what = if due.iter().any(|h| upgrading.contains(h)) {
+            "rolling upgrade"
+        } else {
+            "rolling restart"
+        };
+        let note = describe(engine, &c, &primary, &due, what);
         for hp in plan.hosts.iter_mut().filter(|hp| due.contains(&hp.host)) {
             for ch in hp
                 .changes
@@ -137,7 +157,13 @@ pub fn fold(engine: &Engine, plan: &mut Plan) {
     }
 }
 
-fn describe(engine: &Engine, c: &Cluster<'_>, primary: &str, due: &[String]) -> String {
+fn describe(
+    engine: &Engine,
+    c: &Cluster<'_>,
+    primary: &str,
+    due: &[String],
+    what: &str,
+) -> String {
     let (replicas, p) = order(c, primary, due);
     let mut steps: Vec<String> = replicas.clone();
     if let Some(p) = p {
@@ -154,7 +180,7 @@ fn describe(engine: &Engine, c: &Cluster<'_>, primary: &str, due: &[String]) -> 
         });
     }
     format!(
-        "rolling restart of cluster {}: {}; one server down at a time, each back and caught up before the next",
+        "{what} of cluster {}: {}; one server down at a time, each back and caught up before the next",
         engine
             .inv
             .host(primary)
@@ -187,14 +213,17 @@ pub enum Rolled {
 }
 
 /// Restarts `due` (database hosts of one cluster) one at a time in the roll's order;
-/// `restart(host)` runs the handler itself on a host (its script, events and pending
-/// marker are the apply's). Returns what happened to each host; after the first failure
+/// `restart(host)` runs the held-back tasks themselves on a host (an upgrade of its
+/// packages, then the restart and what else it notified; their scripts, events and
+/// pending markers are the apply's). `upgrading` (hosts whose packages are upgraded) are
+/// never skipped as current. Returns what happened to each host; after the first failure
 /// the remaining hosts are not touched.
 pub async fn roll(
     engine: &Engine,
     probe: &Probe,
     events: &Arc<dyn EventSink>,
     due: &[String],
+    upgrading: &[String],
     restart: &(dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Sync),
 ) -> Vec<(String, Rolled)> {
     let Some(cluster) = due
@@ -216,7 +245,7 @@ pub async fn roll(
             .collect();
     };
     let c = Cluster::new(engine, &primary, probe.conns.clone(), events.clone(), None).await;
-    let results = roll_cluster(&c, &primary, due, restart).await;
+    let results = roll_cluster(&c, &primary, due, upgrading, restart).await;
     c.close().await;
     results
 }
@@ -228,13 +257,14 @@ async fn roll_cluster(
     c: &Cluster<'_>,
     primary: &str,
     due: &[String],
+    upgrading: &[String],
     restart: &(dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Sync),
 ) -> Vec<(String, Rolled)> {
     let mut results: Vec<(String, Rolled)> = Vec::new();
     // A server started after its option file changed already runs it.
     let mut stale = Vec::new();
     for h in due {
-        if runs_current_file(c, h).await {
+        if !upgrading.contains(h) && runs_current_file(c, h).await {
             c.step(
                 h,
                 "started after its configuration changed: no restart needed".into(),
@@ -582,7 +612,7 @@ mod tests {
             .enable_time()
             .build()
             .expect("runtime");
-        let results = rt.block_on(roll_cluster(&c, "db1", &due, &restart));
+        let results = rt.block_on(roll_cluster(&c, "db1", &due, &[], &restart));
         let order = restarted.lock().expect("restarted").clone();
         (results, order)
     }
@@ -664,7 +694,7 @@ mod tests {
         assert_eq!(order(&c, "db1", &due(&["db2"])), (due(&["db2"]), None));
         assert_eq!(stand_in(&c, "db1").as_deref(), Some("db2"));
         assert_eq!(
-            describe(&engine, &c, "db1", &due(&["db1", "db2", "db3"])),
+            describe(&engine, &c, "db1", &due(&["db1", "db2", "db3"]), "rolling restart"),
             "rolling restart of cluster lab: db3, then db2, then db1 by switchover to db2 and back (writes blocked twice, each for a switchover's window); one server down at a time, each back and caught up before the next"
         );
     }

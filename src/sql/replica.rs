@@ -239,7 +239,7 @@ impl Dialect {
             ),
         };
         format!(
-            "SELECT 'dbfleet-up' AS up, @@server_id AS server_id, @@read_only AS read_only, {gtid}, \
+            "SELECT 'dbfleet-up' AS up, @@server_id AS server_id, @@version AS version, @@read_only AS read_only, {gtid}, \
              {ssl} AS have_ssl;\n\
              SELECT VARIABLE_VALUE AS semi_sync_primary FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{semi_primary}';\n\
              SELECT VARIABLE_VALUE AS semi_sync_replica FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{semi_replica}';\n\

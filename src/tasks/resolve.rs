@@ -20,7 +20,7 @@ use super::command::CmdRes;
 use super::directory::DirRes;
 use super::file::{AbsentRes, FileRes};
 use super::mysql::{DatabaseRes, Grant, SqlRes, UserRes};
-use super::package::PkgRes;
+use super::package::{PkgRes, Want};
 use super::replication::ReplicationRes;
 use super::service::{SvcRes, SvcState};
 use super::sysctl::SysctlRes;
@@ -45,7 +45,7 @@ pub struct Resolved {
     /// Handler names this task notifies when it changes.
     pub notify: Vec<String>,
     pub handler: bool,
-    /// A handler run one database server of a cluster at a time
+    /// A handler, or a package upgrade, run one database server of a cluster at a time
     /// (`crate::runbooks::rolling`).
     pub rolling: bool,
     /// Tasks on the same host that run first (by name).
@@ -69,6 +69,13 @@ struct DbLayout {
     /// The server binaries alone (no service), for `backup-verify`'s scratch server.
     scratch_server_packages: &'static str,
     service: &'static str,
+    /// Debian's source package of the server (`mariadb`, `mysql-9.7`): the apt pin of
+    /// `server_version` holds every binary package built from it.
+    server_source: String,
+    /// The tool that upgrades the system tables after a new server version starts
+    /// (`mariadb-upgrade`, MariaDB KB "mariadb-upgrade"); "" for MySQL 8.0.16+, whose
+    /// server does it at startup (MySQL manual "What the MySQL Upgrade Process Upgrades").
+    upgrade_tool: &'static str,
     /// The server's pid file (Debian's 50-server.cnf / mysqld.cnf: /run/mysqld/mysqld.pid).
     pidfile: &'static str,
     cnf_path: &'static str,
@@ -109,7 +116,7 @@ struct DbLayout {
     scratch_options: String,
 }
 
-fn layout(f: Flavor, d: Dialect) -> DbLayout {
+fn layout(f: Flavor, d: Dialect, version: &str) -> DbLayout {
     let users = if d == Dialect::MariaDb {
         "mysql.global_priv"
     } else {
@@ -126,6 +133,8 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             packages: "mariadb-server mariadb-client mariadb-backup",
             backup_packages: "mariadb-client mariadb-backup",
             scratch_server_packages: "mariadb-server-core",
+            server_source: "mariadb".into(),
+            upgrade_tool: "mariadb-upgrade",
             service: d.service(),
             pidfile: d.pidfile(),
             cnf_path: d.cnf_path(),
@@ -156,6 +165,8 @@ fn layout(f: Flavor, d: Dialect) -> DbLayout {
             // backup tool: validate refuses `kind: physical` for MySQL.
             backup_packages: "mysql-client mysql-server-core",
             scratch_server_packages: "mysql-server-core",
+            server_source: format!("mysql-{version}"),
+            upgrade_tool: "",
             service: d.service(),
             pidfile: d.pidfile(),
             cnf_path: d.cnf_path(),
@@ -383,7 +394,7 @@ pub fn resolve(
     let hosts_view: Vec<HostView> = inv.hosts.iter().map(|h| host_view(inv, h)).collect();
     let fleet = serde_json::json!({"name": inv.name, "flavor": inv.flavor.as_str(), "version": inv.version});
     let dialect = Dialect::of(inv.flavor, &inv.version);
-    let db = layout(inv.flavor, dialect);
+    let db = layout(inv.flavor, dialect, &inv.version);
     // Handlers by name across the library, to check `notify` targets.
     let handler_names: Vec<&str> = lib
         .playbooks
@@ -692,9 +703,11 @@ fn resolve_host<'a>(
                         ),
                     ));
                 }
-                if spec.rolling && !(handler && h.is_database()) {
+                if spec.rolling
+                    && !(h.is_database() && (handler || spec.package.is_some()))
+                {
                     return Err(ctxerr(
-                        "`rolling` is for handlers of database hosts (a restart rolled through a cluster)".into(),
+                        "`rolling` is for handlers and package tasks of database hosts (a restart or an upgrade rolled through a cluster)".into(),
                         None,
                     ));
                 }
@@ -1009,7 +1022,25 @@ fn build<'s>(
             "absent" => false,
             s => return Err(format!("package state `{s}` is not present or absent").into()),
         };
-        return Ok(Resource::Packages(PkgRes { names, present }));
+        let version = match p.version.as_deref() {
+            None => Want::Installed,
+            Some(v) => match field(cc, ctx, "package version", v)?.as_str() {
+                "installed" => Want::Installed,
+                "latest" => Want::Latest,
+                v if crate::inventory::vartype::is_debian_version(v) => Want::Exact(v.to_string()),
+                v => {
+                    return Err(format!(
+                        "package version `{v}` is not installed, latest or a Debian version (1:10.11.19-0+deb12u1)"
+                    )
+                    .into());
+                }
+            },
+        };
+        return Ok(Resource::Packages(PkgRes {
+            names,
+            present,
+            version,
+        }));
     }
     if let Some(f) = spec.template.as_ref().or(spec.copy.as_ref()) {
         let is_template = spec.template.is_some();
