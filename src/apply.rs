@@ -365,7 +365,9 @@ async fn roll(
     for js in jobs.values_mut() {
         js.sort_by_key(|j| j.handler);
     }
-    let started: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    // When each host's held-back tasks started and finished (the roll reports them later).
+    let started: Arc<std::sync::Mutex<HashMap<String, (Instant, Option<Instant>)>>> =
+        Default::default();
     let restart = |h: String| -> futures::future::BoxFuture<'static, Result<(), String>> {
         let js = jobs.get(&h).cloned().unwrap_or_default();
         let conn = probe.conns.get(&h).cloned();
@@ -375,8 +377,15 @@ async fn roll(
                 return Err(format!("{h} has no restart in this apply"));
             }
             if let Ok(mut s) = started.lock() {
-                s.insert(h.clone(), Instant::now());
+                s.insert(h.clone(), (Instant::now(), None));
             }
+            let finished = |h: &str| {
+                if let Ok(mut s) = started.lock()
+                    && let Some(t) = s.get_mut(h)
+                {
+                    t.1 = Some(Instant::now());
+                }
+            };
             let conn = conn.ok_or_else(|| format!("no connection to {h}"))?;
             for j in js {
                 events.emit(Event::TaskStarted {
@@ -384,7 +393,9 @@ async fn roll(
                     task: j.task.clone(),
                     summary: j.summary.clone(),
                 });
-                match conn.run(&j.script).await {
+                let ran = conn.run(&j.script).await;
+                finished(&h);
+                match ran {
                     Ok(o) if o.code == 0 => {}
                     Ok(o) => {
                         return Err(format!(
@@ -407,8 +418,10 @@ async fn roll(
                 .await;
         for (h, r) in results {
             let js = jobs.get(&h).cloned().unwrap_or_default();
-            let t0 = started.lock().ok().and_then(|s| s.get(&h).copied());
-            let elapsed = t0.map(|t| t.elapsed()).unwrap_or_default();
+            let span = started.lock().ok().and_then(|s| s.get(&h).copied());
+            let elapsed = span
+                .map(|(t0, t1)| t1.unwrap_or_else(Instant::now) - t0)
+                .unwrap_or_default();
             use crate::runbooks::rolling::Rolled;
             let outcome = match r {
                 Rolled::Restarted => Outcome::Changed,

@@ -133,8 +133,7 @@ impl VarType {
 pub fn is_debian_version(s: &str) -> bool {
     s.len() <= 128
         && s.starts_with(|c: char| c.is_ascii_digit())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '~' | '-' | ':'))
         && !s.ends_with(['-', ':'])
         && s.parse::<debversion::Version>().is_ok_and(|v| {
@@ -221,10 +220,25 @@ mod tests {
         assert!(t("size").check(&json!("1.5G")).is_err());
         assert!(t("bool").check(&json!("true")).is_err());
         let v = t("debian-version or installed or latest");
-        for ok in ["1:10.11.19-0+deb12u1", "9.7.4-2", "11.8.3", "1:11.8.9+ds-0+deb13u1", "latest"] {
+        for ok in [
+            "1:10.11.19-0+deb12u1",
+            "9.7.4-2",
+            "11.8.3",
+            "1:11.8.9+ds-0+deb13u1",
+            "latest",
+        ] {
             assert!(v.check(&json!(ok)).is_ok(), "{ok}");
         }
-        for bad in ["", "x1.0", "1:", "10.11.19-", "1.0;reboot", "1.0 2", "a:1.0", "1.0\n"] {
+        for bad in [
+            "",
+            "x1.0",
+            "1:",
+            "10.11.19-",
+            "1.0;reboot",
+            "1.0 2",
+            "a:1.0",
+            "1.0\n",
+        ] {
             assert!(v.check(&json!(bad)).is_err(), "{bad:?}");
         }
         assert!(t("enum ROW|MIXED|STATEMENT").check(&json!("row")).is_ok());

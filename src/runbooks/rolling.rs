@@ -1,11 +1,14 @@
-//! Rolling restarts: when an apply must restart database servers (a handler marked
-//! `rolling: true`, the database playbook's `restart server`), it restarts one server of a
-//! cluster at a time instead of all at once (issue 16: a static setting changed restarted
-//! the lab's three servers together, 4.3 s without writes and without readers). The order
-//! is the Percona operator's and what Ansible users write with `serial: 1`:
+//! Rolling restarts and upgrades: when an apply must restart database servers (a handler
+//! marked `rolling: true`, the database playbook's `restart server`) or upgrade their
+//! packages (a `rolling: true` package task that upgrades: `server_version`), it does so
+//! one server of a cluster at a time instead of all at once (issue 16: a static setting
+//! changed restarted the lab's three servers together, 4.3 s without writes and without
+//! readers; Debian's package upgrade restarts the server where systemd runs it). The
+//! order is the Percona operator's and what Ansible users write with `serial: 1`:
 //!
 //! 1. each replica in turn (the last declared first): out of every proxy's reader backend,
-//!    restarted, waited for until it replicates again and has reached the primary's
+//!    upgraded (its packages, then its system tables after the restart) and restarted,
+//!    waited for until it replicates again and has reached the primary's
 //!    position, back among the readers;
 //! 2. the primary last, by the host's `restart_strategy`:
 //!    - `switchover` (the default): a planned switchover to a caught-up replica
@@ -145,11 +148,12 @@ pub fn fold(engine: &Engine, plan: &mut Plan) {
             "rolling restart"
         };
         let note = describe(engine, &c, &primary, &due, what);
+        // Once per host: on its first change that rolls.
         for hp in plan.hosts.iter_mut().filter(|hp| due.contains(&hp.host)) {
-            for ch in hp
+            if let Some(ch) = hp
                 .changes
                 .iter_mut()
-                .filter(|ch| rolling.iter().any(|(h, t)| *h == hp.host && *t == ch.task))
+                .find(|ch| rolling.iter().any(|(h, t)| *h == hp.host && *t == ch.task))
             {
                 ch.notes.push(note.clone());
             }
@@ -157,13 +161,7 @@ pub fn fold(engine: &Engine, plan: &mut Plan) {
     }
 }
 
-fn describe(
-    engine: &Engine,
-    c: &Cluster<'_>,
-    primary: &str,
-    due: &[String],
-    what: &str,
-) -> String {
+fn describe(engine: &Engine, c: &Cluster<'_>, primary: &str, due: &[String], what: &str) -> String {
     let (replicas, p) = order(c, primary, due);
     let mut steps: Vec<String> = replicas.clone();
     if let Some(p) = p {
@@ -694,7 +692,13 @@ mod tests {
         assert_eq!(order(&c, "db1", &due(&["db2"])), (due(&["db2"]), None));
         assert_eq!(stand_in(&c, "db1").as_deref(), Some("db2"));
         assert_eq!(
-            describe(&engine, &c, "db1", &due(&["db1", "db2", "db3"]), "rolling restart"),
+            describe(
+                &engine,
+                &c,
+                "db1",
+                &due(&["db1", "db2", "db3"]),
+                "rolling restart"
+            ),
             "rolling restart of cluster lab: db3, then db2, then db1 by switchover to db2 and back (writes blocked twice, each for a switchover's window); one server down at a time, each back and caught up before the next"
         );
     }

@@ -102,7 +102,11 @@ impl PkgRes {
                 if !available.contains(&v) {
                     return Err(format!(
                         "{name} {v} is not offered by this host's apt sources (offered: {}); add the source that has it, or choose one of those",
-                        if available.is_empty() { "none".to_string() } else { offered() }
+                        if available.is_empty() {
+                            "none".to_string()
+                        } else {
+                            offered()
+                        }
                     ));
                 }
                 v
@@ -273,21 +277,35 @@ mod tests {
     #[test]
     fn a_newer_point_release_is_an_upgrade_and_the_same_is_nothing() {
         let p = server(Want::Exact("1:10.11.19-0+deb12u1".into()));
-        let a = p.assess(&installed("1:10.11.18-0+deb12u1")).unwrap().unwrap();
+        let a = p
+            .assess(&installed("1:10.11.18-0+deb12u1"))
+            .unwrap()
+            .unwrap();
         assert_eq!(a.action, Action::Update);
         assert_eq!(
             a.summary,
             "upgrade mariadb-server mariadb-client from 1:10.11.18-0+deb12u1 to 1:10.11.19-0+deb12u1"
         );
-        assert!(p.assess(&installed("1:10.11.19-0+deb12u1")).unwrap().is_none());
+        assert!(
+            p.assess(&installed("1:10.11.19-0+deb12u1"))
+                .unwrap()
+                .is_none()
+        );
         // `latest` is the newest offered, whatever order apt lists them in.
         let l = server(Want::Latest);
-        assert!(l.assess(&installed("1:10.11.18-0+deb12u1")).unwrap().is_some());
-        assert!(l.assess(&installed("1:10.11.19-0+deb12u1")).unwrap().is_none());
         assert!(
-            p.apply_script()
-                .contains("'mariadb-server=1:10.11.19-0+deb12u1' 'mariadb-client=1:10.11.19-0+deb12u1'")
+            l.assess(&installed("1:10.11.18-0+deb12u1"))
+                .unwrap()
+                .is_some()
         );
+        assert!(
+            l.assess(&installed("1:10.11.19-0+deb12u1"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(p.apply_script().contains(
+            "'mariadb-server=1:10.11.19-0+deb12u1' 'mariadb-client=1:10.11.19-0+deb12u1'"
+        ));
         // `installed` never upgrades.
         assert!(
             server(Want::Installed)
@@ -302,8 +320,13 @@ mod tests {
         let down = server(Want::Exact("1:10.11.18-0+deb12u1".into()));
         let e = down.assess(&installed("1:10.11.19-0+deb12u1")).unwrap_err();
         assert!(e.contains("does not downgrade"), "{e}");
-        let facts = format!("{}available\t1:11.4.5-1\n", installed("1:10.11.19-0+deb12u1"));
-        let e = server(Want::Exact("1:11.4.5-1".into())).assess(&facts).unwrap_err();
+        let facts = format!(
+            "{}available\t1:11.4.5-1\n",
+            installed("1:10.11.19-0+deb12u1")
+        );
+        let e = server(Want::Exact("1:11.4.5-1".into()))
+            .assess(&facts)
+            .unwrap_err();
         assert!(e.contains("major upgrade (10.11 to 11.4)"), "{e}");
         let e = server(Want::Exact("1:10.11.20-0+deb12u1".into()))
             .assess(&installed("1:10.11.19-0+deb12u1"))

@@ -703,9 +703,7 @@ fn resolve_host<'a>(
                         ),
                     ));
                 }
-                if spec.rolling
-                    && !(h.is_database() && (handler || spec.package.is_some()))
-                {
+                if spec.rolling && !(h.is_database() && (handler || spec.package.is_some())) {
                     return Err(ctxerr(
                         "`rolling` is for handlers and package tasks of database hosts (a restart or an upgrade rolled through a cluster)".into(),
                         None,

@@ -21,8 +21,22 @@ fn sha256_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
+/// The versions of the server the lab's apt sources offer, newest first (bookworm today:
+/// 10.11.19 from security, 10.11.18; the image caches every one of them).
+fn offered_versions() -> Vec<String> {
+    on(
+        "db1",
+        "apt-cache madison mariadb-server | cut -d'|' -f2 | tr -d ' '",
+    )
+    .lines()
+    .map(String::from)
+    .collect()
+}
+
+/// A fresh lab converged to the oldest server version its sources offer (pinned by
+/// `server_version`), then rolled to the newest under write load (issue 16, must-show 3).
 #[test]
-fn fresh_lab_plan_lists_creates_apply_converges_and_replan_is_empty() {
+fn fresh_lab_converges_on_a_pinned_point_release_then_rolls_to_the_next_under_write_load() {
     let mut lab = lab();
     if !lab.fresh {
         let o = Command::new("bash")
@@ -33,8 +47,30 @@ fn fresh_lab_plan_lists_creates_apply_converges_and_replan_is_empty() {
             .expect("reset");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
+    let versions = offered_versions();
+    assert!(
+        versions.len() >= 2,
+        "the lab image offers two versions of the server (lab/lab.sh caches every one its sources have): {versions:?}"
+    );
+    let (newest, oldest) = (&versions[0], &versions[versions.len() - 1]);
+    // The lab's own inventory plans creates too; this makes its secrets store, which the
+    // variants below share.
+    let p = dbfleet(&["plan", "--detailed-exitcode"]);
+    assert_eq!(p.code, 2, "{}", p.all());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pinned = |name: &str, v: &str| {
+        lab_variant(
+            dir.path(),
+            name,
+            &[(
+                "    max_connections: 200",
+                &format!("    max_connections: 200\n    server_version: \"{v}\""),
+            )],
+        )
+    };
+    let (old_inv, new_inv) = (pinned("old.yml", oldest), pinned("new.yml", newest));
     // 1. plan --detailed-exitcode: 2, with creates on every host.
-    let p = dbfleet(&["plan", "--detailed-exitcode", "--json"]);
+    let p = dbfleet_with(&old_inv, &["plan", "--detailed-exitcode", "--json"], &[]);
     assert_eq!(p.code, 2, "{}", p.all());
     let plan: serde_json::Value = serde_json::from_str(&p.stdout).expect("json");
     for host in ALL_HOSTS {
@@ -52,10 +88,17 @@ fn fresh_lab_plan_lists_creates_apply_converges_and_replan_is_empty() {
             .count();
         assert!(creates > 0, "{host} has no creates: {hp}");
     }
-    // apply installs MariaDB 10.11 with per-role mysqld.cnf.
-    let a = dbfleet(&["apply", "--auto-approve"]);
+    // apply installs MariaDB 10.11 at the pinned version, with per-role mysqld.cnf.
+    let a = dbfleet_with(&old_inv, &["apply", "--auto-approve"], &[]);
     assert_eq!(a.code, 0, "{}", a.all());
     lab.fresh = false;
+    // The running version as Debian's package names it: 1:10.11.18-0+deb12u1 runs
+    // 10.11.18-MariaDB-0+deb12u1.
+    let runs = |v: &str| {
+        let upstream = v.split_once(':').map_or(v, |(_, u)| u);
+        let (num, rev) = upstream.split_once('-').unwrap_or((upstream, ""));
+        format!("{num}-MariaDB-{rev}")
+    };
     for (host, id, ro) in [("db1", 1, 0), ("db2", 2, 1), ("db3", 3, 1)] {
         let row = sql(
             host,
@@ -68,12 +111,43 @@ fn fresh_lab_plan_lists_creates_apply_converges_and_replan_is_empty() {
             "{host}: {row}"
         );
         assert!(
-            f[4].starts_with("10.11."),
-            "{host} runs MariaDB 10.11: {row}"
+            f[4].starts_with(&runs(oldest)),
+            "{host} runs MariaDB {oldest}: {row}"
         );
     }
     assert!(on("proxy1", "service haproxy status >/dev/null && echo up") == "up");
     // 2. A second plan: zero changes.
+    let p = dbfleet_with(&old_inv, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 0, "re-plan after apply:\n{}", p.all());
+
+    // 3. The newest point release, one server at a time under write load.
+    super::changes::rolls_under_write_load(
+        &new_inv,
+        "rolling upgrade of cluster lab: db3, then db2, then db1 by switchover to db2 and back",
+        9_000_000,
+        &|h| {
+            let v = sql(h, "SELECT @@version");
+            assert!(v.starts_with(&runs(newest)), "{h} runs {newest}: {v}");
+        },
+    );
+    let s = dbfleet_with(&new_inv, &["status", "--json"], &[]);
+    let status: serde_json::Value = serde_json::from_str(&s.stdout).expect("status --json");
+    for h in status["hosts"].as_array().expect("hosts") {
+        assert!(
+            h["version"]
+                .as_str()
+                .is_some_and(|v| v.starts_with(&runs(newest))),
+            "status shows every server on {newest}: {h}"
+        );
+    }
+    // A downgrade is refused before anything changes.
+    let p = dbfleet_with(&old_inv, &["plan"], &[]);
+    assert_eq!(p.code, 1, "{}", p.all());
+    assert!(p.all().contains("does not downgrade"), "{}", p.all());
+
+    // The lab's own inventory (`installed`): only the pin goes.
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
     assert_empty_plan();
 }
 
