@@ -366,8 +366,8 @@ async fn roll(
         js.sort_by_key(|j| j.handler);
     }
     // When each host's held-back tasks started and finished (the roll reports them later).
-    let started: Arc<std::sync::Mutex<HashMap<String, (Instant, Option<Instant>)>>> =
-        Default::default();
+    type Spans = HashMap<String, (Instant, Option<Instant>)>;
+    let started: Arc<std::sync::Mutex<Spans>> = Default::default();
     let restart = |h: String| -> futures::future::BoxFuture<'static, Result<(), String>> {
         let js = jobs.get(&h).cloned().unwrap_or_default();
         let conn = probe.conns.get(&h).cloned();

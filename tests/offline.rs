@@ -316,6 +316,30 @@ fn a_playbook_error_points_at_the_task() {
 }
 
 #[test]
+fn a_rolling_upgrade_may_notify_only_rolling_handlers() {
+    // The upgrade is held back for the roll; a handler run now would run before it.
+    let dir = playbooks_dir(&[(
+        "x.yml",
+        "roles: [primary, replica]\ntasks:\n  - name: pkg\n    rolling: true\n    package: {names: [cron]}\n    notify: [now]\nhandlers:\n  - name: now\n    service: {name: cron, state: restarted}\n",
+    )]);
+    let err = validate_fails_with(&dir);
+    assert!(
+        err.contains("a `rolling` task notifies `now`, which is not `rolling`"),
+        "{err}"
+    );
+    // And `rolling` is refused where nothing rolls: a file task.
+    let dir = playbooks_dir(&[(
+        "y.yml",
+        "roles: [primary, replica]\ntasks:\n  - name: f\n    rolling: true\n    directory: {path: /tmp/y}\n",
+    )]);
+    let err = validate_fails_with(&dir);
+    assert!(
+        err.contains("`rolling` is for handlers and package tasks"),
+        "{err}"
+    );
+}
+
+#[test]
 fn proxy_configurations() {
     let (dir, _) = rendered("tests/fixtures/good/proxies.yml");
     let d = dir.path();

@@ -401,6 +401,12 @@ pub fn resolve(
         .iter()
         .flat_map(|p| p.3.handlers.iter().map(|h| h.name.value.as_str()))
         .collect();
+    let rolling_handlers: Vec<&str> = lib
+        .playbooks
+        .iter()
+        .flat_map(|p| p.3.handlers.iter().filter(|h| h.rolling))
+        .map(|h| h.name.value.as_str())
+        .collect();
 
     // What every host's context shares is made into template values once: a minijinja
     // value is reference-counted, so each host's context holds the fleet-wide parts by
@@ -462,6 +468,7 @@ pub fn resolve(
         cluster_values: &cluster_values,
         backup_server: &backup_server,
         handler_names: &handler_names,
+        rolling_handlers: &rolling_handlers,
     };
     // Hosts are independent: each thread resolves a run of them, and the runs are joined in
     // inventory order, so the result (and the first error) is what one thread would give.
@@ -524,6 +531,8 @@ struct Context<'a> {
     cluster_values: &'a BTreeMap<&'a str, (Value, Value)>,
     backup_server: &'a Value,
     handler_names: &'a [&'a str],
+    /// The handlers marked `rolling`: the only ones a `rolling` task may notify.
+    rolling_handlers: &'a [&'a str],
 }
 
 /// Templates and expressions of task fields, compiled once and rendered for every host.
@@ -596,6 +605,7 @@ fn resolve_host<'a>(
         cluster_values,
         backup_server,
         handler_names,
+        rolling_handlers,
     } = *c;
     let mut out = Vec::new();
     let mut ctx_map: BTreeMap<&str, Value> = shared.iter().cloned().collect();
@@ -714,6 +724,17 @@ fn resolve_host<'a>(
                         let help =
                             crate::diagnostics::did_you_mean(n, handler_names.iter().copied());
                         return Err(ctxerr(format!("notifies unknown handler `{n}`"), help));
+                    }
+                    // A held-back upgrade runs in the roll: a handler it notifies must
+                    // run there too, after it, not now before it.
+                    if spec.rolling && !handler && !rolling_handlers.contains(&n.as_str()) {
+                        return Err(ctxerr(
+                            format!("a `rolling` task notifies `{n}`, which is not `rolling`"),
+                            Some(
+                                "mark the handler `rolling: true`, or notify it from another task"
+                                    .into(),
+                            ),
+                        ));
                     }
                 }
                 let resource = build(
