@@ -25,7 +25,8 @@ addr() {
   case "$1" in
     operator) echo "$PREFIX.1" ;;
     db1) echo "$PREFIX.11" ;; db2) echo "$PREFIX.12" ;; db3) echo "$PREFIX.13" ;;
-    backup1) echo "$PREFIX.21" ;; proxy1) echo "$PREFIX.31" ;; offsite1) echo "$PREFIX.41" ;;
+    backup1) echo "$PREFIX.21" ;; proxy1) echo "$PREFIX.31" ;; proxy2) echo "$PREFIX.32" ;;
+    offsite1) echo "$PREFIX.41" ;;
     *.*.*.*) echo "$1" ;;
     *) echo "fault: unknown peer $1" >&2; exit 2 ;;
   esac

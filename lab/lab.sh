@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The dbfleet lab: five real Debian hosts (db1 db2 db3 backup1 proxy1) as Docker containers
+# The dbfleet lab: six real Debian hosts (db1 db2 db3 backup1 proxy1 proxy2) as Docker containers
 # on a private network, built with no container registry:
 # debootstrap from Debian's mirror -> `docker import`, cached by a content hash of this
 # directory's build inputs. Each host runs sshd only (no systemd); its apt cache already
@@ -38,7 +38,7 @@ SERVER=${LAB_SERVER:-mariadb}
 SUBNET=${LAB_SUBNET:-172.29.77.0/24}
 PREFIX=${SUBNET%.*}
 # name:last-octet; the addresses are fixed so the inventory can name them.
-HOSTS=(db1:11 db2:12 db3:13 backup1:21 proxy1:31)
+HOSTS=(db1:11 db2:12 db3:13 backup1:21 proxy1:31 proxy2:32)
 # What dbfleet installs on lab hosts: pre-downloaded into the image's apt cache.
 # packages.txt names MariaDB's; a MySQL image carries Debian's mysql-server and -client
 # instead (no physical backup tool: dbfleet refuses kind: physical for MySQL).

@@ -41,7 +41,7 @@ fn offline_plan_needs_no_host_and_no_agent() {
     // The lab inventory's addresses are not reachable from here when the lab is down, and
     // HOME is empty: only rendering happens.
     let (dir, stdout) = rendered("inventories/lab.yml");
-    assert!(stdout.contains("Offline check passed: 5 hosts"), "{stdout}");
+    assert!(stdout.contains("Offline check passed: 6 hosts"), "{stdout}");
     assert!(
         dir.path()
             .join("db1/etc/mysql/mariadb.conf.d/90-dbfleet.cnf")
@@ -196,6 +196,15 @@ fn firewall_rules_per_backend() {
     insta::assert_snapshot!(
         "nftables_db1",
         read(lab.path(), "db1", "/etc/dbfleet/firewall.nft")
+    );
+    // A proxy with a virtual IP admits VRRP from the other proxy (keepalived).
+    insta::assert_snapshot!(
+        "nftables_proxy1",
+        read(lab.path(), "proxy1", "/etc/dbfleet/firewall.nft")
+    );
+    insta::assert_snapshot!(
+        "keepalived_proxy1",
+        read(lab.path(), "proxy1", "/etc/keepalived/keepalived.conf")
     );
     let (shop, _) = rendered("tests/fixtures/good/mysql.yml");
     insta::assert_snapshot!(

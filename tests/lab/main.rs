@@ -1,4 +1,4 @@
-//! End-to-end tests on the lab: five real Debian bookworm hosts (Docker containers with sshd,
+//! End-to-end tests on the lab: six real Debian bookworm hosts (Docker containers with sshd,
 //! no systemd) started by `lab/lab.sh up`. These tests never skip: without Docker or
 //! debootstrap they fail, saying so.
 //!

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::support::*;
 
-const ALL_HOSTS: [&str; 5] = ["db1", "db2", "db3", "backup1", "proxy1"];
+const ALL_HOSTS: [&str; 6] = ["db1", "db2", "db3", "backup1", "proxy1", "proxy2"];
 
 const CNF: &str = "/etc/mysql/mariadb.conf.d/90-dbfleet.cnf";
 const CNF_LIVE: &str = "/etc/mysql/mariadb.conf.d/91-dbfleet-live.cnf";

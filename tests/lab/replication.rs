@@ -69,7 +69,7 @@ fn replicas_replicate_by_gtid_over_verified_tls_and_a_second_apply_issues_nothin
     assert_eq!(a.code, 0, "{}", a.all());
     assert!(
         a.stdout
-            .contains("No changes: 5 hosts match the inventory."),
+            .contains("No changes: 6 hosts match the inventory."),
         "{}",
         a.all()
     );

@@ -165,7 +165,7 @@ pub fn assert_empty_plan() {
     );
     assert!(
         p.stdout
-            .contains("No changes: 5 hosts match the inventory."),
+            .contains("No changes: 6 hosts match the inventory."),
         "{}",
         p.stdout
     );
