@@ -668,17 +668,25 @@ fn the_active_proxy_killed_hands_the_virtual_ip_over_and_writes_resume_within_5_
     std::thread::sleep(Duration::from_secs(10));
     let acks = stop_writer_acks();
     let moved = on(standby, "ip -o -4 addr show dev eth0").contains(&format!(" {VIP}/"));
-    // Back: the killed proxy restarted and converged; the address stays where it went
-    // (nopreempt), and the re-plan is empty.
-    docker(&["start", &format!("lab-{active}")]);
-    converge(&mut lab);
-
     let before = acks.iter().filter(|a| a.0 < killed).count();
     let resumed = acks.iter().find(|a| a.0 > killed).map(|a| a.0 - killed);
     eprintln!(
         "active proxy {active} killed: {before} acknowledged inserts before, {} after; first acknowledged insert {resumed:?} s after the kill",
         acks.len() - before
     );
+    // Back: the killed proxy restarted (once its sshd runs) and converged; the address
+    // stays where it went (nopreempt), and the re-plan is empty.
+    docker(&["start", &format!("lab-{active}")]);
+    let t0 = std::time::Instant::now();
+    while on(&active, "pidof sshd || true").is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{active}'s sshd does not start"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    converge(&mut lab);
+
     assert!(moved, "the virtual IP moved to {standby}");
     assert!(before > 5, "{before} inserts before the kill");
     let resumed = resumed.expect("writes resumed through the virtual IP");
