@@ -20,6 +20,12 @@ use crate::report::Style;
 ///
 /// Exit codes: 0 success (or no changes), 1 error, 2 changes pending (with
 /// `plan --detailed-exitcode`).
+///
+/// Environment: DBFLEET_INVENTORY (the inventory file, as --inventory); DBFLEET_LOG (what
+/// is logged to stderr, in tracing's filter syntax, e.g. `dbfleet=debug`; default by -v
+/// and -q); NO_COLOR (set and non-empty: no colour); TERM=dumb (no colour); SSH_AUTH_SOCK
+/// and the ssh_config the inventory names (ssh reaches the hosts); the variables an
+/// inventory names in a secret's `env:`.
 #[derive(Debug, Parser)]
 #[command(name = "dbfleet", version, max_term_width = 100)]
 pub struct Cli {
@@ -40,10 +46,12 @@ pub struct Global {
         default_value = "inventory.yml"
     )]
     pub inventory: PathBuf,
-    /// Act on these hosts only (comma-separated names).
+    /// Act on these hosts only: comma-separated host names, globs (`db*`, `db[12]`),
+    /// `role:NAME` or `cluster:NAME`; each must select a host.
     #[arg(long, global = true, value_delimiter = ',')]
     pub limit: Vec<String>,
-    /// Act on tasks with one of these tags only (comma-separated); notified handlers follow.
+    /// Act on tasks with one of these tags only (comma-separated; each must be on some
+    /// task); notified handlers follow.
     #[arg(long, global = true, value_delimiter = ',')]
     pub tags: Vec<String>,
     /// Hosts worked on at once.
@@ -130,6 +138,17 @@ pub enum Command {
         #[command(subcommand)]
         action: BackupAction,
     },
+    /// Print a shell completion script for dbfleet's commands and options (bash, zsh,
+    /// fish, elvish, powershell). Bash: `dbfleet completions bash >
+    /// /etc/bash_completion.d/dbfleet`; zsh: into a folder of `$fpath` as `_dbfleet`; fish:
+    /// `~/.config/fish/completions/dbfleet.fish`. Reads no inventory.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print dbfleet's manual page (roff): `dbfleet man > dbfleet.1; man -l dbfleet.1`, or
+    /// into `/usr/local/share/man/man1/`. Reads no inventory.
+    Man,
     /// Print application configuration from the inventory.
     AppConfig {
         #[command(subcommand)]
@@ -279,11 +298,18 @@ pub struct ApplyArgs {
     pub auto_approve: bool,
 }
 
-/// Output style from the environment: colour only on a terminal and without `NO_COLOR`.
+/// Output style from the environment: colour only on a terminal ([`color`]).
 pub fn style(quiet: bool) -> Style {
-    let color = std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = color(std::io::stdout().is_terminal());
     Style { color, quiet }
+}
+
+/// Whether output to a stream that is (`tty`) or is not a terminal gets colour: only on a
+/// terminal, without `NO_COLOR` set to anything non-empty (no-color.org) and with `TERM`
+/// not `dumb` (a terminal that cannot show escape sequences: Emacs shells, some CI logs).
+pub fn color(tty: bool) -> bool {
+    tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
 /// The engine options `g` resolves to (online; a command that contacts no host sets
@@ -361,6 +387,20 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Rebuild { hosts, show } => {
             commands::rebuild::run(opts, &hosts, show.mode(), style)
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "dbfleet", &mut out);
+            print_bytes(&out)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(|e| Error::io("rendering the manual page", e))?;
+            print_bytes(&out)
+        }
         Command::Backup { action } => match action {
             BackupAction::Run { job, mode } => commands::backup::run(opts, &job, mode.as_deref()),
             BackupAction::List { json } => commands::backup::list(opts, json),
@@ -384,4 +424,13 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             }
         },
     }
+}
+
+/// Writes generated text (a completion script, the manual page) to standard output.
+fn print_bytes(out: &[u8]) -> Result<Exit, Error> {
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(out)
+        .map_err(|e| Error::io("writing to standard output", e))?;
+    Ok(Exit::Ok)
 }

@@ -81,19 +81,19 @@ impl Engine {
     /// Loads and checks inventory, playbooks and templates; resolves and orders tasks.
     ///
     /// Errors: any located [`Error::Invalid`], [`Error::Secret`], [`Error::Cycle`],
-    /// [`Error::UnknownHost`] for a `--limit` naming no host.
+    /// [`Error::UnknownLimit`] for a `--limit` pattern selecting no host,
+    /// [`Error::UnknownTag`] for a `--tags` tag no task has.
     pub fn load(opts: Options) -> Result<Engine, Error> {
         let lib = Library::load(opts.playbooks.as_deref(), opts.templates.as_deref())?;
         let inv = match &opts.inventory_text {
             Some(text) => crate::inventory::load::load_text(&opts.inventory, text, &lib.defaults)?,
             None => crate::inventory::load(&opts.inventory, &lib.defaults)?,
         };
-        if let Some(limit) = &opts.limit {
-            for h in limit {
-                if inv.host(h).is_none() {
-                    return Err(Error::UnknownHost(h.clone()));
-                }
-            }
+        // `--limit` patterns become host names here (`crate::selection`); a saved plan
+        // records the names.
+        let mut opts = opts;
+        if let Some(patterns) = &opts.limit {
+            opts.limit = Some(crate::selection::limit(&inv, patterns)?);
         }
         let redactor = Redactor::default();
         let secrets = Arc::new(if opts.offline {
@@ -127,6 +127,15 @@ impl Engine {
         ));
         let tasks = crate::tasks::resolve(&inv, &lib, secrets, Arc::new(tls), backup_key)?;
         let graph = TaskGraph::build(tasks)?;
+        if let Some(tags) = &opts.tags {
+            crate::selection::tags(
+                tags,
+                graph
+                    .graph
+                    .node_weights()
+                    .flat_map(|t| t.tags.iter().map(String::as_str)),
+            )?;
+        }
         let selected = graph.select(opts.limit.as_ref(), opts.tags.as_ref());
         let key = if opts.offline {
             Vec::new()

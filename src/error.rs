@@ -58,6 +58,22 @@ pub enum Error {
     #[diagnostic(code(dbfleet::limit))]
     UnknownHost(String),
 
+    #[error("--limit `{pattern}` selects no host")]
+    #[diagnostic(code(dbfleet::limit))]
+    UnknownLimit {
+        pattern: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("--tags names `{tag}`, which no task has")]
+    #[diagnostic(code(dbfleet::tags))]
+    UnknownTag {
+        tag: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error(
         "cannot reach {}:\n{}",
         crate::diagnostics::plural(.0.len(), "host"),

@@ -27,6 +27,7 @@ pub mod playbook;
 pub mod report;
 pub mod runbooks;
 pub mod secrets;
+pub mod selection;
 pub mod sql;
 pub mod status;
 pub mod tasks;

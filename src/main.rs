@@ -36,8 +36,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    let color = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = dbfleet::cli::color(std::io::stderr().is_terminal());
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(
             miette::MietteHandlerOpts::new()
