@@ -103,7 +103,7 @@ fn status_json_carries_its_format_version() {
     let h = inv.host("db2").expect("db2");
     let row = evaluate(&inv, h, Err("no route to host"), 300);
     let v: serde_json::Value =
-        serde_json::from_str(&dbfleet::status::to_json(&[row])).expect("json");
+        serde_json::from_str(&dbfleet::status::to_json(&[row], &[])).expect("json");
     assert_eq!(v["format_version"], 1);
     assert_eq!(v["hosts"][0]["host"], "db2");
 }
@@ -149,4 +149,94 @@ fn errant_gtid_on_mysql_is_an_interval_of_the_replicas_own_server_uuid() {
             "errant transaction(s) written on the replica itself: {own}:1-2"
         )]
     );
+}
+
+/// The primary's output: db1, server_id 1, writable, at `pos`.
+fn primary_output(pos: &str) -> String {
+    format!(
+        "*** 1. row ***\n up: dbfleet-up\n server_id: 1\n version: 10.11.19-MariaDB-0+deb12u1-log\n read_only: 0\n gtid_binlog_pos: {pos}\n gtid_slave_pos: \n gtid_binlog_state: {pos}\n have_ssl: YES\n\
+         *** 1. row ***\n semi_sync_primary: ON\n*** 1. row ***\n semi_sync_replica: OFF\n"
+    )
+}
+
+/// HAProxy's `show stat` on a lab proxy routing writes to db1 and reads to `readers`.
+fn proxy_stat(readers: &[(&str, &str)]) -> String {
+    let mut s = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status\n\
+                 writer,FRONTEND,,,0,1,4096,12,0,0,0,0,0,,,,,OPEN\n\
+                 writer,db1,0,0,0,1,,12,0,0,,0,,0,0,0,0,UP\n\
+                 writer,db2,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT\n\
+                 writer,db3,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT\n\
+                 reader,db1,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT\n"
+        .to_string();
+    for (server, state) in readers {
+        s.push_str(&format!(
+            "reader,{server},0,0,0,1,,5,0,0,,0,,0,0,0,0,{state}\n"
+        ));
+    }
+    s
+}
+
+/// The topology view of the lab's fleet from the servers' and proxies' outputs.
+fn topology(db2: &str, db3: &str, readers: &[(&str, &str)]) -> String {
+    let inv = lab();
+    let outs = [
+        ("db1", primary_output("0-1-40")),
+        ("db2", db2.to_string()),
+        ("db3", db3.to_string()),
+    ];
+    let rows: Vec<dbfleet::status::HostStatus> = outs
+        .iter()
+        .map(|(h, o)| evaluate(&inv, inv.host(h).expect("host"), Ok(o), 300))
+        .collect();
+    let stat = proxy_stat(readers);
+    let proxies: Vec<dbfleet::status::proxies::ProxyStatus> = ["proxy1", "proxy2"]
+        .iter()
+        .map(|p| dbfleet::status::proxies::evaluate(inv.host(p).expect("proxy"), Ok(&stat), &rows))
+        .collect();
+    dbfleet::status::topology::render(&inv, &rows, &proxies)
+}
+
+fn db3_output(io: &str, lag: &str, binlog_state: &str) -> String {
+    replica_output(io, lag, "172.29.77.11", "1", binlog_state)
+        .replace("server_id: 2", "server_id: 3")
+}
+
+#[test]
+fn topology_of_a_healthy_fleet() {
+    insta::assert_snapshot!(topology(
+        &replica_output("Yes", "0", "172.29.77.11", "1", "0-1-40"),
+        &db3_output("Yes", "0", "0-1-40"),
+        &[("db2", "UP"), ("db3", "UP")],
+    ));
+}
+
+#[test]
+fn topology_with_a_lagging_replica() {
+    insta::assert_snapshot!(topology(
+        &replica_output("Yes", "0", "172.29.77.11", "1", "0-1-40"),
+        &db3_output("Yes", "412", "0-1-40"),
+        &[("db2", "UP"), ("db3", "DOWN")],
+    ));
+}
+
+#[test]
+fn topology_with_a_broken_replica_under_another() {
+    // db3 replicates from db2 (not its declared source) and its IO thread stopped.
+    let db3 = replica_output("No", "", "172.29.77.12", "1", "0-1-40")
+        .replace("server_id: 2", "server_id: 3");
+    insta::assert_snapshot!(topology(
+        &replica_output("Yes", "0", "172.29.77.11", "1", "0-1-40"),
+        &db3,
+        &[("db2", "UP"), ("db3", "DOWN")],
+    ));
+}
+
+#[test]
+fn topology_with_an_errant_replica_and_a_proxy_reading_from_a_writable_server() {
+    // db2 wrote 0-2-13 itself and is writable; the reader backend still routes to it.
+    insta::assert_snapshot!(topology(
+        &replica_output("Yes", "0", "172.29.77.11", "0", "0-1-40,0-2-13"),
+        &db3_output("Yes", "0", "0-1-40"),
+        &[("db2", "UP"), ("db3", "UP")],
+    ));
 }

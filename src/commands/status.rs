@@ -6,7 +6,8 @@ use crate::error::{Error, Exit};
 use crate::report;
 
 /// `dbfleet status`: every selected database host's live state, read in one round trip
-/// each.
+/// each, and what each selected proxy routes (one round trip each), drawn as the topology
+/// (`crate::status::topology`) or printed as JSON.
 ///
 /// Errors: [`Error::Unhealthy`] naming each unhealthy host and why.
 pub fn run(opts: &Options, json: bool) -> Result<Exit, Error> {
@@ -32,19 +33,45 @@ pub fn run(opts: &Options, json: bool) -> Result<Exit, Error> {
         .first()
         .map(|h| h.max_replica_lag_s())
         .unwrap_or(crate::inventory::DEFAULT_MAX_REPLICA_LAG_S);
-    let rows = crate::engine::runtime()?.block_on(crate::status::gather(
+    // The proxies that run HAProxy: what each routes, read after the servers so it is set
+    // against their live roles.
+    let proxies: Vec<&crate::inventory::Host> = inv
+        .hosts
+        .iter()
+        .filter(|h| {
+            h.has(crate::inventory::Role::Proxy)
+                && h.vars.get("proxy_backend").and_then(|v| v.as_str()) != Some("proxysql")
+                && engine
+                    .opts
+                    .limit
+                    .as_ref()
+                    .is_none_or(|l| l.contains(&h.name))
+        })
+        .collect();
+    let rt = crate::engine::runtime()?;
+    let rows = rt.block_on(crate::status::gather(
         inv,
         &hosts,
         opts.forks,
         engine.opts.connect_timeout,
         max_lag,
     ));
+    let routing = rt.block_on(crate::status::proxies::gather(
+        inv,
+        &proxies,
+        &rows,
+        opts.forks,
+        engine.opts.connect_timeout,
+    ));
     if json {
-        report::print(&format!("{}\n", crate::status::to_json(&rows)));
+        report::print(&format!("{}\n", crate::status::to_json(&rows, &routing)));
     } else {
-        report::print(&crate::status::render(&rows));
+        report::print(&crate::status::topology::render(inv, &rows, &routing));
     }
-    let problems = crate::status::problems(&rows);
+    let mut problems = crate::status::problems(&rows);
+    for p in routing.iter().filter(|p| !p.problems.is_empty()) {
+        problems.insert(p.host.clone(), p.problems.clone());
+    }
     if problems.is_empty() {
         Ok(Exit::Ok)
     } else {

@@ -169,12 +169,34 @@ fn status_is_healthy_then_names_an_errant_replica() {
         std::thread::sleep(Duration::from_secs(2));
     };
     assert_eq!(s.code, 0, "a converged fleet is healthy:\n{}", s.all());
+    // The topology view (issue 15): db1 the root, db2 and db3 under it, each healthy; each
+    // proxy writes to db1 and reads from both replicas.
+    let line = |h: &str| {
+        s.stdout
+            .lines()
+            .find(|l| l.contains(&format!("─ {h}  ")))
+            .unwrap_or_else(|| panic!("no line for {h}:\n{}", s.stdout))
+            .to_string()
+    };
+    assert!(
+        line("db1").starts_with("  └─ db1  primary  10.11."),
+        "{}",
+        s.stdout
+    );
     for h in DB_HOSTS {
+        assert!(line(h).trim_end().ends_with("  ok"), "{h}:\n{}", s.stdout);
+    }
+    for h in ["db2", "db3"] {
+        assert!(line(h).starts_with("     "), "{h} under db1:\n{}", s.stdout);
+    }
+    for p in ["proxy1", "proxy2"] {
         assert!(
-            s.stdout
-                .lines()
-                .any(|l| l.starts_with(h) && l.trim_end().ends_with("ok")),
-            "{h} row:\n{}",
+            s.stdout.lines().any(|l| l
+                .starts_with(&format!("  proxy {p}  writer: db1 UP  readers: "))
+                && l.contains("db2 UP")
+                && l.contains("db3 UP")
+                && l.ends_with("  ok")),
+            "{p}:\n{}",
             s.stdout
         );
     }
@@ -187,6 +209,7 @@ fn status_is_healthy_then_names_an_errant_replica() {
     };
     assert_eq!(json["format_version"], 1);
     assert_eq!(json["hosts"].as_array().expect("rows").len(), 3);
+    assert_eq!(json["proxies"].as_array().expect("proxies").len(), 2);
 
     // Issue 10, case 5: db1's packets to db2 are dropped (a one-way partition). db2's
     // threads still say Yes and Seconds_Behind_Master 0, but it falls behind: status names

@@ -21,6 +21,9 @@ use crate::inventory::{Host, Inventory, Role};
 use crate::sql::Dialect;
 use crate::transport::SshHost;
 
+pub mod proxies;
+pub mod topology;
+
 /// The start of the problem naming a replica's errant transactions.
 const ERRANT: &str = "errant transaction(s) written on the replica itself";
 
@@ -352,92 +355,15 @@ fn forgive_replicated_history(inv: &Inventory, hosts: &[&Host], rows: &mut [Host
 /// reader must ignore fields it does not know: new ones are added without a raise).
 pub const JSON_FORMAT_VERSION: u32 = 1;
 
-/// `status --json`: `{"format_version": 1, "hosts": [HostStatus…]}`, pretty-printed.
-pub fn to_json(rows: &[HostStatus]) -> String {
+/// `status --json`: `{"format_version": 1, "hosts": [HostStatus…], "proxies":
+/// [ProxyStatus…]}`, pretty-printed.
+pub fn to_json(rows: &[HostStatus], proxies: &[proxies::ProxyStatus]) -> String {
     serde_json::to_string_pretty(&serde_json::json!({
         "format_version": JSON_FORMAT_VERSION,
         "hosts": rows,
+        "proxies": proxies,
     }))
     .unwrap_or_default()
-}
-
-/// The status table, as an operator reads it.
-pub fn render(rows: &[HostStatus]) -> String {
-    let mut t: Vec<[String; 11]> = vec![
-        [
-            "HOST",
-            "ROLE",
-            "LIVE",
-            "VERSION",
-            "RO",
-            "GTID",
-            "IO/SQL",
-            "LAG",
-            "SEMI-SYNC",
-            "TLS",
-            "PROBLEMS",
-        ]
-        .map(String::from),
-    ];
-    for r in rows {
-        let pos = if r.live == "replica" {
-            r.gtid.applied.clone()
-        } else {
-            r.gtid.position.clone()
-        };
-        t.push([
-            r.host.clone(),
-            r.declared.clone(),
-            r.live.clone(),
-            r.version.clone().unwrap_or_else(|| "-".into()),
-            r.read_only
-                .map(|b| if b { "ON" } else { "OFF" }.to_string())
-                .unwrap_or_else(|| "-".into()),
-            if pos.is_empty() { "-".into() } else { pos },
-            match (&r.io_running, &r.sql_running) {
-                (Some(i), Some(s)) => format!("{i}/{s}"),
-                _ => "-".into(),
-            },
-            match (r.lag_seconds, r.behind_transactions) {
-                (Some(l), Some(t)) if t > 0 => format!("{l}s, {t} trx"),
-                (None, Some(t)) if t > 0 => format!("{t} trx"),
-                (Some(l), _) => format!("{l}s"),
-                _ => "-".into(),
-            },
-            r.semi_sync.clone(),
-            if r.tls { "yes".into() } else { "no".into() },
-            if r.problems.is_empty() {
-                "ok".into()
-            } else {
-                r.problems.join("; ")
-            },
-        ]);
-    }
-    let widths: Vec<usize> = (0..11)
-        .map(|i| {
-            t.iter()
-                .map(|row| row[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in &t {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i == 9 {
-                    c.clone()
-                } else {
-                    format!("{c:<w$}", w = widths[i])
-                }
-            })
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// Problems per host, for the exit diagnostic.

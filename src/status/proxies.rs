@@ -1,0 +1,199 @@
+//! What each proxy routes, for `dbfleet status` (issue 15: the topology view shows the
+//! proxies beside the replication tree): HAProxy's own view of its `writer` and `reader`
+//! backends (`show stat` on its admin socket, one round trip per proxy), set against the
+//! servers' live roles read in the same `status` run.
+//!
+//! Unhealthy: the proxy is unreachable or its HAProxy does not answer; its writer backend
+//! has no server UP, more than one UP (two writers behind one address, proxysql#789), or
+//! one UP that is not the cluster's live primary; its reader backend has a writable server
+//! UP. A ProxySQL proxy is not read (`proxy_backend: proxysql` is rendered only).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use super::HostStatus;
+use crate::inventory::{Host, Inventory};
+use crate::transport::SshHost;
+
+/// One server in a proxy backend and HAProxy's state of it (`UP`, `DOWN`, `MAINT`,
+/// `UP 1/2`…, as `show stat` prints it).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Routed {
+    pub server: String,
+    pub state: String,
+}
+
+impl Routed {
+    fn up(&self) -> bool {
+        self.state == "UP" || self.state.starts_with("UP ")
+    }
+}
+
+/// One proxy host's routing.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ProxyStatus {
+    pub host: String,
+    pub cluster: String,
+    /// The writer backend's servers, in the configuration's order.
+    pub writer: Vec<Routed>,
+    /// The reader backend's servers.
+    pub reader: Vec<Routed>,
+    /// Why this proxy is unhealthy; empty when healthy.
+    pub problems: Vec<String>,
+}
+
+/// The script: HAProxy's statistics as CSV, from its admin socket.
+pub const SCRIPT: &str = "echo 'show stat' | socat -t 2 stdio unix-connect:/run/haproxy/admin.sock";
+
+/// Parses `show stat` output (CSV with a `# pxname,svname,…,status,…` header) into the
+/// writer and reader backends' servers.
+///
+/// Errors: a message when the output has no such header.
+pub fn parse(out: &str) -> Result<(Vec<Routed>, Vec<Routed>), String> {
+    let mut lines = out.lines();
+    let header = lines
+        .find(|l| l.starts_with("# pxname"))
+        .ok_or_else(|| "HAProxy's statistics have no header".to_string())?;
+    let cols: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
+    let at = |name: &str| cols.iter().position(|c| *c == name);
+    let (Some(px), Some(sv), Some(st)) = (at("pxname"), at("svname"), at("status")) else {
+        return Err("HAProxy's statistics lack pxname, svname or status".into());
+    };
+    let (mut writer, mut reader) = (Vec::new(), Vec::new());
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        let (Some(p), Some(s), Some(state)) = (f.get(px), f.get(sv), f.get(st)) else {
+            continue;
+        };
+        if matches!(*s, "FRONTEND" | "BACKEND") {
+            continue;
+        }
+        let r = Routed {
+            server: s.to_string(),
+            state: state.to_string(),
+        };
+        match *p {
+            "writer" => writer.push(r),
+            "reader" => reader.push(r),
+            _ => {}
+        }
+    }
+    Ok((writer, reader))
+}
+
+/// Judges one proxy's output (or why it could not be read) against the servers' rows.
+pub fn evaluate(h: &Host, output: Result<&str, &str>, rows: &[HostStatus]) -> ProxyStatus {
+    let mut p = ProxyStatus {
+        host: h.name.clone(),
+        cluster: h.cluster.clone(),
+        ..Default::default()
+    };
+    let parsed = match output {
+        Ok(o) => parse(o),
+        Err(e) => Err(format!("unreachable: {e}")),
+    };
+    match parsed {
+        Ok((w, r)) => {
+            p.writer = w;
+            p.reader = r;
+        }
+        Err(e) => {
+            p.problems.push(e);
+            return p;
+        }
+    }
+    let live = |server: &str| rows.iter().find(|r| r.host == server);
+    let up: Vec<&Routed> = p.writer.iter().filter(|r| r.up()).collect();
+    match up[..] {
+        [] => p
+            .problems
+            .push("no writer: no server is UP in the writer backend".into()),
+        [one] => {
+            if let Some(r) = live(&one.server)
+                && (r.live != "primary" || r.read_only == Some(true))
+            {
+                p.problems.push(format!(
+                    "the writer backend routes to {}, which is not a writable primary",
+                    one.server
+                ));
+            }
+        }
+        _ => p.problems.push(format!(
+            "two writers: {} are UP in the writer backend",
+            up.iter()
+                .map(|r| r.server.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+    for r in p.reader.iter().filter(|r| r.up()) {
+        if live(&r.server).is_some_and(|s| s.read_only == Some(false)) {
+            p.problems.push(format!(
+                "the reader backend routes to {}, which is writable",
+                r.server
+            ));
+        }
+    }
+    p
+}
+
+/// Reads every proxy of `proxies` that runs HAProxy, `forks` at a time.
+pub async fn gather(
+    inv: &Inventory,
+    proxies: &[&Host],
+    rows: &[HostStatus],
+    forks: usize,
+    timeout: std::time::Duration,
+) -> Vec<ProxyStatus> {
+    let sem = Arc::new(Semaphore::new(forks.max(1)));
+    let futs = proxies.iter().map(|h| {
+        let sem = sem.clone();
+        async move {
+            let _p = sem.acquire().await;
+            let res: Result<String, String> = async {
+                let c = SshHost::connect(h, inv.host_key_policy, timeout)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let o = c.run(SCRIPT).await.map_err(|e| e.to_string());
+                c.close().await;
+                let o = o?;
+                if o.code != 0 {
+                    return Err(format!("HAProxy's admin socket: {}", o.stderr.trim()));
+                }
+                Ok(o.stdout)
+            }
+            .await;
+            evaluate(h, res.as_deref().map_err(|e| e.as_str()), rows)
+        }
+    });
+    futures::future::join_all(futs).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
+        writer,FRONTEND,,,0,1,4096,12,0,0,0,0,0,,,,,OPEN,\n\
+        writer,db1,0,0,0,1,,12,0,0,,0,,0,0,0,0,UP,1\n\
+        writer,db2,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT,1\n\
+        writer,BACKEND,0,0,0,1,410,12,0,0,0,0,,0,0,0,0,UP,1\n\
+        reader,db2,0,0,0,1,,5,0,0,,0,,0,0,0,0,UP,1\n\
+        reader,db3,0,0,0,1,,5,0,0,,0,,0,0,0,0,DOWN 1/2,1\n";
+
+    #[test]
+    fn show_stat_is_read_by_its_header() {
+        let (w, r) = parse(STAT).unwrap();
+        assert_eq!(
+            w.iter()
+                .map(|r| (r.server.as_str(), r.up()))
+                .collect::<Vec<_>>(),
+            [("db1", true), ("db2", false)]
+        );
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].state, "DOWN 1/2");
+        assert!(parse("no stats here").is_err());
+    }
+}
