@@ -84,8 +84,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Print the task graph in Graphviz DOT.
     Graph,
-    /// The live fleet: roles, read_only, GTID positions, replication threads, lag,
-    /// semi-sync, TLS. Exits 1 naming each unhealthy host and why.
+    /// The live fleet drawn as its topology: per cluster, the replication tree (roles,
+    /// version, read_only, GTID positions, threads, lag, semi-sync, TLS) and what each proxy
+    /// routes. Exits 1 naming each unhealthy host and why.
     Status {
         /// Print the rows as JSON.
         #[arg(long)]
