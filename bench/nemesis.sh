@@ -8,7 +8,7 @@
 #
 # Faults (lab/fault.sh):
 #   kill        docker kill of the primary                      → failover, rejoin or rebuild
-#   partition   primary cut off from this machine and its replicas, the proxy still
+#   partition   primary cut off from this machine and its replicas, the proxies still
 #               reaches it (asymmetric)                          → failover, heal, rejoin or rebuild
 #   isolate     primary cut off from everyone                   → failover, heal, rejoin or rebuild
 #   one-way     primary's packets to its replicas dropped (they still reach it)
@@ -155,7 +155,7 @@ for i in $(seq "$N"); do
   case "$kind" in
     kill) bash lab/fault.sh kill "$old" ;;
     partition) bash lab/fault.sh partition "$old" operator $(replicas) ;;
-    isolate) bash lab/fault.sh partition "$old" operator $(replicas) proxy1 backup1 ;;
+    isolate) bash lab/fault.sh partition "$old" operator $(replicas) proxy1 proxy2 backup1 ;;
     one-way) bash lab/fault.sh partition "$old" --out $(replicas) ;;
     pause) bash lab/fault.sh pause "$old" ;;
     stress) bash lab/fault.sh stress proxy1 20 8 ;;
