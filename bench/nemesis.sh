@@ -9,7 +9,7 @@
 # Faults (lab/fault.sh):
 #   kill        docker kill of the primary                      → failover, rejoin or rebuild
 #   partition   primary cut off from this machine and its replicas, the proxies still
-#               reaches it (asymmetric)                          → failover, heal, rejoin or rebuild
+#               reach it (asymmetric)                            → failover, heal, rejoin or rebuild
 #   isolate     primary cut off from everyone                   → failover, heal, rejoin or rebuild
 #   one-way     primary's packets to its replicas dropped (they still reach it)
 #                                                                → failover, heal, rejoin or rebuild
