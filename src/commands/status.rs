@@ -17,17 +17,17 @@ pub fn run(opts: &Options, json: bool) -> Result<Exit, Error> {
         ..opts.clone()
     })?;
     let inv = &engine.inv;
+    let selected = |h: &&crate::inventory::Host| {
+        engine
+            .opts
+            .limit
+            .as_ref()
+            .is_none_or(|l| l.contains(&h.name))
+    };
     let hosts: Vec<&crate::inventory::Host> = inv
         .hosts
         .iter()
-        .filter(|h| {
-            h.is_database()
-                && engine
-                    .opts
-                    .limit
-                    .as_ref()
-                    .is_none_or(|l| l.contains(&h.name))
-        })
+        .filter(|h| h.is_database() && selected(h))
         .collect();
     let max_lag = hosts
         .first()
@@ -41,11 +41,7 @@ pub fn run(opts: &Options, json: bool) -> Result<Exit, Error> {
         .filter(|h| {
             h.has(crate::inventory::Role::Proxy)
                 && h.vars.get("proxy_backend").and_then(|v| v.as_str()) != Some("proxysql")
-                && engine
-                    .opts
-                    .limit
-                    .as_ref()
-                    .is_none_or(|l| l.contains(&h.name))
+                && selected(h)
         })
         .collect();
     let rt = crate::engine::runtime()?;
