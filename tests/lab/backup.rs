@@ -386,7 +386,7 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
         sql("db3", "CHECKSUM TABLE app.pitr"),
         sql("db1", "CHECKSUM TABLE app.pitr")
     );
-    let s = dbfleet(&["status"]);
+    let s = status_when_healthy(None);
     assert_eq!(
         s.code,
         0,
@@ -505,7 +505,7 @@ fn rebuild_brings_back_a_lost_replica_then_a_lost_cluster_from_backups_alone() {
         all.all()
     );
     assert_eq!(sql("db1", "SELECT @@read_only"), "0");
-    let s = dbfleet(&["status"]);
+    let s = status_when_healthy(None);
     assert_eq!(s.code, 0, "{}", s.all());
     assert_empty_plan();
 }

@@ -236,7 +236,7 @@ fn switchover_under_write_load_keeps_every_acknowledged_insert_and_refuses_unrea
     assert_eq!(p.code, 0, "{}", p.all());
     // The demoted db1 still holds its own GTIDs from its time as primary; db2 has them too,
     // so they are history, not errant: status is healthy.
-    let st = dbfleet_with(&inv, &["status"], &[]);
+    let st = status_when_healthy(Some(&inv));
     assert_eq!(st.code, 0, "status after a switchover:\n{}", st.all());
 
     // And back to lab.yml's topology.

@@ -467,6 +467,6 @@ fn monitoring_cron_job_logs_and_writes_metrics_and_a_stopped_replica_is_restarte
         a.all()
     );
     on("db3", "/usr/local/lib/dbfleet/replication-check");
-    assert_eq!(dbfleet(&["status"]).code, 0);
+    assert_eq!(status_when_healthy(None).code, 0);
     assert_empty_plan();
 }

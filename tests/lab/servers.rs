@@ -364,7 +364,7 @@ fn switchover_failover_rejoin(s: &Server, dir: &Path, inv: &Path) {
     assert_eq!(s.sql("db2", "SELECT @@read_only"), "1");
     s.converge(inv);
     // Healthy: the old primaries' own transactions are history the primary has, not errant.
-    let st = dbfleet_with(inv, &["status"], &[]);
+    let st = status_when_healthy(Some(inv));
     assert_eq!(st.code, 0, "{}", st.all());
 }
 
@@ -532,7 +532,7 @@ fn mariadb_11_8_on_debian_13_applies_replicates_over_tls_and_fails_over_without_
         assert_eq!(st["Master_SSL_Allowed"], "Yes", "{h}");
         assert_eq!(st["Master_SSL_Verify_Server_Cert"], "Yes", "{h}");
     }
-    let st = dbfleet_with(&inv, &["status"], &[]);
+    let st = status_when_healthy(Some(&inv));
     assert_eq!(st.code, 0, "{}", st.all());
 
     hardening_and_firewall_hold(s, &inv);
@@ -674,7 +674,7 @@ fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_restores_and_
             assert_eq!(st.get(field), Some(&want), "{h}: {field}");
         }
     }
-    let st = dbfleet_with(&inv, &["status"], &[]);
+    let st = status_when_healthy(Some(&inv));
     assert_eq!(st.code, 0, "{}", st.all());
 
     // Accounts on caching_sha2_password; the application reaches the primary through the

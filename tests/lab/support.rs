@@ -436,3 +436,21 @@ pub fn can_connect<S: AsRef<std::ffi::OsStr>>(from: &[S], addr: &str, port: u16)
         .expect("docker");
     String::from_utf8_lossy(&o.stdout).trim() == "open"
 }
+
+/// `dbfleet status` (of `inventory`, or lab.yml), retried for up to 15 s until it exits 0;
+/// the last run. After a restart, a restore or a switchover the servers are right at once,
+/// but HAProxy marks a server UP only after `rise 2` checks (about 2 s), and `status` calls
+/// a proxy with no writer UP unhealthy, as it is for that moment.
+pub fn status_when_healthy(inventory: Option<&Path>) -> Out {
+    let t0 = Instant::now();
+    loop {
+        let s = match inventory {
+            Some(inv) => dbfleet_with(inv, &["status"], &[]),
+            None => dbfleet(&["status"]),
+        };
+        if s.code == 0 || t0.elapsed() > Duration::from_secs(15) {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
