@@ -176,10 +176,7 @@ pub async fn apply(
                 };
                 // Rolling: a handler, or an upgrade (a fresh install runs here: nothing
                 // runs yet to roll). The handlers an upgrade notifies are held back with it.
-                if skip.is_none()
-                    && t.rolling
-                    && (t.handler || change.action == crate::tasks::Action::Update)
-                {
+                if skip.is_none() && crate::runbooks::rolling::held_back(engine, &hp.host, change) {
                     if let Ok(mut d) = deferred.lock() {
                         d.push((hp.host.clone(), *n));
                     }

@@ -109,22 +109,18 @@ pub fn fold(engine: &Engine, plan: &mut Plan) {
         .flat_map(|hp| {
             hp.changes
                 .iter()
-                .filter(|c| {
-                    (c.handler || c.action == crate::tasks::Action::Update)
-                        && is_rolling(engine, &hp.host, &c.task)
-                })
+                .filter(|c| held_back(engine, &hp.host, c))
                 .map(|c| (hp.host.clone(), c.task.clone()))
         })
         .collect();
+    // Hosts whose held-back changes include an upgrade (a task, not a handler).
     let upgrading: Vec<String> = plan
         .hosts
         .iter()
         .filter(|hp| {
-            hp.changes.iter().any(|c| {
-                !c.handler
-                    && c.action == crate::tasks::Action::Update
-                    && is_rolling(engine, &hp.host, &c.task)
-            })
+            hp.changes
+                .iter()
+                .any(|c| !c.handler && held_back(engine, &hp.host, c))
         })
         .map(|hp| hp.host.clone())
         .collect();
@@ -188,7 +184,14 @@ fn describe(engine: &Engine, c: &Cluster<'_>, primary: &str, due: &[String], wha
     )
 }
 
-/// Whether `task` on `host` is a rolling handler.
+/// Whether the planned change `c` on `host` is held back for the roll: a rolling handler,
+/// or a rolling task that upgrades (`~`; a fresh install runs in its place, as nothing runs
+/// yet to roll). The apply holds back exactly these; `fold` describes them.
+pub fn held_back(engine: &Engine, host: &str, c: &crate::plan::Change) -> bool {
+    (c.handler || c.action == crate::tasks::Action::Update) && is_rolling(engine, host, &c.task)
+}
+
+/// Whether `task` on `host` is a rolling handler or task.
 pub fn is_rolling(engine: &Engine, host: &str, task: &str) -> bool {
     engine
         .graph
@@ -510,13 +513,10 @@ async fn restart_by_switchover(
             .map_err(|e| format!("reading {path}: {e}"))?,
     };
     // The edit must start from the inventory this apply planned with, not one edited since.
-    {
-        use sha2::Digest;
-        if hex::encode(sha2::Sha256::digest(text.as_bytes())) != engine.inv.digest {
-            return Err(format!(
-                "{path} changed since this apply read it: {p} is not switched over (run `dbfleet plan` again)"
-            ));
-        }
+    if crate::tasks::file::sha256_hex(text.as_bytes()) != engine.inv.digest {
+        return Err(format!(
+            "{path} changed since this apply read it: {p} is not switched over (run `dbfleet plan` again)"
+        ));
     }
     let edited = crate::inventory::edit::promote(&path, &text, &s, p).map_err(|e| e.to_string())?;
     // Not offline: the runbook writes the replication password into the demoted primary.
