@@ -101,6 +101,20 @@ pub enum Command {
     /// the replicas, fences it, promotes the most advanced eligible replica, repoints the
     /// others and the proxies, and records the new topology in the inventory.
     Failover(FailoverArgs),
+    /// Write into the inventory the failovers the failover monitors did (`monitor` role):
+    /// the new primary, the old one a replica of it, as `failover` would have. `plan` and
+    /// `apply` refuse until then, showing this edit.
+    Adopt,
+    /// Run the failover monitor of monitor host HOST from the inventory copy `apply`
+    /// installed (`--inventory /etc/dbfleet/monitor/inventory.yml`). Started by the host's
+    /// `dbfleet-monitor` service, not by hand.
+    Monitor {
+        /// This monitor's host name in the inventory.
+        host: String,
+        /// The cluster to watch (the fleet's only cluster without it).
+        #[arg(long)]
+        cluster: Option<String>,
+    },
     /// Bring a returned old primary back as a replica of the current primary, when its
     /// GTID history allows (refuses, naming them, when it has transactions the primary
     /// never saw).
@@ -329,6 +343,7 @@ pub fn options(g: &Global) -> Options {
         connect_timeout: Duration::from_secs(g.connect_timeout),
         inventory_text: None,
         seed_from_backup: false,
+        monitor_home: None,
     }
 }
 
@@ -365,6 +380,8 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             };
             commands::failover::run(opts, &request, a.show.mode(), style)
         }
+        Command::Adopt => commands::monitor::adopt(opts),
+        Command::Monitor { host, cluster } => commands::monitor::run(opts, &host, cluster, style),
         Command::Rejoin { host, show } => {
             commands::failover::rejoin(opts, &host, show.mode(), style)
         }

@@ -55,6 +55,11 @@ pub struct Options {
     /// Seed new replicas from their cluster's newest physical backup instead of from their
     /// source (`dbfleet rebuild`).
     pub seed_from_backup: bool,
+    /// The failover monitor's home on a monitor host (`dbfleet monitor`, see
+    /// `crate::runbooks::monitor`): secrets come from its `secrets.json` only, every host is
+    /// reached through its `ssh_config` (the monitor's key and pinned host keys), and TLS
+    /// material and backup keys render as placeholders, since the monitor applies no file.
+    pub monitor_home: Option<PathBuf>,
 }
 
 /// A loaded fleet: everything known before any host is contacted.
@@ -85,10 +90,16 @@ impl Engine {
     /// [`Error::UnknownTag`] for a `--tags` tag no task has.
     pub fn load(opts: Options) -> Result<Engine, Error> {
         let lib = Library::load(opts.playbooks.as_deref(), opts.templates.as_deref())?;
-        let inv = match &opts.inventory_text {
+        let mut inv = match &opts.inventory_text {
             Some(text) => crate::inventory::load::load_text(&opts.inventory, text, &lib.defaults)?,
             None => crate::inventory::load(&opts.inventory, &lib.defaults)?,
         };
+        if let Some(home) = &opts.monitor_home {
+            for h in &mut inv.hosts {
+                h.ssh.config = Some(home.join("ssh_config"));
+                h.ssh.identity = None;
+            }
+        }
         // `--limit` patterns become host names here (`crate::selection`); a saved plan
         // records the names.
         let mut opts = opts;
@@ -96,12 +107,14 @@ impl Engine {
             opts.limit = Some(crate::selection::limit(&inv, patterns)?);
         }
         let redactor = Redactor::default();
-        let secrets = Arc::new(if opts.offline {
-            Secrets::placeholders(&inv, redactor.clone())
-        } else {
-            Secrets::new(&inv, redactor.clone())
+        // The monitor renders nothing it applies: only its secrets are real.
+        let placeholders = opts.offline || opts.monitor_home.is_some();
+        let secrets = Arc::new(match &opts.monitor_home {
+            _ if opts.offline => Secrets::placeholders(&inv, redactor.clone()),
+            Some(home) => Secrets::given(&inv, redactor.clone(), &home.join("secrets.json"))?,
+            None => Secrets::new(&inv, redactor.clone()),
         });
-        let tls = if opts.offline {
+        let tls = if placeholders {
             crate::tls::Tls::placeholders(&inv)
         } else {
             let renew_days = lib
@@ -121,10 +134,10 @@ impl Engine {
         for (host, why) in &tls.issued {
             tracing::info!(host = %host, reason = %why, "issued a TLS certificate");
         }
-        let backup_key = Arc::new(crate::backup::keys::BackupKey::new(
-            inv.base_dir().join(".dbfleet"),
-            opts.offline,
-        ));
+        let backup_key = Arc::new(
+            crate::backup::keys::BackupKey::new(inv.base_dir().join(".dbfleet"), placeholders)
+                .with_hosts(inv.hosts.clone()),
+        );
         let tasks = crate::tasks::resolve(&inv, &lib, secrets, Arc::new(tls), backup_key)?;
         let graph = TaskGraph::build(tasks)?;
         if let Some(tags) = &opts.tags {

@@ -27,6 +27,8 @@ pub enum Event {
     },
     /// One step of a runbook (switchover, failover, rejoin) on `host`, done.
     Step { host: String, text: String },
+    /// A new decision of the failover monitor (`crate::runbooks::monitor`) on `cluster`.
+    Monitor { cluster: String, text: String },
 }
 
 #[derive(Debug, Clone)]

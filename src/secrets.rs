@@ -124,6 +124,9 @@ pub struct Secrets {
     store: PathBuf,
     /// Offline renders use placeholders and touch no source and no store.
     placeholders: bool,
+    /// The failover monitor's secrets (`Secrets::given`): these names have values, every
+    /// other one is a placeholder.
+    given: Option<BTreeMap<String, String>>,
     cache: Mutex<BTreeMap<String, Secret>>,
     pub redactor: Redactor,
 }
@@ -136,6 +139,7 @@ impl Secrets {
             store: base.join(".dbfleet").join("secrets.json"),
             base,
             placeholders: false,
+            given: None,
             cache: Mutex::new(BTreeMap::new()),
             redactor,
         }
@@ -145,6 +149,28 @@ impl Secrets {
         let mut s = Self::new(inv, redactor);
         s.placeholders = true;
         s
+    }
+    /// The failover monitor's secrets: the values in `file` (a 0600 JSON object, name →
+    /// value, written by `apply` on monitor hosts), placeholders for every other name.
+    ///
+    /// Errors: [`Error::Secret`] when the file is unreadable, not private or not such an
+    /// object.
+    pub fn given(inv: &Inventory, redactor: Redactor, file: &Path) -> Result<Self, Error> {
+        let err = |reason: String| Error::Secret {
+            name: file.display().to_string(),
+            reason,
+        };
+        let bytes =
+            crate::files::read_private(file, MAX_SECRET_FILE_BYTES).map_err(|e| err(e.0))?;
+        let map: BTreeMap<String, String> = serde_json::from_slice(&bytes)
+            .map_err(|e| err(format!("not a JSON object of strings: {e}")))?;
+        for v in map.values() {
+            redactor.add(v);
+        }
+        let mut s = Self::new(inv, redactor);
+        s.placeholders = true;
+        s.given = Some(map);
+        Ok(s)
     }
     pub fn is_declared(&self, name: &str) -> bool {
         self.sources.contains_key(name)
@@ -167,7 +193,9 @@ impl Secrets {
             .sources
             .get(name)
             .ok_or_else(|| err("not declared under `secrets:` in the inventory".into()))?;
-        let value = if self.placeholders {
+        let value = if let Some(v) = self.given.as_ref().and_then(|g| g.get(name)) {
+            v.clone()
+        } else if self.placeholders {
             format!("<secret:{name}>")
         } else {
             match src {

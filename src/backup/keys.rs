@@ -11,6 +11,10 @@
 //!   rebuilt backup server is trusted again by the next apply, where a key learnt on first
 //!   contact would lock every job out. ECDSA, so the server's own ed25519 key, the one
 //!   operators' known_hosts hold, stays as it is.
+//! - `monitor_ed25519`, the failover monitors' key (`crate::runbooks::monitor`): monitor
+//!   hosts hold the private key; database, proxy and monitor hosts authorize the public key
+//!   for root from the monitor hosts' addresses only (`from=`, `restrict`), since the
+//!   failover runs the same steps over SSH as `dbfleet failover` does.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -23,6 +27,10 @@ pub struct BackupKey {
     offline: bool,
     client: Pair,
     host: Pair,
+    monitor: Pair,
+    /// The fleet's hosts, for [`BackupKey::known_hosts`].
+    hosts: Vec<crate::inventory::Host>,
+    known: OnceLock<Result<String, String>>,
 }
 
 impl BackupKey {
@@ -34,6 +42,9 @@ impl BackupKey {
             offline,
             client: OnceLock::new(),
             host: OnceLock::new(),
+            monitor: OnceLock::new(),
+            hosts: Vec::new(),
+            known: OnceLock::new(),
         }
     }
 
@@ -44,6 +55,11 @@ impl BackupKey {
         file: &str,
         kind: &str,
     ) -> Result<&'a (String, String), String> {
+        let comment = if file.starts_with("monitor") {
+            "dbfleet-monitor"
+        } else {
+            "dbfleet-backup"
+        };
         cell.get_or_init(|| {
             if self.offline {
                 let algorithm = match kind {
@@ -52,7 +68,7 @@ impl BackupKey {
                 };
                 return Ok((
                     format!("<{file} private key>\n"),
-                    format!("{algorithm} <{file}.pub> dbfleet-backup"),
+                    format!("{algorithm} <{file}.pub> {comment}"),
                 ));
             }
             let key = self.dir.join(file);
@@ -60,7 +76,7 @@ impl BackupKey {
                 crate::files::ensure_state_dir(&self.dir)
                     .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
                 let o = std::process::Command::new("ssh-keygen")
-                    .args(["-q", "-t", kind, "-N", "", "-C", "dbfleet-backup", "-f"])
+                    .args(["-q", "-t", kind, "-N", "", "-C", comment, "-f"])
                     .arg(&key)
                     .output()
                     .map_err(|e| {
@@ -89,6 +105,55 @@ impl BackupKey {
 
     fn host(&self) -> Result<&(String, String), String> {
         self.pair(&self.host, "backup_host_ecdsa", "ecdsa")
+    }
+
+    /// The same, with the fleet's hosts for [`BackupKey::known_hosts`].
+    pub fn with_hosts(mut self, hosts: Vec<crate::inventory::Host>) -> BackupKey {
+        self.hosts = hosts;
+        self
+    }
+
+    /// Whether keys render as placeholders (`plan --offline`, the monitor's own engine).
+    pub fn placeholders(&self) -> bool {
+        self.offline
+    }
+
+    /// The known_hosts lines of every host of the fleet, as this machine's ssh knows them
+    /// (`ssh -G` names the known_hosts files the inventory's ssh settings use, `ssh-keygen
+    /// -F` finds each host there): the failover monitors pin the same host keys the
+    /// operator verified, never learning one on first contact.
+    ///
+    /// Errors: a host this machine has no key for (connect to it with dbfleet first), or
+    /// ssh/ssh-keygen failing.
+    pub fn known_hosts(&self) -> Result<String, String> {
+        self.known
+            .get_or_init(|| {
+                if self.offline {
+                    return Ok("<known hosts of the fleet>\n".into());
+                }
+                let mut out = String::new();
+                for h in &self.hosts {
+                    out.push_str(&crate::transport::ssh::known_host_lines(h)?);
+                }
+                Ok(out)
+            })
+            .clone()
+    }
+
+    /// The failover monitors' private key (OpenSSH format).
+    ///
+    /// Errors: as [`BackupKey::private`].
+    pub fn monitor_private(&self) -> Result<String, String> {
+        self.pair(&self.monitor, "monitor_ed25519", "ed25519")
+            .map(|p| p.0.clone())
+    }
+
+    /// The failover monitors' public key line ("ssh-ed25519 AAAA… dbfleet-monitor").
+    ///
+    /// Errors: as [`BackupKey::private`].
+    pub fn monitor_public(&self) -> Result<String, String> {
+        self.pair(&self.monitor, "monitor_ed25519", "ed25519")
+            .map(|p| p.1.clone())
     }
 
     /// The client private key (OpenSSH format).

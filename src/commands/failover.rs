@@ -16,9 +16,7 @@ use crate::plan::runbook::Runbook;
 use crate::report::{self, Reporter, Style};
 use crate::runbooks::Cluster;
 use crate::runbooks::execute::{NoConverge, execute};
-use crate::runbooks::failover::{
-    self, FailoverRecord, Request, cluster_of, lock_path, now_s, read_records,
-};
+use crate::runbooks::failover::{self, FailoverRecord, Request, cluster_of, now_s};
 
 /// `dbfleet failover`: plans the failover (confirms the primary dead from here, the
 /// replicas and the proxies; picks the most advanced eligible replica), presents it as
@@ -41,25 +39,7 @@ pub fn run(opts: &Options, a: &Request, mode: Mode, style: Style) -> Result<Exit
     let engine = Engine::load(short)?;
     crate::runbooks::require_proven(engine.runbook_dialect(), "failover")?;
     let (cluster, old) = cluster_of(&engine, a.cluster.as_deref())?;
-    let window = engine
-        .inv
-        .host(&old)
-        .and_then(|h| h.vars.get("failover_anti_flap_seconds"))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(3600);
-    let records = read_records(&engine);
-    if let Some(r) = records.iter().find(|r| r.cluster == cluster)
-        && now_s().saturating_sub(r.at) < window
-        && !a.force
-    {
-        return Err(Error::Refused(format!(
-            "cluster {cluster} failed over {} s ago ({} → {}: {}); a second failover inside failover_anti_flap_seconds ({window} s) needs --force",
-            now_s().saturating_sub(r.at),
-            r.from,
-            r.to,
-            r.reason
-        )));
-    }
+    failover::anti_flap(&engine, &cluster, &old, a.force)?;
     let runbook = Runbook::Failover {
         cluster: cluster.clone(),
         to: a.to.clone(),
@@ -97,20 +77,16 @@ pub fn run(opts: &Options, a: &Request, mode: Mode, style: Style) -> Result<Exit
         // Record: inventory, then the anti-flap lock.
         let path = &opts.inventory;
         crate::inventory::edit::write(path, &fp.edited)?;
-        let mut records: Vec<FailoverRecord> =
-            records.into_iter().filter(|r| r.cluster != cluster).collect();
-        records.push(FailoverRecord {
-            cluster: cluster.clone(),
-            at: now_s(),
-            from: old.clone(),
-            to: new.clone(),
-            reason: format!("{old} dead from here and from its replicas"),
-        });
-        crate::secrets::write_private(
-            &lock_path(&engine),
-            &serde_json::to_vec_pretty(&records).unwrap_or_default(),
-        )
-        .map_err(|e| Error::io("writing the failover record", e))?;
+        failover::record(
+            &engine,
+            &FailoverRecord {
+                cluster: cluster.clone(),
+                at: now_s(),
+                from: old.clone(),
+                to: new.clone(),
+                reason: format!("{old} dead from here and from its replicas"),
+            },
+        )?;
         report::print(&format!(
             "Failover complete: {new} is the primary of {cluster} ({} ms from start to the proxies' writer on {new}).\nUpdated {}:\n{}",
             took.as_millis(),

@@ -10,6 +10,7 @@ pub mod apply;
 pub mod backup;
 pub mod failover;
 pub mod graph;
+pub mod monitor;
 pub mod plan;
 pub mod rebuild;
 pub mod restore;
@@ -25,7 +26,8 @@ use crate::error::Error;
 use crate::events::EventSink;
 use crate::plan::Plan;
 
-/// Probes `hosts` and plans from what was found, a planned switchover folded in
+/// Probes `hosts` and plans from what was found (refused while a monitor's failover is not
+/// adopted: `crate::runbooks::monitor::require_adopted`), a planned switchover folded in
 /// (`crate::runbooks::switchover::fold`): the load → probe → plan every command that
 /// changes hosts starts with. The connections stay open for the apply (the caller ends
 /// them with [`Engine::close`]); when planning fails they are closed here.
@@ -36,7 +38,17 @@ pub(crate) async fn probe_and_plan(
     hosts: &[String],
     events: &Arc<dyn EventSink>,
 ) -> Result<(Probe, Plan), Error> {
-    let probe = engine.probe(hosts, events).await?;
+    // A failover the monitors did and the inventory does not show refuses the plan; read
+    // from the monitor hosts while the probe runs.
+    let (adopted, probe) = tokio::join!(
+        crate::runbooks::monitor::require_adopted(engine),
+        engine.probe(hosts, events)
+    );
+    let probe = probe?;
+    if let Err(e) = adopted {
+        Engine::close(probe).await;
+        return Err(e);
+    }
     let planned = engine.plan(&probe).and_then(|mut plan| {
         crate::runbooks::switchover::fold(engine, &probe, &mut plan)?;
         crate::runbooks::rolling::fold(engine, &mut plan);

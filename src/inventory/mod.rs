@@ -34,16 +34,20 @@ pub enum Role {
     Replica,
     Backup,
     Proxy,
+    /// Runs the failover monitor (`dbfleet monitor`, `crate::runbooks::monitor`).
+    Monitor,
 }
 
 impl Role {
-    pub const NAMES: &'static [&'static str] = &["primary", "replica", "backup", "proxy"];
+    pub const NAMES: &'static [&'static str] =
+        &["primary", "replica", "backup", "proxy", "monitor"];
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Primary => "primary",
             Role::Replica => "replica",
             Role::Backup => "backup",
             Role::Proxy => "proxy",
+            Role::Monitor => "monitor",
         }
     }
     pub fn parse(s: &str) -> Option<Role> {
@@ -52,6 +56,7 @@ impl Role {
             "replica" => Role::Replica,
             "backup" => Role::Backup,
             "proxy" => Role::Proxy,
+            "monitor" => Role::Monitor,
             _ => return None,
         })
     }
@@ -176,6 +181,9 @@ pub struct Inventory {
     pub path: PathBuf,
     /// sha256 of the inventory file's bytes (hex); a saved plan records it.
     pub digest: String,
+    /// The inventory file's text: the failover monitors get a copy of it.
+    #[serde(skip)]
+    pub text: String,
     pub name: String,
     pub flavor: Flavor,
     /// Server version as declared, e.g. "10.11".

@@ -10,6 +10,10 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
     ("common.yml", include_str!("../../playbooks/common.yml")),
     ("database.yml", include_str!("../../playbooks/database.yml")),
     ("defaults.yml", include_str!("../../playbooks/defaults.yml")),
+    (
+        "failover-monitor.yml",
+        include_str!("../../playbooks/failover-monitor.yml"),
+    ),
     ("firewall.yml", include_str!("../../playbooks/firewall.yml")),
     (
         "monitoring.yml",
@@ -85,6 +89,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/backup.cron.j2"),
     ),
     (
+        "dbfleet-monitor.init.j2",
+        include_str!("../../templates/dbfleet-monitor.init.j2"),
+    ),
+    (
         "firewall.nft.j2",
         include_str!("../../templates/firewall.nft.j2"),
     ),
@@ -109,6 +117,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/logrotate-slow.j2"),
     ),
     (
+        "monitor-secrets.json.j2",
+        include_str!("../../templates/monitor-secrets.json.j2"),
+    ),
+    (
+        "monitor-ssh-config.j2",
+        include_str!("../../templates/monitor-ssh-config.j2"),
+    ),
+    (
         "monitor.cnf.j2",
         include_str!("../../templates/monitor.cnf.j2"),
     ),
@@ -117,16 +133,12 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/mysql.init.j2"),
     ),
     (
-        "mysqld.cnf.j2",
-        include_str!("../../templates/mysqld.cnf.j2"),
-    ),
-    (
         "mysqld-live.cnf.j2",
         include_str!("../../templates/mysqld-live.cnf.j2"),
     ),
     (
-        "server-pin.pref.j2",
-        include_str!("../../templates/server-pin.pref.j2"),
+        "mysqld.cnf.j2",
+        include_str!("../../templates/mysqld.cnf.j2"),
     ),
     (
         "proxy-checker.init.j2",
@@ -155,5 +167,9 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (
         "replication-check.sh.j2",
         include_str!("../../templates/replication-check.sh.j2"),
+    ),
+    (
+        "server-pin.pref.j2",
+        include_str!("../../templates/server-pin.pref.j2"),
     ),
 ];

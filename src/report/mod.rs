@@ -217,6 +217,11 @@ impl EventSink for Reporter {
                 self.with_bar(|b| b.set_message(format!("{host}: {task}")))
             }
             Event::Step { host, text } => self.line(format!("  {host}: {text}\n")),
+            // The monitor's log (its init script sends stdout to a file): one dated line.
+            Event::Monitor { cluster, text } => self.line(format!(
+                "{} {cluster}: {text}\n",
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+            )),
             Event::TaskFinished {
                 host,
                 task,

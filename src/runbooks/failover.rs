@@ -71,6 +71,48 @@ pub(crate) fn read_records(engine: &Engine) -> Vec<FailoverRecord> {
         .unwrap_or_default()
 }
 
+/// Refuses a failover of `cluster` inside the anti-flap window of its last one
+/// (`failover_anti_flap_seconds` of the primary `old`, default 3600 s), unless `force`.
+///
+/// Errors: [`Error::Refused`] naming the last failover and the window.
+pub fn anti_flap(engine: &Engine, cluster: &str, old: &str, force: bool) -> Result<(), Error> {
+    let window = engine
+        .inv
+        .host(old)
+        .and_then(|h| h.vars.get("failover_anti_flap_seconds"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(3600);
+    if let Some(r) = read_records(engine).iter().find(|r| r.cluster == cluster)
+        && now_s().saturating_sub(r.at) < window
+        && !force
+    {
+        return Err(Error::Refused(format!(
+            "cluster {cluster} failed over {} s ago ({} → {}: {}); a second failover inside failover_anti_flap_seconds ({window} s) needs --force",
+            now_s().saturating_sub(r.at),
+            r.from,
+            r.to,
+            r.reason
+        )));
+    }
+    Ok(())
+}
+
+/// Records `rec` as its cluster's last failover (the anti-flap record, 0600).
+///
+/// Errors: [`Error::Io`] when the record cannot be written.
+pub fn record(engine: &Engine, rec: &FailoverRecord) -> Result<(), Error> {
+    let mut records: Vec<FailoverRecord> = read_records(engine)
+        .into_iter()
+        .filter(|r| r.cluster != rec.cluster)
+        .collect();
+    records.push(rec.clone());
+    crate::secrets::write_private(
+        &lock_path(engine),
+        &serde_json::to_vec_pretty(&records).unwrap_or_default(),
+    )
+    .map_err(|e| Error::io("writing the failover record", e))
+}
+
 /// What the operator and the replicas see of the dead primary.
 #[derive(Debug, Clone)]
 pub struct Verdict {

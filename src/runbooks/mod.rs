@@ -7,6 +7,7 @@
 
 pub mod execute;
 pub mod failover;
+pub mod monitor;
 pub mod rebuild;
 pub mod replication;
 pub mod restore;
@@ -239,6 +240,7 @@ pub(crate) mod testing {
             connect_timeout: std::time::Duration::from_secs(1),
             inventory_text: text,
             seed_from_backup: false,
+            monitor_home: None,
         })
         .expect("the lab inventory loads")
     }

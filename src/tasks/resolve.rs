@@ -211,6 +211,11 @@ struct HostView<'a> {
     is_database: bool,
     is_proxy: bool,
     is_backup: bool,
+    /// Runs the failover monitor (`monitor` role).
+    is_monitor: bool,
+    /// The SSH user dbfleet connects as (the inventory's, else root): the failover
+    /// monitors' key is authorized for it.
+    ssh_user: &'a str,
     /// May be promoted (`candidate` not false).
     candidate: bool,
     /// The port sshd listens on (the inventory's, else 22).
@@ -235,9 +240,28 @@ fn host_view<'a>(inv: &'a Inventory, h: &'a Host) -> HostView<'a> {
         is_database: h.is_database(),
         is_proxy: h.has(Role::Proxy),
         is_backup: h.has(Role::Backup),
+        is_monitor: h.has(Role::Monitor),
+        ssh_user: h.ssh.user.as_deref().unwrap_or("root"),
         candidate: h.candidate,
         ssh_port: h.ssh.port.unwrap_or(22),
     }
+}
+
+/// `copy: {src: "@dbfleet"}` copies the running dbfleet executable (the failover
+/// monitors' binary; the target must be the same architecture, with glibc as new).
+pub const SELF_EXECUTABLE: &str = "@dbfleet";
+
+/// The running executable's bytes, read once per process.
+///
+/// Errors: the executable cannot be found or read.
+fn self_executable() -> Result<Vec<u8>, String> {
+    static EXE: std::sync::OnceLock<Result<Vec<u8>, String>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("finding the dbfleet executable: {e}"))?;
+        std::fs::read(&exe).map_err(|e| format!("reading {}: {e}", exe.display()))
+    })
+    .clone()
 }
 
 /// The instructions one render (or expression) may run: 50 million. The largest built-in
@@ -324,6 +348,32 @@ pub fn environment(
                 .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
         },
     );
+    let k = backup_key.clone();
+    env.add_function(
+        "monitor_ssh_key",
+        move || -> Result<String, minijinja::Error> {
+            // The failover monitors' private key: the file holding it is sensitive.
+            SECRET_USED.with(|c| c.set(true));
+            k.monitor_private()
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+        },
+    );
+    let k = backup_key.clone();
+    env.add_function(
+        "monitor_ssh_public_key",
+        move || -> Result<String, minijinja::Error> {
+            k.monitor_public()
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+        },
+    );
+    let k = backup_key.clone();
+    env.add_function(
+        "monitor_known_hosts",
+        move || -> Result<String, minijinja::Error> {
+            k.known_hosts()
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+        },
+    );
     let k = backup_key;
     env.add_function(
         "backup_host_public_key",
@@ -390,6 +440,7 @@ pub fn resolve(
     tls: Arc<Tls>,
     backup_key: Arc<crate::backup::keys::BackupKey>,
 ) -> Result<Vec<Resolved>, Error> {
+    let backup_key_placeholders = backup_key.placeholders();
     let env = environment(lib, secrets, tls, backup_key)?;
     let hosts_view: Vec<HostView> = inv.hosts.iter().map(|h| host_view(inv, h)).collect();
     let fleet = serde_json::json!({"name": inv.name, "flavor": inv.flavor.as_str(), "version": inv.version});
@@ -421,6 +472,17 @@ pub fn resolve(
             "proxies",
             Value::from_serialize(hosts_view.iter().filter(|v| v.is_proxy).collect::<Vec<_>>()),
         ),
+        // The failover monitors (`monitor` role), and the inventory they get a copy of.
+        (
+            "monitors",
+            Value::from_serialize(
+                hosts_view
+                    .iter()
+                    .filter(|v| v.is_monitor)
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+        ("inventory_text", Value::from(inv.text.clone())),
         ("users", Value::from_serialize(&inv.users)),
         ("databases", Value::from_serialize(&inv.databases)),
         ("firewall", Value::from_serialize(&inv.firewall)),
@@ -469,6 +531,7 @@ pub fn resolve(
         backup_server: &backup_server,
         handler_names: &handler_names,
         rolling_handlers: &rolling_handlers,
+        placeholders: backup_key_placeholders,
     };
     // Hosts are independent: each thread resolves a run of them, and the runs are joined in
     // inventory order, so the result (and the first error) is what one thread would give.
@@ -533,6 +596,8 @@ struct Context<'a> {
     handler_names: &'a [&'a str],
     /// The handlers marked `rolling`: the only ones a `rolling` task may notify.
     rolling_handlers: &'a [&'a str],
+    /// Render key material and the dbfleet executable as placeholders (offline, monitor).
+    placeholders: bool,
 }
 
 /// Templates and expressions of task fields, compiled once and rendered for every host.
@@ -606,6 +671,7 @@ fn resolve_host<'a>(
         backup_server,
         handler_names,
         rolling_handlers,
+        placeholders,
     } = *c;
     let mut out = Vec::new();
     let mut ctx_map: BTreeMap<&str, Value> = shared.iter().cloned().collect();
@@ -743,6 +809,7 @@ fn resolve_host<'a>(
                         lib,
                         inv,
                         dialect,
+                        placeholders,
                     },
                     &ctx,
                     spec,
@@ -886,6 +953,7 @@ struct Scope<'a, 'e, 's> {
     lib: &'a Library,
     inv: &'a Inventory,
     dialect: Dialect,
+    placeholders: bool,
 }
 
 fn build<'s>(
@@ -900,6 +968,7 @@ fn build<'s>(
         lib,
         inv,
         dialect,
+        placeholders,
     } = scope;
     let kinds = [
         spec.mysql_user.is_some(),
@@ -1066,6 +1135,15 @@ fn build<'s>(
         let dest = field(cc, ctx, "dest", &f.dest)?;
         SECRET_USED.with(|c| c.set(false));
         let content = match (&f.src, &f.content) {
+            // The running dbfleet executable: the failover monitors run it (the monitor's
+            // own engine renders nothing it applies, so it never reads itself).
+            (Some(src), None) if !is_template && src == SELF_EXECUTABLE => {
+                if placeholders {
+                    b"<the dbfleet executable>".to_vec()
+                } else {
+                    self_executable().map_err(BuildError::Task)?
+                }
+            }
             (Some(src), None) => {
                 let text = lib.templates.get(src).ok_or_else(|| {
                     BuildError::Task(format!("template `{src}` not found in templates/"))
@@ -1080,11 +1158,13 @@ fn build<'s>(
                 } else {
                     text.clone()
                 }
+                .into_bytes()
             }
             (None, Some(c)) if is_template => cc
                 .render(c, ctx)
-                .map_err(|e| BuildError::Task(format!("rendering content: {e:#}")))?,
-            (None, Some(c)) => c.clone(),
+                .map_err(|e| BuildError::Task(format!("rendering content: {e:#}")))?
+                .into_bytes(),
+            (None, Some(c)) => c.clone().into_bytes(),
             _ => return Err("give exactly one of `src` and `content`".to_string().into()),
         };
         let sensitive = SECRET_USED.with(|c| c.get());
@@ -1102,7 +1182,7 @@ fn build<'s>(
                 crate::tasks::Kind::Copy
             },
             path: dest,
-            content: content.into_bytes(),
+            content,
             mode: m,
             owner: field(cc, ctx, "owner", &f.owner)?,
             group: field(cc, ctx, "group", &f.group)?,

@@ -187,14 +187,32 @@ impl SshHost {
     ///
     /// Errors: [`TransportError::Run`] when the remote command cannot start.
     pub async fn sql_session(&self, client: &str) -> Result<SqlSession<'_>, TransportError> {
+        self.sql_session_with(client, true).await
+    }
+
+    /// [`SshHost::sql_session`], holding the host's dbfleet lock only when `host_lock`:
+    /// the failover monitor's long-lived lock sessions (`crate::runbooks::monitor`) must
+    /// not stop every apply on the host.
+    ///
+    /// Errors: [`TransportError::Run`] when the remote command cannot start.
+    pub async fn sql_session_with(
+        &self,
+        client: &str,
+        host_lock: bool,
+    ) -> Result<SqlSession<'_>, TransportError> {
+        let command = if host_lock {
+            format!(
+                "if [ -d {d} ]; then exec flock -w 600 {d} {client} -N -B -n; else exec {client} -N -B -n; fi",
+                d = super::STATE_DIR
+            )
+        } else {
+            format!("exec {client} -N -B -n")
+        };
         let mut child = self
             .session
             .command("sh")
             .arg("-c")
-            .arg(format!(
-                "if [ -d {d} ]; then exec flock -w 600 {d} {client} -N -B -n; else exec {client} -N -B -n; fi",
-                d = super::STATE_DIR
-            ))
+            .arg(command)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -301,4 +319,67 @@ fn flatten(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The known_hosts lines this machine's ssh holds for `host` (its address, or
+/// `[address]:port`), from the files `ssh -G` names for it under the inventory's ssh
+/// settings; comment lines left out.
+///
+/// Errors: no line found (the host key was never verified here), or ssh/ssh-keygen
+/// failing to run.
+pub fn known_host_lines(host: &Host) -> Result<String, String> {
+    use std::process::Command;
+    let mut g = Command::new("ssh");
+    g.arg("-G");
+    if let Some(c) = &host.ssh.config {
+        g.arg("-F").arg(c);
+    }
+    if let Some(p) = host.ssh.port {
+        g.arg("-p").arg(p.to_string());
+    }
+    let o = g
+        .arg(&host.address)
+        .output()
+        .map_err(|e| format!("running ssh -G: {e}"))?;
+    let cfg = String::from_utf8_lossy(&o.stdout);
+    let home = std::env::var("HOME").unwrap_or_default();
+    let files: Vec<String> = cfg
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("userknownhostsfile ")
+                .or_else(|| l.strip_prefix("globalknownhostsfile "))
+        })
+        .flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .map(|f| match f.strip_prefix("~/") {
+            Some(rest) => format!("{home}/{rest}"),
+            None => f,
+        })
+        .collect();
+    let name = match host.ssh.port {
+        Some(p) if p != 22 => format!("[{}]:{p}", host.address),
+        _ => host.address.clone(),
+    };
+    let mut lines = String::new();
+    for f in files {
+        if !std::path::Path::new(&f).exists() {
+            continue;
+        }
+        let o = Command::new("ssh-keygen")
+            .args(["-F", &name, "-f", &f])
+            .output()
+            .map_err(|e| format!("running ssh-keygen -F: {e}"))?;
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            if !l.starts_with('#') && !l.trim().is_empty() {
+                lines.push_str(l);
+                lines.push('\n');
+            }
+        }
+    }
+    if lines.is_empty() {
+        return Err(format!(
+            "no known host key for {} ({name}) on this machine: the failover monitors pin the keys the operator verified; connect to it once (e.g. `dbfleet plan`)",
+            host.name
+        ));
+    }
+    Ok(lines)
 }

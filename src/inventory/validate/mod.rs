@@ -472,6 +472,7 @@ pub fn validate(
         index: super::HostIndex::build(&hosts),
         path: path.to_path_buf(),
         digest,
+        text,
         name: fleet.name.value.clone(),
         flavor,
         version: fleet.version.value.clone(),

@@ -1,0 +1,678 @@
+//! The failover monitor: `dbfleet monitor`, run by `apply` on hosts with the `monitor` role,
+//! fails a dead primary over with no one typing, using the failover runbook of this crate
+//! (`super::failover`: confirm dead from here, the replicas and the proxies; fence; drain;
+//! pick; promote; repoint; move the writer). One implementation, two callers: the
+//! `failover` command and this loop.
+//!
+//! Exactly one monitor acts, by MaxScale's cooperative monitoring (MaxScale manual,
+//! "MariaDB Monitor", `cooperative_monitoring_locks = majority_of_all`): each monitor holds
+//! one session per database server of the cluster and asks it for the named lock
+//! `dbfleet_monitor_CLUSTER` (`GET_LOCK(name, 0)`); the monitor holding it on more than half
+//! of the servers is the active one, the others stand by. The server holds the lock, not
+//! the monitors: no home-made consensus. A monitor killed, or cut off, loses its sessions
+//! (their `wait_timeout` is [`LOCK_IDLE_S`] seconds and the monitor speaks every tick), so
+//! its locks are released and another monitor can take the majority; until then nobody
+//! acts, which is safe.
+//!
+//! The primary's lock session is also its health check: when it does not answer for
+//! `monitor_failures` ticks in a row, the active monitor runs the failover, whose own checks
+//! decide (a primary that a replica or, without lossless semi-sync, a proxy still reaches is
+//! alive, and the failover refuses). What it did is recorded in the monitor's home
+//! (`.dbfleet/failover.json`, the failover command's anti-flap record, pushed to every other
+//! monitor) and in its copy of the inventory (the failover's inventory edit), so every
+//! monitor follows the new primary, and `dbfleet plan` on the operator's machine finds the
+//! record and offers the same edit (`crate::commands::adopt`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::Cluster;
+use super::execute::{NoConverge, execute};
+use super::failover::{self, FailoverRecord, Request, cluster_of, lock_path, now_s};
+use crate::engine::{Engine, Options};
+use crate::error::Error;
+use crate::events::{Event, EventSink};
+use crate::inventory::{Host, HostKeyPolicy, Role};
+use crate::plan::runbook::Runbook;
+use crate::transport::SshHost;
+
+/// Where `apply` installs the monitor on a monitor host: the binary's inventory copy,
+/// `secrets.json`, `ssh_config`, the key and known hosts; `.dbfleet/` holds its records.
+pub const HOME: &str = "/etc/dbfleet/monitor";
+
+/// What a monitor last decided and whether it is active: `HOME/state.json`, read by
+/// `dbfleet status` and written as node_exporter metrics.
+pub const STATE_FILE: &str = "/var/lib/dbfleet/monitor.json";
+
+/// The node_exporter textfile of the monitor's metrics.
+pub const METRICS_FILE: &str = "/var/lib/node_exporter/textfile_collector/dbfleet_monitor.prom";
+
+/// Seconds a lock session may stay silent before its server ends it (its `wait_timeout`),
+/// releasing the lock of a monitor that died or was cut off.
+pub const LOCK_IDLE_S: u64 = 3;
+
+/// How the monitor runs (from the inventory's vars of its host).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This monitor's host name in the inventory.
+    pub host: String,
+    /// The cluster watched (None: the fleet's only cluster).
+    pub cluster: Option<String>,
+    /// Seconds between two checks (`monitor_interval_seconds`).
+    pub interval: Duration,
+    /// Checks in a row the primary must fail before the failover runs (`monitor_failures`).
+    pub failures: u32,
+    /// Where the state file and metrics go (None: nowhere, for tests).
+    pub state: Option<(PathBuf, PathBuf)>,
+}
+
+impl Settings {
+    /// The settings of monitor `host` from its vars.
+    pub fn of(engine: &Engine, host: &str, cluster: Option<String>) -> Settings {
+        let h = engine.inv.host(host);
+        let var = |k: &str| h.and_then(|h| h.vars.get(k)).and_then(|v| v.as_f64());
+        Settings {
+            host: host.to_string(),
+            cluster,
+            interval: Duration::from_secs_f64(var("monitor_interval_seconds").unwrap_or(1.0)),
+            failures: var("monitor_failures").unwrap_or(3.0) as u32,
+            state: Some((STATE_FILE.into(), METRICS_FILE.into())),
+        }
+    }
+}
+
+/// What one lock session sees of its server.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    /// Not asked yet.
+    Unknown,
+    /// The server answers and this monitor holds the lock there.
+    Held,
+    /// The server answers; another monitor holds the lock.
+    Up,
+    /// No answer (no SSH, no server, or no reply within the tick).
+    Down(String),
+}
+
+/// The state file: what `status` shows of a monitor.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct State {
+    pub host: String,
+    pub cluster: String,
+    pub primary: String,
+    pub active: bool,
+    /// Locks held, of `of` database servers.
+    pub locks: usize,
+    pub of: usize,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub decision: String,
+    pub last_failover: Option<FailoverRecord>,
+}
+
+/// Keeps one lock session on `host` until `stop` is dropped: connects, sets the session's
+/// idle timeout, asks for the lock, and every `interval` checks it still holds it (which
+/// also keeps the session alive). Each answer goes to `tx`.
+async fn hold(
+    host: Host,
+    policy: HostKeyPolicy,
+    client: &'static str,
+    lock: String,
+    interval: Duration,
+    tx: watch::Sender<Seen>,
+    mut release: watch::Receiver<u64>,
+) {
+    let answer = interval.max(Duration::from_millis(900));
+    loop {
+        let conn = match SshHost::connect(&host, policy, Duration::from_secs(1)).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Seen::Down(format!("no SSH ({e})")));
+                tokio::time::sleep(interval).await;
+                continue;
+            }
+        };
+        let q = crate::sql::quote(&lock);
+        let mut session = match conn.sql_session_with(client, false).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Seen::Down(e.to_string()));
+                conn.close().await;
+                tokio::time::sleep(interval).await;
+                continue;
+            }
+        };
+        let setup = format!("SET SESSION wait_timeout = {LOCK_IDLE_S};");
+        let mut holding = false;
+        let mut first = true;
+        loop {
+            // A minority of the locks is given back (see `tick`), then asked for again
+            // after a random pause, so two monitors that split them do not stay split.
+            if release.has_changed().unwrap_or(false) {
+                release.borrow_and_update();
+                if holding {
+                    let give = format!("SELECT RELEASE_LOCK({q});");
+                    if !matches!(
+                        tokio::time::timeout(answer, session.query(&give)).await,
+                        Ok(Ok(_))
+                    ) {
+                        let _ = tx.send(Seen::Down("the lock could not be given back".into()));
+                        break;
+                    }
+                    holding = false;
+                    let _ = tx.send(Seen::Up);
+                }
+                let pause = rand::random_range(1..=4u32);
+                tokio::time::sleep(interval * pause).await;
+            }
+            let ask = if holding {
+                format!("SELECT IS_USED_LOCK({q}) = CONNECTION_ID();")
+            } else {
+                format!("SELECT GET_LOCK({q}, 0);")
+            };
+            let text = if first {
+                format!("{setup}\n{ask}")
+            } else {
+                ask
+            };
+            first = false;
+            match tokio::time::timeout(answer, session.query(&text)).await {
+                Ok(Ok(rows)) => {
+                    holding = rows.first().map(String::as_str) == Some("1");
+                    let _ = tx.send(if holding { Seen::Held } else { Seen::Up });
+                }
+                Ok(Err(e)) => {
+                    let _ = tx.send(Seen::Down(e.to_string()));
+                    break;
+                }
+                Err(_) => {
+                    let _ = tx.send(Seen::Down(format!(
+                        "no answer within {} ms",
+                        answer.as_millis()
+                    )));
+                    break;
+                }
+            }
+            if tx.is_closed() {
+                break;
+            }
+            tokio::time::sleep(interval).await;
+        }
+        // Dropping the session closes its pipe: the client ends and the server releases
+        // the lock (or drops it after LOCK_IDLE_S when it cannot be told).
+        drop(session);
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.close()).await;
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+/// Applies the newest record in the monitor's home to its copy of the inventory once (the
+/// failover's own inventory edit): the record of this monitor's failover, or one a peer
+/// pushed. Returns the record adopted, if any.
+///
+/// Errors: the inventory edit's, and I/O errors writing the inventory.
+pub fn adopt_record(opts: &Options) -> Result<Option<FailoverRecord>, Error> {
+    let base = opts
+        .inventory
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let records: Vec<FailoverRecord> = std::fs::read(base.join(".dbfleet").join("failover.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let adopted_path = base.join(".dbfleet").join("adopted");
+    let adopted: u64 = std::fs::read_to_string(&adopted_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let Some(rec) = records
+        .into_iter()
+        .filter(|r| r.at > adopted)
+        .max_by_key(|r| r.at)
+    else {
+        return Ok(None);
+    };
+    let path = &opts.inventory;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let edited =
+        crate::inventory::edit::promote(&path.display().to_string(), &text, &rec.to, &rec.from)?;
+    if edited != text {
+        crate::inventory::edit::write(path, &edited)?;
+    }
+    crate::secrets::write_private(&adopted_path, rec.at.to_string().as_bytes())
+        .map_err(|e| Error::io("writing the adopted mark", e))?;
+    Ok(Some(rec))
+}
+
+/// Runs the monitor until an error that stops it (the inventory no longer loads). Emits an
+/// [`Event::Monitor`] for every new decision.
+///
+/// Errors: [`Engine::load`]'s, [`cluster_of`]'s.
+pub async fn watch(opts: Options, s: Settings, events: Arc<dyn EventSink>) -> Result<(), Error> {
+    loop {
+        if let Some(r) = adopt_record(&opts)? {
+            events.emit(Event::Monitor {
+                cluster: r.cluster.clone(),
+                text: format!(
+                    "following the recorded failover: {} is the primary (was {})",
+                    r.to, r.from
+                ),
+            });
+        }
+        let engine = Engine::load(opts.clone())?;
+        let (cluster, primary) = cluster_of(&engine, s.cluster.as_deref())?;
+        let d = engine.runbook_dialect();
+        let members: Vec<Host> = engine
+            .inv
+            .hosts
+            .iter()
+            .filter(|h| h.cluster == cluster && h.roles.iter().any(|r| r.is_database()))
+            .cloned()
+            .collect();
+        let lock = format!("dbfleet_monitor_{cluster}");
+        let (release, released) = watch::channel(0u64);
+        let mut seen: HashMap<String, watch::Receiver<Seen>> = HashMap::new();
+        let mut tasks = Vec::new();
+        for h in &members {
+            let (tx, rx) = watch::channel(Seen::Unknown);
+            seen.insert(h.name.clone(), rx);
+            tasks.push(tokio::spawn(hold(
+                h.clone(),
+                engine.inv.host_key_policy,
+                d.client(),
+                lock.clone(),
+                s.interval,
+                tx,
+                released.clone(),
+            )));
+        }
+        let result = tick(&engine, &s, &cluster, &primary, &seen, &release, &events).await;
+        drop(seen);
+        for t in tasks {
+            t.abort();
+        }
+        result?;
+    }
+}
+
+/// Checks every `interval` until the topology changes (a failover done here, or a record
+/// a peer pushed): then returns so that [`watch`] loads the new inventory.
+async fn tick(
+    engine: &Engine,
+    s: &Settings,
+    cluster: &str,
+    primary: &str,
+    seen: &HashMap<String, watch::Receiver<Seen>>,
+    release: &watch::Sender<u64>,
+    events: &Arc<dyn EventSink>,
+) -> Result<(), Error> {
+    let mut failures = 0u32;
+    // Ticks in a row holding some locks but not a majority.
+    let mut split = 0u32;
+    let mut last = String::new();
+    let mut last_failover = failover::read_records(engine)
+        .into_iter()
+        .find(|r| r.cluster == cluster);
+    let records = lock_path(engine);
+    let mut stamp = std::fs::metadata(&records).and_then(|m| m.modified()).ok();
+    loop {
+        tokio::time::sleep(s.interval).await;
+        let now_stamp = std::fs::metadata(&records).and_then(|m| m.modified()).ok();
+        if now_stamp != stamp {
+            stamp = now_stamp;
+            if failover::read_records(engine)
+                .iter()
+                .any(|r| r.cluster == cluster && r.from == primary)
+            {
+                return Ok(());
+            }
+        }
+        let states: HashMap<&str, Seen> = seen
+            .iter()
+            .map(|(k, rx)| (k.as_str(), rx.borrow().clone()))
+            .collect();
+        let held = states.values().filter(|v| **v == Seen::Held).count();
+        let n = states.len();
+        let active = held * 2 > n;
+        // MaxScale's cooperative monitoring gives a minority back: two monitors holding
+        // one lock each of a three-server cluster whose primary died would otherwise both
+        // wait forever.
+        split = if held > 0 && !active { split + 1 } else { 0 };
+        if split >= 3 {
+            split = 0;
+            release.send_modify(|e| *e += 1);
+        }
+        let p = states.get(primary).cloned().unwrap_or(Seen::Unknown);
+        let down = match &p {
+            Seen::Down(why) => Some(why.clone()),
+            _ => None,
+        };
+        failures = if down.is_some() { failures + 1 } else { 0 };
+        let role = if active { "active" } else { "standby" };
+        let mut decision = match &down {
+            None => format!("{primary} answers; {role} ({held} of {n} locks)"),
+            Some(why) if failures < s.failures => {
+                format!(
+                    "{primary} did not answer ({failures}/{}): {why}",
+                    s.failures
+                )
+            }
+            Some(_) if !active => format!(
+                "{primary} does not answer; standby ({held} of {n} locks): the active monitor decides"
+            ),
+            Some(why) => {
+                let t0 = Instant::now();
+                events.emit(Event::Monitor {
+                    cluster: cluster.to_string(),
+                    text: format!(
+                        "{primary} did not answer {failures} checks in a row ({why}): failing over"
+                    ),
+                });
+                match fail_over(engine, cluster, primary, events).await {
+                    Ok(rec) => {
+                        let text = format!(
+                            "failed over: {} is the primary ({} ms from the decision)",
+                            rec.to,
+                            t0.elapsed().as_millis()
+                        );
+                        last_failover = Some(rec.clone());
+                        events.emit(Event::Monitor {
+                            cluster: cluster.to_string(),
+                            text: text.clone(),
+                        });
+                        write_state(
+                            s,
+                            engine,
+                            cluster,
+                            &rec.to,
+                            true,
+                            held,
+                            n,
+                            &text,
+                            &last_failover,
+                        );
+                        push_record(engine, s, &rec).await;
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        // Asked again after as many failed checks.
+                        failures = 0;
+                        format!(
+                            "failover refused: {}",
+                            engine.redactor.redact(&e.to_string())
+                        )
+                    }
+                }
+            }
+        };
+        if decision == last {
+            write_state(
+                s,
+                engine,
+                cluster,
+                primary,
+                active,
+                held,
+                n,
+                &decision,
+                &last_failover,
+            );
+            continue;
+        }
+        std::mem::swap(&mut last, &mut decision);
+        events.emit(Event::Monitor {
+            cluster: cluster.to_string(),
+            text: last.clone(),
+        });
+        write_state(
+            s,
+            engine,
+            cluster,
+            primary,
+            active,
+            held,
+            n,
+            &last,
+            &last_failover,
+        );
+    }
+}
+
+/// The failover of `primary`, as `dbfleet failover --auto-approve` runs it, then its record
+/// (the anti-flap record and the inventory copy, adopted at once).
+///
+/// Errors: the anti-flap window's refusal, [`failover::plan`]'s and the steps' errors.
+async fn fail_over(
+    engine: &Engine,
+    cluster: &str,
+    primary: &str,
+    events: &Arc<dyn EventSink>,
+) -> Result<FailoverRecord, Error> {
+    failover::anti_flap(engine, cluster, primary, false)?;
+    let runbook = Runbook::Failover {
+        cluster: cluster.to_string(),
+        to: None,
+        force: false,
+    };
+    let a = Request {
+        cluster: Some(cluster.to_string()),
+        to: None,
+        force: false,
+    };
+    let mut c = Cluster::new(
+        engine,
+        primary,
+        HashMap::new(),
+        events.clone(),
+        Some(primary),
+    )
+    .await;
+    let result = async {
+        let fp = failover::plan(&mut c, primary, &a, runbook).await?;
+        let secret = failover::replication_secret(&c);
+        let out = execute(&c, &fp.plan, secret.as_deref(), &NoConverge, Instant::now()).await?;
+        Ok::<_, Error>((fp, out))
+    }
+    .await;
+    c.close().await;
+    let (fp, out) = result?;
+    let rec = FailoverRecord {
+        cluster: cluster.to_string(),
+        at: now_s(),
+        from: primary.to_string(),
+        to: fp.new.clone(),
+        reason: if out.problems.is_empty() {
+            format!("{primary} dead from the monitor, its replicas and the proxies")
+        } else {
+            format!(
+                "{primary} dead from the monitor, its replicas and the proxies; left: {}",
+                out.problems.join("; ")
+            )
+        },
+    };
+    failover::record(engine, &rec)?;
+    adopt_record(&engine.opts)?;
+    Ok(rec)
+}
+
+/// Sends `rec` to every other monitor host (their `.dbfleet/failover.json`), so that they
+/// follow the new primary. A monitor that cannot be reached learns it from the operator's
+/// next apply, which is refused until the record is adopted (`dbfleet adopt`).
+async fn push_record(engine: &Engine, s: &Settings, rec: &FailoverRecord) {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD
+        .encode(serde_json::to_vec(&vec![rec.clone()]).unwrap_or_default());
+    let peers: Vec<String> = engine
+        .inv
+        .hosts
+        .iter()
+        .filter(|h| h.has(Role::Monitor) && h.name != s.host)
+        .map(|h| h.name.clone())
+        .collect();
+    let script = format!(
+        "umask 077; mkdir -p {HOME}/.dbfleet && echo {body} | base64 -d > {HOME}/.dbfleet/failover.json.new && mv {HOME}/.dbfleet/failover.json.new {HOME}/.dbfleet/failover.json\n"
+    );
+    let sends = peers.iter().map(|p| {
+        let script = script.clone();
+        async move {
+            let Ok(conn) = engine.connect(p, Some(Duration::from_secs(2))).await else {
+                return;
+            };
+            let _ = conn.run(&script).await;
+            conn.close().await;
+        }
+    });
+    futures::future::join_all(sends).await;
+}
+
+/// Writes the state file and the metrics (node_exporter textfile), atomically; a failure is
+/// logged, never fatal.
+#[allow(clippy::too_many_arguments)]
+fn write_state(
+    s: &Settings,
+    engine: &Engine,
+    cluster: &str,
+    primary: &str,
+    active: bool,
+    locks: usize,
+    of: usize,
+    decision: &str,
+    last_failover: &Option<FailoverRecord>,
+) {
+    let Some((state, metrics)) = &s.state else {
+        return;
+    };
+    let st = State {
+        host: s.host.clone(),
+        cluster: cluster.to_string(),
+        primary: primary.to_string(),
+        active,
+        locks,
+        of,
+        at: now_s(),
+        decision: engine.redactor.redact(decision),
+        last_failover: last_failover.clone(),
+    };
+    let prom = format!(
+        "# HELP dbfleet_monitor_up The failover monitor runs (1).\n# TYPE dbfleet_monitor_up gauge\ndbfleet_monitor_up{{cluster=\"{cluster}\"}} 1\n# HELP dbfleet_monitor_active This monitor holds the lock on a majority of the servers.\n# TYPE dbfleet_monitor_active gauge\ndbfleet_monitor_active{{cluster=\"{cluster}\"}} {}\n# HELP dbfleet_monitor_last_decision_timestamp_seconds When the monitor last checked.\n# TYPE dbfleet_monitor_last_decision_timestamp_seconds gauge\ndbfleet_monitor_last_decision_timestamp_seconds{{cluster=\"{cluster}\"}} {}\n# HELP dbfleet_monitor_last_failover_timestamp_seconds The last failover recorded (0: none).\n# TYPE dbfleet_monitor_last_failover_timestamp_seconds gauge\ndbfleet_monitor_last_failover_timestamp_seconds{{cluster=\"{cluster}\"}} {}\n",
+        u8::from(active),
+        st.at,
+        last_failover.as_ref().map(|r| r.at).unwrap_or(0)
+    );
+    for (path, bytes) in [
+        (state, serde_json::to_vec_pretty(&st).unwrap_or_default()),
+        (metrics, prom.into_bytes()),
+    ] {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let res = std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = res {
+            tracing::warn!(path = %path.display(), error = %e, "writing the monitor's state");
+        }
+    }
+}
+
+/// The failovers the fleet's monitors recorded that the operator's inventory does not show
+/// yet: per cluster, the newest record (with the monitor it came from) whose old primary
+/// is still the inventory's primary and which is newer than the inventory's own record.
+/// A monitor that does not answer is left out (its peers hold the same record).
+pub async fn recorded(engine: &Engine) -> Vec<(String, FailoverRecord)> {
+    let monitors: Vec<String> = engine
+        .inv
+        .hosts
+        .iter()
+        .filter(|h| h.has(Role::Monitor))
+        .map(|h| h.name.clone())
+        .collect();
+    let script = format!("cat {HOME}/.dbfleet/failover.json 2>/dev/null || true\n");
+    let reads = monitors.iter().map(|m| {
+        let script = script.clone();
+        async move {
+            let conn = engine.connect(m, Some(Duration::from_secs(3))).await.ok()?;
+            let out = conn.run(&script).await.ok();
+            conn.close().await;
+            let records: Vec<FailoverRecord> = serde_json::from_str(&out?.stdout).ok()?;
+            Some(
+                records
+                    .into_iter()
+                    .map(|r| (m.clone(), r))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    });
+    let local = failover::read_records(engine);
+    let mut newest: std::collections::BTreeMap<String, (String, FailoverRecord)> =
+        std::collections::BTreeMap::new();
+    for (m, r) in futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let primary_now = engine
+            .inv
+            .hosts
+            .iter()
+            .any(|h| h.cluster == r.cluster && h.has(Role::Primary) && h.name == r.from);
+        let known = local.iter().any(|l| l.cluster == r.cluster && l.at >= r.at);
+        if !primary_now || known {
+            continue;
+        }
+        if newest.get(&r.cluster).is_none_or(|(_, n)| n.at < r.at) {
+            newest.insert(r.cluster.clone(), (m, r));
+        }
+    }
+    newest.into_values().collect()
+}
+
+/// The inventory edit that records `rec` (the failover's own edit), as (before, after).
+///
+/// Errors: reading the inventory, and the edit's.
+pub fn edit_for(engine: &Engine, rec: &FailoverRecord) -> Result<(String, String), Error> {
+    let path = &engine.opts.inventory;
+    let before = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let after =
+        crate::inventory::edit::promote(&path.display().to_string(), &before, &rec.to, &rec.from)?;
+    Ok((before, after))
+}
+
+/// Refuses to plan from an inventory that a monitor's failover left behind: planning from
+/// it would switch back to the dead primary. The refusal shows the edit `dbfleet adopt`
+/// writes. Does nothing when the fleet has no monitor.
+///
+/// Errors: [`Error::Refused`] naming the failover and the edit.
+pub async fn require_adopted(engine: &Engine) -> Result<(), Error> {
+    if engine.opts.offline || !engine.inv.hosts.iter().any(|h| h.has(Role::Monitor)) {
+        return Ok(());
+    }
+    let found = recorded(engine).await;
+    let Some((m, rec)) = found.first() else {
+        return Ok(());
+    };
+    let (before, after) = edit_for(engine, rec)?;
+    let path = &engine.opts.inventory;
+    Err(Error::Refused(format!(
+        "the failover monitor on {m} failed cluster {} over at {}: {} is the primary ({}); {} still names {} as the primary, and planning from it would move the primary back to a dead host. `dbfleet adopt` records the new topology:\n{}",
+        rec.cluster,
+        chrono::DateTime::from_timestamp(rec.at as i64, 0)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default(),
+        rec.to,
+        rec.reason,
+        path.display(),
+        rec.from,
+        crate::inventory::edit::diff(path, &before, &after)
+    )))
+}
