@@ -44,11 +44,14 @@ pub(crate) async fn probe_and_plan(
         crate::runbooks::monitor::require_adopted(engine),
         engine.probe(hosts, events)
     );
-    let probe = probe?;
+    // The monitor's record first: its old primary is dead, and the probe of it fails.
     if let Err(e) = adopted {
-        Engine::close(probe).await;
+        if let Ok(probe) = probe {
+            Engine::close(probe).await;
+        }
         return Err(e);
     }
+    let probe = probe?;
     let planned = engine.plan(&probe).and_then(|mut plan| {
         crate::runbooks::switchover::fold(engine, &probe, &mut plan)?;
         crate::runbooks::rolling::fold(engine, &mut plan);

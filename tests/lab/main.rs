@@ -11,6 +11,7 @@
 mod backup;
 mod changes;
 mod ha;
+mod monitor;
 mod provision;
 mod replication;
 mod security;
