@@ -136,7 +136,15 @@ impl Engine {
         }
         let backup_key = Arc::new(
             crate::backup::keys::BackupKey::new(inv.base_dir().join(".dbfleet"), placeholders)
-                .with_hosts(inv.hosts.clone()),
+                .with_known_hosts({
+                    let hosts = inv.hosts.clone();
+                    Box::new(move || {
+                        hosts
+                            .iter()
+                            .map(crate::transport::ssh::known_host_lines)
+                            .collect()
+                    })
+                }),
         );
         let tasks = crate::tasks::resolve(&inv, &lib, secrets, Arc::new(tls), backup_key)?;
         let graph = TaskGraph::build(tasks)?;

@@ -103,7 +103,7 @@ fn status_json_carries_its_format_version() {
     let h = inv.host("db2").expect("db2");
     let row = evaluate(&inv, h, Err("no route to host"), 300);
     let v: serde_json::Value =
-        serde_json::from_str(&dbfleet::status::to_json(&[row], &[])).expect("json");
+        serde_json::from_str(&dbfleet::status::to_json(&[row], &[], &[])).expect("json");
     assert_eq!(v["format_version"], 1);
     assert_eq!(v["hosts"][0]["host"], "db2");
 }
@@ -239,4 +239,65 @@ fn topology_with_an_errant_replica_and_a_proxy_reading_from_a_writable_server() 
         &db3_output("Yes", "0", "0-1-40"),
         &[("db2", "UP"), ("db3", "UP")],
     ));
+}
+
+/// A monitor's script output: its state file and whether its service runs.
+fn monitor_output(active: bool, primary: &str, at: u64, running: bool) -> String {
+    format!(
+        "--state--\n{{\"host\":\"proxy1\",\"cluster\":\"lab\",\"primary\":\"{primary}\",\"active\":{active},\"locks\":{},\"of\":3,\"at\":{at},\"decision\":\"{primary} answers; {} ({} of 3 locks)\",\"last_failover\":null}}\n--service--\n{}\n",
+        if active { 3 } else { 0 },
+        if active { "active" } else { "standby" },
+        if active { 3 } else { 0 },
+        if running { "running" } else { "stopped" }
+    )
+}
+
+/// Issue 14: `status` shows the monitors, which one is active and their last decision;
+/// none active, a stopped or stuck monitor, and one following another primary than the
+/// inventory's are problems.
+#[test]
+fn failover_monitors_in_status() {
+    use dbfleet::status::monitors::{evaluate, judge_clusters, render};
+    let inv = lab();
+    let p1 = inv.host("proxy1").expect("proxy1").clone();
+    let p2 = inv.host("proxy2").expect("proxy2").clone();
+    let now = 1_800_000_000;
+    let mut healthy = vec![
+        evaluate(
+            &inv,
+            &p1,
+            Ok(&monitor_output(true, "db1", now - 1, true)),
+            now,
+        ),
+        evaluate(&inv, &p2, Ok(&monitor_output(false, "db1", now, true)), now),
+    ];
+    judge_clusters(&mut healthy);
+    assert!(healthy.iter().all(|m| m.problems.is_empty()), "{healthy:?}");
+    insta::assert_snapshot!("monitors_healthy", render(&healthy));
+
+    let mut broken = vec![
+        evaluate(
+            &inv,
+            &p1,
+            Ok(&monitor_output(true, "db2", now - 200, false)),
+            now,
+        ),
+        evaluate(
+            &inv,
+            &p2,
+            Err("connect to host 172.29.77.32 port 22: Connection timed out"),
+            now,
+        ),
+    ];
+    judge_clusters(&mut broken);
+    insta::assert_snapshot!("monitors_broken", render(&broken));
+    let p = &broken[0].problems;
+    assert!(p.iter().any(|x| x.contains("does not run")), "{p:?}");
+    assert!(p.iter().any(|x| x.contains("stuck")), "{p:?}");
+    assert!(p.iter().any(|x| x.contains("dbfleet adopt")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|x| x.contains("no monitor of cluster lab is active")),
+        "{p:?}"
+    );
 }

@@ -21,6 +21,10 @@ use std::sync::OnceLock;
 
 type Pair = OnceLock<Result<(String, String), String>>;
 
+/// Reads the known_hosts lines of the fleet (`crate::transport::ssh::known_host_lines` for
+/// each host; given by the engine, so this module knows neither hosts nor transports).
+pub type KnownHostsSource = Box<dyn Fn() -> Result<String, String> + Send + Sync>;
+
 /// The fleet's backup key pairs, made on first use (never for `plan --offline`).
 pub struct BackupKey {
     dir: PathBuf,
@@ -28,8 +32,8 @@ pub struct BackupKey {
     client: Pair,
     host: Pair,
     monitor: Pair,
-    /// The fleet's hosts, for [`BackupKey::known_hosts`].
-    hosts: Vec<crate::inventory::Host>,
+    /// Reads the fleet's known_hosts lines, for [`BackupKey::known_hosts`].
+    known_source: Option<KnownHostsSource>,
     known: OnceLock<Result<String, String>>,
 }
 
@@ -43,7 +47,7 @@ impl BackupKey {
             client: OnceLock::new(),
             host: OnceLock::new(),
             monitor: OnceLock::new(),
-            hosts: Vec::new(),
+            known_source: None,
             known: OnceLock::new(),
         }
     }
@@ -107,9 +111,10 @@ impl BackupKey {
         self.pair(&self.host, "backup_host_ecdsa", "ecdsa")
     }
 
-    /// The same, with the fleet's hosts for [`BackupKey::known_hosts`].
-    pub fn with_hosts(mut self, hosts: Vec<crate::inventory::Host>) -> BackupKey {
-        self.hosts = hosts;
+    /// The same, reading the fleet's known_hosts lines with `source` when asked
+    /// ([`BackupKey::known_hosts`]).
+    pub fn with_known_hosts(mut self, source: KnownHostsSource) -> BackupKey {
+        self.known_source = Some(source);
         self
     }
 
@@ -131,11 +136,10 @@ impl BackupKey {
                 if self.offline {
                     return Ok("<known hosts of the fleet>\n".into());
                 }
-                let mut out = String::new();
-                for h in &self.hosts {
-                    out.push_str(&crate::transport::ssh::known_host_lines(h)?);
+                match &self.known_source {
+                    Some(read) => read(),
+                    None => Err("no known_hosts source was given".into()),
                 }
-                Ok(out)
             })
             .clone()
     }

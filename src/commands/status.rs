@@ -6,8 +6,8 @@ use crate::error::{Error, Exit};
 use crate::report;
 
 /// `dbfleet status`: every selected database host's live state, read in one round trip
-/// each, and what each selected proxy routes (one round trip each), drawn as the topology
-/// (`crate::status::topology`) or printed as JSON.
+/// each, what each selected proxy routes and what each failover monitor decided (one round
+/// trip each), drawn as the topology (`crate::status::topology`) or printed as JSON.
 ///
 /// Errors: [`Error::Unhealthy`] naming each unhealthy host and why.
 pub fn run(opts: &Options, json: bool) -> Result<Exit, Error> {
@@ -44,6 +44,11 @@ pub fn run(opts: &Options, json: bool) -> Result<Exit, Error> {
                 && selected(h)
         })
         .collect();
+    let monitors: Vec<&crate::inventory::Host> = inv
+        .hosts
+        .iter()
+        .filter(|h| h.has(crate::inventory::Role::Monitor) && selected(h))
+        .collect();
     let rt = crate::engine::runtime()?;
     let rows = rt.block_on(crate::status::gather(
         inv,
@@ -59,14 +64,32 @@ pub fn run(opts: &Options, json: bool) -> Result<Exit, Error> {
         opts.forks,
         engine.opts.connect_timeout,
     ));
+    let watching = rt.block_on(crate::status::monitors::gather(
+        inv,
+        &monitors,
+        opts.forks,
+        engine.opts.connect_timeout,
+    ));
     if json {
-        report::print(&format!("{}\n", crate::status::to_json(&rows, &routing)));
+        report::print(&format!(
+            "{}\n",
+            crate::status::to_json(&rows, &routing, &watching)
+        ));
     } else {
         report::print(&crate::status::topology::render(inv, &rows, &routing));
+        report::print(&crate::status::monitors::render(&watching));
     }
     let mut problems = crate::status::problems(&rows);
-    for p in routing.iter().filter(|p| !p.problems.is_empty()) {
-        problems.insert(p.host.clone(), p.problems.clone());
+    for (host, p) in routing
+        .iter()
+        .map(|p| (&p.host, &p.problems))
+        .chain(watching.iter().map(|m| (&m.host, &m.problems)))
+        .filter(|(_, p)| !p.is_empty())
+    {
+        problems
+            .entry(host.clone())
+            .or_default()
+            .extend(p.iter().cloned());
     }
     if problems.is_empty() {
         Ok(Exit::Ok)

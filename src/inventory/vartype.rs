@@ -9,7 +9,9 @@
 //! or a DNS name), `cidr-address` (an address with a prefix length, `10.0.0.5/24`),
 //! `interface` (a Linux interface name: 1 to 15 of A-Z a-z 0-9 `_` `.` `-`),
 //! `debian-version` (a package version as Debian Policy §5.6.12 writes it:
-//! `[epoch:]upstream[-revision]`, e.g. `1:10.11.19-0+deb12u1`). `T or WORD`
+//! `[epoch:]upstream[-revision]`, e.g. `1:10.11.19-0+deb12u1`), `absolute-path` (a path
+//! from `/` of A-Z a-z 0-9 `/` `.` `_` `+` `-`, no `..`: run as a program, never through a
+//! shell). `T or WORD`
 //! also admits the word (`never`), and `T or empty` the empty string.
 
 use serde_json::Value;
@@ -33,6 +35,8 @@ pub enum Base {
     Interface,
     /// A Debian package version (Debian Policy §5.6.12).
     DebianVersion,
+    /// A program's absolute path (run without a shell).
+    AbsolutePath,
     /// A literal word, or "" for `empty`.
     Word(String),
 }
@@ -95,6 +99,7 @@ impl VarType {
                 "cidr-address" => Base::CidrAddress,
                 "interface" => Base::Interface,
                 "debian-version" => Base::DebianVersion,
+                "absolute-path" => Base::AbsolutePath,
                 "empty" => Base::Word(String::new()),
                 w if i > 0
                     && !w.is_empty()
@@ -195,6 +200,14 @@ impl Base {
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
             }
             (Base::DebianVersion, Value::String(s)) => is_debian_version(s),
+            (Base::AbsolutePath, Value::String(s)) => {
+                s.starts_with('/')
+                    && s.len() <= 4096
+                    && !s.split('/').any(|part| part == "..")
+                    && s.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '+' | '-')
+                    })
+            }
             (Base::Word(w), Value::String(s)) => s == w,
             _ => false,
         }
@@ -264,6 +277,19 @@ mod tests {
                 .is_err()
         );
         assert!(t("interface").check(&json!("eth0")).is_ok());
+        let hook = t("absolute-path or empty");
+        assert!(hook.check(&json!("/usr/local/bin/page-oncall")).is_ok());
+        assert!(hook.check(&json!("")).is_ok());
+        for bad in [
+            "page-oncall",
+            "/bin/sh -c x",
+            "/a/../b",
+            "/a;b",
+            "/a\nb",
+            "/a$(x)",
+        ] {
+            assert!(hook.check(&json!(bad)).is_err(), "{bad}");
+        }
         assert!(t("number 0..").check(&json!(0.5)).is_ok());
     }
 

@@ -117,6 +117,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/logrotate-slow.j2"),
     ),
     (
+        "monitor-logrotate.j2",
+        include_str!("../../templates/monitor-logrotate.j2"),
+    ),
+    (
         "monitor-secrets.json.j2",
         include_str!("../../templates/monitor-secrets.json.j2"),
     ),

@@ -45,8 +45,9 @@ use crate::transport::SshHost;
 /// `secrets.json`, `ssh_config`, the key and known hosts; `.dbfleet/` holds its records.
 pub const HOME: &str = "/etc/dbfleet/monitor";
 
-/// What a monitor last decided and whether it is active: `HOME/state.json`, read by
-/// `dbfleet status` and written as node_exporter metrics.
+/// What a monitor last decided and whether it is active, rewritten every check: read by
+/// `dbfleet status` (`crate::status::monitors`); the same as node_exporter metrics in
+/// [`METRICS_FILE`].
 pub const STATE_FILE: &str = "/var/lib/dbfleet/monitor.json";
 
 /// The node_exporter textfile of the monitor's metrics.
@@ -69,6 +70,8 @@ pub struct Settings {
     pub failures: u32,
     /// Where the state file and metrics go (None: nowhere, for tests).
     pub state: Option<(PathBuf, PathBuf)>,
+    /// The program run on each action (`monitor_hook`), without a shell.
+    pub hook: Option<PathBuf>,
 }
 
 impl Settings {
@@ -82,6 +85,11 @@ impl Settings {
             interval: Duration::from_secs_f64(var("monitor_interval_seconds").unwrap_or(1.0)),
             failures: var("monitor_failures").unwrap_or(3.0) as u32,
             state: Some((STATE_FILE.into(), METRICS_FILE.into())),
+            hook: h
+                .and_then(|h| h.vars.get("monitor_hook"))
+                .and_then(|v| v.as_str())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
         }
     }
 }
@@ -260,13 +268,15 @@ pub fn adopt_record(opts: &Options) -> Result<Option<FailoverRecord>, Error> {
 pub async fn watch(opts: Options, s: Settings, events: Arc<dyn EventSink>) -> Result<(), Error> {
     loop {
         if let Some(r) = adopt_record(&opts)? {
+            let text = format!(
+                "following the recorded failover: {} is the primary (was {})",
+                r.to, r.from
+            );
             events.emit(Event::Monitor {
                 cluster: r.cluster.clone(),
-                text: format!(
-                    "following the recorded failover: {} is the primary (was {})",
-                    r.to, r.from
-                ),
+                text: text.clone(),
             });
+            hook(&s, "following", &r.cluster, &r.to, &text).await;
         }
         let engine = Engine::load(opts.clone())?;
         let (cluster, primary) = cluster_of(&engine, s.cluster.as_deref())?;
@@ -358,25 +368,27 @@ async fn tick(
         };
         failures = if down.is_some() { failures + 1 } else { 0 };
         let role = if active { "active" } else { "standby" };
-        let mut decision = match &down {
-            None => format!("{primary} answers; {role} ({held} of {n} locks)"),
+        let decision = match &down {
+            None => format!("{primary} answers"),
             Some(why) if failures < s.failures => {
                 format!(
                     "{primary} did not answer ({failures}/{}): {why}",
                     s.failures
                 )
             }
-            Some(_) if !active => format!(
-                "{primary} does not answer; standby ({held} of {n} locks): the active monitor decides"
-            ),
+            Some(_) if !active => {
+                format!("{primary} does not answer: the active monitor decides")
+            }
             Some(why) => {
                 let t0 = Instant::now();
+                let text = format!(
+                    "{primary} did not answer {failures} checks in a row ({why}): failing over"
+                );
                 events.emit(Event::Monitor {
                     cluster: cluster.to_string(),
-                    text: format!(
-                        "{primary} did not answer {failures} checks in a row ({why}): failing over"
-                    ),
+                    text: text.clone(),
                 });
+                hook(s, "failing_over", cluster, primary, &text).await;
                 match fail_over(engine, cluster, primary, events).await {
                     Ok(rec) => {
                         let text = format!(
@@ -401,38 +413,22 @@ async fn tick(
                             &last_failover,
                         );
                         push_record(engine, s, &rec).await;
+                        hook(s, "failed_over", cluster, &rec.to, &text).await;
                         return Ok(());
                     }
                     Err(e) => {
                         // Asked again after as many failed checks.
                         failures = 0;
-                        format!(
+                        let text = format!(
                             "failover refused: {}",
                             engine.redactor.redact(&e.to_string())
-                        )
+                        );
+                        hook(s, "refused", cluster, primary, &text).await;
+                        text
                     }
                 }
             }
         };
-        if decision == last {
-            write_state(
-                s,
-                engine,
-                cluster,
-                primary,
-                active,
-                held,
-                n,
-                &decision,
-                &last_failover,
-            );
-            continue;
-        }
-        std::mem::swap(&mut last, &mut decision);
-        events.emit(Event::Monitor {
-            cluster: cluster.to_string(),
-            text: last.clone(),
-        });
         write_state(
             s,
             engine,
@@ -441,9 +437,18 @@ async fn tick(
             active,
             held,
             n,
-            &last,
+            &decision,
             &last_failover,
         );
+        // The log gets a line when the decision or the monitor's part changes.
+        let line = format!("{decision} [{role}, {held} of {n} locks]");
+        if line != last {
+            events.emit(Event::Monitor {
+                cluster: cluster.to_string(),
+                text: line.clone(),
+            });
+            last = line;
+        }
     }
 }
 
@@ -534,6 +539,33 @@ async fn push_record(engine: &Engine, s: &Settings, rec: &FailoverRecord) {
     futures::future::join_all(sends).await;
 }
 
+/// Runs the `monitor_hook` program for `event` (`failing_over`, `failed_over`, `refused`,
+/// `following`), without a shell, the facts in its environment; waits at most 10 s for it
+/// and logs how it ended. A failing hook never stops the monitor.
+async fn hook(s: &Settings, event: &str, cluster: &str, primary: &str, text: &str) {
+    let Some(program) = &s.hook else {
+        return;
+    };
+    let child = tokio::process::Command::new(program)
+        .env("DBFLEET_MONITOR_EVENT", event)
+        .env("DBFLEET_CLUSTER", cluster)
+        .env("DBFLEET_PRIMARY", primary)
+        .env("DBFLEET_TEXT", text)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let result = match child {
+        Ok(mut c) => match tokio::time::timeout(Duration::from_secs(10), c.wait()).await {
+            Ok(Ok(st)) if st.success() => return,
+            Ok(Ok(st)) => format!("exited with {st}"),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "did not end within 10 s (killed)".into(),
+        },
+        Err(e) => format!("could not start: {e}"),
+    };
+    tracing::warn!(hook = %program.display(), event, %result, "the monitor's hook failed");
+}
+
 /// Writes the state file and the metrics (node_exporter textfile), atomically; a failure is
 /// logged, never fatal.
 #[allow(clippy::too_many_arguments)]
@@ -585,8 +617,10 @@ fn write_state(
 
 /// The failovers the fleet's monitors recorded that the operator's inventory does not show
 /// yet: per cluster, the newest record (with the monitor it came from) whose old primary
-/// is still the inventory's primary and which is newer than the inventory's own record.
-/// A monitor that does not answer is left out (its peers hold the same record).
+/// is still the inventory's primary, from a monitor whose inventory copy differs from the
+/// operator's (once the operator's apply gave it the same text, the operator knows better:
+/// an adopted failover, or a switchover back since). A monitor that does not answer is left
+/// out (its peers hold the same record).
 pub async fn recorded(engine: &Engine) -> Vec<(String, FailoverRecord)> {
     let monitors: Vec<String> = engine
         .inv
@@ -595,14 +629,22 @@ pub async fn recorded(engine: &Engine) -> Vec<(String, FailoverRecord)> {
         .filter(|h| h.has(Role::Monitor))
         .map(|h| h.name.clone())
         .collect();
-    let script = format!("cat {HOME}/.dbfleet/failover.json 2>/dev/null || true\n");
+    let script = format!(
+        "sha256sum < {HOME}/inventory.yml 2>/dev/null | cut -d' ' -f1; echo --records--; cat {HOME}/.dbfleet/failover.json 2>/dev/null || true\n"
+    );
+    let ours = crate::tasks::file::sha256_hex(engine.inv.text.as_bytes());
     let reads = monitors.iter().map(|m| {
-        let script = script.clone();
+        let (script, ours) = (script.clone(), &ours);
         async move {
             let conn = engine.connect(m, Some(Duration::from_secs(3))).await.ok()?;
             let out = conn.run(&script).await.ok();
             conn.close().await;
-            let records: Vec<FailoverRecord> = serde_json::from_str(&out?.stdout).ok()?;
+            let out = out?.stdout;
+            let (copy, records) = out.split_once("--records--")?;
+            if copy.trim() == ours {
+                return None;
+            }
+            let records: Vec<FailoverRecord> = serde_json::from_str(records.trim()).ok()?;
             Some(
                 records
                     .into_iter()
@@ -611,7 +653,6 @@ pub async fn recorded(engine: &Engine) -> Vec<(String, FailoverRecord)> {
             )
         }
     });
-    let local = failover::read_records(engine);
     let mut newest: std::collections::BTreeMap<String, (String, FailoverRecord)> =
         std::collections::BTreeMap::new();
     for (m, r) in futures::future::join_all(reads)
@@ -625,8 +666,7 @@ pub async fn recorded(engine: &Engine) -> Vec<(String, FailoverRecord)> {
             .hosts
             .iter()
             .any(|h| h.cluster == r.cluster && h.has(Role::Primary) && h.name == r.from);
-        let known = local.iter().any(|l| l.cluster == r.cluster && l.at >= r.at);
-        if !primary_now || known {
+        if !primary_now {
             continue;
         }
         if newest.get(&r.cluster).is_none_or(|(_, n)| n.at < r.at) {
@@ -675,4 +715,66 @@ pub async fn require_adopted(engine: &Engine) -> Result<(), Error> {
         rec.from,
         crate::inventory::edit::diff(path, &before, &after)
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(inventory: PathBuf) -> Options {
+        Options {
+            inventory,
+            playbooks: None,
+            templates: None,
+            limit: None,
+            tags: None,
+            forks: 1,
+            offline: true,
+            connect_timeout: Duration::from_secs(1),
+            inventory_text: None,
+            seed_from_backup: false,
+            monitor_home: None,
+        }
+    }
+
+    /// A record is applied to the monitor's inventory copy once: a later copy pushed by the
+    /// operator (after a switchover back, say) is not edited again by the same record.
+    #[test]
+    fn a_record_is_adopted_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lab =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yml"))
+                .expect("lab.yml");
+        let inv = dir.path().join("inventory.yml");
+        std::fs::write(&inv, &lab).expect("write");
+        assert!(
+            adopt_record(&opts(inv.clone()))
+                .expect("no record")
+                .is_none()
+        );
+        let rec = FailoverRecord {
+            cluster: "lab".into(),
+            at: 1_800_000_000,
+            from: "db1".into(),
+            to: "db3".into(),
+            reason: "db1 dead".into(),
+        };
+        std::fs::create_dir_all(dir.path().join(".dbfleet")).expect("mkdir");
+        std::fs::write(
+            dir.path().join(".dbfleet/failover.json"),
+            serde_json::to_vec(&vec![rec.clone()]).expect("json"),
+        )
+        .expect("write");
+        let got = adopt_record(&opts(inv.clone())).expect("adopt");
+        assert_eq!(got.map(|r| r.to), Some("db3".to_string()));
+        let edited = std::fs::read_to_string(&inv).expect("read");
+        assert!(
+            edited.contains("  db3:\n    address: 172.29.77.13\n    roles: [primary]"),
+            "{edited}"
+        );
+        // The operator's copy comes back (db1 primary again): the old record stays applied.
+        std::fs::write(&inv, &lab).expect("write");
+        assert!(adopt_record(&opts(inv.clone())).expect("again").is_none());
+        assert_eq!(std::fs::read_to_string(&inv).expect("read"), lab);
+    }
 }

@@ -21,6 +21,7 @@ use crate::inventory::{Host, Inventory, Role};
 use crate::sql::Dialect;
 use crate::transport::SshHost;
 
+pub mod monitors;
 pub mod proxies;
 pub mod topology;
 
@@ -356,12 +357,17 @@ fn forgive_replicated_history(inv: &Inventory, hosts: &[&Host], rows: &mut [Host
 pub const JSON_FORMAT_VERSION: u32 = 1;
 
 /// `status --json`: `{"format_version": 1, "hosts": [HostStatus…], "proxies":
-/// [ProxyStatus…]}`, pretty-printed.
-pub fn to_json(rows: &[HostStatus], proxies: &[proxies::ProxyStatus]) -> String {
+/// [ProxyStatus…], "monitors": [MonitorStatus…]}`, pretty-printed.
+pub fn to_json(
+    rows: &[HostStatus],
+    proxies: &[proxies::ProxyStatus],
+    monitors: &[monitors::MonitorStatus],
+) -> String {
     serde_json::to_string_pretty(&serde_json::json!({
         "format_version": JSON_FORMAT_VERSION,
         "hosts": rows,
         "proxies": proxies,
+        "monitors": monitors,
     }))
     .unwrap_or_default()
 }
