@@ -170,6 +170,16 @@ fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exact
         "2",
     );
     let acting = active_monitor();
+    let st = status_when_healthy(Some(&inv));
+    assert_eq!(st.code, 0, "{}", st.all());
+    assert!(
+        st.stdout.contains("failover monitors:")
+            && st
+                .stdout
+                .contains(&format!("{acting}  active (3 of 3 locks)  primary db1")),
+        "{}",
+        st.stdout
+    );
 
     // Round 1: the primary killed under write load through the virtual IP.
     sql(
