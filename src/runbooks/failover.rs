@@ -432,6 +432,76 @@ pub fn pick(
     Ok(chosen.0.clone())
 }
 
+/// The replica an interrupted failover promoted, with its state: the one answering writable
+/// and replicating from nobody among `replicas`. None when there is none.
+///
+/// Errors: [`Error::Refused`] when more than one is (two writers: a person must decide).
+pub async fn interrupted(
+    c: &Cluster<'_>,
+    replicas: &[String],
+) -> Result<Option<(String, DbState)>, Error> {
+    let reads = replicas.iter().map(|n| async move {
+        let conn = c.conns.get(n)?;
+        let s = super::topology::read_state(conn.as_ref(), c.dialect)
+            .await
+            .ok()?;
+        (s.up && !s.read_only && !s.replicating()).then(|| (n.clone(), s))
+    });
+    let mut promoted: Vec<(String, DbState)> = futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    match promoted.len() {
+        0 => Ok(None),
+        1 => Ok(promoted.pop()),
+        _ => Err(Error::Refused(format!(
+            "{} are all writable and replicate from nobody: two writers; refusing, nothing was changed",
+            promoted
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Whether the failover promoted to `r` (state `s`) may be finished: `r` may be promoted,
+/// is the one asked for (if any), and holds everything every drained replica applied, so
+/// repointing them to it loses nothing.
+///
+/// Errors: [`Error::Refused`] naming what stops it.
+pub fn finishable(
+    c: &Cluster<'_>,
+    r: &str,
+    s: &DbState,
+    drained: &[(String, DbState)],
+    wanted: Option<&str>,
+) -> Result<(), Error> {
+    if !c.candidates.iter().any(|x| x == r) {
+        return Err(Error::Refused(format!(
+            "{r} is writable and replicates from nobody, but may not be promoted (`candidate: false`)"
+        )));
+    }
+    if let Some(w) = wanted
+        && w != r
+    {
+        return Err(Error::Refused(format!(
+            "{r} was already promoted by an interrupted failover; --to {w} would make a second writer"
+        )));
+    }
+    let has = crate::sql::gtid::GtidSet::union([&s.binlog_pos, &s.slave_pos, &s.binlog_state]);
+    for (n, o) in drained {
+        if !has.covers(&o.slave_pos) {
+            return Err(Error::Refused(format!(
+                "{r} was promoted by an interrupted failover but lacks {} that {n} applied: repointing {n} to it would lose them",
+                o.slave_pos.missing_from(&has).name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// What the operator asked of a failover (`dbfleet failover`'s options).
 #[derive(Debug, Clone, Default)]
 pub struct Request {
@@ -472,13 +542,26 @@ pub async fn plan(
     let engine = c.engine;
     let d = c.dialect;
     let (verdict, old_conn) = confirm_dead(c, old).await?;
-    let replicas: Vec<String> = verdict
+    let mut replicas: Vec<String> = verdict
         .from_replicas
         .iter()
         .map(|(r, _, _)| r.clone())
         .collect();
-    let states = drain(c, &replicas, DRAIN_TIMEOUT_S).await?;
-    let new = pick(c, &states, a.to.as_deref())?;
+    // A failover interrupted after its promotion (its monitor killed) left one replica
+    // writable and replicating from nobody: this one finishes it on that replica.
+    let resumed = interrupted(c, &replicas).await?;
+    if let Some((r, _)) = &resumed {
+        replicas.retain(|x| x != r);
+    }
+    let mut states = drain(c, &replicas, DRAIN_TIMEOUT_S).await?;
+    let new = match &resumed {
+        Some((r, s)) => {
+            finishable(c, r, s, &states, a.to.as_deref())?;
+            states.push((r.clone(), s.clone()));
+            r.clone()
+        }
+        None => pick(c, &states, a.to.as_deref())?,
+    };
     // The new topology: the inventory edited, and its replication tasks (their sources).
     let path = &engine.opts.inventory;
     let before = std::fs::read_to_string(path)
@@ -577,14 +660,20 @@ pub async fn plan(
         },
         true,
     );
-    p.step(
-        &[&new],
-        "still the most advanced eligible replica, no errant transaction",
-        Action::Choose {
-            candidate: new.clone(),
-        },
-        true,
-    );
+    if resumed.is_none() {
+        p.step(
+            &[&new],
+            "still the most advanced eligible replica, no errant transaction",
+            Action::Choose {
+                candidate: new.clone(),
+            },
+            true,
+        );
+    } else {
+        p.notes.push(format!(
+            "{new} was promoted by an interrupted failover (writable, replicating from nobody): this failover finishes on it"
+        ));
+    }
     // Out of every reader backend before it is writable: never a writable reader.
     if !proxies.is_empty() {
         p.step(
@@ -600,7 +689,13 @@ pub async fn plan(
     let position = states
         .iter()
         .find(|(n, _)| *n == new)
-        .map(|(_, s)| gtids(&s.slave_pos))
+        .map(|(_, s)| {
+            if resumed.is_some() {
+                gtids(&s.binlog_pos)
+            } else {
+                gtids(&s.slave_pos)
+            }
+        })
         .unwrap_or_default();
     p.step(
         &[&new],
@@ -1073,5 +1168,59 @@ mod tests {
             )),
             "{e}"
         );
+    }
+
+    /// A replica promoted by an interrupted failover: writable, replicating from nobody.
+    fn promoted_state(server_id: u32, binlog_pos: &str, applied: &str) -> String {
+        format!(
+            "*** 1. row ***\n up: dbfleet-up\n read_only: 0\n server_id: {server_id}\n long_trx: 0\n\
+             *** 1. row ***\n binlog_pos: {binlog_pos}\n slave_pos: {applied}\n binlog_state: {binlog_pos}\n"
+        )
+    }
+
+    /// Issue 14, must-show 4: a monitor killed after promoting db3 leaves db3 writable; the
+    /// next failover finds it and finishes on it (repointing db2 loses nothing), and refuses
+    /// when db2 applied something db3 lacks, when --to names another replica, or when two
+    /// replicas are writable.
+    #[tokio::test]
+    async fn a_failover_interrupted_after_its_promotion_is_finished_on_the_promoted_replica() {
+        let engine = lab_engine(None);
+        let c = cluster(
+            &engine,
+            vec![
+                Scripted::new("db2").answer(
+                    "INNODB_TRX",
+                    &[&replica_state(2, "Connecting", "Yes", "0-1-10", "0-1-10")],
+                ),
+                Scripted::new("db3")
+                    .answer("INNODB_TRX", &[&promoted_state(3, "0-1-10", "0-1-10")]),
+            ],
+        );
+        let replicas = vec!["db2".to_string(), "db3".to_string()];
+        let (r, s) = interrupted(&c, &replicas)
+            .await
+            .expect("one writer")
+            .expect("db3 was promoted");
+        assert_eq!(r, "db3");
+        let db2 = state(&replica_state(2, "Connecting", "Yes", "0-1-10", "0-1-10"));
+        finishable(&c, &r, &s, &[("db2".into(), db2)], None).expect("db2 loses nothing");
+
+        let ahead = state(&replica_state(2, "Connecting", "Yes", "0-1-11", "0-1-11"));
+        let e = finishable(&c, &r, &s, &[("db2".into(), ahead)], None).expect_err("db2 ahead");
+        assert!(e.to_string().contains("lacks 0-1-11"), "{e}");
+        let e = finishable(&c, &r, &s, &[], Some("db2")).expect_err("--to another");
+        assert!(e.to_string().contains("second writer"), "{e}");
+
+        let two = cluster(
+            &engine,
+            vec![
+                Scripted::new("db2")
+                    .answer("INNODB_TRX", &[&promoted_state(2, "0-1-10", "0-1-10")]),
+                Scripted::new("db3")
+                    .answer("INNODB_TRX", &[&promoted_state(3, "0-1-10", "0-1-10")]),
+            ],
+        );
+        let e = interrupted(&two, &replicas).await.expect_err("two writers");
+        assert!(e.to_string().contains("two writers"), "{e}");
     }
 }
