@@ -103,8 +103,10 @@ enum Seen {
     Held,
     /// The server answers; another monitor holds the lock.
     Up,
-    /// No answer (no SSH, no server, or no reply within the tick).
+    /// No SSH.
     Down(String),
+    /// SSH answers, the server does not (or not within the tick).
+    NoServer(String),
 }
 
 /// The state file: what `status` shows of a monitor.
@@ -149,7 +151,7 @@ async fn hold(
         let mut session = match conn.sql_session_with(client, false).await {
             Ok(s) => s,
             Err(e) => {
-                let _ = tx.send(Seen::Down(e.to_string()));
+                let _ = tx.send(Seen::NoServer(e.to_string()));
                 conn.close().await;
                 tokio::time::sleep(interval).await;
                 continue;
@@ -169,7 +171,7 @@ async fn hold(
                         tokio::time::timeout(answer, session.query(&give)).await,
                         Ok(Ok(_))
                     ) {
-                        let _ = tx.send(Seen::Down("the lock could not be given back".into()));
+                        let _ = tx.send(Seen::NoServer("the lock could not be given back".into()));
                         break;
                     }
                     holding = false;
@@ -195,11 +197,11 @@ async fn hold(
                     let _ = tx.send(if holding { Seen::Held } else { Seen::Up });
                 }
                 Ok(Err(e)) => {
-                    let _ = tx.send(Seen::Down(e.to_string()));
+                    let _ = tx.send(Seen::NoServer(e.to_string()));
                     break;
                 }
                 Err(_) => {
-                    let _ = tx.send(Seen::Down(format!(
+                    let _ = tx.send(Seen::NoServer(format!(
                         "no answer within {} ms",
                         answer.as_millis()
                     )));
@@ -328,6 +330,8 @@ async fn tick(
     let mut failures = 0u32;
     // Ticks in a row holding some locks but not a majority.
     let mut split = 0u32;
+    // The last failover's old primary was seen back and its rejoin tried.
+    let mut rejoin_tried = false;
     let mut last = String::new();
     let mut last_failover = failover::read_records(engine)
         .into_iter()
@@ -363,10 +367,46 @@ async fn tick(
         }
         let p = states.get(primary).cloned().unwrap_or(Seen::Unknown);
         let down = match &p {
-            Seen::Down(why) => Some(why.clone()),
+            Seen::Down(why) | Seen::NoServer(why) => Some(why.clone()),
             _ => None,
         };
         failures = if down.is_some() { failures + 1 } else { 0 };
+        // MaxScale's auto_rejoin: the last failover's old primary, back (its host answers),
+        // rejoins as a replica of the primary when its GTID history allows; refused, it
+        // stays fenced. Tried once each time it comes back.
+        if let Some(rec) = last_failover
+            .as_ref()
+            .filter(|r| r.cluster == cluster && r.to == primary && r.from != primary)
+        {
+            let back = matches!(
+                states.get(rec.from.as_str()),
+                Some(Seen::Held | Seen::Up | Seen::NoServer(_))
+            );
+            if !back {
+                rejoin_tried = false;
+            } else if active && !rejoin_tried {
+                rejoin_tried = true;
+                let done = match rejoin(engine, &rec.from, primary, events).await {
+                    Ok(None) => None,
+                    Ok(Some(text)) => Some(("rejoined", text)),
+                    Err(e) => Some((
+                        "rejoin_refused",
+                        format!(
+                            "rejoin of {} refused, it stays fenced: {}",
+                            rec.from,
+                            engine.redactor.redact(&e.to_string())
+                        ),
+                    )),
+                };
+                if let Some((event, text)) = done {
+                    events.emit(Event::Monitor {
+                        cluster: cluster.to_string(),
+                        text: text.clone(),
+                    });
+                    hook(s, event, cluster, primary, &text).await;
+                }
+            }
+        }
         let role = if active { "active" } else { "standby" };
         let decision = match &down {
             None => format!("{primary} answers"),
@@ -509,6 +549,43 @@ async fn fail_over(
     Ok(rec)
 }
 
+/// The rejoin of `host` as a replica of `primary`, as `dbfleet rejoin` runs it: fenced when
+/// writable, its GTID history checked against the primary's, repointed. `None` when it
+/// already replicates from `primary`.
+///
+/// Errors: [`failover::plan_rejoin`]'s refusals (transactions the primary never saw), the
+/// steps' errors, and a rejoined host that is not back among the readers.
+async fn rejoin(
+    engine: &Engine,
+    host: &str,
+    primary: &str,
+    events: &Arc<dyn EventSink>,
+) -> Result<Option<String>, Error> {
+    let c = Cluster::new(engine, host, HashMap::new(), events.clone(), None).await;
+    let result = async {
+        let repl = c.replication.get(host).cloned().ok_or_else(|| {
+            Error::Refused(format!(
+                "{host} has no replication task in the monitor's inventory"
+            ))
+        })?;
+        let Some(plan) = failover::plan_rejoin(&c, host, primary, &repl).await? else {
+            return Ok(None);
+        };
+        let secret = Some(repl.source.password.clone());
+        let out = execute(&c, &plan, secret.as_deref(), &NoConverge, Instant::now()).await?;
+        if !out.problems.is_empty() {
+            return Err(Error::Refused(format!(
+                "{host} rejoined as a replica of {primary}, but is not back among the readers: {}",
+                out.problems.join("; ")
+            )));
+        }
+        Ok(Some(format!("rejoined {host} as a replica of {primary}")))
+    }
+    .await;
+    c.close().await;
+    result
+}
+
 /// Sends `rec` to every other monitor host (their `.dbfleet/failover.json`), so that they
 /// follow the new primary. A monitor that cannot be reached learns it from the operator's
 /// next apply, which is refused until the record is adopted (`dbfleet adopt`).
@@ -540,7 +617,7 @@ async fn push_record(engine: &Engine, s: &Settings, rec: &FailoverRecord) {
 }
 
 /// Runs the `monitor_hook` program for `event` (`failing_over`, `failed_over`, `refused`,
-/// `following`), without a shell, the facts in its environment; waits at most 10 s for it
+/// `following`, `rejoined`, `rejoin_refused`), without a shell, the facts in its environment; waits at most 10 s for it
 /// and logs how it ended. A failing hook never stops the monitor.
 async fn hook(s: &Settings, event: &str, cluster: &str, primary: &str, text: &str) {
     let Some(program) = &s.hook else {

@@ -133,7 +133,8 @@ fn primary_of(inv: &Path) -> String {
 ///    monitor fails over (detection included), writes resume on the new primary, every
 ///    acknowledged insert is on the surviving servers (semi-sync), one monitor acted and the
 ///    other followed; `plan` refuses, offering the inventory edit, which `adopt` writes.
-/// 2. The old primary rejoins; the new primary is killed and the active monitor is killed
+/// 2. The old primary comes back and the active monitor rejoins it as a replica; the new
+///    primary is killed and the active monitor is killed
 ///    (SIGKILL) as soon as it starts failing over: at no moment are two servers writable,
 ///    and the fleet ends with one writer.
 #[test]
@@ -254,8 +255,8 @@ fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exact
     let again = dbfleet_with(&inv, &["adopt"], &[]);
     assert!(again.stdout.contains("No failover"), "{}", again.all());
 
-    // Round 2: db1 back as a replica, converged; then the new primary and, as soon as it
-    // starts failing over, the active monitor are killed.
+    // Round 2: db1 back, rejoined by the monitor, converged; then the new primary and, as
+    // soon as it starts failing over, the active monitor are killed.
     docker(&["start", "lab-db1"]);
     let t0 = Instant::now();
     while on("db1", "pidof sshd || true").is_empty() {
@@ -265,9 +266,25 @@ fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exact
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // The active monitor rejoins it by itself (MaxScale's auto_rejoin).
+    while log_lines("rejoined db1").is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "db1 was not rejoined within 60 s: {:?}",
+            log_lines("lab:")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let st = slave_status("db1");
+    assert_eq!(st["Slave_SQL_Running"], "Yes", "{st:?}");
+    assert_eq!(st["Master_Host"], format!("172.29.77.1{}", &new[2..]));
+    assert_all_present("db1", &acked);
     let r = dbfleet_with(&inv, &["rejoin", "db1", "--auto-approve"], &[]);
-    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.code == 0 && r.stdout.contains("already replicates"),
+        "{}",
+        r.all()
+    );
     let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
     assert_eq!(a.code, 0, "{}", a.all());
     let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
