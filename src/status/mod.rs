@@ -201,6 +201,37 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
     s
 }
 
+/// Runs `script` on each of `hosts`, `forks` at a time, one connection each, closed after:
+/// in `hosts`' order, its output, or why it could not be read (unreachable; or the script
+/// exited non-zero: "`what`: its stderr").
+pub(crate) async fn run_each(
+    inv: &Inventory,
+    hosts: &[&Host],
+    forks: usize,
+    timeout: std::time::Duration,
+    script: &str,
+    what: &str,
+) -> Vec<Result<String, String>> {
+    let sem = Arc::new(Semaphore::new(forks.max(1)));
+    let futs = hosts.iter().map(|h| {
+        let sem = sem.clone();
+        async move {
+            let _p = sem.acquire().await;
+            let c = SshHost::connect(h, inv.host_key_policy, timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            let o = c.run(script).await.map_err(|e| e.to_string());
+            c.close().await;
+            let o = o?;
+            if o.code != 0 {
+                return Err(format!("{what}: {}", o.stderr.trim()));
+            }
+            Ok(o.stdout)
+        }
+    });
+    futures::future::join_all(futs).await
+}
+
 /// Seconds a replica that is behind its primary's position gets to reach it before
 /// `status` calls it behind (a healthy replica under write load does in milliseconds).
 pub const CATCH_UP_GRACE_S: u32 = 2;

@@ -15,7 +15,6 @@ use serde::Serialize;
 use crate::inventory::{Host, Inventory, Role};
 use crate::runbooks::failover::FailoverRecord;
 use crate::runbooks::monitor::{STATE_FILE, State};
-use crate::transport::SshHost;
 
 /// Seconds after which a monitor's state is stale: it checks every
 /// `monitor_interval_seconds` (at most 60).
@@ -140,25 +139,14 @@ pub async fn gather(
     forks: usize,
     timeout: std::time::Duration,
 ) -> Vec<MonitorStatus> {
-    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(forks.max(1)));
     let now = crate::runbooks::failover::now_s();
-    let futs = hosts.iter().map(|h| {
-        let sem = sem.clone();
-        async move {
-            let _p = sem.acquire().await;
-            let res: Result<String, String> = async {
-                let c = SshHost::connect(h, inv.host_key_policy, timeout)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let o = c.run(SCRIPT).await.map_err(|e| e.to_string());
-                c.close().await;
-                Ok(o?.stdout)
-            }
-            .await;
-            evaluate(inv, h, res.as_deref().map_err(|e| e.as_str()), now)
-        }
-    });
-    let mut ms = futures::future::join_all(futs).await;
+    let mut ms: Vec<MonitorStatus> =
+        super::run_each(inv, hosts, forks, timeout, SCRIPT, "the monitor's state")
+            .await
+            .iter()
+            .zip(hosts)
+            .map(|(res, h)| evaluate(inv, h, res.as_deref().map_err(|e| e.as_str()), now))
+            .collect();
     judge_clusters(&mut ms);
     ms
 }

@@ -8,14 +8,10 @@
 //! one UP that is not the cluster's live primary; its reader backend has a writable server
 //! UP. A ProxySQL proxy is not read (`proxy_backend: proxysql` is rendered only).
 
-use std::sync::Arc;
-
 use serde::Serialize;
-use tokio::sync::Semaphore;
 
 use super::HostStatus;
 use crate::inventory::{Host, Inventory};
-use crate::transport::SshHost;
 
 /// One server in a proxy backend and HAProxy's state of it (`UP`, `DOWN`, `MAINT`,
 /// `UP 1/2`…, as `show stat` prints it).
@@ -147,28 +143,19 @@ pub async fn gather(
     forks: usize,
     timeout: std::time::Duration,
 ) -> Vec<ProxyStatus> {
-    let sem = Arc::new(Semaphore::new(forks.max(1)));
-    let futs = proxies.iter().map(|h| {
-        let sem = sem.clone();
-        async move {
-            let _p = sem.acquire().await;
-            let res: Result<String, String> = async {
-                let c = SshHost::connect(h, inv.host_key_policy, timeout)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let o = c.run(SCRIPT).await.map_err(|e| e.to_string());
-                c.close().await;
-                let o = o?;
-                if o.code != 0 {
-                    return Err(format!("HAProxy's admin socket: {}", o.stderr.trim()));
-                }
-                Ok(o.stdout)
-            }
-            .await;
-            evaluate(h, res.as_deref().map_err(|e| e.as_str()), rows)
-        }
-    });
-    futures::future::join_all(futs).await
+    super::run_each(
+        inv,
+        proxies,
+        forks,
+        timeout,
+        SCRIPT,
+        "HAProxy's admin socket",
+    )
+    .await
+    .iter()
+    .zip(proxies)
+    .map(|(res, h)| evaluate(h, res.as_deref().map_err(|e| e.as_str()), rows))
+    .collect()
 }
 
 #[cfg(test)]
