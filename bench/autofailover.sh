@@ -126,8 +126,15 @@ bring_back() {
   for _ in $(seq 1 60); do docker exec "lab-$old" pidof sshd >/dev/null 2>&1 && break; sleep 0.5; done
   sleep 2
   dbf adopt >"$work/adopt.log" 2>&1 || { cat "$work/adopt.log" >&2; exit 1; }
+  # The active monitor rejoins it by itself when its history allows (auto_rejoin);
+  # otherwise it stays fenced and is rebuilt: a fresh host, provisioned and seeded by apply.
+  for _ in $(seq 1 40); do
+    [ "$(sql "$old" 'SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE "Slave_IO"' 2>/dev/null)" = 1 ] && { echo "rejoined by the monitor"; apply_or_show "$inv"; return; }
+    sleep 0.5
+  done
   if dbf rejoin "$old" --auto-approve >"$work/rejoin.log" 2>&1; then echo rejoined
   else bash lab/lab.sh reset "$old" >/dev/null 2>&1; echo rebuilt; fi
+  apply_or_show "$inv"
 }
 
 declare -A rounds acked lost writers readers wrong firsts
