@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::engine::{Engine, Options};
 use crate::error::{Error, Exit};
-use crate::events::EventSink;
+use crate::events::{Event, EventSink};
 use crate::inventory::Role;
 use crate::report::{self, Reporter, Style};
 use crate::runbooks::monitor::{self, Settings};
@@ -47,7 +47,7 @@ pub fn run(
     }
     let settings = Settings::of(&engine, host, cluster);
     drop(engine);
-    let events: Arc<dyn EventSink> = Arc::new(Reporter::new(style));
+    let events: Arc<dyn EventSink> = Arc::new(Journal(Reporter::new(style)));
     crate::engine::runtime()?.block_on(monitor::watch(opts, settings, events))?;
     Ok(Exit::Ok)
 }
@@ -82,4 +82,28 @@ pub fn adopt(opts: &Options) -> Result<Exit, Error> {
         ));
     }
     Ok(Exit::Ok)
+}
+
+/// The monitor's output: each event on stdout (the service's log file), and each decision
+/// also to syslog, which the journal reads on systemd hosts (`logger -t dbfleet-monitor`,
+/// run without a shell; where no syslog listens it is a no-op).
+struct Journal(Reporter);
+
+impl EventSink for Journal {
+    fn emit(&self, event: Event) {
+        if let Event::Monitor { cluster, text } = &event {
+            let child = std::process::Command::new("logger")
+                .args(["-t", "dbfleet-monitor", "-p", "daemon.notice", "--"])
+                .arg(format!("{cluster}: {text}"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            if let Ok(mut c) = child {
+                // Reaped off the monitor's path: logger returns at once.
+                std::thread::spawn(move || c.wait());
+            }
+        }
+        self.0.emit(event);
+    }
 }
