@@ -125,9 +125,10 @@ pub struct State {
     pub last_failover: Option<FailoverRecord>,
 }
 
-/// Keeps one lock session on `host` until `stop` is dropped: connects, sets the session's
-/// idle timeout, asks for the lock, and every `interval` checks it still holds it (which
-/// also keeps the session alive). Each answer goes to `tx`.
+/// Keeps one lock session on `host` until `tx`'s receiver is dropped or the task is aborted:
+/// connects, sets the session's idle timeout, asks for the lock, and every `interval` checks
+/// it still holds it (which also keeps the session alive), reconnecting when the session
+/// ends. Each answer goes to `tx`. A change of `release` gives a held lock back.
 async fn hold(
     host: Host,
     policy: HostKeyPolicy,
