@@ -85,8 +85,9 @@ sid() { echo "${1#db}"; }
 sql() { docker exec "lab-$1" mariadb -N -B -e "$2"; }
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END{if (NR==0) print "-"; else print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
-failovers() { for p in proxy1 proxy2; do docker exec lab-$p sh -c 'grep -c "failed over:" /var/log/dbfleet-monitor.log 2>/dev/null || true'; done | awk '{s+=$1} END {print s+0}'; }
-vip_holder() { for p in proxy1 proxy2; do docker exec lab-$p ip -o -4 addr show dev eth0 2>/dev/null | grep -q " $vip/" && echo "$p"; done | head -1; }
+# Both read every proxy, a killed one too (it has no answer): never a failing pipeline.
+failovers() { for p in proxy1 proxy2; do docker exec lab-$p sh -c 'grep -c "failed over:" /var/log/dbfleet-monitor.log 2>/dev/null || true' 2>/dev/null || true; done | awk '{s+=$1} END {print s+0}'; }
+vip_holder() { for p in proxy1 proxy2; do if docker exec lab-$p ip -o -4 addr show dev eth0 2>/dev/null | grep -q " $vip/"; then echo "$p"; fi; done | head -1; }
 base=$(( $(date +%s) * 1000 ))
 
 wait_semi() {
