@@ -454,3 +454,52 @@ fn backup_scripts_and_schedules() {
     assert!(d.join("db2/usr/local/lib/dbfleet/backup-restore").exists());
     assert!(!d.join("mon1/usr/local/lib/dbfleet/backup-restore").exists());
 }
+
+/// Issue 14: with the monitor role on the proxies, every database host admits SSH from
+/// the monitor hosts; each monitor host gets its init script, its ssh_config pinning the
+/// fleet's known hosts, a copy of the inventory and a secrets file holding the replication
+/// password only.
+#[test]
+fn failover_monitors_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/lab.yml"))
+        .expect("lab.yml");
+    let monitored = lab
+        .replace(
+            "    address: 172.29.77.31\n    roles: [proxy]",
+            "    address: 172.29.77.31\n    roles: [proxy, monitor]",
+        )
+        .replace(
+            "    address: 172.29.77.32\n    roles: [proxy]",
+            "    address: 172.29.77.32\n    roles: [proxy, monitor]",
+        );
+    let inv = dir.path().join("monitored.yml");
+    std::fs::write(&inv, &monitored).expect("write");
+    let (out, _) = rendered(inv.to_str().expect("utf-8 path"));
+    let fw = read(out.path(), "db1", "/etc/dbfleet/firewall.nft");
+    assert!(
+        fw.contains("# SSH from the failover monitors")
+            && fw.contains("ip saddr 172.29.77.31 tcp dport 22 accept")
+            && fw.contains("ip saddr 172.29.77.32 tcp dport 22 accept"),
+        "{fw}"
+    );
+    insta::assert_snapshot!(
+        "monitor_init_proxy1",
+        read(out.path(), "proxy1", "/etc/init.d/dbfleet-monitor")
+    );
+    insta::assert_snapshot!(
+        "monitor_ssh_config_proxy1",
+        read(out.path(), "proxy1", "/etc/dbfleet/monitor/ssh_config")
+    );
+    assert_eq!(
+        read(out.path(), "proxy1", "/etc/dbfleet/monitor/inventory.yml"),
+        monitored
+    );
+    let secrets = read(out.path(), "proxy1", "/etc/dbfleet/monitor/secrets.json");
+    let v: serde_json::Value = serde_json::from_str(&secrets).expect("secrets JSON");
+    assert_eq!(
+        v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["replication_password".to_string()]),
+        "{secrets}"
+    );
+}
