@@ -162,14 +162,17 @@ for i in $(seq "$N"); do
   # Nobody types: the round lasts 20 s (a frozen primary thaws after 6).
   if [ "$kind" = pause ]; then sleep 6; bash lab/fault.sh unpause "$old"; sleep 14; else sleep 20; fi
   loads_stop
+  # A killed proxy's log is read once it runs again (its files outlive the kill).
+  if [ -n "$victim" ]; then
+    docker start "lab-$victim" >/dev/null
+    for _ in $(seq 1 60); do docker exec "lab-$victim" pidof sshd >/dev/null 2>&1 && break; sleep 0.5; done
+  fi
   acted=$(( $(failovers) - before ))
   outcome="-"
   case "$kind" in
     kill|isolate)
       if [ "$acted" -ge 1 ]; then outcome="failed over; $(bring_back "$old")"; else outcome="NO FAILOVER"; bash lab/fault.sh heal "$old" 2>/dev/null || true; docker start "lab-$old" >/dev/null 2>&1 || true; fi ;;
     proxy)
-      docker start "lab-$victim" >/dev/null
-      for _ in $(seq 1 60); do docker exec "lab-$victim" pidof sshd >/dev/null 2>&1 && break; sleep 0.5; done
       outcome="VIP on $(vip_holder)"
       [ "$acted" -eq 0 ] || { wrong[$kind]=$((wrong[$kind] + acted)); outcome="FAILED OVER; $(bring_back "$old")"; } ;;
     *)
