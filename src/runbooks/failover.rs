@@ -491,11 +491,14 @@ pub fn finishable(
         )));
     }
     let has = crate::sql::gtid::GtidSet::union([&s.binlog_pos, &s.slave_pos, &s.binlog_state]);
+    // Per (domain, server) on MariaDB, not by a domain's highest number: what r wrote
+    // since its promotion does not stand for what another replica applied before it.
     for (n, o) in drained {
-        if !has.covers(&o.slave_pos) {
+        let lacks = o.slave_pos.missing_from(&has);
+        if !lacks.is_empty() {
             return Err(Error::Refused(format!(
                 "{r} was promoted by an interrupted failover but lacks {} that {n} applied: repointing {n} to it would lose them",
-                o.slave_pos.missing_from(&has).name()
+                lacks.name()
             )));
         }
     }
@@ -1206,7 +1209,13 @@ mod tests {
         finishable(&c, &r, &s, &[("db2".into(), db2)], None).expect("db2 loses nothing");
 
         let ahead = state(&replica_state(2, "Connecting", "Yes", "0-1-11", "0-1-11"));
-        let e = finishable(&c, &r, &s, &[("db2".into(), ahead)], None).expect_err("db2 ahead");
+        let e =
+            finishable(&c, &r, &s, &[("db2".into(), ahead.clone())], None).expect_err("db2 ahead");
+        assert!(e.to_string().contains("lacks 0-1-11"), "{e}");
+        // db3's own writes since its promotion (0-3-12) do not stand for db2's 0-1-11.
+        let wrote = state(&promoted_state(3, "0-3-12", "0-1-10"));
+        let e = finishable(&c, &r, &wrote, &[("db2".into(), ahead)], None)
+            .expect_err("db2's 0-1-11 is not on db3");
         assert!(e.to_string().contains("lacks 0-1-11"), "{e}");
         let e = finishable(&c, &r, &s, &[], Some("db2")).expect_err("--to another");
         assert!(e.to_string().contains("second writer"), "{e}");
