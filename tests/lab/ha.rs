@@ -616,9 +616,6 @@ fn proxy_checks_keep_healthy_servers_up_on_a_saturated_proxy_host() {
     on("proxy1", "pkill stress-ng || true");
 }
 
-/// The lab's proxies' virtual IP (inventories/lab.yml `proxy_vip`).
-const VIP: &str = "172.29.77.30";
-
 /// The proxy holding the virtual IP, waited for up to 20 s (keepalived elects one a few
 /// advert intervals after it starts).
 fn vip_holder() -> String {
@@ -636,13 +633,6 @@ fn vip_holder() -> String {
             _ => std::thread::sleep(Duration::from_millis(250)),
         }
     }
-}
-
-fn now_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
 }
 
 /// Issue 14, must-show 2: the proxy holding the virtual IP dies (its container killed)

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use super::support::*;
 
-const VIP: &str = "172.29.77.30";
 const MONITORS: [&str; 2] = ["proxy1", "proxy2"];
 
 /// Stops and removes the monitors when the test ends, passed or not: a monitor left running
@@ -79,13 +78,6 @@ fn log_lines(text: &str) -> Vec<(String, String)> {
                 .collect::<Vec<_>>()
         })
         .collect()
-}
-
-fn now_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
 }
 
 /// The database hosts whose server is writable, of those that answer.

@@ -454,3 +454,14 @@ pub fn status_when_healthy(inventory: Option<&Path>) -> Out {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// The lab's proxies' virtual IP (inventories/lab.yml `proxy_vip`, keepalived).
+pub const VIP: &str = "172.29.77.30";
+
+/// Seconds since the Unix epoch, as the writer's acknowledgements are stamped.
+pub fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
