@@ -149,38 +149,25 @@ pub fn rejoin(opts: &Options, host: &str, mode: Mode, style: Style) -> Result<Ex
     crate::engine::runtime()?.block_on(async {
         let c = Cluster::new(&engine, host, HashMap::new(), events, None).await;
         let result = async {
-            let repl = c
-                .replication
-                .get(host)
-                .cloned()
-                .ok_or_else(|| Error::Refused(format!("{host} has no replication task")))?;
-            let Some(plan) = failover::plan_rejoin(&c, host, &source, &repl).await? else {
+            let Some(r) = failover::rejoin_planned(&c, host, &source).await? else {
                 reporter.finish();
                 report::print(&format!(
                     "{host} already replicates from {source}: nothing to do.\n"
                 ));
-                return Ok(None);
+                return Ok(false);
             };
             reporter.finish();
-            if !decide(&plan, &mode, "Rejoin now?")? {
-                return Ok(None);
+            if !decide(&r.plan, &mode, "Rejoin now?")? {
+                return Ok(false);
             }
-            let secret = Some(repl.source.password.clone());
-            execute(&c, &plan, secret.as_deref(), &NoConverge, t0)
-                .await
-                .map(Some)
+            failover::run_rejoin(&c, &r, host, &source, t0).await?;
+            Ok(true)
         }
         .await;
         c.close().await;
         reporter.finish();
-        let Some(out) = result? else {
+        if !result? {
             return Ok(Exit::Ok);
-        };
-        if !out.problems.is_empty() {
-            return Err(Error::Refused(format!(
-                "{host} rejoined as a replica of {source}, but is not back among the readers: {}",
-                out.problems.join("; ")
-            )));
         }
         report::print(&format!("{host} rejoined as a replica of {source}.\n"));
         Ok(Exit::Ok)

@@ -777,6 +777,63 @@ pub fn replication_secret(c: &Cluster<'_>) -> Option<String> {
         .map(|r| r.source.password.clone())
 }
 
+/// A rejoin ready to run: its plan and the replication password its repoint sends.
+pub struct Rejoin {
+    pub plan: RunbookPlan,
+    pub secret: String,
+}
+
+/// Plans the rejoin of `host` as a replica of `source` ([`plan_rejoin`]) with the secret
+/// it needs: what `dbfleet rejoin` and the failover monitor both run. `None`: it already
+/// replicates from `source`.
+///
+/// Errors: [`Error::Refused`] when `host` has no replication task; [`plan_rejoin`]'s.
+pub async fn rejoin_planned(
+    c: &Cluster<'_>,
+    host: &str,
+    source: &str,
+) -> Result<Option<Rejoin>, Error> {
+    let repl = c
+        .replication
+        .get(host)
+        .cloned()
+        .ok_or_else(|| Error::Refused(format!("{host} has no replication task")))?;
+    Ok(plan_rejoin(c, host, source, &repl)
+        .await?
+        .map(|plan| Rejoin {
+            plan,
+            secret: repl.source.password.clone(),
+        }))
+}
+
+/// Runs a planned rejoin of `host` under `source`; `t0` dates its steps.
+///
+/// Errors: a failed step's; [`Error::Refused`] when `host` replicates again but is not
+/// back among the proxies' readers.
+pub async fn run_rejoin(
+    c: &Cluster<'_>,
+    r: &Rejoin,
+    host: &str,
+    source: &str,
+    t0: Instant,
+) -> Result<(), Error> {
+    let out = super::execute::execute(
+        c,
+        &r.plan,
+        Some(r.secret.as_str()),
+        &super::execute::NoConverge,
+        t0,
+    )
+    .await?;
+    if !out.problems.is_empty() {
+        return Err(Error::Refused(format!(
+            "{host} rejoined as a replica of {source}, but is not back among the readers: {}",
+            out.problems.join("; ")
+        )));
+    }
+    Ok(())
+}
+
 /// Seconds a rejoined host may take to catch up with the primary.
 pub const REJOIN_CATCH_UP_S: u32 = 120;
 

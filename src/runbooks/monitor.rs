@@ -564,22 +564,10 @@ async fn rejoin(
 ) -> Result<Option<String>, Error> {
     let c = Cluster::new(engine, host, HashMap::new(), events.clone(), None).await;
     let result = async {
-        let repl = c.replication.get(host).cloned().ok_or_else(|| {
-            Error::Refused(format!(
-                "{host} has no replication task in the monitor's inventory"
-            ))
-        })?;
-        let Some(plan) = failover::plan_rejoin(&c, host, primary, &repl).await? else {
+        let Some(r) = failover::rejoin_planned(&c, host, primary).await? else {
             return Ok(None);
         };
-        let secret = Some(repl.source.password.clone());
-        let out = execute(&c, &plan, secret.as_deref(), &NoConverge, Instant::now()).await?;
-        if !out.problems.is_empty() {
-            return Err(Error::Refused(format!(
-                "{host} rejoined as a replica of {primary}, but is not back among the readers: {}",
-                out.problems.join("; ")
-            )));
-        }
+        failover::run_rejoin(&c, &r, host, primary, Instant::now()).await?;
         Ok(Some(format!("rejoined {host} as a replica of {primary}")))
     }
     .await;
