@@ -160,7 +160,7 @@ pub fn rejoin(opts: &Options, host: &str, mode: Mode, style: Style) -> Result<Ex
             if !decide(&r.plan, &mode, "Rejoin now?")? {
                 return Ok(false);
             }
-            failover::run_rejoin(&c, &r, host, &source, t0).await?;
+            crate::runbooks::execute::run_rejoin(&c, &r, host, &source, t0).await?;
             Ok(true)
         }
         .await;

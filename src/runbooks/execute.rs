@@ -287,3 +287,24 @@ where
         .collect::<Result<Vec<()>, String>>()
         .map(|_| ())
 }
+
+/// Runs a planned rejoin of `host` under `source`; `t0` dates its steps.
+///
+/// Errors: a failed step's; [`Error::Refused`] when `host` replicates again but is not
+/// back among the proxies' readers.
+pub async fn run_rejoin(
+    c: &Cluster<'_>,
+    r: &super::failover::Rejoin,
+    host: &str,
+    source: &str,
+    t0: Instant,
+) -> Result<(), Error> {
+    let out = execute(c, &r.plan, Some(r.secret.as_str()), &NoConverge, t0).await?;
+    if !out.problems.is_empty() {
+        return Err(Error::Refused(format!(
+            "{host} rejoined as a replica of {source}, but is not back among the readers: {}",
+            out.problems.join("; ")
+        )));
+    }
+    Ok(())
+}

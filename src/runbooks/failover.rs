@@ -806,34 +806,6 @@ pub async fn rejoin_planned(
         }))
 }
 
-/// Runs a planned rejoin of `host` under `source`; `t0` dates its steps.
-///
-/// Errors: a failed step's; [`Error::Refused`] when `host` replicates again but is not
-/// back among the proxies' readers.
-pub async fn run_rejoin(
-    c: &Cluster<'_>,
-    r: &Rejoin,
-    host: &str,
-    source: &str,
-    t0: Instant,
-) -> Result<(), Error> {
-    let out = super::execute::execute(
-        c,
-        &r.plan,
-        Some(r.secret.as_str()),
-        &super::execute::NoConverge,
-        t0,
-    )
-    .await?;
-    if !out.problems.is_empty() {
-        return Err(Error::Refused(format!(
-            "{host} rejoined as a replica of {source}, but is not back among the readers: {}",
-            out.problems.join("; ")
-        )));
-    }
-    Ok(())
-}
-
 /// Seconds a rejoined host may take to catch up with the primary.
 pub const REJOIN_CATCH_UP_S: u32 = 120;
 

@@ -39,6 +39,7 @@ use crate::error::Error;
 use crate::events::{Event, EventSink};
 use crate::inventory::{Host, HostKeyPolicy, Role};
 use crate::plan::runbook::Runbook;
+use crate::sql::named_lock;
 use crate::transport::SshHost;
 
 /// Where `apply` installs the monitor on a monitor host: the binary's inventory copy,
@@ -148,7 +149,6 @@ async fn hold(
                 continue;
             }
         };
-        let q = crate::sql::quote(&lock);
         let mut session = match conn.sql_session_with(client, false).await {
             Ok(s) => s,
             Err(e) => {
@@ -158,7 +158,7 @@ async fn hold(
                 continue;
             }
         };
-        let setup = format!("SET SESSION wait_timeout = {LOCK_IDLE_S};");
+        let setup = named_lock::session_idle(LOCK_IDLE_S);
         let mut holding = false;
         let mut first = true;
         loop {
@@ -167,7 +167,7 @@ async fn hold(
             if release.has_changed().unwrap_or(false) {
                 release.borrow_and_update();
                 if holding {
-                    let give = format!("SELECT RELEASE_LOCK({q});");
+                    let give = named_lock::release(&lock);
                     if !matches!(
                         tokio::time::timeout(answer, session.query(&give)).await,
                         Ok(Ok(_))
@@ -182,9 +182,9 @@ async fn hold(
                 tokio::time::sleep(interval * pause).await;
             }
             let ask = if holding {
-                format!("SELECT IS_USED_LOCK({q}) = CONNECTION_ID();")
+                named_lock::held(&lock)
             } else {
-                format!("SELECT GET_LOCK({q}, 0);")
+                named_lock::take(&lock)
             };
             let text = if first {
                 format!("{setup}\n{ask}")
@@ -567,7 +567,7 @@ async fn rejoin(
         let Some(r) = failover::rejoin_planned(&c, host, primary).await? else {
             return Ok(None);
         };
-        failover::run_rejoin(&c, &r, host, primary, Instant::now()).await?;
+        crate::runbooks::execute::run_rejoin(&c, &r, host, primary, Instant::now()).await?;
         Ok(Some(format!("rejoined {host} as a replica of {primary}")))
     }
     .await;

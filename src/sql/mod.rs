@@ -146,6 +146,31 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// The failover monitor's cooperative lock (`crate::runbooks::monitor`), the same on
+/// MariaDB and MySQL (MariaDB KB "GET_LOCK"; MySQL manual 14.14 "Locking Functions"): the
+/// named lock is held by the session that took it and released when that session ends.
+pub mod named_lock {
+    use super::quote;
+
+    /// The lock session ends after `idle_s` seconds without a statement (`wait_timeout`),
+    /// releasing the lock of a client that died or was cut off.
+    pub fn session_idle(idle_s: u64) -> String {
+        format!("SET SESSION wait_timeout = {idle_s};")
+    }
+    /// Takes `name` without waiting: the row is 1 (taken), 0 (another session holds it).
+    pub fn take(name: &str) -> String {
+        format!("SELECT GET_LOCK({}, 0);", quote(name))
+    }
+    /// The row is 1 when this session holds `name`.
+    pub fn held(name: &str) -> String {
+        format!("SELECT IS_USED_LOCK({}) = CONNECTION_ID();", quote(name))
+    }
+    /// Gives `name` back.
+    pub fn release(name: &str) -> String {
+        format!("SELECT RELEASE_LOCK({});", quote(name))
+    }
+}
+
 /// An identifier in backticks.
 pub fn ident(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
