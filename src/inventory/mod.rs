@@ -200,11 +200,61 @@ pub struct Inventory {
     pub backup_verify: Option<String>,
     /// The offsite copy of the backups (seed 003), when declared.
     pub backup_offsite: Option<crate::backup::Offsite>,
+    /// Prometheus and its exporters, when `monitoring:` is declared.
+    pub monitoring: Option<Monitoring>,
     /// Host name → index in `hosts`, and cluster → its database hosts' indexes in
     /// inventory order: per-host work looks hosts up in constant time, so the cost of a
     /// fleet stays linear in its size (issue 11).
     #[serde(skip)]
     pub index: HostIndex,
+}
+
+/// `monitoring:`, checked: Prometheus on `servers`, scraping `targets`, alerting on
+/// dbfleet's rules (`templates/prometheus-rules.yml.j2`) and the operator's `rules`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Monitoring {
+    /// Hosts running Prometheus (named in the inventory; default the `monitor` hosts).
+    pub servers: Vec<String>,
+    /// Seconds between scrapes.
+    pub scrape_interval_s: u64,
+    /// Seconds a scrape may take: 10 (Prometheus's default), at most the interval.
+    pub scrape_timeout_s: u64,
+    /// Seconds between rule evaluations.
+    pub evaluation_interval_s: u64,
+    /// What each host exposes, from its own vars (ports) and roles.
+    pub targets: Vec<ScrapeTarget>,
+    /// The operator's alerting rules.
+    pub rules: Vec<AlertRule>,
+}
+
+/// One host as Prometheus scrapes it: `HOST:PORT` endpoints (IPv6 in brackets), absent
+/// where the host runs no such exporter.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScrapeTarget {
+    pub host: String,
+    pub cluster: String,
+    /// `primary`, `replica`, or empty for a host that runs no database server.
+    pub role: String,
+    /// prometheus-node-exporter (every host).
+    pub node: String,
+    /// prometheus-mysqld-exporter (database hosts).
+    pub mysqld: Option<String>,
+    /// HAProxy's built-in Prometheus endpoint (HAProxy proxies).
+    pub haproxy: Option<String>,
+    /// Replicas: the lag (seconds) over which the lag alert fires, `max_replica_lag_seconds`.
+    pub max_lag_s: Option<u64>,
+}
+
+/// An operator's alerting rule, checked: `alert` is a Prometheus metric-style name,
+/// `for_s` seconds, `severity` one of info/warning/critical. `expr` is checked by
+/// `promtool check rules` on the Prometheus host before the rules file is replaced.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRule {
+    pub alert: String,
+    pub expr: String,
+    pub for_s: u64,
+    pub severity: String,
+    pub summary: String,
 }
 
 /// Lookups over [`Inventory::hosts`], built once ([`HostIndex::build`]).

@@ -65,6 +65,39 @@ pub struct RawInventory {
     pub firewall: Option<Spanned<RawFirewall>>,
     /// Backup jobs, their schedules, retention and objectives (seeds 000–004).
     pub backups: Option<Spanned<RawBackups>>,
+    /// Prometheus with its exporters (seed 002's monitoring stack).
+    pub monitoring: Option<Spanned<RawMonitoring>>,
+}
+
+/// `monitoring:`: node_exporter on every host, mysqld_exporter on database hosts,
+/// HAProxy's own endpoint on proxies, and Prometheus on `servers` with alerting rules
+/// rendered from the inventory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitoring {
+    /// The hosts Prometheus runs on (default: the hosts with the `monitor` role).
+    pub servers: Option<Spanned<Vec<Spanned<String>>>>,
+    /// How often Prometheus scrapes ("15s", "1m"; default 15s).
+    pub scrape_interval: Option<Spanned<String>>,
+    /// How often Prometheus evaluates the rules (default 15s).
+    pub evaluation_interval: Option<Spanned<String>>,
+    /// The operator's own alerting rules, beside dbfleet's.
+    #[serde(default)]
+    pub rules: Vec<Spanned<RawAlertRule>>,
+}
+
+/// One alerting rule of the operator's (Prometheus's `alert`/`expr`/`for`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertRule {
+    pub alert: Spanned<String>,
+    /// A PromQL expression; `promtool check rules` judges it on the Prometheus host.
+    pub expr: Spanned<String>,
+    #[serde(rename = "for")]
+    pub for_: Option<Spanned<String>>,
+    /// `info`, `warning` (default) or `critical`.
+    pub severity: Option<Spanned<String>>,
+    pub summary: Option<String>,
 }
 
 /// `backups:`.

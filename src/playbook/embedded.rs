@@ -19,6 +19,10 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
         "monitoring.yml",
         include_str!("../../playbooks/monitoring.yml"),
     ),
+    (
+        "prometheus.yml",
+        include_str!("../../playbooks/prometheus.yml"),
+    ),
     ("proxy.yml", include_str!("../../playbooks/proxy.yml")),
     (
         "replication.yml",
@@ -137,12 +141,36 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/mysql.init.j2"),
     ),
     (
+        "mysqld-exporter.cnf.j2",
+        include_str!("../../templates/mysqld-exporter.cnf.j2"),
+    ),
+    (
         "mysqld-live.cnf.j2",
         include_str!("../../templates/mysqld-live.cnf.j2"),
     ),
     (
         "mysqld.cnf.j2",
         include_str!("../../templates/mysqld.cnf.j2"),
+    ),
+    (
+        "prometheus-mysqld-exporter.default.j2",
+        include_str!("../../templates/prometheus-mysqld-exporter.default.j2"),
+    ),
+    (
+        "prometheus-node-exporter.default.j2",
+        include_str!("../../templates/prometheus-node-exporter.default.j2"),
+    ),
+    (
+        "prometheus-rules.yml.j2",
+        include_str!("../../templates/prometheus-rules.yml.j2"),
+    ),
+    (
+        "prometheus.default.j2",
+        include_str!("../../templates/prometheus.default.j2"),
+    ),
+    (
+        "prometheus.yml.j2",
+        include_str!("../../templates/prometheus.yml.j2"),
     ),
     (
         "proxy-checker.init.j2",

@@ -19,11 +19,13 @@ use crate::error::Error;
 mod access;
 mod backups;
 mod firewall;
+mod monitoring;
 mod vars;
 
 use access::*;
 use backups::*;
 use firewall::*;
+use monitoring::*;
 use vars::*;
 
 struct Checker<'a> {
@@ -462,6 +464,11 @@ pub fn validate(
     let backup_verify = (!backups.is_empty())
         .then(|| backup_verify.unwrap_or_else(|| crate::backup::VERIFY_SCHEDULE.to_string()));
 
+    let monitoring = raw
+        .monitoring
+        .as_ref()
+        .and_then(|m| check_monitoring(&mut c, m, &hosts, &secrets));
+
     if !c.problems.is_empty() {
         let problems = std::mem::take(&mut c.problems);
         return Err(Error::Invalid(Box::new(FileProblems::new(
@@ -485,6 +492,7 @@ pub fn validate(
         backups,
         backup_verify,
         backup_offsite,
+        monitoring,
     })
 }
 
