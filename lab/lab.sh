@@ -116,8 +116,11 @@ ensure_network() {
 start_host() {
   local name=$1 octet=$2 tag=$3
   docker rm -f "$LAB_NAME-$name" >/dev/null 2>&1 || true
+  # SYS_PTRACE: root may read /proc/PID/exe of another user's process, as on a VM. Debian's
+  # init scripts stop a daemon that runs as its own user (prometheus's exporters) with
+  # `start-stop-daemon --exec`, which reads it; Docker's default capabilities hide it.
   docker run -d --init --name "$LAB_NAME-$name" --hostname "$name" --network "$NET" \
-    --ip "$PREFIX.$octet" --label dbfleet-lab="$LAB_NAME" --cap-add NET_ADMIN "$tag" >/dev/null
+    --ip "$PREFIX.$octet" --label dbfleet-lab="$LAB_NAME" --cap-add NET_ADMIN --cap-add SYS_PTRACE "$tag" >/dev/null
   docker exec -i "$LAB_NAME-$name" sh -c 'umask 077; mkdir -p /root/.ssh; cat > /root/.ssh/authorized_keys' < "$LAB_DIR/id_ed25519.pub"
 }
 

@@ -12,6 +12,7 @@ mod backup;
 mod changes;
 mod ha;
 mod monitor;
+mod prometheus;
 mod provision;
 mod replication;
 mod security;

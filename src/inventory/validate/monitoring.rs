@@ -116,9 +116,7 @@ fn target(h: &Host) -> ScrapeTarget {
             String::new()
         },
         node: port("node_exporter_port", 9100),
-        mysqld: h
-            .is_database()
-            .then(|| port("mysqld_exporter_port", 9104)),
+        mysqld: h.is_database().then(|| port("mysqld_exporter_port", 9104)),
         haproxy: haproxy.then(|| port("haproxy_metrics_port", 8405)),
         max_lag_s: h.has(Role::Replica).then(|| h.max_replica_lag_s()),
     }
@@ -139,8 +137,12 @@ fn check_rule(c: &mut Checker, rule: &Spanned<RawAlertRule>) -> Option<AlertRule
     if !name_ok {
         let sp = c.span(&r.alert);
         c.push(
-            Problem::at(format!("`{}` is not an alert name", r.alert.value), sp, "here")
-                .help("letters, digits and `_`, not starting with a digit, e.g. ManyConnections"),
+            Problem::at(
+                format!("`{}` is not an alert name", r.alert.value),
+                sp,
+                "here",
+            )
+            .help("letters, digits and `_`, not starting with a digit, e.g. ManyConnections"),
         );
         ok = false;
     }
@@ -173,7 +175,11 @@ fn check_rule(c: &mut Checker, rule: &Spanned<RawAlertRule>) -> Option<AlertRule
     let summary = r.summary.clone().unwrap_or_default();
     if summary.contains(['\0']) || summary.len() > 1024 {
         let sp = c.span(rule);
-        c.push(Problem::at("the summary must be text under 1 KiB", sp, "here"));
+        c.push(Problem::at(
+            "the summary must be text under 1 KiB",
+            sp,
+            "here",
+        ));
         ok = false;
     }
     let for_s = for_s?;
