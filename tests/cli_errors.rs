@@ -68,6 +68,8 @@ cases!(
     backup_injection,
     variable_types,
     mysql_physical_backup,
+    monitoring_fields,
+    monitoring_no_server,
 );
 
 #[test]

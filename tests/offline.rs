@@ -503,3 +503,96 @@ fn failover_monitors_files() {
         "{secrets}"
     );
 }
+
+#[test]
+fn prometheus_configuration_rules_and_exporter_files() {
+    let (dir, _) = rendered("inventories/lab.yml");
+    insta::assert_snapshot!(
+        "prometheus_yml_backup1",
+        read(dir.path(), "backup1", "/etc/prometheus/prometheus.yml")
+    );
+    insta::assert_snapshot!(
+        "prometheus_rules_backup1",
+        read(dir.path(), "backup1", "/etc/prometheus/dbfleet-rules.yml")
+    );
+    // Prometheus runs on the named server only; the exporters everywhere they apply.
+    assert!(
+        !dir.path()
+            .join("db1/etc/prometheus/prometheus.yml")
+            .exists()
+    );
+    assert!(
+        !dir.path()
+            .join("proxy1/etc/default/prometheus-mysqld-exporter")
+            .exists()
+    );
+    for host in ["db1", "db2", "db3", "backup1", "proxy1", "proxy2"] {
+        let node = read(dir.path(), host, "/etc/default/prometheus-node-exporter");
+        assert!(
+            node.contains(
+                "--collector.textfile.directory=/var/lib/node_exporter/textfile_collector"
+            ),
+            "{host}: {node}"
+        );
+    }
+    let cnf = read(dir.path(), "db2", "/etc/prometheus/mysqld-exporter.cnf");
+    assert!(
+        cnf.contains("password = <secret:exporter_password>"),
+        "{cnf}"
+    );
+    let haproxy = read(dir.path(), "proxy1", "/etc/haproxy/haproxy.cfg");
+    assert!(
+        haproxy.contains("bind :8405\n\thttp-request use-service prometheus-exporter"),
+        "{haproxy}"
+    );
+    // The exporters' ports are open to the Prometheus server only, Prometheus's to the
+    // admin network.
+    let nft = read(dir.path(), "db2", "/etc/dbfleet/firewall.nft");
+    assert!(
+        nft.contains("ip saddr 172.29.77.21 tcp dport { 9100, 9104 } accept"),
+        "{nft}"
+    );
+    let nft = read(dir.path(), "backup1", "/etc/dbfleet/firewall.nft");
+    assert!(
+        nft.contains("ip saddr 172.29.77.1/32 tcp dport 9090 accept"),
+        "{nft}"
+    );
+}
+
+/// An operator's expression reaches the rules file as one YAML string, exactly as written:
+/// quotes, braces, `#` and template-looking text cannot add a key, a rule or a line.
+#[test]
+fn an_operators_rule_is_quoted_into_the_rules_file() {
+    let hostile = r#"up{job="node"} == 0 or vector(1) # "x" }: {{ 7*7 }} ', - alert: Evil"#;
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("inventories/lab.yml"))
+            .expect("lab.yml")
+            .replace(
+                "expr: 'mysql_global_status_threads_connected > 150'",
+                &format!("expr: {}", serde_json::to_string(hostile).expect("json")),
+            )
+            .replace(
+                "summary: \"over 150 of the 200 connections in use\"",
+                "summary: \"{{ $labels.host }}: \\\"many\\\"\\n  evil: 1\"",
+            );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inv = tmp.path().join("lab.yml");
+    std::fs::write(&inv, text).expect("write");
+    let (dir, _) = rendered(inv.to_str().expect("utf-8"));
+    let rules = read(dir.path(), "backup1", "/etc/prometheus/dbfleet-rules.yml");
+    let parsed: serde_json::Value = serde_saphyr::from_str(&rules).expect("the rules file is YAML");
+    let groups = parsed["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2, "{rules}");
+    let operator = groups[1]["rules"].as_array().expect("rules");
+    assert_eq!(operator.len(), 1, "{rules}");
+    assert_eq!(operator[0]["expr"], hostile);
+    assert_eq!(
+        operator[0]["annotations"]["summary"],
+        "{{ $labels.host }}: \"many\"\n  evil: 1"
+    );
+    assert_eq!(
+        operator[0].as_object().expect("rule").len(),
+        5,
+        "alert, expr, for, labels, annotations only: {rules}"
+    );
+}

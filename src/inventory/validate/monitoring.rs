@@ -69,17 +69,19 @@ pub(super) fn check_monitoring(
     let mut rules = Vec::new();
     let mut seen = BTreeSet::new();
     for rule in &r.rules {
-        if let Some(a) = check_rule(c, rule) {
-            if !seen.insert(a.alert.clone()) {
-                let sp = c.span(&rule.value.alert);
-                c.push(Problem::at(
-                    format!("alert `{}` is declared twice", a.alert),
+        let name = &rule.value.alert;
+        if !seen.insert(name.value.clone()) {
+            let sp = c.span(name);
+            c.push(
+                Problem::at(
+                    format!("alert `{}` is declared twice", name.value),
                     sp,
                     "here",
-                ));
-            }
-            rules.push(a);
+                )
+                .help("each of the operator's alerts has its own name"),
+            );
         }
+        rules.extend(check_rule(c, rule));
     }
     let targets = hosts.iter().map(target).collect();
     let scrape_interval_s = scrape_interval_s?;
