@@ -177,7 +177,8 @@ pub enum BackupAction {
     Run {
         /// The job's name in the inventory.
         job: String,
-        /// `full` or `incremental` for a physical job (default: its first schedule's).
+        /// `full`, `differential` or `incremental` for a physical job (default: its first
+        /// schedule's).
         #[arg(long)]
         mode: Option<String>,
     },

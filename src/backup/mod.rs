@@ -61,7 +61,7 @@ pub struct Retention {
 pub struct Run {
     /// Cron expression (five fields).
     pub schedule: String,
-    /// `full`, `incremental` (physical) or `run`.
+    /// `full`, `differential`, `incremental` (physical) or `run`.
     pub mode: String,
 }
 

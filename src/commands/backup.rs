@@ -152,12 +152,7 @@ pub fn list(opts: &Options, json: bool) -> Result<Exit, Error> {
                     if ok { "" } else { "  ← over RPO" }
                 ));
                 for s in snaps {
-                    let mode = s
-                        .tags
-                        .iter()
-                        .find(|t| ["full", "incremental", "run"].contains(&t.as_str()))
-                        .cloned()
-                        .unwrap_or_default();
+                    let mode = s.mode().to_string();
                     // restic before 0.17 keeps no size in the snapshot: the job's metrics have it.
                     let size = s
                         .summary

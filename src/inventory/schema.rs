@@ -146,8 +146,11 @@ pub struct RawJob {
     pub schedule: Option<Spanned<String>>,
     /// Physical: the full backups' cron expression.
     pub full: Option<Spanned<String>>,
-    /// Physical: the incremental backups' cron expression.
+    /// Physical: the incremental backups' cron expression (changes since the last backup).
     pub incremental: Option<Spanned<String>>,
+    /// Physical: the differential backups' cron expression (changes since the last full
+    /// backup, seed 003).
+    pub differential: Option<Spanned<String>>,
     #[serde(default)]
     pub databases: Vec<Spanned<String>>,
     #[serde(default)]

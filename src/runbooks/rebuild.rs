@@ -4,7 +4,8 @@
 //! the inventory's address.
 //!
 //! - A lost replica is provisioned by the ordinary apply, with one difference: its data is
-//!   the cluster's newest physical backup (the full and the incrementals chained on it)
+//!   the cluster's newest physical backup (the full, its newest differential and the
+//!   incrementals chained on them)
 //!   read from the backup server, not a copy streamed from the primary; it then
 //!   replicates from the primary, from the backup's GTID position.
 //! - A whole lost cluster (every database host of it named) gets its primary back first:
@@ -26,7 +27,7 @@ use crate::backup::snapshot::chain;
 use crate::backup::{Job, JobKind};
 use crate::error::Error;
 use crate::plan::runbook::{Action, Runbook, RunbookPlan};
-use crate::runbooks::replication::RESTORE_HELPER;
+use crate::runbooks::replication::{RESTORE_HELPER, chain_restore_script};
 use crate::sql::Dialect;
 use crate::tasks::q;
 use crate::transport::SshHost;
@@ -135,26 +136,14 @@ async fn restore_physical(
             .max_by(|a, b| a.time.cmp(&b.time)),
         None => None,
     };
-    let job = q(&physical.name);
-    let mut s = format!(
+    let mut s = String::from(
         "set -euo pipefail\nw=/var/lib/dbfleet/rebuild; rm -rf \"$w\"; mkdir -p \"$w\"\n\
          mariadb -e 'SET GLOBAL read_only = ON' || true\n\
          service mariadb stop > /dev/null 2>&1 || true\n\
          aside=\"/var/lib/mysql.dbfleet-replaced-$(date +%s)\"; mv /var/lib/mysql \"$aside\"\n\
-         install -d -o mysql -g mysql -m 0755 /var/lib/mysql\n\
-         {RESTORE_HELPER} {job} dump {full} {path} | mbstream -x -C /var/lib/mysql\n\
-         mariadb-backup --prepare --target-dir=/var/lib/mysql > \"$w/prepare.log\" 2>&1 || {{ tail -n 5 \"$w/prepare.log\" >&2; exit 1; }}\n",
-        full = q(&full.short_id),
-        path = q(&format!("/{}-full.xbstream", physical.name)),
+         install -d -o mysql -g mysql -m 0755 /var/lib/mysql\n",
     );
-    for (i, inc) in incs.iter().enumerate() {
-        s.push_str(&format!(
-            "mkdir -p \"$w/inc{i}\"\n{RESTORE_HELPER} {job} dump {id} {path} | mbstream -x -C \"$w/inc{i}\"\n\
-             mariadb-backup --prepare --target-dir=/var/lib/mysql --incremental-dir=\"$w/inc{i}\" > \"$w/prepare.log\" 2>&1 || {{ tail -n 5 \"$w/prepare.log\" >&2; exit 1; }}\n",
-            id = q(&inc.short_id),
-            path = q(&format!("/{}-incremental.xbstream", physical.name)),
-        ));
-    }
+    s.push_str(&chain_restore_script(&physical.name, full, &incs));
     // The copy came from a replica: it must not replicate, and its binlog starts at the
     // copy's position. The upgrade marker as for a seeded replica (replication.rs).
     s.push_str(
@@ -341,7 +330,7 @@ pub async fn plan(
             )
         } else {
             format!(
-                "replace its data by {}'s newest full backup and the incrementals after it",
+                "replace its data by {}'s newest full backup, differential and the incrementals after them",
                 backup.name
             )
         };

@@ -54,7 +54,7 @@ fn sql(r: &ReplicationRes, statements: &str) -> String {
 ///
 /// Errors: a message naming the step and host that failed.
 /// With `from_backup` (a physical backup job of the cluster; `dbfleet rebuild`), a replica
-/// that needs seeding is filled from that job's newest full backup and the incrementals
+/// that needs seeding is filled from that job's newest full backup, differential and the incrementals
 /// chained on it, read from the backup server, instead of from the source.
 pub async fn apply(
     replica: &SshHost,
@@ -233,9 +233,44 @@ async fn fill_from_source(replica: &SshHost, source: &SshHost) -> Result<(), Str
     Ok(())
 }
 
+/// Shell lines (bash, `set -e`, `$w` a scratch folder) that fill the empty
+/// `/var/lib/mysql` from a physical job's restore chain
+/// ([`crate::backup::snapshot::chain`]): the full backup extracted and prepared, then each
+/// differential or incremental of `rest` extracted beside it and applied in order
+/// (`mariadb-backup --prepare --incremental-dir`, MariaDB KB "Incremental Backup and
+/// Restore with mariadb-backup"; a differential is applied the same way, on the full).
+/// Each snapshot is read by the host itself through `backup-restore` (its file named by
+/// the snapshot's mode, as the job's script stored it).
+pub fn chain_restore_script(
+    job: &str,
+    full: &crate::backup::snapshot::Snapshot,
+    rest: &[&crate::backup::snapshot::Snapshot],
+) -> String {
+    let q = crate::tasks::q;
+    let prepare = "mariadb-backup --prepare --target-dir=/var/lib/mysql";
+    let failed = "> \"$w/prepare.log\" 2>&1 || { tail -n 5 \"$w/prepare.log\" >&2; exit 1; }";
+    let mut s = format!(
+        "{RESTORE_HELPER} {j} dump {id} {path} | mbstream -x -C /var/lib/mysql\n{prepare} {failed}\n",
+        j = q(job),
+        id = q(&full.short_id),
+        path = q(&format!("/{job}-full.xbstream")),
+    );
+    for (i, b) in rest.iter().enumerate() {
+        s.push_str(&format!(
+            "mkdir -p \"$w/inc{i}\"\n{RESTORE_HELPER} {j} dump {id} {path} | mbstream -x -C \"$w/inc{i}\"\n\
+             {prepare} --incremental-dir=\"$w/inc{i}\" {failed}\n",
+            j = q(job),
+            id = q(&b.short_id),
+            path = q(&format!("/{job}-{}.xbstream", b.mode())),
+        ));
+    }
+    s
+}
+
 /// 2'. Fills the data folder from the physical backup job `job` on the backup server (the
 ///    host reads it itself, `backup-restore`): its newest full backup, then each
-///    incremental chained on it, in order, each prepared in turn (mariadb-backup).
+///    newest differential and incrementals chained on it, in order, each prepared in turn
+///    (mariadb-backup; [`chain_restore_script`]).
 async fn fill_from_backup(replica: &SshHost, job: &str) -> Result<(), String> {
     let list = run(
         replica,
@@ -247,33 +282,18 @@ async fn fill_from_backup(replica: &SshHost, job: &str) -> Result<(), String> {
         serde_json::from_str(list.trim()).map_err(|e| format!("the snapshots of {job}: {e}"))?;
     let (full, incrementals) = crate::backup::snapshot::chain(&snaps)
         .ok_or_else(|| format!("backup job {job} holds no full backup to rebuild from"))?;
-    let q = crate::tasks::q;
-    let mut script = format!(
-        "set -euo pipefail\nw=/var/lib/dbfleet/rebuild; rm -rf \"$w\"; mkdir -p \"$w\"\n\
-         {RESTORE_HELPER} {job} dump {full} {path} | mbstream -x -C /var/lib/mysql\n\
-         mariadb-backup --prepare --target-dir=/var/lib/mysql > \"$w/prepare.log\" 2>&1 || {{ tail -n 5 \"$w/prepare.log\" >&2; exit 1; }}\n",
-        job = q(job),
-        full = q(&full.short_id),
-        path = q(&format!("/{job}-full.xbstream")),
+    let mut script = String::from(
+        "set -euo pipefail\nw=/var/lib/dbfleet/rebuild; rm -rf \"$w\"; mkdir -p \"$w\"\n",
     );
-    for (i, inc) in incrementals.iter().enumerate() {
-        script.push_str(&format!(
-            "mkdir -p \"$w/inc{i}\"\n{RESTORE_HELPER} {job} dump {id} {path} | mbstream -x -C \"$w/inc{i}\"\n\
-             mariadb-backup --prepare --target-dir=/var/lib/mysql --incremental-dir=\"$w/inc{i}\" > \"$w/prepare.log\" 2>&1 || {{ tail -n 5 \"$w/prepare.log\" >&2; exit 1; }}\n",
-            job = q(job),
-            id = q(&inc.short_id),
-            path = q(&format!("/{job}-incremental.xbstream")),
-        ));
-    }
+    script.push_str(&chain_restore_script(job, full, &incrementals));
     script.push_str("rm -rf \"$w\"\n");
     // bash for pipefail: a failed read must not leave a partial copy looking whole.
     let script = format!("bash <<'DBFLEET_SEED'\n{script}DBFLEET_SEED\n");
     run(
         replica,
         &format!(
-            "restoring backup {} (+{} incremental) of {job}",
-            full.short_id,
-            incrementals.len()
+            "restoring backup {} of {job}",
+            crate::backup::snapshot::describe_chain(full, &incrementals)
         ),
         &script,
     )

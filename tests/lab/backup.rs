@@ -112,6 +112,8 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
         ("app-logical", "run"),
         ("app-physical", "full"),
         ("app-physical", "incremental"),
+        ("app-physical", "differential"),
+        ("app-physical", "incremental"),
         ("binlogs", "run"),
         ("proxy-config", "run"),
     ] {
@@ -168,7 +170,9 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
         .flat_map(|s| s["tags"].as_array().cloned().unwrap_or_default())
         .filter_map(|t| t.as_str().map(str::to_string))
         .collect();
-    assert!(tags.contains(&"full".to_string()) && tags.contains(&"incremental".to_string()));
+    for mode in ["full", "differential", "incremental"] {
+        assert!(tags.contains(&mode.to_string()), "{mode}: {tags:?}");
+    }
     assert_eq!(physical["within_rpo"], true);
     // A second apply changes nothing.
     assert_empty_plan();
@@ -186,8 +190,12 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
     ] {
         assert!(v.stdout.contains(want), "`{want}` in:\n{}", v.all());
     }
+    // The restore chain: the full, the differential (which holds the first incremental's
+    // changes), the incremental after it.
     assert!(
-        v.stdout.contains("1 incremental(s) prepared and started"),
+        v.stdout.contains(" + differential ")
+            && v.stdout
+                .contains(" + 1 incremental(s) prepared and started"),
         "{}",
         v.all()
     );
@@ -399,17 +407,24 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
 #[test]
 fn rebuild_brings_back_a_lost_replica_then_a_lost_cluster_from_backups_alone() {
     let _lab = converged();
-    // A full backup, more rows, an incremental, more rows (replicated, not backed up).
+    // Seed 003's week: a full backup, an incremental, a differential (the changes since
+    // the full: it holds the incremental's too), an incremental on the differential; rows
+    // written after each, the last ones replicated but not backed up. The restore chain is
+    // the full, the differential and the last incremental; a differential taken on the
+    // wrong base fails its prepare, one skipped loses rows.
     fresh_table("rebuilt", "before the full", 1000);
-    for mode in ["full", "incremental"] {
+    for (mode, from, to) in [
+        ("full", 1001, 1500),
+        ("incremental", 2001, 2100),
+        ("differential", 2101, 2120),
+        ("incremental", 2121, 2130),
+    ] {
         let b = dbfleet(&["backup", "run", "app-physical", "--mode", mode]);
         assert_eq!(b.code, 0, "{}", b.all());
         sql(
             "db1",
             &format!(
-                "USE app; INSERT INTO app.rebuilt SELECT seq, 'after the {mode}' FROM seq_{}_to_{}",
-                if mode == "full" { 1001 } else { 2001 },
-                if mode == "full" { 1500 } else { 2100 }
+                "USE app; INSERT INTO app.rebuilt SELECT seq, 'after the {mode}' FROM seq_{from}_to_{to}"
             ),
         );
     }
@@ -440,7 +455,7 @@ fn rebuild_brings_back_a_lost_replica_then_a_lost_cluster_from_backups_alone() {
         ),
         ("Yes", "Yes")
     );
-    eventually("db3", "SELECT COUNT(*) FROM app.rebuilt", "1600");
+    eventually("db3", "SELECT COUNT(*) FROM app.rebuilt", "1630");
     assert_eq!(
         sql("db3", "CHECKSUM TABLE app.rebuilt"),
         sql("db1", "CHECKSUM TABLE app.rebuilt")
@@ -471,7 +486,7 @@ fn rebuild_brings_back_a_lost_replica_then_a_lost_cluster_from_backups_alone() {
         "db1",
         "USE app; INSERT INTO app.rebuilt SELECT seq, 'lost' FROM seq_4001_to_4005",
     );
-    assert_eq!(rows("db1"), "1655 5");
+    assert_eq!(rows("db1"), "1685 5");
     reset(&["db1", "db2", "db3"]);
     let all = dbfleet(&["rebuild", "db1", "db2", "db3", "--auto-approve"]);
     assert_eq!(all.code, 0, "{}", all.all());
@@ -483,8 +498,8 @@ fn rebuild_brings_back_a_lost_replica_then_a_lost_cluster_from_backups_alone() {
             "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'rebuilt'",
             "1",
         );
-        eventually(h, "SELECT COUNT(*) FROM app.rebuilt", "1650");
-        assert_eq!(rows(h), "1650 0", "{h}");
+        eventually(h, "SELECT COUNT(*) FROM app.rebuilt", "1680");
+        assert_eq!(rows(h), "1680 0", "{h}");
     }
     assert_eq!(
         sql("db2", "CHECKSUM TABLE app.rebuilt"),

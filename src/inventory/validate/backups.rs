@@ -210,9 +210,29 @@ pub(super) fn check_backups(
         let mut schedules = Vec::new();
         let mut runs = Vec::new();
         let wanted: Vec<(&str, &Option<Spanned<String>>)> = match kind {
-            JobKind::Physical => vec![("full", &j.full), ("incremental", &j.incremental)],
+            JobKind::Physical => vec![
+                ("full", &j.full),
+                ("differential", &j.differential),
+                ("incremental", &j.incremental),
+            ],
             _ => vec![("run", &j.schedule)],
         };
+        if kind != JobKind::Physical {
+            for e in [&j.full, &j.differential, &j.incremental]
+                .into_iter()
+                .flatten()
+            {
+                let sp = c.span(e);
+                c.push(
+                    Problem::at(
+                        format!("a {} job has one `schedule`", j.kind.value),
+                        sp,
+                        "only physical jobs have full, differential and incremental backups",
+                    )
+                    .help("e.g. schedule: \"0 22 * * *\" (daily at 22:00, seed 001)"),
+                );
+            }
+        }
         if kind == JobKind::Physical && flavor == crate::inventory::Flavor::Mysql {
             // Issue 13: Debian ships no physical backup tool for MySQL (no xtrabackup for
             // 8.4 or 9.x, and `percona-xtrabackup-80` is not a Debian package), so a
@@ -231,7 +251,7 @@ pub(super) fn check_backups(
             let sp = c.span(j.schedule.as_ref().unwrap_or_else(|| unreachable!()));
             c.push(
                 Problem::at(
-                    "a physical job has `full` and `incremental` schedules, not `schedule`",
+                    "a physical job has `full`, `differential` and `incremental` schedules, not `schedule`",
                     sp,
                     "here",
                 )
@@ -251,7 +271,7 @@ pub(super) fn check_backups(
                         schedules.push((s, c.span(e)));
                     }
                 }
-                None if mode == "incremental" => {}
+                None if mode == "incremental" || mode == "differential" => {}
                 None => {
                     let field = if mode == "full" { "full" } else { "schedule" };
                     c.push(
