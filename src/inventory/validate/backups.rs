@@ -72,19 +72,7 @@ pub(super) fn check_backups(
                 }
                 None => {
                     let sp = c.span(s);
-                    let help = did_you_mean(&s.value, names.iter().copied())
-                        .unwrap_or_else(|| format!("known hosts: {}", names.join(", ")));
-                    c.push(
-                        Problem::at(
-                            format!(
-                                "backup server `{}` is not a host of this inventory",
-                                s.value
-                            ),
-                            sp,
-                            "unknown host",
-                        )
-                        .help(help),
-                    );
+                    c.unknown_host("backup server", &s.value, sp, &names);
                 }
             }
             s.value.clone()
@@ -177,19 +165,7 @@ pub(super) fn check_backups(
         match hosts.iter().find(|h| h.name == j.host.value) {
             None => {
                 let sp = c.span(&j.host);
-                let help = did_you_mean(&j.host.value, names.iter().copied())
-                    .unwrap_or_else(|| format!("known hosts: {}", names.join(", ")));
-                c.push(
-                    Problem::at(
-                        format!(
-                            "backup host `{}` is not a host of this inventory",
-                            j.host.value
-                        ),
-                        sp,
-                        "unknown host",
-                    )
-                    .help(help),
-                );
+                c.unknown_host("backup host", &j.host.value, sp, &names);
             }
             Some(h) if kind.needs_database() && !h.is_database() => {
                 let sp = c.span(&j.host);

@@ -39,6 +39,20 @@ impl Checker<'_> {
     fn span<T>(&self, s: &Spanned<T>) -> (usize, usize) {
         span_of(&s.referenced, self.text)
     }
+    /// `WHAT `NAME` is not a host of this inventory` at `span`, with "did you mean" or
+    /// the known hosts.
+    fn unknown_host(&mut self, what: &str, name: &str, span: (usize, usize), names: &[&str]) {
+        let help = did_you_mean(name, names.iter().copied())
+            .unwrap_or_else(|| format!("known hosts: {}", names.join(", ")));
+        self.push(
+            Problem::at(
+                format!("{what} `{name}` is not a host of this inventory"),
+                span,
+                "unknown host",
+            )
+            .help(help),
+        );
+    }
     fn push(&mut self, p: Problem) {
         self.problems.push(p);
     }
@@ -343,18 +357,7 @@ pub fn validate(
             continue;
         }
         match hosts.iter().find(|o| &o.name == src) {
-            None => {
-                let help = did_you_mean(src, names.iter().copied())
-                    .unwrap_or_else(|| format!("known hosts: {}", names.join(", ")));
-                c.push(
-                    Problem::at(
-                        format!("source `{src}` is not a host of this inventory"),
-                        s,
-                        "unknown host",
-                    )
-                    .help(help),
-                );
-            }
+            None => c.unknown_host("source", src, s, &names),
             Some(o) if !o.is_database() => {
                 c.push(
                     Problem::at(

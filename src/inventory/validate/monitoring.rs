@@ -22,14 +22,11 @@ pub(super) fn check_monitoring(
     let r = &m.value;
     let servers: Vec<String> = match &r.servers {
         Some(list) => {
+            let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
             for s in &list.value {
                 if !hosts.iter().any(|h| h.name == s.value) {
                     let sp = c.span(s);
-                    let help = did_you_mean(&s.value, hosts.iter().map(|h| h.name.as_str()))
-                        .unwrap_or_else(|| "name a host of `hosts:`".into());
-                    c.push(
-                        Problem::at(format!("no host named `{}`", s.value), sp, "here").help(help),
-                    );
+                    c.unknown_host("Prometheus server", &s.value, sp, &names);
                 }
             }
             list.value.iter().map(|s| s.value.clone()).collect()
