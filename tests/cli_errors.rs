@@ -70,6 +70,8 @@ cases!(
     mysql_physical_backup,
     monitoring_fields,
     monitoring_no_server,
+    backup_timezone,
+    backup_timezone_name,
 );
 
 #[test]
@@ -132,6 +134,21 @@ fn validate_prints_each_backup_jobs_worst_case_rpo() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("NO_COLOR", "1")
         .args(["-i", "tests/fixtures/good/backups.yml", "validate"])
+        .output()
+        .expect("run dbfleet");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    insta::assert_snapshot!(String::from_utf8_lossy(&o.stdout));
+}
+
+/// Seed 002 writes its schedules in local time: in Europe/Berlin a nightly 22:00 leaves 25
+/// hours the day clocks go back, and a 02:30 full or differential skips the day they go
+/// forward (the RPO check reads the schedules in the zone; `src/backup/rpo.rs`).
+#[test]
+fn validate_reads_zoned_schedules_across_daylight_saving_changes() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .args(["-i", "tests/fixtures/good/backups_timezone.yml", "validate"])
         .output()
         .expect("run dbfleet");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -596,3 +596,44 @@ fn an_operators_rule_is_quoted_into_the_rules_file() {
         "alert, expr, for, labels, annotations only: {rules}"
     );
 }
+
+/// Schedules in a zone: each cron line runs the guard first (Debian's cron has no
+/// CRON_TZ), at the schedule's minutes when the zone's offset is whole hours.
+#[test]
+fn zoned_schedules_run_behind_the_guard() {
+    let (dir, _) = rendered("tests/fixtures/good/backups_timezone.yml");
+    let cron = read(dir.path(), "db2", "/etc/cron.d/dbfleet-backup");
+    for line in [
+        "0 * * * * root /usr/local/lib/dbfleet/cron-tz Europe/Berlin '0 22 * * *' && /usr/local/lib/dbfleet/backup-nightly run",
+        "30 * * * * root /usr/local/lib/dbfleet/cron-tz Europe/Berlin '30 2 * * 0' && /usr/local/lib/dbfleet/backup-physical full",
+        "30 * * * * root /usr/local/lib/dbfleet/cron-tz Europe/Berlin '30 2 * * 1-6' && /usr/local/lib/dbfleet/backup-physical differential",
+    ] {
+        assert!(cron.lines().any(|l| l == line), "`{line}` in:\n{cron}");
+    }
+    let verify = read(dir.path(), "backup1", "/etc/cron.d/dbfleet-backup-verify");
+    assert!(
+        verify.contains("0 * * * * root /usr/local/lib/dbfleet/cron-tz Europe/Berlin '0 6 * * 0' && /usr/local/lib/dbfleet/backup-verify"),
+        "{verify}"
+    );
+    for host in ["db2", "backup1"] {
+        let guard = read(dir.path(), host, "/usr/local/lib/dbfleet/cron-tz");
+        assert!(guard.starts_with("#!/bin/sh"), "{host}");
+    }
+    // A half-hour zone: the guard runs every minute.
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/good/backups_timezone.yml"),
+    )
+    .expect("fixture")
+    .replace("timezone: Europe/Berlin", "timezone: Asia/Kolkata");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inv = tmp.path().join("kolkata.yml");
+    std::fs::write(&inv, text).expect("write");
+    let (dir, _) = rendered(inv.to_str().expect("utf-8"));
+    let cron = read(dir.path(), "db2", "/etc/cron.d/dbfleet-backup");
+    assert!(
+        cron.contains(
+            "* * * * * root /usr/local/lib/dbfleet/cron-tz Asia/Kolkata '0 22 * * *' && "
+        ),
+        "{cron}"
+    );
+}

@@ -56,6 +56,20 @@ pub struct Retention {
     pub keep_monthly: Option<u32>,
 }
 
+/// The time zone of the backup schedules (`backups.timezone`). Debian's cron has no
+/// `CRON_TZ` and runs every line in the host's zone, so each line runs a guard
+/// (`templates/cron-tz.sh.j2`) that matches the schedule against the wall-clock time in
+/// this zone: every minute, or only at the schedule's minutes when the zone's offset is
+/// always a whole number of hours (its minutes are then UTC's).
+#[derive(Debug, Clone, Serialize)]
+pub struct Zone {
+    /// The IANA name, e.g. `Europe/Berlin`.
+    pub name: String,
+    /// The zone's offset from UTC is a whole number of hours over the RPO walk's horizon
+    /// (`rpo`): false for Asia/Kolkata (+05:30), say.
+    pub whole_hours: bool,
+}
+
 /// One run of a job at a cron schedule.
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {

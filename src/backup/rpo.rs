@@ -5,6 +5,12 @@
 //! for point-in-time recovery). Seeds 001–004 give the schedules this must cover: daily
 //! 22:00, Sunday full + Monday–Saturday incremental at 00:00, the 28th at 02:00,
 //! 01:00/01:05/01:10.
+//!
+//! A schedule may be read in a time zone (`backups.timezone`, seed 002 writes its times in
+//! UTC+2): its runs are then the instants whose wall-clock time in that zone matches, as
+//! the hosts' guard runs them (`templates/cron-tz.sh.j2`). A time skipped by a
+//! daylight-saving change (02:30 on the last Sunday of March in Europe/Berlin) never
+//! runs that day, and one repeated when clocks go back runs twice.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -25,6 +31,8 @@ use croner::Cron;
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub text: String,
+    /// The zone its fields are read in; UTC when `None`.
+    pub zone: Option<chrono_tz::Tz>,
     /// Midnight (UTC) of each day it runs on, in order.
     days: Arc<Vec<DateTime<Utc>>>,
     /// The seconds after midnight it runs at, in order.
@@ -35,17 +43,20 @@ pub struct Schedule {
 #[derive(Debug, Default)]
 pub struct ScheduleBook {
     by_text: HashMap<String, Schedule>,
+    /// The zone every schedule of the book is read in (`backups.timezone`).
+    pub zone: Option<chrono_tz::Tz>,
 }
 
 impl ScheduleBook {
-    /// The schedule of `text`, parsed and walked on first use.
+    /// The schedule of `text`, parsed and walked on first use, in the book's zone.
     ///
     /// Errors: [`Schedule::parse`]'s.
     pub fn get(&mut self, text: &str) -> Result<Schedule, String> {
         if let Some(s) = self.by_text.get(text) {
             return Ok(s.clone());
         }
-        let s = Schedule::parse(text)?;
+        let mut s = Schedule::parse(text)?;
+        s.zone = self.zone;
         self.by_text.insert(text.to_string(), s.clone());
         Ok(s)
     }
@@ -89,16 +100,33 @@ impl Schedule {
         }
         Ok(Schedule {
             text: text.to_string(),
+            zone: None,
             days: Arc::new(days),
             times: Arc::new(times),
         })
     }
 
-    /// Its runs over the horizon, in order.
-    fn runs(&self) -> impl Iterator<Item = DateTime<Utc>> + '_ {
-        self.days
+    /// Its runs over the horizon, in order, as instants. In a zone, the days and times
+    /// walked are wall-clock ones: each becomes no instant (skipped forward), one, or two
+    /// (repeated backward).
+    fn runs(&self) -> Box<dyn Iterator<Item = DateTime<Utc>> + '_> {
+        let wall = self
+            .days
             .iter()
-            .flat_map(|d| self.times.iter().map(move |s| *d + Duration::seconds(*s)))
+            .flat_map(|d| self.times.iter().map(move |s| *d + Duration::seconds(*s)));
+        match self.zone {
+            None => Box::new(wall),
+            Some(zone) => Box::new(wall.flat_map(move |w| {
+                use chrono::LocalResult;
+                match zone.from_local_datetime(&w.naive_utc()) {
+                    LocalResult::None => vec![],
+                    LocalResult::Single(t) => vec![t.with_timezone(&Utc)],
+                    LocalResult::Ambiguous(a, b) => {
+                        vec![a.with_timezone(&Utc), b.with_timezone(&Utc)]
+                    }
+                }
+            })),
+        }
     }
 }
 
@@ -106,10 +134,34 @@ fn midnight_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t - Duration::seconds(i64::from(t.num_seconds_from_midnight()))
 }
 
+/// Whether `zone`'s offset from UTC is a whole number of hours all over the horizon
+/// (checked each day at noon UTC and at each day's start): a schedule's minutes are then
+/// the same in the zone and in UTC.
+pub fn whole_hours(zone: chrono_tz::Tz) -> bool {
+    use chrono::Offset;
+    let Some((from, to)) = horizon() else {
+        return true;
+    };
+    let mut t = from;
+    while t < to {
+        for probe in [t, t + Duration::hours(12)] {
+            let off = zone
+                .offset_from_utc_datetime(&probe.naive_utc())
+                .fix()
+                .local_minus_utc();
+            if off % 3600 != 0 {
+                return false;
+            }
+        }
+        t += Duration::days(1);
+    }
+    true
+}
+
 /// The runs of `schedules` together, in order, each once.
 fn merged(schedules: &[&Schedule]) -> Vec<DateTime<Utc>> {
     let mut runs: Vec<DateTime<Utc>> = schedules.iter().flat_map(|s| s.runs()).collect();
-    if schedules.len() > 1 {
+    if schedules.len() > 1 || schedules.iter().any(|s| s.zone.is_some()) {
         runs.sort();
         runs.dedup();
     }
@@ -209,6 +261,80 @@ mod tests {
     fn gap(exprs: &[&str]) -> u64 {
         let s: Vec<Schedule> = exprs.iter().map(|e| Schedule::parse(e).unwrap()).collect();
         worst_gap(&s.iter().collect::<Vec<_>>()).unwrap().seconds
+    }
+
+    fn zoned(expr: &str, zone: &str) -> Schedule {
+        let mut book = ScheduleBook {
+            zone: Some(zone.parse().expect("zone")),
+            ..Default::default()
+        };
+        book.get(expr).expect("schedule")
+    }
+
+    /// Across daylight-saving changes (Europe/Berlin, 2028: March 26 and October 29): a
+    /// daily 02:30 is skipped the day clocks go forward (a 2-day gap), a daily 22:00 is 25
+    /// hours from the next the day they go back, and a 02:30 runs twice that night.
+    #[test]
+    fn a_zoned_schedule_across_daylight_saving_changes() {
+        let gap = |s: &Schedule| worst_gap(&[s]).expect("gap");
+        let skipped = gap(&zoned("30 2 * * *", "Europe/Berlin"));
+        assert_eq!(skipped.seconds, 2 * 86400 - 3600);
+        assert_eq!(skipped.from.to_rfc3339(), "2028-03-25T01:30:00+00:00");
+        let evening = gap(&zoned("0 22 * * *", "Europe/Berlin"));
+        assert_eq!(evening.seconds, 25 * 3600);
+        assert_eq!(evening.from.to_rfc3339(), "2028-10-28T20:00:00+00:00");
+        let twice: Vec<_> = zoned("30 2 * * *", "Europe/Berlin")
+            .runs()
+            .filter(|t| t.date_naive().to_string() == "2028-10-29")
+            .map(|t| t.to_rfc3339())
+            .collect();
+        assert_eq!(
+            twice,
+            ["2028-10-29T00:30:00+00:00", "2028-10-29T01:30:00+00:00"]
+        );
+        // Without a zone, UTC: every day.
+        assert_eq!(
+            worst_gap(&[&Schedule::parse("30 2 * * *").unwrap()])
+                .unwrap()
+                .seconds,
+            86400
+        );
+        // A zone of whole hours; one of half hours.
+        assert!(whole_hours("Europe/Berlin".parse().unwrap()));
+        assert!(!whole_hours("Asia/Kolkata".parse().unwrap()));
+    }
+
+    /// The hosts' guard (templates/cron-tz.sh.j2, run by sh here) matches exactly the
+    /// minutes this model counts as runs, on both of 2028's change days in Europe/Berlin
+    /// and an ordinary day, for schedules with lists, ranges, steps and both day fields
+    /// restricted (either matches, cron(5)).
+    #[test]
+    fn the_hosts_guard_runs_what_the_rpo_check_counts() {
+        let guard = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/cron-tz.sh.j2");
+        let zone = "Europe/Berlin";
+        for expr in [
+            "30 2 * * *",
+            "0 22 * * *",
+            "*/20 1-3 * * 0",
+            "15 2,3 26-29 3,10 1",
+        ] {
+            let s = zoned(expr, zone);
+            let runs: std::collections::BTreeSet<DateTime<Utc>> = s.runs().collect();
+            for (y, m, d) in [(2028, 3, 26), (2028, 10, 29), (2028, 5, 1)] {
+                let day = Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap();
+                // Every 5 minutes of the hours where these run (UTC 00–03, 19–23): each
+                // sh run costs a couple of milliseconds.
+                for i in (0..48).chain(228..288) {
+                    let t = day + Duration::minutes(5 * i);
+                    let ok = std::process::Command::new("sh")
+                        .args([guard, zone, expr, &t.timestamp().to_string()])
+                        .status()
+                        .expect("sh")
+                        .success();
+                    assert_eq!(ok, runs.contains(&t), "{expr} at {t}: guard {ok}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -200,6 +200,8 @@ pub struct Inventory {
     pub backup_verify: Option<String>,
     /// The offsite copy of the backups (seed 003), when declared.
     pub backup_offsite: Option<crate::backup::Offsite>,
+    /// The zone the backup schedules are written in, when not UTC.
+    pub backup_timezone: Option<crate::backup::Zone>,
     /// Prometheus and its exporters, when `monitoring:` is declared.
     pub monitoring: Option<Monitoring>,
     /// Host name → index in `hosts`, and cluster → its database hosts' indexes in

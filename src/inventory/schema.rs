@@ -109,6 +109,9 @@ pub struct RawBackups {
     /// When the backup server verifies every job's newest backup (cron expression;
     /// default "0 6 * * 0", the seeds' weekly usability check).
     pub verify: Option<Spanned<String>>,
+    /// The IANA time zone every schedule of `backups:` is written in ("Europe/Berlin";
+    /// default: UTC). Seed 002 writes its times in local time.
+    pub timezone: Option<Spanned<String>>,
     /// A copy of every job's backups in S3-compatible object storage (seed 003).
     pub offsite: Option<Spanned<RawOffsite>>,
     pub jobs: Entries<Spanned<RawJob>>,

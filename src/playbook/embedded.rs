@@ -93,6 +93,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/backup.cron.j2"),
     ),
     (
+        "cron-tz.sh.j2",
+        include_str!("../../templates/cron-tz.sh.j2"),
+    ),
+    (
         "dbfleet-monitor.init.j2",
         include_str!("../../templates/dbfleet-monitor.init.j2"),
     ),

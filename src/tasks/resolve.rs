@@ -489,6 +489,10 @@ pub fn resolve(
         ("backups", Value::from_serialize(&inv.backups)),
         ("backup_verify", Value::from_serialize(&inv.backup_verify)),
         ("backup_offsite", Value::from_serialize(&inv.backup_offsite)),
+        (
+            "backup_timezone",
+            Value::from_serialize(&inv.backup_timezone),
+        ),
         ("monitoring", Value::from_serialize(&inv.monitoring)),
     ];
     // Per cluster, built once: its database hosts and its proxies (what a proxy checks, and

@@ -347,6 +347,12 @@ pub(super) fn check_backups(
         crate::backup::rpo::worst_offsite_gap(scheds, &[copy])
     };
     let binlog_offsite = binlog_best(&offsite_gap);
+    // A gap's ends in the schedules' own zone, named (UTC without `timezone`).
+    let zone = c.schedules.zone;
+    let wall = |t: chrono::DateTime<chrono::Utc>| match zone {
+        Some(z) => t.with_timezone(&z).format("%a %b %-d %H:%M %Z").to_string(),
+        None => t.format("%a %b %-d %H:%M UTC").to_string(),
+    };
     let mut jobs = Vec::new();
     for (mut job, scheds, rpo_span) in parsed {
         let refs: Vec<&Schedule> = scheds.iter().map(|s| &s.0).collect();
@@ -388,7 +394,7 @@ pub(super) fn check_backups(
                         human(job.worst_rpo_s)
                     ),
                     *sp,
-                    format!("worst gap {} (from {} to {})", human(gap.seconds), gap.from.format("%a %b %-d %H:%M"), gap.to.format("%a %b %-d %H:%M")),
+                    format!("worst gap {} (from {} to {})", human(gap.seconds), wall(gap.from), wall(gap.to)),
                 )
                 .also(rsp, "declared here")
                 .help("run it more often, relax `rpo`, or (database jobs) add a `binlog` job for point-in-time recovery"),
@@ -428,6 +434,27 @@ pub(super) fn check_backups(
     (jobs, offsite.map(|o| o.0))
 }
 
+/// `backups.timezone`: an IANA zone name (chrono-tz's database). It becomes the zone every
+/// backup schedule is read in (the inventory's [`crate::backup::rpo::ScheduleBook`]).
+pub(super) fn check_timezone(c: &mut Checker, z: &Spanned<String>) -> Option<crate::backup::Zone> {
+    match z.value.parse::<chrono_tz::Tz>() {
+        Ok(tz) => {
+            c.schedules.zone = Some(tz);
+            Some(crate::backup::Zone {
+                name: tz.name().to_string(),
+                whole_hours: crate::backup::rpo::whole_hours(tz),
+            })
+        }
+        Err(_) => {
+            let sp = c.span(z);
+            let help = did_you_mean(&z.value, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()))
+                .unwrap_or_else(|| "an IANA zone name, e.g. Europe/Berlin or UTC".into());
+            c.push(Problem::at(format!("unknown time zone `{}`", z.value), sp, "here").help(help));
+            None
+        }
+    }
+}
+
 /// A cron expression (five fields, as in /etc/cron.d), or a problem at it whose help shows
 /// `example`.
 pub(super) fn check_cron(
@@ -435,6 +462,27 @@ pub(super) fn check_cron(
     e: &Spanned<String>,
     example: &str,
 ) -> Option<crate::backup::rpo::Schedule> {
+    // In a zone, the hosts' guard (templates/cron-tz.sh.j2) reads the fields: numbers,
+    // `*`, lists, ranges and steps, as cron(5) writes them.
+    if c.schedules.zone.is_some()
+        && !e
+            .value
+            .chars()
+            .all(|ch| ch.is_ascii_digit() || " \t*,-/".contains(ch))
+    {
+        let sp = c.span(e);
+        c.push(
+            Problem::at(
+                "with `backups.timezone`, a schedule is written with numbers",
+                sp,
+                "here",
+            )
+            .help(
+                "numbers, `*`, lists, ranges and steps: e.g. \"30 2 * * 1-5\", not names like MON",
+            ),
+        );
+        return None;
+    }
     match c.schedules.get(&e.value) {
         Ok(s) => Some(s),
         Err(why) => {

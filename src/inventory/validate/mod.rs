@@ -455,6 +455,11 @@ pub fn validate(
         .and_then(|f| check_firewall(&mut c, f));
     let databases = check_databases(&mut c, &raw.databases);
     let users = check_users(&mut c, &raw.users, &secrets);
+    let backup_timezone = raw
+        .backups
+        .as_ref()
+        .and_then(|b| b.value.timezone.as_ref())
+        .and_then(|z| check_timezone(&mut c, z));
     let (backups, backup_offsite) = raw
         .backups
         .as_ref()
@@ -495,6 +500,7 @@ pub fn validate(
         backups,
         backup_verify,
         backup_offsite,
+        backup_timezone,
         monitoring,
     })
 }
