@@ -97,6 +97,23 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
             .join("db3/etc/cron.d/dbfleet-backup")
             .exists()
     );
+    // The schedules are Tokyo's (`backups.timezone`): each cron line asks the guard, which
+    // reads the host's own zone data. 13:00 UTC is 22:00 in Tokyo, app-logical's time.
+    let cron = on("db2", "cat /etc/cron.d/dbfleet-backup");
+    assert!(
+        cron.contains("0 * * * * root /usr/local/lib/dbfleet/cron-tz Asia/Tokyo '0 22 * * *' && /usr/local/lib/dbfleet/backup-app-logical run"),
+        "{cron}"
+    );
+    let guard = |epoch: &str| {
+        on(
+            "db2",
+            &format!(
+                "/usr/local/lib/dbfleet/cron-tz Asia/Tokyo '0 22 * * *' {epoch} && echo run || echo wait"
+            ),
+        )
+    };
+    assert_eq!(guard("1796389200"), "run", "2026-12-04 13:00 UTC");
+    assert_eq!(guard("1796410800"), "wait", "2026-12-04 19:00 UTC");
     let want = std::fs::read_to_string(
         rendered
             .path()
