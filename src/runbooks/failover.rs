@@ -959,7 +959,7 @@ pub fn contained(host: &str, mine: &DbState, source: &str, theirs: &DbState) -> 
         return Ok(());
     }
     Err(format!(
-        "{host} has transactions {source} never saw: {}; rejoining would keep them on {host} only (or stop replication). Rebuild {host} from {source} instead (reseed it: move its data folder away and `dbfleet apply`)",
+        "{host} has transactions {source} never saw: {}; rejoining would keep them on {host} only (or stop replication). Rebuild {host} from {source} instead (move its data folder away, then `dbfleet rebuild {host}`)",
         extra.name()
     ))
 }
