@@ -358,16 +358,13 @@ fn switchover_failover_rejoin(s: &Server, dir: &Path, inv: &Path) {
     // The killed host comes back as a replica; the fleet converges again.
     s.docker("start", "db2");
     std::thread::sleep(Duration::from_secs(2));
-    if s.server == "mysql" && std::env::var("FORCE_ERRANT").is_ok() {
-        s.on("db2", "service mysql start >/dev/null 2>&1; sleep 3; mysql -e 'SET GLOBAL super_read_only=0; SET GLOBAL read_only=0; INSERT INTO app.seq(n) VALUES (987654321)'");
-    }
     let r = dbfleet_with(inv, &["rejoin", "db2", "--auto-approve"], &[]);
     if r.code != 0 && s.server == "mysql" && r.stderr.contains("never saw") {
         // MySQL keeps what the killed primary wrote to its binary log before any replica
         // received it (semi-sync AFTER_SYNC: written, not acknowledged; MySQL does not
         // truncate it at restart as MariaDB's semi-sync recovery does), so a kill can leave
         // db2 an errant transaction and rejoin refuses it. Those rows were never
-        // acknowledged; db2 is then reseeded, as the refusal says.
+        // acknowledged; db2 is then rebuilt.
         let ids = |h: &str| -> BTreeSet<u64> {
             s.sql(h, "SELECT n FROM app.seq")
                 .lines()
@@ -381,13 +378,14 @@ fn switchover_failover_rejoin(s: &Server, dir: &Path, inv: &Path) {
             r.all()
         );
         eprintln!(
-            "{}: rejoin refused db2's errant transaction (rows {extra:?}, never acknowledged); reseeding db2",
+            "{}: rejoin refused db2's errant transaction (rows {extra:?}, never acknowledged); rebuilding db2",
             s.name
         );
-        s.on(
-            "db2",
-            "service mysql stop >/dev/null 2>&1; mv /var/lib/mysql /var/lib/mysql.errant",
-        );
+        // Its VM replaced by a bare one, rebuilt by CLONE from the new primary (a host whose
+        // packages stay but whose data folder is moved away does not start: see the note of
+        // issue 15).
+        let o = s.lab_sh(&["reset", "db2"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let b = dbfleet_with(inv, &["rebuild", "db2", "--auto-approve"], &[]);
         assert_eq!(b.code, 0, "{}", b.all());
     } else {
