@@ -617,6 +617,22 @@ impl Dialect {
         }
     }
 
+    /// How an operator reads a new replica's seeding from `src`, for plans: how the copy is
+    /// made and where replication starts (`crate::runbooks::replication`: mariadb-backup
+    /// and `gtid_slave_pos` on MariaDB; the CLONE plugin and auto-position on MySQL).
+    pub fn seed_words(self, src: &str) -> String {
+        match self {
+            Dialect::MariaDb => format!(
+                "copy {src}'s data with mariadb-backup (the old data folder is kept aside), set gtid_slave_pos from the copy, \
+                 CHANGE MASTER TO {src} (MASTER_USE_GTID=slave_pos, MASTER_SSL=1, verify certificate)"
+            ),
+            _ => format!(
+                "clone {src}'s data with the CLONE plugin over verified TLS (the old data folder is kept aside), \
+                 CHANGE REPLICATION SOURCE TO {src} (SOURCE_AUTO_POSITION=1, SOURCE_SSL=1, verify certificate)"
+            ),
+        }
+    }
+
     /// How an operator reads the statement that starts replication ("START SLAVE").
     pub fn start_replica_words(self) -> &'static str {
         self.start_replica().trim_end_matches(';')
@@ -683,6 +699,25 @@ pub struct SourceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A MySQL replica's bootstrap plan named mariadb-backup and gtid_slave_pos, which
+    /// MySQL has neither of (seen in the MySQL lab's rebuild plan).
+    #[test]
+    fn a_new_replicas_seeding_reads_in_its_servers_words() {
+        let maria = Dialect::MariaDb.seed_words("db1");
+        assert!(
+            maria.contains("mariadb-backup") && maria.contains("gtid_slave_pos"),
+            "{maria}"
+        );
+        for d in [Dialect::MySql80, Dialect::MySql84] {
+            let w = d.seed_words("db1");
+            assert!(
+                w.contains("CLONE") && w.contains("SOURCE_AUTO_POSITION=1"),
+                "{w}"
+            );
+            assert!(!w.contains("mariadb") && !w.contains("MASTER"), "{w}");
+        }
+    }
 
     #[test]
     fn password_digest_is_salted_by_account_and_recorded_through_escaped_literals() {

@@ -111,9 +111,8 @@ impl ReplicationRes {
         let summary = match &mode {
             Mode::Bootstrap { user_databases } => {
                 notes.push(format!(
-                    "steps: copy {src}'s data with mariadb-backup (the old data folder is kept aside), set gtid_slave_pos from the copy, \
-                     {} {src} (MASTER_USE_GTID=slave_pos, MASTER_SSL=1, verify certificate), {}, wait until caught up",
-                    d.change_source_words(),
+                    "steps: {}, {}, wait until caught up",
+                    d.seed_words(src),
                     d.start_replica_words()
                 ));
                 if *user_databases > 0 {
