@@ -3,7 +3,10 @@
 //! Where `/run/systemd/system` exists, systemctl; elsewhere Debian's init scripts through
 //! `service` and `update-rc.d` (containers, the lab). Decided on the host at run time.
 //! A service systemd does not know yet (a unit or init script an earlier task just wrote)
-//! is made known with `systemctl daemon-reload` first.
+//! is made known with `systemctl daemon-reload` first. Without systemd, a start or restart
+//! is checked a second later with the plan's own liveness test (the pidfile's process, or
+//! the init script's `status`) and started again, up to three times: an init script's
+//! start returns before its daemon has bound its port, and cannot see it die.
 
 use super::{Action, Assessment, q};
 
@@ -28,13 +31,21 @@ impl SvcRes {
     pub fn state(&self) -> String {
         format!("service {:?} enabled={:?}", self.state, self.enabled)
     }
+    /// Without systemd, the shell test that the daemon runs: its pidfile's process is
+    /// alive, or else its init script's `status` says so.
+    fn alive(&self) -> String {
+        match &self.pidfile {
+            Some(p) => format!(
+                "{{ [ -s {p} ] && kill -0 \"$(cat {p})\" 2>/dev/null; }}",
+                p = q(p)
+            ),
+            None => format!("service {} status >/dev/null 2>&1", q(&self.name)),
+        }
+    }
     /// Prints `INIT EXISTS ACTIVE ENABLED` (yes/no words).
     pub fn probe(&self) -> String {
         let n = q(&self.name);
-        let status = match &self.pidfile {
-            Some(p) => format!("[ -s {p} ] && kill -0 \"$(cat {p})\"", p = q(p)),
-            None => format!("service {n} status >/dev/null 2>&1"),
-        };
+        let status = self.alive();
         format!(
             "if [ -d /run/systemd/system ]; then i=systemd; \
                systemctl cat {n} >/dev/null 2>&1 && e=yes || e=no; \
@@ -134,8 +145,26 @@ impl SvcRes {
                 name = self.name
             ))
         );
+        // An init script's start returns once start-stop-daemon has forked, not once the
+        // daemon runs: one that dies at once (its port still held by the process just
+        // stopped, which start-stop-daemon counts as gone when its /proc/PID/exe vanishes,
+        // before the kernel closes its sockets) left a restart "changed" and the daemon
+        // down (seen: the node exporter after a restart on a loaded CI machine). So a start
+        // or restart is checked a second later with the plan's own liveness test, and
+        // started again, up to three times in all. systemd tracks its units itself.
+        let settle = match self.state {
+            SvcState::Started | SvcState::Restarted => format!(
+                "\n  tries=1\n  while sleep 1; ! {alive}; do\n    if [ $tries -ge 3 ]; then echo {down} >&2; cat /tmp/.dbfleet-service.log >&2; exit 1; fi\n    tries=$((tries + 1))\n    service {n} start > /tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\n  done",
+                alive = self.alive(),
+                down = q(&format!(
+                    "{}: not running 1 s after each of 3 starts (see its log)",
+                    self.name
+                )),
+            ),
+            SvcState::Stopped | SvcState::Reloaded => String::new(),
+        };
         format!(
-            "set -eu\nif [ -d /run/systemd/system ]; then\n  systemctl cat {n} >/dev/null 2>&1 || systemctl daemon-reload\n  {sde}\n  {sd}\nelse\n  {no_init}\n  {sve}\n  {sv} > /tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\nfi\n"
+            "set -eu\nif [ -d /run/systemd/system ]; then\n  systemctl cat {n} >/dev/null 2>&1 || systemctl daemon-reload\n  {sde}\n  {sd}\nelse\n  {no_init}\n  {sve}\n  {sv} > /tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}{settle}\nfi\n"
         )
     }
 }
@@ -160,5 +189,25 @@ mod tests {
         let a = s.assess("sysv no no no\n").unwrap().unwrap();
         assert_eq!(a.summary, "start and enable mariadb");
         assert_eq!(a.notes.len(), 1, "not installed yet is noted");
+    }
+
+    #[test]
+    fn a_start_or_restart_is_checked_with_the_probes_liveness_test() {
+        let mut s = SvcRes {
+            name: "prometheus-node-exporter".into(),
+            state: SvcState::Restarted,
+            enabled: None,
+            pidfile: Some("/run/prometheus/prometheus-node-exporter.pid".into()),
+        };
+        let alive = s.alive();
+        assert!(s.probe().contains(&alive));
+        assert!(
+            s.apply_script()
+                .contains(&format!("while sleep 1; ! {alive}; do"))
+        );
+        s.state = SvcState::Started;
+        assert!(s.apply_script().contains("after each of 3 starts"));
+        s.state = SvcState::Stopped;
+        assert!(!s.apply_script().contains("while sleep 1"));
     }
 }

@@ -344,6 +344,60 @@ fn sigkill_mid_apply_leaves_no_partial_file_and_next_apply_converges() {
     assert_empty_plan();
 }
 
+/// A daemon that dies right after its init script's start (here: its port still held, as
+/// by a process start-stop-daemon already counted as stopped) is noticed and started
+/// again, not reported "changed" and left down (seen in CI: the node exporter after a
+/// restart, the re-plan wanting to start it).
+#[test]
+fn a_daemon_dying_right_after_its_start_is_started_again() {
+    let _lab = converged();
+    let log = "/var/log/prometheus/prometheus-node-exporter.log";
+    on("db2", "service prometheus-node-exporter stop >/dev/null");
+    // Port 9100 held until the exporter has failed to bind it once, then freed.
+    let held = Command::new("docker")
+        .args([
+            "exec",
+            "-d",
+            "lab-db2",
+            "sh",
+            "-c",
+            &format!(
+                "timeout 120 socat TCP-LISTEN:9100,reuseaddr,fork /dev/null & s=$!; \
+                 timeout 120 tail -s 0.1 -n0 -F {log} | grep -q -m1 'address already in use'; kill $s"
+            ),
+        ])
+        .status()
+        .expect("docker");
+    assert!(held.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while on("db2", "ss -Hltn 'sport = :9100' | wc -l") == "0" {
+        assert!(Instant::now() < deadline, "socat holds port 9100");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert!(
+        a.stdout.contains("db2: start node exporter … changed"),
+        "{}",
+        a.all()
+    );
+    assert!(
+        on(
+            "db2",
+            &format!("grep -c 'address already in use' {log} || true")
+        ) != "0",
+        "the first start met the held port"
+    );
+    assert_eq!(
+        on(
+            "db2",
+            "kill -0 $(cat /run/prometheus/prometheus-node-exporter.pid) && echo up"
+        ),
+        "up"
+    );
+    assert_empty_plan();
+}
+
 #[test]
 fn handlers_run_even_when_a_later_task_fails() {
     let _lab = converged();
