@@ -131,6 +131,9 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
         ("app-physical", "incremental"),
         ("app-physical", "differential"),
         ("app-physical", "incremental"),
+        // A second incremental the same day: `keep_daily` keeps one backup a day, yet
+        // the newest chain is kept whole (its chain tag).
+        ("app-physical", "incremental"),
         ("binlogs", "run"),
         ("proxy-config", "run"),
     ] {
@@ -208,11 +211,11 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
         assert!(v.stdout.contains(want), "`{want}` in:\n{}", v.all());
     }
     // The restore chain: the full, the differential (which holds the first incremental's
-    // changes), the incremental after it.
+    // changes), the two incrementals after it (both kept by retention).
     assert!(
         v.stdout.contains(" + differential ")
             && v.stdout
-                .contains(" + 1 incremental(s) prepared and started"),
+                .contains(" + 2 incremental(s) prepared and started"),
         "{}",
         v.all()
     );
