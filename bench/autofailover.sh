@@ -14,6 +14,10 @@
 #               monitors) still reach it                            → must not fail over
 #   one-way     primary's packets to its replicas dropped           → must not fail over
 #   pause       primary frozen 6 s (docker pause), then thawed      → must not fail over
+#               (a stall shorter than monitor_hang_seconds, 8 s, is waited out)
+#   hang        primary frozen 30 s (docker pause), then thawed     → the monitor fails over
+#               (hung: port open, nobody answered, lossless semi-sync: issue 29); the
+#               thawed old primary is fenced and rejoined, or rebuilt
 #   proxy       the proxy holding the virtual IP killed             → the VIP moves; the other
 #                                                                     monitor takes the lock
 # Between rounds (not measured): the fault healed; after a failover, `dbfleet adopt`, the old
@@ -33,7 +37,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10}
 RANDOM=${SEED:-$$}
-KINDS=(kill isolate monitors asymmetric one-way pause proxy)
+KINDS=(kill isolate monitors asymmetric one-way pause hang proxy)
 [ -z "${KINDS_ONLY:-}" ] || read -r -a KINDS <<< "$KINDS_ONLY"
 cargo build --release --quiet
 bin=$PWD/target/release/dbfleet
@@ -156,11 +160,16 @@ for i in $(seq "$N"); do
     monitors) bash lab/fault.sh partition "$old" proxy1 proxy2 ;;
     asymmetric) bash lab/fault.sh partition "$old" operator $(replicas) ;;
     one-way) bash lab/fault.sh partition "$old" --out $(replicas) ;;
-    pause) bash lab/fault.sh pause "$old" ;;
+    pause|hang) bash lab/fault.sh pause "$old" ;;
     proxy) victim=$(vip_holder); bash lab/fault.sh kill "$victim" ;;
   esac
-  # Nobody types: the round lasts 20 s (a frozen primary thaws after 6).
-  if [ "$kind" = pause ]; then sleep 6; bash lab/fault.sh unpause "$old"; sleep 14; else sleep 20; fi
+  # Nobody types: the round lasts 20 s (a paused primary thaws after 6), a hang 40 s
+  # (it thaws after 30).
+  case "$kind" in
+    pause) sleep 6; bash lab/fault.sh unpause "$old"; sleep 14 ;;
+    hang) sleep 30; bash lab/fault.sh unpause "$old"; sleep 10 ;;
+    *) sleep 20 ;;
+  esac
   loads_stop
   # A killed proxy's log is read once it runs again (its files outlive the kill).
   if [ -n "$victim" ]; then
@@ -170,7 +179,7 @@ for i in $(seq "$N"); do
   acted=$(( $(failovers) - before ))
   outcome="-"
   case "$kind" in
-    kill|isolate)
+    kill|isolate|hang)
       if [ "$acted" -ge 1 ]; then outcome="failed over; $(bring_back "$old")"; else outcome="NO FAILOVER"; bash lab/fault.sh heal "$old" 2>/dev/null || true; docker start "lab-$old" >/dev/null 2>&1 || true; fi ;;
     proxy)
       outcome="VIP on $(vip_holder)"

@@ -13,7 +13,9 @@
 #   isolate     primary cut off from everyone                   → failover, heal, rejoin or rebuild
 #   one-way     primary's packets to its replicas dropped (they still reach it)
 #                                                                → failover, heal, rejoin or rebuild
-#   pause       primary frozen 6 s (docker pause), then thawed  → failover must refuse (alive)
+#   pause       primary frozen (docker pause), `failover` typed during the freeze, thawed
+#               after it → hung under lossless semi-sync: failed over (issue 29); the
+#               thawed old primary is fenced and rejoined or rebuilt
 #   stress      proxy's CPUs saturated 20 s (stress-ng, 8 workers) → nothing to do
 #
 # Checks, per round: every acknowledged insert is on the primary and every replica (lost);
@@ -164,9 +166,14 @@ for i in $(seq "$N"); do
   case "$kind" in
     stress) sleep 18; what="none" ;;
     pause)
-      if dbf failover --force --auto-approve >"$work/failover.log" 2>&1; then what="FAILED OVER a frozen primary"
-      else what="failover refused"; fi
-      sleep 2; bash lab/fault.sh unpause "$old" ;;
+      t0=$(now)
+      if dbf failover --force --auto-approve >"$work/failover.log" 2>&1; then
+        bash lab/fault.sh unpause "$old"; sleep 3
+        what="failover of a hung primary; $(bring_back "$old" | tail -1)"
+      else
+        what="failover refused: $(grep -m1 -oE 'hung[^;]*|answers [a-z0-9]+|no replica[^;]*' "$work/failover.log" | cut -c1-60 || true)"
+        bash lab/fault.sh unpause "$old"
+      fi ;;
     *)
       t0=$(now)
       if dbf failover --force --auto-approve >"$work/failover.log" 2>&1; then

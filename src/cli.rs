@@ -378,6 +378,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 cluster: a.cluster,
                 to: a.to,
                 force: a.force,
+                silence: Default::default(),
             };
             commands::failover::run(opts, &request, a.show.mode(), style)
         }

@@ -127,6 +127,19 @@ pub enum Error {
     #[diagnostic(code(dbfleet::refused))]
     Refused(String),
 
+    /// A primary that holds its port open and answers nobody, for less than the hang
+    /// bound (`monitor_hang_seconds`): a stall, not yet a death (issue 29). The monitor
+    /// asks again once the bound is reached; nothing was changed.
+    #[error(
+        "{primary} holds its port open and answers nobody (hung) for {silent_s:.1} s, under monitor_hang_seconds ({hang_after_s} s): a stall is not a death yet; nothing was changed"
+    )]
+    #[diagnostic(code(dbfleet::stalled))]
+    Stalled {
+        primary: String,
+        silent_s: f64,
+        hang_after_s: f64,
+    },
+
     /// A firewall that would cut off the operator's own SSH session.
     #[error("{0}")]
     #[diagnostic(

@@ -15,8 +15,32 @@
 //!   hosts hold the private key; database, proxy and monitor hosts authorize the public key
 //!   for root from the monitor hosts' addresses only (`from=`, `restrict`), since the
 //!   failover runs the same steps over SSH as `dbfleet failover` does.
+//! - `seed_ed25519`, the seeding key (issue 26: data moves host to host): every MariaDB
+//!   database host holds the private key; each authorizes the public key from its
+//!   cluster's database hosts only (`from=`, `restrict`) with a forced command that
+//!   streams a mariadb-backup copy of its server and does nothing else, so a new
+//!   replica pulls its copy straight from its source and no data crosses the operator's
+//!   connection.
 
 use std::path::PathBuf;
+
+/// The lines of `known_hosts` (OpenSSH's format, sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT":
+/// comma-separated names first, `[name]:port` off port 22) that name `address`, each
+/// ending in a newline.
+pub fn lines_naming(known_hosts: &str, address: &str) -> String {
+    let bracket = format!("[{address}]:");
+    known_hosts
+        .lines()
+        .filter(|l| {
+            l.split_whitespace().next().is_some_and(|names| {
+                names
+                    .split(',')
+                    .any(|n| n == address || n.starts_with(&bracket))
+            })
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
 use std::sync::OnceLock;
 
 type Pair = OnceLock<Result<(String, String), String>>;
@@ -32,6 +56,7 @@ pub struct BackupKey {
     client: Pair,
     host: Pair,
     monitor: Pair,
+    seed: Pair,
     /// Reads the fleet's known_hosts lines, for [`BackupKey::known_hosts`].
     known_source: Option<KnownHostsSource>,
     known: OnceLock<Result<String, String>>,
@@ -47,6 +72,7 @@ impl BackupKey {
             client: OnceLock::new(),
             host: OnceLock::new(),
             monitor: OnceLock::new(),
+            seed: OnceLock::new(),
             known_source: None,
             known: OnceLock::new(),
         }
@@ -61,6 +87,8 @@ impl BackupKey {
     ) -> Result<&'a (String, String), String> {
         let comment = if file.starts_with("monitor") {
             "dbfleet-monitor"
+        } else if file.starts_with("seed") {
+            "dbfleet-seed"
         } else {
             "dbfleet-backup"
         };
@@ -160,6 +188,22 @@ impl BackupKey {
             .map(|p| p.1.clone())
     }
 
+    /// The seeding key's private half (OpenSSH format), held by database hosts.
+    ///
+    /// Errors: as [`BackupKey::private`].
+    pub fn seed_private(&self) -> Result<String, String> {
+        self.pair(&self.seed, "seed_ed25519", "ed25519")
+            .map(|p| p.0.clone())
+    }
+
+    /// The seeding key's public line ("ssh-ed25519 AAAA… dbfleet-seed").
+    ///
+    /// Errors: as [`BackupKey::private`].
+    pub fn seed_public(&self) -> Result<String, String> {
+        self.pair(&self.seed, "seed_ed25519", "ed25519")
+            .map(|p| p.1.clone())
+    }
+
     /// The client private key (OpenSSH format).
     ///
     /// Errors: ssh-keygen's or the file system's message.
@@ -188,5 +232,21 @@ impl BackupKey {
     pub fn host_public(&self) -> Result<String, String> {
         self.host()
             .map(|p| p.1.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_lines_naming_the_address_are_kept() {
+        let all = "10.0.0.1 ssh-ed25519 AAAA1\n10.0.0.11 ssh-ed25519 AAAA11\n\
+                   [10.0.0.1]:2222 ssh-ed25519 AAAAp\ndb1,10.0.0.1 ecdsa-sha2-nistp256 AAAAe\n";
+        assert_eq!(
+            lines_naming(all, "10.0.0.1"),
+            "10.0.0.1 ssh-ed25519 AAAA1\n[10.0.0.1]:2222 ssh-ed25519 AAAAp\ndb1,10.0.0.1 ecdsa-sha2-nistp256 AAAAe\n"
+        );
+        assert_eq!(lines_naming(all, "10.0.0.2"), "");
     }
 }

@@ -114,6 +114,7 @@ pub fn run_saved(
                 cluster: Some(cluster),
                 to,
                 force,
+                silence: Default::default(),
             };
             super::failover::run(opts, &request, mode, style)
         }

@@ -205,6 +205,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/replication-check.sh.j2"),
     ),
     (
+        "seed-source.sh.j2",
+        include_str!("../../templates/seed-source.sh.j2"),
+    ),
+    (
         "server-pin.pref.j2",
         include_str!("../../templates/server-pin.pref.j2"),
     ),

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::Cluster;
+use super::liveness::{self, Here, ProxyView, ReplicaView};
 use super::topology::DbState;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -113,17 +114,21 @@ pub fn record(engine: &Engine, rec: &FailoverRecord) -> Result<(), Error> {
     .map_err(|e| Error::io("writing the failover record", e))
 }
 
-/// What the operator and the replicas see of the dead primary.
+/// What the operator, the replicas and the proxies see of the primary that a failover
+/// replaces (`super::liveness`).
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub primary: String,
-    /// "no SSH (…)" or "SSH answers, the server does not".
-    pub from_here: String,
-    /// (replica, its IO thread state, whether the primary's port answers from it).
-    pub from_replicas: Vec<(String, String, bool)>,
-    /// Proxies from which the primary's database port still answers: the application may
-    /// still write to it through them (issue 10, case 1).
+    /// What its own host says, over SSH from here.
+    pub from_here: Here,
+    /// What each replica that answers sees of it.
+    pub from_replicas: Vec<ReplicaView>,
+    /// Proxies through which the application may still reach it (it answered them, or
+    /// they could not tell and its port is open): fenced there first (issue 10, case 1).
     pub reached_by_proxies: Vec<String>,
+    /// It holds its port open, or its process runs, and it answers nobody (issue 29): it
+    /// is hung, not dead, and may go on when it thaws.
+    pub hung: bool,
 }
 
 /// Whether `primary` runs semi-sync with no fallback to async (`semi_sync: true` and
@@ -161,12 +166,16 @@ pub(crate) fn cluster_of(engine: &Engine, want: Option<&str>) -> Result<(String,
     }
 }
 
-/// Checks that `primary` is dead from here and from the replicas.
+/// Checks that `primary` answers nobody: not from here, not its replicas (an event or a
+/// heartbeat within the window) and, unless semi-sync is lossless, not the proxies.
+/// `silence`: when the caller last had an answer from it (the monitor's; none for an
+/// operator's `failover`), held against its bound when it is hung.
 ///
-/// Errors: [`Error::Refused`] when it is alive from anywhere, or no replica answers.
+/// Errors: [`judge`]'s.
 pub async fn confirm_dead(
     c: &Cluster<'_>,
     primary: &str,
+    silence: Silence,
 ) -> Result<(Verdict, Option<SshHost>), Error> {
     let inv = &c.engine.inv;
     let p = inv
@@ -175,33 +184,58 @@ pub async fn confirm_dead(
     // From here and from the replicas at once: a dead host costs one timeout, not two.
     // One second each is enough on a LAN; a slow but live primary is still caught by the
     // replicas' check, which must agree before anything happens.
-    let here = async {
+    let here = || async {
         match SshHost::connect(p, inv.host_key_policy, Duration::from_secs(1)).await {
-            Err(e) => (format!("no SSH ({e})"), None, false),
+            Err(e) => (Here::NoSsh(e.to_string()), None),
             Ok(conn) => {
-                let s = super::topology::read_state(&conn, c.dialect)
+                let out = conn
+                    .run(&liveness::here_probe(c.dialect))
                     .await
+                    .map(|o| o.stdout)
                     .unwrap_or_default();
-                (
-                    "SSH answers, the server does not".to_string(),
-                    Some(conn),
-                    s.up,
-                )
+                (liveness::parse_here(&out), Some(conn))
             }
         }
     };
-    let ((from_here, conn, alive), (there, proxies)) = tokio::join!(here, observe(c, primary));
-    let verdict = judge(c, primary, from_here, alive, there, proxies)?;
-    Ok((verdict, conn))
+    // A hung primary short of its bound is watched again, timed so that the checks end
+    // when the bound is reached (a few tries at most: the bound is fixed, the silence
+    // grows): one attempt, not a refusal and a new attempt a check later.
+    const TRIES: usize = 5;
+    let mut tried = 0;
+    loop {
+        tried += 1;
+        let started = Instant::now();
+        let ((from_here, conn), (there, proxies)) = tokio::join!(here(), observe(c, primary));
+        let cost = started.elapsed();
+        match judge(c, primary, from_here, there, proxies, silence) {
+            Err(Error::Stalled { .. })
+                if tried < TRIES
+                    && let Some(at) = silence.last_answer =>
+            {
+                if let Some(conn) = conn {
+                    conn.close().await;
+                }
+                let remaining = silence.hang_after.saturating_sub(at.elapsed());
+                tokio::time::sleep(remaining.saturating_sub(cost)).await;
+            }
+            other => return other.map(|v| (v, conn)),
+        }
+    }
 }
 
-/// What the replicas and the proxies see of `primary`, all at once: for each replica that
-/// answers, (name, its IO thread, whether the primary's database port answers from it);
-/// for each proxy, whether the port answers from it (a proxy without a connection: no).
-async fn observe(
-    c: &Cluster<'_>,
-    primary: &str,
-) -> (Vec<(String, String, bool)>, Vec<(String, bool)>) {
+/// When the primary last answered the caller, and the bound past which a hung primary
+/// counts as dead (`monitor_hang_seconds`), held against the time of the verdict, after
+/// the checks: every check of a verdict that fails over a hung primary was made when it
+/// had been silent for nearly the whole bound.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silence {
+    /// None: the caller does not count (an operator's `failover`: the operator judges).
+    pub last_answer: Option<Instant>,
+    pub hang_after: Duration,
+}
+
+/// What the replicas and the proxies see of `primary`, all at once (`super::liveness`).
+async fn observe(c: &Cluster<'_>, primary: &str) -> (Vec<ReplicaView>, Vec<ProxyView>) {
     let (address, port) = c
         .engine
         .inv
@@ -211,26 +245,19 @@ async fn observe(
             (p.address.to_string(), port)
         })
         .unwrap_or_default();
-    // Whether the primary's database port answers, from the host the script runs on.
-    let port_probe = format!(
-        "if timeout 1 bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>/dev/null; then echo port=open; else echo port=closed; fi\n"
-    );
-    let probe = format!("{port_probe}{}", super::topology::state_probe(c.dialect));
+    let probe = liveness::replica_probe(c.dialect, &address, port);
     let replicas: Vec<&String> = c.members.iter().filter(|m| *m != primary).collect();
     // The proxies too: a primary cut off from us and its replicas but not from a proxy
     // still takes the application's writes (issue 10, case 1).
+    let proxy_probe = liveness::proxy_probe(&address, port);
     let proxy_futs = c.proxies.iter().map(|x| {
-        let port_probe = port_probe.clone();
+        let proxy_probe = proxy_probe.clone();
         async move {
-            let open = match c.conns.get(x) {
-                Some(conn) => conn
-                    .run(&port_probe)
-                    .await
-                    .ok()
-                    .is_some_and(|o| o.stdout.lines().any(|l| l == "port=open")),
-                None => false,
+            let out = match c.conns.get(x) {
+                Some(conn) => conn.run(&proxy_probe).await.ok().map(|o| o.stdout),
+                None => None,
             };
-            (x.clone(), open)
+            liveness::parse_proxy(x, out.as_deref())
         }
     });
     let futs = replicas.iter().map(|r| {
@@ -238,14 +265,7 @@ async fn observe(
         async move {
             let conn = c.conns.get(*r)?;
             let out = conn.run(&probe).await.ok()?;
-            let open = out.stdout.lines().any(|l| l == "port=open");
-            let s = super::topology::parse_state(&out.stdout, c.dialect);
-            let io = if s.replicating() {
-                format!("IO thread {}", s.status().io_running)
-            } else {
-                "not replicating".into()
-            };
-            Some(((*r).clone(), io, open))
+            Some(liveness::parse_replica(r, &out.stdout, c.dialect).0)
         }
     });
     let (there, proxies) = tokio::join!(
@@ -255,21 +275,22 @@ async fn observe(
     (there.into_iter().flatten().collect(), proxies)
 }
 
-/// The decision of [`confirm_dead`] from what was seen: `alive` is whether the server
-/// answered from here.
+/// The decision of [`confirm_dead`] from what was seen.
 ///
-/// Errors: [`Error::Refused`] when the primary answers from here or from a replica, when no
-/// replica answers, or when a proxy still reaches it and semi-sync may have fallen back to
-/// async ([`lossless_semi_sync`]).
+/// Errors: [`Error::Refused`] when the primary answers from here or a replica, when no
+/// replica answers, when a replica reaches its port but cannot tell (its IO thread does
+/// not run), when a proxy still reaches it or it is hung and semi-sync may have fallen
+/// back to async ([`lossless_semi_sync`]); [`Error::Stalled`] when it is hung for less
+/// than `silence.hang_after`.
 fn judge(
     c: &Cluster<'_>,
     primary: &str,
-    from_here: String,
-    alive: bool,
-    from_replicas: Vec<(String, String, bool)>,
-    proxies: Vec<(String, bool)>,
+    from_here: Here,
+    from_replicas: Vec<ReplicaView>,
+    proxies: Vec<ProxyView>,
+    silence: Silence,
 ) -> Result<Verdict, Error> {
-    if alive {
+    if from_here == Here::Alive {
         return Err(Error::Refused(format!(
             "{primary} is alive: its server answers over SSH; use `dbfleet switchover` to move the primary on purpose"
         )));
@@ -279,27 +300,61 @@ fn judge(
             "no replica of {primary} answers: nothing to promote"
         )));
     }
-    if let Some((r, _, _)) = from_replicas.iter().find(|(_, _, open)| *open) {
+    if let Some(r) = from_replicas.iter().find(|r| r.answered()) {
         return Err(Error::Refused(format!(
-            "{primary}'s database port answers from {r}: the primary is alive, or cut off from this machine only; refusing to make a second writer"
+            "{primary} answers {}'s replication (an event or heartbeat within {} s): the primary is alive, or cut off from this machine only; refusing to make a second writer",
+            r.name,
+            liveness::WINDOW_S
         )));
     }
-    let reached_by_proxies: Vec<String> = proxies
-        .into_iter()
-        .filter(|(_, open)| *open)
-        .map(|(x, _)| x)
-        .collect();
-    if !reached_by_proxies.is_empty() && !lossless_semi_sync(c.engine, primary) {
+    // Its port answers a replica whose IO thread is stopped (not trying to connect): that
+    // replica cannot tell a live server from a hung one, so it counts as reaching it (the
+    // old, safe reading). "Connecting" is an IO thread that tries and gets no answer.
+    if let Some(r) = from_replicas
+        .iter()
+        .find(|r| r.port_open && r.io != "Yes" && r.io != "Connecting")
+    {
         return Err(Error::Refused(format!(
-            "{primary}'s database port answers from {}: the application may still write to it, and without lossless semi-sync (semi_sync: true with semi_sync_timeout_ms: never) it may hold acknowledged writes that no replica has. Refusing; nothing was changed. Heal the partition (its replicas catch up), or stop its server, then fail over",
+            "{primary}'s database port answers from {} and its IO thread is {}, so it cannot tell whether the server answers: the primary may be alive, or cut off from this machine only; refusing to make a second writer (start replication on {} to let it tell)",
+            r.name, r.io, r.name
+        )));
+    }
+    let lossless = lossless_semi_sync(c.engine, primary);
+    let reached_by_proxies: Vec<String> = proxies
+        .iter()
+        .filter(|x| x.reaches())
+        .map(|x| x.name.clone())
+        .collect();
+    if !reached_by_proxies.is_empty() && !lossless {
+        return Err(Error::Refused(format!(
+            "{primary} answers from {}: the application may still write to it, and without lossless semi-sync (semi_sync: true with semi_sync_timeout_ms: never) it may hold acknowledged writes that no replica has. Refusing; nothing was changed. Heal the partition (its replicas catch up), or stop its server, then fail over",
             reached_by_proxies.join(", ")
         )));
+    }
+    let hung = from_here == Here::Hung
+        || from_replicas.iter().any(|r| r.port_open)
+        || proxies.iter().any(|x| x.port_open);
+    if hung && !lossless {
+        return Err(Error::Refused(format!(
+            "{primary} holds its database port open but answers nobody (not here, not its replicas' IO threads, not the proxies): it is hung (frozen, stuck on a disk, swapping) or its network half works. Without lossless semi-sync it may hold acknowledged writes that no replica has, and take writes again when it thaws: this configuration cannot fail over a hung primary safely. Refusing; nothing was changed. Set semi_sync: true and semi_sync_timeout_ms: never on the cluster to let dbfleet fail over a hung primary, or stop its server (then it is dead, not hung)"
+        )));
+    }
+    if hung
+        && let Some(s) = silence.last_answer.map(|at| at.elapsed())
+        && s < silence.hang_after
+    {
+        return Err(Error::Stalled {
+            primary: primary.to_string(),
+            silent_s: s.as_secs_f64(),
+            hang_after_s: silence.hang_after.as_secs_f64(),
+        });
     }
     Ok(Verdict {
         primary: primary.into(),
         from_here,
         from_replicas,
         reached_by_proxies,
+        hung,
     })
 }
 
@@ -514,6 +569,9 @@ pub struct Request {
     pub to: Option<String>,
     /// Fail over even inside the anti-flap window (`failover_anti_flap_seconds`).
     pub force: bool,
+    /// How long the primary has been silent to the caller (the monitor), against the hang
+    /// bound ([`Silence`]).
+    pub silence: Silence,
 }
 
 /// A failover's plan and what its command records once it ran.
@@ -544,11 +602,11 @@ pub async fn plan(
 ) -> Result<FailoverPlan, Error> {
     let engine = c.engine;
     let d = c.dialect;
-    let (verdict, old_conn) = confirm_dead(c, old).await?;
+    let (verdict, old_conn) = confirm_dead(c, old, a.silence).await?;
     let mut replicas: Vec<String> = verdict
         .from_replicas
         .iter()
-        .map(|(r, _, _)| r.clone())
+        .map(|r| r.name.clone())
         .collect();
     // A failover interrupted after its promotion (its monitor killed) left one replica
     // writable and replicating from nobody: this one finishes it on that replica.
@@ -594,24 +652,34 @@ pub async fn plan(
                 .unwrap_or("")
         ),
     );
-    let here = if old_conn.is_some() {
-        "SSH answers, the server does not"
-    } else {
-        "no SSH"
-    };
-    p.observe(old, "from here", here);
-    for (r, _, _) in &verdict.from_replicas {
-        p.observe(r, &format!("{old}'s database port"), "closed");
+    p.observe(old, "from here", verdict.from_here.describe());
+    let port = |open: bool| if open { "port open" } else { "port closed" };
+    for r in &verdict.from_replicas {
+        p.observe(
+            &r.name,
+            &format!("{old} as its source"),
+            format!(
+                "IO thread {}, nothing received in {} s, {}",
+                r.io,
+                liveness::WINDOW_S,
+                port(r.port_open)
+            ),
+        );
     }
     for x in &c.proxies {
-        let open = verdict.reached_by_proxies.contains(x);
+        let reached = verdict.reached_by_proxies.contains(x);
+        let open = verdict.hung && !reached;
         p.observe(
             x,
-            &format!("{old}'s database port"),
-            if open {
-                "open (lossless semi-sync)"
+            &format!("{old}'s server"),
+            if reached {
+                "reaches it (lossless semi-sync: fenced here first)".to_string()
             } else {
-                "closed"
+                format!(
+                    "no answer within {} s{}",
+                    liveness::ANSWER_S,
+                    if open { ", port open" } else { "" }
+                )
             },
         );
     }
@@ -633,14 +701,35 @@ pub async fn plan(
         );
     }
     if let Some(conn) = old_conn {
-        p.step(
-            &[old],
-            "server stopped (fenced)",
-            Action::Script {
-                script: format!("service {} stop >/dev/null 2>&1; true\n", d.service()),
-            },
-            true,
-        );
+        if verdict.from_here == Here::Hung {
+            // A hung server answers no shutdown request, and its init script would wait
+            // on it: killed, so it cannot go on writable when it thaws. Its wrapper first,
+            // or it starts the server again. A SIGKILL ends a stopped process too; the
+            // data is crash-safe (InnoDB, the binary log). Not required: a process stuck
+            // in the kernel (a hung disk) outlives SIGKILL, and under lossless semi-sync
+            // it can acknowledge nothing once its replicas follow the new primary, as a
+            // frozen host that SSH cannot reach; the failover goes on and says so.
+            p.step(
+                &[old],
+                "hung server killed (fenced)",
+                Action::Script {
+                    script: "pkill -KILL -x mysqld_safe; pkill -KILL -x mariadbd; pkill -KILL -x mysqld; \
+                             for i in 1 2 3 4 5 6 7 8 9 10; do pgrep -x 'mariadbd|mysqld' >/dev/null || exit 0; sleep 0.2; done; \
+                             echo 'the server process is still there after SIGKILL' >&2; exit 1\n"
+                        .to_string(),
+                },
+                false,
+            );
+        } else {
+            p.step(
+                &[old],
+                "server stopped (fenced)",
+                Action::Script {
+                    script: format!("service {} stop >/dev/null 2>&1; true\n", d.service()),
+                },
+                true,
+            );
+        }
         let conn = std::sync::Arc::new(conn);
         c.conns.insert(old.to_string(), conn.clone());
         c.ssh.insert(old.to_string(), conn);
@@ -741,6 +830,11 @@ pub async fn plan(
             },
             false,
         );
+    }
+    if verdict.hung {
+        p.notes.push(format!(
+            "{old} is hung: it holds its port open and answers nobody; lossless semi-sync, so it acknowledged nothing that no replica has, and once its replicas follow {new} it gets no acknowledgement again. When it thaws it is fenced (read-only, sessions killed) by `dbfleet rejoin {old}` or the monitor"
+        ));
     }
     if !verdict.reached_by_proxies.is_empty() {
         p.notes.push(format!(
@@ -974,31 +1068,77 @@ mod tests {
         crate::runbooks::topology::parse_state(out, crate::sql::Dialect::MariaDb)
     }
 
-    /// What a replica answers to the dead-primary probe: the port, then its state.
-    fn probe_answer(port: &str, io: &str) -> String {
+    /// What a replica answers to the liveness probe: the port, its state, and whether its
+    /// IO thread received anything in the window.
+    fn probe_answer(port: &str, io: &str, received: bool) -> String {
         format!(
-            "port={port}\n{}",
-            replica_state(2, io, "Yes", "0-1-10", "0-1-10")
+            "port={port}\n{}received={}\n",
+            replica_state(2, io, "Yes", "0-1-10", "0-1-10"),
+            if received { "yes" } else { "no" }
         )
     }
 
+    fn lossless_engine() -> Engine {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/inventories/lab.yml"
+        ))
+        .expect("lab inventory")
+        .replace(
+            "    max_connections: 200\n",
+            "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: never\n",
+        );
+        lab_engine(Some(text))
+    }
+
+    async fn verdict(c: &Cluster<'_>, here: Here, silence: Silence) -> Result<Verdict, Error> {
+        let (there, proxies) = observe(c, "db1").await;
+        judge(c, "db1", here, there, proxies, silence)
+    }
+
+    fn no_ssh() -> Here {
+        Here::NoSsh("timeout".into())
+    }
+
     #[tokio::test]
-    async fn a_primary_whose_port_answers_from_a_replica_is_not_dead() {
-        let engine = lab_engine(None);
+    async fn a_primary_that_answers_a_replicas_io_thread_is_not_dead() {
+        let engine = lossless_engine();
         let c = cluster(
             &engine,
             vec![
-                Scripted::new("db2").answer("/dev/tcp", &[&probe_answer("closed", "Connecting")]),
-                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("open", "Yes")]),
-                Scripted::new("proxy1").answer("/dev/tcp", &["port=closed\n"]),
+                Scripted::new("db2")
+                    .answer("/dev/tcp", &[&probe_answer("closed", "Connecting", false)]),
+                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("open", "Yes", true)]),
+                Scripted::new("proxy1").answer("/dev/tcp", &["port=closed\nserver=silent\n"]),
             ],
         );
-        let (there, proxies) = observe(&c, "db1").await;
-        let e =
-            judge(&c, "db1", "no SSH".into(), false, there, proxies).expect_err("alive from db3");
+        let e = verdict(&c, no_ssh(), Silence::default())
+            .await
+            .expect_err("alive from db3");
+        assert!(
+            e.to_string().contains("db1 answers db3's replication"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_port_open_to_a_replica_that_cannot_tell_refuses() {
+        // db3's IO thread is stopped: the open port may be a live server; the old reading.
+        let engine = lossless_engine();
+        let c = cluster(
+            &engine,
+            vec![
+                Scripted::new("db2").answer("/dev/tcp", &[&probe_answer("open", "Yes", false)]),
+                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("open", "No", false)]),
+                Scripted::new("proxy1").answer("/dev/tcp", &["port=open\nserver=silent\n"]),
+            ],
+        );
+        let e = verdict(&c, no_ssh(), Silence::default())
+            .await
+            .expect_err("db3 cannot tell");
         assert!(
             e.to_string()
-                .contains("db1's database port answers from db3"),
+                .contains("db1's database port answers from db3 and its IO thread is No"),
             "{e}"
         );
     }
@@ -1009,27 +1149,29 @@ mod tests {
         let c = cluster(
             &engine,
             vec![
-                Scripted::new("db2").answer("/dev/tcp", &[&probe_answer("closed", "Connecting")]),
-                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("closed", "No")]),
-                Scripted::new("proxy1").answer("/dev/tcp", &["port=closed\n"]),
+                Scripted::new("db2")
+                    .answer("/dev/tcp", &[&probe_answer("closed", "Connecting", false)]),
+                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("closed", "No", false)]),
+                Scripted::new("proxy1").answer("/dev/tcp", &["port=closed\nserver=silent\n"]),
             ],
         );
-        let (there, proxies) = observe(&c, "db1").await;
-        let v = judge(&c, "db1", "no SSH".into(), false, there, proxies).expect("dead");
-        assert_eq!(
-            v.from_replicas,
-            vec![
-                ("db2".to_string(), "IO thread Connecting".to_string(), false),
-                ("db3".to_string(), "IO thread No".to_string(), false),
-            ]
-        );
-        assert!(v.reached_by_proxies.is_empty());
-        // Alive from here, or no replica answering: refused.
-        let (there, proxies) = observe(&c, "db1").await;
-        assert!(judge(&c, "db1", "SSH answers".into(), true, there, proxies).is_err());
+        let v = verdict(&c, no_ssh(), Silence::default())
+            .await
+            .expect("dead");
+        let seen: Vec<(&str, &str)> = v
+            .from_replicas
+            .iter()
+            .map(|r| (r.name.as_str(), r.io.as_str()))
+            .collect();
+        assert_eq!(seen, vec![("db2", "Connecting"), ("db3", "No")]);
+        assert!(v.reached_by_proxies.is_empty() && !v.hung);
+        // Down over SSH (no process) is dead too; alive from here, or no replica: refused.
+        assert!(verdict(&c, Here::Down, Silence::default()).await.is_ok());
+        assert!(verdict(&c, Here::Alive, Silence::default()).await.is_err());
         let nobody = cluster(&engine, vec![]);
-        let (there, proxies) = observe(&nobody, "db1").await;
-        let e = judge(&nobody, "db1", "no SSH".into(), false, there, proxies).expect_err("none");
+        let e = verdict(&nobody, no_ssh(), Silence::default())
+            .await
+            .expect_err("none");
         assert!(e.to_string().contains("no replica of db1 answers"), "{e}");
     }
 
@@ -1039,32 +1181,92 @@ mod tests {
         // primary may still acknowledge writes that no replica has.
         let hosts = || {
             vec![
-                Scripted::new("db2").answer("/dev/tcp", &[&probe_answer("closed", "Connecting")]),
-                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("closed", "Connecting")]),
-                Scripted::new("proxy1").answer("/dev/tcp", &["port=open\n"]),
+                Scripted::new("db2")
+                    .answer("/dev/tcp", &[&probe_answer("closed", "Connecting", false)]),
+                Scripted::new("db3")
+                    .answer("/dev/tcp", &[&probe_answer("closed", "Connecting", false)]),
+                Scripted::new("proxy1").answer("/dev/tcp", &["port=open\nserver=answers\n"]),
             ]
         };
         let engine = lab_engine(None);
         let c = cluster(&engine, hosts());
-        let (there, proxies) = observe(&c, "db1").await;
-        let e = judge(&c, "db1", "no SSH".into(), false, there, proxies).expect_err("async");
+        let e = verdict(&c, no_ssh(), Silence::default())
+            .await
+            .expect_err("async");
         assert!(e.to_string().contains("answers from proxy1"), "{e}");
         // With semi-sync and no fallback, every acknowledged write is on a replica: go on,
         // fencing the primary on that proxy first.
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/inventories/lab.yml"
-        ))
-        .expect("lab inventory")
-        .replace(
-            "    max_connections: 200\n",
-            "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: never\n",
-        );
-        let lossless = lab_engine(Some(text));
+        let lossless = lossless_engine();
         let c = cluster(&lossless, hosts());
-        let (there, proxies) = observe(&c, "db1").await;
-        let v = judge(&c, "db1", "no SSH".into(), false, there, proxies).expect("lossless");
+        let v = verdict(&c, no_ssh(), Silence::default())
+            .await
+            .expect("lossless");
         assert_eq!(v.reached_by_proxies, vec!["proxy1".to_string()]);
+    }
+
+    /// Issue 29: a frozen primary's kernel completes TCP handshakes and keeps its
+    /// replicas' connections ("Yes"), but nothing arrives and nobody gets an answer.
+    fn hung_hosts() -> Vec<Scripted> {
+        vec![
+            Scripted::new("db2").answer("/dev/tcp", &[&probe_answer("open", "Yes", false)]),
+            Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("open", "Yes", false)]),
+            Scripted::new("proxy1").answer("/dev/tcp", &["port=open\nserver=silent\n"]),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_hung_primary_is_failed_over_under_lossless_semi_sync_only() {
+        let engine = lab_engine(None);
+        let c = cluster(&engine, hung_hosts());
+        let e = verdict(&c, no_ssh(), Silence::default())
+            .await
+            .expect_err("not lossless");
+        assert!(
+            e.to_string()
+                .contains("this configuration cannot fail over a hung primary safely")
+                && e.to_string().contains("semi_sync_timeout_ms: never"),
+            "{e}"
+        );
+        let lossless = lossless_engine();
+        let c = cluster(&lossless, hung_hosts());
+        let v = verdict(&c, no_ssh(), Silence::default())
+            .await
+            .expect("lossless");
+        assert!(v.hung && v.reached_by_proxies.is_empty(), "{v:?}");
+        // Its process runs over SSH and says nothing: hung too.
+        let v = verdict(&c, Here::Hung, Silence::default())
+            .await
+            .expect("hung over SSH");
+        assert!(v.hung);
+    }
+
+    #[tokio::test]
+    async fn a_stall_shorter_than_the_hang_bound_is_waited_out() {
+        let lossless = lossless_engine();
+        let c = cluster(&lossless, hung_hosts());
+        let ago = |s: u64| Instant::now().checked_sub(Duration::from_secs(s));
+        let short = Silence {
+            last_answer: ago(4),
+            hang_after: Duration::from_secs(8),
+        };
+        let e = verdict(&c, no_ssh(), short).await.expect_err("a stall");
+        assert!(matches!(e, Error::Stalled { .. }), "{e}");
+        let long = Silence {
+            last_answer: ago(9),
+            hang_after: Duration::from_secs(8),
+        };
+        assert!(verdict(&c, no_ssh(), long).await.is_ok());
+        // A dead primary (nothing open) is not waited for.
+        let dead = cluster(
+            &lossless,
+            vec![
+                Scripted::new("db2")
+                    .answer("/dev/tcp", &[&probe_answer("closed", "Connecting", false)]),
+                Scripted::new("db3")
+                    .answer("/dev/tcp", &[&probe_answer("closed", "Connecting", false)]),
+            ],
+        );
+        assert!(verdict(&dead, no_ssh(), short).await.is_ok());
     }
 
     #[tokio::test]

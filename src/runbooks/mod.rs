@@ -7,6 +7,7 @@
 
 pub mod execute;
 pub mod failover;
+pub mod liveness;
 pub mod monitor;
 pub mod rebuild;
 pub mod replication;

@@ -69,6 +69,9 @@ pub struct Settings {
     pub interval: Duration,
     /// Checks in a row the primary must fail before the failover runs (`monitor_failures`).
     pub failures: u32,
+    /// How long a hung primary (its port open, no answer: issue 29) must stay silent
+    /// before it counts as dead (`monitor_hang_seconds`): a shorter stall is waited out.
+    pub hang_after: Duration,
     /// Where the state file and metrics go (None: nowhere, for tests).
     pub state: Option<(PathBuf, PathBuf)>,
     /// The program run on each action (`monitor_hook`), without a shell.
@@ -85,6 +88,7 @@ impl Settings {
             cluster,
             interval: Duration::from_secs_f64(var("monitor_interval_seconds").unwrap_or(1.0)),
             failures: var("monitor_failures").unwrap_or(3.0) as u32,
+            hang_after: Duration::from_secs_f64(var("monitor_hang_seconds").unwrap_or(8.0)),
             state: Some((STATE_FILE.into(), METRICS_FILE.into())),
             hook: h
                 .and_then(|h| h.vars.get("monitor_hook"))
@@ -129,16 +133,17 @@ pub struct State {
 /// Keeps one lock session on `host` until `tx`'s receiver is dropped or the task is aborted:
 /// connects, sets the session's idle timeout, asks for the lock, and every `interval` checks
 /// it still holds it (which also keeps the session alive), reconnecting when the session
-/// ends. Each answer goes to `tx`. A change of `release` gives a held lock back.
+/// ends. Each answer goes to `report`. A change of `release` gives a held lock back.
 async fn hold(
     host: Host,
     policy: HostKeyPolicy,
     client: &'static str,
     lock: String,
     interval: Duration,
-    tx: watch::Sender<Seen>,
+    report: Report,
     mut release: watch::Receiver<u64>,
 ) {
+    let Report { tx, answered } = report;
     let answer = interval.max(Duration::from_millis(900));
     loop {
         let conn = match SshHost::connect(&host, policy, Duration::from_secs(1)).await {
@@ -194,6 +199,7 @@ async fn hold(
             first = false;
             match tokio::time::timeout(answer, session.query(&text)).await {
                 Ok(Ok(rows)) => {
+                    let _ = answered.send(Instant::now());
                     holding = rows.first().map(String::as_str) == Some("1");
                     let _ = tx.send(if holding { Seen::Held } else { Seen::Up });
                 }
@@ -295,26 +301,57 @@ pub async fn watch(opts: Options, s: Settings, events: Arc<dyn EventSink>) -> Re
         let (release, released) = watch::channel(0u64);
         let mut seen: HashMap<String, watch::Receiver<Seen>> = HashMap::new();
         let mut tasks = Vec::new();
+        let mut last_answer = None;
         for h in &members {
             let (tx, rx) = watch::channel(Seen::Unknown);
+            let (answered, answers) = watch::channel(Instant::now());
             seen.insert(h.name.clone(), rx);
+            if h.name == primary {
+                last_answer = Some(answers);
+            }
             tasks.push(tokio::spawn(hold(
                 h.clone(),
                 engine.inv.host_key_policy,
                 d.client(),
                 lock.clone(),
                 s.interval,
-                tx,
+                Report { tx, answered },
                 released.clone(),
             )));
         }
-        let result = tick(&engine, &s, &cluster, &primary, &seen, &release, &events).await;
+        let watched = Watched {
+            seen: &seen,
+            last_answer: last_answer.ok_or_else(|| Error::UnknownHost(primary.clone()))?,
+        };
+        let result = tick(&engine, &s, &cluster, &primary, &watched, &release, &events).await;
         drop(seen);
         for t in tasks {
             t.abort();
         }
         result?;
     }
+}
+
+/// How long before the hang bound a stalled primary's failover is asked again, until a
+/// stalled attempt measured it: about its checks' own length (a replica's sampling window
+/// and the probes around it), so that the verdict comes when the bound is reached, not a
+/// check interval later.
+fn lookahead() -> Duration {
+    Duration::from_secs_f64(super::liveness::WINDOW_S + 0.2)
+}
+
+/// Where one lock session reports: what it sees of its server, and the instant of the
+/// server's last answer.
+struct Report {
+    tx: watch::Sender<Seen>,
+    answered: watch::Sender<Instant>,
+}
+
+/// What the lock sessions report: each server's last answer, and when the primary last
+/// answered.
+struct Watched<'a> {
+    seen: &'a HashMap<String, watch::Receiver<Seen>>,
+    last_answer: watch::Receiver<Instant>,
 }
 
 /// Checks every `interval` until the topology changes (a failover done here, or a record
@@ -324,11 +361,18 @@ async fn tick(
     s: &Settings,
     cluster: &str,
     primary: &str,
-    seen: &HashMap<String, watch::Receiver<Seen>>,
+    watched: &Watched<'_>,
     release: &watch::Sender<u64>,
     events: &Arc<dyn EventSink>,
 ) -> Result<(), Error> {
+    let seen = watched.seen;
     let mut failures = 0u32;
+    // The last failover refused the primary as hung for less than `hang_after`: asked
+    // again once its silence reaches it, not after `failures` more checks.
+    let mut stalled = false;
+    // How long the last stalled failover's checks took, from the decision to their
+    // verdict: the next one is asked that long before the bound.
+    let mut check_cost = lookahead();
     // Ticks in a row holding some locks but not a majority.
     let mut split = 0u32;
     // The last failover's old primary was seen back and its rejoin tried.
@@ -372,6 +416,11 @@ async fn tick(
             _ => None,
         };
         failures = if down.is_some() { failures + 1 } else { 0 };
+        if down.is_none() {
+            stalled = false;
+        }
+        let last_answer = *watched.last_answer.borrow();
+        let silent_for = last_answer.elapsed();
         // MaxScale's auto_rejoin: the last failover's old primary, back (its host answers),
         // rejoins as a replica of the primary when its GTID history allows; refused, it
         // stays fenced. Tried once each time it comes back.
@@ -420,6 +469,13 @@ async fn tick(
             Some(_) if !active => {
                 format!("{primary} does not answer: the active monitor decides")
             }
+            // Asked again so that its checks (a replica's window, about a second) end when
+            // the bound is reached: the verdict holds the silence against it then.
+            Some(why) if stalled && silent_for + check_cost < s.hang_after => format!(
+                "{primary} is hung ({why}) for {:.1} s: waiting for monitor_hang_seconds ({} s)",
+                silent_for.as_secs_f64(),
+                s.hang_after.as_secs_f64()
+            ),
             Some(why) => {
                 let t0 = Instant::now();
                 let text = format!(
@@ -430,12 +486,17 @@ async fn tick(
                     text: text.clone(),
                 });
                 hook(s, "failing_over", cluster, primary, &text).await;
-                match fail_over(engine, cluster, primary, events).await {
-                    Ok(rec) => {
+                let silence = failover::Silence {
+                    last_answer: Some(last_answer),
+                    hang_after: s.hang_after,
+                };
+                match fail_over(engine, cluster, primary, events, silence).await {
+                    Ok((rec, planned_ms)) => {
                         let text = format!(
-                            "failed over: {} is the primary ({} ms from the decision)",
+                            "failed over: {} is the primary ({} ms from the decision: checks and plan {planned_ms} ms; {primary} last answered {} ms before the decision)",
                             rec.to,
-                            t0.elapsed().as_millis()
+                            t0.elapsed().as_millis(),
+                            silent_for.as_millis()
                         );
                         last_failover = Some(rec.clone());
                         events.emit(Event::Monitor {
@@ -456,6 +517,11 @@ async fn tick(
                         push_record(engine, s, &rec).await;
                         hook(s, "failed_over", cluster, &rec.to, &text).await;
                         return Ok(());
+                    }
+                    Err(e @ Error::Stalled { .. }) => {
+                        stalled = true;
+                        check_cost = t0.elapsed().min(s.hang_after / 2);
+                        e.to_string()
                     }
                     Err(e) => {
                         // Asked again after as many failed checks.
@@ -496,13 +562,17 @@ async fn tick(
 /// The failover of `primary`, as `dbfleet failover --auto-approve` runs it, then its record
 /// (the anti-flap record and the inventory copy, adopted at once).
 ///
+/// Returns the record and the milliseconds its checks and plan took (the rest ran steps).
+///
 /// Errors: the anti-flap window's refusal, [`failover::plan`]'s and the steps' errors.
 async fn fail_over(
     engine: &Engine,
     cluster: &str,
     primary: &str,
     events: &Arc<dyn EventSink>,
-) -> Result<FailoverRecord, Error> {
+    silence: failover::Silence,
+) -> Result<(FailoverRecord, u128), Error> {
+    let started = Instant::now();
     failover::anti_flap(engine, cluster, primary, false)?;
     let runbook = Runbook::Failover {
         cluster: cluster.to_string(),
@@ -513,6 +583,7 @@ async fn fail_over(
         cluster: Some(cluster.to_string()),
         to: None,
         force: false,
+        silence,
     };
     let mut c = Cluster::new(
         engine,
@@ -524,13 +595,14 @@ async fn fail_over(
     .await;
     let result = async {
         let fp = failover::plan(&mut c, primary, &a, runbook).await?;
+        let planned = started.elapsed().as_millis();
         let secret = failover::replication_secret(&c);
         let out = execute(&c, &fp.plan, secret.as_deref(), &NoConverge, Instant::now()).await?;
-        Ok::<_, Error>((fp, out))
+        Ok::<_, Error>((fp, out, planned))
     }
     .await;
     c.close().await;
-    let (fp, out) = result?;
+    let (fp, out, planned) = result?;
     let rec = FailoverRecord {
         cluster: cluster.to_string(),
         at: now_s(),
@@ -547,7 +619,7 @@ async fn fail_over(
     };
     failover::record(engine, &rec)?;
     adopt_record(&engine.opts)?;
-    Ok(rec)
+    Ok((rec, planned))
 }
 
 /// The rejoin of `host` as a replica of `primary`, as `dbfleet rejoin` runs it: fenced when

@@ -1,12 +1,15 @@
 //! The replica bootstrap runbook (seed 000, "Configuring and Managing MySQL Replication",
 //! done with GTID and TLS as DESIGN.md sets out).
 //!
-//! Seeding (MariaDB) uses mariadb-backup streamed from the source, through dbfleet, into the
-//! replica's empty data folder: a physical, consistent copy taken without locking InnoDB
-//! writes, which is far faster than a logical dump at size, and which records the GTID
-//! position of the copy (`mariadb_backup_binlog_info`). The replica then starts from that
-//! position with `MASTER_USE_GTID=slave_pos`. A replica that holds databases of its own is
-//! never overwritten; its old data folder is always kept aside, not deleted.
+//! Seeding (MariaDB) uses mariadb-backup streamed from the source straight to the replica,
+//! host to host: the replica runs `ssh` to its source with the fleet's seeding key, whose
+//! forced command streams the copy, into `mbstream -x` in its empty data folder (issue 26:
+//! a replica seeded from a laptop on a VPN must not move its data through the laptop). A
+//! physical, consistent copy taken without locking InnoDB writes, far faster than a
+//! logical dump at size, which records its GTID position (`mariadb_backup_binlog_info`).
+//! The replica then starts from that position with `MASTER_USE_GTID=slave_pos`. A replica
+//! that holds databases of its own is never overwritten; its old data folder is always
+//! kept aside, not deleted.
 //!
 //! MySQL has no mariadb-backup, and Debian ships no xtrabackup for it: the replica pulls
 //! the copy itself with the CLONE plugin (built in since 8.0.17, loaded by mysqld.cnf),
@@ -135,7 +138,7 @@ async fn seed(
     let filled = match from_backup {
         Some(job) => fill_from_backup(replica, job).await,
         None if r.dialect.seeds_by_clone() => Ok(()),
-        None => fill_from_source(replica, source).await,
+        None => fill_from_source(replica, r).await,
     };
     match async {
         filled?;
@@ -209,21 +212,20 @@ async fn clone_from_source(replica: &SshHost, r: &ReplicationRes) -> Result<Stri
     Ok(dir)
 }
 
-/// 2. Streams a consistent copy from the source (root over the local socket) and prepares
-///    it. Each copy has its own temp folder, and copies from one source run one at a time
-///    under the source's run lock (two replicas seeded at once share a source).
-async fn fill_from_source(replica: &SshHost, source: &SshHost) -> Result<(), String> {
-    let bytes = source
-        .pipe_to(
-            "t=$(mktemp -d /tmp/dbfleet-backup.XXXXXX); \
-             flock -w 3600 /var/lib/dbfleet mariadb-backup --backup --stream=xbstream --target-dir=\"$t\" --user=root 2>\"$t.log\"; rc=$?; \
-             [ $rc -eq 0 ] || tail -n 5 \"$t.log\" >&2; rm -rf \"$t\" \"$t.log\"; exit $rc",
-            replica,
-            "mbstream -x -C /var/lib/mysql",
-        )
-        .await
-        .map_err(|e| format!("copying {}'s data: {e}", source.name))?;
-    tracing::info!(source = %source.name, replica = %replica.name, bytes, "streamed a mariadb-backup copy");
+/// 2. The replica pulls a consistent copy from its source host to host and prepares it:
+///    `ssh` with the fleet's seeding key to the source, whose forced command streams
+///    mariadb-backup (`templates/seed-source.sh.j2`: one copy at a time per source, under
+///    its run lock), into `mbstream -x` here. The source's host key is pinned
+///    (`/etc/dbfleet/seed_known_hosts`); nothing but control crosses the operator's
+///    connection (issue 26).
+async fn fill_from_source(replica: &SshHost, r: &ReplicationRes) -> Result<(), String> {
+    run(
+        replica,
+        &format!("copying {}'s data", r.source_name),
+        &pull_script(r),
+    )
+    .await?;
+    tracing::info!(source = %r.source_name, replica = %replica.name, "pulled a mariadb-backup copy host to host");
     run(
         replica,
         "preparing the copy",
@@ -231,6 +233,22 @@ async fn fill_from_source(replica: &SshHost, source: &SshHost) -> Result<(), Str
     )
     .await?;
     Ok(())
+}
+
+/// The replica's side of [`fill_from_source`] (bash, pipefail: a broken stream must fail,
+/// not leave a partial copy looking whole). The source is its address as the inventory
+/// has it, which is how the pinned known_hosts names it (`[address]:port` off port 22).
+pub fn pull_script(r: &ReplicationRes) -> String {
+    let q = crate::tasks::q;
+    format!(
+        "bash <<'DBFLEET_SEED'\nset -euo pipefail\n\
+         ssh -i /etc/dbfleet/seed_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes \
+         -o UserKnownHostsFile=/etc/dbfleet/seed_known_hosts -o GlobalKnownHostsFile=/dev/null \
+         -o StrictHostKeyChecking=yes -o ServerAliveInterval=10 -o ServerAliveCountMax=6 \
+         -p {port} {target} seed | mbstream -x -C /var/lib/mysql\nDBFLEET_SEED\n",
+        port = r.source_ssh_port,
+        target = q(&format!("{}@{}", r.source_ssh_user, r.source.host)),
+    )
 }
 
 /// Shell lines (bash, `set -e`, `$w` a scratch folder) that fill the empty

@@ -313,7 +313,8 @@ impl Dialect {
         };
         format!(
             "{statement} {k}_HOST={}, {k}_PORT={}, {k}_USER={}, {k}_PASSWORD={}, {gtid}, {k}_SSL=1, \
-             {k}_SSL_CA={}, {k}_SSL_VERIFY_SERVER_CERT=1, {k}_CONNECT_RETRY={};",
+             {k}_SSL_CA={}, {k}_SSL_VERIFY_SERVER_CERT=1, {k}_CONNECT_RETRY={}, \
+             {k}_HEARTBEAT_PERIOD={HEARTBEAT_PERIOD_S:.3};",
             quote(&s.host),
             s.port,
             quote(&s.user),
@@ -321,6 +322,44 @@ impl Dialect {
             quote(&s.ssl_ca),
             s.connect_retry
         )
+    }
+
+    /// The query that reports a replica's heartbeat period in seconds as
+    /// `heartbeat_period`: MariaDB's `Slave_heartbeat_period` status variable (the default
+    /// connection's; MariaDB 10.11's `SHOW SLAVE STATUS` does not have it, only `SHOW ALL
+    /// SLAVES STATUS`: read on the lab), MySQL's `HEARTBEAT_INTERVAL` (MySQL 8.4 manual,
+    /// "The replication_connection_configuration Table").
+    pub fn heartbeat_period_query(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => {
+                "SELECT VARIABLE_VALUE AS heartbeat_period FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_HEARTBEAT_PERIOD';"
+            }
+            _ => {
+                "SELECT HEARTBEAT_INTERVAL AS heartbeat_period FROM performance_schema.replication_connection_configuration WHERE CHANNEL_NAME = '';"
+            }
+        }
+    }
+
+    /// A shell snippet printing what a replica's IO thread has received so far, in one
+    /// line that changes whenever an event or a heartbeat arrives, and nothing when the
+    /// server does not answer within 2 s. Two samples some heartbeat periods apart tell a
+    /// source that answers its replica from one that holds the connection open and says
+    /// nothing (a frozen or hung server). MariaDB: the received binary log position of
+    /// `SHOW SLAVE STATUS` and the `Slave_received_heartbeats` status variable (MariaDB KB
+    /// "Replication and Binary Log Status Variables"); MySQL: `COUNT_RECEIVED_HEARTBEATS`, `LAST_HEARTBEAT_TIMESTAMP` and the
+    /// last queued transaction of `performance_schema.replication_connection_status`
+    /// (MySQL 8.4 manual, "The replication_connection_status Table").
+    pub fn received_marker(self) -> String {
+        match self {
+            Dialect::MariaDb => format!(
+                "timeout 2 {} -E -e \"SELECT VARIABLE_VALUE AS received_heartbeats FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_RECEIVED_HEARTBEATS'; SHOW SLAVE STATUS\" 2>/dev/null | grep -E '^ *(received_heartbeats|Master_Log_File|Read_Master_Log_Pos):' | tr -d ' \\n'",
+                self.client()
+            ),
+            _ => format!(
+                "timeout 2 {} -N -B -e \"SELECT CONCAT_WS('/', COUNT_RECEIVED_HEARTBEATS, LAST_HEARTBEAT_TIMESTAMP, LAST_QUEUED_TRANSACTION, LAST_QUEUED_TRANSACTION_END_QUEUE_TIMESTAMP) FROM performance_schema.replication_connection_status WHERE CHANNEL_NAME = ''\" 2>/dev/null",
+                self.client()
+            ),
+        }
     }
 
     /// Reads the sha256 (hex) of the replication password a replica stores, as a
@@ -682,6 +721,14 @@ pub enum AuthOwned {
     NativeHash(String),
     Plain(String),
 }
+
+/// Seconds between the heartbeats a source sends each replica when it has no event to
+/// send (`MASTER_HEARTBEAT_PERIOD` / `SOURCE_HEARTBEAT_PERIOD`; the servers' default is
+/// half of `slave_net_timeout`, 30 s). A quarter second lets a failover tell, within a
+/// second, a source that still talks to its replicas from one that holds their
+/// connections open and says nothing (issue 29: a frozen primary's kernel keeps its TCP
+/// connections and completes new handshakes).
+pub const HEARTBEAT_PERIOD_S: f64 = 0.25;
 
 /// Where a replica replicates from.
 #[derive(Debug, Clone)]

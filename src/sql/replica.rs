@@ -115,6 +115,12 @@ pub struct ReplicaStatus {
     /// What the IO thread has received: MariaDB's `Gtid_IO_Pos`; MySQL's
     /// `Retrieved_Gtid_Set`.
     pub received: String,
+    /// The source's heartbeat period when it has nothing to send, as
+    /// [`Dialect::heartbeat_period_query`] reads it, in milliseconds; None when not read.
+    pub heartbeat_period_ms: Option<u64>,
+    /// Seconds between the IO thread's tries to connect (`Connect_Retry`); None when not
+    /// reported.
+    pub connect_retry: Option<u32>,
 }
 
 impl ReplicaStatus {
@@ -134,6 +140,8 @@ impl ReplicaStatus {
         last_io_error: String::new(),
         last_sql_error: String::new(),
         received: String::new(),
+        heartbeat_period_ms: None,
+        connect_retry: None,
     };
 
     /// Both threads running ("Connecting" is not running).
@@ -169,6 +177,7 @@ pub(super) struct Names {
     ssl_allowed: &'static str,
     ssl_verify: &'static str,
     received: &'static str,
+    heartbeat_period: &'static str,
 }
 
 const MARIADB: Names = Names {
@@ -183,6 +192,7 @@ const MARIADB: Names = Names {
     ssl_allowed: "Master_SSL_Allowed",
     ssl_verify: "Master_SSL_Verify_Server_Cert",
     received: "Gtid_IO_Pos",
+    heartbeat_period: "heartbeat_period",
 };
 
 const MYSQL: Names = Names {
@@ -197,6 +207,7 @@ const MYSQL: Names = Names {
     ssl_allowed: "Source_SSL_Allowed",
     ssl_verify: "Source_SSL_Verify_Server_Cert",
     received: "Retrieved_Gtid_Set",
+    heartbeat_period: "heartbeat_period",
 };
 
 impl Names {
@@ -280,6 +291,11 @@ impl Dialect {
             last_io_error: get("Last_IO_Error"),
             last_sql_error: get("Last_SQL_Error"),
             received: get(n.received),
+            heartbeat_period_ms: get(n.heartbeat_period)
+                .parse::<f64>()
+                .ok()
+                .map(|s| (s * 1000.0).round() as u64),
+            connect_retry: get("Connect_Retry").parse().ok(),
         })
     }
 }

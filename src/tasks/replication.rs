@@ -15,6 +15,10 @@ pub struct ReplicationRes {
     pub dialect: Dialect,
     /// The source's host name in the inventory.
     pub source_name: String,
+    /// How the replica reaches the source's host over SSH to pull its seed copy (issue
+    /// 26): the inventory's SSH user (else root) and port (else 22).
+    pub source_ssh_user: String,
+    pub source_ssh_port: u16,
     pub source: SourceSpec,
 }
 
@@ -42,9 +46,10 @@ impl ReplicationRes {
     pub fn probe(&self) -> String {
         let (sql, shell) = self.dialect.stored_password_sha256();
         format!(
-            "{} -E --force <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up;\n{};\nSELECT COUNT(*) AS user_databases FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys');\n{sql}\nDBFLEET_SQL\n{shell}",
+            "{} -E --force <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up;\n{};\nSELECT COUNT(*) AS user_databases FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys');\n{sql}\n{}\nDBFLEET_SQL\n{shell}",
             self.dialect.client(),
-            self.dialect.show_replica_status()
+            self.dialect.show_replica_status(),
+            self.dialect.heartbeat_period_query()
         )
     }
 
@@ -70,11 +75,31 @@ impl ReplicationRes {
         if !st.tls_verified() {
             wrong.push("TLS is not verified".into());
         }
+        // The failover tells a hung source from a live one by its heartbeats (issue 29);
+        // replicas set up before that have the servers' default of 30 s.
+        let want_ms = (crate::sql::HEARTBEAT_PERIOD_S * 1000.0).round() as u64;
+        if let Some(ms) = st.heartbeat_period_ms
+            && ms != want_ms
+        {
+            wrong.push(format!(
+                "heartbeat period is {} s, not {} s",
+                ms as f64 / 1000.0,
+                crate::sql::HEARTBEAT_PERIOD_S
+            ));
+        }
         let stored = get("stored_password_sha256");
         if !stored.is_empty()
             && stored != crate::tasks::file::sha256_hex(self.source.password.as_bytes())
         {
             wrong.push("the replication password changed".into());
+        }
+        if let Some(s) = st.connect_retry
+            && s != self.source.connect_retry
+        {
+            wrong.push(format!(
+                "connect retry is {s} s, not {} s",
+                self.source.connect_retry
+            ));
         }
         if !wrong.is_empty() {
             return Some(Mode::Repoint(wrong.join(", ")));

@@ -114,6 +114,10 @@ struct DbLayout {
     server_binary: &'static str,
     scratch_init: &'static str,
     scratch_options: String,
+    /// A new replica pulls its seed copy from its source over SSH between the cluster's
+    /// database hosts (MariaDB: mariadb-backup's stream through the seeding key's forced
+    /// command; issue 26). MySQL's CLONE pulls over the server's own protocol already.
+    seeds_over_ssh: bool,
 }
 
 fn layout(f: Flavor, d: Dialect, version: &str) -> DbLayout {
@@ -152,6 +156,7 @@ fn layout(f: Flavor, d: Dialect, version: &str) -> DbLayout {
             server_binary: "mariadbd",
             scratch_init: "mariadb-install-db --no-defaults --user=root --auth-root-authentication-method=normal --skip-test-db",
             scratch_options: format!("--{}=48M", d.redo_log_option().replace('_', "-")),
+            seeds_over_ssh: true,
             show_replica_status: d.show_replica_status(),
             replica: d.replica_fields(),
             stop_replica_sql: d.stop_replica_sql(),
@@ -187,6 +192,7 @@ fn layout(f: Flavor, d: Dialect, version: &str) -> DbLayout {
                 "--{}=48M --gtid-mode=ON --enforce-gtid-consistency=ON --mysqlx=OFF --secure-file-priv=NULL",
                 d.redo_log_option().replace('_', "-")
             ),
+            seeds_over_ssh: false,
             show_replica_status: d.show_replica_status(),
             replica: d.replica_fields(),
             stop_replica_sql: d.stop_replica_sql(),
@@ -364,6 +370,37 @@ pub fn environment(
         move || -> Result<String, minijinja::Error> {
             k.monitor_public()
                 .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+        },
+    );
+    let k = backup_key.clone();
+    env.add_function(
+        "seed_ssh_key",
+        move || -> Result<String, minijinja::Error> {
+            // The seeding key's private half: the file holding it is sensitive.
+            SECRET_USED.with(|c| c.set(true));
+            k.seed_private()
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+        },
+    );
+    let k = backup_key.clone();
+    env.add_function(
+        "seed_ssh_public_key",
+        move || -> Result<String, minijinja::Error> {
+            k.seed_public()
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+        },
+    );
+    let k = backup_key.clone();
+    env.add_function(
+        "known_hosts_of",
+        move |address: String| -> Result<String, minijinja::Error> {
+            // The fleet's known_hosts lines naming `address` (port 22, or `[address]:port`):
+            // what a replica pins to pull its seed copy from its source. One host's, not the
+            // fleet's: a rebuilt host's new key changes no other host's file.
+            let all = k
+                .known_hosts()
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))?;
+            Ok(crate::backup::keys::lines_naming(&all, &address))
         },
     );
     let k = backup_key.clone();
@@ -1059,13 +1096,18 @@ fn build<'s>(
         return Ok(Resource::Replication(ReplicationRes {
             dialect,
             source_name: source_name.clone(),
+            source_ssh_user: src.ssh.user.clone().unwrap_or_else(|| "root".into()),
+            source_ssh_port: src.ssh.port.unwrap_or(22),
             source: SourceSpec {
                 host: src.address.clone(),
                 port,
                 user: field(cc, ctx, "user", &r.user)?,
                 password,
                 ssl_ca: "/etc/mysql/dbfleet-tls/ca.pem".into(),
-                connect_retry: 10,
+                // Seconds between a replica's tries to reach its source: one, as
+                // orchestrator recommends, so a source back from a stall is followed at
+                // once (its commits wait for a semi-sync replica meanwhile).
+                connect_retry: 1,
             },
         }));
     }

@@ -473,11 +473,7 @@ fn partitioned_primary_still_reached_by_the_proxy_loses_no_acknowledged_write_an
     fault(&["heal", "db1"]);
     let acks = stop_writer_acks();
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr.contains("db1's database port answers from proxy1"),
-        "{}",
-        r.all()
-    );
+    assert!(r.stderr.contains("db1 answers from proxy1"), "{}", r.all());
     assert!(r.stderr.contains("nothing was changed"), "{}", r.all());
     assert_eq!(std::fs::read_to_string(&inv).expect("inventory"), before);
     assert_eq!(proxy_up("writer"), vec!["db1".to_string()]);

@@ -119,30 +119,18 @@ fn primary_of(inv: &Path) -> String {
         .to_string()
 }
 
-/// Issue 14, must-shows 1 and 4, on real hosts:
-/// 1. `apply` installs the monitor on both proxies; exactly one is active. The primary is
-///    killed while the application writes through the virtual IP; nobody types: the active
-///    monitor fails over (detection included), writes resume on the new primary, every
-///    acknowledged insert is on the surviving servers (semi-sync), one monitor acted and the
-///    other followed; `plan` refuses, offering the inventory edit, which `adopt` writes.
-/// 2. The old primary comes back and the active monitor rejoins it as a replica; the new
-///    primary is killed and the active monitor is killed
-///    (SIGKILL) as soon as it starts failing over: at no moment are two servers writable,
-///    and the fleet ends with one writer.
-#[test]
-fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exactly_one_monitor_acts()
- {
-    let mut lab = converged();
-    let _cleanup = Monitors;
-    let dir = tempfile::tempdir().expect("tempdir");
+/// The lab inventory with a monitor on each proxy, semi-sync with `timeout` (ms, or
+/// "never": lossless) and no anti-flap window, written in `dir` as `name`, applied with an
+/// empty re-plan, both replicas connected to db1 as semi-sync replicas.
+fn monitored(dir: &Path, name: &str, timeout: &str) -> std::path::PathBuf {
+    let semi = format!(
+        "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: {timeout}\n    failover_anti_flap_seconds: 0"
+    );
     let inv = lab_variant(
-        dir.path(),
-        "monitored.yml",
+        dir,
+        name,
         &[
-            (
-                "    max_connections: 200",
-                "    max_connections: 200\n    semi_sync: true\n    semi_sync_timeout_ms: 5000\n    failover_anti_flap_seconds: 0",
-            ),
+            ("    max_connections: 200", semi.as_str()),
             (
                 "    address: 172.29.77.31\n    roles: [proxy]",
                 "    address: 172.29.77.31\n    roles: [proxy, monitor]",
@@ -162,6 +150,26 @@ fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exact
         "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
         "2",
     );
+    inv
+}
+
+/// Issue 14, must-shows 1 and 4, on real hosts:
+/// 1. `apply` installs the monitor on both proxies; exactly one is active. The primary is
+///    killed while the application writes through the virtual IP; nobody types: the active
+///    monitor fails over (detection included), writes resume on the new primary, every
+///    acknowledged insert is on the surviving servers (semi-sync), one monitor acted and the
+///    other followed; `plan` refuses, offering the inventory edit, which `adopt` writes.
+/// 2. The old primary comes back and the active monitor rejoins it as a replica; the new
+///    primary is killed and the active monitor is killed
+///    (SIGKILL) as soon as it starts failing over: at no moment are two servers writable,
+///    and the fleet ends with one writer.
+#[test]
+fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exactly_one_monitor_acts()
+ {
+    let mut lab = converged();
+    let _cleanup = Monitors;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = monitored(dir.path(), "monitored.yml", "5000");
     let acting = active_monitor();
     let st = status_when_healthy(Some(&inv));
     assert_eq!(st.code, 0, "{}", st.all());
@@ -317,6 +325,255 @@ fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exact
             .collect::<Vec<_>>()
     );
     assert_eq!(w.len(), 1, "one writer at the end: {w:?}");
+
+    // Back to a fresh, converged lab without monitors.
+    drop(_cleanup);
+    reset(&["db1", "db2", "db3"]);
+    lab.fresh = true;
+    converge(&mut lab);
+}
+
+/// Waits (at most `limit`) until some monitor's log has a line containing `text` after the
+/// first `before` such lines; returns when it appeared (epoch seconds, as sampled).
+fn wait_log(text: &str, before: usize, limit: Duration) -> f64 {
+    let t0 = Instant::now();
+    while log_lines(text).len() <= before {
+        assert!(
+            t0.elapsed() < limit,
+            "no monitor logged {text:?} within {limit:?}: {:?}",
+            log_lines("lab:")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    now_s()
+}
+
+/// The server_ids answering through the virtual IP's reader port, read `n` times from
+/// backup1 (new connections), each with its read_only: (server_id, read_only).
+fn reader_port_answers(n: usize) -> Vec<(u32, bool)> {
+    (0..n)
+        .filter_map(|_| {
+            let out = exec_in(
+                "lab-backup1",
+                &format!(
+                    "mariadb --defaults-extra-file=/root/app.cnf -h {VIP} -P 3307 -N -B --connect-timeout=2 -e 'SELECT @@server_id, @@read_only' 2>/dev/null || true"
+                ),
+            );
+            let mut f = out.split_whitespace();
+            Some((f.next()?.parse().ok()?, f.next()? == "1"))
+        })
+        .collect()
+}
+
+/// One hang drill: `freeze` stops the primary `old` from answering while the writer runs,
+/// `thaw` ends it after 30 s. Checks: the monitor fails over (one monitor acts) while it is
+/// still frozen, writes resume on the new primary (the time from the freeze is printed: a
+/// figure, not a timed assertion; `bench/autofailover.sh` measures it), no insert is
+/// acknowledged by `old` after the freeze, the reader port never answers from a writable
+/// server, every acknowledged insert is on both other servers, and the monitor rejoins
+/// `old` (or refuses it for transactions never acknowledged, and it is rebuilt). Returns
+/// the new primary, the inventory adopted and converged.
+fn hang_drill(
+    inv: &Path,
+    old: &str,
+    what: &str,
+    freeze: &dyn Fn(),
+    thaw: &dyn Fn(),
+    from: u64,
+) -> String {
+    let acted_before = log_lines("failed over:").len();
+    let rejoined_before = log_lines(&format!("rejoined {old}")).len();
+    let refused_before = log_lines(&format!("rejoin of {old} refused")).len();
+    start_writer_in("lab-backup1", VIP, &app_password(), from);
+    std::thread::sleep(Duration::from_secs(1));
+    let frozen = now_s();
+    freeze();
+    let acted_at = wait_log("failed over:", acted_before, Duration::from_secs(30));
+    assert!(
+        acted_at < frozen + 30.0,
+        "{what}: the failover came after the thaw"
+    );
+    let sleep = (frozen + 30.0 - now_s()).max(0.0);
+    std::thread::sleep(Duration::from_secs_f64(sleep));
+    thaw();
+    let thawed = now_s();
+    // After the thaw: the reader port never answers from a writable server.
+    let mut answers = Vec::new();
+    while now_s() < thawed + 8.0 {
+        answers.extend(reader_port_answers(5));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let t0 = Instant::now();
+    while log_lines(&format!("rejoined {old}")).len() == rejoined_before
+        && log_lines(&format!("rejoin of {old} refused")).len() == refused_before
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "{old} was neither rejoined nor refused within 90 s of the thaw: {:?}",
+            log_lines("lab:")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let acks = stop_writer_acks();
+    for (h, l) in log_lines("lab:")
+        .iter()
+        .filter(|(_, l)| l.contains("fail") || l.contains("hung") || l.contains("rejoin"))
+    {
+        eprintln!("  {h}: {l}");
+    }
+    let acted = log_lines("failed over:");
+    assert_eq!(
+        acted.len(),
+        acted_before + 1,
+        "exactly one monitor acted: {acted:?}"
+    );
+    let acting = acted.last().expect("a monitor acted").0.clone();
+    let primary_now = states()
+        .into_iter()
+        .find(|(h, _)| *h == acting)
+        .and_then(|(_, v)| v["primary"].as_str().map(str::to_string))
+        .expect("the acting monitor's state");
+    assert_ne!(primary_now, old, "{acted:?}");
+    let new = primary_now;
+    let new_id: u32 = new[2..].parse().expect("server id");
+    let old_id: u32 = old[2..].parse().expect("server id");
+    let first = acks
+        .iter()
+        .find(|a| a.0 > frozen && a.2 == new_id)
+        .map(|a| a.0 - frozen)
+        .expect("writes resumed on the new primary");
+    let late: Vec<&(f64, u64, u32)> = acks
+        .iter()
+        .filter(|a| a.2 == old_id && a.0 > frozen + 0.5)
+        .collect();
+    let writable_readers: Vec<&(u32, bool)> = answers.iter().filter(|a| !a.1).collect();
+    eprintln!(
+        "{what}: {} acknowledged inserts; monitor failed over {:.1} s after the freeze; first insert on {new} {first:.3} s after it; reader port after the thaw: {} answers, none writable: {}",
+        acks.len(),
+        acted_at - frozen,
+        answers.len(),
+        writable_readers.is_empty()
+    );
+    assert!(
+        late.is_empty(),
+        "{old} acknowledged inserts after it froze: {late:?}"
+    );
+    assert!(
+        writable_readers.is_empty(),
+        "the reader port answered from a writable server: {writable_readers:?}"
+    );
+    let acked: Vec<u64> = acks.iter().map(|a| a.1).collect();
+    for h in DB_HOSTS.iter().filter(|h| **h != old) {
+        assert_all_present(h, &acked);
+    }
+    let ad = dbfleet_with(inv, &["adopt"], &[]);
+    assert_eq!(ad.code, 0, "{}", ad.all());
+    assert_eq!(primary_of(inv), new, "{}", ad.all());
+    if log_lines(&format!("rejoined {old}")).len() == rejoined_before {
+        // Refused: the only acceptable reason is a transaction it logged and nobody
+        // acknowledged (lossless semi-sync); then it is rebuilt, as an operator would.
+        let why = log_lines(&format!("rejoin of {old} refused"));
+        eprintln!("{what}: rejoin refused: {why:?}");
+        assert!(why.iter().any(|(_, l)| l.contains("never saw")), "{why:?}");
+        reset(&[old]);
+    } else {
+        assert_all_present(old, &acked);
+    }
+    let a = dbfleet_with(inv, &["apply", "--auto-approve"], &[]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    let p = dbfleet_with(inv, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 0, "re-plan after the {what}:\n{}", p.all());
+    eventually(
+        &new,
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
+        "2",
+    );
+    new
+}
+
+/// Issue 29 on real hosts, the monitors on both proxies, lossless semi-sync, the writer and
+/// a reader through the virtual IP:
+/// 1. the primary frozen 6 s (docker pause) is waited out: no failover, it stays primary;
+/// 2. the primary frozen 30 s (docker pause: sshd too) is failed over while frozen, writes
+///    resume on the new primary, none lost, the old one never
+///    acknowledging anything after it froze; on thaw it is fenced and rejoined;
+/// 3. the same with only the server process stopped (`kill -STOP`, sshd alive): the
+///    failover kills the hung server, the monitor starts and rejoins it.
+///
+/// The data disk is not made to hang: the lab's containers have no block device of their
+/// own to suspend (README, issue 29).
+#[test]
+fn a_hung_primary_is_failed_over_by_the_monitor_and_a_short_stall_is_not() {
+    let mut lab = converged();
+    let _cleanup = Monitors;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = monitored(dir.path(), "hung.yml", "never");
+    // The replicas' heartbeat period that tells a hung source from a live one.
+    for r in ["db2", "db3"] {
+        assert_eq!(
+            sql(
+                r,
+                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'SLAVE_HEARTBEAT_PERIOD'"
+            ),
+            "0.250",
+            "{r}"
+        );
+    }
+    active_monitor();
+    sql(
+        "db1",
+        "CREATE TABLE IF NOT EXISTS app.seq (n BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+    );
+
+    // 1. A 6 s stall is not a death.
+    start_writer_in("lab-backup1", VIP, &app_password(), 30_000_000);
+    std::thread::sleep(Duration::from_secs(1));
+    docker(&["pause", "lab-db1"]);
+    std::thread::sleep(Duration::from_secs(6));
+    docker(&["unpause", "lab-db1"]);
+    std::thread::sleep(Duration::from_secs(12));
+    let acks = stop_writer_acks();
+    assert!(
+        log_lines("failed over:").is_empty(),
+        "a 6 s stall was failed over: {:?}",
+        log_lines("lab:")
+    );
+    assert_eq!(writable(), vec!["db1".to_string()]);
+    let last = acks.last().expect("acknowledged inserts");
+    assert_eq!(last.2, 1, "db1 takes the writes again after the stall");
+    eprintln!(
+        "6 s stall: no failover; {} inserts acknowledged, longest gap {:.1} s",
+        acks.len(),
+        longest_gap(&acks)
+    );
+
+    // 2. Frozen 30 s, sshd too.
+    let new = hang_drill(
+        &inv,
+        "db1",
+        "docker pause 30 s",
+        &|| docker(&["pause", "lab-db1"]),
+        &|| docker(&["unpause", "lab-db1"]),
+        31_000_000,
+    );
+
+    // 3. Only the server process stopped, sshd alive.
+    let stop = "pkill -STOP -x mariadbd".to_string();
+    let cont = "pkill -CONT -x mariadbd || true".to_string();
+    let host = new.clone();
+    let host2 = new.clone();
+    hang_drill(
+        &inv,
+        &new,
+        "kill -STOP of the server",
+        &move || {
+            on(&host, &stop);
+        },
+        &move || {
+            on(&host2, &cont);
+        },
+        32_000_000,
+    );
 
     // Back to a fresh, converged lab without monitors.
     drop(_cleanup);
