@@ -358,6 +358,21 @@ pub fn longest_gap(acks: &[(f64, u64, u32)]) -> f64 {
     acks.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max)
 }
 
+/// Where the longest gap of `acks` lies, for a failure message: its two ends as epoch
+/// seconds and the server_id that acknowledged each.
+pub fn longest_gap_ends(acks: &[(f64, u64, u32)]) -> String {
+    match acks
+        .windows(2)
+        .max_by(|a, b| (a[1].0 - a[0].0).total_cmp(&(b[1].0 - b[0].0)))
+    {
+        Some(w) => format!(
+            "from {:.3} (server_id {}) to {:.3} (server_id {})",
+            w[0].0, w[0].2, w[1].0, w[1].2
+        ),
+        None => "none (fewer than two acknowledged inserts)".into(),
+    }
+}
+
 /// Stops the writer; returns each acknowledged insert as (epoch seconds, number, the
 /// server_id that acknowledged it), in order.
 pub fn stop_writer_acks() -> Vec<(f64, u64, u32)> {
