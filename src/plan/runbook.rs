@@ -68,6 +68,13 @@ pub struct Step {
     /// When the step fails: true stops the runbook there (what ran so far is reported);
     /// false records the failure and goes on (the later steps do not depend on it).
     pub required: bool,
+    /// Starts at the same time as the step before it (and so on back to the first step of
+    /// the group): the group's steps change different hosts or different things, none
+    /// reads what another writes, and the next step starts when all of them ended. A
+    /// failover's fencing, the kill of a hung server and the replicas' IO thread stop are
+    /// one group: each takes a round trip or more, the IO stop about two seconds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_previous: bool,
 }
 
 /// What a step does. Statements and scripts are the exact text sent (secrets aside:
@@ -174,7 +181,37 @@ impl RunbookPlan {
             summary: summary.into(),
             action,
             required,
+            with_previous: false,
         });
+    }
+
+    /// Appends a step that starts with the one before it ([`Step::with_previous`]); the
+    /// first step of a plan has none to start with and starts alone.
+    pub fn step_with_previous(
+        &mut self,
+        hosts: &[&str],
+        summary: impl Into<String>,
+        action: Action,
+        required: bool,
+    ) {
+        let first = self.steps.is_empty();
+        self.step(hosts, summary, action, required);
+        if let Some(s) = self.steps.last_mut() {
+            s.with_previous = !first;
+        }
+    }
+
+    /// The steps as the groups that run at once, in order: each group is the indices of a
+    /// step and of the steps [`Step::with_previous`] after it.
+    pub fn groups(&self) -> Vec<std::ops::Range<usize>> {
+        let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+        for (i, st) in self.steps.iter().enumerate() {
+            match out.last_mut() {
+                Some(g) if st.with_previous => g.end = i + 1,
+                _ => out.push(i..i + 1),
+            }
+        }
+        out
     }
 
     /// Why `self` (saved) may not run as `fresh` (the same request planned now): one line
@@ -244,8 +281,18 @@ impl RunbookPlan {
         s.push_str("Steps:\n");
         for (i, st) in self.steps.iter().enumerate() {
             let mut lines = st.summary.lines();
+            let with = if st.with_previous {
+                // Named by the group's first step: "at once with step 3".
+                let first = self.steps[..i]
+                    .iter()
+                    .rposition(|p| !p.with_previous)
+                    .unwrap_or(0);
+                format!(" (at once with step {})", first + 1)
+            } else {
+                String::new()
+            };
             s.push_str(&format!(
-                "  {}. [{}] {}\n",
+                "  {}. [{}] {}{with}\n",
                 i + 1,
                 st.hosts.join(", "),
                 lines.next().unwrap_or("")
@@ -313,5 +360,42 @@ mod tests {
         let mut fresh = plan();
         fresh.inventory_digest = "sha256:2".into();
         assert!(saved.stale_against(&fresh)[0].contains("inventory"));
+    }
+
+    #[test]
+    fn steps_started_with_the_previous_one_form_groups_shown_and_saved_as_such() {
+        let mut p = plan();
+        let sql = || Action::Sql {
+            statements: "SELECT 1;".into(),
+        };
+        p.step_with_previous(&["proxy1"], "fenced", sql(), true);
+        p.step_with_previous(&["db2", "db3"], "IO thread stopped", sql(), true);
+        p.step(&["db2"], "promoted", sql(), true);
+        assert_eq!(p.groups(), vec![0..3, 3..4]);
+        let shown = p.render();
+        assert!(
+            shown.contains("  2. [proxy1] fenced (at once with step 1)\n"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("  3. [db2, db3] IO thread stopped (at once with step 1)\n"),
+            "{shown}"
+        );
+        assert!(shown.contains("  4. [db2] promoted\n"), "{shown}");
+        let json = serde_json::to_string(&p).expect("serializes");
+        let back: RunbookPlan = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back.groups(), p.groups());
+        // A plan file without the field (an earlier dbfleet's) runs one step at a time.
+        assert_eq!(json.matches("with_previous").count(), 2, "{json}");
+        // The first step of a plan starts alone whatever it asks.
+        let mut q = RunbookPlan::new(
+            Runbook::Rejoin { host: "db1".into() },
+            "l".into(),
+            "d".into(),
+            "t".into(),
+        );
+        q.step_with_previous(&["db1"], "x", sql(), true);
+        assert!(!q.steps[0].with_previous);
+        assert_eq!(q.groups(), vec![0..1]);
     }
 }

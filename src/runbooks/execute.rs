@@ -1,7 +1,8 @@
 //! Runs a runbook's plan ([`crate::plan::runbook::RunbookPlan`]) step by step over a
 //! cluster's connections: each step's statements, scripts and proxy commands are the
 //! plan's own text, so what was shown is what runs. A step on several hosts runs on all of
-//! them at once (stopping every replica's IO thread is on the failover's critical path).
+//! them at once (stopping every replica's IO thread is on the failover's critical path),
+//! and the steps of a group ([`Step::with_previous`]) start together.
 //!
 //! A required step that fails ends the runbook: the error says what ran before it (or that
 //! nothing was changed). A step that is not required records its failure and the runbook
@@ -71,42 +72,73 @@ pub async fn execute(
     // The replicas' states after the last drain, for the choice that follows it.
     let mut drained: Vec<(String, DbState)> = Vec::new();
     let mut changed = false;
-    for (i, step) in plan.steps.iter().enumerate() {
-        let r = run_step(c, step, secret, converge, &mut drained, &mut out).await;
-        match r {
-            Ok(()) => {
-                for h in &step.hosts {
-                    c.step(
-                        h,
-                        format!(
-                            "{} (+{} ms)",
-                            first_line(&step.summary),
-                            t0.elapsed().as_millis()
-                        ),
-                    );
+    for group in plan.groups() {
+        // Each step of a group runs at once with the others on its own scratch (a choice
+        // reads the last drain's states from before its group); the
+        // results are taken in plan order, so the first failing required step is reported
+        // as if the group had run one step at a time.
+        let before = &drained;
+        let runs = plan.steps[group.clone()].iter().map(|step| async move {
+            let mut mine = Outcome::default();
+            let mut seen = before.clone();
+            let r = run_step(c, step, secret, converge, &mut seen, &mut mine).await;
+            (r, mine, seen, t0.elapsed().as_millis())
+        });
+        let results = futures::future::join_all(runs).await;
+        let mut failed = None;
+        for (i, (r, mine, seen, ms)) in group.clone().zip(results) {
+            let step = &plan.steps[i];
+            out.outputs.extend(mine.outputs);
+            out.problems.extend(mine.problems);
+            if matches!(step.action, Action::Drain { .. }) {
+                drained = seen;
+            }
+            match r {
+                Ok(()) => {
+                    for h in &step.hosts {
+                        c.step(h, format!("{} (+{ms} ms)", first_line(&step.summary)));
+                    }
                 }
+                Err(e) if step.required => {
+                    failed.get_or_insert((i, e));
+                }
+                Err(e) => out
+                    .problems
+                    .push(c.engine.redactor.redact(&format!("step {}: {e}", i + 1))),
             }
-            Err(e) if step.required => {
-                let so_far = if changed {
-                    format!(
-                        "steps 1–{i} of {} ran (above), the rest did not",
-                        plan.steps.len()
-                    )
-                } else {
-                    "nothing was changed".to_string()
-                };
-                return Err(Error::Refused(format!(
-                    "step {} ({}): {}; {so_far}",
-                    i + 1,
-                    first_line(&step.summary),
-                    c.engine.redactor.redact(&e)
-                )));
-            }
-            Err(e) => out
-                .problems
-                .push(c.engine.redactor.redact(&format!("step {}: {e}", i + 1))),
         }
-        changed |= changes(&step.action);
+        if let Some((i, e)) = failed {
+            let with: Vec<String> = group
+                .clone()
+                .filter(|j| *j != i)
+                .map(|j| (j + 1).to_string())
+                .collect();
+            let so_far = match (changed, with.is_empty()) {
+                (false, true) => "nothing was changed".to_string(),
+                (true, true) => format!(
+                    "steps 1–{i} of {} ran (above), the rest did not",
+                    plan.steps.len()
+                ),
+                // The group's other steps ran at once with it, whatever they changed.
+                (false, false) => format!(
+                    "step(s) {} ran at once with it (above), the rest did not",
+                    with.join(", ")
+                ),
+                (true, false) => format!(
+                    "steps 1–{} of {} ran (above), and step(s) {} at once with it; the rest did not",
+                    group.start,
+                    plan.steps.len(),
+                    with.join(", ")
+                ),
+            };
+            return Err(Error::Refused(format!(
+                "step {} ({}): {}; {so_far}",
+                i + 1,
+                first_line(&plan.steps[i].summary),
+                c.engine.redactor.redact(&e)
+            )));
+        }
+        changed |= group.clone().any(|j| changes(&plan.steps[j].action));
     }
     Ok(out)
 }

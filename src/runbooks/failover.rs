@@ -709,7 +709,7 @@ pub async fn plan(
             // in the kernel (a hung disk) outlives SIGKILL, and under lossless semi-sync
             // it can acknowledge nothing once its replicas follow the new primary, as a
             // frozen host that SSH cannot reach; the failover goes on and says so.
-            p.step(
+            p.step_with_previous(
                 &[old],
                 "hung server killed (fenced)",
                 Action::Script {
@@ -721,7 +721,7 @@ pub async fn plan(
                 false,
             );
         } else {
-            p.step(
+            p.step_with_previous(
                 &[old],
                 "server stopped (fenced)",
                 Action::Script {
@@ -735,8 +735,11 @@ pub async fn plan(
         c.ssh.insert(old.to_string(), conn);
     }
     // The replicas' IO threads keep reconnecting to the dead primary, and stopping one
-    // that is blocked connecting takes about two seconds (seen in the lab): all at once.
-    p.step(
+    // that is blocked connecting takes about two seconds (seen in the lab): all at once,
+    // and at once with the fencing above. No order among them is needed: the old primary
+    // is dead, or hung under lossless semi-sync, where a replica that stopped receiving is
+    // one fewer that could acknowledge a write it took on thawing.
+    p.step_with_previous(
         &rs,
         "IO thread stopped",
         Action::Sql {
