@@ -421,6 +421,11 @@ fn hang_drill(
     {
         eprintln!("  {h}: {l}");
     }
+    // The failovers' steps, timed from each one's start: where the time after the
+    // decision goes.
+    for (h, l) in log_lines(" ms)") {
+        eprintln!("  {h}: {l}");
+    }
     let acted = log_lines("failed over:");
     assert_eq!(
         acted.len(),
