@@ -123,12 +123,27 @@ pub struct Verdict {
     pub from_here: Here,
     /// What each replica that answers sees of it.
     pub from_replicas: Vec<ReplicaView>,
-    /// Proxies through which the application may still reach it (it answered them, or
-    /// they could not tell and its port is open): fenced there first (issue 10, case 1).
-    pub reached_by_proxies: Vec<String>,
+    /// What each proxy sees of it.
+    pub from_proxies: Vec<ProxyView>,
     /// It holds its port open, or its process runs, and it answers nobody (issue 29): it
     /// is hung, not dead, and may go on when it thaws.
     pub hung: bool,
+}
+
+impl Verdict {
+    /// Proxies through which the application may still reach it (it answered them, or
+    /// they could not tell and its port is open): fenced there first (issue 10, case 1).
+    pub fn reached_by_proxies(&self) -> Vec<String> {
+        reached(&self.from_proxies)
+    }
+}
+
+fn reached(proxies: &[ProxyView]) -> Vec<String> {
+    proxies
+        .iter()
+        .filter(|x| x.reaches())
+        .map(|x| x.name.clone())
+        .collect()
 }
 
 /// Whether `primary` runs semi-sync with no fallback to async (`semi_sync: true` and
@@ -325,11 +340,7 @@ fn judge(
         )));
     }
     let lossless = lossless_semi_sync(c.engine, primary);
-    let reached_by_proxies: Vec<String> = proxies
-        .iter()
-        .filter(|x| x.reaches())
-        .map(|x| x.name.clone())
-        .collect();
+    let reached_by_proxies = reached(&proxies);
     if !reached_by_proxies.is_empty() && !lossless {
         return Err(Error::Refused(format!(
             "{primary} answers from {}: the application may still write to it, and without lossless semi-sync (semi_sync: true with semi_sync_timeout_ms: never) it may hold acknowledged writes that no replica has. Refusing; nothing was changed. Heal the partition (its replicas catch up), or stop its server, then fail over",
@@ -358,7 +369,7 @@ fn judge(
         primary: primary.into(),
         from_here,
         from_replicas,
-        reached_by_proxies,
+        from_proxies: proxies,
         hung,
     })
 }
@@ -671,19 +682,17 @@ pub async fn plan(
             ),
         );
     }
-    for x in &c.proxies {
-        let reached = verdict.reached_by_proxies.contains(x);
-        let open = verdict.hung && !reached;
+    for x in &verdict.from_proxies {
         p.observe(
-            x,
+            &x.name,
             &format!("{old}'s server"),
-            if reached {
+            if x.reaches() {
                 "reaches it (lossless semi-sync: fenced here first)".to_string()
             } else {
                 format!(
-                    "no answer within {} s{}",
+                    "no answer within {} s, {}",
                     liveness::ANSWER_S,
-                    if open { ", port open" } else { "" }
+                    port(x.port_open)
                 )
             },
         );
@@ -844,10 +853,11 @@ pub async fn plan(
             "{old} is hung: it holds its port open and answers nobody; lossless semi-sync, so it acknowledged nothing that no replica has, and once its replicas follow {new} it gets no acknowledgement again. When it thaws it is fenced (read-only, sessions killed) by `dbfleet rejoin {old}` or the monitor"
         ));
     }
-    if !verdict.reached_by_proxies.is_empty() {
+    let reached_by_proxies = verdict.reached_by_proxies();
+    if !reached_by_proxies.is_empty() {
         p.notes.push(format!(
             "{old} is still reached from {}: fenced there first; lossless semi-sync without fallback, so every write it acknowledged is on a replica",
-            verdict.reached_by_proxies.join(", ")
+            reached_by_proxies.join(", ")
         ));
     }
     p.notes.push(format!(
@@ -1172,7 +1182,7 @@ mod tests {
             .map(|r| (r.name.as_str(), r.io.as_str()))
             .collect();
         assert_eq!(seen, vec![("db2", "Connecting"), ("db3", "No")]);
-        assert!(v.reached_by_proxies.is_empty() && !v.hung);
+        assert!(v.reached_by_proxies().is_empty() && !v.hung);
         // Down over SSH (no process) is dead too; alive from here, or no replica: refused.
         assert!(verdict(&c, Here::Down, Silence::default()).await.is_ok());
         assert!(verdict(&c, Here::Alive, Silence::default()).await.is_err());
@@ -1209,7 +1219,7 @@ mod tests {
         let v = verdict(&c, no_ssh(), Silence::default())
             .await
             .expect("lossless");
-        assert_eq!(v.reached_by_proxies, vec!["proxy1".to_string()]);
+        assert_eq!(v.reached_by_proxies(), vec!["proxy1".to_string()]);
     }
 
     /// Issue 29: a frozen primary's kernel completes TCP handshakes and keeps its
@@ -1240,7 +1250,7 @@ mod tests {
         let v = verdict(&c, no_ssh(), Silence::default())
             .await
             .expect("lossless");
-        assert!(v.hung && v.reached_by_proxies.is_empty(), "{v:?}");
+        assert!(v.hung && v.reached_by_proxies().is_empty(), "{v:?}");
         // Its process runs over SSH and says nothing: hung too.
         let v = verdict(&c, Here::Hung, Silence::default())
             .await
