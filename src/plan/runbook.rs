@@ -185,10 +185,12 @@ impl RunbookPlan {
         });
     }
 
-    /// Appends a step that starts with the one before it ([`Step::with_previous`]); the
-    /// first step of a plan has none to start with and starts alone.
-    pub fn step_with_previous(
+    /// Appends a step that starts with the one before it when `with_previous`
+    /// ([`Step::with_previous`]); the first step of a plan has none to start with and
+    /// starts alone.
+    pub fn step_at_once(
         &mut self,
+        with_previous: bool,
         hosts: &[&str],
         summary: impl Into<String>,
         action: Action,
@@ -197,7 +199,7 @@ impl RunbookPlan {
         let first = self.steps.is_empty();
         self.step(hosts, summary, action, required);
         if let Some(s) = self.steps.last_mut() {
-            s.with_previous = !first;
+            s.with_previous = with_previous && !first;
         }
     }
 
@@ -368,8 +370,8 @@ mod tests {
         let sql = || Action::Sql {
             statements: "SELECT 1;".into(),
         };
-        p.step_with_previous(&["proxy1"], "fenced", sql(), true);
-        p.step_with_previous(&["db2", "db3"], "IO thread stopped", sql(), true);
+        p.step_at_once(true, &["proxy1"], "fenced", sql(), true);
+        p.step_at_once(true, &["db2", "db3"], "IO thread stopped", sql(), true);
         p.step(&["db2"], "promoted", sql(), true);
         assert_eq!(p.groups(), vec![0..3, 3..4]);
         let shown = p.render();
@@ -394,7 +396,7 @@ mod tests {
             "d".into(),
             "t".into(),
         );
-        q.step_with_previous(&["db1"], "x", sql(), true);
+        q.step_at_once(true, &["db1"], "x", sql(), true);
         assert!(!q.steps[0].with_previous);
         assert_eq!(q.groups(), vec![0..1]);
     }

@@ -136,6 +136,14 @@ impl Verdict {
     pub fn reached_by_proxies(&self) -> Vec<String> {
         reached(&self.from_proxies)
     }
+
+    /// Whether the replicas' IO threads may stop at once with the proxies' fencing. Not
+    /// when a proxy still reaches the primary (issue 10, case 1, under lossless semi-sync):
+    /// the primary may be alive, and if a fence fails the runbook must stop with its
+    /// replicas still acknowledging, not with every write of a live primary blocked.
+    pub fn io_stop_with_fence(&self) -> bool {
+        self.reached_by_proxies().is_empty()
+    }
 }
 
 fn reached(proxies: &[ProxyView]) -> Vec<String> {
@@ -723,7 +731,8 @@ pub async fn plan(
             // in the kernel (a hung disk) outlives SIGKILL, and under lossless semi-sync
             // it can acknowledge nothing once its replicas follow the new primary, as a
             // frozen host that SSH cannot reach; the failover goes on and says so.
-            p.step_with_previous(
+            p.step_at_once(
+                true,
                 &[old],
                 "hung server killed (fenced)",
                 Action::Script {
@@ -735,7 +744,8 @@ pub async fn plan(
                 false,
             );
         } else {
-            p.step_with_previous(
+            p.step_at_once(
+                true,
                 &[old],
                 "server stopped (fenced)",
                 Action::Script {
@@ -750,10 +760,12 @@ pub async fn plan(
     }
     // The replicas' IO threads keep reconnecting to the dead primary, and stopping one
     // that is blocked connecting takes about two seconds (seen in the lab): all at once,
-    // and at once with the fencing above. No order among them is needed: the old primary
-    // is dead, or hung under lossless semi-sync, where a replica that stopped receiving is
-    // one fewer that could acknowledge a write it took on thawing.
-    p.step_with_previous(
+    // and at once with the fencing above unless a proxy still reaches the old primary
+    // ([`Verdict::io_stop_with_fence`]). Otherwise no order among them is needed: the old
+    // primary is dead, or hung under lossless semi-sync, where a replica that stopped
+    // receiving is one fewer that could acknowledge a write it took on thawing.
+    p.step_at_once(
+        verdict.io_stop_with_fence(),
         &rs,
         "IO thread stopped",
         Action::Sql {
@@ -1183,6 +1195,7 @@ mod tests {
             .collect();
         assert_eq!(seen, vec![("db2", "Connecting"), ("db3", "No")]);
         assert!(v.reached_by_proxies().is_empty() && !v.hung);
+        assert!(v.io_stop_with_fence());
         // Down over SSH (no process) is dead too; alive from here, or no replica: refused.
         assert!(verdict(&c, Here::Down, Silence::default()).await.is_ok());
         assert!(verdict(&c, Here::Alive, Silence::default()).await.is_err());
@@ -1220,6 +1233,9 @@ mod tests {
             .await
             .expect("lossless");
         assert_eq!(v.reached_by_proxies(), vec!["proxy1".to_string()]);
+        // The fence comes first there: a failed fence must not leave a live primary's
+        // replicas stopped.
+        assert!(!v.io_stop_with_fence());
     }
 
     /// Issue 29: a frozen primary's kernel completes TCP handshakes and keeps its
