@@ -1126,6 +1126,15 @@ mod tests {
         judge(c, "db1", here, there, proxies, silence)
     }
 
+    /// db2's and db3's replica probes and proxy1's proxy probe, as they answer.
+    fn seen_by(db2: String, db3: String, proxy1: &str) -> Vec<Scripted> {
+        vec![
+            Scripted::new("db2").answer("/dev/tcp", &[&db2]),
+            Scripted::new("db3").answer("/dev/tcp", &[&db3]),
+            Scripted::new("proxy1").answer("/dev/tcp", &[proxy1]),
+        ]
+    }
+
     fn no_ssh() -> Here {
         Here::NoSsh("timeout".into())
     }
@@ -1135,12 +1144,11 @@ mod tests {
         let engine = lossless_engine();
         let c = cluster(
             &engine,
-            vec![
-                Scripted::new("db2")
-                    .answer("/dev/tcp", &[&probe_answer("closed", "Connecting", false)]),
-                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("open", "Yes", true)]),
-                Scripted::new("proxy1").answer("/dev/tcp", &["port=closed\nserver=silent\n"]),
-            ],
+            seen_by(
+                probe_answer("closed", "Connecting", false),
+                probe_answer("open", "Yes", true),
+                "port=closed\nserver=silent\n",
+            ),
         );
         let e = verdict(&c, no_ssh(), Silence::default())
             .await
@@ -1157,11 +1165,11 @@ mod tests {
         let engine = lossless_engine();
         let c = cluster(
             &engine,
-            vec![
-                Scripted::new("db2").answer("/dev/tcp", &[&probe_answer("open", "Yes", false)]),
-                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("open", "No", false)]),
-                Scripted::new("proxy1").answer("/dev/tcp", &["port=open\nserver=silent\n"]),
-            ],
+            seen_by(
+                probe_answer("open", "Yes", false),
+                probe_answer("open", "No", false),
+                "port=open\nserver=silent\n",
+            ),
         );
         let e = verdict(&c, no_ssh(), Silence::default())
             .await
@@ -1178,12 +1186,11 @@ mod tests {
         let engine = lab_engine(None);
         let c = cluster(
             &engine,
-            vec![
-                Scripted::new("db2")
-                    .answer("/dev/tcp", &[&probe_answer("closed", "Connecting", false)]),
-                Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("closed", "No", false)]),
-                Scripted::new("proxy1").answer("/dev/tcp", &["port=closed\nserver=silent\n"]),
-            ],
+            seen_by(
+                probe_answer("closed", "Connecting", false),
+                probe_answer("closed", "No", false),
+                "port=closed\nserver=silent\n",
+            ),
         );
         let v = verdict(&c, no_ssh(), Silence::default())
             .await
@@ -1211,13 +1218,11 @@ mod tests {
         // Issue 10, case 1: cut off from us and its replicas but not from the proxy, the
         // primary may still acknowledge writes that no replica has.
         let hosts = || {
-            vec![
-                Scripted::new("db2")
-                    .answer("/dev/tcp", &[&probe_answer("closed", "Connecting", false)]),
-                Scripted::new("db3")
-                    .answer("/dev/tcp", &[&probe_answer("closed", "Connecting", false)]),
-                Scripted::new("proxy1").answer("/dev/tcp", &["port=open\nserver=answers\n"]),
-            ]
+            seen_by(
+                probe_answer("closed", "Connecting", false),
+                probe_answer("closed", "Connecting", false),
+                "port=open\nserver=answers\n",
+            )
         };
         let engine = lab_engine(None);
         let c = cluster(&engine, hosts());
@@ -1241,11 +1246,11 @@ mod tests {
     /// Issue 29: a frozen primary's kernel completes TCP handshakes and keeps its
     /// replicas' connections ("Yes"), but nothing arrives and nobody gets an answer.
     fn hung_hosts() -> Vec<Scripted> {
-        vec![
-            Scripted::new("db2").answer("/dev/tcp", &[&probe_answer("open", "Yes", false)]),
-            Scripted::new("db3").answer("/dev/tcp", &[&probe_answer("open", "Yes", false)]),
-            Scripted::new("proxy1").answer("/dev/tcp", &["port=open\nserver=silent\n"]),
-        ]
+        seen_by(
+            probe_answer("open", "Yes", false),
+            probe_answer("open", "Yes", false),
+            "port=open\nserver=silent\n",
+        )
     }
 
     #[tokio::test]
