@@ -16,6 +16,8 @@ use minijinja::{Environment, Expression, Template, UndefinedBehavior, Value};
 use serde::Serialize;
 use serde_saphyr::Spanned;
 
+use crate::backup::keys::BackupKey;
+
 use super::command::CmdRes;
 use super::directory::DirRes;
 use super::file::{AbsentRes, FileRes};
@@ -280,7 +282,7 @@ pub fn environment(
     lib: &Library,
     secrets: Arc<Secrets>,
     tls: Arc<Tls>,
-    backup_key: Arc<crate::backup::keys::BackupKey>,
+    backup_key: Arc<BackupKey>,
 ) -> Result<Environment<'static>, Error> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -326,70 +328,31 @@ pub fn environment(
                 .ok_or_else(|| no_tls(&host))
         },
     );
-    let k = backup_key.clone();
-    env.add_function(
-        "backup_ssh_key",
-        move || -> Result<String, minijinja::Error> {
-            // The private key of the backup transfers: the file holding it is sensitive.
-            SECRET_USED.with(|c| c.set(true));
-            k.private()
-                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
-        },
-    );
-    let k = backup_key.clone();
-    env.add_function(
-        "backup_ssh_public_key",
-        move || -> Result<String, minijinja::Error> {
-            k.public()
-                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
-        },
-    );
-    let k = backup_key.clone();
-    env.add_function(
-        "backup_host_key",
-        move || -> Result<String, minijinja::Error> {
-            // The backup server's host private key: the file holding it is sensitive.
-            SECRET_USED.with(|c| c.set(true));
-            k.host_private()
-                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
-        },
-    );
-    let k = backup_key.clone();
-    env.add_function(
-        "monitor_ssh_key",
-        move || -> Result<String, minijinja::Error> {
-            // The failover monitors' private key: the file holding it is sensitive.
-            SECRET_USED.with(|c| c.set(true));
-            k.monitor_private()
-                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
-        },
-    );
-    let k = backup_key.clone();
-    env.add_function(
-        "monitor_ssh_public_key",
-        move || -> Result<String, minijinja::Error> {
-            k.monitor_public()
-                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
-        },
-    );
-    let k = backup_key.clone();
-    env.add_function(
-        "seed_ssh_key",
-        move || -> Result<String, minijinja::Error> {
-            // The seeding key's private half: the file holding it is sensitive.
-            SECRET_USED.with(|c| c.set(true));
-            k.seed_private()
-                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
-        },
-    );
-    let k = backup_key.clone();
-    env.add_function(
-        "seed_ssh_public_key",
-        move || -> Result<String, minijinja::Error> {
-            k.seed_public()
-                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
-        },
-    );
+    // The fleet's SSH keys (src/backup/keys.rs). A private half marks the file that holds
+    // it sensitive.
+    type Get = fn(&BackupKey) -> Result<String, String>;
+    let keys: [(&'static str, bool, Get); 7] = [
+        // The backup transfers' client key.
+        ("backup_ssh_key", true, BackupKey::private),
+        ("backup_ssh_public_key", false, BackupKey::public),
+        // The backup server's host key.
+        ("backup_host_key", true, BackupKey::host_private),
+        // The failover monitors' key.
+        ("monitor_ssh_key", true, BackupKey::monitor_private),
+        ("monitor_ssh_public_key", false, BackupKey::monitor_public),
+        // The key a replica pulls its seed copy with, from its source (issue 26).
+        ("seed_ssh_key", true, BackupKey::seed_private),
+        ("seed_ssh_public_key", false, BackupKey::seed_public),
+    ];
+    for (name, private, get) in keys {
+        let k = backup_key.clone();
+        env.add_function(name, move || -> Result<String, minijinja::Error> {
+            if private {
+                SECRET_USED.with(|c| c.set(true));
+            }
+            get(&k).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+        });
+    }
     let k = backup_key.clone();
     env.add_function(
         "known_hosts_of",
