@@ -80,6 +80,14 @@ fn log_lines(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Seconds from `t` to the first insert acknowledged by `server_id` after it.
+fn first_ack_after(acks: &[(f64, u64, u32)], t: f64, server_id: u32) -> f64 {
+    acks.iter()
+        .find(|a| a.0 > t && a.2 == server_id)
+        .map(|a| a.0 - t)
+        .expect("writes resumed on the new primary")
+}
+
 /// The database hosts whose server is writable, of those that answer.
 fn writable() -> Vec<String> {
     DB_HOSTS
@@ -214,11 +222,7 @@ fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exact
     assert_eq!(w.len(), 1, "one writable server: {w:?}");
     let new = w[0].clone();
     let new_id: u32 = new[2..].parse().expect("server id");
-    let first = acks
-        .iter()
-        .find(|a| a.0 > killed && a.2 == new_id)
-        .map(|a| a.0 - killed)
-        .expect("writes resumed on the new primary");
+    let first = first_ack_after(&acks, killed, new_id);
     eprintln!(
         "monitor failover: {} acknowledged inserts; first on {new} {first:.3} s after the kill (detection included); {:?}",
         acks.len(),
@@ -442,11 +446,7 @@ fn hang_drill(
     let new = primary_now;
     let new_id: u32 = new[2..].parse().expect("server id");
     let old_id: u32 = old[2..].parse().expect("server id");
-    let first = acks
-        .iter()
-        .find(|a| a.0 > frozen && a.2 == new_id)
-        .map(|a| a.0 - frozen)
-        .expect("writes resumed on the new primary");
+    let first = first_ack_after(&acks, frozen, new_id);
     let late: Vec<&(f64, u64, u32)> = acks
         .iter()
         .filter(|a| a.2 == old_id && a.0 > frozen + 0.5)
