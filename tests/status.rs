@@ -103,7 +103,7 @@ fn status_json_carries_its_format_version() {
     let h = inv.host("db2").expect("db2");
     let row = evaluate(&inv, h, Err("no route to host"), 300);
     let v: serde_json::Value =
-        serde_json::from_str(&dbfleet::status::to_json(&[row], &[], &[])).expect("json");
+        serde_json::from_str(&dbfleet::status::to_json(&[row], &[], &[], &[])).expect("json");
     assert_eq!(v["format_version"], 1);
     assert_eq!(v["hosts"][0]["host"], "db2");
 }

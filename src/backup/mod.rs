@@ -2,11 +2,13 @@
 //! (mariadb-dump), physical (mariadb-backup full + incremental), binlog (binary-log
 //! archiving for point-in-time recovery) and path (a folder, with an optional
 //! pre-command such as `influxd backup`) — each with cron schedules, retention and its
-//! declared RPO/RTO. `rpo.rs` computes the worst case a schedule can give; validation
+//! declared RPO/RTO. `rpo.rs` computes the worst case a schedule can give, `rto.rs` the
+//! restore time a job can expect from what its verify measured; validation
 //! (`crate::inventory::validate`) refuses an inventory whose schedule cannot meet its RPO.
 
 pub mod keys;
 pub mod rpo;
+pub mod rto;
 pub mod snapshot;
 pub mod verify;
 

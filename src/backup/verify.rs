@@ -13,6 +13,10 @@
 //! Both scripts print one verdict line per job; this module groups the jobs by backup
 //! server, runs the script there and reports.
 
+/// Where the verify script writes its node_exporter metrics on a backup server
+/// (`templates/backup-verify.sh.j2`'s `metrics_dir`; node_exporter's textfile collector).
+pub const METRICS_DIR: &str = "/var/lib/node_exporter/textfile_collector";
+
 /// What to run on the backup servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

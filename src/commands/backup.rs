@@ -226,6 +226,8 @@ pub fn on_backup_servers(opts: &Options, what: Action, names: &[String]) -> Resu
     servers.sort();
     servers.dedup();
     let mut failed = Vec::new();
+    // The restores a local verify measured, for `validate` (src/backup/rto.rs).
+    let mut measured = std::collections::BTreeMap::new();
     crate::engine::runtime()?.block_on(async {
         for server in servers {
             let mine: Vec<String> = jobs
@@ -265,11 +267,27 @@ pub fn on_backup_servers(opts: &Options, what: Action, names: &[String]) -> Resu
                 if !v.ok {
                     failed.push(format!("{} ({})", v.job, v.detail));
                 }
+                if let (Action::Verify, Some((bytes, seconds))) =
+                    (what, crate::backup::rto::from_verdict(&v.detail))
+                {
+                    let at = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    measured.insert(
+                        v.job.clone(),
+                        crate::backup::rto::Measured { at, seconds, bytes },
+                    );
+                }
             }
             crate::report::print(&text);
         }
         Ok::<(), Error>(())
     })?;
+    let record = crate::backup::rto::record_path(&engine.inv.base_dir());
+    if let Err(e) = crate::backup::rto::save(&record, &measured) {
+        // The verdicts stand; only `validate`'s view of the restore times is stale.
+        crate::report::print(&format!("note: restore times not recorded: {e}\n"));
+    }
     if failed.is_empty() {
         Ok(Exit::Ok)
     } else {

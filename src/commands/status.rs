@@ -7,7 +7,8 @@ use crate::report;
 
 /// `dbfleet status`: every selected database host's live state, read in one round trip
 /// each, what each selected proxy routes and what each failover monitor decided (one round
-/// trip each), drawn as the topology (`crate::status::topology`) or printed as JSON.
+/// trip each), each backup job's expected restore time against its RTO (one round trip per
+/// backup server and per database host a job reads), drawn as the topology (`crate::status::topology`) or printed as JSON.
 ///
 /// Errors: [`Error::Unhealthy`] naming each unhealthy host and why.
 pub fn run(opts: &Options, json: bool) -> Result<Exit, Error> {
@@ -49,6 +50,12 @@ pub fn run(opts: &Options, json: bool) -> Result<Exit, Error> {
         .iter()
         .filter(|h| h.has(crate::inventory::Role::Monitor) && selected(h))
         .collect();
+    // The backup servers: each job's restore time against its RTO.
+    let backup_servers: Vec<&crate::inventory::Host> = inv
+        .hosts
+        .iter()
+        .filter(|h| inv.backups.iter().any(|j| j.server == h.name) && selected(h))
+        .collect();
     let rt = crate::engine::runtime()?;
     let rows = rt.block_on(crate::status::gather(
         inv,
@@ -70,20 +77,35 @@ pub fn run(opts: &Options, json: bool) -> Result<Exit, Error> {
         opts.forks,
         engine.opts.connect_timeout,
     ));
+    let backups = rt.block_on(crate::status::backups::gather(
+        inv,
+        &backup_servers,
+        opts.forks,
+        engine.opts.connect_timeout,
+    ));
+    // What was read is recorded for `validate`, which contacts no host; a record that
+    // cannot be written only leaves validate's view older.
+    let measured: std::collections::BTreeMap<_, _> = backups
+        .iter()
+        .filter_map(|b| Some((b.expectation.job.clone(), b.expectation.measured?)))
+        .collect();
+    let _ = crate::backup::rto::save(&crate::backup::rto::record_path(&inv.base_dir()), &measured);
     if json {
         report::print(&format!(
             "{}\n",
-            crate::status::to_json(&rows, &routing, &watching)
+            crate::status::to_json(&rows, &routing, &watching, &backups)
         ));
     } else {
         report::print(&crate::status::topology::render(inv, &rows, &routing));
         report::print(&crate::status::monitors::render(&watching));
+        report::print(&crate::status::backups::render(&backups));
     }
     let mut problems = crate::status::problems(&rows);
     for (host, p) in routing
         .iter()
         .map(|p| (&p.host, &p.problems))
         .chain(watching.iter().map(|m| (&m.host, &m.problems)))
+        .chain(backups.iter().map(|b| (&b.server, &b.problems)))
         .filter(|(_, p)| !p.is_empty())
     {
         problems

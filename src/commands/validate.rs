@@ -1,6 +1,6 @@
 //! `dbfleet validate`: the inventory, playbooks and templates checked, every host's files
 //! rendered, the graph built; no host contacted. Also prints each backup job's worst-case
-//! RPO.
+//! RPO and the restore time it can expect from its last verify (src/backup/rto.rs).
 
 use crate::engine::{Engine, Options};
 use crate::error::{Error, Exit};
@@ -20,6 +20,9 @@ pub fn run(opts: &Options) -> Result<Exit, Error> {
         crate::diagnostics::plural(e.inv.hosts.len(), "host"),
         crate::diagnostics::plural(e.graph.order.len(), "task")
     ));
+    // The restore times the last verify measured, as `backup verify` or `status` recorded
+    // them here (no host is contacted).
+    let measured = crate::backup::rto::load(&crate::backup::rto::record_path(&e.inv.base_dir()));
     for j in &e.inv.backups {
         use crate::backup::rpo::human;
         report::print(&format!(
@@ -38,6 +41,8 @@ pub fn run(opts: &Options) -> Result<Exit, Error> {
                 .map(|r| format!("; {} with the backup server lost", human(r)))
                 .unwrap_or_default()
         ));
+        let rto = crate::backup::rto::expect(j, measured.get(&j.name).copied(), None);
+        report::print(&format!("  {}\n", rto.describe()));
     }
     if let Some(o) = &e.inv.backup_offsite {
         use crate::backup::rpo::human;

@@ -21,6 +21,7 @@ use crate::inventory::{Host, Inventory, Role};
 use crate::sql::Dialect;
 use crate::transport::SshHost;
 
+pub mod backups;
 pub mod monitors;
 pub mod proxies;
 pub mod topology;
@@ -212,8 +213,20 @@ pub(crate) async fn run_each(
     script: &str,
     what: &str,
 ) -> Vec<Result<String, String>> {
+    let each: Vec<(&Host, String)> = hosts.iter().map(|h| (*h, script.to_string())).collect();
+    run_own(inv, &each, forks, timeout, what).await
+}
+
+/// [`run_each`] with a script of its own for each host.
+pub(crate) async fn run_own(
+    inv: &Inventory,
+    each: &[(&Host, String)],
+    forks: usize,
+    timeout: std::time::Duration,
+    what: &str,
+) -> Vec<Result<String, String>> {
     let sem = Arc::new(Semaphore::new(forks.max(1)));
-    let futs = hosts.iter().map(|h| {
+    let futs = each.iter().map(|(h, script)| {
         let sem = sem.clone();
         async move {
             let _p = sem.acquire().await;
@@ -393,12 +406,14 @@ pub fn to_json(
     rows: &[HostStatus],
     proxies: &[proxies::ProxyStatus],
     monitors: &[monitors::MonitorStatus],
+    backups: &[backups::BackupStatus],
 ) -> String {
     serde_json::to_string_pretty(&serde_json::json!({
         "format_version": JSON_FORMAT_VERSION,
         "hosts": rows,
         "proxies": proxies,
         "monitors": monitors,
+        "backups": backups,
     }))
     .unwrap_or_default()
 }

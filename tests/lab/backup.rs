@@ -228,6 +228,7 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
     );
     // db2's SQL thread, paused for the manifest and dump, runs again.
     assert_eq!(slave_status("db2")["Slave_SQL_Running"], "Yes");
+    rto_from_the_last_verify(&v.stdout);
     // A pack file of the logical job truncated on backup1: verify fails, naming the job
     // and the pack.
     let pack = on(
@@ -736,4 +737,86 @@ fn offsite_copy_to_s3_keeps_its_retention_verifies_and_restores_a_rebuilt_backup
     }
     // Back to the lab's own inventory for the tests after this one.
     converge(&mut lab);
+}
+
+/// Issue 26, must-show 4, after a `backup verify` that printed `verified`: each check timed
+/// its restore; `validate` prints every job's expected restore time from it (recorded by
+/// `backup verify`, no host contacted); with a 1 s RTO declared for app-physical (whose
+/// restore prepares a chain and starts a server: seconds) `status` exits 1 naming the job,
+/// and Prometheus fires DbfleetRtoAtRisk for it; the lab's own inventory then converges
+/// again.
+fn rto_from_the_last_verify(verified: &str) {
+    for job in ["app-logical", "app-physical", "binlogs", "proxy-config"] {
+        assert!(
+            verified.lines().any(|l| l.contains(&format!("{job} ok: "))
+                && l.contains("; restored ")
+                && l.ends_with(" s")),
+            "{job}: no restore measured in:\n{verified}"
+        );
+    }
+    let prom = on(
+        "backup1",
+        "cat /var/lib/node_exporter/textfile_collector/dbfleet_backup_verify_app-physical.prom",
+    );
+    assert!(
+        prom.contains("dbfleet_backup_verify_restore_seconds{job=\"app-physical\"} ")
+            && prom.contains("dbfleet_backup_verify_restored_bytes{job=\"app-physical\"} "),
+        "{prom}"
+    );
+    let val = dbfleet(&["validate"]);
+    assert_eq!(val.code, 0, "{}", val.all());
+    let line_after = |job: &str| -> String {
+        let mut lines = val.stdout.lines();
+        lines.find(|l| l.starts_with(&format!("backup job {job} ")));
+        lines.next().unwrap_or("").trim().to_string()
+    };
+    // app-logical declares a 1-hour RTO; binlogs declares none.
+    assert!(
+        line_after("app-logical").starts_with("expected restore ")
+            && line_after("app-logical").ends_with(", within its RTO of 1 h"),
+        "{}",
+        val.stdout
+    );
+    assert!(
+        line_after("binlogs").starts_with("expected restore "),
+        "{}",
+        val.stdout
+    );
+    eprintln!("validate: app-physical {}", line_after("app-physical"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tiny = lab_variant(
+        dir.path(),
+        "tiny-rto.yml",
+        &[(
+            "      rpo: 24h\n    binlogs:",
+            "      rpo: 24h\n      rto: 1s\n    binlogs:",
+        )],
+    );
+    let a = dbfleet_with(&tiny, &["apply", "--auto-approve"], &[]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    let st = dbfleet_with(&tiny, &["status"], &[]);
+    assert_eq!(st.code, 1, "{}", st.all());
+    assert!(
+        st.stderr
+            .contains("backup job app-physical: expected restore ")
+            && st.stderr.contains("over its RTO of 1.0 s")
+            && !st.stderr.contains("backup job app-logical"),
+        "{}",
+        st.all()
+    );
+    eprintln!("status with a 1 s RTO:\n{}", st.stderr.trim());
+    let fired = super::prometheus::until(Duration::from_secs(60), || {
+        super::prometheus::alerts("DbfleetRtoAtRisk")
+            .into_iter()
+            .find(|(l, state, _)| l["job"] == "app-physical" && state == "firing")
+    });
+    assert!(
+        fired.is_some(),
+        "DbfleetRtoAtRisk never fired for app-physical: {:?}",
+        super::prometheus::alerts("DbfleetRtoAtRisk")
+    );
+    let back = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(back.code, 0, "{}", back.all());
+    assert_empty_plan();
 }

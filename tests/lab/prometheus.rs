@@ -67,7 +67,7 @@ fn hosts_of(q: &str) -> Vec<String> {
 }
 
 /// Polls `f` every 500 ms for up to `limit`; its last answer.
-fn until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub(super) fn until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let t0 = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -81,7 +81,7 @@ fn until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 }
 
 /// The firing or pending alerts named `name`: (labels, state, activeAt as epoch seconds).
-fn alerts(name: &str) -> Vec<(serde_json::Value, String, f64)> {
+pub(super) fn alerts(name: &str) -> Vec<(serde_json::Value, String, f64)> {
     let v = api("/api/v1/alerts");
     v["data"]["alerts"]
         .as_array()
