@@ -974,3 +974,172 @@ fn mysql_rebuild_from_backups(s: &Server, inv: &Path) {
     }
     s.converge(inv);
 }
+
+/// This machine's side of a lab's network: the Docker bridge of `dbfleet-NAME`. What
+/// crosses it is what reaches or leaves the operator (this machine); traffic between the
+/// lab's hosts is forwarded between their ports and never passes the bridge device itself.
+fn bridge_of(lab: &str) -> String {
+    let o = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            &format!("dbfleet-{lab}"),
+            "--format",
+            "{{.Id}}",
+        ])
+        .output()
+        .expect("docker network inspect");
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(id.len() >= 12, "no network dbfleet-{lab}");
+    format!("br-{}", &id[..12])
+}
+
+/// Bytes received plus sent by this machine on `dev` so far.
+fn operator_bytes(dev: &str) -> u64 {
+    ["rx_bytes", "tx_bytes"]
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(format!("/sys/class/net/{dev}/statistics/{f}"))
+                .expect("interface counters")
+                .trim()
+                .parse::<u64>()
+                .expect("a count")
+        })
+        .sum()
+}
+
+/// The operator's link to the lab throttled to `mbit` both ways (tc: a token bucket on
+/// the bridge's egress, a policer on its ingress), lifted when dropped.
+struct Throttle(String);
+
+impl Throttle {
+    fn new(dev: &str, mbit: u32) -> Throttle {
+        let rate = format!("{mbit}mbit");
+        for args in [
+            vec![
+                "qdisc", "add", "dev", dev, "root", "tbf", "rate", &rate, "burst", "32kb",
+                "latency", "400ms",
+            ],
+            vec!["qdisc", "add", "dev", dev, "handle", "ffff:", "ingress"],
+            vec![
+                "filter", "add", "dev", dev, "parent", "ffff:", "protocol", "all", "u32", "match",
+                "u32", "0", "0", "police", "rate", &rate, "burst", "64kb", "drop", "flowid", ":1",
+            ],
+        ] {
+            let o = Command::new("tc").args(&args).output().expect("tc");
+            assert!(
+                o.status.success(),
+                "tc {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        Throttle(dev.to_string())
+    }
+}
+
+impl Drop for Throttle {
+    fn drop(&mut self) {
+        for args in [
+            ["qdisc", "del", "dev", &self.0, "root"],
+            ["qdisc", "del", "dev", &self.0, "ingress"],
+        ] {
+            let _ = Command::new("tc").args(args).output();
+        }
+    }
+}
+
+#[test]
+fn mariadb_11_8_on_debian_13_seeds_a_1_gib_replica_host_to_host_not_through_a_throttled_operator_link()
+ {
+    // Issue 26, must-show 2 (seeding): db3 lost with 1 GiB of incompressible rows on db1
+    // is seeded by `apply` twice, once with the operator's link to the lab throttled to
+    // 10 Mbit/s: the data goes from db1 to db3 directly (ssh between the hosts with the
+    // fleet's seeding key), so what crosses the operator's link is control only, under 1 %
+    // of the data, and the throttled seeding takes no longer than the data alone would
+    // take over that link.
+    let _turn = lab();
+    let s = &MARIADB_11_8;
+    let (_dir, inv) = s.converged();
+    // 1 GiB: 16 transactions of 64 MiB of random bytes (RANDOM_BYTES, MariaDB 10.10+).
+    s.sql(
+        "db1",
+        "CREATE TABLE app.big (id INT PRIMARY KEY, b VARBINARY(1024)) ENGINE=InnoDB",
+    );
+    for i in 0..16u32 {
+        let from = i * 65536 + 1;
+        s.sql(
+            "db1",
+            &format!(
+                "INSERT INTO app.big SELECT seq, RANDOM_BYTES(1024) FROM seq_{from}_to_{}",
+                from + 65535
+            ),
+        );
+    }
+    let data: u64 = s
+        .sql("db1", "SELECT SUM(LENGTH(b)) FROM app.big")
+        .parse()
+        .expect("size");
+    assert_eq!(data, 1 << 30, "app.big's rows");
+    let sum = s.sql("db1", "CHECKSUM TABLE app.big");
+    let dev = bridge_of(s.name);
+
+    let mut runs = Vec::new();
+    for throttled in [false, true] {
+        let reset = s.lab_sh(&["reset", "db3"]);
+        assert!(
+            reset.status.success(),
+            "{}",
+            String::from_utf8_lossy(&reset.stderr)
+        );
+        let throttle = throttled.then(|| Throttle::new(&dev, 10));
+        let (bytes0, t0) = (operator_bytes(&dev), Instant::now());
+        let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+        let (secs, crossed) = (t0.elapsed().as_secs_f64(), operator_bytes(&dev) - bytes0);
+        drop(throttle);
+        assert_eq!(a.code, 0, "{}", a.all());
+        assert!(
+            a.stdout.contains("bootstrap replication from db1"),
+            "db3 was not seeded:\n{}",
+            a.all()
+        );
+        s.eventually("db3", "CHECKSUM TABLE app.big", &sum);
+        let st = s.replica_status("db3");
+        assert_eq!(
+            (
+                st["Slave_IO_Running"].as_str(),
+                st["Slave_SQL_Running"].as_str()
+            ),
+            ("Yes", "Yes")
+        );
+        eprintln!(
+            "{}: db3 seeded with {:.2} GiB in {secs:.1} s{}; {crossed} bytes crossed the operator's link ({:.3} % of the data)",
+            s.name,
+            data as f64 / f64::from(1u32 << 30),
+            if throttled {
+                " over a 10 Mbit/s operator link"
+            } else {
+                ""
+            },
+            100.0 * crossed as f64 / data as f64
+        );
+        assert!(
+            crossed * 100 < data,
+            "{crossed} bytes crossed the operator's link for {data} bytes of data"
+        );
+        runs.push(secs);
+    }
+    // 10 Mbit/s carries 1.25 MB/s: the data alone would take this long through it.
+    let through_link = data as f64 / 1.25e6;
+    assert!(
+        runs[1] < through_link / 4.0,
+        "the throttled seeding took {:.1} s; the data alone needs {through_link:.0} s over the link",
+        runs[1]
+    );
+    eprintln!(
+        "{}: throttled/unthrottled seeding time: {:.2}",
+        s.name,
+        runs[1] / runs[0]
+    );
+    let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 0, "re-plan after apply:\n{}", p.all());
+}

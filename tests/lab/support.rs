@@ -45,8 +45,23 @@ pub struct Out {
 }
 
 impl Out {
+    /// Both streams; an apply's FAILED task lines first (CI's log keeps the start and the
+    /// end of a long message, and a plan's diffs fill the middle).
     pub fn all(&self) -> String {
-        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+        let failed: Vec<&str> = self
+            .stdout
+            .lines()
+            .filter(|l| l.contains(" … FAILED ("))
+            .collect();
+        let head = if failed.is_empty() {
+            String::new()
+        } else {
+            format!("--- failed tasks\n{}\n", failed.join("\n"))
+        };
+        format!(
+            "{head}--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        )
     }
 }
 
