@@ -1008,43 +1008,52 @@ fn operator_bytes(dev: &str) -> u64 {
         .sum()
 }
 
-/// The operator's link to the lab throttled to `mbit` both ways (tc: a token bucket on
-/// the bridge's egress, a policer on its ingress), lifted when dropped.
-struct Throttle(String);
+/// The operator's link to the lab throttled to `mbit` both ways: nftables drops what
+/// this machine sends to or receives from the lab's bridge over the rate (TCP backs off to
+/// it). Lifted when dropped. (tc's ingress policer needs act_police, which this machine's
+/// kernel does not load.)
+struct Throttle;
+
+const THROTTLE_TABLE: &str = "dbfleet_lab_throttle";
 
 impl Throttle {
     fn new(dev: &str, mbit: u32) -> Throttle {
-        let rate = format!("{mbit}mbit");
-        for args in [
-            vec![
-                "qdisc", "add", "dev", dev, "root", "tbf", "rate", &rate, "burst", "32kb",
-                "latency", "400ms",
-            ],
-            vec!["qdisc", "add", "dev", dev, "handle", "ffff:", "ingress"],
-            vec![
-                "filter", "add", "dev", dev, "parent", "ffff:", "protocol", "all", "u32", "match",
-                "u32", "0", "0", "police", "rate", &rate, "burst", "64kb", "drop", "flowid", ":1",
-            ],
-        ] {
-            let o = Command::new("tc").args(&args).output().expect("tc");
-            assert!(
-                o.status.success(),
-                "tc {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+        let kbytes = mbit * 1000 / 8;
+        let rule = format!(
+            "table inet {THROTTLE_TABLE} {{\n\
+             chain from_lab {{ type filter hook input priority 0; policy accept; iifname \"{dev}\" limit rate over {kbytes} kbytes/second burst 64 kbytes drop; }}\n\
+             chain to_lab {{ type filter hook output priority 0; policy accept; oifname \"{dev}\" limit rate over {kbytes} kbytes/second burst 64 kbytes drop; }}\n\
+             }}\n"
+        );
+        let mut c = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("nft");
+        {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(rule.as_bytes())
+                .expect("write");
         }
-        Throttle(dev.to_string())
+        let o = c.wait_with_output().expect("nft");
+        assert!(
+            o.status.success(),
+            "nft: {}\n{rule}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Throttle
     }
 }
 
 impl Drop for Throttle {
     fn drop(&mut self) {
-        for args in [
-            ["qdisc", "del", "dev", &self.0, "root"],
-            ["qdisc", "del", "dev", &self.0, "ingress"],
-        ] {
-            let _ = Command::new("tc").args(args).output();
-        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", THROTTLE_TABLE])
+            .output();
     }
 }
 
@@ -1070,7 +1079,7 @@ fn mariadb_11_8_on_debian_13_seeds_a_1_gib_replica_host_to_host_not_through_a_th
         s.sql(
             "db1",
             &format!(
-                "INSERT INTO app.big SELECT seq, RANDOM_BYTES(1024) FROM seq_{from}_to_{}",
+                "USE app; INSERT INTO app.big SELECT seq, RANDOM_BYTES(1024) FROM seq_{from}_to_{}",
                 from + 65535
             ),
         );
@@ -1091,7 +1100,25 @@ fn mariadb_11_8_on_debian_13_seeds_a_1_gib_replica_host_to_host_not_through_a_th
             "{}",
             String::from_utf8_lossy(&reset.stderr)
         );
-        let throttle = throttled.then(|| Throttle::new(&dev, 10));
+        let throttle = throttled.then(|| {
+            let t = Throttle::new(&dev, 10);
+            // The throttle holds: 3 MB sent to db1 over SSH take over 1.5 s (2.4 s at
+            // 10 Mbit/s; tens of milliseconds without it).
+            let t0 = Instant::now();
+            let o = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "head -c 3000000 /dev/urandom | ssh -F {}/ssh_config {}.11 'cat > /dev/null'",
+                    s.dir().display(),
+                    s.prefix
+                ))
+                .output()
+                .expect("ssh");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let took = t0.elapsed().as_secs_f64();
+            assert!(took > 1.5, "3 MB crossed the throttled link in {took:.2} s");
+            t
+        });
         let (bytes0, t0) = (operator_bytes(&dev), Instant::now());
         let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
         let (secs, crossed) = (t0.elapsed().as_secs_f64(), operator_bytes(&dev) - bytes0);
