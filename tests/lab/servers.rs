@@ -1058,14 +1058,15 @@ impl Drop for Throttle {
 }
 
 #[test]
-fn mariadb_11_8_on_debian_13_seeds_a_1_gib_replica_host_to_host_not_through_a_throttled_operator_link()
+fn mariadb_11_8_on_debian_13_seeds_and_rebuilds_a_1_gib_replica_host_to_host_not_through_a_throttled_operator_link()
  {
-    // Issue 26, must-show 2 (seeding): db3 lost with 1 GiB of incompressible rows on db1
-    // is seeded by `apply` twice, once with the operator's link to the lab throttled to
-    // 10 Mbit/s: the data goes from db1 to db3 directly (ssh between the hosts with the
-    // fleet's seeding key), so what crosses the operator's link is control only, under 1 %
-    // of the data, and the throttled seeding takes no longer than the data alone would
-    // take over that link.
+    // Issue 26, must-show 2: db3 lost with 1 GiB of incompressible rows on db1 is seeded
+    // by `apply` twice, once with the operator's link to the lab throttled to 10 Mbit/s,
+    // then a physical full backup is taken and db3, lost again, is rebuilt from it over
+    // the throttled link. The data goes between the hosts directly (db1 to db3 by ssh with
+    // the fleet's seeding key; db2 to backup1 and backup1 to db3 by restic over SFTP), so
+    // what crosses the operator's link is control only, under 1 % of the data, and a
+    // throttled run takes far less than the data alone would take over that link.
     let _turn = lab();
     let s = &MARIADB_11_8;
     let (_dir, inv) = s.converged();
@@ -1091,15 +1092,21 @@ fn mariadb_11_8_on_debian_13_seeds_a_1_gib_replica_host_to_host_not_through_a_th
     assert_eq!(data, 1 << 30, "app.big's rows");
     let sum = s.sql("db1", "CHECKSUM TABLE app.big");
     let dev = bridge_of(s.name);
+    // 10 Mbit/s carries 1.25 MB/s: the data alone would take this long through it.
+    let through_link = data as f64 / 1.25e6;
 
-    let mut runs = Vec::new();
-    for throttled in [false, true] {
-        let reset = s.lab_sh(&["reset", "db3"]);
-        assert!(
-            reset.status.success(),
-            "{}",
-            String::from_utf8_lossy(&reset.stderr)
-        );
+    // `args` run with db3 lost (a bare host) when `lost`, the operator's link throttled
+    // when `throttled`: its output, seconds, and the bytes that crossed the operator's
+    // link, which must be under 1 % of the data.
+    let run = |what: &str, args: &[&str], lost: bool, throttled: bool| -> (Out, f64) {
+        if lost {
+            let reset = s.lab_sh(&["reset", "db3"]);
+            assert!(
+                reset.status.success(),
+                "{}",
+                String::from_utf8_lossy(&reset.stderr)
+            );
+        }
         let throttle = throttled.then(|| {
             let t = Throttle::new(&dev, 10);
             // The throttle holds: 3 MB sent to db1 over SSH take over 1.5 s (2.4 s at
@@ -1120,26 +1127,12 @@ fn mariadb_11_8_on_debian_13_seeds_a_1_gib_replica_host_to_host_not_through_a_th
             t
         });
         let (bytes0, t0) = (operator_bytes(&dev), Instant::now());
-        let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+        let o = dbfleet_with(&inv, args, &[]);
         let (secs, crossed) = (t0.elapsed().as_secs_f64(), operator_bytes(&dev) - bytes0);
         drop(throttle);
-        assert_eq!(a.code, 0, "{}", a.all());
-        assert!(
-            a.stdout.contains("bootstrap replication from db1"),
-            "db3 was not seeded:\n{}",
-            a.all()
-        );
-        s.eventually("db3", "CHECKSUM TABLE app.big", &sum);
-        let st = s.replica_status("db3");
-        assert_eq!(
-            (
-                st["Slave_IO_Running"].as_str(),
-                st["Slave_SQL_Running"].as_str()
-            ),
-            ("Yes", "Yes")
-        );
+        assert_eq!(o.code, 0, "{what}: {}", o.all());
         eprintln!(
-            "{}: db3 seeded with {:.2} GiB in {secs:.1} s{}; {crossed} bytes crossed the operator's link ({:.3} % of the data)",
+            "{}: {what} with {:.2} GiB in {secs:.1} s{}; {crossed} bytes crossed the operator's link ({:.3} % of the data)",
             s.name,
             data as f64 / f64::from(1u32 << 30),
             if throttled {
@@ -1151,22 +1144,66 @@ fn mariadb_11_8_on_debian_13_seeds_a_1_gib_replica_host_to_host_not_through_a_th
         );
         assert!(
             crossed * 100 < data,
-            "{crossed} bytes crossed the operator's link for {data} bytes of data"
+            "{what}: {crossed} bytes crossed the operator's link for {data} bytes of data"
         );
-        runs.push(secs);
+        if throttled {
+            assert!(
+                secs < through_link / 4.0,
+                "{what} over the throttled link took {secs:.1} s; the data alone needs {through_link:.0} s through it"
+            );
+        }
+        (o, secs)
+    };
+    let db3_replicates = || {
+        s.eventually("db3", "CHECKSUM TABLE app.big", &sum);
+        let st = s.replica_status("db3");
+        assert_eq!(
+            (
+                st["Slave_IO_Running"].as_str(),
+                st["Slave_SQL_Running"].as_str()
+            ),
+            ("Yes", "Yes")
+        );
+    };
+
+    // Seeding by apply (from db1, db3's source).
+    let mut seeded = Vec::new();
+    for throttled in [false, true] {
+        let (a, secs) = run("db3 seeded", &["apply", "--auto-approve"], true, throttled);
+        assert!(
+            a.stdout.contains("bootstrap replication from db1"),
+            "db3 was not seeded:\n{}",
+            a.all()
+        );
+        db3_replicates();
+        seeded.push(secs);
     }
-    // 10 Mbit/s carries 1.25 MB/s: the data alone would take this long through it.
-    let through_link = data as f64 / 1.25e6;
-    assert!(
-        runs[1] < through_link / 4.0,
-        "the throttled seeding took {:.1} s; the data alone needs {through_link:.0} s over the link",
-        runs[1]
-    );
     eprintln!(
         "{}: throttled/unthrottled seeding time: {:.2}",
         s.name,
-        runs[1] / runs[0]
+        seeded[1] / seeded[0]
     );
+    // A physical full backup (db2 to backup1), then db3 lost again and rebuilt from it
+    // over the throttled link (db3 pulls the chain from backup1).
+    run(
+        "physical full backup",
+        &["backup", "run", "app-physical", "--mode", "full"],
+        false,
+        false,
+    );
+    let (r, _) = run(
+        "db3 rebuilt",
+        &["rebuild", "db3", "--auto-approve"],
+        true,
+        true,
+    );
+    assert!(
+        r.stdout
+            .contains("seeded from app-physical's newest backup chain"),
+        "{}",
+        r.all()
+    );
+    db3_replicates();
     let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
     assert_eq!(p.code, 0, "re-plan after apply:\n{}", p.all());
 }
