@@ -217,27 +217,6 @@ pub fn save(path: &Path, fresh: &BTreeMap<String, Measured>) -> Result<(), Strin
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// For `plan`: one line per job that declares an RTO, from the record next to the
-/// inventory (`inventory_dir`), e.g. `backup job app: expected restore 4.2 s as measured
-/// …, within its RTO of 1 h`; empty when no job declares one.
-pub fn plan_lines(jobs: &[Job], inventory_dir: &Path) -> String {
-    let declared: Vec<&Job> = jobs.iter().filter(|j| j.rto_s.is_some()).collect();
-    if declared.is_empty() {
-        return String::new();
-    }
-    let record = load(&record_path(inventory_dir));
-    declared
-        .iter()
-        .map(|j| {
-            format!(
-                "backup job {}: {}\n",
-                j.name,
-                expect(j, record.get(&j.name).copied(), None).describe()
-            )
-        })
-        .collect()
-}
-
 /// `12.3 s`, `4 min 10 s`, `1 h 20 min`.
 pub fn seconds(s: f64) -> String {
     if s < 60.0 {
@@ -374,31 +353,6 @@ mod tests {
         assert_eq!((m["a"].at, m["b"].at), (20, 5));
         std::fs::write(&p, "{not json").unwrap();
         assert!(load(&p).is_empty());
-    }
-
-    #[test]
-    fn plan_names_the_jobs_that_declare_an_rto_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut with, without) = (job(JobKind::Logical, Some(3600)), job(JobKind::Path, None));
-        with.name = "nightly".into();
-        assert_eq!(plan_lines(std::slice::from_ref(&without), dir.path()), "");
-        assert_eq!(
-            plan_lines(&[with.clone(), without], dir.path()),
-            "backup job nightly: no restore measured yet (`dbfleet backup verify` measures one)\n"
-        );
-        let m = Measured {
-            at: 1_796_000_000,
-            seconds: 2.0,
-            bytes: 1_000,
-        };
-        save(
-            &record_path(dir.path()),
-            &BTreeMap::from([("nightly".to_string(), m)]),
-        )
-        .unwrap();
-        assert!(
-            plan_lines(&[with], dir.path()).ends_with("(1.0 kB in 2.0 s), within its RTO of 1 h\n")
-        );
     }
 
     #[test]

@@ -55,11 +55,6 @@ pub fn run(opts: &Options, a: &Request, style: Style) -> Result<Exit, Error> {
         ));
     } else {
         report::print(&report::render_plan(&plan, style));
-        // Each job's restore time against its RTO, from its last verify (issue 26).
-        report::print(&crate::backup::rto::plan_lines(
-            &engine.inv.backups,
-            &engine.inv.base_dir(),
-        ));
         if let Some(out) = &a.out {
             report::print(&format!(
                 "Saved the plan to {}; apply it with `dbfleet apply {}`.\n",
