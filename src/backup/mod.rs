@@ -109,6 +109,29 @@ pub struct Job {
     pub server: String,
 }
 
+impl Job {
+    /// A job `name` of `kind` on db2, stored on backup1, with `rto_s`: the fixture of the
+    /// unit tests that judge jobs (src/backup/rto.rs, src/status/backups.rs).
+    #[cfg(test)]
+    pub(crate) fn fixture(name: &str, kind: JobKind, rto_s: Option<u64>) -> Job {
+        Job {
+            name: name.into(),
+            kind,
+            host: "db2".into(),
+            runs: vec![],
+            databases: vec![],
+            paths: vec![],
+            pre_command: None,
+            retention: Default::default(),
+            rpo_s: None,
+            rto_s,
+            worst_rpo_s: 0,
+            offsite_worst_rpo_s: None,
+            server: "backup1".into(),
+        }
+    }
+}
+
 /// The offsite copy (seed 003): the backup server copies every job's repository to
 /// S3-compatible object storage with `restic copy` (`templates/backup-offsite.sh.j2`), so a
 /// lost backup server loses no backup. The copies are restic repositories too, encrypted

@@ -252,21 +252,7 @@ mod tests {
     use super::*;
 
     fn job(kind: JobKind, rto_s: Option<u64>) -> Job {
-        Job {
-            name: "app".into(),
-            kind,
-            host: "db2".into(),
-            runs: vec![],
-            databases: vec![],
-            paths: vec![],
-            pre_command: None,
-            retention: Default::default(),
-            rpo_s: None,
-            rto_s,
-            worst_rpo_s: 0,
-            offsite_worst_rpo_s: None,
-            server: "backup1".into(),
-        }
+        Job::fixture("app", kind, rto_s)
     }
 
     #[test]

@@ -184,21 +184,7 @@ mod tests {
     use crate::backup::JobKind;
 
     fn job(name: &str, rto_s: Option<u64>) -> Job {
-        Job {
-            name: name.into(),
-            kind: JobKind::Physical,
-            host: "db2".into(),
-            runs: vec![],
-            databases: vec![],
-            paths: vec![],
-            pre_command: None,
-            retention: Default::default(),
-            rpo_s: None,
-            rto_s,
-            worst_rpo_s: 0,
-            offsite_worst_rpo_s: None,
-            server: "backup1".into(),
-        }
+        Job::fixture(name, JobKind::Physical, rto_s)
     }
 
     #[test]
