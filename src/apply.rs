@@ -121,11 +121,29 @@ pub async fn apply(
     let mut futures = Vec::new();
     for hp in plan.hosts.iter().filter(|h| !h.changes.is_empty()) {
         let conn = probe.conns.get(&hp.host).cloned();
-        let host_nodes: Vec<(NodeIndex, &crate::plan::Change)> = hp
+        let mut host_nodes: Vec<(NodeIndex, &crate::plan::Change)> = hp
             .changes
             .iter()
             .filter_map(|c| engine.graph.node(&hp.host, &c.task).map(|n| (n, c)))
             .collect();
+        // A replica's seed in progress (a detached run left by a command that was killed or
+        // cut off, `crate::runbooks::detached`) is finished first: the host's other changes
+        // were planned with its server stopped on purpose and need it running (live
+        // settings, handlers that run was interrupted before). Everything the seed needs
+        // on this host was done by the command that started it.
+        if let Some(i) = host_nodes.iter().position(|(n, _)| {
+            let t = &engine.graph.graph[*n];
+            match &t.resource {
+                crate::tasks::Resource::Replication(r) if !t.handler => probe
+                    .facts
+                    .get(n)
+                    .is_some_and(|f| r.mode(f) == Some(crate::tasks::replication::Mode::Resume)),
+                _ => false,
+            }
+        }) {
+            let resume = host_nodes.remove(i);
+            host_nodes.insert(0, resume);
+        }
         let (sem, events, done) = (sem.clone(), events.clone(), &done);
         let (in_apply, deferred) = (&in_apply, &deferred);
         futures.push(async move {
@@ -225,7 +243,7 @@ pub async fn apply(
                     (None, _) => Err(format!("no connection to {}", hp.host)),
                     (Some(c), crate::tasks::Resource::Replication(r)) => {
                         let _permit = sem.acquire().await;
-                        replication(engine, probe, c, r).await
+                        replication(engine, probe, c, r, events.as_ref()).await
                     }
                     (Some(c), crate::tasks::Resource::Primary(p)) if !t.handler => {
                         let _permit = sem.acquire().await;
@@ -472,6 +490,7 @@ async fn replication(
     probe: &Probe,
     replica: &crate::transport::SshHost,
     r: &crate::tasks::replication::ReplicationRes,
+    events: &dyn EventSink,
 ) -> Result<(), String> {
     let opened;
     let source = match probe.conns.get(&r.source_name) {
@@ -499,7 +518,7 @@ async fn replication(
     } else {
         None
     };
-    crate::runbooks::replication::apply(replica, source, r, from_backup).await
+    crate::runbooks::replication::apply(replica, source, r, from_backup, events).await
 }
 
 /// The declared primary's change: made writable, or promoted by the switchover runbook

@@ -27,6 +27,17 @@ pub enum Event {
     },
     /// One step of a runbook (switchover, failover, rejoin) on `host`, done.
     Step { host: String, text: String },
+    /// A long step running on `host` (a detached run, `crate::runbooks::detached`): bytes
+    /// done so far, the expected total when known, the smoothed rate (bytes per second)
+    /// and the seconds since it started on the host.
+    Progress {
+        host: String,
+        what: String,
+        done_bytes: u64,
+        total_bytes: Option<u64>,
+        bytes_per_s: u64,
+        elapsed_s: u64,
+    },
     /// A new decision of the failover monitor (`crate::runbooks::monitor`) on `cluster`.
     Monitor { cluster: String, text: String },
 }

@@ -146,6 +146,8 @@ pub fn confirm(question: &str) -> Result<bool, crate::error::Error> {
 pub struct Reporter {
     style: Style,
     bar: Mutex<Option<ProgressBar>>,
+    /// When the last plain progress line was printed (not on a terminal).
+    progress_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl Reporter {
@@ -153,6 +155,7 @@ impl Reporter {
         Reporter {
             style,
             bar: Mutex::new(None),
+            progress_at: Mutex::new(None),
         }
     }
     fn new_bar(&self, len: usize, what: &str) {
@@ -217,6 +220,41 @@ impl EventSink for Reporter {
                 self.with_bar(|b| b.set_message(format!("{host}: {task}")))
             }
             Event::Step { host, text } => self.line(format!("  {host}: {text}\n")),
+            // A terminal gets it on the bar's line; a log a plain line every 10 s.
+            Event::Progress {
+                host,
+                what,
+                done_bytes,
+                total_bytes,
+                bytes_per_s,
+                elapsed_s,
+            } => {
+                let text = format!(
+                    "{host}: {what}: {} ({elapsed_s} s)",
+                    crate::runbooks::detached::describe(done_bytes, total_bytes, bytes_per_s)
+                );
+                if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !self.style.quiet {
+                    let mut have = false;
+                    self.with_bar(|b| {
+                        have = true;
+                        b.set_message(text.clone())
+                    });
+                    if have {
+                        return;
+                    }
+                }
+                let mut last = self.progress_at.lock().unwrap_or_else(|e| e.into_inner());
+                // The first line two seconds in, once a rate is measured; then every 10 s.
+                let now = std::time::Instant::now();
+                let at = *last.get_or_insert_with(|| {
+                    now.checked_sub(Duration::from_secs(8)).unwrap_or(now)
+                });
+                if at.elapsed() >= Duration::from_secs(10) {
+                    *last = Some(std::time::Instant::now());
+                    drop(last);
+                    self.line(format!("  {text}\n"));
+                }
+            }
             // The monitor's log (its init script sends stdout to a file): one dated line.
             Event::Monitor { cluster, text } => self.line(format!(
                 "{} {cluster}: {text}\n",

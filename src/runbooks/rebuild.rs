@@ -305,21 +305,39 @@ pub async fn plan(
             ),
         },
     );
-    // Only bare hosts: a data folder means the host was not lost.
+    // Only bare hosts: a data folder means the host was not lost. A replica whose seeding
+    // run is there (this command's own, started before it was killed or cut off) is
+    // attached to by the apply below, not refused.
     for name in hosts {
         let conn = conns
             .get(name)
             .ok_or_else(|| Error::Refused(format!("{name} is not reachable over SSH")))?;
         let o = conn
-            .run("test -d /var/lib/mysql/mysql && echo has-data || echo bare\n")
+            .run(&format!(
+                "if [ -d {} ]; then echo seeding; elif test -d /var/lib/mysql/mysql; then echo has-data; else echo bare; fi\n",
+                crate::tasks::replication::SEED_RUN_DIR
+            ))
             .await
             .map_err(|e| Error::Refused(e.to_string()))?;
-        if o.stdout.trim() == "has-data" {
-            return Err(Error::Refused(format!(
-                "{name} still holds a data folder (/var/lib/mysql): rebuild replaces lost hosts only (a replica with a broken copy: move its data folder away first)"
-            )));
+        match o.stdout.trim() {
+            "has-data" => {
+                return Err(Error::Refused(format!(
+                    "{name} still holds a data folder (/var/lib/mysql): rebuild replaces lost hosts only (a replica with a broken copy: move its data folder away first)"
+                )));
+            }
+            "seeding" if *name != primary => p.observe(
+                name,
+                "data folder",
+                "being filled by a seeding run (attached to, not started again)",
+            ),
+            "seeding" => {
+                return Err(Error::Refused(format!(
+                    "{name} holds a seeding run ({}) but is the primary being rebuilt: remove that folder once nothing runs there",
+                    crate::tasks::replication::SEED_RUN_DIR
+                )));
+            }
+            _ => p.observe(name, "data folder", "none (bare)"),
         }
-        p.observe(name, "data folder", "none (bare)");
     }
     if let (true, Some(backup)) = (with_primary, backup) {
         let what = if mysql {

@@ -18,6 +18,8 @@
 
 use std::time::Duration;
 
+use crate::events::EventSink;
+use crate::runbooks::detached::{Detached, Run, State};
 use crate::sql::quote;
 use crate::sql::vertical;
 use crate::tasks::replication::{Mode, ReplicationRes};
@@ -29,7 +31,7 @@ pub const CATCH_UP_TIMEOUT_S: u32 = 300;
 /// Reads the fleet's backups from a database host (`templates/backup-restore.sh.j2`).
 pub const RESTORE_HELPER: &str = "/usr/local/lib/dbfleet/backup-restore";
 
-async fn run(host: &SshHost, what: &str, script: &str) -> Result<String, String> {
+async fn run_script(host: &SshHost, what: &str, script: &str) -> Result<String, String> {
     let o = host
         .run(&crate::tasks::locked(true, script))
         .await
@@ -64,9 +66,10 @@ pub async fn apply(
     source: &SshHost,
     r: &ReplicationRes,
     from_backup: Option<&str>,
+    events: &dyn EventSink,
 ) -> Result<(), String> {
-    let facts = run(
-        replica,
+    let facts = run_script(
+replica,
         "reading replication status",
         &format!("{}\n", r.probe()),
     )
@@ -88,14 +91,17 @@ pub async fn apply(
                     replica.name
                 ));
             }
-            seed(replica, source, r, from_backup).await?;
+            seed(replica, source, r, from_backup, events).await?;
         }
+        // The run decides where the data comes from (its own script): `from_backup` of
+        // this command does not change a copy already going.
+        Some(Mode::Resume) => seed(replica, source, r, from_backup, events).await?,
         Some(Mode::Start) => {
-            run(replica, "START SLAVE", &sql(r, d.start_replica())).await?;
+            run_script(replica, "START SLAVE", &sql(r, d.start_replica())).await?;
         }
         Some(Mode::Repoint(_)) => {
-            run(
-                replica,
+            run_script(
+replica,
                 "repointing replication",
                 &sql(r, &point_at_source(r, "")),
             )
@@ -105,50 +111,171 @@ pub async fn apply(
     wait_caught_up(replica, source, r).await
 }
 
+/// The name of a replica's seeding run on its host ([`crate::runbooks::detached`]; its folder is
+/// [`crate::tasks::replication::SEED_RUN_DIR`]).
+pub const SEED_RUN: &str = "seed";
+
 /// Copies the source's data into the replica and configures replication from the copy's
 /// GTID position. If any step after the old data folder was set aside fails, the folder is
 /// put back and the server started again, so a failed seed leaves the replica as it was.
+///
+/// MariaDB: the copy (the server stopped, its data folder set aside, the new one filled
+/// and prepared) is a detached run on the replica ([`crate::runbooks::detached`], issue 26): it outlives
+/// this process and its connection. A run already there (this command's own, started
+/// before it was killed or cut off) is attached to, never started twice; one another
+/// `dbfleet` drives is refused. Losing the replica mid-copy ends this call with an error
+/// that says the copy goes on and how to attach; nothing is undone then.
 async fn seed(
     replica: &SshHost,
     source: &SshHost,
     r: &ReplicationRes,
     from_backup: Option<&str>,
+    events: &dyn EventSink,
+) -> Result<(), String> {
+    if r.dialect.seeds_by_clone() {
+        return seed_by_clone(replica, source, r).await;
+    }
+    let what = match from_backup {
+        Some(job) => format!("restoring backup job {job}"),
+        None => format!("copying {}'s data", r.source_name),
+    };
+    // The expected size: the source's data folder (a rebuilt replica's backup holds about
+    // as much). Progress only: nothing depends on it.
+    let total = source
+        .run("du -sb /var/lib/mysql 2>/dev/null | cut -f1\n")
+        .await
+        .ok()
+        .and_then(|o| o.stdout.trim().parse::<u64>().ok());
+    let run = Run::new(replica, SEED_RUN, what, "/var/lib/mysql", total);
+    let attach_hint = |e: &str| {
+        format!(
+            "{e}; the copy goes on on {}: run the same command again to attach to it",
+            replica.name
+        )
+    };
+    let existing = run.state(false).await.map_err(|e| attach_hint(&e))?;
+    if existing == State::None {
+        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        let aside = format!("/var/lib/mysql.dbfleet-replaced-{stamp}");
+        let fill = match from_backup {
+            Some(job) => fill_from_backup_script(replica, job).await?,
+            None => fill_from_source_script(r),
+        };
+        // 1.–2. Under the run: the server stopped, the old folder set aside, the new one
+        // filled and prepared. Nothing of this runs before the run's folder exists.
+        let script = format!(
+            "set -euo pipefail\nservice {svc} stop >/dev/null 2>&1 || true\n\
+             mv /var/lib/mysql {aside}\ninstall -d -o mysql -g mysql -m 0755 /var/lib/mysql\n{fill}",
+            svc = r.dialect.service()
+        );
+        run.start(&script, Some(r.dialect.service()), &[("aside", &aside)])
+            .await?;
+    } else {
+        tracing::info!(replica = %replica.name, "attaching to the seed in progress");
+        run.take_over().await.map_err(|e| match e {
+            Detached::Driven { client_age_s } => format!(
+                "another dbfleet drives the seeding of {} (it renewed its lease {client_age_s} s ago): refusing to start a second copy; wait for it to end",
+                replica.name
+            ),
+            Detached::Disconnected(e) | Detached::Failed(e) => attach_hint(&e),
+        })?;
+    }
+    let seen = match run.wait(events).await {
+        Ok(seen) => seen,
+        Err(Detached::Disconnected(e)) => return Err(attach_hint(&e)),
+        Err(Detached::Driven { .. }) => unreachable!("wait never reports a driver"),
+        Err(Detached::Failed(e)) => {
+            // The run's own folder says where the old data went (a run started by an
+            // earlier command too).
+            let aside = run
+                .state(false)
+                .await
+                .ok()
+                .and_then(|st| match st {
+                    State::Finished { seen, .. } | State::Lost(seen) | State::Running(seen) => {
+                        seen.kept("aside").map(str::to_string)
+                    }
+                    State::None => None,
+                });
+            return Err(undo(replica, r, &run, aside.as_deref(), e).await);
+        }
+    };
+    let Some(aside) = seen.kept("aside").map(str::to_string) else {
+        return Err(format!(
+            "the seeding run on {} does not say where the old data folder went; it is left as it is",
+            replica.name
+        ));
+    };
+    tracing::info!(replica = %replica.name, "the copy is whole and prepared");
+    // 3.–4. Started and replicating; then the run's folder goes (the step is done).
+    match configure(replica, source, r, &aside).await {
+        Ok(()) => run.clear().await.map_err(|e| {
+            format!(
+                "{} replicates, but its seeding run's folder could not be removed: {e}",
+                replica.name
+            )
+        }),
+        Err(e) => Err(undo(replica, r, &run, Some(&aside), e).await),
+    }
+}
+
+/// Puts the replica's previous data folder back after a failed seed and clears the run,
+/// returning the error to report (`e`, and what the undo did).
+async fn undo(
+    replica: &SshHost,
+    r: &ReplicationRes,
+    run: &Run<'_>,
+    aside: Option<&str>,
+    e: String,
+) -> String {
+    let svc = r.dialect.service();
+    let Some(aside) = aside else {
+        return format!("{e} (the previous data folder's place is unknown: nothing was undone)");
+    };
+    let restored = run_script(
+        replica,
+        "restoring the previous data folder",
+        &format!(
+            "set -eu\nif [ -d {a} ]; then service {svc} stop >/dev/null 2>&1 || true\nrm -rf /var/lib/mysql\nmv {a} /var/lib/mysql\nfi\n\
+             service {svc} start >/tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}\n",
+            a = crate::tasks::q(aside)
+        ),
+    )
+    .await;
+    match restored {
+        Ok(_) => {
+            let _ = run.clear().await;
+            format!("{e} (the replica's previous data folder was restored)")
+        }
+        Err(r) => format!("{e}; restoring the previous data folder also failed: {r} (it is at {aside})"),
+    }
+}
+
+/// MySQL: the running replica clones its source into a folder of its own first, which
+/// then takes the data folder's place (CLONE runs inside the server, under the statement's
+/// session: not a detached run).
+async fn seed_by_clone(
+    replica: &SshHost,
+    source: &SshHost,
+    r: &ReplicationRes,
 ) -> Result<(), String> {
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let aside = format!("/var/lib/mysql.dbfleet-replaced-{stamp}");
     let svc = r.dialect.service();
-    // MySQL: the running replica clones its source into a folder of its own first, which
-    // then takes the data folder's place.
-    let new_folder = if r.dialect.seeds_by_clone() {
-        let dir = clone_from_source(replica, r).await?;
-        format!("mv {dir} /var/lib/mysql\n")
-    } else {
-        "install -d -o mysql -g mysql -m 0755 /var/lib/mysql\n".to_string()
-    };
-    // 1. The new data folder on the replica (the old one kept aside).
-    run(
+    let dir = clone_from_source(replica, r).await?;
+    run_script(
         replica,
         "stopping the server and setting the data folder aside",
         &format!(
             "set -eu\nservice {svc} stop >/dev/null 2>&1 || true\n\
-             mv /var/lib/mysql {aside}\n{new_folder}"
+             mv /var/lib/mysql {aside}\nmv {dir} /var/lib/mysql\n"
         ),
     )
     .await?;
-    let filled = match from_backup {
-        Some(job) => fill_from_backup(replica, job).await,
-        None if r.dialect.seeds_by_clone() => Ok(()),
-        None => fill_from_source(replica, r).await,
-    };
-    match async {
-        filled?;
-        configure(replica, source, r, &aside).await
-    }
-    .await
-    {
+    match configure(replica, source, r, &aside).await {
         Ok(()) => Ok(()),
         Err(e) => {
-            let restored = run(
+            let restored = run_script(
                 replica,
                 "restoring the previous data folder",
                 &format!(
@@ -194,7 +321,7 @@ async fn clone_from_source(replica: &SshHost, r: &ReplicationRes) -> Result<Stri
             .any(|c| e.contains(c))
     };
     loop {
-        match run(replica, "cloning the source's data", &script).await {
+        match run_script(replica, "cloning the source's data", &script).await {
             Err(e)
                 if retryable(&e)
                     && started.elapsed() < Duration::from_secs(CLONE_TURN_TIMEOUT_S) =>
@@ -218,24 +345,14 @@ async fn clone_from_source(replica: &SshHost, r: &ReplicationRes) -> Result<Stri
 ///    its run lock), into `mbstream -x` here. The source's host key is pinned
 ///    (`/etc/dbfleet/seed_known_hosts`); nothing but control crosses the operator's
 ///    connection (issue 26).
-async fn fill_from_source(replica: &SshHost, r: &ReplicationRes) -> Result<(), String> {
-    run(
-        replica,
-        &format!("copying {}'s data", r.source_name),
-        &pull_script(r),
+fn fill_from_source_script(r: &ReplicationRes) -> String {
+    format!(
+        "{}mariadb-backup --prepare --target-dir=/var/lib/mysql >/tmp/.dbfleet-prepare.log 2>&1 || {{ tail -n 5 /tmp/.dbfleet-prepare.log >&2; exit 1; }}\n",
+        pull_script(r)
     )
-    .await?;
-    tracing::info!(source = %r.source_name, replica = %replica.name, "pulled a mariadb-backup copy host to host");
-    run(
-        replica,
-        "preparing the copy",
-        "set -eu\nmariadb-backup --prepare --target-dir=/var/lib/mysql >/tmp/.dbfleet-prepare.log 2>&1 || { tail -n 5 /tmp/.dbfleet-prepare.log >&2; exit 1; }\n",
-    )
-    .await?;
-    Ok(())
 }
 
-/// The replica's side of [`fill_from_source`] (bash, pipefail: a broken stream must fail,
+/// The replica's side of [`fill_from_source_script`] (bash, pipefail: a broken stream must fail,
 /// not leave a partial copy looking whole). The source is its address as the inventory
 /// has it, which is how the pinned known_hosts names it (`[address]:port` off port 22).
 pub fn pull_script(r: &ReplicationRes) -> String {
@@ -289,8 +406,8 @@ pub fn chain_restore_script(
 ///    host reads it itself, `backup-restore`): its newest full backup, then each
 ///    newest differential and incrementals chained on it, in order, each prepared in turn
 ///    (mariadb-backup; [`chain_restore_script`]).
-async fn fill_from_backup(replica: &SshHost, job: &str) -> Result<(), String> {
-    let list = run(
+async fn fill_from_backup_script(replica: &SshHost, job: &str) -> Result<String, String> {
+    let list = run_script(
         replica,
         "listing the backups",
         &format!("{RESTORE_HELPER} {} snapshots\n", crate::tasks::q(job)),
@@ -300,24 +417,11 @@ async fn fill_from_backup(replica: &SshHost, job: &str) -> Result<(), String> {
         serde_json::from_str(list.trim()).map_err(|e| format!("the snapshots of {job}: {e}"))?;
     let (full, incrementals) = crate::backup::snapshot::chain(&snaps)
         .ok_or_else(|| format!("backup job {job} holds no full backup to rebuild from"))?;
-    let mut script = String::from(
-        "set -euo pipefail\nw=/var/lib/dbfleet/rebuild; rm -rf \"$w\"; mkdir -p \"$w\"\n",
-    );
+    tracing::info!(replica = %replica.name, job, chain = %crate::backup::snapshot::describe_chain(full, &incrementals), "filling from backup");
+    let mut script = String::from("w=/var/lib/dbfleet/rebuild; rm -rf \"$w\"; mkdir -p \"$w\"\n");
     script.push_str(&chain_restore_script(job, full, &incrementals));
     script.push_str("rm -rf \"$w\"\n");
-    // bash for pipefail: a failed read must not leave a partial copy looking whole.
-    let script = format!("bash <<'DBFLEET_SEED'\n{script}DBFLEET_SEED\n");
-    run(
-        replica,
-        &format!(
-            "restoring backup {} of {job}",
-            crate::backup::snapshot::describe_chain(full, &incrementals)
-        ),
-        &script,
-    )
-    .await?;
-    tracing::info!(replica = %replica.name, job, full = %full.short_id, incrementals = incrementals.len(), "filled from backup");
-    Ok(())
+    Ok(script)
 }
 
 /// 3.–4. Owns and starts the prepared copy, then starts replication from its GTID position.
@@ -339,15 +443,15 @@ async fn configure(
     let history = if d.seeds_by_clone() {
         String::new()
     } else {
-        run(
-            source,
+        run_script(
+source,
             "reading the source's binary log history",
             &sql(r, d.binlog_history()),
         )
         .await?
     };
-    let out = run(
-        replica,
+    let out = run_script(
+replica,
         "starting the copy",
         &format!(
             "set -eu\ncp -p {aside}/mysql_upgrade_info /var/lib/mysql/ 2>/dev/null || true\n\
@@ -360,8 +464,8 @@ async fn configure(
     .await?;
     if d.seeds_by_clone() {
         // A clone carries the source's gtid_executed: auto-position starts from there.
-        run(
-            replica,
+        run_script(
+replica,
             "configuring replication",
             &sql(r, &point_at_source(r, "")),
         )
@@ -375,8 +479,8 @@ async fn configure(
     );
     // 4. Start from that position (empty: the source had written nothing to its binlog).
     let start = d.set_start_position_with_history(&position, &inherited);
-    run(
-        replica,
+    run_script(
+replica,
         "configuring replication",
         &sql(r, &point_at_source(r, &start)),
     )
@@ -407,8 +511,8 @@ async fn wait_caught_up(
     r: &ReplicationRes,
 ) -> Result<(), String> {
     let d = r.dialect;
-    let pos = run(
-        source,
+    let pos = run_script(
+source,
         "reading the source's position",
         &sql(r, d.current_position()),
     )
@@ -418,8 +522,8 @@ async fn wait_caught_up(
     loop {
         let st = d
             .replica_status(&vertical(
-                &run(
-                    replica,
+                &run_script(
+replica,
                     "reading replication status",
                     &format!("{}\n", r.probe()),
                 )
@@ -434,8 +538,8 @@ async fn wait_caught_up(
                 st.last_error()
             ));
         }
-        let reached = run(
-            replica,
+        let reached = run_script(
+replica,
             "waiting for the replica to catch up",
             &sql(r, &d.wait_for_position(&pos, 2)),
         )

@@ -63,6 +63,9 @@ pub struct HostStatus {
     pub last_error: String,
     /// GTIDs of transactions written on this replica itself (errant).
     pub errant: Vec<String>,
+    /// A replica's seeding run on the host (`crate::runbooks::detached`): its state
+    /// (running, finished, lost) and the bytes in the data folder so far.
+    pub seeding: Option<String>,
     /// Why this host is unhealthy; empty when healthy.
     pub problems: Vec<String>,
     /// The binary log history, to compare a replica's own entries with its primary's.
@@ -70,12 +73,17 @@ pub struct HostStatus {
     pub binlog_state: crate::sql::gtid::GtidSet,
 }
 
-/// The status script: one client call, vertical output.
+/// The status script: one client call, vertical output, then the seeding run's state
+/// when the host has one (`seed_run: running|finished|lost`, `seed_bytes: N`).
 pub fn script(d: Dialect) -> String {
     format!(
-        "{} -E --force <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL",
+        "{} -E --force <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\n\
+         r={run}; if [ -d $r ]; then if [ -f $r/rc ]; then echo 'seed_run: finished'; \
+         elif flock -n $r/lock true 2>/dev/null; then echo 'seed_run: lost'; else echo 'seed_run: running'; fi; \
+         echo \"seed_bytes: $(du -sb /var/lib/mysql 2>/dev/null | cut -f1)\"; fi",
         d.client(),
-        d.status_queries()
+        d.status_queries(),
+        run = crate::tasks::replication::SEED_RUN_DIR,
     )
 }
 
@@ -102,8 +110,20 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
     let d = Dialect::of(inv.flavor, &inv.version);
     let f = crate::sql::vertical(out);
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let seed_run = get("seed_run");
+    if !seed_run.is_empty() {
+        let mib = get("seed_bytes").parse::<u64>().unwrap_or(0) / 1_048_576;
+        let what = format!("seeding run {seed_run}, {mib} MiB in the data folder");
+        s.problems.push(match seed_run.as_str() {
+            "running" => format!("being seeded ({what}): `dbfleet apply` (or the rebuild) attaches to it"),
+            _ => format!("seed not finished ({what}): `dbfleet apply` finishes it, or undoes it when it failed"),
+        });
+        s.seeding = Some(what);
+    }
     if get("up") != "dbfleet-up" {
-        s.problems.push("the database server is not running".into());
+        if s.seeding.is_none() {
+            s.problems.push("the database server is not running".into());
+        }
         return s;
     }
     s.server_id = get("server_id").parse().ok();

@@ -310,6 +310,10 @@ pub fn clear_pending(name: &str) -> String {
     format!("rm -f {}\n", q(&pending_marker(name)))
 }
 
+/// Where detached runs keep their state on a host, one folder each
+/// (`crate::runbooks::detached`).
+pub const RUNS_DIR: &str = "/var/lib/dbfleet/runs";
+
 pub use crate::transport::STATE_DIR;
 
 /// Exit code of a script that could not take the host's run lock.

@@ -22,11 +22,17 @@ pub struct ReplicationRes {
     pub source: SourceSpec,
 }
 
+/// A replica's seeding run's folder on its host (`crate::runbooks::detached`, run `seed`).
+pub const SEED_RUN_DIR: &str = "/var/lib/dbfleet/runs/seed";
+
 /// What the apply does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// Copy the source's data (mariadb-backup), then configure and start replication.
     Bootstrap { user_databases: u64 },
+    /// A seeding run is on the replica (running, or ended and not yet finished by
+    /// dbfleet: `crate::runbooks::detached`): attach to it and finish the bootstrap.
+    Resume,
     /// Replication is configured right but not running: start it.
     Start,
     /// Configured for another source, or without GTID or verified TLS: point it again.
@@ -46,10 +52,11 @@ impl ReplicationRes {
     pub fn probe(&self) -> String {
         let (sql, shell) = self.dialect.stored_password_sha256();
         format!(
-            "{} -E --force <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up;\n{};\nSELECT COUNT(*) AS user_databases FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys');\n{sql}\n{}\nDBFLEET_SQL\n{shell}",
+            "{} -E --force <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up;\n{};\nSELECT COUNT(*) AS user_databases FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys');\n{sql}\n{}\nDBFLEET_SQL\n{shell}\nif [ -d {run} ]; then echo 'seed_run: present'; fi",
             self.dialect.client(),
             self.dialect.show_replica_status(),
-            self.dialect.heartbeat_period_query()
+            self.dialect.heartbeat_period_query(),
+            run = SEED_RUN_DIR,
         )
     }
 
@@ -58,6 +65,10 @@ impl ReplicationRes {
         let f = vertical(facts);
         let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
         let user_databases = get("user_databases").parse().unwrap_or(0);
+        // Before anything the server says: during a seed it is stopped on purpose.
+        if get("seed_run") == "present" {
+            return Some(Mode::Resume);
+        }
         let st = match self.dialect.replica_status(&f) {
             Some(st) if get("up") == "dbfleet-up" => st,
             _ => return Some(Mode::Bootstrap { user_databases }),
@@ -144,6 +155,12 @@ impl ReplicationRes {
                     notes.push(format!("this replica holds {user_databases} database(s) and is not replicating: apply refuses to replace them"));
                 }
                 format!("bootstrap replication from {src}")
+            }
+            Mode::Resume => {
+                notes.push(format!(
+                    "a seeding run is on this host ({SEED_RUN_DIR}): apply attaches to it, shows its progress and finishes the bootstrap; the server stays stopped until the copy is whole"
+                ));
+                format!("finish the bootstrap from {src} (a seed in progress)")
             }
             Mode::Start => {
                 let err = st.last_error();

@@ -42,10 +42,22 @@ impl SvcRes {
             None => format!("service {} status >/dev/null 2>&1", q(&self.name)),
         }
     }
-    /// Prints `INIT EXISTS ACTIVE ENABLED` (yes/no words).
+    /// The shell test that a detached run keeps this service stopped (its run folder's
+    /// `holds` file names it: a replica's data copy, `crate::runbooks::detached`).
+    fn held(&self) -> String {
+        format!(
+            "{{ h=no; for f in {dir}/*/holds; do [ -f \"$f\" ] && [ \"$(cat \"$f\")\" = {n} ] && h=yes; done; [ $h = yes ]; }}",
+            dir = super::RUNS_DIR,
+            n = q(&self.name)
+        )
+    }
+
+    /// Prints `INIT EXISTS ACTIVE ENABLED HELD` (yes/no words; HELD: a detached run keeps
+    /// the service stopped).
     pub fn probe(&self) -> String {
         let n = q(&self.name);
         let status = self.alive();
+        let held = self.held();
         format!(
             "if [ -d /run/systemd/system ]; then i=systemd; \
                systemctl cat {n} >/dev/null 2>&1 && e=yes || e=no; \
@@ -55,19 +67,23 @@ impl SvcRes {
                [ -x /etc/init.d/{n} ] && e=yes || e=no; a=no; \
                [ $e = yes ] && {status} && a=yes; \
                set -- /etc/rc2.d/S??{n}; [ -e \"$1\" ] && b=yes || b=no; \
-             fi; echo \"$i $e $a $b\""
+             fi; {held} && h=yes || h=no; echo \"$i $e $a $b $h\""
         )
     }
     pub fn assess(&self, facts: &str) -> Result<Option<Assessment>, String> {
         let line = facts.lines().next().unwrap_or("").trim();
         let w: Vec<&str> = line.split_whitespace().collect();
-        let [_init, exists, active, enabled] = w.as_slice() else {
-            return Err(format!("unexpected service probe output: {line:?}"));
+        let (exists, active, enabled, held) = match w.as_slice() {
+            [_init, e, a, b] => (*e == "yes", *a == "yes", *b == "yes", false),
+            [_init, e, a, b, h] => (*e == "yes", *a == "yes", *b == "yes", *h == "yes"),
+            _ => return Err(format!("unexpected service probe output: {line:?}")),
         };
-        let (exists, active, enabled) = (*exists == "yes", *active == "yes", *enabled == "yes");
         let before = format!("service exists={exists} active={active} enabled={enabled}");
         let mut what = Vec::new();
         match self.state {
+            // A run copies data under it: started by that run's command when the copy is
+            // whole, never by a plan (the replication task attaches to the run).
+            SvcState::Started | SvcState::Restarted if held => {}
             SvcState::Started if !active => what.push("start"),
             SvcState::Stopped if active => what.push("stop"),
             SvcState::Restarted => what.push("restart"),
@@ -163,8 +179,21 @@ impl SvcRes {
             ),
             SvcState::Stopped | SvcState::Reloaded => String::new(),
         };
+        // The host's own interlock (a saved plan too): no start under a data copy.
+        let interlock = match self.state {
+            SvcState::Started | SvcState::Restarted => format!(
+                "if {held}; then echo {why} >&2; exit 1; fi\n",
+                held = self.held(),
+                why = q(&format!(
+                    "{}: kept stopped by a run copying data under it ({}/*/holds): not started; `dbfleet apply` attaches to that run and starts the server when the copy is whole",
+                    self.name,
+                    super::RUNS_DIR
+                ))
+            ),
+            SvcState::Stopped | SvcState::Reloaded => String::new(),
+        };
         format!(
-            "set -eu\nif [ -d /run/systemd/system ]; then\n  systemctl cat {n} >/dev/null 2>&1 || systemctl daemon-reload\n  {sde}\n  {sd}\nelse\n  {no_init}\n  {sve}\n  {sv} > /tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}{settle}\nfi\n"
+            "set -eu\n{interlock}if [ -d /run/systemd/system ]; then\n  systemctl cat {n} >/dev/null 2>&1 || systemctl daemon-reload\n  {sde}\n  {sd}\nelse\n  {no_init}\n  {sve}\n  {sv} > /tmp/.dbfleet-service.log 2>&1 || {{ cat /tmp/.dbfleet-service.log >&2; exit 1; }}{settle}\nfi\n"
         )
     }
 }

@@ -820,3 +820,192 @@ fn rto_from_the_last_verify(verified: &str) {
     assert_eq!(back.code, 0, "{}", back.all());
     assert_empty_plan();
 }
+
+/// The seeding run on db3: (exists, its lock held, bytes copied into db3's new data
+/// folder (0 until the old one is set aside), the lease's client).
+fn seed_run() -> (bool, bool, u64, String) {
+    let out = on(
+        "db3",
+        "d=/var/lib/dbfleet/runs/seed; if [ -d $d ]; then echo yes; \
+         if flock -n $d/lock true; then echo free; else echo held; fi; \
+         if [ -d \"$(cat $d/kept-aside 2>/dev/null)\" ]; then du -sb /var/lib/mysql | cut -f1; else echo 0; fi; \
+         cut -d' ' -f1 $d/lease; else echo no; fi",
+    );
+    let l: Vec<&str> = out.lines().collect();
+    if l.first() != Some(&"yes") {
+        return (false, false, 0, String::new());
+    }
+    (
+        true,
+        l.get(1) == Some(&"held"),
+        l.get(2).and_then(|b| b.parse().ok()).unwrap_or(0),
+        l.get(3).unwrap_or(&"").to_string(),
+    )
+}
+
+/// Waits until db3's seeding run holds its lock and has copied `bytes` into its data folder.
+fn copying(bytes: u64, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let (exists, held, copied, _) = seed_run();
+        if exists && held && copied >= bytes {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: no seeding run copying on db3 after 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The copy keeps growing on db3 with no dbfleet attached: returns the bytes added in
+/// `secs` seconds, asserting that the run still holds its lock.
+fn goes_on(secs: u64, what: &str) -> u64 {
+    let (_, _, before, _) = seed_run();
+    std::thread::sleep(Duration::from_secs(secs));
+    let (exists, held, after, _) = seed_run();
+    assert!(exists && held, "{what}: the seeding run on db3 is gone");
+    assert!(
+        after > before,
+        "{what}: db3's copy did not grow in {secs} s ({before} → {after} bytes)"
+    );
+    after - before
+}
+
+/// db3 replicates from db1 and holds app.bulk as db1 does.
+fn db3_whole(sum: &str) {
+    eventually("db3", "CHECKSUM TABLE app.bulk", sum);
+    let st = slave_status("db3");
+    assert_eq!(
+        (
+            st["Slave_IO_Running"].as_str(),
+            st["Slave_SQL_Running"].as_str()
+        ),
+        ("Yes", "Yes")
+    );
+    let (exists, ..) = seed_run();
+    assert!(!exists, "the seeding run's folder stays on db3 after it finished");
+}
+
+/// Issue 26, must-show 3: a replica's data copy is a detached run on the replica. Killed
+/// (SIGKILL) mid-copy, `dbfleet rebuild db3` and a seeding `apply` leave the copy going on
+/// db3; `plan` then shows the bootstrap still to finish (never a host that looks done);
+/// the same command started again attaches, shows progress and ends with db3 replicating
+/// and `CHECKSUM TABLE` equal to the primary's; a second concurrent `rebuild db3` is
+/// refused while the first drives the run. Then the operator's network to the lab is cut
+/// for 30 s mid-copy: the copy goes on, and the command (again, if the cut ended it)
+/// finishes it. The copies are held to 5 MB/s (db1's and backup1's traffic to db3) so that
+/// each lasts long enough to be interrupted.
+#[test]
+fn a_killed_or_cut_off_seed_goes_on_on_the_replica_and_the_same_command_attaches_to_it() {
+    let _lab = converged();
+    // 192 MiB of incompressible rows, in a fresh full backup too.
+    sql(
+        "db1",
+        "DROP TABLE IF EXISTS app.bulk; CREATE TABLE app.bulk (id INT PRIMARY KEY, b VARBINARY(1024)) ENGINE=InnoDB",
+    );
+    for i in 0..3u32 {
+        let from = i * 65536 + 1;
+        sql(
+            "db1",
+            &format!(
+                "USE app; INSERT INTO app.bulk SELECT seq, RANDOM_BYTES(1024) FROM seq_{from}_to_{}",
+                from + 65535
+            ),
+        );
+    }
+    let sum = sql("db1", "CHECKSUM TABLE app.bulk");
+    eventually("db2", "CHECKSUM TABLE app.bulk", &sum);
+    let b = dbfleet(&["backup", "run", "app-physical", "--mode", "full"]);
+    assert_eq!(b.code, 0, "{}", b.all());
+    let slow = Slowed::new(&["db1", "backup1"], "172.29.77.13", 5);
+    let progress = |o: &Out| o.stdout.contains("MiB of ") && o.stdout.contains("MB/s");
+
+    // 1. rebuild db3 killed mid-copy; the copy goes on; the plan does not call db3 done.
+    reset(&["db3"]);
+    let mut first = Spawned::new(&["rebuild", "db3", "--auto-approve"]);
+    copying(16 << 20, "rebuild");
+    first.kill();
+    let (_, _, _, killed_lease) = seed_run();
+    let grew = goes_on(3, "rebuild killed");
+    eprintln!("rebuild killed mid-copy: db3's copy grew {grew} bytes in 3 s with no dbfleet");
+    let p = dbfleet(&["plan", "--detailed-exitcode"]);
+    assert_eq!(p.code, 2, "{}", p.all());
+    assert!(
+        p.stdout.contains("finish the bootstrap from db1 (a seed in progress)"),
+        "{}",
+        p.all()
+    );
+    // 2. The same command again attaches; a second one meanwhile is refused.
+    let mut again = Spawned::new(&["rebuild", "db3", "--auto-approve"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while seed_run().3 == killed_lease {
+        assert!(
+            !again.ended(),
+            "the second rebuild ended without attaching:\n{}",
+            again.wait(Duration::from_secs(1)).all()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second rebuild never attached"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (exists, held, _, _) = seed_run();
+    assert!(exists && held, "the copy ended before the concurrent rebuild could be tried");
+    let concurrent = dbfleet(&["rebuild", "db3", "--auto-approve"]);
+    assert_eq!(concurrent.code, 1, "{}", concurrent.all());
+    assert!(
+        concurrent
+            .all()
+            .contains("another dbfleet drives the seeding of db3"),
+        "{}",
+        concurrent.all()
+    );
+    let r = again.wait(Duration::from_secs(600));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(progress(&r), "no progress shown:\n{}", r.all());
+    db3_whole(&sum);
+    assert_empty_plan();
+
+    // 3. A seeding apply killed mid-copy; apply again attaches.
+    reset(&["db3"]);
+    let mut first = Spawned::new(&["apply", "--auto-approve"]);
+    copying(16 << 20, "apply");
+    first.kill();
+    goes_on(3, "apply killed");
+    let a = dbfleet(&["apply", "--auto-approve"]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert!(
+        a.stdout.contains("finish the bootstrap from db1 (a seed in progress)") && progress(&a),
+        "{}",
+        a.all()
+    );
+    db3_whole(&sum);
+    assert_empty_plan();
+
+    // 4. The operator's network cut for 30 s mid-copy.
+    reset(&["db3"]);
+    let running = Spawned::new(&["apply", "--auto-approve"]);
+    copying(16 << 20, "apply before the cut");
+    let cut = Cut::new(&bridge_of("lab"));
+    let grew = goes_on(30, "the operator cut off");
+    drop(cut);
+    eprintln!("operator cut off 30 s: db3's copy grew {grew} bytes meanwhile");
+    let a = running.wait(Duration::from_secs(600));
+    if a.code != 0 {
+        // Its connection was lost: it says the copy goes on and how to attach.
+        assert!(
+            a.all().contains("run the same command again to attach"),
+            "{}",
+            a.all()
+        );
+        let again = dbfleet(&["apply", "--auto-approve"]);
+        assert_eq!(again.code, 0, "{}", again.all());
+    }
+    drop(slow);
+    db3_whole(&sum);
+    assert_empty_plan();
+    sql("db1", "DROP TABLE app.bulk");
+}

@@ -982,25 +982,6 @@ fn mysql_rebuild_from_backups(s: &Server, inv: &Path) {
     s.converge(inv);
 }
 
-/// This machine's side of a lab's network: the Docker bridge of `dbfleet-NAME`. What
-/// crosses it is what reaches or leaves the operator (this machine); traffic between the
-/// lab's hosts is forwarded between their ports and never passes the bridge device itself.
-fn bridge_of(lab: &str) -> String {
-    let o = Command::new("docker")
-        .args([
-            "network",
-            "inspect",
-            &format!("dbfleet-{lab}"),
-            "--format",
-            "{{.Id}}",
-        ])
-        .output()
-        .expect("docker network inspect");
-    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    assert!(id.len() >= 12, "no network dbfleet-{lab}");
-    format!("br-{}", &id[..12])
-}
-
 /// Bytes received plus sent by this machine on `dev` so far.
 fn operator_bytes(dev: &str) -> u64 {
     ["rx_bytes", "tx_bytes"]

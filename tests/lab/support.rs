@@ -495,3 +495,166 @@ pub fn now_s() -> f64 {
         .expect("clock")
         .as_secs_f64()
 }
+
+/// This machine's side of a lab's network: the Docker bridge of `dbfleet-NAME`. What
+/// crosses it is what reaches or leaves the operator (this machine); traffic between the
+/// lab's hosts is forwarded between their ports and never passes the bridge device itself.
+pub fn bridge_of(lab: &str) -> String {
+    let o = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            &format!("dbfleet-{lab}"),
+            "--format",
+            "{{.Id}}",
+        ])
+        .output()
+        .expect("docker network inspect");
+    let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(id.len() >= 12, "no network dbfleet-{lab}");
+    format!("br-{}", &id[..12])
+}
+
+/// The operator's link to a lab cut both ways while this lives: nftables on this machine
+/// drops every packet it sends to or receives from the lab's bridge `dev` (the hosts keep
+/// talking to each other: their traffic is forwarded, never this machine's input or
+/// output). Lifted when dropped.
+pub struct Cut;
+
+const CUT_TABLE: &str = "dbfleet_lab_cut";
+
+impl Cut {
+    pub fn new(dev: &str) -> Cut {
+        let rules = format!(
+            "table inet {CUT_TABLE} {{\n chain i {{ type filter hook input priority -20; iifname \"{dev}\" drop; }}\n chain o {{ type filter hook output priority -20; oifname \"{dev}\" drop; }}\n}}\n"
+        );
+        let mut c = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nft");
+        {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(rules.as_bytes())
+                .expect("write");
+        }
+        let o = c.wait_with_output().expect("nft");
+        assert!(
+            o.status.success(),
+            "nft: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Cut
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", CUT_TABLE])
+            .output();
+    }
+}
+
+/// What lab hosts `from` send to `to` (an address) held to `mbytes` MB/s while this lives
+/// (nftables on those hosts, a table of the test's own beside dbfleet's): a copy between
+/// hosts then lasts long enough to be interrupted. Lifted when dropped.
+pub struct Slowed(Vec<String>);
+
+impl Slowed {
+    pub fn new(from: &[&str], to: &str, mbytes: u32) -> Slowed {
+        for h in from {
+            on(
+                h,
+                &format!(
+                    "nft delete table inet labslow 2>/dev/null; nft add table inet labslow && \
+                     nft add chain inet labslow out '{{ type filter hook output priority 10; }}' && \
+                     nft add rule inet labslow out ip daddr {to} limit rate over {mbytes} mbytes/second drop"
+                ),
+            );
+        }
+        Slowed(from.iter().map(|h| h.to_string()).collect())
+    }
+}
+
+impl Drop for Slowed {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            let _ = Command::new("docker")
+                .args(["exec", &format!("lab-{h}"), "nft", "delete", "table", "inet", "labslow"])
+                .output();
+        }
+    }
+}
+
+/// A `dbfleet` command on the lab inventory running in the background, its output in files;
+/// killed with SIGKILL by [`Spawned::kill`] (as a closed laptop or `kill -9` would end it).
+pub struct Spawned {
+    child: std::process::Child,
+    out: tempfile::NamedTempFile,
+    err: tempfile::NamedTempFile,
+}
+
+impl Spawned {
+    pub fn new(args: &[&str]) -> Spawned {
+        let out = tempfile::NamedTempFile::new().expect("tempfile");
+        let err = tempfile::NamedTempFile::new().expect("tempfile");
+        let child = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+            .current_dir(repo())
+            .env("NO_COLOR", "1")
+            .arg("-i")
+            .arg(repo().join("inventories/lab.yml"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.reopen().expect("reopen"))
+            .stderr(err.reopen().expect("reopen"))
+            .spawn()
+            .expect("spawn dbfleet");
+        Spawned { child, out, err }
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    /// Whether it has ended (its output is then [`Spawned::wait`]'s).
+    pub fn ended(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits (at most `limit`) for it to end: its output as [`Out`].
+    pub fn wait(mut self, limit: Duration) -> Out {
+        let deadline = Instant::now() + limit;
+        let code = loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                break st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!(
+                    "dbfleet did not end within {} s:\n{}",
+                    limit.as_secs(),
+                    std::fs::read_to_string(self.out.path()).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        Out {
+            code,
+            stdout: std::fs::read_to_string(self.out.path()).unwrap_or_default(),
+            stderr: std::fs::read_to_string(self.err.path()).unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
