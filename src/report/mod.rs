@@ -246,9 +246,8 @@ impl EventSink for Reporter {
                 let mut last = self.progress_at.lock().unwrap_or_else(|e| e.into_inner());
                 // The first line two seconds in, once a rate is measured; then every 10 s.
                 let now = std::time::Instant::now();
-                let at = *last.get_or_insert_with(|| {
-                    now.checked_sub(Duration::from_secs(8)).unwrap_or(now)
-                });
+                let at = *last
+                    .get_or_insert_with(|| now.checked_sub(Duration::from_secs(8)).unwrap_or(now));
                 if at.elapsed() >= Duration::from_secs(10) {
                     *last = Some(std::time::Instant::now());
                     drop(last);

@@ -64,7 +64,11 @@ pub enum State {
     None,
     Running(Seen),
     /// Its exit code and the end of its stderr.
-    Finished { rc: i32, err: String, seen: Seen },
+    Finished {
+        rc: i32,
+        err: String,
+        seen: Seen,
+    },
     /// Neither running nor finished: its supervisor died without a result.
     Lost(Seen),
 }
@@ -131,7 +135,10 @@ impl<'a> Run<'a> {
     pub async fn state(&self, renew: bool) -> Result<State, String> {
         let d = q(&self.dir());
         let renew = if renew {
-            format!("[ -d {d} ] && echo \"{} $(date +%s)\" > {d}/lease\n", self.client)
+            format!(
+                "[ -d {d} ] && echo \"{} $(date +%s)\" > {d}/lease\n",
+                self.client
+            )
         } else {
             String::new()
         };
@@ -151,7 +158,13 @@ impl<'a> Run<'a> {
         );
         let out = tokio::time::timeout(READ_TIMEOUT, self.host.run(&script))
             .await
-            .map_err(|_| format!("{} did not answer within {} s", self.host.name(), READ_TIMEOUT.as_secs()))?
+            .map_err(|_| {
+                format!(
+                    "{} did not answer within {} s",
+                    self.host.name(),
+                    READ_TIMEOUT.as_secs()
+                )
+            })?
             .map_err(|e| e.to_string())?;
         Ok(parse_state(&out.stdout))
     }
@@ -392,7 +405,10 @@ pub fn describe(done: u64, total: Option<u64>, bytes_per_s: u64) -> String {
     if bytes_per_s > 0 {
         s.push_str(&format!(", {:.1} MB/s", bytes_per_s as f64 / 1e6));
         if let Some(t) = total.filter(|t| *t > done) {
-            s.push_str(&format!(", about {} s left", (t - done) / bytes_per_s.max(1)));
+            s.push_str(&format!(
+                ", about {} s left",
+                (t - done) / bytes_per_s.max(1)
+            ));
         }
     }
     s
@@ -408,11 +424,17 @@ mod tests {
         let State::Running(s) = parse_state(out) else {
             panic!("running expected");
         };
-        assert_eq!((s.now, s.started, s.lease_at, s.bytes), (1000, 990, 998, 4096));
+        assert_eq!(
+            (s.now, s.started, s.lease_at, s.bytes),
+            (1000, 990, 998, 4096)
+        );
         assert_eq!(s.lease_client, "123-abcd");
         assert_eq!(s.kept("aside"), Some("/var/lib/mysql.dbfleet-replaced-5"));
-        let done = parse_state("state=finished\nrc=2\nnow=1\nerr=broken pipe\nerr=mbstream: error\n");
-        assert!(matches!(done, State::Finished { rc: 2, ref err, .. } if err == "broken pipe\nmbstream: error"));
+        let done =
+            parse_state("state=finished\nrc=2\nnow=1\nerr=broken pipe\nerr=mbstream: error\n");
+        assert!(
+            matches!(done, State::Finished { rc: 2, ref err, .. } if err == "broken pipe\nmbstream: error")
+        );
         assert!(matches!(parse_state("state=lost\nnow=5\n"), State::Lost(_)));
         assert_eq!(parse_state("state=none\n"), State::None);
         // No answer at all (an empty output) is no run, never a finished one.

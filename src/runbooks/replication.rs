@@ -69,7 +69,7 @@ pub async fn apply(
     events: &dyn EventSink,
 ) -> Result<(), String> {
     let facts = run_script(
-replica,
+        replica,
         "reading replication status",
         &format!("{}\n", r.probe()),
     )
@@ -101,7 +101,7 @@ replica,
         }
         Some(Mode::Repoint(_)) => {
             run_script(
-replica,
+                replica,
                 "repointing replication",
                 &sql(r, &point_at_source(r, "")),
             )
@@ -187,16 +187,12 @@ async fn seed(
         Err(Detached::Failed(e)) => {
             // The run's own folder says where the old data went (a run started by an
             // earlier command too).
-            let aside = run
-                .state(false)
-                .await
-                .ok()
-                .and_then(|st| match st {
-                    State::Finished { seen, .. } | State::Lost(seen) | State::Running(seen) => {
-                        seen.kept("aside").map(str::to_string)
-                    }
-                    State::None => None,
-                });
+            let aside = run.state(false).await.ok().and_then(|st| match st {
+                State::Finished { seen, .. } | State::Lost(seen) | State::Running(seen) => {
+                    seen.kept("aside").map(str::to_string)
+                }
+                State::None => None,
+            });
             return Err(undo(replica, r, &run, aside.as_deref(), e).await);
         }
     };
@@ -247,7 +243,9 @@ async fn undo(
             let _ = run.clear().await;
             format!("{e} (the replica's previous data folder was restored)")
         }
-        Err(r) => format!("{e}; restoring the previous data folder also failed: {r} (it is at {aside})"),
+        Err(r) => {
+            format!("{e}; restoring the previous data folder also failed: {r} (it is at {aside})")
+        }
     }
 }
 
@@ -444,7 +442,7 @@ async fn configure(
         String::new()
     } else {
         run_script(
-source,
+            source,
             "reading the source's binary log history",
             &sql(r, d.binlog_history()),
         )
@@ -465,7 +463,7 @@ replica,
     if d.seeds_by_clone() {
         // A clone carries the source's gtid_executed: auto-position starts from there.
         run_script(
-replica,
+            replica,
             "configuring replication",
             &sql(r, &point_at_source(r, "")),
         )
@@ -480,7 +478,7 @@ replica,
     // 4. Start from that position (empty: the source had written nothing to its binlog).
     let start = d.set_start_position_with_history(&position, &inherited);
     run_script(
-replica,
+        replica,
         "configuring replication",
         &sql(r, &point_at_source(r, &start)),
     )
@@ -512,7 +510,7 @@ async fn wait_caught_up(
 ) -> Result<(), String> {
     let d = r.dialect;
     let pos = run_script(
-source,
+        source,
         "reading the source's position",
         &sql(r, d.current_position()),
     )
@@ -523,7 +521,7 @@ source,
         let st = d
             .replica_status(&vertical(
                 &run_script(
-replica,
+                    replica,
                     "reading replication status",
                     &format!("{}\n", r.probe()),
                 )
@@ -539,7 +537,7 @@ replica,
             ));
         }
         let reached = run_script(
-replica,
+            replica,
             "waiting for the replica to catch up",
             &sql(r, &d.wait_for_position(&pos, 2)),
         )

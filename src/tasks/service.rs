@@ -221,6 +221,30 @@ mod tests {
     }
 
     #[test]
+    fn a_service_a_detached_run_holds_is_never_planned_to_start_and_refuses_on_the_host() {
+        let s = SvcRes {
+            name: "mariadb".into(),
+            state: SvcState::Started,
+            enabled: Some(true),
+            pidfile: None,
+        };
+        // Stopped under a data copy: no start planned.
+        assert!(s.assess("sysv yes no yes yes\n").unwrap().is_none());
+        assert_eq!(
+            s.assess("sysv yes no yes no\n").unwrap().unwrap().summary,
+            "start mariadb"
+        );
+        // The script itself refuses before it starts anything (a saved plan too).
+        let script = s.apply_script();
+        let refuse = script.find("kept stopped by a run").expect("the interlock");
+        let start = script
+            .find("service 'mariadb' start")
+            .or(script.find("service mariadb start"));
+        assert!(start.is_none_or(|i| refuse < i), "{script}");
+        assert!(s.probe().contains("/var/lib/dbfleet/runs/*/holds"));
+    }
+
+    #[test]
     fn a_start_or_restart_is_checked_with_the_probes_liveness_test() {
         let mut s = SvcRes {
             name: "prometheus-node-exporter".into(),

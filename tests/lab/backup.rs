@@ -885,7 +885,10 @@ fn db3_whole(sum: &str) {
         ("Yes", "Yes")
     );
     let (exists, ..) = seed_run();
-    assert!(!exists, "the seeding run's folder stays on db3 after it finished");
+    assert!(
+        !exists,
+        "the seeding run's folder stays on db3 after it finished"
+    );
 }
 
 /// Issue 26, must-show 3: a replica's data copy is a detached run on the replica. Killed
@@ -933,7 +936,8 @@ fn a_killed_or_cut_off_seed_goes_on_on_the_replica_and_the_same_command_attaches
     let p = dbfleet(&["plan", "--detailed-exitcode"]);
     assert_eq!(p.code, 2, "{}", p.all());
     assert!(
-        p.stdout.contains("finish the bootstrap from db1 (a seed in progress)"),
+        p.stdout
+            .contains("finish the bootstrap from db1 (a seed in progress)"),
         "{}",
         p.all()
     );
@@ -953,7 +957,10 @@ fn a_killed_or_cut_off_seed_goes_on_on_the_replica_and_the_same_command_attaches
         std::thread::sleep(Duration::from_millis(300));
     }
     let (exists, held, _, _) = seed_run();
-    assert!(exists && held, "the copy ended before the concurrent rebuild could be tried");
+    assert!(
+        exists && held,
+        "the copy ended before the concurrent rebuild could be tried"
+    );
     let concurrent = dbfleet(&["rebuild", "db3", "--auto-approve"]);
     assert_eq!(concurrent.code, 1, "{}", concurrent.all());
     assert!(
@@ -978,7 +985,9 @@ fn a_killed_or_cut_off_seed_goes_on_on_the_replica_and_the_same_command_attaches
     let a = dbfleet(&["apply", "--auto-approve"]);
     assert_eq!(a.code, 0, "{}", a.all());
     assert!(
-        a.stdout.contains("finish the bootstrap from db1 (a seed in progress)") && progress(&a),
+        a.stdout
+            .contains("finish the bootstrap from db1 (a seed in progress)")
+            && progress(&a),
         "{}",
         a.all()
     );
@@ -994,6 +1003,15 @@ fn a_killed_or_cut_off_seed_goes_on_on_the_replica_and_the_same_command_attaches
     drop(cut);
     eprintln!("operator cut off 30 s: db3's copy grew {grew} bytes meanwhile");
     let a = running.wait(Duration::from_secs(600));
+    eprintln!(
+        "the apply that was cut off: exit {}{}",
+        a.code,
+        if a.code == 0 {
+            " (its connection survived the cut)"
+        } else {
+            ""
+        }
+    );
     if a.code != 0 {
         // Its connection was lost: it says the copy goes on and how to attach.
         assert!(

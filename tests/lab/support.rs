@@ -585,7 +585,15 @@ impl Drop for Slowed {
     fn drop(&mut self) {
         for h in &self.0 {
             let _ = Command::new("docker")
-                .args(["exec", &format!("lab-{h}"), "nft", "delete", "table", "inet", "labslow"])
+                .args([
+                    "exec",
+                    &format!("lab-{h}"),
+                    "nft",
+                    "delete",
+                    "table",
+                    "inet",
+                    "labslow",
+                ])
                 .output();
         }
     }
