@@ -1,63 +1,108 @@
 #!/usr/bin/env bash
-# Backup benchmark (on demand, not in CI): throughput of dbfleet's backups and restores on a
-# dataset of SIZE_MB (default 1024) generated in the lab, against the floor of a raw copy
-# of the same files on the same host, and the RTO of a lost replica's rebuild.
-#   SIZE_MB=1024 bench/backup.sh
-# Prints, each as seconds and MB/s of the dataset (app.bench's table file on db2, the job
-# host), and the bytes the step itself handled where it reports them:
-#   floor:     `cp` of that table file on db2, then sync: the raw copy speed of the same
-#              files on the same host;
-#   physical:  `dbfleet backup run app-physical --mode full` (mariadb-backup → restic → backup1);
-#   logical:   `dbfleet backup run app-logical` (mariadb-dump → restic → backup1);
-#   verify:    `dbfleet backup verify app-physical` (restore + prepare + start + read, on backup1);
-#   rebuild:   `dbfleet rebuild db3` on a bare host: provision + restore + replicate (the RTO).
+# Backup and recovery benchmark (on demand, not in CI; issue 26, must-show 1): throughput
+# of dbfleet's backups, restores, rebuild and seeding on a dataset of SIZE_MB (default
+# 1024) generated in the lab, each as a share of the floor, a raw copy of the same table
+# file on the same host measured in the same run.
+#   SIZE_MB=4096 DATASET=random bench/backup.sh
+#   SIZE_MB=4096 DATASET=mixed  bench/backup.sh
+# DATASET: `random`, rows of 1000 random bytes (incompressible); `mixed`, a realistic,
+# compressible table mix (orders: timestamps, small integers, statuses, e-mail addresses,
+# and a text note of repeated words; about 1 KiB a row).
+# Prints one row per step: seconds, dataset MB/s, and that rate as a share of the floor:
+#   floor:        `cp` of the table file on db2 (the job host), then sync;
+#   physical:     `backup run app-physical --mode full` (mariadb-backup → restic → backup1);
+#   incremental:  5 % of the rows changed, then `backup run app-physical --mode incremental`;
+#   logical:      `backup run app-logical` (mariadb-dump → restic → backup1);
+#   verify:       `backup verify app-physical` (restore + prepare + start + read, on backup1);
+#   pitr:         `restore db1` to now: the newest dump, then the archived binary logs;
+#   rebuild:      `rebuild db3` on a bare host: provision + restore + replicate (the RTO);
+#   seed:         `apply` of a bare db3 with no backups: seeded host to host from db1.
+# Rates are the dataset's size (the table file on db2) over the step's whole time, so the
+# rows compare directly; provisioning a bare host is inside rebuild and seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-1024}
+DATASET=${DATASET:-random}
+case "$DATASET" in random | mixed) ;; *) echo "DATASET is random or mixed" >&2; exit 2 ;; esac
 cargo build --release --quiet
 bin=$PWD/target/release/dbfleet
 D() { "$bin" -i inventories/lab.yml "$@"; }
 docker ps --format '{{.Names}}' | grep -q '^lab-db1$' || bash lab/lab.sh up
 D apply --auto-approve --quiet > /dev/null
 on() { docker exec "lab-$1" sh -c "$2"; }
+q() { on "$1" "mariadb -N -B -e \"$2\""; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
-# SIZE_MB of rows of ~1 KiB each (RANDOM_BYTES does not compress), in batches of 64 MiB.
+# SIZE_MB of rows of about 1 KiB each, in batches of 64 Ki rows.
 rows=$((SIZE_MB * 1024))
-echo "generating ${SIZE_MB} MB on db1 ..."
-on db1 "mariadb app -e 'DROP TABLE IF EXISTS bench; CREATE TABLE bench (id INT PRIMARY KEY, pad VARBINARY(1000)) ENGINE=InnoDB'"
+echo "generating ${SIZE_MB} MB ($DATASET) on db1 ..."
+if [ "$DATASET" = random ]; then
+  q db1 "DROP TABLE IF EXISTS app.bench; CREATE TABLE app.bench (id INT PRIMARY KEY, pad VARBINARY(1000)) ENGINE=InnoDB"
+  row="seq, RANDOM_BYTES(1000)"
+else
+  q db1 "DROP TABLE IF EXISTS app.bench; CREATE TABLE app.bench (id INT PRIMARY KEY, created DATETIME NOT NULL, customer INT NOT NULL, status VARCHAR(16) NOT NULL, email VARCHAR(64) NOT NULL, amount DECIMAL(10,2) NOT NULL, note TEXT NOT NULL, KEY (customer), KEY (created)) ENGINE=InnoDB"
+  row="seq, '2026-01-01' + INTERVAL (seq * 37) SECOND, seq % 50000, ELT(1 + seq % 4, 'new', 'paid', 'shipped', 'returned'), CONCAT('customer', seq % 50000, '@example.com'), (seq % 100000) / 100, CONCAT('Order ', seq, ' of customer ', seq % 50000, ': ', REPEAT(ELT(1 + seq % 5, 'please deliver to the back door ', 'gift wrap requested, no invoice ', 'call before delivery, fragile ', 'customer asked for an update ', 'address changed after payment '), 26))"
+fi
 for ((from = 1; from <= rows; from += 65536)); do
   to=$((from + 65535 > rows ? rows : from + 65535))
-  on db1 "mariadb app -e 'INSERT INTO bench SELECT seq, RANDOM_BYTES(1000) FROM seq_${from}_to_${to}'"
+  q db1 "INSERT INTO app.bench SELECT $row FROM seq_${from}_to_${to}"
 done
-until [ "$(on db2 "mariadb -N -e 'SELECT COUNT(*) FROM app.bench'" 2>/dev/null)" = "$rows" ]; do sleep 2; done
+until [ "$(q db2 "SELECT COUNT(*) FROM app.bench" 2>/dev/null)" = "$rows" ]; do sleep 2; done
 mb=$(on db2 "du -sm /var/lib/mysql/app/bench.ibd | cut -f1")
-echo "dataset: app.bench, ${mb} MB on db2 (db2's whole data folder: $(on db2 "du -sm /var/lib/mysql | cut -f1") MB with logs)"
+echo "dataset: app.bench ($DATASET), ${mb} MB on db2 (db2's whole data folder: $(on db2 "du -sm /var/lib/mysql | cut -f1") MB with logs)"
+sum=$(q db1 "CHECKSUM TABLE app.bench")
 
-report() { # name start end [bytes handled]
-  local s; s=$(secs "$2" "$3")
-  printf '%-10s %8.1f s  %8.1f MB/s%s\n' "$1" "$s" "$(awk -v m="$mb" -v s="$s" 'BEGIN { print m / s }')" \
-    "${4:+   ($(( $4 / 1048576 )) MB streamed into restic)}"
+floor_rate=
+report() { # name start end [notes]
+  local s r; s=$(secs "$2" "$3"); r=$(awk -v m="$mb" -v s="$s" 'BEGIN { printf "%.1f", m / s }')
+  [ -n "$floor_rate" ] || floor_rate=$r
+  printf '%-12s %8.1f s  %8.1f MB/s  %5.0f %% of the floor%s\n' "$1" "$s" "$r" \
+    "$(awk -v r="$r" -v f="$floor_rate" 'BEGIN { print 100 * r / f }')" "${4:+   ($4)}"
 }
 # The bytes a job's last run streamed into restic, from its node_exporter metrics.
-job_bytes() { on db2 "sed -n 's/^dbfleet_backup_size_bytes{job=\"$1\"} //p' /var/lib/node_exporter/textfile_collector/dbfleet_backup_$1.prom"; }
+job_mb() { on db2 "sed -n 's/^dbfleet_backup_size_bytes{job=\"$1\"} //p' /var/lib/node_exporter/textfile_collector/dbfleet_backup_$1.prom" | awk '{ printf "%d MB streamed into restic", $1 / 1048576 }'; }
+same_on() { [ "$(q "$1" "CHECKSUM TABLE app.bench")" = "$sum" ] && echo "CHECKSUM TABLE equal to db1's" || echo "CHECKSUM TABLE DIFFERS"; }
 
 on db2 "sync; rm -f /var/tmp/rawcopy"
 t0=$(now); on db2 "cp /var/lib/mysql/app/bench.ibd /var/tmp/rawcopy && sync"; t1=$(now)
 on db2 "rm -f /var/tmp/rawcopy"
-report floor "$t0" "$t1"
+report floor "$t0" "$t1" "cp + sync on db2"
 
 t0=$(now); D backup run app-physical --mode full > /dev/null; t1=$(now)
-report physical "$t0" "$t1" "$(job_bytes app-physical)"
+report physical "$t0" "$t1" "$(job_mb app-physical)"
+
+# 5 % of the rows changed (every 20th), replicated to db2, then the incremental.
+if [ "$DATASET" = random ]; then
+  q db1 "UPDATE app.bench SET pad = RANDOM_BYTES(1000) WHERE id % 20 = 0"
+else
+  q db1 "UPDATE app.bench SET status = 'refunded', amount = amount + 1 WHERE id % 20 = 0"
+fi
+sum=$(q db1 "CHECKSUM TABLE app.bench")
+until [ "$(q db2 "CHECKSUM TABLE app.bench")" = "$sum" ]; do sleep 1; done
+t0=$(now); D backup run app-physical --mode incremental > /dev/null; t1=$(now)
+report incremental "$t0" "$t1" "$(job_mb app-physical)"
+
 t0=$(now); D backup run app-logical > /dev/null; t1=$(now)
-report logical "$t0" "$t1" "$(job_bytes app-logical)"
+report logical "$t0" "$t1" "$(job_mb app-logical)"
 t0=$(now); D backup verify app-physical > /dev/null; t1=$(now)
 report verify "$t0" "$t1"
 
+# Point in time: the newest dump, then the binary logs archived after it, to now.
+D backup run binlogs > /dev/null
+sleep 2
+to=$(date -u '+%Y-%m-%d %H:%M:%S')
+t0=$(now); D restore db1 --to "$to" --auto-approve > /dev/null; t1=$(now)
+report pitr "$t0" "$t1" "$(same_on db1)"
+
 bash lab/lab.sh reset db3 > /dev/null 2>&1
-t0=$(now); D rebuild db3 --auto-approve | grep 'measured RTO'; t1=$(now)
-report rebuild "$t0" "$t1"
-[ "$(on db3 "mariadb -N -e 'CHECKSUM TABLE app.bench'")" = "$(on db1 "mariadb -N -e 'CHECKSUM TABLE app.bench'")" ] \
-  && echo "db3's app.bench equals db1's (CHECKSUM TABLE)"
-on db1 "mariadb app -e 'DROP TABLE bench'"
+t0=$(now); rto=$(D rebuild db3 --auto-approve | grep -o 'measured RTO [^;,]*' || true); t1=$(now)
+until [ "$(q db3 "SELECT COUNT(*) FROM app.bench" 2>/dev/null)" = "$rows" ]; do sleep 1; done
+report rebuild "$t0" "$t1" "${rto:-no RTO printed}; $(same_on db3)"
+
+bash lab/lab.sh reset db3 > /dev/null 2>&1
+t0=$(now); D apply --auto-approve > /dev/null; t1=$(now)
+until [ "$(q db3 "SELECT COUNT(*) FROM app.bench" 2>/dev/null)" = "$rows" ]; do sleep 1; done
+report seed "$t0" "$t1" "from db1, host to host; $(same_on db3)"
+
+q db1 "DROP TABLE app.bench"
