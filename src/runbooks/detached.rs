@@ -190,8 +190,10 @@ impl<'a> Run<'a> {
             keep.push_str(&format!("printf '%s\\n' {} > {d}/holds\n", q(s)));
         }
         // The wrapper the supervisor runs: takes the run's lock for its whole life, then
-        // writes the exit code last (rename: never a half-written rc).
-        let wrapper = "exec 9>\"$1/lock\"; flock -n 9 || exit 0; \
+        // writes the exit code last (rename: never a half-written rc). It waits for the
+        // lock: the starter's own check below holds it for an instant (seen in the lab:
+        // a wrapper that gave up at once never ran, on a loaded host).
+        let wrapper = "exec 9>\"$1/lock\"; flock -w 30 9 || exit 75; \
                        bash \"$1/script\" >\"$1/out\" 2>\"$1/err\" </dev/null; \
                        echo $? > \"$1/rc.tmp\"; mv \"$1/rc.tmp\" \"$1/rc\"";
         let unit = format!("dbfleet-run-{}", self.name);
@@ -207,7 +209,7 @@ impl<'a> Run<'a> {
                setsid /bin/bash -c {w} dbfleet-run {d} </dev/null >/dev/null 2>&1 9<&- &\n\
              fi\n\
              i=0; while flock -n {d}/lock true 2>/dev/null && [ ! -f {d}/rc ]; do \
-               i=$((i+1)); [ $i -gt 100 ] && {{ echo 'the run did not start within 10 s' >&2; exit 1; }}; sleep 0.1; done\n",
+               i=$((i+1)); [ $i -gt 300 ] && {{ echo 'the run did not start within 30 s' >&2; exit 1; }}; sleep 0.1; done\n",
             client = self.client,
             w = q(wrapper),
         );
