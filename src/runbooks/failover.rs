@@ -607,6 +607,11 @@ pub struct FailoverPlan {
     /// The inventory's text now, and as the failover leaves it (`new` primary).
     pub before: String,
     pub edited: String,
+    /// How long the liveness checks took ([`confirm_dead`], its waits for a hang's bound
+    /// included), and the primary's silence when they gave their verdict (None without a
+    /// caller's last answer): where a hung primary's failover spends its time.
+    pub confirmed_in: std::time::Duration,
+    pub silent_at_verdict: Option<std::time::Duration>,
 }
 
 /// Plans the failover of the primary `old` of `c`: confirms it dead (from here, the
@@ -626,7 +631,10 @@ pub async fn plan(
 ) -> Result<FailoverPlan, Error> {
     let engine = c.engine;
     let d = c.dialect;
+    let checks = Instant::now();
     let (verdict, old_conn) = confirm_dead(c, old, a.silence).await?;
+    let confirmed_in = checks.elapsed();
+    let silent_at_verdict = a.silence.last_answer.map(|t| t.elapsed());
     let mut replicas: Vec<String> = verdict
         .from_replicas
         .iter()
@@ -882,6 +890,8 @@ pub async fn plan(
         old: old.to_string(),
         before,
         edited,
+        confirmed_in,
+        silent_at_verdict,
     })
 }
 

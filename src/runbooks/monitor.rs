@@ -491,9 +491,9 @@ async fn tick(
                     hang_after: s.hang_after,
                 };
                 match fail_over(engine, cluster, primary, events, silence).await {
-                    Ok((rec, planned_ms)) => {
+                    Ok((rec, before_steps)) => {
                         let text = format!(
-                            "failed over: {} is the primary ({} ms from the decision: checks and plan {planned_ms} ms; {primary} last answered {} ms before the decision)",
+                            "failed over: {} is the primary ({} ms from the decision: {before_steps}; {primary} last answered {} ms before the decision)",
                             rec.to,
                             t0.elapsed().as_millis(),
                             silent_for.as_millis()
@@ -562,7 +562,8 @@ async fn tick(
 /// The failover of `primary`, as `dbfleet failover --auto-approve` runs it, then its record
 /// (the anti-flap record and the inventory copy, adopted at once).
 ///
-/// Returns the record and the milliseconds its checks and plan took (the rest ran steps).
+/// Returns the record and where the time before the steps went: connecting, the checks
+/// (and the primary's silence at their verdict), the plan.
 ///
 /// Errors: the anti-flap window's refusal, [`failover::plan`]'s and the steps' errors.
 async fn fail_over(
@@ -571,7 +572,7 @@ async fn fail_over(
     primary: &str,
     events: &Arc<dyn EventSink>,
     silence: failover::Silence,
-) -> Result<(FailoverRecord, u128), Error> {
+) -> Result<(FailoverRecord, String), Error> {
     let started = Instant::now();
     failover::anti_flap(engine, cluster, primary, false)?;
     let runbook = Runbook::Failover {
@@ -593,9 +594,22 @@ async fn fail_over(
         Some(primary),
     )
     .await;
+    let connected = started.elapsed();
     let result = async {
         let fp = failover::plan(&mut c, primary, &a, runbook).await?;
-        let planned = started.elapsed().as_millis();
+        let total = started.elapsed();
+        let planned = format!(
+            "connections {} ms, checks {} ms{}, plan {} ms",
+            connected.as_millis(),
+            fp.confirmed_in.as_millis(),
+            fp.silent_at_verdict
+                .map(|d| format!(" (verdict at {} ms of silence)", d.as_millis()))
+                .unwrap_or_default(),
+            total
+                .saturating_sub(connected)
+                .saturating_sub(fp.confirmed_in)
+                .as_millis()
+        );
         let secret = failover::replication_secret(&c);
         let out = execute(&c, &fp.plan, secret.as_deref(), &NoConverge, Instant::now()).await?;
         Ok::<_, Error>((fp, out, planned))
