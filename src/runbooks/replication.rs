@@ -182,8 +182,13 @@ async fn seed(
     }
     let seen = match run.wait(events).await {
         Ok(seen) => seen,
+        // `wait` reports no driver (it only renews the lease it holds): read as a lost link.
         Err(Detached::Disconnected(e)) => return Err(attach_hint(&e)),
-        Err(Detached::Driven { .. }) => unreachable!("wait never reports a driver"),
+        Err(Detached::Driven { client_age_s }) => {
+            return Err(attach_hint(&format!(
+                "another dbfleet renewed the seeding run's lease {client_age_s} s ago"
+            )));
+        }
         Err(Detached::Failed(e)) => {
             // The run's own folder says where the old data went (a run started by an
             // earlier command too).
