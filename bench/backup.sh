@@ -46,7 +46,7 @@ else
 fi
 for ((from = 1; from <= rows; from += 65536)); do
   to=$((from + 65535 > rows ? rows : from + 65535))
-  q db1 "INSERT INTO app.bench SELECT $row FROM seq_${from}_to_${to}"
+  q db1 "USE app; INSERT INTO app.bench SELECT $row FROM seq_${from}_to_${to}"
 done
 until [ "$(q db2 "SELECT COUNT(*) FROM app.bench" 2>/dev/null)" = "$rows" ]; do sleep 2; done
 mb=$(on db2 "du -sm /var/lib/mysql/app/bench.ibd | cut -f1")
