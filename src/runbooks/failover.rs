@@ -128,6 +128,9 @@ pub struct Verdict {
     /// It holds its port open, or its process runs, and it answers nobody (issue 29): it
     /// is hung, not dead, and may go on when it thaws.
     pub hung: bool,
+    /// How long each round of checks took, in order (more than one: a hung primary
+    /// watched again until its bound, [`confirm_dead`]).
+    pub rounds: Vec<Duration>,
 }
 
 impl Verdict {
@@ -225,11 +228,13 @@ pub async fn confirm_dead(
     // grows): one attempt, not a refusal and a new attempt a check later.
     const TRIES: usize = 5;
     let mut tried = 0;
+    let mut rounds = Vec::new();
     loop {
         tried += 1;
         let started = Instant::now();
         let ((from_here, conn), (there, proxies)) = tokio::join!(here(), observe(c, primary));
         let cost = started.elapsed();
+        rounds.push(cost);
         match judge(c, primary, from_here, there, proxies, silence) {
             Err(Error::Stalled { .. })
                 if tried < TRIES
@@ -246,7 +251,12 @@ pub async fn confirm_dead(
                 let remaining = silence.hang_after.saturating_sub(at.elapsed());
                 tokio::time::sleep(remaining.saturating_sub(cost) + PAST_BOUND).await;
             }
-            other => return other.map(|v| (v, conn)),
+            other => {
+                return other.map(|mut v| {
+                    v.rounds = rounds;
+                    (v, conn)
+                });
+            }
         }
     }
 }
@@ -379,6 +389,7 @@ fn judge(
         from_replicas,
         from_proxies: proxies,
         hung,
+        rounds: Vec::new(),
     })
 }
 
@@ -612,6 +623,8 @@ pub struct FailoverPlan {
     /// caller's last answer): where a hung primary's failover spends its time.
     pub confirmed_in: std::time::Duration,
     pub silent_at_verdict: Option<std::time::Duration>,
+    /// Each round of checks' own length ([`Verdict::rounds`]).
+    pub check_rounds: Vec<std::time::Duration>,
 }
 
 /// Plans the failover of the primary `old` of `c`: confirms it dead (from here, the
@@ -892,6 +905,7 @@ pub async fn plan(
         edited,
         confirmed_in,
         silent_at_verdict,
+        check_rounds: verdict.rounds.clone(),
     })
 }
 

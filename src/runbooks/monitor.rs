@@ -599,9 +599,14 @@ async fn fail_over(
         let fp = failover::plan(&mut c, primary, &a, runbook).await?;
         let total = started.elapsed();
         let planned = format!(
-            "connections {} ms, checks {} ms{}, plan {} ms",
+            "connections {} ms, checks {} ms (rounds of {} ms){}, plan {} ms",
             connected.as_millis(),
             fp.confirmed_in.as_millis(),
+            fp.check_rounds
+                .iter()
+                .map(|d| d.as_millis().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             fp.silent_at_verdict
                 .map(|d| format!(" (verdict at {} ms of silence)", d.as_millis()))
                 .unwrap_or_default(),
