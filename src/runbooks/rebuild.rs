@@ -159,14 +159,15 @@ async fn restore_physical(
         s.push_str(&format!(
             "{RESTORE_HELPER} {repo} restore {id} \"$w/binlogs\" > /dev/null\n\
              mapfile -t logs < <(find \"$w/binlogs\" -type f -name '*-bin.[0-9]*' | sort)\n\
-             if [ ${{#logs[@]}} -gt 0 ]; then\n\
-             \x20 TZ=UTC mariadb-binlog --start-position=\"$pos\" \"${{logs[@]}}\" | sed -E '/SET @@session\\.server_id=/d' > \"$w/replay.sql\"\n\
+             {after}if [ ${{#logs[@]}} -gt 0 ]; then\n\
+             \x20 binlog_after \"$w/replay.sql\" '/SET @@session\\.server_id=/d' ''\n\
              \x20 echo \"replayed: $(grep -c '^BINLOG' \"$w/replay.sql\" || true) row events\"\n\
              \x20 echo \"last event: $(grep -o '^#[0-9]\\{{6\\}} *[0-9:]*' \"$w/replay.sql\" | tail -n 1)\"\n\
              \x20 mariadb < \"$w/replay.sql\"\n\
              fi\n",
             repo = q(&binlog.map(|b| b.name.clone()).unwrap_or_default()),
             id = q(&l.short_id),
+            after = crate::runbooks::restore::MARIADB_BINLOG_AFTER,
         ));
     }
     // The rebuilt primary's position (physical backups are MariaDB's mariadb-backup).

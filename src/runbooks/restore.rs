@@ -282,7 +282,12 @@ pub fn script(
         s.push_str(&format!(
             "{HELPER} {repo} restore {id} \"$w/binlogs\" > /dev/null\n\
              mapfile -t logs < <(find \"$w/binlogs\" -type f -name '*-bin.[0-9]*' | sort)\n\
-             [ ${{#logs[@]}} -gt 0 ] || {{ echo 'the binlog backup holds no binary log' >&2; exit 1; }}\n",
+             [ ${{#logs[@]}} -gt 0 ] || {{ echo 'the binlog backup holds no binary log' >&2; exit 1; }}\n{}",
+            if d == Dialect::MariaDb {
+                MARIADB_BINLOG_AFTER
+            } else {
+                ""
+            },
             repo = q(&bjob.name),
             id = q(&bsnap.short_id),
         ));
@@ -341,20 +346,61 @@ fn load_dump(d: Dialect) -> String {
 /// dump's position `$pos`, up to `stop` (` --stop-datetime=…` or empty), for the
 /// database `db` (already quoted), with new GTIDs on replay (old ones would break
 /// MariaDB's `gtid_strict_mode`, and MySQL would skip them as already executed: the
-/// primary's history holds them). MariaDB: `--start-position` and the `gtid_seq_no` and
-/// `server_id` lines dropped; MySQL: `--exclude-gtids` and `--skip-gtids`.
+/// primary's history holds them). MariaDB: [`MARIADB_BINLOG_AFTER`] with the `gtid_seq_no`
+/// and `server_id` lines dropped; MySQL: `--exclude-gtids` and `--skip-gtids`.
 fn replay(d: Dialect, stop: &str, db: &str) -> String {
     let reader = d.binlog_reader();
     match d {
         Dialect::MariaDb => format!(
-            "TZ=UTC {reader} --start-position=\"$pos\"{stop} --database={db} \"${{logs[@]}}\" \\\n  \
-             | sed -E '/SET @@session\\.(gtid_seq_no|server_id)=/d' > \"$w/replay.sql\""
+            "binlog_after \"$w/replay.sql\" '/SET @@session\\.(gtid_seq_no|server_id)=/d' {} --database={db}",
+            if stop.is_empty() {
+                "''".to_string()
+            } else {
+                stop.trim_start().to_string()
+            }
         ),
         _ => format!(
             "TZ=UTC {reader} --exclude-gtids=\"$pos\" --skip-gtids{stop} --database={db} \"${{logs[@]}}\" > \"$w/replay.sql\""
         ),
     }
 }
+
+/// Shell that defines `binlog_after FILE EDIT STOP [OPTION…]`: the events of the archived
+/// binary logs `${logs[@]}` that follow the GTID position `$pos`, up to `STOP` (one
+/// `mariadb-binlog` option such as `--stop-datetime=…`, or empty), edited by the `sed -E`
+/// script `EDIT`, into `FILE`; scratch in `$w`. Fails (status 1, the reader's error on
+/// stderr) when the logs cannot be read.
+///
+/// `mariadb-binlog --start-position=GTID` (MariaDB 10.8+) exits with "Binary logs never
+/// reached expected GTID state" when no transaction follows the position in what it read:
+/// a quiet database restored to a time just after its backup, or a binlog archive whose
+/// last run precedes the backup. Nothing then remains to replay; that is checked, not
+/// assumed, by a second read that finds no GTID past the position (per replication
+/// domain; a domain the position lacks is past it), and the replay is empty. A GTID past
+/// the position keeps the error.
+pub(crate) const MARIADB_BINLOG_AFTER: &str = r#"binlog_after() {
+  local file=$1 edit=$2 stop=$3 past; shift 3
+  if TZ=UTC mariadb-binlog --start-position="$pos" ${stop:+"$stop"} "$@" "${logs[@]}" 2> "$w/binlog.err" \
+    | sed -E "$edit" > "$file"; then
+    return 0
+  fi
+  if grep -q 'never reached expected GTID state' "$w/binlog.err"; then
+    past=$({ TZ=UTC mariadb-binlog ${stop:+"$stop"} "${logs[@]}" 2> /dev/null || true; } | awk -v pos="$pos" '
+      BEGIN { n = split(pos, p, ","); for (i = 1; i <= n; i++) { split(p[i], g, "-"); seq[g[1]] = g[3] + 0 } }
+      /^#[0-9]+ .*server id .*end_log_pos .*GTID [0-9]+-[0-9]+-[0-9]+/ {
+        match($0, /GTID [0-9]+-[0-9]+-[0-9]+/); split(substr($0, RSTART + 5, RLENGTH - 5), g, "-")
+        if (!(g[1] in seq) || g[3] + 0 > seq[g[1]]) { print g[1] "-" g[2] "-" g[3]; exit }
+      }')
+    if [ -z "$past" ]; then
+      echo "no transaction in the archived binary logs follows $pos${stop:+ before ${stop#*=}}: nothing to replay"
+      : > "$file"
+      return 0
+    fi
+  fi
+  cat "$w/binlog.err" >&2
+  return 1
+}
+"#;
 
 #[cfg(test)]
 mod tests {
@@ -363,6 +409,114 @@ mod tests {
     fn snap(time: &str, id: &str) -> Snapshot {
         serde_json::from_value(serde_json::json!({"time": time, "short_id": id, "tags": []}))
             .expect("snapshot")
+    }
+
+    /// Runs [`MARIADB_BINLOG_AFTER`] under bash with a scripted `mariadb-binlog` on PATH:
+    /// with `--start-position` it prints `ok` output or fails with `err`; without, it
+    /// prints `log` (the second read). Returns (status, stdout, stderr, the file).
+    fn binlog_after(
+        pos: &str,
+        ok: Option<&str>,
+        err: &str,
+        log: &str,
+    ) -> (i32, String, String, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let fake = d.join("mariadb-binlog");
+        std::fs::write(d.join("ok"), ok.unwrap_or("")).expect("ok");
+        std::fs::write(d.join("err"), err).expect("err");
+        std::fs::write(d.join("log"), log).expect("log");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/bash\nd={}\ncase \"$*\" in\n  *--start-position=*) {} ;;\n  *) cat \"$d/log\" ;;\nesac\n",
+                d.display(),
+                if ok.is_some() { "cat \"$d/ok\"" } else { "cat \"$d/err\" >&2; exit 1" }
+            ),
+        )
+        .expect("fake");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let script = format!(
+            "set -euo pipefail\nw={w}\npos={pos}\nlogs=(a b)\n{MARIADB_BINLOG_AFTER}binlog_after \"$w/out\" '/server_id=/d' --stop-datetime='2026-12-06 13:00:00' --database=app\n",
+            w = d.display()
+        );
+        let o = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    d.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output()
+            .expect("bash");
+        let file = std::fs::read_to_string(d.join("out")).unwrap_or_default();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into(),
+            String::from_utf8_lossy(&o.stderr).into(),
+            file,
+        )
+    }
+
+    const NEVER: &str = "ERROR: Binary logs never reached expected GTID state of 0-1-111\n";
+    fn header(gtid: &str) -> String {
+        format!(
+            "#261206 13:00:00 server id 1  end_log_pos 400 CRC32 0x1a2b3c4d \tGTID {gtid} trans\n"
+        )
+    }
+
+    #[test]
+    fn the_binlogs_after_a_position_are_replayed_edited() {
+        let (code, _, _, file) = binlog_after(
+            "0-1-111",
+            Some("BINLOG 'AAA'\nSET @@session.server_id=1\nCOMMIT\n"),
+            "",
+            "",
+        );
+        assert_eq!(code, 0);
+        assert_eq!(file, "BINLOG 'AAA'\nCOMMIT\n");
+    }
+
+    #[test]
+    fn nothing_logged_after_the_position_is_an_empty_replay_not_a_failure() {
+        let log = format!(
+            "#261206 12:00:00 server id 1  end_log_pos 256 CRC32 0x0 \tGtid list [0-1-100]\n{}{}{}",
+            header("0-1-110"),
+            header("0-1-111"),
+            "INSERT INTO t VALUES ('GTID 0-1-999')\n"
+        );
+        let (code, out, err, file) = binlog_after("0-1-111", None, NEVER, &log);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("nothing to replay"), "{out}");
+        assert_eq!(file, "");
+    }
+
+    #[test]
+    fn a_transaction_past_the_position_keeps_the_readers_error() {
+        for (pos, past) in [
+            ("0-1-111", "0-1-112"),
+            ("0-1-111", "1-1-5"),
+            ("0-1-111,1-2-7", "1-2-8"),
+        ] {
+            let log = format!("{}{}", header("0-1-111"), header(past));
+            let (code, out, err, _) = binlog_after(pos, None, NEVER, &log);
+            assert_eq!(code, 1, "{pos} then {past}: {out}");
+            assert!(err.contains("never reached"), "{err}");
+        }
+        // Another error of the reader is never taken for an empty replay.
+        let (code, _, err, _) = binlog_after(
+            "0-1-111",
+            None,
+            "ERROR: Could not open log file\n",
+            &header("0-1-111"),
+        );
+        assert_eq!(code, 1);
+        assert!(err.contains("Could not open"), "{err}");
     }
 
     #[test]
