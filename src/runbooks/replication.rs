@@ -342,6 +342,11 @@ async fn clone_from_source(replica: &SshHost, r: &ReplicationRes) -> Result<Stri
     Ok(dir)
 }
 
+/// How a host extracts an xbstream into a folder: `mbstream -x` with several writer
+/// threads (`--parallel`). Measured on the lab (a 605 MB random table, issue 26):
+/// `restic dump | mbstream -x` took 4.8 s with one thread, 3.5 s with two or four.
+pub(crate) const EXTRACT: &str = "mbstream -x --parallel=4";
+
 /// 2. The replica pulls a consistent copy from its source host to host and prepares it:
 ///    `ssh` with the fleet's seeding key to the source, whose forced command streams
 ///    mariadb-backup (`templates/seed-source.sh.j2`: one copy at a time per source, under
@@ -365,7 +370,7 @@ pub fn pull_script(r: &ReplicationRes) -> String {
          ssh -i /etc/dbfleet/seed_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes \
          -o UserKnownHostsFile=/etc/dbfleet/seed_known_hosts -o GlobalKnownHostsFile=/dev/null \
          -o StrictHostKeyChecking=yes -o ServerAliveInterval=10 -o ServerAliveCountMax=6 \
-         -p {port} {target} seed | mbstream -x -C /var/lib/mysql\nDBFLEET_SEED\n",
+         -p {port} {target} seed | {EXTRACT} -C /var/lib/mysql\nDBFLEET_SEED\n",
         port = r.source_ssh_port,
         target = q(&format!("{}@{}", r.source_ssh_user, r.source.host)),
     )
@@ -388,14 +393,14 @@ pub fn chain_restore_script(
     let prepare = "mariadb-backup --prepare --target-dir=/var/lib/mysql";
     let failed = "> \"$w/prepare.log\" 2>&1 || { tail -n 5 \"$w/prepare.log\" >&2; exit 1; }";
     let mut s = format!(
-        "{RESTORE_HELPER} {j} dump {id} {path} | mbstream -x -C /var/lib/mysql\n{prepare} {failed}\n",
+        "{RESTORE_HELPER} {j} dump {id} {path} | {EXTRACT} -C /var/lib/mysql\n{prepare} {failed}\n",
         j = q(job),
         id = q(&full.short_id),
         path = q(&format!("/{job}-full.xbstream")),
     );
     for (i, b) in rest.iter().enumerate() {
         s.push_str(&format!(
-            "mkdir -p \"$w/inc{i}\"\n{RESTORE_HELPER} {j} dump {id} {path} | mbstream -x -C \"$w/inc{i}\"\n\
+            "mkdir -p \"$w/inc{i}\"\n{RESTORE_HELPER} {j} dump {id} {path} | {EXTRACT} -C \"$w/inc{i}\"\n\
              {prepare} --incremental-dir=\"$w/inc{i}\" {failed}\n",
             j = q(job),
             id = q(&b.short_id),
