@@ -28,6 +28,10 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
         "replication.yml",
         include_str!("../../playbooks/replication.yml"),
     ),
+    (
+        "semi-sync.yml",
+        include_str!("../../playbooks/semi-sync.yml"),
+    ),
     ("users.yml", include_str!("../../playbooks/users.yml")),
 ];
 

@@ -577,6 +577,14 @@ impl Dialect {
         }
     }
 
+    /// 1 when the primary side of semi-sync is on (an `unless` query of `sql` tasks).
+    pub fn semi_sync_primary_is_on(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "SELECT @@GLOBAL.rpl_semi_sync_master_enabled = 1",
+            _ => "SELECT @@GLOBAL.rpl_semi_sync_source_enabled = 1",
+        }
+    }
+
     /// Blocks every write, SUPER holders' too, and waits for commits in flight (the
     /// switchover's freeze; DESIGN.md, verified on 10.11). Not binlogged on either server.
     pub fn freeze_writes(self) -> &'static str {

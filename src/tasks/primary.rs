@@ -45,9 +45,10 @@ impl PrimaryRes {
     /// read_only, semi-sync and replication status, one client call.
     pub fn probe(&self) -> String {
         format!(
-            "{} -E --force 2>/dev/null <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up, @@GLOBAL.read_only AS read_only;\n{}\n{};\nDBFLEET_SQL\ntrue",
+            "{} -E --force 2>/dev/null <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up, @@GLOBAL.read_only AS read_only;\n{}\n{} AS logged;\n{};\nDBFLEET_SQL\ntrue",
             self.dialect.client(),
             self.dialect.semi_sync_primary_status(),
+            self.dialect.current_position().trim_end_matches(';'),
             self.dialect.show_replica_status()
         )
     }
@@ -100,7 +101,11 @@ impl PrimaryRes {
                     what.push("read_only ON → OFF".to_string());
                 }
                 if self.semi_sync && get("semi_sync_primary") != "1" {
-                    what.push("semi-sync primary side ON".into());
+                    what.push(if get("logged").is_empty() {
+                        "semi-sync primary side ON (once the replicas replicate, if it has logged nothing yet)".into()
+                    } else {
+                        "semi-sync primary side ON".to_string()
+                    });
                 }
                 if !self.semi_sync && get("semi_sync_primary") == "1" {
                     what.push("semi-sync primary side OFF".into());
@@ -142,11 +147,31 @@ impl PrimaryRes {
         writable_sql(self.dialect, self.semi_sync)
     }
 
+    /// The sh script of the task. With semi-sync declared, a server that has logged no
+    /// transaction yet (a new cluster's primary: empty `gtid_binlog_pos` /
+    /// `gtid_executed`) is made writable with the primary side of semi-sync left off:
+    /// no replica replicates from it yet, so dbfleet's own first writes (hardening,
+    /// accounts) would wait for an acknowledgement nobody can give, the whole
+    /// `semi_sync_timeout_ms`, forever with `never` (seen in the lab: the first apply hung
+    /// on `DROP DATABASE test`). `playbooks/semi-sync.yml` switches it on once the
+    /// replicas replicate. A server with a history gets it at once, as before: its
+    /// replicas reconnect on their own, and until one acknowledges, its writes wait.
     pub fn apply_script(&self) -> String {
+        let client = self.dialect.client();
+        let sql = |semi: bool| {
+            format!(
+                "{client} <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\n",
+                writable_sql(self.dialect, semi)
+            )
+        };
+        if !self.semi_sync {
+            return format!("set -eu\n{}", sql(false));
+        }
         format!(
-            "set -eu\n{} <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\n",
-            self.dialect.client(),
-            self.writable_sql()
+            "set -eu\nlogged=$({client} -N -e {})\nif [ -n \"$logged\" ]; then\n{}else\n{}echo 'semi-sync primary side: switched on once the replicas replicate (this server has logged nothing yet)'\nfi\n",
+            crate::tasks::q(self.dialect.current_position()),
+            sql(true),
+            sql(false)
         )
     }
 }
@@ -161,4 +186,66 @@ pub fn writable_sql(d: Dialect, semi_sync: bool) -> String {
         d.set_semi_sync_primary(semi_sync),
         d.set_read_only(false)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the task's script under sh with a scripted `mariadb` on PATH that answers
+    /// `-N -e` with `logged` and records what it is fed on stdin. Returns (stdout, fed).
+    fn run(semi_sync: bool, logged: &str) -> (String, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let fake = d.join("mariadb");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = -N ]; then printf '%s\\n' '{logged}'; else cat >> {}/fed; fi\n",
+                d.display()
+            ),
+        )
+        .expect("fake");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let r = PrimaryRes {
+            dialect: Dialect::MariaDb,
+            semi_sync,
+            cluster: "c".into(),
+            peers: Vec::new(),
+        };
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r.apply_script())
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    d.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output()
+            .expect("sh");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8_lossy(&o.stdout).into(),
+            std::fs::read_to_string(d.join("fed")).unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn a_primary_that_has_logged_nothing_defers_semi_sync_to_its_replicas() {
+        let (out, fed) = run(true, "");
+        assert!(fed.contains("rpl_semi_sync_master_enabled = OFF"), "{fed}");
+        assert!(fed.contains("read_only = OFF"), "{fed}");
+        assert!(out.contains("once the replicas replicate"), "{out}");
+        // A server with a history gets it at once.
+        let (out, fed) = run(true, "0-1-7");
+        assert!(fed.contains("rpl_semi_sync_master_enabled = ON"), "{fed}");
+        assert!(out.is_empty(), "{out}");
+        // Without semi-sync declared, it is switched off whatever the history.
+        let (_, fed) = run(false, "0-1-7");
+        assert!(fed.contains("rpl_semi_sync_master_enabled = OFF"), "{fed}");
+    }
 }

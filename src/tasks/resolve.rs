@@ -101,6 +101,10 @@ struct DbLayout {
     /// they have nothing left to do.
     hardening_sql: String,
     hardening_check: String,
+    /// The primary side of semi-sync switched on, and a query that returns 1 when it is
+    /// (`playbooks/semi-sync.yml`).
+    semi_sync_primary_on: String,
+    semi_sync_primary_check: &'static str,
     /// The option that sizes the redo log ([`Dialect::redo_log_option`]).
     redo_log_option: &'static str,
     /// The logical dump tool, and its options recording the binary log and GTID position
@@ -165,6 +169,8 @@ fn layout(f: Flavor, d: Dialect, version: &str) -> DbLayout {
             start_replica_sql: d.start_replica_sql(),
             hardening_sql,
             hardening_check,
+            semi_sync_primary_on: d.set_semi_sync_primary(true),
+            semi_sync_primary_check: d.semi_sync_primary_is_on(),
         },
         Flavor::Mysql => DbLayout {
             packages: "mysql-server mysql-client",
@@ -201,6 +207,8 @@ fn layout(f: Flavor, d: Dialect, version: &str) -> DbLayout {
             start_replica_sql: d.start_replica_sql(),
             hardening_sql,
             hardening_check,
+            semi_sync_primary_on: d.set_semi_sync_primary(true),
+            semi_sync_primary_check: d.semi_sync_primary_is_on(),
         },
     }
 }
@@ -834,6 +842,11 @@ fn resolve_host<'a>(
                             .filter(|o| o.has(Role::Primary) && o.name != h.name)
                             .map(|o| o.name.clone())
                             .collect(),
+                        "replicas" => inv
+                            .cluster_databases(&h.cluster)
+                            .filter(|o| o.has(Role::Replica) && o.name != h.name)
+                            .map(|o| o.name.clone())
+                            .collect(),
                         other => match other.split_once(':') {
                             Some(("role", r)) => {
                                 let role = Role::parse(r).ok_or_else(|| {
@@ -849,7 +862,7 @@ fn resolve_host<'a>(
                             _ => {
                                 return Err(ctxerr(
                                     format!(
-                                        "needs.on `{other}` is not source, primary, role:NAME or host:NAME"
+                                        "needs.on `{other}` is not source, primary, replicas, role:NAME or host:NAME"
                                     ),
                                     None,
                                 ));
