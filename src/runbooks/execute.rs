@@ -4,9 +4,10 @@
 //! them at once (stopping every replica's IO thread is on the failover's critical path),
 //! and the steps of a group ([`Step::with_previous`]) start together.
 //!
-//! A required step that fails ends the runbook: the error says what ran before it (or that
-//! nothing was changed). A step that is not required records its failure and the runbook
-//! goes on; the caller gets the failures in [`Outcome::problems`].
+//! A required step that fails ends the runbook: the error says which steps ran before it
+//! (a failed script step may itself have done part of its work). A step that is not
+//! required records its failure and the runbook goes on; the caller gets the failures in
+//! [`Outcome::problems`].
 
 use std::time::Instant;
 
@@ -114,7 +115,12 @@ pub async fn execute(
                 .map(|j| (j + 1).to_string())
                 .collect();
             let so_far = match (changed, with.is_empty()) {
-                (false, true) => "nothing was changed".to_string(),
+                // A script step may have done part of its work before it failed (a
+                // restore that loaded its dump, then failed to replay): only the other
+                // steps are known not to have run.
+                (false, true) => {
+                    "no other step ran (this one may have done part of its work: above)".to_string()
+                }
                 (true, true) => format!(
                     "steps 1–{i} of {} ran (above), the rest did not",
                     plan.steps.len()
@@ -198,7 +204,7 @@ async fn run_step(
                     return Err(format!(
                         "{what} on {h} failed (exit {}): {}",
                         o.code,
-                        o.stderr.trim()
+                        super::stderr_tail(&o.stderr)
                     ));
                 }
                 out.outputs.push((h.clone(), o.stdout));

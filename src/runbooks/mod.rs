@@ -27,6 +27,21 @@ use crate::tasks::Resource;
 use crate::tasks::replication::ReplicationRes;
 use crate::transport::{SshHost, Transport};
 
+/// The end of a failed script's stderr for an error message: its last four non-empty
+/// lines, each cut at 300 characters, joined by ` | `, `… | ` first when lines were left
+/// out. A server's client echoes the statement that failed, and a replayed binary log's
+/// statement is megabytes of base64 (seen in bench/backup.sh): the cause is the last line.
+pub(crate) fn stderr_tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let from = lines.len().saturating_sub(4);
+    let cut = |l: &str| match l.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &l[..i]),
+        None => l.to_string(),
+    };
+    let tail: Vec<String> = lines[from..].iter().map(|l| cut(l.trim_end())).collect();
+    format!("{}{}", if from > 0 { "… | " } else { "" }, tail.join(" | "))
+}
+
 /// Refuses a topology runbook (`verb`: "switchover", "failover", "rejoin", "restore",
 /// "rebuild") on a dialect where the runbooks are not proven on real hosts
 /// ([`Dialect::runbooks_proven`]: MySQL 8.0). Called before any host is contacted.
@@ -274,5 +289,27 @@ pub(crate) mod testing {
              {}: 0\n Gtid_IO_Pos: {received}\n Last_SQL_Error: \n",
             f.source_host, f.io_running, f.sql_running, f.seconds_behind
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failed_scripts_error_keeps_the_last_lines_of_its_stderr_only() {
+        let statement = format!("BINLOG '\n{}'\n", "QUJD".repeat(100).repeat(3) + "\n");
+        let err = format!(
+            "--------------\n{}{}--------------\n\nERROR 2006 (HY000) at line 5309: Server has gone away\n",
+            statement,
+            "AAAA\n".repeat(5000)
+        );
+        let t = super::stderr_tail(&err);
+        assert!(t.starts_with("… | "), "{t}");
+        assert!(
+            t.ends_with("ERROR 2006 (HY000) at line 5309: Server has gone away"),
+            "{t}"
+        );
+        assert!(t.len() < 400, "{t}");
+        assert_eq!(super::stderr_tail("one\n\ntwo\n"), "one | two");
+        assert!(super::stderr_tail(&"x".repeat(1000)).ends_with("x…"));
     }
 }

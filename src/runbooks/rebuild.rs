@@ -44,7 +44,7 @@ pub(crate) async fn run(host: &SshHost, what: &str, script: &str) -> Result<Stri
             "{what} on {} failed (exit {}): {}",
             host.name,
             o.code,
-            o.stderr.trim()
+            super::stderr_tail(&o.stderr)
         )));
     }
     Ok(o.stdout)
@@ -159,15 +159,17 @@ async fn restore_physical(
         s.push_str(&format!(
             "{RESTORE_HELPER} {repo} restore {id} \"$w/binlogs\" > /dev/null\n\
              mapfile -t logs < <(find \"$w/binlogs\" -type f -name '*-bin.[0-9]*' | sort)\n\
-             {after}if [ ${{#logs[@]}} -gt 0 ]; then\n\
+             {after}if [ ${{#logs[@]}} -gt 0 ]; then\n{packet}\
              \x20 binlog_after \"$w/replay.sql\" '/SET @@session\\.server_id=/d' ''\n\
              \x20 echo \"replayed: $(grep -c '^BINLOG' \"$w/replay.sql\" || true) row events\"\n\
              \x20 echo \"last event: $(grep -o '^#[0-9]\\{{6\\}} *[0-9:]*' \"$w/replay.sql\" | tail -n 1)\"\n\
-             \x20 mariadb < \"$w/replay.sql\"\n\
+             \x20 mariadb --max-allowed-packet={bytes} < \"$w/replay.sql\"\n\
              fi\n",
             repo = q(&binlog.map(|b| b.name.clone()).unwrap_or_default()),
             id = q(&l.short_id),
             after = crate::runbooks::restore::MARIADB_BINLOG_AFTER,
+            packet = crate::runbooks::restore::packet_limit_raised("mariadb"),
+            bytes = crate::sql::REPLAY_PACKET_BYTES,
         ));
     }
     // The rebuilt primary's position (physical backups are MariaDB's mariadb-backup).

@@ -37,12 +37,11 @@ async fn run_script(host: &SshHost, what: &str, script: &str) -> Result<String, 
         .await
         .map_err(|e| format!("{what} on {}: {e}", host.name))?;
     if o.code != 0 {
-        let tail: Vec<&str> = o.stderr.trim().lines().rev().take(4).collect();
         return Err(format!(
             "{what} on {} failed (exit {}): {}",
             host.name,
             o.code,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            super::stderr_tail(&o.stderr)
         ));
     }
     Ok(o.stdout)

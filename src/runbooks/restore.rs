@@ -23,7 +23,7 @@ use crate::backup::Job;
 use crate::backup::snapshot::Snapshot;
 use crate::error::Error;
 use crate::plan::runbook::{Action, Runbook, RunbookPlan};
-use crate::sql::Dialect;
+use crate::sql::{Dialect, REPLAY_PACKET_BYTES};
 use crate::tasks::q;
 use crate::transport::SshHost;
 
@@ -284,10 +284,10 @@ pub fn script(
              mapfile -t logs < <(find \"$w/binlogs\" -type f -name '*-bin.[0-9]*' | sort)\n\
              [ ${{#logs[@]}} -gt 0 ] || {{ echo 'the binlog backup holds no binary log' >&2; exit 1; }}\n{}",
             if d == Dialect::MariaDb {
-                MARIADB_BINLOG_AFTER
+                MARIADB_BINLOG_AFTER.to_string()
             } else {
-                ""
-            },
+                String::new()
+            } + &packet_limit_raised(client),
             repo = q(&bjob.name),
             id = q(&bsnap.short_id),
         ));
@@ -295,7 +295,7 @@ pub fn script(
             s.push_str(&format!(
                 "{}\n\
                  echo \"{name}: $(grep -c '^BINLOG' \"$w/replay.sql\" || true) row events replayed\"\n\
-                 {client} < \"$w/replay.sql\"\n",
+                 {client} --max-allowed-packet={REPLAY_PACKET_BYTES} < \"$w/replay.sql\"\n",
                 replay(d, &stop, &q(db)),
                 name = db,
             ));
@@ -363,6 +363,22 @@ fn replay(d: Dialect, stop: &str, db: &str) -> String {
             "TZ=UTC {reader} --exclude-gtids=\"$pos\" --skip-gtids{stop} --database={db} \"${{logs[@]}}\" > \"$w/replay.sql\""
         ),
     }
+}
+
+/// Shell (bash, `set -e`, `$w` a scratch folder) that raises the server's packet limit to
+/// [`crate::sql::REPLAY_PACKET_BYTES`] for the replay and puts the old value back when the
+/// script exits, whatever its end (an `EXIT` trap that also removes `$w`). The replay's
+/// client is started after it, with `--max-allowed-packet` of the same size.
+pub(crate) fn packet_limit_raised(client: &str) -> String {
+    use crate::sql::{PACKET_LIMIT_QUERY, REPLAY_PACKET_BYTES, set_packet_limit};
+    format!(
+        "packet=$({client} -N -e {query})\n\
+         trap '{client} -e \"{set}\" || true; rm -rf \"$w\"' EXIT\n\
+         {client} -e {raise}\n",
+        query = q(PACKET_LIMIT_QUERY),
+        set = set_packet_limit("$packet"),
+        raise = q(&set_packet_limit(REPLAY_PACKET_BYTES)),
+    )
 }
 
 /// Shell that defines `binlog_after FILE EDIT STOP [OPTION…]`: the events of the archived

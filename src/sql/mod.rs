@@ -705,6 +705,20 @@ impl Dialect {
     }
 }
 
+/// The largest statement a replay of binary logs may need, in bytes: 1 GiB, the maximum
+/// of `max_allowed_packet` (MariaDB KB and MySQL manual, "max_allowed_packet"). A row
+/// event group is replayed as one `BINLOG '…'` statement, base64, about 4/3 of the
+/// transaction's row images: a 10,000-row update of 1 KB rows is over MariaDB's default
+/// 16 MiB, and the client then fails "Server has gone away" (seen in bench/backup.sh).
+pub const REPLAY_PACKET_BYTES: u64 = 1_073_741_824;
+
+/// The server's packet limit (`SELECT`), and the statement that sets it. Global only: a
+/// session takes the global value when it connects, and cannot raise its own.
+pub const PACKET_LIMIT_QUERY: &str = "SELECT @@GLOBAL.max_allowed_packet";
+pub fn set_packet_limit(bytes: impl std::fmt::Display) -> String {
+    format!("SET GLOBAL max_allowed_packet = {bytes}")
+}
+
 /// The JSON attribute key of [`password_digest`] on an account.
 pub const PASSWORD_DIGEST_ATTRIBUTE: &str = "dbfleet_password_digest";
 

@@ -323,12 +323,24 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
     let _lab = converged();
     // 100 rows, then the logical backup (on db2), then 50 more rows.
     fresh_table("pitr", "before the backup", 100);
+    sql(
+        "db1",
+        "DROP TABLE IF EXISTS app.pitr_big; CREATE TABLE app.pitr_big (id INT PRIMARY KEY, pad VARBINARY(1000))",
+    );
     let b = dbfleet(&["backup", "run", "app-logical"]);
     assert_eq!(b.code, 0, "{}", b.all());
     sql(
         "db1",
         "USE app; INSERT INTO app.pitr SELECT seq, 'after the backup' FROM seq_101_to_150",
     );
+    // One transaction of 20 MB of rows: replayed as one BINLOG statement of about 27 MB,
+    // over the server's default packet limit (16 MiB); the restore raises it.
+    sql(
+        "db1",
+        "USE app; INSERT INTO app.pitr_big SELECT seq, RANDOM_BYTES(1000) FROM seq_1_to_20000",
+    );
+    let big_sum = sql("db1", "CHECKSUM TABLE app.pitr_big");
+    let packet = sql("db1", "SELECT @@GLOBAL.max_allowed_packet");
     // The time to restore to, whole seconds apart from what comes before and after it.
     std::thread::sleep(Duration::from_millis(2100));
     let to = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
@@ -410,6 +422,12 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
             "SELECT COUNT(*) FROM app.pitr WHERE v = 'after the backup'"
         ),
         "50"
+    );
+    assert_eq!(sql("db1", "CHECKSUM TABLE app.pitr_big"), big_sum);
+    assert_eq!(
+        sql("db1", "SELECT @@GLOBAL.max_allowed_packet"),
+        packet,
+        "the packet limit is put back"
     );
     assert_eq!(
         sql("db3", "CHECKSUM TABLE app.pitr"),
