@@ -163,13 +163,14 @@ async fn restore_physical(
              \x20 binlog_after \"$w/replay.sql\" '/SET @@session\\.server_id=/d' ''\n\
              \x20 echo \"replayed: $(grep -c '^BINLOG' \"$w/replay.sql\" || true) row events\"\n\
              \x20 echo \"last event: $(grep -o '^#[0-9]\\{{6\\}} *[0-9:]*' \"$w/replay.sql\" | tail -n 1)\"\n\
-             \x20 mariadb --max-allowed-packet={bytes} < \"$w/replay.sql\"\n\
+             \x20 {{ echo {unannotated}; cat \"$w/replay.sql\"; }} | mariadb --max-allowed-packet={bytes}\n\
              fi\n",
             repo = q(&binlog.map(|b| b.name.clone()).unwrap_or_default()),
             id = q(&l.short_id),
             after = crate::runbooks::restore::MARIADB_BINLOG_AFTER,
             packet = crate::runbooks::restore::packet_limit_raised("mariadb"),
             bytes = crate::sql::REPLAY_PACKET_BYTES,
+            unannotated = q(crate::sql::Dialect::MariaDb.unannotated_session()),
         ));
     }
     // The rebuilt primary's position (physical backups are MariaDB's mariadb-backup).

@@ -295,8 +295,9 @@ pub fn script(
             s.push_str(&format!(
                 "{}\n\
                  echo \"{name}: $(grep -c '^BINLOG' \"$w/replay.sql\" || true) row events replayed\"\n\
-                 {client} --max-allowed-packet={REPLAY_PACKET_BYTES} < \"$w/replay.sql\"\n",
+                 {{ echo {unannotated}; cat \"$w/replay.sql\"; }} | {client} --max-allowed-packet={REPLAY_PACKET_BYTES}\n",
                 replay(d, &stop, &q(db)),
+                unannotated = q(d.unannotated_session()),
                 name = db,
             ));
         }
