@@ -148,8 +148,8 @@ impl PrimaryRes {
     }
 
     /// The sh script of the task. With semi-sync declared, a server that has logged no
-    /// transaction yet (a new cluster's primary: empty `gtid_binlog_pos` /
-    /// `gtid_executed`) is made writable with the primary side of semi-sync left off:
+    /// transaction yet (a new cluster's primary: an empty GTID position,
+    /// [`Dialect::current_position`]) is made writable with the primary side of semi-sync left off:
     /// no replica replicates from it yet, so dbfleet's own first writes (hardening,
     /// accounts) would wait for an acknowledgement nobody can give, the whole
     /// `semi_sync_timeout_ms`, forever with `never` (seen in the lab: the first apply hung
