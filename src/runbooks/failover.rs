@@ -197,7 +197,7 @@ pub(crate) fn cluster_of(engine: &Engine, want: Option<&str>) -> Result<(String,
 /// `silence`: when the caller last had an answer from it (the monitor's; none for an
 /// operator's `failover`), held against its bound when it is hung.
 ///
-/// Errors: [`judge`]'s.
+/// Errors: those of `judge` (below): [`Error::Refused`], [`Error::Stalled`].
 pub async fn confirm_dead(
     c: &Cluster<'_>,
     primary: &str,
