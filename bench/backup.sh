@@ -57,6 +57,17 @@ mb=$(on db2 "du -sm /var/lib/mysql/app/bench.ibd | cut -f1")
 echo "dataset: app.bench ($DATASET), ${mb} MB on db2 (db2's whole data folder: $(on db2 "du -sm /var/lib/mysql | cut -f1") MB with logs)"
 sum=$(q db1 "CHECKSUM TABLE app.bench")
 
+# Changes the rows matching WHERE on db1 (random: new random bytes; mixed: the status
+# STATUS and the amount up by one) and records the table's new checksum in `sum`.
+change_rows() { # WHERE STATUS
+  if [ "$DATASET" = random ]; then
+    q db1 "UPDATE app.bench SET pad = RANDOM_BYTES(1000) WHERE $1"
+  else
+    q db1 "UPDATE app.bench SET status = '$2', amount = amount + 1 WHERE $1"
+  fi
+  sum=$(q db1 "CHECKSUM TABLE app.bench")
+}
+
 floor_rate=
 report() { # name start end [notes]
   local s r; s=$(secs "$2" "$3"); r=$(awk -v m="$mb" -v s="$s" 'BEGIN { printf "%.1f", m / s }')
@@ -86,12 +97,7 @@ if want physical; then
 fi
 if want incremental; then
   # 5 % of the rows changed (every 20th), replicated to db2, then the incremental.
-  if [ "$DATASET" = random ]; then
-    q db1 "UPDATE app.bench SET pad = RANDOM_BYTES(1000) WHERE id % 20 = 0"
-  else
-    q db1 "UPDATE app.bench SET status = 'refunded', amount = amount + 1 WHERE id % 20 = 0"
-  fi
-  sum=$(q db1 "CHECKSUM TABLE app.bench")
+  change_rows "id % 20 = 0" refunded
   until [ "$(q db2 "CHECKSUM TABLE app.bench")" = "$sum" ]; do sleep 1; done
   t0=$(now); D backup run app-physical --mode incremental > /dev/null; t1=$(now)
   report incremental "$t0" "$t1" "$(job_mb app-physical)"
@@ -108,12 +114,7 @@ if want pitr; then
   # Point in time: the newest dump, then the binary logs archived after it (1 % of the
   # rows changed after the dump), to a time before the binlog job's run (the archive
   # holds what was logged before its run began).
-  if [ "$DATASET" = random ]; then
-    q db1 "UPDATE app.bench SET pad = RANDOM_BYTES(1000) WHERE id % 100 = 1"
-  else
-    q db1 "UPDATE app.bench SET status = 'disputed' WHERE id % 100 = 1"
-  fi
-  sum=$(q db1 "CHECKSUM TABLE app.bench")
+  change_rows "id % 100 = 1" disputed
   sleep 1
   to=$(date -u '+%Y-%m-%d %H:%M:%S')
   sleep 2

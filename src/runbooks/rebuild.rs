@@ -168,7 +168,7 @@ async fn restore_physical(
             repo = q(&binlog.map(|b| b.name.clone()).unwrap_or_default()),
             id = q(&l.short_id),
             after = crate::runbooks::restore::MARIADB_BINLOG_AFTER,
-            packet = crate::runbooks::restore::packet_limit_raised("mariadb"),
+            packet = crate::runbooks::restore::packet_limit_raised(crate::sql::Dialect::MariaDb.client()),
             bytes = crate::sql::REPLAY_PACKET_BYTES,
             unannotated = q(crate::sql::Dialect::MariaDb.unannotated_session()),
         ));

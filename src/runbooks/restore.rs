@@ -437,46 +437,29 @@ mod tests {
         err: &str,
         log: &str,
     ) -> (i32, String, String, String) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        let fake = d.join("mariadb-binlog");
-        std::fs::write(d.join("ok"), ok.unwrap_or("")).expect("ok");
-        std::fs::write(d.join("err"), err).expect("err");
-        std::fs::write(d.join("log"), log).expect("log");
-        std::fs::write(
-            &fake,
-            format!(
-                "#!/bin/bash\nd={}\ncase \"$*\" in\n  *--start-position=*) {} ;;\n  *) cat \"$d/log\" ;;\nesac\n",
-                d.display(),
-                if ok.is_some() { "cat \"$d/ok\"" } else { "cat \"$d/err\" >&2; exit 1" }
+        let start = if ok.is_some() {
+            "cat \"$FAKE_DIR/ok\""
+        } else {
+            "cat \"$FAKE_DIR/err\" >&2; exit 1"
+        };
+        let sb = crate::tasks::sandbox::Sandbox::new(
+            "mariadb-binlog",
+            &format!(
+                "case \"$*\" in\n  *--start-position=*) {start} ;;\n  *) cat \"$FAKE_DIR/log\" ;;\nesac\n"
             ),
-        )
-        .expect("fake");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let script = format!(
-            "set -euo pipefail\nw={w}\npos={pos}\nlogs=(a b)\n{MARIADB_BINLOG_AFTER}binlog_after \"$w/out\" '/server_id=/d' --stop-datetime='2026-12-06 13:00:00' --database=app\n",
-            w = d.display()
         );
-        let o = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    d.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .output()
-            .expect("bash");
-        let file = std::fs::read_to_string(d.join("out")).unwrap_or_default();
+        for (name, text) in [("ok", ok.unwrap_or("")), ("err", err), ("log", log)] {
+            std::fs::write(sb.path(name), text).expect("answer");
+        }
+        let script = format!(
+            "set -euo pipefail\nw=\"$FAKE_DIR\"\npos={pos}\nlogs=(a b)\n{MARIADB_BINLOG_AFTER}binlog_after \"$w/out\" '/server_id=/d' --stop-datetime='2026-12-06 13:00:00' --database=app\n",
+        );
+        let o = sb.run("bash", &script);
         (
             o.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&o.stdout).into(),
             String::from_utf8_lossy(&o.stderr).into(),
-            file,
+            sb.read("out"),
         )
     }
 

@@ -16,6 +16,8 @@ pub mod package;
 pub mod primary;
 pub mod replication;
 pub mod resolve;
+#[cfg(test)]
+pub(crate) mod sandbox;
 pub mod service;
 pub mod sysctl;
 

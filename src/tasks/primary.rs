@@ -195,43 +195,21 @@ mod tests {
     /// Runs the task's script under sh with a scripted `mariadb` on PATH that answers
     /// `-N -e` with `logged` and records what it is fed on stdin. Returns (stdout, fed).
     fn run(semi_sync: bool, logged: &str) -> (String, String) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        let fake = d.join("mariadb");
-        std::fs::write(
-            &fake,
-            format!(
-                "#!/bin/sh\nif [ \"$1\" = -N ]; then printf '%s\\n' '{logged}'; else cat >> {}/fed; fi\n",
-                d.display()
+        let sb = crate::tasks::sandbox::Sandbox::new(
+            "mariadb",
+            &format!(
+                "if [ \"$1\" = -N ]; then printf '%s\\n' '{logged}'; else cat >> \"$FAKE_DIR/fed\"; fi\n"
             ),
-        )
-        .expect("fake");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        );
         let r = PrimaryRes {
             dialect: Dialect::MariaDb,
             semi_sync,
             cluster: "c".into(),
             peers: Vec::new(),
         };
-        let o = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(r.apply_script())
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    d.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .output()
-            .expect("sh");
+        let o = sb.run("sh", &r.apply_script());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        (
-            String::from_utf8_lossy(&o.stdout).into(),
-            std::fs::read_to_string(d.join("fed")).unwrap_or_default(),
-        )
+        (String::from_utf8_lossy(&o.stdout).into(), sb.read("fed"))
     }
 
     #[test]
