@@ -143,10 +143,16 @@ impl Server {
         self.on(host, &format!("{} -N -B -e \"{query}\"", self.server))
     }
 
+    /// Waits up to 30 s for `query` on `host` to return `want`; an error (a table not
+    /// replicated yet: seen in CI, db3 a moment behind db2) counts as not yet.
     fn eventually(&self, host: &str, query: &str, want: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let got = self.sql(host, query);
+            let got = try_exec_in(
+                &self.container(host),
+                &format!("{} -N -B -e \"{query}\"", self.server),
+            )
+            .unwrap_or_else(|e| e);
             if got == want {
                 return;
             }
@@ -1097,8 +1103,9 @@ fn mariadb_11_8_on_debian_13_seeds_and_rebuilds_a_1_gib_replica_host_to_host_not
         }
         let throttle = throttled.then(|| {
             let t = Throttle::new(&dev, 10);
-            // The throttle holds: 3 MB sent to db1 over SSH take over 1.5 s (2.4 s at
-            // 10 Mbit/s; tens of milliseconds without it).
+            // The throttle holds: 3 MB sent to db1 over SSH take over 1 s (2.4 s at an
+            // exact 10 Mbit/s; nftables' byte limit lets bursts through, 1.49 s seen in
+            // CI; tens of milliseconds without it).
             let t0 = Instant::now();
             let o = Command::new("sh")
                 .arg("-c")
@@ -1111,7 +1118,7 @@ fn mariadb_11_8_on_debian_13_seeds_and_rebuilds_a_1_gib_replica_host_to_host_not
                 .expect("ssh");
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
             let took = t0.elapsed().as_secs_f64();
-            assert!(took > 1.5, "3 MB crossed the throttled link in {took:.2} s");
+            assert!(took > 1.0, "3 MB crossed the throttled link in {took:.2} s");
             t
         });
         let (bytes0, t0) = (operator_bytes(&dev), Instant::now());

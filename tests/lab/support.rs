@@ -114,16 +114,23 @@ pub fn on(host: &str, cmd: &str) -> String {
 /// Runs `sh -c cmd` in `container`, a host of any lab (`lab-db1`, `lab13-db1`), bounded;
 /// its standard output, trimmed.
 pub fn exec_in(container: &str, cmd: &str) -> String {
+    try_exec_in(container, cmd).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `exec_in` that returns a failure as `Err(message)` instead of panicking: for checks
+/// that wait for a state in which the command succeeds (a replicated table, say).
+pub fn try_exec_in(container: &str, cmd: &str) -> Result<String, String> {
     let o = bounded(EXEC_LIMIT_S, "docker")
         .args(["exec", container, "sh", "-c", cmd])
         .output()
         .expect("docker exec");
-    assert!(
-        o.status.success(),
-        "in {container}: `{cmd}` failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    if !o.status.success() {
+        return Err(format!(
+            "in {container}: `{cmd}` failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 pub fn sql(host: &str, query: &str) -> String {
@@ -264,11 +271,16 @@ pub fn slave_status(host: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Waits up to 20 s for `query` on `host` to return `want`.
+/// Waits up to 20 s for `query` on `host` to return `want`; an error (a table not
+/// replicated yet) counts as not yet.
 pub fn eventually(host: &str, query: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got = sql(host, query);
+        let got = try_exec_in(
+            &format!("lab-{host}"),
+            &format!("mariadb -N -B -e \"{query}\""),
+        )
+        .unwrap_or_else(|e| e);
         if got == want {
             return;
         }
