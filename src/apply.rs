@@ -541,6 +541,9 @@ async fn primary(
     match p.mode(&facts) {
         None => Ok(()),
         Some(Mode::Foreign(a)) => Err(format!("{host} replicates from {a}, outside its cluster")),
+        Some(Mode::Restoring) => Err(format!(
+            "a point-in-time restore runs on {host}: it stays read-only until the restore's last step (`dbfleet restore {host}` attaches to it)"
+        )),
         Some(Mode::MakeWritable) => {
             let o = conn
                 .run(&crate::tasks::locked(true, &p.apply_script()))

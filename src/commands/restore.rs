@@ -55,7 +55,7 @@ pub fn run(
                 .map(Some)
                 .map_err(|e| {
                     Error::Refused(format!(
-                        "restore on {host} failed; {host} stays read-only: {e}"
+                        "restore on {host} did not end here; {host} stays read-only until it ends well: {e}"
                     ))
                 })
         }

@@ -86,6 +86,16 @@ pub enum Action {
     Sql { statements: String },
     /// A bash script on each host (stdin).
     Script { script: String },
+    /// A bash script on each host as a detached run (`crate::runbooks::detached`): it
+    /// outlives this dbfleet, and the same command started again attaches to it. `script:
+    /// None` attaches to the run in progress; `request` is what the run does, kept in its
+    /// folder, so that a command asking for something else is refused while it runs.
+    Detached {
+        run: DetachedRun,
+        request: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        script: Option<String>,
+    },
     /// HAProxy runtime API commands on each proxy host, in one connection; with
     /// `primary_address`, the readers' check file first names the new primary.
     ProxyRuntime {
@@ -122,6 +132,30 @@ pub enum Action {
     /// seeds their replication from the cluster's physical backups (otherwise apply seeds
     /// them from their source: a streamed copy on MariaDB, CLONE on MySQL).
     Converge { seed_from_backup: bool },
+}
+
+/// The detached runs a runbook's plan starts or attaches to ([`Action::Detached`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetachedRun {
+    /// A point-in-time restore on a primary.
+    Restore,
+}
+
+impl DetachedRun {
+    /// The run's folder name under `crate::tasks::RUNS_DIR`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DetachedRun::Restore => crate::tasks::RESTORE_RUN,
+        }
+    }
+
+    /// The folder whose size is the run's progress.
+    pub fn target(self) -> &'static str {
+        match self {
+            DetachedRun::Restore => crate::tasks::RESTORE_WORK,
+        }
+    }
 }
 
 /// A runbook's plan: the request, what was observed, and the steps in run order.

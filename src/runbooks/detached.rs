@@ -1,6 +1,6 @@
 //! Detached runs (issue 26): a long step that must outlive the operator's session (a
-//! replica's data copy: seeding, rebuild) runs on its host under a supervisor, not under
-//! the SSH session that started it. A laptop that sleeps, a VPN that drops or a killed
+//! replica's data copy: seeding, rebuild; a point-in-time restore on a primary) runs on
+//! its host under a supervisor, not under the SSH session that started it. A laptop that sleeps, a VPN that drops or a killed
 //! `dbfleet` leaves the copy going; the same command started again attaches to it.
 //!
 //! On the host, one folder per run, `/var/lib/dbfleet/runs/NAME/` (root only):
@@ -320,6 +320,18 @@ impl<'a> Run<'a> {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// The run's standard output (`out`), whole: what its script printed for the report.
+    ///
+    /// Errors: the transport's, as text.
+    pub async fn output(&self) -> Result<String, String> {
+        let o = self
+            .host
+            .run(&format!("cat {}/out 2>/dev/null; true\n", q(&self.dir())))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(o.stdout)
     }
 
     /// Removes the run's folder (its step is finished or undone).

@@ -149,6 +149,86 @@ pub async fn execute(
     Ok(out)
 }
 
+/// Starts `script` as the detached run `kind` on `host` (`None`: attaches to the run in
+/// progress), waits for it with progress events, and returns its standard output. The
+/// run's folder is removed once its end is reported, failed or not: the error carries the
+/// end of its stderr, and the next command plans afresh.
+///
+/// Errors, as text: a run already there when starting one, none when attaching, another
+/// `dbfleet` driving it, a run asked for something else than `request`, its failure, or
+/// the host lost (the run goes on: the message says how to attach again).
+async fn detached(
+    c: &Cluster<'_>,
+    host: &dyn crate::transport::Transport,
+    kind: crate::plan::runbook::DetachedRun,
+    request: &str,
+    script: Option<&str>,
+    what: &str,
+) -> Result<String, String> {
+    use super::detached::{Detached, Run, State};
+    let name = host.name().to_string();
+    let run = Run::new(host, kind.name(), what.to_string(), kind.target(), None);
+    let goes_on = |e: &str| {
+        format!("{e}; the run goes on on {name}: the same command started again attaches to it")
+    };
+    let state = run.state(false).await.map_err(|e| goes_on(&e))?;
+    match (script, &state) {
+        (Some(script), State::None) => run
+            .start(script, None, &[("request", request)])
+            .await
+            .map_err(|e| goes_on(&e))?,
+        (Some(_), _) => {
+            return Err(format!(
+                "a {} run is on {name} already (it started after this plan was made): plan again to attach to it",
+                kind.name()
+            ));
+        }
+        (None, State::None) => {
+            return Err(format!(
+                "no {} run is on {name} any more (it ended and its result was reported): plan again",
+                kind.name()
+            ));
+        }
+        (None, State::Running(seen) | State::Finished { seen, .. } | State::Lost(seen)) => {
+            if let Some(theirs) = seen.kept("request")
+                && theirs != request
+            {
+                return Err(format!(
+                    "the {} run on {name} does `{theirs}`, not `{request}`: wait for it to end",
+                    kind.name()
+                ));
+            }
+            run.take_over().await.map_err(|e| match e {
+                Detached::Driven { client_age_s } => format!(
+                    "another dbfleet drives the {} run on {name} (it renewed its lease {client_age_s} s ago): refused, nothing started; wait for it to end",
+                    kind.name()
+                ),
+                Detached::Disconnected(e) | Detached::Failed(e) => goes_on(&e),
+            })?;
+        }
+    }
+    match run.wait(c.events.as_ref()).await {
+        Ok(_) => {
+            let output = run.output().await.map_err(|e| goes_on(&e))?;
+            run.clear().await.map_err(|e| {
+                format!(
+                    "the {} run on {name} succeeded, but its folder could not be removed: {e}",
+                    kind.name()
+                )
+            })?;
+            Ok(output)
+        }
+        Err(Detached::Failed(e)) => {
+            let _ = run.clear().await;
+            Err(e)
+        }
+        Err(Detached::Disconnected(e)) => Err(goes_on(&e)),
+        Err(Detached::Driven { client_age_s }) => Err(goes_on(&format!(
+            "another dbfleet renewed the run's lease {client_age_s} s ago"
+        ))),
+    }
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
@@ -208,6 +288,23 @@ async fn run_step(
                     ));
                 }
                 out.outputs.push((h.clone(), o.stdout));
+            }
+            Ok(())
+        }
+        Action::Detached {
+            run,
+            request,
+            script,
+        } => {
+            for h in &step.hosts {
+                let conn = c
+                    .conns
+                    .get(h)
+                    .ok_or_else(|| format!("{h} is not reachable over SSH"))?;
+                let output = detached(c, conn.as_ref(), *run, request, script.as_deref(), what)
+                    .await
+                    .map_err(|e| format!("{what} on {h}: {e}"))?;
+                out.outputs.push((h.clone(), output));
             }
             Ok(())
         }

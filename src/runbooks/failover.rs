@@ -743,8 +743,11 @@ pub async fn plan(
             true,
         );
     }
+    // Whether the hung server's process is killed over SSH before the IO threads stop.
+    let mut killed_first = false;
     if let Some(conn) = old_conn {
         if verdict.from_here == Here::Hung {
+            killed_first = true;
             // A hung server answers no shutdown request, and its init script would wait
             // on it: killed, so it cannot go on writable when it thaws. Its wrapper first,
             // or it starts the server again. A SIGKILL ends a stopped process too; the
@@ -782,11 +785,19 @@ pub async fn plan(
     // The replicas' IO threads keep reconnecting to the dead primary, and stopping one
     // that is blocked connecting takes about two seconds (seen in the lab): all at once,
     // and at once with the fencing above unless a proxy still reaches the old primary
-    // ([`Verdict::io_stop_with_fence`]). Otherwise no order among them is needed: the old
-    // primary is dead, or hung under lossless semi-sync, where a replica that stopped
-    // receiving is one fewer that could acknowledge a write it took on thawing.
+    // ([`Verdict::io_stop_with_fence`]) or the hung server is being killed. Otherwise no
+    // order among them is needed: the old primary is dead, or hung under lossless
+    // semi-sync, where a replica that stopped receiving is one fewer that could
+    // acknowledge a write it took on thawing.
+    //
+    // After a kill, not with it: MariaDB's semi-sync replica, stopping, connects to its
+    // source to end its dump thread, and waits for a hung server's greeting for
+    // `rpl_semi_sync_slave_kill_conn_timeout` (at least 1 s; switching
+    // `rpl_semi_sync_slave_enabled` off first does not skip it on 10.11, tried in the
+    // lab); a killed server's closed port answers at once. The kill takes a fraction of
+    // that (SIGKILL ends a stopped process too).
     p.step_at_once(
-        verdict.io_stop_with_fence(),
+        verdict.io_stop_with_fence() && !killed_first,
         &rs,
         "IO thread stopped",
         Action::Sql {

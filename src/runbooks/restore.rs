@@ -22,13 +22,14 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use crate::backup::Job;
 use crate::backup::snapshot::Snapshot;
 use crate::error::Error;
-use crate::plan::runbook::{Action, Runbook, RunbookPlan};
+use crate::plan::runbook::{Action, DetachedRun, Runbook, RunbookPlan};
+use crate::runbooks::detached::{Run, State};
 use crate::sql::{Dialect, REPLAY_PACKET_BYTES};
+use crate::tasks::RESTORE_RUN;
 use crate::tasks::q;
 use crate::transport::SshHost;
 
-/// Where the restore keeps its files on the host while it runs (removed after).
-pub(crate) const WORK: &str = "/var/lib/dbfleet/restore";
+pub(crate) use crate::tasks::RESTORE_WORK as WORK;
 pub(crate) const HELPER: &str = super::replication::RESTORE_HELPER;
 
 /// Parses `--to`: RFC 3339 (`2026-11-21T14:05:00Z`, any offset) or `YYYY-MM-DD HH:MM:SS`
@@ -113,6 +114,17 @@ pub async fn plan(
         && t > Utc::now()
     {
         return Err(Error::Usage(format!("--to {t} is in the future")));
+    }
+    let request = request_text(host, to_text);
+    // A restore started by an earlier command (killed, or cut off) goes on on the host:
+    // this one attaches to it, whatever the backups say now.
+    let run = Run::new(conn, RESTORE_RUN, "restore".into(), WORK, None);
+    let state = run
+        .state(false)
+        .await
+        .map_err(|e| Error::Refused(format!("reading {host}'s restore run: {e}")))?;
+    if state != State::None {
+        return Ok(attach_plan(engine, host, to_text, &request, &state));
     }
     let in_cluster = |j: &&Job| {
         engine
@@ -226,15 +238,90 @@ pub async fn plan(
          read_only OFF on {host} (a failure leaves it read-only)",
         h.cluster
     ));
+    summary.push_str(&format!(
+        "\n(a detached run on {host}: a killed or cut-off dbfleet leaves it going, and this command started again attaches to it)"
+    ));
     p.step(
         &[host],
         summary,
-        Action::Script {
-            script: script(d, (logical, &dump), logs.as_ref().map(|(b, s)| (*b, s)), to),
+        Action::Detached {
+            run: DetachedRun::Restore,
+            request,
+            script: Some(script(
+                d,
+                (logical, &dump),
+                logs.as_ref().map(|(b, s)| (*b, s)),
+                to,
+            )),
         },
         true,
     );
     Ok(p)
+}
+
+/// What a restore command asks for, as the run keeps it: `restore HOST [--to TIME]`.
+fn request_text(host: &str, to: Option<&str>) -> String {
+    match to {
+        Some(t) => format!("restore {host} --to {t}"),
+        None => format!("restore {host}"),
+    }
+}
+
+/// The plan of a command that finds a restore run on `host` already: one step that
+/// attaches to it (waits for it, shows its result). A run asked for something else than
+/// `request` is refused when the step runs, naming what it does.
+fn attach_plan(
+    engine: &crate::engine::Engine,
+    host: &str,
+    to_text: Option<&str>,
+    request: &str,
+    state: &State,
+) -> RunbookPlan {
+    let (what, seen) = match state {
+        State::Running(seen) => ("a restore is in progress".to_string(), seen),
+        State::Finished { rc, seen, .. } => (
+            format!("a restore ended (exit {rc}) with no dbfleet attached"),
+            seen,
+        ),
+        State::Lost(seen) => (
+            "a restore ended without a result (its supervisor died: the host rebooted, or it was killed); the primary stays read-only".to_string(),
+            seen,
+        ),
+        State::None => unreachable!("attach_plan is only made for a run that exists"),
+    };
+    let theirs = seen
+        .kept("request")
+        .unwrap_or("an unknown request")
+        .to_string();
+    let mut p = RunbookPlan::new(
+        Runbook::Restore {
+            host: host.to_string(),
+            to: to_text.map(str::to_string),
+        },
+        engine.opts.inventory.display().to_string(),
+        engine.inv.digest.clone(),
+        format!(
+            "Restore {host}: {what} there, started {} s ago by `{theirs}`:",
+            seen.now.saturating_sub(seen.started)
+        ),
+    );
+    p.observe(host, "restore run", format!("{what}, `{theirs}`"));
+    if theirs != request {
+        p.notes.push(format!(
+            "this command asks for `{request}`: attaching is refused while that run is there; wait for it to end"
+        ));
+    }
+    p.step(
+        &[host],
+        format!("attach to the restore run: wait for it and show its result (read_only OFF on {host} is its last step)"),
+        Action::Detached {
+            run: DetachedRun::Restore,
+            request: request.to_string(),
+            script: None,
+        },
+        true,
+    );
+    p
 }
 
 /// The shell script the host runs: read-only on, the dump loaded (its databases dropped

@@ -74,16 +74,30 @@ pub struct HostStatus {
 }
 
 /// The status script: one client call, vertical output, then the seeding run's state
-/// when the host has one (`seed_run: running|finished|lost`, `seed_bytes: N`).
+/// when the host has one (`seed_run: running|finished|lost`, `seed_bytes: N`) and the
+/// restore run's (`restore_run: …`, `restore_bytes: N`).
 pub fn script(d: Dialect) -> String {
+    let run = |key: &str, dir: &str, target: &str| {
+        format!(
+            "r={dir}; if [ -d $r ]; then if [ -f $r/rc ]; then echo '{key}_run: finished'; \
+             elif flock -n $r/lock true 2>/dev/null; then echo '{key}_run: lost'; else echo '{key}_run: running'; fi; \
+             echo \"{key}_bytes: $(du -sb {target} 2>/dev/null | cut -f1)\"; fi\n"
+        )
+    };
     format!(
-        "{} -E --force <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\n\
-         r={run}; if [ -d $r ]; then if [ -f $r/rc ]; then echo 'seed_run: finished'; \
-         elif flock -n $r/lock true 2>/dev/null; then echo 'seed_run: lost'; else echo 'seed_run: running'; fi; \
-         echo \"seed_bytes: $(du -sb /var/lib/mysql 2>/dev/null | cut -f1)\"; fi",
+        "{} -E --force <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\n{}{}",
         d.client(),
         d.status_queries(),
-        run = crate::tasks::replication::SEED_RUN_DIR,
+        run(
+            "seed",
+            crate::tasks::replication::SEED_RUN_DIR,
+            "/var/lib/mysql"
+        ),
+        run(
+            "restore",
+            &format!("{}/{}", crate::tasks::RUNS_DIR, crate::tasks::RESTORE_RUN),
+            crate::tasks::RESTORE_WORK
+        ),
     )
 }
 
@@ -119,6 +133,14 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
             _ => format!("seed not finished ({what}): `dbfleet apply` finishes it, or undoes it when it failed"),
         });
         s.seeding = Some(what);
+    }
+    let restore_run = get("restore_run");
+    if !restore_run.is_empty() {
+        let mib = get("restore_bytes").parse::<u64>().unwrap_or(0) / 1_048_576;
+        s.problems.push(format!(
+            "point-in-time restore run {restore_run} ({mib} MiB in its work folder): read-only until it ends well; `dbfleet restore {}` attaches to it and reports its end",
+            h.name
+        ));
     }
     if get("up") != "dbfleet-up" {
         if s.seeding.is_none() {

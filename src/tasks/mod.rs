@@ -316,6 +316,14 @@ pub fn clear_pending(name: &str) -> String {
 /// (`crate::runbooks::detached`).
 pub const RUNS_DIR: &str = "/var/lib/dbfleet/runs";
 
+/// The detached run of a point-in-time restore on a primary (`crate::runbooks::restore`):
+/// while its folder is under [`RUNS_DIR`], the primary task leaves the server read-only.
+pub const RESTORE_RUN: &str = "restore";
+
+/// Where a restore keeps its files on the host while it runs (removed after): the dump,
+/// the binary logs. Its size is the restore's progress.
+pub const RESTORE_WORK: &str = "/var/lib/dbfleet/restore";
+
 pub use crate::transport::STATE_DIR;
 
 /// Exit code of a script that could not take the host's run lock.

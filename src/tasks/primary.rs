@@ -8,7 +8,7 @@
 //! replicas and the proxies' writer. A server that is not running yet is left to
 //! `start server` and made writable after it.
 
-use super::{Action, Assessment};
+use super::{Action, Assessment, q};
 use crate::sql::{Dialect, vertical};
 
 #[derive(Debug, Clone)]
@@ -31,6 +31,10 @@ pub enum Mode {
     Switchover { from: String },
     /// Replicating from a server that is not in the cluster: dbfleet refuses to guess.
     Foreign(String),
+    /// Read-only under a point-in-time restore that runs on the host (its run folder,
+    /// [`super::RESTORE_RUN`]): made writable by the restore's own last step, never by a
+    /// plan (application writes would interleave with the reload).
+    Restoring,
 }
 
 impl PrimaryRes {
@@ -42,10 +46,12 @@ impl PrimaryRes {
         )
     }
 
-    /// read_only, semi-sync and replication status, one client call.
+    /// Whether a restore runs on the host (`restore_run: yes`), then read_only, semi-sync
+    /// and replication status, one client call.
     pub fn probe(&self) -> String {
         format!(
-            "{} -E --force 2>/dev/null <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up, @@GLOBAL.read_only AS read_only;\n{}\n{} AS logged;\n{};\nDBFLEET_SQL\ntrue",
+            "{}{} -E --force 2>/dev/null <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up, @@GLOBAL.read_only AS read_only;\n{}\n{} AS logged;\n{};\nDBFLEET_SQL\ntrue",
+            restoring_probe(),
             self.dialect.client(),
             self.dialect.semi_sync_primary_status(),
             self.dialect.current_position().trim_end_matches(';'),
@@ -74,6 +80,9 @@ impl PrimaryRes {
         let live_semi = get("semi_sync_primary") == "1";
         let semi_wrong = self.semi_sync != live_semi;
         if get("read_only") != "0" || semi_wrong {
+            if get("restore_run") == "yes" {
+                return Some(Mode::Restoring);
+            }
             return Some(Mode::MakeWritable);
         }
         None
@@ -126,6 +135,13 @@ impl PrimaryRes {
                 format!("switchover: promote this host, demote {from}"),
                 Vec::new(),
             ),
+            Mode::Restoring => {
+                return Err(format!(
+                    "a point-in-time restore runs on this host ({}/{}): the primary stays read-only until its last step; `dbfleet restore HOST` attaches to it and reports its end",
+                    super::RUNS_DIR,
+                    super::RESTORE_RUN
+                ));
+            }
             Mode::Foreign(addr) => {
                 return Err(format!(
                     "the declared primary replicates from {addr}, which is no database host of cluster {}; dbfleet will not promote it (stop that replication by hand, or fix the inventory)",
@@ -164,16 +180,32 @@ impl PrimaryRes {
                 writable_sql(self.dialect, semi)
             )
         };
+        // The host's own interlock (a saved plan too): never writable under a restore.
+        let interlock = format!(
+            "if [ -d {d} ]; then echo {why} >&2; exit 1; fi\n",
+            d = q(&format!("{}/{}", super::RUNS_DIR, super::RESTORE_RUN)),
+            why = q(
+                "a point-in-time restore runs on this host: the primary stays read-only until its last step (`dbfleet restore HOST` attaches to it)"
+            )
+        );
         if !self.semi_sync {
-            return format!("set -eu\n{}", sql(false));
+            return format!("set -eu\n{interlock}{}", sql(false));
         }
         format!(
-            "set -eu\nlogged=$({client} -N -e {})\nif [ -n \"$logged\" ]; then\n{}else\n{}echo 'semi-sync primary side: switched on once the replicas replicate (this server has logged nothing yet)'\nfi\n",
+            "set -eu\n{interlock}logged=$({client} -N -e {})\nif [ -n \"$logged\" ]; then\n{}else\n{}echo 'semi-sync primary side: switched on once the replicas replicate (this server has logged nothing yet)'\nfi\n",
             crate::tasks::q(self.dialect.current_position()),
             sql(true),
             sql(false)
         )
     }
+}
+
+/// The shell line of [`PrimaryRes::probe`] that says a restore runs on the host.
+fn restoring_probe() -> String {
+    format!(
+        "[ -d {} ] && echo 'restore_run: yes'\n",
+        q(&format!("{}/{}", super::RUNS_DIR, super::RESTORE_RUN))
+    )
 }
 
 /// The statements that make a server the writable primary: semi-sync's primary side set
@@ -225,5 +257,39 @@ mod tests {
         // Without semi-sync declared, it is switched off whatever the history.
         let (_, fed) = run(false, "0-1-7");
         assert!(fed.contains("rpl_semi_sync_master_enabled = OFF"), "{fed}");
+    }
+
+    #[test]
+    fn a_primary_under_a_restore_run_is_never_made_writable() {
+        let r = PrimaryRes {
+            dialect: Dialect::MariaDb,
+            semi_sync: false,
+            cluster: "c".into(),
+            peers: Vec::new(),
+        };
+        let facts = |run: bool, ro: u8| {
+            format!(
+                "{}*** 1. row ***\n   up: dbfleet-up\nread_only: {ro}\n*** 1. row ***\nsemi_sync_primary: 0\n",
+                if run { "restore_run: yes\n" } else { "" }
+            )
+        };
+        assert_eq!(r.mode(&facts(true, 1)), Some(Mode::Restoring));
+        let e = r.assess(&facts(true, 1)).expect_err("refused");
+        assert!(e.contains("restore runs on this host"), "{e}");
+        // Writable already (the run ended): nothing to do, nothing refused.
+        assert_eq!(r.mode(&facts(true, 0)), None);
+        assert_eq!(r.mode(&facts(false, 1)), Some(Mode::MakeWritable));
+        // A saved plan applied while a run is there: the script itself refuses.
+        assert!(r.probe().contains("/var/lib/dbfleet/runs/restore"));
+        let sb = crate::tasks::sandbox::Sandbox::new("mariadb", "cat >> \"$FAKE_DIR/fed\"\n");
+        let script = r.apply_script().replace(
+            "/var/lib/dbfleet/runs/restore",
+            &sb.path("runs/restore").display().to_string(),
+        );
+        std::fs::create_dir_all(sb.path("runs/restore")).expect("mkdir");
+        let o = sb.run("sh", &script);
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("restore runs"));
+        assert!(sb.read("fed").is_empty(), "nothing fed to the server");
     }
 }

@@ -1,6 +1,7 @@
 //! Backups: cron jobs and retention, point-in-time restore, disaster rebuild, the offsite copy.
 
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use super::support::*;
 
@@ -449,9 +450,94 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
         "db1",
         "INSERT INTO app.pitr VALUES (152, 'after the quiet time')",
     );
+    // The restore runs on db1 as a detached run (issue 26). A statement holding app.pitr
+    // open keeps it at its start (its DROP DATABASE waits for it) long enough to see that
+    // a second command is refused while the first drives the run, that one asking for
+    // another time is refused naming the run's, that a killed dbfleet leaves the run
+    // going, that `plan` then refuses to make db1 writable, and that the same command
+    // started again attaches to the run and reports its end.
+    let run_dir = "/var/lib/dbfleet/runs/restore";
+    let exists = || on("db1", &format!("test -d {run_dir} && echo yes || echo no")) == "yes";
+    let mut holder = Command::new("docker")
+        .args([
+            "exec",
+            "lab-db1",
+            "mariadb",
+            "-N",
+            "-e",
+            "SELECT COUNT(*), SLEEP(40) FROM app.pitr",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("docker exec");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut first = Spawned::new(&["restore", "db1", "--to", &quiet, "--auto-approve"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no restore run on db1 after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let second = dbfleet(&["restore", "db1", "--to", &quiet, "--auto-approve"]);
+    assert_eq!(second.code, 1, "{}", second.all());
+    assert!(
+        second
+            .stderr
+            .contains("another dbfleet drives the restore run on db1"),
+        "{}",
+        second.all()
+    );
+    let other = dbfleet(&["restore", "db1", "--auto-approve"]);
+    assert_eq!(other.code, 1, "{}", other.all());
+    assert!(
+        other
+            .stderr
+            .contains(&format!("does `restore db1 --to {quiet}`")),
+        "{}",
+        other.all()
+    );
+    first.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        on(
+            "db1",
+            &format!("flock -n {run_dir}/lock true && echo free || echo held")
+        ),
+        "held",
+        "the run goes on with no dbfleet"
+    );
+    let st = dbfleet(&["status"]);
+    assert_eq!(st.code, 1, "{}", st.all());
+    assert!(
+        st.all().contains("point-in-time restore run running"),
+        "{}",
+        st.all()
+    );
+    // read_only is the restore's first statement (it may wait behind the held table too).
+    sql("db1", "SET GLOBAL read_only = ON");
+    let p = dbfleet(&["plan"]);
+    assert_eq!(p.code, 1, "{}", p.all());
+    assert!(
+        p.all()
+            .contains("a point-in-time restore runs on this host"),
+        "{}",
+        p.all()
+    );
     let a = dbfleet(&["restore", "db1", "--to", &quiet, "--auto-approve"]);
     assert_eq!(a.code, 0, "{}", a.all());
+    assert!(
+        a.stdout.contains("attach to the restore run"),
+        "{}",
+        a.all()
+    );
     assert!(a.stdout.contains("nothing to replay"), "{}", a.all());
+    assert!(
+        !exists(),
+        "the run's folder is removed once its end is reported"
+    );
+    let _ = holder.wait();
     for h in DB_HOSTS {
         eventually(
             h,
