@@ -152,7 +152,7 @@ impl<'a> Run<'a> {
              echo \"lease=$(cat \"$d/lease\" 2>/dev/null)\"\n\
              echo \"bytes=$(du -sb {t} 2>/dev/null | cut -f1)\"\n\
              for f in \"$d\"/kept-*; do [ -f \"$f\" ] && echo \"kept=${{f##*/kept-}} $(head -n 1 \"$f\")\"; done\n\
-             [ -f \"$d/err\" ] && tail -n 4 \"$d/err\" | sed 's/^/err=/'\n\
+             [ -f \"$d/err\" ] && tail -n 4 \"$d/err\" | cut -c1-300 | sed 's/^/err=/'\n\
              true\n",
             t = q(self.target),
         );
@@ -287,7 +287,7 @@ impl<'a> Run<'a> {
                         "{} on {} failed (exit {rc}): {}",
                         self.what,
                         self.host.name(),
-                        err.lines().collect::<Vec<_>>().join(" | ")
+                        super::stderr_tail(&err)
                     )));
                 }
                 State::Lost(_) => {

@@ -163,11 +163,13 @@ async fn detached(
     kind: crate::plan::runbook::DetachedRun,
     request: &str,
     script: Option<&str>,
-    what: &str,
 ) -> Result<String, String> {
     use super::detached::{Detached, Run, State};
     let name = host.name().to_string();
-    let run = Run::new(host, kind.name(), what.to_string(), kind.target(), None);
+    // Named by its kind in progress lines and errors ("the restore run on db1 failed …"):
+    // a step's summary is several lines long.
+    let what = format!("the {} run", kind.name());
+    let run = Run::new(host, kind.name(), what, kind.target(), None);
     let goes_on = |e: &str| {
         format!("{e}; the run goes on on {name}: the same command started again attaches to it")
     };
@@ -301,9 +303,7 @@ async fn run_step(
                     .conns
                     .get(h)
                     .ok_or_else(|| format!("{h} is not reachable over SSH"))?;
-                let output = detached(c, conn.as_ref(), *run, request, script.as_deref(), what)
-                    .await
-                    .map_err(|e| format!("{what} on {h}: {e}"))?;
+                let output = detached(c, conn.as_ref(), *run, request, script.as_deref()).await?;
                 out.outputs.push((h.clone(), output));
             }
             Ok(())

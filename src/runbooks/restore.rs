@@ -23,7 +23,7 @@ use crate::backup::Job;
 use crate::backup::snapshot::Snapshot;
 use crate::error::Error;
 use crate::plan::runbook::{Action, DetachedRun, Runbook, RunbookPlan};
-use crate::runbooks::detached::{Run, State};
+use crate::runbooks::detached::{Run, Seen, State};
 use crate::sql::{Dialect, REPLAY_PACKET_BYTES};
 use crate::tasks::RESTORE_RUN;
 use crate::tasks::q;
@@ -123,8 +123,8 @@ pub async fn plan(
         .state(false)
         .await
         .map_err(|e| Error::Refused(format!("reading {host}'s restore run: {e}")))?;
-    if state != State::None {
-        return Ok(attach_plan(engine, host, to_text, &request, &state));
+    if let Some((what, seen)) = described(&state) {
+        return Ok(attach_plan(engine, host, to_text, &request, &what, seen));
     }
     let in_cluster = |j: &&Job| {
         engine
@@ -267,28 +267,35 @@ fn request_text(host: &str, to: Option<&str>) -> String {
     }
 }
 
-/// The plan of a command that finds a restore run on `host` already: one step that
-/// attaches to it (waits for it, shows its result). A run asked for something else than
-/// `request` is refused when the step runs, naming what it does.
+/// What the plan says of a restore run on the host, and what the host said of it; `None`
+/// when there is no run.
+fn described(state: &State) -> Option<(String, &Seen)> {
+    match state {
+        State::None => None,
+        State::Running(seen) => Some(("a restore is in progress".to_string(), seen)),
+        State::Finished { rc, seen, .. } => Some((
+            format!("a restore ended (exit {rc}) with no dbfleet attached"),
+            seen,
+        )),
+        State::Lost(seen) => Some((
+            "a restore ended without a result (its supervisor died: the host rebooted, or it was killed); the primary stays read-only".to_string(),
+            seen,
+        )),
+    }
+}
+
+/// The plan of a command that finds a restore run on `host` already (`what`, `seen`:
+/// [`described`]): one step that attaches to it (waits for it, shows its result). A run
+/// asked for something else than `request` is refused when the step runs, naming what it
+/// does.
 fn attach_plan(
     engine: &crate::engine::Engine,
     host: &str,
     to_text: Option<&str>,
     request: &str,
-    state: &State,
+    what: &str,
+    seen: &Seen,
 ) -> RunbookPlan {
-    let (what, seen) = match state {
-        State::Running(seen) => ("a restore is in progress".to_string(), seen),
-        State::Finished { rc, seen, .. } => (
-            format!("a restore ended (exit {rc}) with no dbfleet attached"),
-            seen,
-        ),
-        State::Lost(seen) => (
-            "a restore ended without a result (its supervisor died: the host rebooted, or it was killed); the primary stays read-only".to_string(),
-            seen,
-        ),
-        State::None => unreachable!("attach_plan is only made for a run that exists"),
-    };
     let theirs = seen
         .kept("request")
         .unwrap_or("an unknown request")
