@@ -165,6 +165,25 @@ pub async fn plan(
                 .unwrap_or_else(|| "at all".into())
         ))
     })?;
+    // Room for it on every database host of the cluster ([`room`]).
+    let dump_path = format!("/{}.sql", logical.name);
+    let dump_bytes = file_size(conn, &logical.name, &dump.short_id, &dump_path).await?;
+    let mut free = vec![(host.to_string(), free_bytes(conn).await?)];
+    let mut unchecked = Vec::new();
+    for r in engine.inv.hosts.iter().filter(|x| {
+        x.cluster == h.cluster && x.name != host && x.roles.iter().any(|r| r.is_database())
+    }) {
+        match engine.connect(&r.name, None).await {
+            Ok(c) => {
+                free.push((r.name.clone(), free_bytes(&c).await?));
+                c.close().await;
+            }
+            // A replica that is down replays the reload when it is back: its room is its
+            // own apply's concern then, and the plan says it was not checked.
+            Err(_) => unchecked.push(r.name.clone()),
+        }
+    }
+    room(dump_bytes, &free)?;
     let logs = match binlog {
         Some(b) => {
             let all = snapshots(conn, &b.name).await?;
@@ -214,6 +233,23 @@ pub async fn plan(
             format!("{} taken {}", s.short_id, s.time),
         );
     }
+    for (h, f) in &free {
+        p.observe(
+            h,
+            "free space",
+            format!(
+                "{} MiB (the dump is {} MiB: twice it needed)",
+                f / 1_048_576,
+                dump_bytes / 1_048_576
+            ),
+        );
+    }
+    for h in &unchecked {
+        p.notes.push(format!(
+            "{h} did not answer: its free space was not checked (it replays the reload when it is back, twice the dump's {} MiB)",
+            dump_bytes / 1_048_576
+        ));
+    }
     let mut summary = format!(
         "read_only ON on {host} (application writes stop until the end)\n\
          drop and reload {} from {} backup {} taken {}\n",
@@ -257,6 +293,80 @@ pub async fn plan(
         true,
     );
     Ok(p)
+}
+
+/// The size in bytes of the file `path` of snapshot `id` in repository `repo`, read by the
+/// host's helper (`backup-restore REPO ls ID`: restic's `ls --json`, one JSON object per
+/// line, a file's with `path` and `size`).
+///
+/// Errors: [`Error::Refused`] when the helper fails or the snapshot has no such file.
+async fn file_size(conn: &SshHost, repo: &str, id: &str, path: &str) -> Result<u64, Error> {
+    let o = conn
+        .run(&format!("{HELPER} {} ls {}\n", q(repo), q(id)))
+        .await
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    if o.code != 0 {
+        return Err(Error::Refused(format!(
+            "listing backup {id} of {repo} from {} failed: {}",
+            conn.name,
+            super::stderr_tail(&o.stderr)
+        )));
+    }
+    size_in_listing(&o.stdout, path).ok_or_else(|| {
+        Error::Refused(format!(
+            "backup {id} of {repo} holds no file {path}: it is not a dump of this job"
+        ))
+    })
+}
+
+/// The `size` of the file node whose `path` is `path` in restic's `ls --json` output.
+fn size_in_listing(listing: &str, path: &str) -> Option<u64> {
+    listing
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["path"] == path && v["type"] == "file")
+        .and_then(|v| v["size"].as_u64())
+}
+
+/// Free bytes on the file systems a restore writes to on a host: the smaller of its data
+/// folder's and dbfleet's state folder's (`df`).
+///
+/// Errors: [`Error::Refused`] when the host gives no figure.
+async fn free_bytes(conn: &SshHost) -> Result<u64, Error> {
+    let o = conn
+        .run("df -B1 --output=avail /var/lib/mysql /var/lib/dbfleet 2>/dev/null | tail -n +2; true\n")
+        .await
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    o.stdout
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok())
+        .min()
+        .ok_or_else(|| Error::Refused(format!("{} reports no free space figure (df)", conn.name)))
+}
+
+/// Refuses a restore whose dump of `dump_bytes` would not fit: every database host of the
+/// cluster (`free`: its name and free bytes) needs twice the dump free. The primary keeps
+/// the dump in its work folder and logs the reload in its binary log; each replica takes
+/// the reload into its relay log and logs it again in its own binary log. Found by
+/// `bench/backup.sh` at 4 GiB: the restore filled the disk ("No space left on device").
+///
+/// Errors: [`Error::Refused`] naming each host short of room, with the figures.
+fn room(dump_bytes: u64, free: &[(String, u64)]) -> Result<(), Error> {
+    let need = dump_bytes.saturating_mul(2);
+    let short: Vec<String> = free
+        .iter()
+        .filter(|(_, f)| *f < need)
+        .map(|(h, f)| format!("{h} has {} MiB free", f / 1_048_576))
+        .collect();
+    if short.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "not enough free space for this restore: the dump is {} MiB and every database host of the cluster needs twice that free ({} MiB: the dump, and the reload in the binary and relay logs); {}. Nothing was changed",
+        dump_bytes / 1_048_576,
+        need / 1_048_576,
+        short.join(", ")
+    )))
 }
 
 /// What a restore command asks for, as the run keeps it: `restore HOST [--to TIME]`.
@@ -515,6 +625,31 @@ pub(crate) const MARIADB_BINLOG_AFTER: &str = r#"binlog_after() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_restore_needs_twice_the_dump_free_on_every_database_host() {
+        let listing = concat!(
+            r#"{"time":"2026-12-06T10:00:00Z","tree":"ab","paths":["/app-logical.sql"],"id":"12","short_id":"12","struct_type":"snapshot"}"#,
+            "\n",
+            r#"{"name":"app-logical.sql","type":"file","path":"/app-logical.sql","size":4366143488,"struct_type":"node"}"#,
+            "\n"
+        );
+        assert_eq!(
+            super::size_in_listing(listing, "/app-logical.sql"),
+            Some(4_366_143_488)
+        );
+        assert_eq!(super::size_in_listing(listing, "/other.sql"), None);
+        let gib = 1u64 << 30;
+        let ok = [("db1".to_string(), 9 * gib), ("db2".to_string(), 8 * gib)];
+        assert!(super::room(4 * gib, &ok).is_ok());
+        let short = [("db1".to_string(), 9 * gib), ("db3".to_string(), 7 * gib)];
+        let e = super::room(4 * gib, &short)
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("db3 has 7168 MiB free"), "{e}");
+        assert!(!e.contains("db1 has"), "{e}");
+        assert!(e.contains("needs twice that free (8192 MiB"), "{e}");
+    }
+
     use super::*;
 
     fn snap(time: &str, id: &str) -> Snapshot {
