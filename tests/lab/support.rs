@@ -45,6 +45,17 @@ pub struct Out {
 }
 
 impl Out {
+    /// Standard output and error as one line of words: a diagnostic's text with its
+    /// wrapping and `│` gutter undone, for checks of a phrase wherever the renderer
+    /// broke its lines.
+    pub fn flat(&self) -> String {
+        self.all()
+            .replace('│', " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// Both streams; an apply's FAILED task lines first (CI's log keeps the start and the
     /// end of a long message, and a plan's diffs fill the middle).
     pub fn all(&self) -> String {
