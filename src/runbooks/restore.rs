@@ -170,17 +170,26 @@ pub async fn plan(
     let dump_bytes = file_size(conn, &logical.name, &dump.short_id, &dump_path).await?;
     let mut free = vec![(host.to_string(), free_bytes(conn).await?)];
     let mut unchecked = Vec::new();
-    for r in engine.inv.hosts.iter().filter(|x| {
+    // The replicas read at once: a restore plan waits on the slowest, not on their sum.
+    let replicas = engine.inv.hosts.iter().filter(|x| {
         x.cluster == h.cluster && x.name != host && x.roles.iter().any(|r| r.is_database())
-    }) {
+    });
+    let reads = replicas.map(|r| async move {
         match engine.connect(&r.name, None).await {
             Ok(c) => {
-                free.push((r.name.clone(), free_bytes(&c).await?));
+                let f = free_bytes(&c).await;
                 c.close().await;
+                (r.name.clone(), Some(f))
             }
             // A replica that is down replays the reload when it is back: its room is its
             // own apply's concern then, and the plan says it was not checked.
-            Err(_) => unchecked.push(r.name.clone()),
+            Err(_) => (r.name.clone(), None),
+        }
+    });
+    for (name, f) in futures::future::join_all(reads).await {
+        match f {
+            Some(f) => free.push((name, f?)),
+            None => unchecked.push(name),
         }
     }
     room(dump_bytes, &free)?;
@@ -207,13 +216,10 @@ pub async fn plan(
         }
         None => None,
     };
-    let mut p = RunbookPlan::new(
-        Runbook::Restore {
-            host: host.to_string(),
-            to: to_text.map(str::to_string),
-        },
-        engine.opts.inventory.display().to_string(),
-        engine.inv.digest.clone(),
+    let mut p = new_plan(
+        engine,
+        host,
+        to_text,
         format!(
             "Restore {host} (primary of cluster {}) to {}:",
             h.cluster,
@@ -369,6 +375,24 @@ fn room(dump_bytes: u64, free: &[(String, u64)]) -> Result<(), Error> {
     )))
 }
 
+/// An empty plan of the restore of `host` to `to_text` (as given), titled `title`.
+fn new_plan(
+    engine: &crate::engine::Engine,
+    host: &str,
+    to_text: Option<&str>,
+    title: String,
+) -> RunbookPlan {
+    RunbookPlan::new(
+        Runbook::Restore {
+            host: host.to_string(),
+            to: to_text.map(str::to_string),
+        },
+        engine.opts.inventory.display().to_string(),
+        engine.inv.digest.clone(),
+        title,
+    )
+}
+
 /// What a restore command asks for, as the run keeps it: `restore HOST [--to TIME]`.
 fn request_text(host: &str, to: Option<&str>) -> String {
     match to {
@@ -410,13 +434,10 @@ fn attach_plan(
         .kept("request")
         .unwrap_or("an unknown request")
         .to_string();
-    let mut p = RunbookPlan::new(
-        Runbook::Restore {
-            host: host.to_string(),
-            to: to_text.map(str::to_string),
-        },
-        engine.opts.inventory.display().to_string(),
-        engine.inv.digest.clone(),
+    let mut p = new_plan(
+        engine,
+        host,
+        to_text,
         format!(
             "Restore {host}: {what} there, started {} s ago by `{theirs}`:",
             seen.now.saturating_sub(seen.started)

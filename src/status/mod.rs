@@ -95,7 +95,7 @@ pub fn script(d: Dialect) -> String {
         ),
         run(
             "restore",
-            &format!("{}/{}", crate::tasks::RUNS_DIR, crate::tasks::RESTORE_RUN),
+            &crate::tasks::restore_run_dir(),
             crate::tasks::RESTORE_WORK
         ),
     )

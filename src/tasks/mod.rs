@@ -320,6 +320,11 @@ pub const RUNS_DIR: &str = "/var/lib/dbfleet/runs";
 /// while its folder is under [`RUNS_DIR`], the primary task leaves the server read-only.
 pub const RESTORE_RUN: &str = "restore";
 
+/// The restore run's folder on a host: [`RUNS_DIR`]/[`RESTORE_RUN`].
+pub fn restore_run_dir() -> String {
+    format!("{RUNS_DIR}/{RESTORE_RUN}")
+}
+
 /// Where a restore keeps its files on the host while it runs (removed after): the dump,
 /// the binary logs. Its size is the restore's progress.
 pub const RESTORE_WORK: &str = "/var/lib/dbfleet/restore";

@@ -137,9 +137,8 @@ impl PrimaryRes {
             ),
             Mode::Restoring => {
                 return Err(format!(
-                    "a point-in-time restore runs on this host ({}/{}): the primary stays read-only until its last step; `dbfleet restore HOST` attaches to it and reports its end",
-                    super::RUNS_DIR,
-                    super::RESTORE_RUN
+                    "a point-in-time restore runs on this host ({}): the primary stays read-only until its last step; `dbfleet restore HOST` attaches to it and reports its end",
+                    super::restore_run_dir()
                 ));
             }
             Mode::Foreign(addr) => {
@@ -183,7 +182,7 @@ impl PrimaryRes {
         // The host's own interlock (a saved plan too): never writable under a restore.
         let interlock = format!(
             "if [ -d {d} ]; then echo {why} >&2; exit 1; fi\n",
-            d = q(&format!("{}/{}", super::RUNS_DIR, super::RESTORE_RUN)),
+            d = q(&super::restore_run_dir()),
             why = q(
                 "a point-in-time restore runs on this host: the primary stays read-only until its last step (`dbfleet restore HOST` attaches to it)"
             )
@@ -204,7 +203,7 @@ impl PrimaryRes {
 fn restoring_probe() -> String {
     format!(
         "[ -d {} ] && echo 'restore_run: yes'\n",
-        q(&format!("{}/{}", super::RUNS_DIR, super::RESTORE_RUN))
+        q(&super::restore_run_dir())
     )
 }
 

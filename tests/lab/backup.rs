@@ -487,23 +487,9 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
         std::thread::sleep(Duration::from_millis(200));
     }
     let second = dbfleet(&["restore", "db1", "--to", &quiet, "--auto-approve"]);
-    assert_eq!(second.code, 1, "{}", second.all());
-    assert!(
-        second
-            .flat()
-            .contains("another dbfleet drives the restore run on db1"),
-        "{}",
-        second.all()
-    );
+    assert_refused(&second, "another dbfleet drives the restore run on db1");
     let other = dbfleet(&["restore", "db1", "--auto-approve"]);
-    assert_eq!(other.code, 1, "{}", other.all());
-    assert!(
-        other
-            .flat()
-            .contains(&format!("does `restore db1 --to {quiet}`")),
-        "{}",
-        other.all()
-    );
+    assert_refused(&other, &format!("does `restore db1 --to {quiet}`"));
     first.kill();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
@@ -515,22 +501,11 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
         "the run goes on with no dbfleet"
     );
     let st = dbfleet(&["status"]);
-    assert_eq!(st.code, 1, "{}", st.all());
-    assert!(
-        st.flat().contains("point-in-time restore run running"),
-        "{}",
-        st.all()
-    );
+    assert_refused(&st, "point-in-time restore run running");
     // read_only is the restore's first statement (it may wait behind the held table too).
     sql("db1", "SET GLOBAL read_only = ON");
     let p = dbfleet(&["plan"]);
-    assert_eq!(p.code, 1, "{}", p.all());
-    assert!(
-        p.flat()
-            .contains("a point-in-time restore runs on this host"),
-        "{}",
-        p.all()
-    );
+    assert_refused(&p, "a point-in-time restore runs on this host");
     let a = dbfleet(&["restore", "db1", "--to", &quiet, "--auto-approve"]);
     assert_eq!(a.code, 0, "{}", a.all());
     assert!(
@@ -1098,14 +1073,7 @@ fn a_killed_or_cut_off_seed_goes_on_on_the_replica_and_the_same_command_attaches
         "the copy ended before the concurrent rebuild could be tried"
     );
     let concurrent = dbfleet(&["rebuild", "db3", "--auto-approve"]);
-    assert_eq!(concurrent.code, 1, "{}", concurrent.all());
-    assert!(
-        concurrent
-            .all()
-            .contains("another dbfleet drives the seeding of db3"),
-        "{}",
-        concurrent.all()
-    );
+    assert_refused(&concurrent, "another dbfleet drives the seeding of db3");
     let r = again.wait(Duration::from_secs(600));
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(progress(&r), "no progress shown:\n{}", r.all());

@@ -113,6 +113,13 @@ pub fn dbfleet_with(inventory: &Path, args: &[&str], env: &[(&str, &str)]) -> Ou
     }
 }
 
+/// Asserts that `o` exits 1 (a refusal, or the problems `status` finds) and says `phrase` (on the
+/// unwrapped text, [`Out::flat`]).
+pub fn assert_refused(o: &Out, phrase: &str) {
+    assert_eq!(o.code, 1, "{}", o.all());
+    assert!(o.flat().contains(phrase), "`{phrase}` in:\n{}", o.all());
+}
+
 pub fn dbfleet(args: &[&str]) -> Out {
     dbfleet_with(&repo().join("inventories/lab.yml"), args, &[])
 }
