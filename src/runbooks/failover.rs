@@ -744,10 +744,9 @@ pub async fn plan(
         );
     }
     // Whether the hung server's process is killed over SSH before the IO threads stop.
-    let mut killed_first = false;
+    let killed_first = old_conn.is_some() && verdict.from_here == Here::Hung;
     if let Some(conn) = old_conn {
         if verdict.from_here == Here::Hung {
-            killed_first = true;
             // A hung server answers no shutdown request, and its init script would wait
             // on it: killed, so it cannot go on writable when it thaws. Its wrapper first,
             // or it starts the server again. A SIGKILL ends a stopped process too; the
