@@ -14,7 +14,7 @@
 #               monitors) still reach it                            → must not fail over
 #   one-way     primary's packets to its replicas dropped           → must not fail over
 #   pause       primary frozen 6 s (docker pause), then thawed      → must not fail over
-#               (a stall shorter than monitor_hang_seconds, 8 s, is waited out)
+#               (a stall shorter than monitor_hang_seconds, 7 s, is waited out)
 #   hang        primary frozen 30 s (docker pause), then thawed     → the monitor fails over
 #               (hung: port open, nobody answered, lossless semi-sync: issue 29); the
 #               thawed old primary is fenced and rejoined, or rebuilt
