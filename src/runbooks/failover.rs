@@ -26,6 +26,7 @@
 //! the host); otherwise it replicates from the new primary with MASTER_DEMOTE_TO_SLAVE=1
 //! (orchestrator#1146's error 1236 is what repointing it without that option gets).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -226,30 +227,79 @@ pub async fn confirm_dead(
     // A hung primary short of its bound is watched again, timed so that the checks end
     // when the bound is reached (a few tries at most: the bound is fixed, the silence
     // grows): one attempt, not a refusal and a new attempt a check later.
+    //
+    // A later round asks the replicas only, each from its last round's sample: under
+    // lossless semi-sync (the only case a hung primary is failed over) a primary can
+    // acknowledge nothing that its replicas do not receive, and one that thawed, came
+    // back on SSH or was restarted sends its replicas events or heartbeats again, which
+    // the window from the first round's sample to now sees. What this host and the
+    // proxies saw in the first round (hung, the port open, its connection kept for the
+    // kill) stands with it. A round costs a fraction of a second then, not the second
+    // or two of a connection timeout, so it ends at the bound, not a round past it.
     const TRIES: usize = 5;
     let mut tried = 0;
     let mut rounds = Vec::new();
+    // Each replica's last sample of what it received, and when that round's window
+    // began: a round that saw nothing took two equal samples, so the next round's window
+    // spans from its first to now ([`liveness::replica_probe`]).
+    let mut samples: HashMap<String, (String, Instant)> = HashMap::new();
+    let mut first: Option<(Here, Option<SshHost>, Vec<ProxyView>)> = None;
     loop {
         tried += 1;
         let started = Instant::now();
-        let ((from_here, conn), (there, proxies)) = tokio::join!(here(), observe(c, primary));
-        let cost = started.elapsed();
-        rounds.push(cost);
-        match judge(c, primary, from_here, there, proxies, silence) {
+        // The longest pause a replica's probe of this round makes (its window's part
+        // still to come), to tell the next round's cost from this one's.
+        let paused = c
+            .members
+            .iter()
+            .filter(|m| *m != primary)
+            .map(|m| {
+                samples
+                    .get(m.as_str())
+                    .map(|(_, at)| (liveness::WINDOW_S - at.elapsed().as_secs_f64()).max(0.0))
+                    .unwrap_or(liveness::WINDOW_S)
+            })
+            .fold(0.0f64, f64::max);
+        let (from_here, conn, proxies, there, observed) = match first.take() {
+            None => {
+                let ((from_here, conn), (there, observed), proxies) = tokio::join!(
+                    here(),
+                    observe_replicas(c, primary, &samples),
+                    observe_proxies(c, primary)
+                );
+                (from_here, conn, proxies, there, observed)
+            }
+            Some((from_here, conn, proxies)) => {
+                let (there, observed) = observe_replicas(c, primary, &samples).await;
+                (from_here, conn, proxies, there, observed)
+            }
+        };
+        rounds.push(started.elapsed());
+        for r in &there {
+            if !r.marker.is_empty() {
+                samples.insert(r.name.clone(), (r.marker.clone(), started));
+            }
+        }
+        match judge(
+            c,
+            primary,
+            from_here.clone(),
+            there,
+            proxies.clone(),
+            silence,
+        ) {
             Err(Error::Stalled { .. })
                 if tried < TRIES
                     && let Some(at) = silence.last_answer =>
             {
-                if let Some(conn) = conn {
-                    conn.close().await;
-                }
-                // The next checks may cost a little less than these (a second round
-                // finds warm connections): ending them a quarter second past the bound
-                // spares a whole round (about a second, seen in the lab) when they would
-                // end a few milliseconds short of it.
+                first = Some((from_here, conn, proxies));
+                let next = observed.saturating_sub(Duration::from_secs_f64(paused));
+                // The next checks may cost a little less than estimated (a warm
+                // connection): ending them a quarter second past the bound spares a whole
+                // round when they would end a few milliseconds short of it.
                 const PAST_BOUND: Duration = Duration::from_millis(250);
                 let remaining = silence.hang_after.saturating_sub(at.elapsed());
-                tokio::time::sleep(remaining.saturating_sub(cost) + PAST_BOUND).await;
+                tokio::time::sleep(remaining.saturating_sub(next) + PAST_BOUND).await;
             }
             other => {
                 return other.map(|mut v| {
@@ -272,21 +322,48 @@ pub struct Silence {
     pub hang_after: Duration,
 }
 
-/// What the replicas and the proxies see of `primary`, all at once (`super::liveness`).
-async fn observe(c: &Cluster<'_>, primary: &str) -> (Vec<ReplicaView>, Vec<ProxyView>) {
-    let (address, port) = c
-        .engine
+/// `primary`'s address and database port, as its replicas and proxies reach it.
+fn endpoint(c: &Cluster<'_>, primary: &str) -> (String, u64) {
+    c.engine
         .inv
         .host(primary)
         .map(|p| {
             let port = p.vars.get("port").and_then(|v| v.as_u64()).unwrap_or(3306);
             (p.address.to_string(), port)
         })
-        .unwrap_or_default();
-    let probe = liveness::replica_probe(c.dialect, &address, port);
+        .unwrap_or_default()
+}
+
+/// What the replicas see of `primary`, all at once (`super::liveness`), and how long that
+/// took. `samples`: each replica's last sample and when its window began, where its new
+/// window starts (none: a full [`liveness::WINDOW_S`] window).
+async fn observe_replicas(
+    c: &Cluster<'_>,
+    primary: &str,
+    samples: &HashMap<String, (String, Instant)>,
+) -> (Vec<ReplicaView>, Duration) {
+    let started = Instant::now();
+    let (address, port) = endpoint(c, primary);
     let replicas: Vec<&String> = c.members.iter().filter(|m| *m != primary).collect();
-    // The proxies too: a primary cut off from us and its replicas but not from a proxy
-    // still takes the application's writes (issue 10, case 1).
+    let futs = replicas.iter().map(|r| {
+        let previous = samples
+            .get(*r)
+            .map(|(m, at)| (m.as_str(), at.elapsed().as_secs_f64()));
+        let probe = liveness::replica_probe(c.dialect, &address, port, previous);
+        async move {
+            let conn = c.conns.get(*r)?;
+            let out = conn.run(&probe).await.ok()?;
+            Some(liveness::parse_replica(r, &out.stdout, c.dialect).0)
+        }
+    });
+    let there = futures::future::join_all(futs).await;
+    (there.into_iter().flatten().collect(), started.elapsed())
+}
+
+/// What the proxies see of `primary`, all at once: a primary cut off from us and its
+/// replicas but not from a proxy still takes the application's writes (issue 10, case 1).
+async fn observe_proxies(c: &Cluster<'_>, primary: &str) -> Vec<ProxyView> {
+    let (address, port) = endpoint(c, primary);
     let proxy_probe = liveness::proxy_probe(&address, port);
     let proxy_futs = c.proxies.iter().map(|x| {
         let proxy_probe = proxy_probe.clone();
@@ -298,19 +375,7 @@ async fn observe(c: &Cluster<'_>, primary: &str) -> (Vec<ReplicaView>, Vec<Proxy
             liveness::parse_proxy(x, out.as_deref())
         }
     });
-    let futs = replicas.iter().map(|r| {
-        let probe = probe.clone();
-        async move {
-            let conn = c.conns.get(*r)?;
-            let out = conn.run(&probe).await.ok()?;
-            Some(liveness::parse_replica(r, &out.stdout, c.dialect).0)
-        }
-    });
-    let (there, proxies) = tokio::join!(
-        futures::future::join_all(futs),
-        futures::future::join_all(proxy_futs)
-    );
-    (there.into_iter().flatten().collect(), proxies)
+    futures::future::join_all(proxy_futs).await
 }
 
 /// The decision of [`confirm_dead`] from what was seen.
@@ -1156,7 +1221,9 @@ mod tests {
     }
 
     async fn verdict(c: &Cluster<'_>, here: Here, silence: Silence) -> Result<Verdict, Error> {
-        let (there, proxies) = observe(c, "db1").await;
+        let none = HashMap::new();
+        let ((there, _), proxies) =
+            tokio::join!(observe_replicas(c, "db1", &none), observe_proxies(c, "db1"));
         judge(c, "db1", here, there, proxies, silence)
     }
 

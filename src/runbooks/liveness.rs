@@ -69,6 +69,9 @@ pub struct ReplicaView {
     pub received: bool,
     /// The source's database port accepts a TCP connection from it.
     pub port_open: bool,
+    /// The window's last sample of what its IO thread received (heartbeats, the source's
+    /// log position): the next round's first ([`replica_probe`]); empty when unread.
+    pub marker: String,
 }
 
 impl ReplicaView {
@@ -129,13 +132,39 @@ pub fn parse_here(out: &str) -> Here {
 
 /// The script run on a replica: the source's port, the replica's own state
 /// (`crate::runbooks::topology::state_probe`, bounded), and whether its IO thread
-/// received anything between two samples [`WINDOW_S`] seconds apart (`received=yes|no`).
-pub fn replica_probe(d: Dialect, address: &str, port: u64) -> String {
+/// received anything between two samples (`received=yes|no`), the second printed as
+/// `marker=…` for the next round.
+///
+/// `previous`: the last round's second sample and the seconds since it was taken. Without
+/// it the samples are [`WINDOW_S`] seconds apart; with it the first sample is that one,
+/// and the probe waits only what the window still lacks: a later round's window spans
+/// from the last round's sample to now, at least as long and one sampling pause shorter
+/// (issue 29: a hung primary's rounds of checks, each about a second faster).
+pub fn replica_probe(
+    d: Dialect,
+    address: &str,
+    port: u64,
+    previous: Option<(&str, f64)>,
+) -> String {
     let marker = d.received_marker();
+    let (first, wait) = match previous {
+        Some((m, age)) => (q(m), (WINDOW_S - age).max(0.0)),
+        None => (format!("$({marker})"), WINDOW_S),
+    };
+    let pause = if wait > 0.0 {
+        format!("sleep {wait:.3}\n")
+    } else {
+        String::new()
+    };
+    // The port is probed beside the window, not before it: at a dead host's address the
+    // connection attempt takes its whole second (no answer at all), which the window
+    // would otherwise wait on top of.
     format!(
-        "{}m1=$({marker})\ntimeout 2 {}sleep {WINDOW_S}\nm2=$({marker})\n\
+        "pp=$(mktemp)\n( {} ) >\"$pp\" &\nm1={first}\ntimeout 2 {}{pause}m2=$({marker})\n\
+         wait\ncat \"$pp\"\nrm -f \"$pp\"\n\
+         printf 'marker=%s\\n' \"$m2\"\n\
          if [ -n \"$m1\" ] && [ \"$m1\" != \"$m2\" ]; then echo received=yes; else echo received=no; fi\n",
-        port_probe(address, port),
+        port_probe(address, port).trim_end(),
         super::topology::state_probe(d),
     )
 }
@@ -154,6 +183,11 @@ pub fn parse_replica(name: &str, out: &str, d: Dialect) -> (ReplicaView, super::
         io,
         received: out.lines().any(|l| l == "received=yes"),
         port_open: out.lines().any(|l| l == "port=open"),
+        marker: out
+            .lines()
+            .find_map(|l| l.strip_prefix("marker="))
+            .unwrap_or("")
+            .to_string(),
     };
     (view, s)
 }
@@ -221,6 +255,7 @@ mod tests {
             io: io.into(),
             received,
             port_open: true,
+            marker: String::new(),
         };
         assert!(v("Yes", true).answered());
         // A frozen source: the connection stays up ("Yes"), nothing arrives.
@@ -243,10 +278,19 @@ mod tests {
         let s = proxy_probe("db1.example'; rm -rf /", 3306);
         assert!(s.contains("'db1.example'\\''; rm -rf /'"), "{s}");
         assert!(
-            replica_probe(Dialect::MariaDb, "10.0.0.1", 3306).contains("SLAVE_RECEIVED_HEARTBEATS")
+            replica_probe(Dialect::MariaDb, "10.0.0.1", 3306, None)
+                .contains("SLAVE_RECEIVED_HEARTBEATS")
         );
         assert!(
-            replica_probe(Dialect::MySql84, "10.0.0.1", 3306).contains("COUNT_RECEIVED_HEARTBEATS")
+            replica_probe(Dialect::MySql84, "10.0.0.1", 3306, None)
+                .contains("COUNT_RECEIVED_HEARTBEATS")
         );
+        // A later round starts from the last one's sample, quoted, and waits only what the
+        // window lacks.
+        let later = replica_probe(Dialect::MariaDb, "10.0.0.1", 3306, Some(("a'b", 0.4)));
+        assert!(later.contains("m1='a'\\''b'\n"), "{later}");
+        assert!(later.contains("sleep 0.600\n"), "{later}");
+        let late = replica_probe(Dialect::MariaDb, "10.0.0.1", 3306, Some(("x", 1.5)));
+        assert!(!late.contains("sleep"), "{late}");
     }
 }
