@@ -272,24 +272,33 @@ async fn run_step(
             })
             .await
         }
+        // On every host at once (a failover's replicas stop together); the outputs in the
+        // step's host order.
         Action::Script { script } => {
-            for h in &step.hosts {
-                let conn = c
-                    .conns
-                    .get(h)
-                    .ok_or_else(|| format!("{h} is not reachable over SSH"))?;
-                let o = conn
-                    .run(&format!("bash <<'DBFLEET_STEP'\n{script}DBFLEET_STEP\n"))
-                    .await
-                    .map_err(|e| format!("{what} on {h}: {e}"))?;
-                if o.code != 0 {
-                    return Err(format!(
-                        "{what} on {h} failed (exit {}): {}",
-                        o.code,
-                        super::stderr_tail(&o.stderr)
-                    ));
+            let text = format!("bash <<'DBFLEET_STEP'\n{script}DBFLEET_STEP\n");
+            let runs = step.hosts.iter().map(|h| {
+                let text = &text;
+                async move {
+                    let conn = c
+                        .conns
+                        .get(h)
+                        .ok_or_else(|| format!("{h} is not reachable over SSH"))?;
+                    let o = conn
+                        .run(text)
+                        .await
+                        .map_err(|e| format!("{what} on {h}: {e}"))?;
+                    if o.code != 0 {
+                        return Err(format!(
+                            "{what} on {h} failed (exit {}): {}",
+                            o.code,
+                            super::stderr_tail(&o.stderr)
+                        ));
+                    }
+                    Ok((h.clone(), o.stdout))
                 }
-                out.outputs.push((h.clone(), o.stdout));
+            });
+            for r in futures::future::join_all(runs).await {
+                out.outputs.push(r?);
             }
             Ok(())
         }

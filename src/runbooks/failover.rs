@@ -275,11 +275,7 @@ pub async fn confirm_dead(
             }
         };
         rounds.push(started.elapsed());
-        for r in &there {
-            if !r.marker.is_empty() {
-                samples.insert(r.name.clone(), (r.marker.clone(), started));
-            }
-        }
+        record_samples(&mut samples, &there, started);
         match judge(
             c,
             primary,
@@ -320,6 +316,49 @@ pub struct Silence {
     /// None: the caller does not count (an operator's `failover`: the operator judges).
     pub last_answer: Option<Instant>,
     pub hang_after: Duration,
+}
+
+/// Keeps each replica's newest sample of what it received for the next round, dated from
+/// when the round that took it began; a sample equal to the one kept still dates from the
+/// round that first took it (nothing arrived since: the window keeps growing), so a later
+/// round never pauses to fill a window. A replica that could not be read keeps none.
+fn record_samples(
+    samples: &mut HashMap<String, (String, Instant)>,
+    seen: &[ReplicaView],
+    started: Instant,
+) {
+    for r in seen {
+        if !r.marker.is_empty() && samples.get(&r.name).is_none_or(|(m, _)| *m != r.marker) {
+            samples.insert(r.name.clone(), (r.marker.clone(), started));
+        }
+    }
+}
+
+/// The script that stops a replica's IO thread while its source is hung: for the stop
+/// only, the replica rejects (TCP reset) its own packets to the source's database port, by
+/// an nftables table of its own (`inet dbfleet_fence`, apart from the firewall's
+/// `inet dbfleet`), deleted when the script ends; the source's address is held in a set
+/// with a 60 s timeout, so a table left behind by a killed run fences nothing after that.
+/// MariaDB's semi-sync replica, stopping, connects to its source to end the dump thread
+/// and waits `rpl_semi_sync_slave_kill_conn_timeout` (at least 1 s) for a hung server's
+/// greeting; reset, the connection fails at once. Without nft or an IPv4 address for
+/// `address`, the plain stop (the same statement, slower).
+pub fn fenced_io_stop(d: crate::sql::Dialect, address: &str, port: u64) -> String {
+    format!(
+        "a=$(getent ahostsv4 {addr} | awk 'NR==1{{print $1}}')\n\
+         if [ -n \"$a\" ] && command -v nft >/dev/null && nft -f - 2>/dev/null <<DBFLEET_NFT\n\
+         table inet dbfleet_fence {{\n\
+         \x20 set sources {{ type ipv4_addr; flags timeout; }}\n\
+         \x20 chain output {{ type filter hook output priority 0; policy accept; ip daddr @sources tcp dport {port} reject with tcp reset; }}\n\
+         }}\n\
+         add element inet dbfleet_fence sources {{ $a timeout 60s }}\n\
+         DBFLEET_NFT\n\
+         then trap 'nft delete table inet dbfleet_fence 2>/dev/null' EXIT; fi\n\
+         {client} -e {stop}\n",
+        addr = crate::escape::q(address),
+        client = d.client(),
+        stop = crate::escape::q(d.stop_replica_io()),
+    )
 }
 
 /// `primary`'s address and database port, as its replicas and proxies reach it.
@@ -860,13 +899,26 @@ pub async fn plan(
     // `rpl_semi_sync_slave_enabled` off first does not skip it on 10.11, tried in the
     // lab); a killed server's closed port answers at once. The kill takes a fraction of
     // that (SIGKILL ends a stopped process too).
+    //
+    // A hung server that could not be killed (its host does not answer SSH: frozen, or
+    // cut off from here) is fenced from its replicas by the network for the stop: each
+    // replica resets its own connections to it, so the stop does not wait for a greeting
+    // that never comes ([`fenced_io_stop`]).
+    let stop_io = if verdict.hung && !killed_first {
+        let (address, port) = endpoint(c, old);
+        Action::Script {
+            script: fenced_io_stop(d, &address, port),
+        }
+    } else {
+        Action::Sql {
+            statements: d.stop_replica_io().to_string(),
+        }
+    };
     p.step_at_once(
         verdict.io_stop_with_fence() && !killed_first,
         &rs,
         "IO thread stopped",
-        Action::Sql {
-            statements: d.stop_replica_io().to_string(),
-        },
+        stop_io,
         true,
     );
     p.step(
@@ -1378,6 +1430,48 @@ mod tests {
             .await
             .expect("hung over SSH");
         assert!(v.hung);
+    }
+
+    #[test]
+    fn a_replicas_sample_dates_from_the_round_that_first_took_it() {
+        let view = |m: &str| ReplicaView {
+            name: "db2".into(),
+            io: "Yes".into(),
+            received: false,
+            port_open: true,
+            marker: m.into(),
+        };
+        let mut samples = HashMap::new();
+        let first = Instant::now() - Duration::from_secs(2);
+        record_samples(&mut samples, &[view("hb=10")], first);
+        // Nothing arrived since: the window still starts at the first round.
+        record_samples(&mut samples, &[view("hb=10")], Instant::now());
+        assert_eq!(samples["db2"], ("hb=10".to_string(), first));
+        // Something arrived: a new window from this round.
+        let now = Instant::now();
+        record_samples(&mut samples, &[view("hb=11")], now);
+        assert_eq!(samples["db2"], ("hb=11".to_string(), now));
+        // Unread: the last sample stays.
+        record_samples(&mut samples, &[view("")], Instant::now());
+        assert_eq!(samples["db2"], ("hb=11".to_string(), now));
+    }
+
+    #[test]
+    fn a_hung_sources_replicas_reset_their_own_connections_to_it_for_the_stop_only() {
+        let s = fenced_io_stop(crate::sql::Dialect::MariaDb, "db1.example'; reboot", 3307);
+        assert!(
+            s.contains("getent ahostsv4 'db1.example'\\''; reboot'"),
+            "{s}"
+        );
+        assert!(s.contains("tcp dport 3307 reject with tcp reset"), "{s}");
+        // Expires by itself, and is deleted when the script ends.
+        assert!(s.contains("$a timeout 60s"), "{s}");
+        assert!(
+            s.contains("trap 'nft delete table inet dbfleet_fence"),
+            "{s}"
+        );
+        // The stop itself, with or without the fence.
+        assert!(s.ends_with("mariadb -e 'STOP SLAVE IO_THREAD;'\n"), "{s}");
     }
 
     #[tokio::test]
