@@ -101,7 +101,9 @@ impl Settings {
             cluster,
             interval: Duration::from_secs_f64(var("monitor_interval_seconds").unwrap_or(1.0)),
             failures: var("monitor_failures").unwrap_or(3.0) as u32,
-            hang_after: Duration::from_secs_f64(var("monitor_hang_seconds").unwrap_or(HANG_AFTER_S)),
+            hang_after: Duration::from_secs_f64(
+                var("monitor_hang_seconds").unwrap_or(HANG_AFTER_S),
+            ),
             state: Some((STATE_FILE.into(), METRICS_FILE.into())),
             hook: h
                 .and_then(|h| h.vars.get("monitor_hook"))
