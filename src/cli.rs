@@ -161,6 +161,12 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Print the inventory's JSON Schema (draft-07), for editors: save it and point
+    /// yaml-language-server at it with a first line `# yaml-language-server:
+    /// $schema=./dbfleet.schema.json`. Unknown keys and variables, and values not of a
+    /// variable's type, are flagged as you type; `dbfleet validate` still decides. Reads
+    /// no inventory.
+    Schema,
     /// Print dbfleet's manual page (roff): `dbfleet man > dbfleet.1; man -l dbfleet.1`, or
     /// into `/usr/local/share/man/man1/`. Reads no inventory.
     Man,
@@ -413,6 +419,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             clap_complete::generate(shell, &mut Cli::command(), "dbfleet", &mut out);
             print_bytes(&out)
         }
+        Command::Schema => commands::schema::run(opts),
         Command::Man => {
             use clap::CommandFactory;
             let mut out = Vec::new();

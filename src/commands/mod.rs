@@ -15,6 +15,7 @@ pub mod plan;
 pub mod rebuild;
 pub mod restore;
 pub mod runbook;
+pub mod schema;
 pub mod status;
 pub mod switchover;
 pub mod validate;

@@ -117,6 +117,19 @@ impl VarType {
         })
     }
 
+    /// The type as JSON Schema (draft-07): one schema per alternative (`anyOf` when
+    /// more than one), admitting what [`VarType::check`] admits and, where a rule is not
+    /// a plain pattern (a DNS name, an IP address, a Debian version), more: the schema
+    /// guides an editor, `validate` decides.
+    pub fn json_schema(&self) -> Value {
+        let mut alts: Vec<Value> = self.alternatives.iter().map(Base::json_schema).collect();
+        if alts.len() == 1 {
+            alts.remove(0)
+        } else {
+            serde_json::json!({ "anyOf": alts })
+        }
+    }
+
     /// Checks `v` against the type.
     ///
     /// Errors: a message saying what the value should be, e.g. "`lots` is not int 1..100000".
@@ -165,6 +178,82 @@ fn is_dns_name(s: &str) -> bool {
 }
 
 impl Base {
+    /// This alternative as JSON Schema ([`VarType::json_schema`]).
+    fn json_schema(&self) -> Value {
+        use serde_json::json;
+        let bounded = |kind: &str, min: Option<Value>, max: Option<Value>| {
+            let mut o = serde_json::Map::new();
+            o.insert("type".into(), json!(kind));
+            if let Some(m) = min {
+                o.insert("minimum".into(), m);
+            }
+            if let Some(m) = max {
+                o.insert("maximum".into(), m);
+            }
+            Value::Object(o)
+        };
+        match self {
+            Base::Int { min, max } => {
+                bounded("integer", min.map(|m| json!(m)), max.map(|m| json!(m)))
+            }
+            Base::Number { min, max } => {
+                bounded("number", min.map(|m| json!(m)), max.map(|m| json!(m)))
+            }
+            Base::Size => json!({"anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": "^[0-9]{1,20}[KMGTkmgt]?$"}
+            ]}),
+            Base::Bool => json!({"type": "boolean"}),
+            // Matched without regard to case, as `admits` does: a pattern of both cases
+            // of each letter (JSON Schema's regular expressions have no flags).
+            Base::Enum(options) => {
+                let either = |o: &str| -> String {
+                    o.chars()
+                        .map(|c| {
+                            if c.is_ascii_alphabetic() {
+                                format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase())
+                            } else if c.is_ascii_alphanumeric() || c == '_' {
+                                c.to_string()
+                            } else {
+                                format!("\\{c}")
+                            }
+                        })
+                        .collect()
+                };
+                let pattern = format!(
+                    "^(?:{})$",
+                    options
+                        .iter()
+                        .map(|o| either(o))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                );
+                let numbers: Vec<Value> = options
+                    .iter()
+                    .filter_map(|o| o.parse::<i64>().ok())
+                    .map(|n| json!(n))
+                    .collect();
+                if numbers.is_empty() {
+                    json!({"type": "string", "pattern": pattern})
+                } else {
+                    json!({"anyOf": [{"type": "string", "pattern": pattern}, {"enum": numbers}]})
+                }
+            }
+            // The characters each may hold; `validate` checks the rest (RFC 1123 labels,
+            // an address that parses, Debian Policy's grammar).
+            Base::Address => json!({"type": "string", "pattern": "^[A-Za-z0-9.:-]{1,253}$"}),
+            Base::CidrAddress => {
+                json!({"type": "string", "pattern": "^[0-9A-Fa-f.:]+/[0-9]{1,3}$"})
+            }
+            Base::DebianVersion => {
+                json!({"type": "string", "pattern": "^[0-9][A-Za-z0-9.+~:-]{0,127}$"})
+            }
+            Base::Interface => json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,15}$"}),
+            Base::AbsolutePath => json!({"type": "string", "pattern": "^/[A-Za-z0-9/._+-]*$"}),
+            Base::Word(w) => json!({"const": w}),
+        }
+    }
+
     fn admits(&self, v: &Value) -> bool {
         match (self, v) {
             (Base::Int { min, max }, Value::Number(n)) => n
