@@ -230,7 +230,11 @@ fn switchover_under_write_load_keeps_every_acknowledged_insert_and_refuses_unrea
         after.contains("    roles: [replica]\n    server_id: 1"),
         "{after}"
     );
-    assert!(after.starts_with("# The lab fleet"));
+    assert!(
+        after
+            .starts_with("# yaml-language-server: $schema=../dbfleet.schema.json\n# The lab fleet"),
+        "{after}"
+    );
     let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
     assert_eq!(p.code, 0, "{}", p.all());
     // The demoted db1 still holds its own GTIDs from its time as primary; db2 has them too,
