@@ -335,21 +335,27 @@ fn record_samples(
 }
 
 /// The script that stops a replica's IO thread while its source is hung: for the stop
-/// only, the replica rejects (TCP reset) its own packets to the source's database port, by
-/// an nftables table of its own (`inet dbfleet_fence`, apart from the firewall's
+/// only, the replica rejects (TCP reset) its own new connections to the source's database
+/// port, by an nftables table of its own (`inet dbfleet_fence`, apart from the firewall's
 /// `inet dbfleet`), deleted when the script ends; the source's address is held in a set
 /// with a 60 s timeout, so a table left behind by a killed run fences nothing after that.
 /// MariaDB's semi-sync replica, stopping, connects to its source to end the dump thread
 /// and waits `rpl_semi_sync_slave_kill_conn_timeout` (at least 1 s) for a hung server's
-/// greeting; reset, the connection fails at once. Without nft or an IPv4 address for
-/// `address`, the plain stop (the same statement, slower).
+/// greeting; reset, that connection fails at once. Only connection attempts (SYN without
+/// ACK) are rejected: the IO thread's own connection must close normally, its FIN reaching
+/// the frozen host's kernel. Reset on this side only, it stayed open on the source, whose
+/// dump threads, thawed, wrote into it for minutes (the firewall drops the retransmits as
+/// `ct state invalid`, so no reset ever reached them); promoted again, that server hung in
+/// MariaDB 10.11's semi-sync `Ack_receiver::remove_slave` when the replica reconnected
+/// (seen in `bench/autofailover.sh`: every connection slot taken). Without nft or an IPv4
+/// address for `address`, the plain stop (the same statement, slower).
 pub fn fenced_io_stop(d: crate::sql::Dialect, address: &str, port: u64) -> String {
     format!(
         "a=$(getent ahostsv4 {addr} | awk 'NR==1{{print $1}}')\n\
          if [ -n \"$a\" ] && command -v nft >/dev/null && nft -f - 2>/dev/null <<DBFLEET_NFT\n\
          table inet dbfleet_fence {{\n\
          \x20 set sources {{ type ipv4_addr; flags timeout; }}\n\
-         \x20 chain output {{ type filter hook output priority 0; policy accept; ip daddr @sources tcp dport {port} reject with tcp reset; }}\n\
+         \x20 chain output {{ type filter hook output priority 0; policy accept; ip daddr @sources tcp dport {port} tcp flags & (syn | ack) == syn reject with tcp reset; }}\n\
          }}\n\
          add element inet dbfleet_fence sources {{ $a timeout 60s }}\n\
          DBFLEET_NFT\n\
@@ -1463,7 +1469,11 @@ mod tests {
             s.contains("getent ahostsv4 'db1.example'\\''; reboot'"),
             "{s}"
         );
-        assert!(s.contains("tcp dport 3307 reject with tcp reset"), "{s}");
+        // Connection attempts only: the IO thread's own connection closes normally.
+        assert!(
+            s.contains("tcp dport 3307 tcp flags & (syn | ack) == syn reject with tcp reset"),
+            "{s}"
+        );
         // Expires by itself, and is deleted when the script ends.
         assert!(s.contains("$a timeout 60s"), "{s}");
         assert!(
