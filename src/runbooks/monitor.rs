@@ -61,10 +61,10 @@ pub const LOCK_IDLE_S: u64 = 3;
 /// How often each lock session asks its server (at most; `monitor_interval_seconds` when
 /// shorter), whatever the check interval: a server's last answer is known to within this,
 /// so a freeze of N seconds looks like at most N + [`SAMPLE`] of silence, and the hang
-/// bound (`monitor_hang_seconds`) can sit that close above the longest
-/// stall to wait out (its default, 7 s in `playbooks/defaults.yml`: a 6 s freeze, issue 29
-/// must-show 3, looks like at most about 6.3 s). At a one-second sampling the silence of a freeze overstated it by up
-/// to a second, and a hung primary's verdict came 7 to 8 s after the freeze instead of 7.
+/// bound (`monitor_hang_seconds`, 7 s by default in `playbooks/defaults.yml`) can sit that
+/// close above the longest stall to wait out (a 6 s freeze, issue 29 must-show 3, looks
+/// like at most about 6.3 s). Sampled once a check interval, the silence of a freeze was
+/// overstated by up to a second, and the bound sat at 8 s.
 pub const SAMPLE: Duration = Duration::from_millis(250);
 
 /// How the monitor runs (from the inventory's vars of its host).
