@@ -76,6 +76,17 @@ pub enum HostKeyPolicy {
     AcceptNew,
 }
 
+impl HostKeyPolicy {
+    /// The words `fleet.ssh.host_key_checking` takes.
+    pub const NAMES: &'static [&'static str] = &["strict", "accept-new"];
+}
+
+/// The words `firewall.backend` takes (nftables, Debian's default, first).
+pub const FIREWALL_BACKENDS: &[&str] = &["nftables", "ufw"];
+
+/// The words an alerting rule's `severity` takes (`warning` when left out).
+pub const ALERT_SEVERITIES: &[&str] = &["info", "warning", "critical"];
+
 /// How to reach a host over SSH. Unset fields fall back to ~/.ssh/config (or `config`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SshSettings {

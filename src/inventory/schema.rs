@@ -396,10 +396,10 @@ pub fn json_schema(defaults: &super::Defaults) -> serde_json::Value {
     let words: [(&str, &[&str], &[&str]); 6] = [
         ("Host", &["roles", "items"], super::Role::NAMES),
         ("Fleet", &["flavor"], crate::sql::Flavor::NAMES),
-        ("Ssh", &["host_key_checking"], &["strict", "accept-new"]),
+        ("Ssh", &["host_key_checking"], super::HostKeyPolicy::NAMES),
         ("Job", &["kind"], &crate::backup::JobKind::NAMES),
-        ("Firewall", &["backend"], &["nftables", "ufw"]),
-        ("AlertRule", &["severity"], &["info", "warning", "critical"]),
+        ("Firewall", &["backend"], super::FIREWALL_BACKENDS),
+        ("AlertRule", &["severity"], super::ALERT_SEVERITIES),
     ];
     for (def, path, names) in words {
         let mut at = schema.get_mut("definitions").and_then(|d| d.get_mut(def));

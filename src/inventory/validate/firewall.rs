@@ -9,7 +9,9 @@ pub(super) fn check_firewall(
     let r = &f.value;
     let backend = match &r.backend {
         None => "nftables".to_string(),
-        Some(b) if b.value == "nftables" || b.value == "ufw" => b.value.clone(),
+        Some(b) if crate::inventory::FIREWALL_BACKENDS.contains(&b.value.as_str()) => {
+            b.value.clone()
+        }
         Some(b) => {
             let s = c.span(b);
             c.push(

@@ -160,7 +160,9 @@ fn check_rule(c: &mut Checker, rule: &Spanned<RawAlertRule>) -> Option<AlertRule
     };
     let severity = match &r.severity {
         None => "warning".to_string(),
-        Some(s) if ["info", "warning", "critical"].contains(&s.value.as_str()) => s.value.clone(),
+        Some(s) if crate::inventory::ALERT_SEVERITIES.contains(&s.value.as_str()) => {
+            s.value.clone()
+        }
         Some(s) => {
             let sp = c.span(s);
             c.push(
