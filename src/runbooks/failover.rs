@@ -247,19 +247,6 @@ pub async fn confirm_dead(
     loop {
         tried += 1;
         let started = Instant::now();
-        // The longest pause a replica's probe of this round makes (its window's part
-        // still to come), to tell the next round's cost from this one's.
-        let paused = c
-            .members
-            .iter()
-            .filter(|m| *m != primary)
-            .map(|m| {
-                samples
-                    .get(m.as_str())
-                    .map(|(_, at)| (liveness::WINDOW_S - at.elapsed().as_secs_f64()).max(0.0))
-                    .unwrap_or(liveness::WINDOW_S)
-            })
-            .fold(0.0f64, f64::max);
         let (from_here, conn, proxies, there, observed) = match first.take() {
             None => {
                 let ((from_here, conn), (there, observed), proxies) = tokio::join!(
@@ -289,13 +276,13 @@ pub async fn confirm_dead(
                     && let Some(at) = silence.last_answer =>
             {
                 first = Some((from_here, conn, proxies));
-                let next = observed.saturating_sub(Duration::from_secs_f64(paused));
-                // The next checks may cost a little less than estimated (a warm
-                // connection): ending them a quarter second past the bound spares a whole
-                // round when they would end a few milliseconds short of it.
+                // A later round costs what this one cost besides its window's pause
+                // (`observed`), or a little less (a warm connection): ending it a quarter
+                // second past the bound spares a whole round when it would end a few
+                // milliseconds short of it.
                 const PAST_BOUND: Duration = Duration::from_millis(250);
                 let remaining = silence.hang_after.saturating_sub(at.elapsed());
-                tokio::time::sleep(remaining.saturating_sub(next) + PAST_BOUND).await;
+                tokio::time::sleep(remaining.saturating_sub(observed) + PAST_BOUND).await;
             }
             other => {
                 return other.map(|mut v| {
@@ -380,8 +367,10 @@ fn endpoint(c: &Cluster<'_>, primary: &str) -> (String, u64) {
 }
 
 /// What the replicas see of `primary`, all at once (`super::liveness`), and how long that
-/// took. `samples`: each replica's last sample and when its window began, where its new
-/// window starts (none: a full [`liveness::WINDOW_S`] window).
+/// took besides the longest pause a probe made to complete its window (what a later
+/// round, whose window is complete, costs). `samples`: each replica's last sample and when
+/// its window began, where its new window starts (none: a full [`liveness::WINDOW_S`]
+/// window).
 async fn observe_replicas(
     c: &Cluster<'_>,
     primary: &str,
@@ -390,11 +379,20 @@ async fn observe_replicas(
     let started = Instant::now();
     let (address, port) = endpoint(c, primary);
     let replicas: Vec<&String> = c.members.iter().filter(|m| *m != primary).collect();
-    let futs = replicas.iter().map(|r| {
-        let previous = samples
-            .get(*r)
-            .map(|(m, at)| (m.as_str(), at.elapsed().as_secs_f64()));
-        let probe = liveness::replica_probe(c.dialect, &address, port, previous);
+    let previous: Vec<Option<(&str, f64)>> = replicas
+        .iter()
+        .map(|r| {
+            samples
+                .get(*r)
+                .map(|(m, at)| (m.as_str(), at.elapsed().as_secs_f64()))
+        })
+        .collect();
+    let paused = previous
+        .iter()
+        .map(|p| liveness::window_left(p.map(|(_, age)| age)))
+        .fold(0.0f64, f64::max);
+    let futs = replicas.iter().zip(&previous).map(|(r, previous)| {
+        let probe = liveness::replica_probe(c.dialect, &address, port, *previous);
         async move {
             let conn = c.conns.get(*r)?;
             let out = conn.run(&probe).await.ok()?;
@@ -402,7 +400,12 @@ async fn observe_replicas(
         }
     });
     let there = futures::future::join_all(futs).await;
-    (there.into_iter().flatten().collect(), started.elapsed())
+    (
+        there.into_iter().flatten().collect(),
+        started
+            .elapsed()
+            .saturating_sub(Duration::from_secs_f64(paused)),
+    )
 }
 
 /// What the proxies see of `primary`, all at once: a primary cut off from us and its

@@ -147,9 +147,10 @@ pub fn replica_probe(
     previous: Option<(&str, f64)>,
 ) -> String {
     let marker = d.received_marker();
-    let (first, wait) = match previous {
-        Some((m, age)) => (q(m), (WINDOW_S - age).max(0.0)),
-        None => (format!("$({marker})"), WINDOW_S),
+    let wait = window_left(previous.map(|(_, age)| age));
+    let first = match previous {
+        Some((m, _)) => q(m),
+        None => format!("$({marker})"),
     };
     let pause = if wait > 0.0 {
         format!("sleep {wait:.3}\n")
@@ -167,6 +168,12 @@ pub fn replica_probe(
         port_probe(address, port).trim_end(),
         super::topology::state_probe(d),
     )
+}
+
+/// Seconds a replica's probe still pauses to complete its window: all of [`WINDOW_S`]
+/// without a previous sample, what the window lacks after `age` seconds with one.
+pub fn window_left(age: Option<f64>) -> f64 {
+    age.map_or(WINDOW_S, |a| (WINDOW_S - a).max(0.0))
 }
 
 /// Reads [`replica_probe`]'s output of replica `name`: what it sees of its source, and its

@@ -67,19 +67,28 @@ pub fn newest_before(snaps: &[Snapshot], to: Option<DateTime<Utc>>) -> Option<&S
         .max_by_key(|s| time_of(s))
 }
 
-pub(crate) async fn snapshots(conn: &SshHost, repo: &str) -> Result<Vec<Snapshot>, Error> {
+/// Runs the restore helper's subcommand `args` on `repo` over `conn`; returns its stdout.
+///
+/// Errors: [`Error::Refused`] for a failed connection, or the helper's failure as
+/// "listing `what` from HOST failed: …" with its last stderr line.
+async fn helper(conn: &SshHost, repo: &str, args: &str, what: &str) -> Result<String, Error> {
     let o = conn
-        .run(&format!("{HELPER} {} snapshots\n", q(repo)))
+        .run(&format!("{HELPER} {} {args}\n", q(repo)))
         .await
         .map_err(|e| Error::Refused(e.to_string()))?;
     if o.code != 0 {
         return Err(Error::Refused(format!(
-            "listing the backups of {repo} from {} failed: {} (does `dbfleet plan` show backup changes left to apply there?)",
+            "listing {what} from {} failed: {} (does `dbfleet plan` show backup changes left to apply there?)",
             conn.name,
             o.stderr.trim().lines().last().unwrap_or("")
         )));
     }
-    serde_json::from_str(o.stdout.trim())
+    Ok(o.stdout)
+}
+
+pub(crate) async fn snapshots(conn: &SshHost, repo: &str) -> Result<Vec<Snapshot>, Error> {
+    let out = helper(conn, repo, "snapshots", &format!("the backups of {repo}")).await?;
+    serde_json::from_str(out.trim())
         .map_err(|e| Error::Refused(format!("the snapshots of {repo}: {e}")))
 }
 
@@ -307,18 +316,14 @@ pub async fn plan(
 ///
 /// Errors: [`Error::Refused`] when the helper fails or the snapshot has no such file.
 async fn file_size(conn: &SshHost, repo: &str, id: &str, path: &str) -> Result<u64, Error> {
-    let o = conn
-        .run(&format!("{HELPER} {} ls {}\n", q(repo), q(id)))
-        .await
-        .map_err(|e| Error::Refused(e.to_string()))?;
-    if o.code != 0 {
-        return Err(Error::Refused(format!(
-            "listing backup {id} of {repo} from {} failed: {}",
-            conn.name,
-            super::stderr_tail(&o.stderr)
-        )));
-    }
-    size_in_listing(&o.stdout, path).ok_or_else(|| {
+    let out = helper(
+        conn,
+        repo,
+        &format!("ls {}", q(id)),
+        &format!("backup {id} of {repo}"),
+    )
+    .await?;
+    size_in_listing(&out, path).ok_or_else(|| {
         Error::Refused(format!(
             "backup {id} of {repo} holds no file {path}: it is not a dump of this job"
         ))
