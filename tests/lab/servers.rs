@@ -156,22 +156,36 @@ impl Server {
             if got == want {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} {host}: `{query}` returned {got:?}, expected {want:?}",
-                self.name
-            );
+            if Instant::now() >= deadline {
+                // What the replica was doing: a table that never came is an IO or SQL
+                // thread's error, or a source that never sent it (seen once in CI).
+                let status = try_exec_in(
+                    &self.container(host),
+                    &format!("{} -E -e '{}'", self.server, self.replica_statement()),
+                )
+                .unwrap_or_else(|e| e);
+                panic!(
+                    "{} {host}: `{query}` returned {got:?}, expected {want:?}\n{host}'s replica status:\n{status}",
+                    self.name
+                );
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    fn replica_status(&self, host: &str) -> std::collections::BTreeMap<String, String> {
-        let statement = if self.server == "mysql" {
+    fn replica_statement(&self) -> &'static str {
+        if self.server == "mysql" {
             "SHOW REPLICA STATUS"
         } else {
             "SHOW SLAVE STATUS"
-        };
-        self.on(host, &format!("{} -E -e '{statement}'", self.server))
+        }
+    }
+
+    fn replica_status(&self, host: &str) -> std::collections::BTreeMap<String, String> {
+        self.on(
+            host,
+            &format!("{} -E -e '{}'", self.server, self.replica_statement()),
+        )
             .lines()
             .filter_map(|l| l.split_once(": "))
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
