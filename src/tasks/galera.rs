@@ -188,6 +188,9 @@ impl GaleraRes {
         };
         let history = if fresh(&f) {
             "it holds no cluster data: SST, a whole copy from a donor".to_string()
+        } else if get("grastate_seqno") == "-1" {
+            // A crashed member's position is recovered when it starts (wsrep-recover).
+            "it holds the cluster's data (its position is recovered at start): IST when a donor's gcache still holds what it missed, else SST".to_string()
         } else {
             format!(
                 "it holds the cluster's data up to seqno {}: IST when a donor's gcache still holds what it missed, else SST",
@@ -237,15 +240,13 @@ impl GaleraRes {
         format!(
             r#"set -eu
 {functions}state_line() {{ {client} -N -B -e {state_line} 2>/dev/null || true; }}
-log=/var/log/mysql/error.log
 synced() {{ [ "$(state_line)" = "{SYNCED}	{PRIMARY_COMPONENT}" ]; }}
 wait_synced() {{
   t0=$(date +%s)
   while ! synced; do
     now=$(date +%s)
     if ! running && [ $((now - t0)) -gt 30 ]; then
-      echo "the server of {cluster}'s member stopped while joining; the end of $log:" >&2
-      tail -n 5 "$log" >&2 2>/dev/null || true
+      echo "the server stopped while joining cluster {cluster}: its log (journalctl -u {svc}, or syslog) says why" >&2
       exit 1
     fi
     if [ $((now - t0)) -gt {SYNC_WAIT_S} ]; then
@@ -283,8 +284,7 @@ fi
 if running; then
   if [ -d /run/systemd/system ]; then systemctl stop {svc}; else service {svc} stop; fi
 fi
-mkdir -p /var/log/mysql
-lines=$(wc -l < "$log" 2>/dev/null || echo 0)
+started=$(date +%s)
 if [ $mode = bootstrap ]; then
   if [ -d /run/systemd/system ]; then galera_new_cluster; else /etc/init.d/{svc} bootstrap >/dev/null || true; fi
 else
@@ -294,10 +294,11 @@ wait_synced
 if [ $mode = bootstrap ]; then
   echo "bootstrapped Galera cluster {cluster}"
 else
-  new=$(tail -n +$((lines + 1)) "$log" 2>/dev/null || true)
-  how="a state transfer"
-  if printf '%s\n' "$new" | grep -q 'IST received'; then how=IST; fi
-  if printf '%s\n' "$new" | grep -q 'SST received\|SST succeeded'; then how=SST; fi
+  # An SST leaves the donor's position in the data folder (wsrep_sst_mariabackup); an
+  # IST writes no file there.
+  how=IST
+  info=/var/lib/mysql/donor_galera_info
+  if [ -f $info ] && [ "$(stat -c %Y $info)" -ge "$started" ]; then how=SST; fi
   echo "joined Galera cluster {cluster} by $how"
 fi
 "#,
