@@ -25,3 +25,14 @@ pub const STATUS: &str = "SELECT @@GLOBAL.wsrep_on AS wsrep_on, \
 pub const STATE_LINE: &str = "SELECT \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE'), \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATUS')";
+
+/// What `dbfleet status` reads of a member, `-E` output: `galera_cluster_size`,
+/// `galera_state` (`wsrep_local_state_comment`: Synced, Donor/Desynced, Joining...),
+/// `galera_cluster_status` (Primary, non-Primary, Disconnected) and
+/// `galera_flow_control_paused` (the fraction of time replication was paused by flow
+/// control since the last read, 0.0-1.0: MariaDB KB "wsrep_flow_control_paused").
+pub const STATUS_REPORT: &str = "SELECT \
+     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE') AS galera_cluster_size, \
+     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT') AS galera_state, \
+     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATUS') AS galera_cluster_status, \
+     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_FLOW_CONTROL_PAUSED') AS galera_flow_control_paused;";
