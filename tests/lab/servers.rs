@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::support::*;
 
+mod galera;
+
 /// One lab of the matrix: its name (container prefix), Debian release, subnet prefix,
 /// folder and the server version the inventory declares.
 struct Server {
