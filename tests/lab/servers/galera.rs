@@ -5,7 +5,7 @@
 //! empty.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::super::support::*;
 use super::Server;
@@ -35,12 +35,11 @@ fn inventory(s: &Server, dir: &Path) -> PathBuf {
     p
 }
 
-/// `wsrep_local_state_comment`, `wsrep_cluster_size` and `wsrep_cluster_status` of `host`.
+/// `wsrep_local_state_comment`, `wsrep_cluster_size` and `wsrep_cluster_status`, one line.
+const STATE: &str = "SELECT CONCAT_WS(' ', (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'), (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'), (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATUS'))";
+
 fn state(s: &Server, host: &str) -> String {
-    s.sql(
-        host,
-        "SELECT CONCAT_WS(' ', (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'), (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'), (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATUS'))",
-    )
+    s.sql(host, STATE)
 }
 
 /// Applies; the apply must say how `host` joined (`by IST` or `by SST`), and the re-plan
@@ -124,9 +123,18 @@ fn galera_on_mariadb_10_11_provisions_from_bare_hosts_rejoins_by_ist_and_sst_and
     // survives: an SST would have replaced the folder).
     s.on("db3", "touch /var/lib/mysql/dbfleet-ist-marker");
     s.docker("kill", "db3");
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(state(s, "db1"), "Synced 2 Primary");
+    // The others notice within Galera's suspect timeout (evs.suspect_timeout, 5 s) and
+    // go on as a primary component of two.
+    s.eventually("db1", STATE, "Synced 2 Primary");
     s.docker("start", "db3");
+    let t0 = Instant::now();
+    while s.on("db3", "pidof sshd || true").is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "db3's sshd does not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     rejoin(s, &inv, "db3", "IST");
     s.on("db3", "test -f /var/lib/mysql/dbfleet-ist-marker");
 
