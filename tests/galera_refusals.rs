@@ -53,7 +53,10 @@ fn runbooks_refuse_a_galera_member_before_contacting_any_host() {
                 && flat.contains("Nothing was changed"),
             "{args:?} names why:\n{stderr}"
         );
-        assert!(!marker.exists(), "{args:?} contacted a host before refusing");
+        assert!(
+            !marker.exists(),
+            "{args:?} contacted a host before refusing"
+        );
         assert_eq!(
             std::fs::read_to_string(&inv).expect("inventory"),
             text,

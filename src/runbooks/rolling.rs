@@ -402,7 +402,11 @@ async fn restart_member(
         if !is_synced(&st) {
             return Err(format!(
                 "{other} is not synced in the primary component ({}): restarting {m} now could leave the cluster without a majority",
-                if st.is_empty() { "no answer" } else { st.as_str() }
+                if st.is_empty() {
+                    "no answer"
+                } else {
+                    st.as_str()
+                }
             ));
         }
     }

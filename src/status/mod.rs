@@ -301,7 +301,8 @@ fn galera_member(s: &mut HostStatus, f: &BTreeMap<String, String>) {
         s.problems.push(format!("not synced ({})", g.state));
     }
     if s.read_only == Some(true) {
-        s.problems.push("read-only: every member takes writes".into());
+        s.problems
+            .push("read-only: every member takes writes".into());
     }
     s.galera = Some(g);
 }

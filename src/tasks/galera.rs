@@ -76,7 +76,11 @@ fn refusal(r: &GaleraRes, f: &std::collections::BTreeMap<String, String>) -> Opt
             return Some(format!(
                 "member of cluster {} is in a {} component (size {}): the cluster lost its quorum, and dbfleet does not re-form a primary component yet; start the members that are down, or bootstrap the most advanced member by hand (SET GLOBAL wsrep_provider_options='pc.bootstrap=YES')",
                 r.cluster,
-                if status.is_empty() { "disconnected" } else { status },
+                if status.is_empty() {
+                    "disconnected"
+                } else {
+                    status
+                },
                 get("cluster_size")
             ));
         }
@@ -365,7 +369,10 @@ mod tests {
             let e = res(first)
                 .mode("running: no\ngrastate_uuid: 6b1f0c7e-0000-11ef-8000-0242ac1d4d0b\ngrastate_seqno: 57\nsafe_to_bootstrap: 1\npeers_listening: \n")
                 .unwrap_err();
-            assert!(e.contains("most advanced member") && e.contains("seqno 57"), "{e}");
+            assert!(
+                e.contains("most advanced member") && e.contains("seqno 57"),
+                "{e}"
+            );
         }
         let e = res(false)
             .mode("running: yes\nwsrep_on: 1\nlocal_state: 0\nlocal_state_comment: Initialized\ncluster_status: non-Primary\ncluster_size: 1\npeers_listening: \n")

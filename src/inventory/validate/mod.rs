@@ -607,7 +607,11 @@ fn check_galera(
     for h in members {
         let galera = h.vars.get("replication").and_then(|v| v.as_str()) == Some("galera");
         if h.has(Role::Primary) || h.has(Role::Replica) {
-            let role = if h.has(Role::Primary) { "primary" } else { "replica" };
+            let role = if h.has(Role::Primary) {
+                "primary"
+            } else {
+                "replica"
+            };
             c.push(
                 Problem::at(
                     format!("`{role}` `{}` in Galera cluster `{cluster}`", h.name),
@@ -636,12 +640,14 @@ fn check_galera(
                     span(&h.name),
                     "Galera replicates synchronously",
                 )
-                .help("semi-sync is for a primary and its replicas; remove it for a Galera cluster"),
+                .help(
+                    "semi-sync is for a primary and its replicas; remove it for a Galera cluster",
+                ),
             );
         }
     }
     let n = members.len();
-    if n < 3 || n % 2 == 0 {
+    if n < 3 || n.is_multiple_of(2) {
         c.push(
             Problem::at(
                 format!("Galera cluster `{cluster}` has {n} member{}", if n == 1 { "" } else { "s" }),

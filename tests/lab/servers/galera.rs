@@ -25,11 +25,11 @@ const MEMBERS: [&str; 3] = ["db1", "db2", "db3"];
 fn inventory(s: &Server, dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("inventories/galera.yml")).expect("galera.yml");
     let from = "config: ../.labg/ssh_config";
-    assert!(text.contains(from), "galera.yml no longer contains `{from}`");
-    let text = text.replace(
-        from,
-        &format!("config: {}/ssh_config", s.dir().display()),
+    assert!(
+        text.contains(from),
+        "galera.yml no longer contains `{from}`"
     );
+    let text = text.replace(from, &format!("config: {}/ssh_config", s.dir().display()));
     let p = dir.join("galera.yml");
     std::fs::write(&p, text).expect("write");
     p
