@@ -397,8 +397,8 @@ mod tests {
     fn the_apply_script_refuses_before_it_stops_anything() {
         let s = res(true).apply_script();
         let refuse = s.find("holds its data").unwrap();
-        let stop = s.find("service 'mariadb' stop").unwrap();
+        let stop = s.find("service mariadb stop").unwrap();
         assert!(refuse < stop);
-        assert!(s.contains("/etc/init.d/'mariadb' bootstrap"));
+        assert!(s.contains("/etc/init.d/mariadb bootstrap"));
     }
 }
