@@ -252,7 +252,19 @@ pub async fn apply(
                     (Some(c), _) => {
                         let _permit = sem.acquire().await;
                         match c.run(&script).await {
-                            Ok(o) if o.code == 0 => Ok(()),
+                            // A Galera member's start says how it went: bootstrapped, or
+                            // joined by IST or SST (`crate::tasks::galera`).
+                            Ok(o) if o.code == 0 => {
+                                if let crate::tasks::Resource::Galera(_) = &t.resource
+                                    && let Some(line) = o.stdout.lines().last()
+                                {
+                                    events.emit(Event::Step {
+                                        host: hp.host.clone(),
+                                        text: engine.redactor.redact(line),
+                                    });
+                                }
+                                Ok(())
+                            }
                             Ok(o) if o.code == 3 => Err(format!("stale: {}", o.stderr.trim())),
                             Ok(o) => Err(format!(
                                 "exit {}: {}",

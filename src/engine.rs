@@ -316,6 +316,7 @@ impl Engine {
     /// resource is in a state dbfleet refuses to change (a folder where a file should be).
     pub fn plan(&self, probe: &Probe) -> Result<Plan, Error> {
         self.check_firewall_keeps_operator(probe)?;
+        self.check_galera_bootstrap(probe)?;
         let mut hosts = Vec::new();
         // Only the probed hosts: a saved plan re-reads just the hosts it changes.
         for name in self
@@ -431,6 +432,44 @@ impl Engine {
             "the firewall would cut off your own SSH session to {}; nothing was changed",
             cut.join(", ")
         )))
+    }
+
+    /// Refuses to found a Galera cluster (`crate::tasks::galera`, a bootstrap) unless every
+    /// member of it was probed: a member left out by `--limit` may hold the cluster's data
+    /// or run it, and a bootstrap beside it would make a second cluster or throw its
+    /// writes away. Each member probed refuses on its own when it holds data and nothing
+    /// runs.
+    ///
+    /// Errors: [`Error::Refused`] naming the members not probed.
+    fn check_galera_bootstrap(&self, probe: &Probe) -> Result<(), Error> {
+        for n in self.graph.graph.node_indices() {
+            let t = &self.graph.graph[n];
+            let crate::tasks::Resource::Galera(g) = &t.resource else {
+                continue;
+            };
+            let Some(facts) = probe.facts.get(&n) else {
+                continue;
+            };
+            if g.mode(facts) != Ok(Some(crate::tasks::galera::Mode::Bootstrap)) {
+                continue;
+            }
+            let missing: Vec<&str> = g
+                .peers
+                .iter()
+                .filter(|(name, _)| !probe.conns.contains_key(name))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::Refused(format!(
+                    "{} would found Galera cluster {}, but {} {} not probed (--limit): a member not seen may run the cluster or hold its data; plan without --limit; nothing was changed",
+                    t.host,
+                    g.cluster,
+                    missing.join(", "),
+                    if missing.len() == 1 { "was" } else { "were" }
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn notifies(&self, host: &str, task: &str, handler: &str) -> bool {

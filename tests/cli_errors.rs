@@ -72,6 +72,8 @@ cases!(
     monitoring_no_server,
     backup_timezone,
     backup_timezone_name,
+    galera_topology,
+    galera_mysql,
 );
 
 #[test]

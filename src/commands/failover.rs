@@ -38,6 +38,13 @@ pub fn run(opts: &Options, a: &Request, mode: Mode, style: Style) -> Result<Exit
     };
     let engine = Engine::load(short)?;
     crate::runbooks::require_proven(engine.runbook_dialect(), "failover")?;
+    if let Some(c) = a.cluster.as_deref() {
+        crate::runbooks::require_primary_topology(
+            &engine.inv,
+            engine.inv.cluster_databases(c).map(|h| h.name.as_str()),
+            "failover",
+        )?;
+    }
     let (cluster, old) = cluster_of(&engine, a.cluster.as_deref())?;
     failover::anti_flap(&engine, &cluster, &old, a.force)?;
     let runbook = Runbook::Failover {
@@ -131,6 +138,7 @@ pub fn rejoin(opts: &Options, host: &str, mode: Mode, style: Style) -> Result<Ex
     let t0 = Instant::now();
     let engine = Engine::load(opts.clone())?;
     crate::runbooks::require_proven(engine.runbook_dialect(), "rejoin")?;
+    crate::runbooks::require_primary_topology(&engine.inv, [host], "rejoin")?;
     let h = engine
         .inv
         .host(host)

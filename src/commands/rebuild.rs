@@ -63,6 +63,11 @@ pub fn run(opts: &Options, hosts: &[String], mode: Mode, style: Style) -> Result
     let t0 = Instant::now();
     let engine = Engine::load(opts.clone())?;
     crate::runbooks::require_proven(engine.runbook_dialect(), "rebuild")?;
+    crate::runbooks::require_primary_topology(
+        &engine.inv,
+        hosts.iter().map(String::as_str),
+        "rebuild",
+    )?;
     let first = hosts
         .first()
         .ok_or_else(|| Error::Usage("name the hosts to rebuild".into()))?;

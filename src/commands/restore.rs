@@ -29,6 +29,7 @@ pub fn run(
     let t0 = Instant::now();
     let engine = Engine::load(opts.clone())?;
     crate::runbooks::require_proven(engine.runbook_dialect(), "restore")?;
+    crate::runbooks::require_primary_topology(&engine.inv, [host], "restore")?;
     engine
         .inv
         .host(host)

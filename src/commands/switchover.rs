@@ -33,6 +33,7 @@ pub fn run(
         ..opts.clone()
     })?;
     crate::runbooks::require_proven(current.runbook_dialect(), "switchover")?;
+    crate::runbooks::require_primary_topology(&current.inv, [new], "switchover")?;
     let to = current
         .inv
         .host(new)

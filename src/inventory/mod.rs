@@ -26,7 +26,7 @@ pub use crate::sql::Flavor;
 
 /// What a host does in the fleet. A host may hold several roles where that makes sense
 /// (a replica that is also the backup server, a proxy anywhere) but never both `primary`
-/// and `replica`.
+/// and `replica`, and a `member` of a synchronous cluster is neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -36,11 +36,15 @@ pub enum Role {
     Proxy,
     /// Runs the failover monitor (`dbfleet monitor`, `crate::runbooks::monitor`).
     Monitor,
+    /// A node of a synchronous cluster (`replication: galera`, MariaDB Galera): every
+    /// member takes writes and certifies each transaction with the others (seed 000's
+    /// third method, "all nodes must acknowledge before commit"); there is no primary.
+    Member,
 }
 
 impl Role {
     pub const NAMES: &'static [&'static str] =
-        &["primary", "replica", "backup", "proxy", "monitor"];
+        &["primary", "replica", "backup", "proxy", "monitor", "member"];
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Primary => "primary",
@@ -48,6 +52,7 @@ impl Role {
             Role::Backup => "backup",
             Role::Proxy => "proxy",
             Role::Monitor => "monitor",
+            Role::Member => "member",
         }
     }
     pub fn parse(s: &str) -> Option<Role> {
@@ -57,12 +62,13 @@ impl Role {
             "backup" => Role::Backup,
             "proxy" => Role::Proxy,
             "monitor" => Role::Monitor,
+            "member" => Role::Member,
             _ => return None,
         })
     }
-    /// Primary and replica hosts run a database server.
+    /// Primary, replica and member hosts run a database server.
     pub fn is_database(self) -> bool {
-        matches!(self, Role::Primary | Role::Replica)
+        matches!(self, Role::Primary | Role::Replica | Role::Member)
     }
 }
 

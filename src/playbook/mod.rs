@@ -24,6 +24,10 @@ use crate::inventory::VarValue;
 pub struct Playbook {
     /// Roles this playbook applies to (`all` for every host).
     pub roles: Vec<String>,
+    /// A minijinja expression: of the hosts with those roles, the playbook applies to
+    /// those where it is true (every task's own `when` still applies).
+    #[serde(default)]
+    pub when: Option<Spanned<String>>,
     /// Playbooks (by file stem) whose tasks must finish on a host before this one's start.
     #[serde(default)]
     pub after: Vec<Spanned<String>>,
@@ -66,6 +70,7 @@ pub struct TaskSpec {
     pub sql: Option<SqlSpec>,
     pub replication: Option<ReplicationSpec>,
     pub primary: Option<PrimarySpec>,
+    pub galera: Option<GaleraSpec>,
     /// A minijinja expression giving a list: the task is made once per element, as `item`
     /// (its `name` should then use `item` to stay unique).
     #[serde(rename = "loop")]
@@ -118,6 +123,12 @@ pub struct PrimarySpec {
     #[serde(default = "no")]
     pub semi_sync: String,
 }
+
+/// `galera`: this Galera member runs synced in its cluster's primary component, started
+/// by a bootstrap (the first member of a new cluster) or a join (`crate::tasks::galera`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GaleraSpec {}
 
 /// `sql`: statements, run unless the `unless` query returns 1.
 #[derive(Debug, Deserialize, Clone)]

@@ -56,6 +56,30 @@ pub fn require_proven(d: Dialect, verb: &str) -> Result<(), crate::error::Error>
     )))
 }
 
+/// Refuses a topology runbook (`verb`) on a Galera member among `hosts`: switchover,
+/// failover, rejoin, restore and rebuild move a primary and its replicas, and a Galera
+/// cluster has neither (a member that fell out rejoins by `dbfleet apply`, by IST or SST:
+/// `crate::tasks::galera`). Called before any host is contacted.
+///
+/// Errors: [`crate::error::Error::Refused`] naming the member and its cluster.
+pub fn require_primary_topology<'h>(
+    inv: &crate::inventory::Inventory,
+    hosts: impl IntoIterator<Item = &'h str>,
+    verb: &str,
+) -> Result<(), crate::error::Error> {
+    for name in hosts {
+        if let Some(h) = inv.host(name)
+            && h.has(crate::inventory::Role::Member)
+        {
+            return Err(crate::error::Error::Refused(format!(
+                "{verb} refused: {name} is a member of Galera cluster {}, which has no primary to move; a member that fell out rejoins by `dbfleet apply` (IST or SST). Nothing was changed",
+                h.cluster
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One cluster as the topology runbooks see it: connections to its database hosts and
 /// the proxies, and what the inventory declares.
 pub struct Cluster<'a> {

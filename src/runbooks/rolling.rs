@@ -234,6 +234,17 @@ pub async fn roll(
     else {
         return Vec::new();
     };
+    if engine
+        .inv
+        .cluster_databases(&cluster)
+        .any(|h| h.has(crate::inventory::Role::Member))
+    {
+        let first = due.first().cloned().unwrap_or_default();
+        let c = Cluster::new(engine, &first, probe.conns.clone(), events.clone(), None).await;
+        let results = roll_galera(&c, due, upgrading, restart).await;
+        c.close().await;
+        return results;
+    }
     let Some(primary) = primary_of(engine, &cluster) else {
         return due
             .iter()
@@ -307,6 +318,141 @@ async fn roll_cluster(
         results.push((p, rolled));
     }
     results
+}
+
+/// The roll over a Galera cluster: each due member in turn (the last declared first, so
+/// the first member, the proxies' writer, goes last), only while every other member is
+/// synced in the primary component (the restart never takes the cluster below its
+/// majority), out of both of every proxy's backends, restarted (it rejoins by IST from a
+/// donor's gcache), waited for until synced, and back. A member that started after its
+/// option file was written already runs it and is skipped.
+async fn roll_galera(
+    c: &Cluster<'_>,
+    due: &[String],
+    upgrading: &[String],
+    restart: &(dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Sync),
+) -> Vec<(String, Rolled)> {
+    let mut results: Vec<(String, Rolled)> = Vec::new();
+    let mut stopped: Option<String> = None;
+    let order: Vec<String> = c
+        .members
+        .iter()
+        .rev()
+        .filter(|m| due.contains(m))
+        .cloned()
+        .collect();
+    for m in order {
+        if let Some(why) = &stopped {
+            results.push((m, Rolled::NotReached(why.clone())));
+            continue;
+        }
+        if !upgrading.contains(&m) && runs_current_file(c, &m).await {
+            c.step(
+                &m,
+                "started after its configuration changed: no restart needed".into(),
+            );
+            results.push((m, Rolled::Current));
+            continue;
+        }
+        match restart_member(c, &m, restart).await {
+            Ok(()) => results.push((m, Rolled::Restarted)),
+            Err(e) => {
+                stopped = Some(format!("not restarted: the roll stopped at {m} ({e})"));
+                results.push((m, Rolled::Failed(e)));
+            }
+        }
+    }
+    results
+}
+
+/// `local_state` and `cluster_status` of a Galera member (`crate::sql::galera`), "" when
+/// its server does not answer.
+async fn galera_state(c: &Cluster<'_>, host: &str) -> String {
+    let Ok(conn) = tr(c, host) else {
+        return String::new();
+    };
+    let cmd = format!(
+        "{} -N -B -e {} 2>/dev/null || true\n",
+        c.dialect.client(),
+        crate::tasks::q(crate::sql::galera::STATE_LINE)
+    );
+    conn.run(&cmd)
+        .await
+        .map(|o| o.stdout.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn is_synced(state: &str) -> bool {
+    state
+        == format!(
+            "{}\t{}",
+            crate::sql::galera::SYNCED,
+            crate::sql::galera::PRIMARY_COMPONENT
+        )
+}
+
+/// One member of a Galera roll ([`roll_galera`]).
+async fn restart_member(
+    c: &Cluster<'_>,
+    m: &str,
+    restart: &(dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Sync),
+) -> Result<(), String> {
+    for other in c.members.iter().filter(|o| *o != m) {
+        let st = galera_state(c, other).await;
+        if !is_synced(&st) {
+            return Err(format!(
+                "{other} is not synced in the primary component ({}): restarting {m} now could leave the cluster without a majority",
+                if st.is_empty() {
+                    "no answer"
+                } else {
+                    st.as_str()
+                }
+            ));
+        }
+    }
+    for proxy in steerable(c) {
+        super::topology::proxy_runtime(
+            proxy,
+            &super::topology::fence_commands(m),
+            None,
+            "taking a member out",
+        )
+        .await?;
+    }
+    c.step(m, "out of the proxies' backends; restarting".into());
+    let t0 = Instant::now();
+    restart(m.to_string()).await?;
+    let deadline = Instant::now() + Duration::from_secs(crate::tasks::galera::SYNC_WAIT_S.into());
+    loop {
+        let st = galera_state(c, m).await;
+        if is_synced(&st) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{m} is not synced again after its restart ({st})"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for proxy in steerable(c) {
+        super::topology::proxy_runtime(
+            proxy,
+            &[
+                format!("set server writer/{m} state ready"),
+                format!("set server reader/{m} state ready"),
+            ],
+            None,
+            "putting a member back",
+        )
+        .await?;
+    }
+    c.step(
+        m,
+        format!(
+            "restarted and synced in {} ms; back in the proxies' backends",
+            t0.elapsed().as_millis()
+        ),
+    );
+    Ok(())
 }
 
 /// The transport to `host` (scripts only).

@@ -18,6 +18,7 @@ macro_rules! mysql_gtid_executed {
     };
 }
 
+pub mod galera;
 pub mod grant;
 pub mod gtid;
 pub mod replica;

@@ -66,6 +66,8 @@ pub struct HostStatus {
     /// A replica's seeding run on the host (`crate::runbooks::detached`): its state
     /// (running, finished, lost) and the bytes in the data folder so far.
     pub seeding: Option<String>,
+    /// A Galera member's state in its cluster; None for a primary or a replica.
+    pub galera: Option<GaleraStatus>,
     /// Why this host is unhealthy; empty when healthy.
     pub problems: Vec<String>,
     /// The binary log history, to compare a replica's own entries with its primary's.
@@ -73,10 +75,31 @@ pub struct HostStatus {
     pub binlog_state: crate::sql::gtid::GtidSet,
 }
 
+/// A Galera member as `status` reads it (`crate::sql::galera::STATUS_REPORT`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct GaleraStatus {
+    /// Members in this member's component.
+    pub cluster_size: u32,
+    /// `wsrep_local_state_comment`: Synced, Donor/Desynced, Joining, Joined.
+    pub state: String,
+    /// `wsrep_cluster_status`: Primary (the majority), non-Primary, Disconnected.
+    pub cluster_status: String,
+    /// Fraction of time replication was paused by flow control since the last read
+    /// (0.0-1.0).
+    pub flow_control_paused: f64,
+}
+
+impl GaleraStatus {
+    /// Synced in the primary component: the proxies route to it.
+    pub fn synced(&self) -> bool {
+        self.state == "Synced" && self.cluster_status == crate::sql::galera::PRIMARY_COMPONENT
+    }
+}
+
 /// The status script: one client call, vertical output, then the seeding run's state
 /// when the host has one (`seed_run: running|finished|lost`, `seed_bytes: N`) and the
 /// restore run's (`restore_run: …`, `restore_bytes: N`).
-pub fn script(d: Dialect) -> String {
+pub fn script(d: Dialect, galera: bool) -> String {
     let run = |key: &str, dir: &str, target: &str| {
         format!(
             "r={dir}; if [ -d $r ]; then if [ -f $r/rc ]; then echo '{key}_run: finished'; \
@@ -85,9 +108,14 @@ pub fn script(d: Dialect) -> String {
         )
     };
     format!(
-        "{} -E --force <<'DBFLEET_SQL'\n{}\nDBFLEET_SQL\n{}{}",
+        "{} -E --force <<'DBFLEET_SQL'\n{}\n{}\nDBFLEET_SQL\n{}{}",
         d.client(),
         d.status_queries(),
+        if galera {
+            crate::sql::galera::STATUS_REPORT
+        } else {
+            ""
+        },
         run(
             "seed",
             crate::tasks::replication::SEED_RUN_DIR,
@@ -105,6 +133,8 @@ pub fn script(d: Dialect) -> String {
 pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: u64) -> HostStatus {
     let declared = if h.has(Role::Primary) {
         "primary"
+    } else if h.has(Role::Member) {
+        "member"
     } else {
         "replica"
     };
@@ -159,6 +189,10 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
         (_, true) => "replica on".into(),
         _ => "off".into(),
     };
+    if h.has(Role::Member) {
+        galera_member(&mut s, &f);
+        return s;
+    }
     let replica = d.replica_status(&f);
     let replicating = replica.is_some();
     s.live = if replicating {
@@ -244,6 +278,35 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
     s
 }
 
+/// A Galera member's row: its cluster state from `f`; unhealthy when it is not synced in
+/// the primary component (a member that lost quorum refuses queries; one joining or
+/// donating is out of the proxies), or read-only (every member takes writes).
+fn galera_member(s: &mut HostStatus, f: &BTreeMap<String, String>) {
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    s.tls = get("have_ssl") == "YES";
+    let g = GaleraStatus {
+        cluster_size: get("galera_cluster_size").parse().unwrap_or(0),
+        state: get("galera_state"),
+        cluster_status: get("galera_cluster_status"),
+        flow_control_paused: get("galera_flow_control_paused").parse().unwrap_or(0.0),
+    };
+    s.live = "member".into();
+    if g.cluster_status != crate::sql::galera::PRIMARY_COMPONENT {
+        s.problems.push(format!(
+            "not in the primary component ({}, {} member(s) seen): the cluster lost its quorum here",
+            if g.cluster_status.is_empty() { "wsrep off" } else { g.cluster_status.as_str() },
+            g.cluster_size
+        ));
+    } else if g.state != "Synced" {
+        s.problems.push(format!("not synced ({})", g.state));
+    }
+    if s.read_only == Some(true) {
+        s.problems
+            .push("read-only: every member takes writes".into());
+    }
+    s.galera = Some(g);
+}
+
 /// Runs `script` on each of `hosts`, `forks` at a time, one connection each, closed after:
 /// in `hosts`' order, its output, or why it could not be read (unreachable; or the script
 /// exited non-zero: "`what`: its stderr").
@@ -314,7 +377,10 @@ pub async fn gather(
                 let c = SshHost::connect(h, inv.host_key_policy, timeout)
                     .await
                     .map_err(|e| e.to_string())?;
-                let o = c.run(&script(d)).await.map_err(|e| e.to_string());
+                let o = c
+                    .run(&script(d, h.has(Role::Member)))
+                    .await
+                    .map_err(|e| e.to_string());
                 conn = Some(c);
                 Ok(o?.stdout)
             }

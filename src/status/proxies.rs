@@ -101,6 +101,13 @@ pub fn evaluate(h: &Host, output: Result<&str, &str>, rows: &[HostStatus]) -> Pr
         }
     }
     let live = |server: &str| rows.iter().find(|r| r.host == server);
+    if rows
+        .iter()
+        .any(|r| r.declared == "member" && p.writer.iter().any(|w| w.server == r.host))
+    {
+        galera_routes(&mut p, rows);
+        return p;
+    }
     let up: Vec<&Routed> = p.writer.iter().filter(|r| r.up()).collect();
     match up[..] {
         [] => p
@@ -133,6 +140,32 @@ pub fn evaluate(h: &Host, output: Result<&str, &str>, rows: &[HostStatus]) -> Pr
         }
     }
     p
+}
+
+/// A Galera cluster's proxy: every server UP in either backend must be a member synced in
+/// the primary component. Several members UP in the writer backend are expected: HAProxy
+/// sends writes to the first (the others are `backup` servers, templates/haproxy.cfg.j2).
+fn galera_routes(p: &mut ProxyStatus, rows: &[HostStatus]) {
+    let synced = |server: &str| {
+        rows.iter()
+            .find(|r| r.host == server)
+            .and_then(|r| r.galera.as_ref())
+            .is_some_and(|g| g.synced())
+    };
+    if !p.writer.iter().any(|r| r.up()) {
+        p.problems
+            .push("no writer: no member is UP in the writer backend".into());
+    }
+    for (backend, list) in [("writer", &p.writer), ("reader", &p.reader)] {
+        for r in list.iter().filter(|r| r.up()) {
+            if !synced(&r.server) {
+                p.problems.push(format!(
+                    "the {backend} backend routes to {}, which is not a synced member",
+                    r.server
+                ));
+            }
+        }
+    }
 }
 
 /// Reads every proxy of `proxies` that runs HAProxy, `forks` at a time.

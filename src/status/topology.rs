@@ -137,6 +137,21 @@ fn line(inv: &Inventory, r: &HostStatus) -> String {
             }
             .into(),
         );
+    } else if let Some(g) = &r.galera {
+        f.push(g.state.clone());
+        f.push(format!("size {}", g.cluster_size));
+        f.push(
+            if g.cluster_status == crate::sql::galera::PRIMARY_COMPONENT {
+                "primary component".to_string()
+            } else {
+                format!("{} component", g.cluster_status)
+            },
+        );
+        f.push(format!(
+            "flow control paused {:.1} %",
+            g.flow_control_paused * 100.0
+        ));
+        f.push(if r.tls { "TLS" } else { "no TLS" }.into());
     } else if r.live == "primary" {
         if !r.gtid.position.is_empty() {
             f.push(format!("GTID {}", r.gtid.position));

@@ -6,11 +6,12 @@
 //! `None` (matched) or an [`Assessment`] (create / update / delete / run, with a diff);
 //! [`Resource::apply_script`] is the sh script that makes it so, sent on stdin. One file per
 //! kind: `file.rs` (template, copy, absent), `directory.rs`, `package.rs`, `service.rs`,
-//! `sysctl.rs`, `command.rs`. [`resolve`] turns playbooks into per-host tasks.
+//! `sysctl.rs`, `command.rs`, `galera.rs` (a Galera member's start). [`resolve`] turns playbooks into per-host tasks.
 
 pub mod command;
 pub mod directory;
 pub mod file;
+pub mod galera;
 pub mod mysql;
 pub mod package;
 pub mod primary;
@@ -85,6 +86,7 @@ pub enum Kind {
     Sql,
     Replication,
     Primary,
+    Galera,
 }
 
 impl Kind {
@@ -104,6 +106,7 @@ impl Kind {
             Kind::Sql => "sql",
             Kind::Replication => "replication",
             Kind::Primary => "primary",
+            Kind::Galera => "galera",
         }
     }
 }
@@ -131,6 +134,8 @@ pub enum Resource {
     Replication(replication::ReplicationRes),
     /// The declared primary: writable, or promoted by the switchover runbook.
     Primary(primary::PrimaryRes),
+    /// A Galera member: synced in its cluster's primary component (bootstrap or join).
+    Galera(galera::GaleraRes),
 }
 
 impl Resource {
@@ -149,6 +154,7 @@ impl Resource {
             Resource::Sql(_) => Kind::Sql,
             Resource::Replication(_) => Kind::Replication,
             Resource::Primary(_) => Kind::Primary,
+            Resource::Galera(_) => Kind::Galera,
         }
     }
     /// What the resource is on the host: a path, package list, service name.
@@ -166,6 +172,7 @@ impl Resource {
             Resource::Sql(q) => q.name.clone(),
             Resource::Replication(r) => format!("from {}", r.source_name),
             Resource::Primary(p) => format!("cluster {}", p.cluster),
+            Resource::Galera(g) => format!("cluster {}", g.cluster),
         }
     }
     /// True when the desired state holds a secret (its content is never shown or saved).
@@ -190,6 +197,7 @@ impl Resource {
             Resource::Sql(q) => q.probe(),
             Resource::Replication(r) => r.probe(),
             Resource::Primary(p) => p.probe(),
+            Resource::Galera(g) => g.probe(),
         }
     }
     /// A probe that is SQL only: the dialect and its statements, run with `--force` so a
@@ -220,6 +228,7 @@ impl Resource {
             Resource::Sql(q) => Ok(q.assess(facts)),
             Resource::Replication(r) => r.assess(facts),
             Resource::Primary(p) => p.assess(facts),
+            Resource::Galera(g) => g.assess(facts),
         }
     }
     /// Canonical desired state (compared with the plan's `after` digest on apply).
@@ -237,6 +246,7 @@ impl Resource {
             Resource::Sql(q) => q.state(),
             Resource::Replication(r) => r.state(),
             Resource::Primary(p) => p.state(),
+            Resource::Galera(g) => g.state(),
         }
     }
     /// The script that changes the resource. `guard` is the sha256 (or `absent`) the
@@ -256,6 +266,7 @@ impl Resource {
             Resource::Sql(q) => format!("{before_change}{}", q.apply_script()),
             // A switchover goes to its runbook (the executor decides); this makes it writable.
             Resource::Primary(p) => format!("{before_change}{}", p.apply_script()),
+            Resource::Galera(g) => format!("{before_change}{}", g.apply_script()),
             // Never run as one script: the executor hands it to the runbook.
             Resource::Replication(_) => {
                 format!("{before_change}echo 'replication is applied by its runbook' >&2; exit 1\n")

@@ -229,6 +229,12 @@ struct HostView<'a> {
     is_backup: bool,
     /// Runs the failover monitor (`monitor` role).
     is_monitor: bool,
+    /// A member of a Galera cluster (`member` role).
+    is_member: bool,
+    /// The first member of its Galera cluster in inventory order: the one a new cluster is
+    /// bootstrapped from, and where accounts and databases are written (Galera replicates
+    /// them to the others).
+    is_first_member: bool,
     /// The SSH user dbfleet connects as (the inventory's, else root): the failover
     /// monitors' key is authorized for it.
     ssh_user: &'a str,
@@ -257,6 +263,12 @@ fn host_view<'a>(inv: &'a Inventory, h: &'a Host) -> HostView<'a> {
         is_proxy: h.has(Role::Proxy),
         is_backup: h.has(Role::Backup),
         is_monitor: h.has(Role::Monitor),
+        is_member: h.has(Role::Member),
+        is_first_member: h.has(Role::Member)
+            && inv
+                .cluster_databases(&h.cluster)
+                .find(|o| o.has(Role::Member))
+                .is_some_and(|o| o.name == h.name),
         ssh_user: h.ssh.user.as_deref().unwrap_or("root"),
         candidate: h.candidate,
         ssh_port: h.ssh.port.unwrap_or(22),
@@ -732,6 +744,25 @@ fn resolve_host<'a>(
         {
             continue;
         }
+        if let Some(w) = &pb.when {
+            let problem = |msg: String| {
+                let span = crate::diagnostics::span_of(&w.referenced, text);
+                Error::Invalid(Box::new(FileProblems::new(
+                    source,
+                    text.clone(),
+                    vec![Problem::at(msg, span, "this playbook's `when`")],
+                )))
+            };
+            let applies = cc
+                .expression(&w.value)
+                .map_err(|e| problem(format!("bad `when`: {e}")))?
+                .eval(&base_ctx)
+                .map_err(|e| problem(format!("`when` failed: {e}")))?
+                .is_true();
+            if !applies {
+                continue;
+            }
+        }
         let mut prev: Option<String> = None;
         let mut host_tasks = Vec::new();
         for (spec, handler) in pb
@@ -847,6 +878,15 @@ fn resolve_host<'a>(
                             .filter(|o| o.has(Role::Replica) && o.name != h.name)
                             .map(|o| o.name.clone())
                             .collect(),
+                        // A Galera member joins once the member a new cluster starts from
+                        // runs.
+                        "first_member" => inv
+                            .cluster_databases(&h.cluster)
+                            .find(|o| o.has(Role::Member))
+                            .filter(|o| o.name != h.name)
+                            .map(|o| o.name.clone())
+                            .into_iter()
+                            .collect(),
                         other => match other.split_once(':') {
                             Some(("role", r)) => {
                                 let role = Role::parse(r).ok_or_else(|| {
@@ -862,7 +902,7 @@ fn resolve_host<'a>(
                             _ => {
                                 return Err(ctxerr(
                                     format!(
-                                        "needs.on `{other}` is not source, primary, replicas, role:NAME or host:NAME"
+                                        "needs.on `{other}` is not source, primary, replicas, first_member, role:NAME or host:NAME"
                                     ),
                                     None,
                                 ));
@@ -994,6 +1034,7 @@ fn build<'s>(
         spec.sql.is_some(),
         spec.replication.is_some(),
         spec.primary.is_some(),
+        spec.galera.is_some(),
         spec.package.is_some(),
         spec.template.is_some(),
         spec.copy.is_some(),
@@ -1004,7 +1045,7 @@ fn build<'s>(
         spec.command.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err("a task needs exactly one kind: package, template, copy, file, directory, service, sysctl, command, mysql_user, mysql_database, sql, replication or primary".to_string().into());
+        return Err("a task needs exactly one kind: package, template, copy, file, directory, service, sysctl, command, mysql_user, mysql_database, sql, replication, primary or galera".to_string().into());
     }
     if let Some(u) = &spec.mysql_user {
         // The password is the one field that may hold a secret: it becomes a hash here.
@@ -1109,6 +1150,32 @@ fn build<'s>(
                 .filter(|h| h.name != host.name)
                 .map(|h| (h.name.clone(), h.address.clone()))
                 .collect(),
+        }));
+    }
+    if spec.galera.is_some() {
+        let me = ctx
+            .get_attr("host")
+            .and_then(|h| h.get_attr("name"))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let host = inv
+            .host(&me)
+            .ok_or_else(|| BuildError::Task(format!("host `{me}` is not in the inventory")))?;
+        let members: Vec<&crate::inventory::Host> = inv
+            .cluster_databases(&host.cluster)
+            .filter(|h| h.has(Role::Member))
+            .collect();
+        return Ok(Resource::Galera(super::galera::GaleraRes {
+            cluster: host.cluster.clone(),
+            first: members.first().is_some_and(|h| h.name == host.name),
+            peers: members
+                .iter()
+                .filter(|h| h.name != host.name)
+                .map(|h| (h.name.clone(), h.address.clone()))
+                .collect(),
+            service: dialect.service().to_string(),
+            pidfile: dialect.pidfile().to_string(),
+            client: dialect.client().to_string(),
         }));
     }
     if let Some(q) = &spec.sql {

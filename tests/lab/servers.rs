@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::support::*;
 
+mod galera;
+
 /// One lab of the matrix: its name (container prefix), Debian release, subnet prefix,
 /// folder and the server version the inventory declares.
 struct Server {
@@ -186,10 +188,10 @@ impl Server {
             host,
             &format!("{} -E -e '{}'", self.server, self.replica_statement()),
         )
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect()
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
     }
 
     /// The writer of `lab/writer.sh` on backup1, through this lab's proxy, as the

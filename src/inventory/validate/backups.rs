@@ -181,6 +181,20 @@ pub(super) fn check_backups(
                     .help("name a primary or replica (a replica spares the primary)"),
                 );
             }
+            Some(h) if h.has(Role::Member) => {
+                let sp = c.span(&j.host);
+                c.push(
+                    Problem::at(
+                        format!(
+                            "`{}` is a Galera member: dbfleet does not back up a Galera cluster yet",
+                            h.name
+                        ),
+                        sp,
+                        "a Galera member",
+                    )
+                    .help("backups of a Galera member (mariadb-backup --galera-info), its restore and rebuild are not built yet (issue 27); back it up by hand meanwhile"),
+                );
+            }
             Some(_) => {}
         }
         let mut schedules = Vec::new();

@@ -409,8 +409,16 @@ pub fn validate(
         clusters.entry(&h.cluster).or_default().push(h);
     }
     for (cluster, members) in &clusters {
-        let primaries: Vec<&&Host> = members.iter().filter(|h| h.has(Role::Primary)).collect();
         let roles_span = |n: &str| c.span(&span_of_host[n].value.roles);
+        if members.iter().any(|h| is_galera(h)) {
+            let spans: Vec<(String, (usize, usize))> = members
+                .iter()
+                .map(|h| (h.name.clone(), roles_span(&h.name)))
+                .collect();
+            check_galera(&mut c, cluster, members, &spans, flavor);
+            continue;
+        }
+        let primaries: Vec<&&Host> = members.iter().filter(|h| h.has(Role::Primary)).collect();
         match primaries.len() {
             0 => {
                 let first = members[0];
@@ -433,6 +441,24 @@ pub fn validate(
                 p = p.help("a cluster has one primary; make the others replicas with a `source`");
                 c.push(p);
             }
+        }
+    }
+
+    // A monitor serves a primary/replica cluster: a Galera cluster keeps its own quorum.
+    for h in hosts.iter().filter(|h| h.has(Role::Monitor)) {
+        if clusters
+            .get(h.cluster.as_str())
+            .is_some_and(|m| m.iter().any(|x| is_galera(x)))
+        {
+            let s = c.span(&span_of_host[h.name.as_str()].value.roles);
+            c.push(
+                Problem::at(
+                    format!("`monitor` `{}` serves Galera cluster `{}`", h.name, h.cluster),
+                    s,
+                    "no primary to fail over",
+                )
+                .help("the failover monitor fails over a primary; a Galera cluster keeps its own quorum: remove the role"),
+            );
         }
     }
 
@@ -540,4 +566,95 @@ fn is_host_name(n: &str) -> bool {
         && !n.starts_with('-')
         && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The host's cluster declares `replication: galera`, or the host is a `member`.
+fn is_galera(h: &Host) -> bool {
+    h.has(Role::Member) || h.vars.get("replication").and_then(|v| v.as_str()) == Some("galera")
+}
+
+/// The rules of a Galera cluster (`replication: galera`): MariaDB only, every database host
+/// a `member` with the same `replication`, no `semi_sync`, and an odd number of at least
+/// three members, so that one lost member (or a partition) leaves a majority that keeps the
+/// primary component (Galera's quorum: MariaDB KB "Galera Cluster: Quorum"; dbfleet builds
+/// no arbitrator yet, so two members or an even count cannot be made safe). `spans` holds
+/// each member's roles span, the place a fix goes.
+fn check_galera(
+    c: &mut Checker,
+    cluster: &str,
+    members: &[&Host],
+    spans: &[(String, (usize, usize))],
+    flavor: Flavor,
+) {
+    let span = |n: &str| {
+        spans
+            .iter()
+            .find(|(h, _)| h == n)
+            .map(|(_, s)| *s)
+            .unwrap_or((0, 0))
+    };
+    let first = span(&members[0].name);
+    if flavor != Flavor::Mariadb {
+        c.push(
+            Problem::at(
+                format!("cluster `{cluster}` is a Galera cluster on MySQL"),
+                first,
+                "Galera is MariaDB's",
+            )
+            .help("Galera clusters need `flavor: mariadb`; MySQL's Group Replication is not built yet"),
+        );
+    }
+    for h in members {
+        let galera = h.vars.get("replication").and_then(|v| v.as_str()) == Some("galera");
+        if h.has(Role::Primary) || h.has(Role::Replica) {
+            let role = if h.has(Role::Primary) {
+                "primary"
+            } else {
+                "replica"
+            };
+            c.push(
+                Problem::at(
+                    format!("`{role}` `{}` in Galera cluster `{cluster}`", h.name),
+                    span(&h.name),
+                    "no primary or replica in Galera",
+                )
+                .help(format!(
+                    "every database host of a Galera cluster is a `member` (each takes writes; the proxies send them to one): give `{}` `roles: [member]`",
+                    h.name
+                )),
+            );
+        } else if !galera {
+            c.push(
+                Problem::at(
+                    format!("member `{}` is not declared `replication: galera`", h.name),
+                    span(&h.name),
+                    "a member of a synchronous cluster",
+                )
+                .help("set `replication: galera` in the fleet's vars (or on every host of the cluster)"),
+            );
+        }
+        if h.vars.get("semi_sync").and_then(|v| v.as_bool()) == Some(true) {
+            c.push(
+                Problem::at(
+                    format!("member `{}` has `semi_sync: true`", h.name),
+                    span(&h.name),
+                    "Galera replicates synchronously",
+                )
+                .help(
+                    "semi-sync is for a primary and its replicas; remove it for a Galera cluster",
+                ),
+            );
+        }
+    }
+    let n = members.len();
+    if n < 3 || n.is_multiple_of(2) {
+        c.push(
+            Problem::at(
+                format!("Galera cluster `{cluster}` has {n} member{}", if n == 1 { "" } else { "s" }),
+                first,
+                "no majority survives a lost member",
+            )
+            .help("a Galera cluster needs an odd number of members, at least 3: with 2 (or any even number) a lost member or a partition in halves leaves no primary component; add a member (dbfleet declares no arbitrator yet)"),
+        );
+    }
 }
