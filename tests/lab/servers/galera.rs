@@ -147,6 +147,66 @@ fn galera_on_mariadb_10_11_provisions_from_bare_hosts_rejoins_by_ist_and_sst_and
     );
     rejoin(s, &inv, "db2", "SST");
 
+    // A setting that needs a restart, changed under the same writer (must-show 3): the
+    // members restart one at a time, and a sampler on the application host counts every
+    // 100 ms the members synced in the primary component: never fewer than two of three.
+    let text = std::fs::read_to_string(&inv).expect("inventory");
+    let from = "    max_connections: 200\n";
+    assert!(text.contains(from), "galera.yml sets max_connections");
+    let rolled = dir.path().join("galera-rolling.yml");
+    std::fs::write(
+        &rolled,
+        text.replacen(
+            from,
+            "    max_connections: 200\n    innodb_log_buffer_size: 32M\n",
+            1,
+        ),
+    )
+    .expect("write the variant");
+    let pids = || -> Vec<String> {
+        MEMBERS
+            .iter()
+            .map(|h| s.on(h, "cat /run/mysqld/mysqld.pid"))
+            .collect()
+    };
+    let before = pids();
+    start_sampler(s);
+    let a = dbfleet_with(&rolled, &["apply", "--auto-approve"], &[]);
+    let samples = stop_sampler(s);
+    assert_eq!(a.code, 0, "{}", a.all());
+    assert!(
+        a.stdout
+            .contains("rolling restart of Galera cluster galera: db3, then db2, then db1"),
+        "{}",
+        a.all()
+    );
+    let after = pids();
+    for (i, h) in MEMBERS.iter().enumerate() {
+        assert_ne!(before[i], after[i], "{h} was restarted");
+        assert_eq!(
+            s.sql(h, "SELECT @@innodb_log_buffer_size"),
+            "33554432",
+            "{h}"
+        );
+    }
+    let fewest = samples.iter().map(|(_, n)| *n).min().expect("samples");
+    let seconds = samples.last().map(|l| l.0).unwrap_or(0.0) - samples[0].0;
+    assert!(
+        samples.len() as f64 > seconds * 5.0,
+        "{} samples in {seconds:.1} s",
+        samples.len()
+    );
+    assert!(
+        fewest >= 2,
+        "only {fewest} member(s) synced at some point of the rolling restart"
+    );
+    eprintln!(
+        "labg rolling restart: {} samples over {seconds:.1} s, never fewer than {fewest} members synced",
+        samples.len()
+    );
+    let p = dbfleet_with(&rolled, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 0, "re-plan after the roll:\n{}", p.all());
+
     // Every acknowledged insert on every member; the writes went to one member (db1, the
     // first, while it is synced).
     let acks = stop_writer_acks_in(&s.container("backup1"));
@@ -158,12 +218,91 @@ fn galera_on_mariadb_10_11_provisions_from_bare_hosts_rejoins_by_ist_and_sst_and
         s.assert_all_present(h, &acked);
     }
     eprintln!(
-        "labg: {} acknowledged inserts, longest gap between two {:.3} s, none lost",
+        "labg: {} acknowledged inserts, none lost; longest gap between two {:.3} s ({})",
         acked.len(),
-        longest_gap(&acks)
+        longest_gap(&acks),
+        longest_gap_ends(&acks)
     );
     let st = dbfleet_with(&inv, &["status"], &[]);
     assert_eq!(st.code, 0, "{}", st.all());
     let down = s.lab_sh(&["down"]);
     assert!(down.status.success());
+}
+
+/// The sampler on the application host (backup1): every 100 ms, over one connection per
+/// member kept open (PyMySQL, reconnecting with a 0.3 s timeout when a member restarts),
+/// how many members are synced in the primary component; prints "EPOCH COUNT" lines.
+const SAMPLER: &str = r#"import os, sys, time
+import pymysql
+members = sys.argv[1:]
+conns = {}
+q = ("SELECT (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE'), "
+     "(SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATUS')")
+pw = [l.split("=", 1)[1].strip() for l in open("/root/app.cnf") if l.startswith("password=")][0]
+while os.path.exists("/root/sampler.run"):
+    t = time.time()
+    n = 0
+    for m in members:
+        try:
+            if m not in conns:
+                conns[m] = pymysql.connect(host=m, user="app", password=pw, connect_timeout=0.3, read_timeout=0.3, autocommit=True)
+            with conns[m].cursor() as c:
+                c.execute(q)
+                if c.fetchone() == ("4", "Primary"):
+                    n += 1
+        except Exception:
+            conns.pop(m, None)
+    print("%.3f %d" % (t, n), flush=True)
+    time.sleep(max(0.0, 0.1 - (time.time() - t)))
+"#;
+
+fn start_sampler(s: &Server) {
+    let app = s.container("backup1");
+    s.on(
+        "backup1",
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pymysql >/dev/null",
+    );
+    exec_in_with_input(
+        &app,
+        "cat > /root/sampler.py; touch /root/sampler.run",
+        SAMPLER,
+    );
+    let members: Vec<String> = (11..=13).map(|o| format!("{}.{o}", s.prefix)).collect();
+    docker(&[
+        "exec",
+        "-d",
+        &app,
+        "sh",
+        "-c",
+        &format!(
+            "python3 /root/sampler.py {} > /root/sampler.log 2>/root/sampler.err",
+            members.join(" ")
+        ),
+    ]);
+    let t0 = Instant::now();
+    while s
+        .on("backup1", "wc -l < /root/sampler.log")
+        .parse::<u32>()
+        .unwrap_or(0)
+        < 5
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the sampler does not sample: {}",
+            s.on("backup1", "cat /root/sampler.err")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops the sampler; its samples, (epoch seconds, members synced).
+fn stop_sampler(s: &Server) -> Vec<(f64, u32)> {
+    s.on("backup1", "rm -f /root/sampler.run; sleep 0.5");
+    s.on("backup1", "cat /root/sampler.log")
+        .lines()
+        .filter_map(|l| {
+            let (t, n) = l.split_once(' ')?;
+            Some((t.parse().ok()?, n.parse().ok()?))
+        })
+        .collect()
 }
