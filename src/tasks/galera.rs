@@ -26,7 +26,7 @@
 //! synced in the primary component.
 
 use super::{Action, Assessment, q};
-use crate::sql::galera::{PRIMARY_COMPONENT, STATE_LINE, STATUS, SYNCED};
+use crate::sql::galera::{PRIMARY_COMPONENT, STATE_LINE, STATUS, SYNCED, WSREP_ON};
 use crate::sql::vertical;
 
 /// Galera's group communication port: a member that listens on it runs in a cluster.
@@ -318,7 +318,7 @@ echo "bootstrapped Galera cluster {cluster} again from this member"
         let svc = q(&self.service);
         let first = if self.first { "yes" } else { "no" };
         format!(
-            r#"{prelude}if running && [ "$({client} -N -B -e 'SELECT @@GLOBAL.wsrep_on' 2>/dev/null)" = 1 ]; then
+            r#"{prelude}if running && [ "$({client} -N -B -e {wsrep_on} 2>/dev/null)" = 1 ]; then
   wait_synced
   echo "synced in cluster {cluster}"
   exit 0
@@ -367,6 +367,7 @@ fi
             prelude = self.prelude(),
             client = self.client,
             cluster = self.cluster,
+            wsrep_on = q(WSREP_ON),
         )
     }
 }
