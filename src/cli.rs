@@ -147,6 +147,22 @@ pub enum Command {
         #[command(flatten)]
         show: RunbookArgs,
     },
+    /// Whole-cluster restart of a Galera cluster whose members all stopped or crashed:
+    /// reads each member's position (grastate.dat, or `mariadbd --wsrep-recover` after a
+    /// crash), bootstraps the most advanced member, then starts the others, which join
+    /// it. Refuses when a member cannot be reached (it may hold the newest writes) unless
+    /// --from names the member to start from, and when a member still runs.
+    ClusterRestart {
+        /// The Galera cluster (needed when the inventory has several).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Start from this member, not the most advanced: the plan says what the others
+        /// lose.
+        #[arg(long, value_name = "MEMBER")]
+        from: Option<String>,
+        #[command(flatten)]
+        show: RunbookArgs,
+    },
     /// Backups of the inventory's `backups:`: run a job now, list what the backup server
     /// holds, verify it by restoring.
     Backup {
@@ -413,6 +429,17 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Rebuild { hosts, show } => {
             commands::rebuild::run(opts, &hosts, show.mode(), style)
         }
+        Command::ClusterRestart {
+            cluster,
+            from,
+            show,
+        } => commands::cluster_restart::run(
+            opts,
+            cluster.as_deref(),
+            from.as_deref(),
+            show.mode(),
+            style,
+        ),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut out = Vec::new();

@@ -123,5 +123,8 @@ pub fn run_saved(
             super::restore::run(opts, &host, to.as_deref(), mode, style)
         }
         Runbook::Rebuild { hosts } => super::rebuild::run(opts, &hosts, mode, style),
+        Runbook::ClusterRestart { cluster, from } => {
+            super::cluster_restart::run(opts, Some(&cluster), from.as_deref(), mode, style)
+        }
     }
 }

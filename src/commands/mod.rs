@@ -8,6 +8,7 @@
 pub mod app_config;
 pub mod apply;
 pub mod backup;
+pub mod cluster_restart;
 pub mod failover;
 pub mod graph;
 pub mod monitor;

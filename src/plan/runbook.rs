@@ -1,4 +1,5 @@
-//! A runbook as a plan value: `failover`, `rejoin`, `restore` and `rebuild` build one
+//! A runbook as a plan value: `failover`, `rejoin`, `restore`, `rebuild` and
+//! `cluster-restart` build one
 //! [`RunbookPlan`] that is shown (`--dry-run`), printed (`--json`), saved (`--out FILE`)
 //! and executed (at once, or by `dbfleet apply FILE`), as Terraform's plan and uv's
 //! `Plan` → `report_dry_run`/`execute`. The statements and scripts shown are the ones run:
@@ -34,6 +35,12 @@ pub enum Runbook {
     Restore { host: String, to: Option<String> },
     /// `dbfleet rebuild HOST...`.
     Rebuild { hosts: Vec<String> },
+    /// `dbfleet cluster-restart [--cluster C] [--from MEMBER]`: a Galera cluster whose
+    /// members all stopped, started again from its most advanced member.
+    ClusterRestart {
+        cluster: String,
+        from: Option<String>,
+    },
 }
 
 impl Runbook {
@@ -44,6 +51,7 @@ impl Runbook {
             Runbook::Rejoin { .. } => "rejoin",
             Runbook::Restore { .. } => "restore",
             Runbook::Rebuild { .. } => "rebuild",
+            Runbook::ClusterRestart { .. } => "cluster-restart",
         }
     }
 }

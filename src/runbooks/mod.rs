@@ -5,6 +5,7 @@
 //! one and brings it back (`rejoin`); `restore.rs` rewinds a cluster to a point in time
 //! from its backups; `rebuild.rs` brings lost hosts back from the inventory and backups; `topology.rs` holds what they share.
 
+pub mod cluster_restart;
 pub mod detached;
 pub mod execute;
 pub mod failover;

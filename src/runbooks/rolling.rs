@@ -134,16 +134,30 @@ pub fn fold(engine: &Engine, plan: &mut Plan) {
         }
     }
     for (cluster, due) in by_cluster {
-        let Some(primary) = primary_of(engine, &cluster) else {
+        let mut galera: Vec<String> = engine
+            .inv
+            .cluster_databases(&cluster)
+            .filter(|h| h.has(crate::inventory::Role::Member) && due.contains(&h.name))
+            .map(|h| h.name.clone())
+            .collect();
+        galera.reverse();
+        let primary = primary_of(engine, &cluster);
+        let note = if !galera.is_empty() {
+            format!(
+                "rolling restart of Galera cluster {cluster}: {}; one member down at a time, only while the others are synced, each synced again before the next",
+                galera.join(", then ")
+            )
+        } else if let Some(primary) = &primary {
+            let c = Cluster::declared(engine, primary, Arc::new(crate::events::Silent));
+            let what = if due.iter().any(|h| upgrading.contains(h)) {
+                "rolling upgrade"
+            } else {
+                "rolling restart"
+            };
+            describe(engine, &c, primary, &due, what)
+        } else {
             continue;
         };
-        let c = Cluster::declared(engine, &primary, Arc::new(crate::events::Silent));
-        let what = if due.iter().any(|h| upgrading.contains(h)) {
-            "rolling upgrade"
-        } else {
-            "rolling restart"
-        };
-        let note = describe(engine, &c, &primary, &due, what);
         // Once per host: on its first change that rolls.
         for hp in plan.hosts.iter_mut().filter(|hp| due.contains(&hp.host)) {
             if let Some(ch) = hp

@@ -20,6 +20,10 @@ pub const STATUS: &str = "SELECT @@GLOBAL.wsrep_on AS wsrep_on, \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATUS') AS cluster_status, \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE') AS cluster_size";
 
+/// 1 when the running server has wsrep on (a Galera member), 0 when it runs alone (a
+/// server Debian's package started before dbfleet's option file was there).
+pub const WSREP_ON: &str = "SELECT @@GLOBAL.wsrep_on";
+
 /// `local_state` and `cluster_status` on one line (`-N -B` output, tab between), for a
 /// script's wait loop.
 pub const STATE_LINE: &str = "SELECT \

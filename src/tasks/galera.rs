@@ -26,7 +26,7 @@
 //! synced in the primary component.
 
 use super::{Action, Assessment, q};
-use crate::sql::galera::{PRIMARY_COMPONENT, STATE_LINE, STATUS, SYNCED};
+use crate::sql::galera::{PRIMARY_COMPONENT, STATE_LINE, STATUS, SYNCED, WSREP_ON};
 use crate::sql::vertical;
 
 /// Galera's group communication port: a member that listens on it runs in a cluster.
@@ -238,9 +238,10 @@ impl GaleraRes {
     /// without wsrep, bootstraps or joins, and waits until the member is synced in the
     /// primary component (at most [`SYNC_WAIT_S`]). Prints how it joined (IST or SST, from
     /// the error log) on its last line.
-    pub fn apply_script(&self) -> String {
+    /// `set -eu`, [`Self::functions`], and `state_line`, `synced`, `wait_synced` (at most
+    /// [`SYNC_WAIT_S`]; fails when the server stops while it waits).
+    fn prelude(&self) -> String {
         let svc = q(&self.service);
-        let first = if self.first { "yes" } else { "no" };
         format!(
             r#"set -eu
 {functions}state_line() {{ {client} -N -B -e {state_line} 2>/dev/null || true; }}
@@ -260,7 +261,64 @@ wait_synced() {{
     sleep 1
   done
 }}
-if running && [ "$({client} -N -B -e 'SELECT @@GLOBAL.wsrep_on' 2>/dev/null)" = 1 ]; then
+"#,
+            functions = self.functions(),
+            client = self.client,
+            state_line = q(STATE_LINE),
+            cluster = self.cluster,
+        )
+    }
+
+    /// Prints what a whole-cluster restart needs to know of this member
+    /// (`crate::runbooks::cluster_restart`): [`Self::probe`]'s facts, then `recovered:
+    /// UUID:SEQNO` when the server is stopped and grastate.dat does not hold the position
+    /// (seqno -1: it crashed). That position is read with `mariadbd --wsrep-recover`,
+    /// which runs InnoDB's crash recovery and prints the last committed write set, as
+    /// every start of a member does first (MariaDB KB "Galera Cluster Recovery").
+    pub fn recovery_read_script(&self) -> String {
+        format!(
+            r#"{functions}galera_facts
+seqno=$(sed -n 's/^seqno: *//p' /var/lib/mysql/grastate.dat 2>/dev/null || true)
+if ! running && [ "$seqno" = -1 ]; then
+  log=$(mktemp); chown mysql "$log"
+  /usr/sbin/mariadbd --user=mysql --wsrep-recover --log-error="$log" >/dev/null 2>&1 || true
+  echo "recovered: $(sed -n 's/.*WSREP: Recovered position: *//p' "$log" | tail -n 1)"
+  rm -f "$log"
+fi
+"#,
+            functions = self.functions()
+        )
+    }
+
+    /// The first step of a whole-cluster restart, on the member chosen to start it: refuses
+    /// when a member listens on port 4567 or its own server runs (nothing changed), marks
+    /// its grastate.dat safe to bootstrap, bootstraps, and waits until synced.
+    pub fn restart_bootstrap_script(&self) -> String {
+        let svc = q(&self.service);
+        format!(
+            r#"{prelude}if [ -n "$(listening)" ]; then
+  echo "a member of cluster {cluster} runs already ($(listening)): not a whole-cluster stop; nothing was changed" >&2
+  exit 1
+fi
+if running; then
+  echo "the server runs already: nothing was changed" >&2
+  exit 1
+fi
+sed -i 's/^safe_to_bootstrap: *0/safe_to_bootstrap: 1/' /var/lib/mysql/grastate.dat
+if [ -d /run/systemd/system ]; then galera_new_cluster; else /etc/init.d/{svc} bootstrap >/dev/null || true; fi
+wait_synced
+echo "bootstrapped Galera cluster {cluster} again from this member"
+"#,
+            prelude = self.prelude(),
+            cluster = self.cluster,
+        )
+    }
+
+    pub fn apply_script(&self) -> String {
+        let svc = q(&self.service);
+        let first = if self.first { "yes" } else { "no" };
+        format!(
+            r#"{prelude}if running && [ "$({client} -N -B -e {wsrep_on} 2>/dev/null)" = 1 ]; then
   wait_synced
   echo "synced in cluster {cluster}"
   exit 0
@@ -306,11 +364,48 @@ else
   echo "joined Galera cluster {cluster} by $how"
 fi
 "#,
-            functions = self.functions(),
+            prelude = self.prelude(),
             client = self.client,
-            state_line = q(STATE_LINE),
             cluster = self.cluster,
+            wsrep_on = q(WSREP_ON),
         )
+    }
+}
+
+/// A member's position as a whole-cluster restart reads it: its cluster's UUID and the
+/// seqno of the last write set it committed; None for a member with no cluster history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub uuid: String,
+    pub seqno: i64,
+}
+
+/// The position in [`GaleraRes::recovery_read_script`]'s output: grastate.dat's, or the
+/// recovered one when grastate.dat says -1.
+///
+/// Errors: a crashed member whose position could not be recovered.
+pub fn position(facts: &str) -> Result<Option<Position>, String> {
+    let f = vertical(facts);
+    if fresh(&f) {
+        return Ok(None);
+    }
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let seqno: i64 = get("grastate_seqno").parse().unwrap_or(-1);
+    if seqno >= 0 {
+        return Ok(Some(Position {
+            uuid: get("grastate_uuid"),
+            seqno,
+        }));
+    }
+    let recovered = get("recovered");
+    match recovered.rsplit_once(':') {
+        Some((uuid, n)) if n.parse::<i64>().is_ok_and(|n| n >= 0) => Ok(Some(Position {
+            uuid: uuid.to_string(),
+            seqno: n.parse().unwrap_or(-1),
+        })),
+        _ => Err(format!(
+            "its position is not in grastate.dat (seqno -1: it crashed) and `mariadbd --wsrep-recover` printed none ({recovered:?})"
+        )),
     }
 }
 
