@@ -321,6 +321,12 @@ impl Inventory {
     }
 
     /// The database hosts of `cluster`, in inventory order.
+    /// The first `member` of Galera cluster `cluster` in inventory order: the one a new
+    /// cluster is founded from, where accounts are written, and the proxies' first writer.
+    pub fn first_member(&self, cluster: &str) -> Option<&Host> {
+        self.cluster_databases(cluster)
+            .find(|h| h.has(Role::Member))
+    }
     pub fn cluster_databases(&self, cluster: &str) -> impl Iterator<Item = &Host> {
         self.index
             .databases_by_cluster

@@ -61,7 +61,8 @@ fn galera_of(engine: &Engine, host: &str) -> Option<GaleraRes> {
 /// Returns it and the notes on what the others lose.
 ///
 /// Errors: [`Error::Refused`] when no member holds data, their histories are different
-/// clusters', or two members are marked safe to bootstrap and `from` names none.
+/// clusters', two members are marked safe to bootstrap and `from` names none, or `from`
+/// names a member not read (unreachable) or holding no cluster data.
 pub fn choose(
     cluster: &str,
     members: &[Member],
@@ -95,6 +96,13 @@ pub fn choose(
     }
     let top = with_data.iter().map(|(_, p)| p.seqno).max().unwrap_or(-1);
     let chosen = match from {
+        // A member that was not read, or holds nothing, would found an empty cluster and
+        // the others would be given its emptiness by SST.
+        Some(f) if !with_data.iter().any(|(m, _)| m.name == f) => {
+            return Err(Error::Refused(format!(
+                "--from {f}: {f} was not reached or holds no data of cluster {cluster}; the cluster can only start from a member whose position was read; nothing was changed"
+            )));
+        }
         Some(f) => f.to_string(),
         None => with_data
             .iter()
@@ -327,5 +335,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("holds data"), "{e}");
+        // Named, but holding nothing (or not read): never the one to start from.
+        let ms = [m("db1", Some(57), false), m("db2", None, false)];
+        for from in ["db2", "db3"] {
+            let e = choose("c", &ms, Some(from)).unwrap_err().to_string();
+            assert!(e.contains("was not reached or holds no data"), "{e}");
+        }
     }
 }

@@ -264,11 +264,9 @@ fn host_view<'a>(inv: &'a Inventory, h: &'a Host) -> HostView<'a> {
         is_backup: h.has(Role::Backup),
         is_monitor: h.has(Role::Monitor),
         is_member: h.has(Role::Member),
-        is_first_member: h.has(Role::Member)
-            && inv
-                .cluster_databases(&h.cluster)
-                .find(|o| o.has(Role::Member))
-                .is_some_and(|o| o.name == h.name),
+        is_first_member: inv
+            .first_member(&h.cluster)
+            .is_some_and(|o| o.name == h.name),
         ssh_user: h.ssh.user.as_deref().unwrap_or("root"),
         candidate: h.candidate,
         ssh_port: h.ssh.port.unwrap_or(22),
@@ -881,8 +879,7 @@ fn resolve_host<'a>(
                         // A Galera member joins once the member a new cluster starts from
                         // runs.
                         "first_member" => inv
-                            .cluster_databases(&h.cluster)
-                            .find(|o| o.has(Role::Member))
+                            .first_member(&h.cluster)
                             .filter(|o| o.name != h.name)
                             .map(|o| o.name.clone())
                             .into_iter()
@@ -1167,7 +1164,9 @@ fn build<'s>(
             .collect();
         return Ok(Resource::Galera(super::galera::GaleraRes {
             cluster: host.cluster.clone(),
-            first: members.first().is_some_and(|h| h.name == host.name),
+            first: inv
+                .first_member(&host.cluster)
+                .is_some_and(|h| h.name == host.name),
             peers: members
                 .iter()
                 .filter(|h| h.name != host.name)
