@@ -47,7 +47,7 @@ pub(crate) fn stderr_tail(stderr: &str) -> String {
 /// "rebuild") on a dialect where the runbooks are not proven on real hosts
 /// ([`Dialect::runbooks_proven`]: MySQL 8.0). Called before any host is contacted.
 ///
-/// Errors: [`Error::Refused`] naming the version and why.
+/// Errors: [`crate::error::Error::Refused`] naming the version and why.
 pub fn require_proven(d: Dialect, verb: &str) -> Result<(), crate::error::Error> {
     if d.runbooks_proven() {
         return Ok(());
