@@ -960,6 +960,19 @@ fn resolve_host<'a>(
     Ok(out)
 }
 
+/// The inventory host whose tasks `ctx` renders (`host.name`).
+///
+/// Errors: [`BuildError::Task`] when that name is not in the inventory.
+fn this_host<'i>(ctx: &Value, inv: &'i Inventory) -> Result<&'i Host, BuildError> {
+    let me = ctx
+        .get_attr("host")
+        .and_then(|h| h.get_attr("name"))
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    inv.host(&me)
+        .ok_or_else(|| BuildError::Task(format!("host `{me}` is not in the inventory")))
+}
+
 enum BuildError {
     Task(String),
     Other(Error),
@@ -1126,14 +1139,7 @@ fn build<'s>(
         }));
     }
     if let Some(p) = &spec.primary {
-        let me = ctx
-            .get_attr("host")
-            .and_then(|h| h.get_attr("name"))
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        let host = inv
-            .host(&me)
-            .ok_or_else(|| BuildError::Task(format!("host `{me}` is not in the inventory")))?;
+        let host = this_host(ctx, inv)?;
         let semi_sync = cc
             .eval(&p.semi_sync, ctx)
             .map_err(|e| BuildError::Task(format!("evaluating semi_sync: {e}")))?
@@ -1150,26 +1156,15 @@ fn build<'s>(
         }));
     }
     if spec.galera.is_some() {
-        let me = ctx
-            .get_attr("host")
-            .and_then(|h| h.get_attr("name"))
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        let host = inv
-            .host(&me)
-            .ok_or_else(|| BuildError::Task(format!("host `{me}` is not in the inventory")))?;
-        let members: Vec<&crate::inventory::Host> = inv
-            .cluster_databases(&host.cluster)
-            .filter(|h| h.has(Role::Member))
-            .collect();
+        let host = this_host(ctx, inv)?;
         return Ok(Resource::Galera(super::galera::GaleraRes {
             cluster: host.cluster.clone(),
             first: inv
                 .first_member(&host.cluster)
                 .is_some_and(|h| h.name == host.name),
-            peers: members
-                .iter()
-                .filter(|h| h.name != host.name)
+            peers: inv
+                .cluster_databases(&host.cluster)
+                .filter(|h| h.has(Role::Member) && h.name != host.name)
                 .map(|h| (h.name.clone(), h.address.clone()))
                 .collect(),
             service: dialect.service().to_string(),

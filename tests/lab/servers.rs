@@ -246,6 +246,28 @@ impl Server {
         }
     }
 
+    /// Each host's server pid (its pid file), to tell a restart.
+    fn pids(&self, hosts: &[&str]) -> Vec<String> {
+        hosts
+            .iter()
+            .map(|h| self.on(h, "cat /run/mysqld/mysqld.pid"))
+            .collect()
+    }
+
+    /// After a rolling restart of [`restart_setting_variant`]: each host restarted (its
+    /// pid differs from `before`'s) and on the new value.
+    fn assert_restarted_on_the_new_setting(&self, hosts: &[&str], before: &[String]) {
+        let after = self.pids(hosts);
+        for (i, h) in hosts.iter().enumerate() {
+            assert_ne!(before[i], after[i], "{h} was restarted");
+            assert_eq!(
+                self.sql(h, "SELECT @@innodb_log_buffer_size"),
+                "33554432",
+                "{h}"
+            );
+        }
+    }
+
     fn docker(&self, verb: &str, host: &str) {
         docker(&[verb, &self.container(host)]);
     }
@@ -262,11 +284,17 @@ impl Server {
 /// bounded at 1 s on MariaDB and 2 s on MySQL, whose switchover waits for a semi-sync
 /// replica to connect before the first write is acknowledged (README, "The same drill per
 /// server").
-fn rolling_restart_under_load(s: &Server, dir: &Path, inv: &Path) {
+/// The inventory at `inv` with a setting that needs a restart changed
+/// (`innodb_log_buffer_size: 32M`), written into `dir`.
+fn restart_setting_variant(inv: &Path, dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(inv).expect("inventory");
     let from = "    max_connections: 200\n";
-    assert!(text.contains(from), "the inventory sets max_connections");
-    let variant = dir.join("lab-rolling.yml");
+    assert!(
+        text.contains(from),
+        "{} sets max_connections",
+        inv.display()
+    );
+    let variant = dir.join("rolling.yml");
     std::fs::write(
         &variant,
         text.replacen(
@@ -276,14 +304,13 @@ fn rolling_restart_under_load(s: &Server, dir: &Path, inv: &Path) {
         ),
     )
     .expect("write the variant");
+    variant
+}
+
+fn rolling_restart_under_load(s: &Server, dir: &Path, inv: &Path) {
+    let variant = restart_setting_variant(inv, dir);
     let hosts = ["db1", "db2", "db3"];
-    let pids = || -> Vec<String> {
-        hosts
-            .iter()
-            .map(|h| s.on(h, "cat /run/mysqld/mysqld.pid"))
-            .collect()
-    };
-    let before = pids();
+    let before = s.pids(&hosts);
     s.start_writer(dir, "db1", 5_000_000);
     let a = dbfleet_with(&variant, &["apply", "--auto-approve"], &[]);
     std::thread::sleep(Duration::from_millis(500));
@@ -302,15 +329,7 @@ fn rolling_restart_under_load(s: &Server, dir: &Path, inv: &Path) {
         s.name,
         acks.len()
     );
-    let after = pids();
-    for (i, h) in hosts.iter().enumerate() {
-        assert_ne!(before[i], after[i], "{h} was restarted");
-        assert_eq!(
-            s.sql(h, "SELECT @@innodb_log_buffer_size"),
-            "33554432",
-            "{h}"
-        );
-    }
+    s.assert_restarted_on_the_new_setting(&hosts, &before);
     let acked: Vec<u64> = acks.iter().map(|a| a.1).collect();
     assert!(acked.len() > 20, "{} acknowledged inserts", acked.len());
     for h in hosts {

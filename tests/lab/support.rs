@@ -354,37 +354,45 @@ pub fn start_writer_in(app: &str, proxy: &str, password: &str, from: u64) {
         "cat > /root/writer.sh; chmod +x /root/writer.sh; touch /root/writer.run",
         WRITER,
     );
-    let ok = Command::new("docker")
-        .args([
-            "exec",
-            "-d",
-            app,
-            "sh",
-            "-c",
-            &format!("/root/writer.sh {from} {proxy} > /root/writer.log 2>/dev/null"),
-        ])
-        .status()
-        .expect("docker exec");
-    assert!(ok.success());
+    start_in_background(
+        app,
+        &format!("/root/writer.sh {from} {proxy} 2>/dev/null"),
+        "/root/writer.log",
+        20,
+        "the writer",
+    );
+}
+
+/// Starts `cmd` in the background in `app` (`docker exec -d`), its standard output into
+/// `log`, and returns once `log` has `lines` lines (at most 30 s, else fails naming `what`).
+/// The program runs while its flag file exists ([`stop_in_background`] removes it).
+pub fn start_in_background(app: &str, cmd: &str, log: &str, lines: u64, what: &str) {
+    docker(&["exec", "-d", app, "sh", "-c", &format!("{cmd} > {log}")]);
     let t0 = Instant::now();
-    while exec_in(app, "wc -l < /root/writer.log")
+    while exec_in(app, &format!("wc -l < {log}"))
         .parse::<u64>()
         .unwrap_or(0)
-        < 20
+        < lines
     {
         assert!(
             t0.elapsed() < Duration::from_secs(30),
-            "the writer does not write"
+            "{what} does not start writing {log}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
+/// Stops a program [`start_in_background`] started in `app` (removes its `flag` file and
+/// gives it a second to end); what it wrote into `log`.
+pub fn stop_in_background(app: &str, flag: &str, log: &str) -> String {
+    exec_in(app, &format!("rm -f {flag}; sleep 1"));
+    exec_in(app, &format!("cat {log}"))
+}
+
 /// Stops the writer in `app`; each acknowledged insert as (epoch seconds, number, the
 /// server_id that acknowledged it), in order.
 pub fn stop_writer_acks_in(app: &str) -> Vec<(f64, u64, u32)> {
-    exec_in(app, "rm -f /root/writer.run; sleep 1");
-    exec_in(app, "cat /root/writer.log")
+    stop_in_background(app, "/root/writer.run", "/root/writer.log")
         .lines()
         .filter_map(|l| {
             let mut f = l.split(' ');

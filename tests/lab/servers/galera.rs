@@ -145,26 +145,8 @@ fn galera_on_mariadb_10_11_provisions_rejoins_by_ist_and_sst_rolls_and_restarts_
     // A setting that needs a restart, changed under the same writer (must-show 3): the
     // members restart one at a time, and a sampler on the application host counts every
     // 100 ms the members synced in the primary component: never fewer than two of three.
-    let text = std::fs::read_to_string(&inv).expect("inventory");
-    let from = "    max_connections: 200\n";
-    assert!(text.contains(from), "galera.yml sets max_connections");
-    let rolled = dir.path().join("galera-rolling.yml");
-    std::fs::write(
-        &rolled,
-        text.replacen(
-            from,
-            "    max_connections: 200\n    innodb_log_buffer_size: 32M\n",
-            1,
-        ),
-    )
-    .expect("write the variant");
-    let pids = || -> Vec<String> {
-        MEMBERS
-            .iter()
-            .map(|h| s.on(h, "cat /run/mysqld/mysqld.pid"))
-            .collect()
-    };
-    let before = pids();
+    let rolled = super::restart_setting_variant(&inv, dir.path());
+    let before = s.pids(&MEMBERS);
     let roll_t0 = now_s();
     start_sampler(s);
     let a = dbfleet_with(&rolled, &["apply", "--auto-approve"], &[]);
@@ -176,15 +158,7 @@ fn galera_on_mariadb_10_11_provisions_rejoins_by_ist_and_sst_rolls_and_restarts_
         "{}",
         a.all()
     );
-    let after = pids();
-    for (i, h) in MEMBERS.iter().enumerate() {
-        assert_ne!(before[i], after[i], "{h} was restarted");
-        assert_eq!(
-            s.sql(h, "SELECT @@innodb_log_buffer_size"),
-            "33554432",
-            "{h}"
-        );
-    }
+    s.assert_restarted_on_the_new_setting(&MEMBERS, &before);
     // The quorum holds throughout: never fewer than two members in the primary component,
     // serving. Synced members dip to one while a restarted member receives its IST: its
     // donor is Donor/Desynced for those seconds (Galera's, seen in the lab), and the
@@ -476,45 +450,33 @@ fn start_sampler(s: &Server) {
         SAMPLER,
     );
     let members: Vec<String> = (11..=13).map(|o| format!("{}.{o}", s.prefix)).collect();
-    docker(&[
-        "exec",
-        "-d",
+    start_in_background(
         &app,
-        "sh",
-        "-c",
         &format!(
-            "python3 /root/sampler.py {} > /root/sampler.log 2>/root/sampler.err",
+            "python3 /root/sampler.py {} 2>/root/sampler.err",
             members.join(" ")
         ),
-    ]);
-    let t0 = Instant::now();
-    while s
-        .on("backup1", "wc -l < /root/sampler.log")
-        .parse::<u32>()
-        .unwrap_or(0)
-        < 5
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the sampler does not sample: {}",
-            s.on("backup1", "cat /root/sampler.err")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        "/root/sampler.log",
+        5,
+        "the sampler",
+    );
 }
 
 /// Stops the sampler; its samples, (epoch seconds, members serving, members synced).
 fn stop_sampler(s: &Server) -> Vec<(f64, u32, u32)> {
-    s.on("backup1", "rm -f /root/sampler.run; sleep 0.5");
-    s.on("backup1", "cat /root/sampler.log")
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split(' ');
-            Some((
-                w.next()?.parse().ok()?,
-                w.next()?.parse().ok()?,
-                w.next()?.parse().ok()?,
-            ))
-        })
-        .collect()
+    stop_in_background(
+        &s.container("backup1"),
+        "/root/sampler.run",
+        "/root/sampler.log",
+    )
+    .lines()
+    .filter_map(|l| {
+        let mut w = l.split(' ');
+        Some((
+            w.next()?.parse().ok()?,
+            w.next()?.parse().ok()?,
+            w.next()?.parse().ok()?,
+        ))
+    })
+    .collect()
 }
