@@ -133,7 +133,8 @@ pub fn choose(
 }
 
 /// Plans the whole-cluster restart of `cluster` over `conns` (the members that answered).
-/// Reads each member's position (running `mariadbd --wsrep-recover` on a crashed one).
+/// Reads every member at once: what it is (any still running refuses the restart), then
+/// its position (running `mariadbd --wsrep-recover` on a crashed one).
 ///
 /// Errors: [`Error::Refused`] when the cluster is not a Galera cluster, a member is not
 /// reachable and `from` names none, a member runs in a cluster, a crashed member's position
@@ -183,7 +184,6 @@ pub async fn plan(
         engine.inv.digest.clone(),
         format!("Whole-cluster restart of Galera cluster {cluster}:"),
     );
-    let mut members = Vec::new();
     let mut tasks = HashMap::new();
     for name in names.iter().filter(|n| conns.contains_key(*n)) {
         let g = galera_of(engine, name).ok_or_else(|| {
@@ -191,11 +191,22 @@ pub async fn plan(
                 "{name} has no `galera member` task in the playbooks"
             ))
         })?;
-        let o = conns[name]
-            .run(&g.recovery_read_script())
-            .await
-            .map_err(|e| Error::Refused(format!("{name}: {e}")))?;
-        let f = crate::sql::vertical(&o.stdout);
+        tasks.insert(name.clone(), g);
+    }
+    // Every reached member at once, twice: first what it is (a member that still runs
+    // refuses the restart before any member's position is recovered), then its position.
+    let read_all = |script: fn(&GaleraRes) -> String| {
+        futures::future::join_all(tasks.iter().map(|(name, g)| async move {
+            let o = conns[name]
+                .run(&script(g))
+                .await
+                .map_err(|e| Error::Refused(format!("{name}: {e}")))?;
+            Ok::<_, Error>((name.clone(), o.stdout))
+        }))
+    };
+    for read in read_all(GaleraRes::probe).await {
+        let (name, out) = read?;
+        let f = crate::sql::vertical(&out);
         let get = |k: &str| f.get(k).cloned().unwrap_or_default();
         if get("running") == "yes" && get("wsrep_on") == "1" {
             return Err(Error::Refused(format!(
@@ -209,7 +220,17 @@ pub async fn plan(
                 "{name}'s server runs without wsrep: stop it first; nothing was changed"
             )));
         }
-        let position = position(&o.stdout).map_err(|e| Error::Refused(format!("{name}: {e}")))?;
+    }
+    let mut read: HashMap<String, String> = HashMap::new();
+    for r in read_all(GaleraRes::recovery_read_script).await {
+        let (name, out) = r?;
+        read.insert(name, out);
+    }
+    // In inventory order: the order of equals in the choice.
+    let mut members = Vec::new();
+    for name in names.iter().filter(|n| read.contains_key(*n)) {
+        let out = &read[name];
+        let position = position(out).map_err(|e| Error::Refused(format!("{name}: {e}")))?;
         p.observe(
             name,
             "position",
@@ -221,9 +242,10 @@ pub async fn plan(
         members.push(Member {
             name: name.clone(),
             position,
-            safe_to_bootstrap: get("safe_to_bootstrap") == "1",
+            safe_to_bootstrap: crate::sql::vertical(out)
+                .get("safe_to_bootstrap")
+                .is_some_and(|v| v == "1"),
         });
-        tasks.insert(name.clone(), g);
     }
     let (chosen, mut notes) = choose(cluster, &members, from)?;
     for u in &unreachable {
