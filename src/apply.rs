@@ -238,6 +238,21 @@ pub async fn apply(
                     t.resource
                         .apply_script(guard.as_deref(), &crate::tasks::mark_pending(&t.notify))
                 };
+                // A replication group writes on its primary only (`crate::tasks::group`).
+                let body = match &t.resource {
+                    crate::tasks::Resource::User(_)
+                    | crate::tasks::Resource::Database(_)
+                    | crate::tasks::Resource::Sql(_)
+                        if t.replicated
+                            && engine.inv.host(&hp.host).is_some_and(|h| h.in_group()) =>
+                    {
+                        format!(
+                            "{}{body}",
+                            crate::tasks::group::secondary_guard(engine.runbook_dialect().client())
+                        )
+                    }
+                    _ => body,
+                };
                 let script = crate::tasks::locked(true, &body);
                 let result = match (&conn, &t.resource) {
                     (None, _) => Err(format!("no connection to {}", hp.host)),
@@ -252,10 +267,15 @@ pub async fn apply(
                     (Some(c), _) => {
                         let _permit = sem.acquire().await;
                         match c.run(&script).await {
-                            // A Galera member's start says how it went: bootstrapped, or
-                            // joined by IST or SST (`crate::tasks::galera`).
+                            // A Galera or group member's start says how it went:
+                            // bootstrapped, or joined by IST or SST, by incremental
+                            // recovery or CLONE (`crate::tasks::galera`, `group`).
                             Ok(o) if o.code == 0 => {
-                                if let crate::tasks::Resource::Galera(_) = &t.resource
+                                if (matches!(
+                                    &t.resource,
+                                    crate::tasks::Resource::Galera(_)
+                                        | crate::tasks::Resource::Group(_)
+                                ) || o.stdout.trim() == crate::tasks::group::SECONDARY_NOTE)
                                     && let Some(line) = o.stdout.lines().last()
                                 {
                                     events.emit(Event::Step {

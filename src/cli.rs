@@ -147,19 +147,27 @@ pub enum Command {
         #[command(flatten)]
         show: RunbookArgs,
     },
-    /// Whole-cluster restart of a Galera cluster whose members all stopped or crashed:
-    /// reads each member's position (grastate.dat, or `mariadbd --wsrep-recover` after a
-    /// crash), bootstraps the most advanced member, then starts the others, which join
-    /// it. Refuses when a member cannot be reached (it may hold the newest writes) unless
-    /// --from names the member to start from, and when a member still runs.
+    /// Whole-cluster restart of a Galera cluster or a replication group whose members all
+    /// stopped or crashed: reads each member's position (Galera: grastate.dat, or
+    /// `mariadbd --wsrep-recover` after a crash; a group: gtid_executed and the received
+    /// transactions), bootstraps the most advanced member, then starts the others, which
+    /// join it. Refuses when a member cannot be reached (it may hold the newest writes)
+    /// unless --from names the member to start from, and when a member still runs.
     ClusterRestart {
-        /// The Galera cluster (needed when the inventory has several).
+        /// The cluster (needed when the inventory has several).
         #[arg(long)]
         cluster: Option<String>,
         /// Start from this member, not the most advanced: the plan says what the others
         /// lose.
         #[arg(long, value_name = "MEMBER")]
         from: Option<String>,
+        /// A lost quorum (the members still running are a minority; the others are
+        /// down): make the most advanced running member's component the primary component
+        /// (Galera: pc.bootstrap; a group: group_replication_force_members). You assert
+        /// that the members not running are down: were they running a majority of their
+        /// own, there would be two.
+        #[arg(long)]
+        force_quorum: bool,
         #[command(flatten)]
         show: RunbookArgs,
     },
@@ -177,6 +185,13 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Write the inventory of a fleet dbfleet did not build, read from its running servers:
+    /// from HOST, replication is followed both ways (its source, the replicas connected to
+    /// it); each server's version, server_id, replication, the settings dbfleet manages,
+    /// databases, and accounts with their privileges are read over SSH (never a password:
+    /// each becomes a secret to set). Printed on stdout, opening with notes on what could
+    /// not be learned: `dbfleet import --from db1.example > inventory.yml`. Changes nothing.
+    Import(ImportArgs),
     /// Print the inventory's JSON Schema (draft-07), for editors: save it and point
     /// yaml-language-server at it with a first line `# yaml-language-server:
     /// $schema=./dbfleet.schema.json`. Unknown keys and variables, and values not of a
@@ -308,6 +323,34 @@ impl RunbookArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A server of the fleet (address or SSH host name): any one, primary or replica.
+    #[arg(long, value_name = "HOST")]
+    pub from: String,
+    /// The fleet's name in the inventory.
+    #[arg(long, default_value = "fleet")]
+    pub name: String,
+    /// SSH user on every host (else ~/.ssh/config's, or the ssh_config's).
+    #[arg(long)]
+    pub ssh_user: Option<String>,
+    /// SSH port on every host.
+    #[arg(long)]
+    pub ssh_port: Option<u16>,
+    /// An ssh_config file used instead of ~/.ssh/config (written into the inventory).
+    #[arg(long)]
+    pub ssh_config: Option<String>,
+    /// A private key file (written into the inventory).
+    #[arg(long)]
+    pub ssh_identity: Option<String>,
+    /// Add unknown host keys to known_hosts (`accept-new`) instead of refusing them.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// A proxy host's address (repeat for each): declared with the proxy role.
+    #[arg(long, value_name = "ADDRESS")]
+    pub proxy: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
@@ -432,11 +475,13 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::ClusterRestart {
             cluster,
             from,
+            force_quorum,
             show,
         } => commands::cluster_restart::run(
             opts,
             cluster.as_deref(),
             from.as_deref(),
+            force_quorum,
             show.mode(),
             style,
         ),
@@ -446,6 +491,23 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             clap_complete::generate(shell, &mut Cli::command(), "dbfleet", &mut out);
             print_bytes(&out)
         }
+        Command::Import(a) => commands::import::run(
+            opts,
+            crate::import::inventory::Options {
+                from: a.from,
+                fleet: a.name,
+                ssh_user: a.ssh_user,
+                ssh_port: a.ssh_port,
+                ssh_config: a.ssh_config,
+                ssh_identity: a.ssh_identity,
+                proxies: a.proxy,
+            },
+            if a.accept_new_host_keys {
+                crate::inventory::HostKeyPolicy::AcceptNew
+            } else {
+                crate::inventory::HostKeyPolicy::Strict
+            },
+        ),
         Command::Schema => commands::schema::run(opts),
         Command::Man => {
             use clap::CommandFactory;

@@ -85,7 +85,8 @@ pub struct Probe {
 impl Engine {
     /// Loads and checks inventory, playbooks and templates; resolves and orders tasks.
     ///
-    /// Errors: any located [`Error::Invalid`], [`Error::Secret`], [`Error::Cycle`],
+    /// Errors: any located [`Error::Invalid`], [`Error::Secret`] (offline: naming every
+    /// secret the tasks need that the inventory does not declare, at once), [`Error::Cycle`],
     /// [`Error::UnknownLimit`] for a `--limit` pattern selecting no host,
     /// [`Error::UnknownTag`] for a `--tags` tag no task has.
     pub fn load(opts: Options) -> Result<Engine, Error> {
@@ -146,7 +147,19 @@ impl Engine {
                     })
                 }),
         );
-        let tasks = crate::tasks::resolve(&inv, &lib, secrets, Arc::new(tls), backup_key)?;
+        let tasks = crate::tasks::resolve(&inv, &lib, secrets.clone(), Arc::new(tls), backup_key)?;
+        let undeclared = secrets.undeclared();
+        if !undeclared.is_empty() {
+            return Err(Error::Secret {
+                name: undeclared.join("`, `"),
+                reason: format!(
+                    "not declared under `secrets:` in the inventory, and its hosts' tasks need {}: add {}, e.g. `{}: {{ generate: 32 }}`",
+                    if undeclared.len() == 1 { "it" } else { "them" },
+                    if undeclared.len() == 1 { "it" } else { "each" },
+                    undeclared[0]
+                ),
+            });
+        }
         let graph = TaskGraph::build(tasks)?;
         if let Some(tags) = &opts.tags {
             crate::selection::tags(
@@ -191,6 +204,19 @@ impl Engine {
         )
         .await
         .map_err(|e| Error::Unreachable(vec![(name.to_string(), e.to_string())]))
+    }
+
+    /// Opens SSH connections to the inventory hosts `names` all at once (after a power
+    /// loss the hosts down each take the connect timeout: in turn, their sum), each within
+    /// the fleet's `--connect-timeout`. Returns each name with its connection or its error,
+    /// in the order of `names`.
+    pub async fn connect_all(&self, names: &[String]) -> Vec<(String, Result<SshHost, Error>)> {
+        futures::future::join_all(
+            names
+                .iter()
+                .map(|name| async move { (name.clone(), self.connect(name, None).await) }),
+        )
+        .await
     }
 
     /// The SQL dialect of the fleet.
@@ -355,6 +381,8 @@ impl Engine {
                             } else {
                                 Vec::new()
                             },
+                            destroys: None,
+                            rolling: false,
                         });
                     }
                     continue;
@@ -365,6 +393,7 @@ impl Engine {
                     message: format!("task `{}`: {}", t.name, self.redactor.redact(&m)),
                 })?;
                 if let Some(a) = assessed {
+                    let destroys = t.resource.destroys(facts, &a);
                     changes.push(Change {
                         task: t.name.clone(),
                         action: a.action,
@@ -379,6 +408,8 @@ impl Engine {
                         diff: a.diff.map(|d| self.redactor.redact(&d)),
                         sensitive,
                         notes: a.notes,
+                        destroys,
+                        rolling: false,
                     });
                 }
             }
@@ -434,36 +465,41 @@ impl Engine {
         )))
     }
 
-    /// Refuses to found a Galera cluster (`crate::tasks::galera`, a bootstrap) unless every
-    /// member of it was probed: a member left out by `--limit` may hold the cluster's data
-    /// or run it, and a bootstrap beside it would make a second cluster or throw its
-    /// writes away. Each member probed refuses on its own when it holds data and nothing
-    /// runs.
+    /// Refuses to found a Galera cluster (`crate::tasks::galera`) or a replication group
+    /// (`crate::tasks::group`), a bootstrap, unless every member of it was probed: a member
+    /// left out by `--limit` may hold the cluster's data or run it, and a bootstrap beside
+    /// it would make a second cluster or throw its writes away. Each member probed refuses
+    /// on its own when it holds data and nothing runs.
     ///
     /// Errors: [`Error::Refused`] naming the members not probed.
     fn check_galera_bootstrap(&self, probe: &Probe) -> Result<(), Error> {
         for n in self.graph.graph.node_indices() {
             let t = &self.graph.graph[n];
-            let crate::tasks::Resource::Galera(g) = &t.resource else {
-                continue;
-            };
             let Some(facts) = probe.facts.get(&n) else {
                 continue;
             };
-            if g.mode(facts) != Ok(Some(crate::tasks::galera::Mode::Bootstrap)) {
-                continue;
-            }
-            let missing: Vec<&str> = g
-                .peers
+            let (what, cluster, peers) = match &t.resource {
+                crate::tasks::Resource::Galera(g)
+                    if g.mode(facts) == Ok(Some(crate::tasks::galera::Mode::Bootstrap)) =>
+                {
+                    ("Galera cluster", &g.cluster, &g.peers)
+                }
+                crate::tasks::Resource::Group(g)
+                    if g.mode(facts) == Ok(Some(crate::tasks::group::Mode::Bootstrap)) =>
+                {
+                    ("replication group", &g.cluster, &g.peers)
+                }
+                _ => continue,
+            };
+            let missing: Vec<&str> = peers
                 .iter()
                 .filter(|(name, _)| !probe.conns.contains_key(name))
                 .map(|(name, _)| name.as_str())
                 .collect();
             if !missing.is_empty() {
                 return Err(Error::Refused(format!(
-                    "{} would found Galera cluster {}, but {} {} not probed (--limit): a member not seen may run the cluster or hold its data; plan without --limit; nothing was changed",
+                    "{} would found {what} {cluster}, but {} {} not probed (--limit): a member not seen may run the cluster or hold its data; plan without --limit; nothing was changed",
                     t.host,
-                    g.cluster,
                     missing.join(", "),
                     if missing.len() == 1 { "was" } else { "were" }
                 )));

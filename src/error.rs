@@ -157,7 +157,7 @@ pub enum Error {
     Usage(String),
 }
 
-/// How a successful run ends (`main.rs` maps it to an exit code, as it maps [`Error`]).
+/// How a successful run ends (`main.rs` maps it to an exit code, as it maps [`enum@Error`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Ok,

@@ -21,6 +21,7 @@ pub mod events;
 pub mod facts;
 pub mod files;
 pub mod graph;
+pub mod import;
 pub mod inventory;
 pub mod plan;
 pub mod playbook;

@@ -19,6 +19,12 @@ use rand::distr::Alphanumeric;
 use crate::error::Error;
 use crate::inventory::{Inventory, SecretSource};
 
+/// Stands for a password in a plan's statements and scripts (runbook plans, a group's
+/// restart plans); the executor replaces its quoted form with the quoted secret when it
+/// sends them (on stdin, never a command line). It lives here, below both `plan` and
+/// `tasks`, because both write it.
+pub const SECRET_PLACEHOLDER: &str = "[secret: replication password]";
+
 /// A secret value. Its value is reachable only through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -128,6 +134,9 @@ pub struct Secrets {
     /// other one is a placeholder.
     given: Option<BTreeMap<String, String>>,
     cache: Mutex<BTreeMap<String, Secret>>,
+    /// Offline renders: the names asked for and not declared, each reported once after
+    /// every file is rendered ([`Secrets::undeclared`]), instead of the first one alone.
+    undeclared: Mutex<std::collections::BTreeSet<String>>,
     pub redactor: Redactor,
 }
 
@@ -141,8 +150,20 @@ impl Secrets {
             placeholders: false,
             given: None,
             cache: Mutex::new(BTreeMap::new()),
+            undeclared: Mutex::new(std::collections::BTreeSet::new()),
             redactor,
         }
+    }
+
+    /// The secrets an offline render asked for that the inventory does not declare, in
+    /// name order (empty when rendering with real sources: there the first one fails).
+    pub fn undeclared(&self) -> Vec<String> {
+        self.undeclared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
     /// Secrets that resolve to `<secret:NAME>` placeholders (for `plan --offline`).
     pub fn placeholders(inv: &Inventory, redactor: Redactor) -> Self {
@@ -189,10 +210,18 @@ impl Secrets {
             name: name.to_string(),
             reason,
         };
-        let src = self
-            .sources
-            .get(name)
-            .ok_or_else(|| err("not declared under `secrets:` in the inventory".into()))?;
+        let Some(src) = self.sources.get(name) else {
+            // Offline, every missing name is collected and reported at once (a new
+            // inventory learns them all from one validate); online, the first one fails.
+            if self.placeholders {
+                self.undeclared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.to_string());
+                return Ok(Secret(format!("<secret:{name}>")));
+            }
+            return Err(err("not declared under `secrets:` in the inventory".into()));
+        };
         let value = if let Some(v) = self.given.as_ref().and_then(|g| g.get(name)) {
             v.clone()
         } else if self.placeholders {

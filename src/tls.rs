@@ -1,6 +1,13 @@
 //! Fleet TLS: one CA and a server certificate per database host, made on the operator's
-//! machine with rcgen (never by shelling out), kept in `<inventory dir>/.dbfleet/tls/`
+//! machine with rcgen (never by shelling out), kept in `<inventory dir>/.dbfleet/tls/<fleet>/`
 //! (keys 0600) and pushed to the hosts by ordinary file tasks.
+//!
+//! One folder per fleet, under a lock: two inventories in one folder (the repository's
+//! `inventories/` holds three) each keep their own CA, so a certificate of one fleet is
+//! never trusted by another and hosts of the same name do not reissue each other's
+//! certificates on every run; two first runs at once agree on one CA. A store of the
+//! earlier layout (files directly in `.dbfleet/tls/`) becomes the folder of the first
+//! fleet that runs, unchanged.
 //!
 //! Certificates carry the host's name and address as subject alternative names, so a
 //! replica connecting with `MASTER_SSL_VERIFY_SERVER_CERT=1` to the source's address can
@@ -75,7 +82,9 @@ impl Tls {
     ///
     /// Errors: [`Error::Secret`] when the TLS folder cannot be read or written, or rcgen fails.
     pub fn ensure(inv: &Inventory, renew_days: i64) -> Result<Tls, Error> {
-        let dir = inv.base_dir().join(".dbfleet").join("tls");
+        let root = inv.base_dir().join(".dbfleet").join("tls");
+        let _lock = lock(&root)?;
+        let dir = fleet_dir(&root, &inv.name)?;
         let now = OffsetDateTime::now_utc();
         let (ca_pem, ca_key) = ensure_ca(&dir, now)?;
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key)
@@ -159,6 +168,70 @@ fn san(s: &str) -> Result<SanType, Error> {
                 .map_err(|e| err(format!("`{s}` is not a DNS name: {e}")))?,
         ),
     })
+}
+
+/// An exclusive lock on `root/.lock`, held while the store is read and written (released
+/// when the file is dropped); blocks while another dbfleet holds it.
+///
+/// Errors: [`Error::Secret`] when the folder or the lock file cannot be made or locked.
+fn lock(root: &Path) -> Result<std::fs::File, Error> {
+    crate::files::ensure_state_dir(root)
+        .map_err(|e| err(format!("creating {}: {e}", root.display())))?;
+    let path = root.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| err(format!("opening {}: {e}", path.display())))?;
+    f.lock()
+        .map_err(|e| err(format!("locking {}: {e}", path.display())))?;
+    Ok(f)
+}
+
+/// The folder name of fleet `name`: the name itself when it is a plain file name
+/// (letters, digits, `.`, `_`, `-`, not starting with a dot), else `fleet-` and the first
+/// 16 hex digits of its SHA-256.
+fn folder_name(name: &str) -> String {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if plain {
+        return name.to_string();
+    }
+    use sha2::Digest;
+    format!(
+        "fleet-{}",
+        &hex::encode(sha2::Sha256::digest(name.as_bytes()))[..16]
+    )
+}
+
+/// Fleet `fleet`'s folder under `root` (the lock held). A store of the earlier layout (a
+/// CA directly in `root`) is moved into it when the fleet has no folder yet: the first
+/// fleet to run after the upgrade keeps its CA and certificates, a later one makes its own.
+///
+/// Errors: [`Error::Secret`] when a file cannot be moved.
+fn fleet_dir(root: &Path, fleet: &str) -> Result<PathBuf, Error> {
+    let dir = root.join(folder_name(fleet));
+    if dir.exists() || !root.join("ca.pem").exists() {
+        return Ok(dir);
+    }
+    crate::files::ensure_state_dir(&dir)
+        .map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(root).map_err(|e| err(format!("reading {}: {e}", root.display())))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(n) = name.to_str() else { continue };
+        let moved = n.ends_with(".pem") || n.ends_with(".key") || n.ends_with(".json");
+        if moved && entry.path().is_file() {
+            std::fs::rename(entry.path(), dir.join(n))
+                .map_err(|e| err(format!("moving {} into {}: {e}", n, dir.display())))?;
+        }
+    }
+    Ok(dir)
 }
 
 fn read(p: &Path) -> Option<String> {

@@ -1,4 +1,4 @@
-//! The layers of `src/` (README, "Architecture"), checked on the source text: the command
+//! The layers of `src/` (docs/src/layout.md, "Architecture"), checked on the source text: the command
 //! line stops at `cli.rs`, the commands are called by it alone, tasks do not reach up into
 //! runbooks, the server's own statement and field names live in `src/sql/` only, and no
 //! module imports one that imports it back (issue 12).

@@ -74,6 +74,7 @@ cases!(
     backup_timezone_name,
     galera_topology,
     galera_mysql,
+    group_topology,
 );
 
 #[test]

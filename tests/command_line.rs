@@ -206,3 +206,44 @@ fn a_dumb_terminal_gets_no_colour() {
     assert!(!dumb.contains("\x1b["), "TERM=dumb got escapes: {dumb:?}");
     assert!(dumb.contains("syntax.yml"), "{dumb}");
 }
+
+/// A new inventory that declares no secret learns every secret its hosts need from one
+/// `validate`, not one per run (found writing README's tour: three runs to learn three).
+#[test]
+fn validate_names_every_undeclared_secret_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = dir.path().join("inventory.yml");
+    std::fs::write(
+        &inv,
+        "fleet: { name: shop, flavor: mariadb, version: \"10.11\", ssh: { user: root } }\n\
+         hosts:\n  db1: { address: 10.0.0.11, roles: [primary], server_id: 1 }\n\
+         \x20 db2: { address: 10.0.0.12, roles: [replica], server_id: 2 }\n\
+         \x20 proxy1: { address: 10.0.0.31, roles: [proxy] }\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dbfleet"))
+        .env("NO_COLOR", "1")
+        .arg("-i")
+        .arg(&inv)
+        .arg("validate")
+        .output()
+        .expect("run dbfleet");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for name in [
+        "backup_password",
+        "monitor_password",
+        "replication_password",
+    ] {
+        assert!(
+            stderr.contains(&format!("`{name}`")),
+            "{name} not named:\n{stderr}"
+        );
+    }
+    let flat = stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(flat.contains("not declared under `secrets:`"), "{stderr}");
+}

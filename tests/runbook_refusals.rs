@@ -1,7 +1,8 @@
 //! Topology runbooks that refuse before they contact any host, exit 1 and say why: on a
 //! server no lab proves (issue 10, case 6: MySQL 8.0, end of life in April 2026; MySQL
 //! 8.4 and later are proven by `tests/lab/servers.rs`, Debian's 9.x) and on a Galera
-//! member (issue 27: a Galera cluster has no primary to move).
+//! member (issue 27: a Galera cluster has no primary to move; its restore goes through a
+//! member, proven in the lab).
 //!
 //! "Before it contacts any host" is observed, not assumed: the inventory's ssh_config sends
 //! every connection through a ProxyCommand that only leaves a marker file and fails, so a
@@ -95,9 +96,31 @@ fn runbooks_refuse_a_galera_member_before_contacting_any_host() {
             &["switchover", "--to", "g2", "--auto-approve"],
             &["failover", "--cluster", "shop", "--auto-approve"],
             &["rejoin", "g1", "--auto-approve"],
-            &["restore", "g1", "--auto-approve"],
+            // `restore g1` is not refused: a Galera cluster is restored through any member,
+            // the others fenced (tests/lab/servers/galera.rs).
             &["rebuild", "g3", "--auto-approve"],
         ],
         "a member of Galera cluster shop",
+    );
+}
+
+#[test]
+fn runbooks_refuse_a_group_member_before_contacting_any_host() {
+    let text = format!(
+        "fleet:\n  name: shop\n  flavor: mysql\n  version: \"9.7\"\n  ssh:\n    user: root\n    config: ssh_config\n  vars:\n    replication: group\n{SECRETS}\
+         hosts:\n  g1:\n    address: 127.0.0.1\n    roles: [member]\n    server_id: 1\n\
+         \x20 g2:\n    address: 127.0.0.2\n    roles: [member]\n    server_id: 2\n\
+         \x20 g3:\n    address: 127.0.0.3\n    roles: [member]\n    server_id: 3\n"
+    );
+    refused_before_contact(
+        &text,
+        &[
+            &["switchover", "--to", "g2", "--auto-approve"],
+            &["failover", "--cluster", "shop", "--auto-approve"],
+            &["rejoin", "g1", "--auto-approve"],
+            &["restore", "g1", "--auto-approve"],
+            &["rebuild", "g3", "--auto-approve"],
+        ],
+        "a member of replication group shop",
     );
 }

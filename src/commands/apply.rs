@@ -123,8 +123,17 @@ pub fn run_saved(
             super::restore::run(opts, &host, to.as_deref(), mode, style)
         }
         Runbook::Rebuild { hosts } => super::rebuild::run(opts, &hosts, mode, style),
-        Runbook::ClusterRestart { cluster, from } => {
-            super::cluster_restart::run(opts, Some(&cluster), from.as_deref(), mode, style)
-        }
+        Runbook::ClusterRestart {
+            cluster,
+            from,
+            force_quorum,
+        } => super::cluster_restart::run(
+            opts,
+            Some(&cluster),
+            from.as_deref(),
+            force_quorum,
+            mode,
+            style,
+        ),
     }
 }

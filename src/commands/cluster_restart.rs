@@ -1,6 +1,7 @@
-//! `dbfleet cluster-restart [--cluster C] [--from MEMBER]`: a Galera cluster whose members
-//! all stopped, started again from its most advanced member
-//! (`crate::runbooks::cluster_restart` plans it; the runbook executor runs it).
+//! `dbfleet cluster-restart [--cluster C] [--from MEMBER]`: a Galera cluster or a
+//! replication group whose members all stopped, started again from its most advanced
+//! member (`crate::runbooks::cluster_restart` and `group_restart` plan it; the runbook
+//! executor runs it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,16 +16,17 @@ use crate::report::{Reporter, Style};
 use crate::runbooks::Cluster;
 use crate::runbooks::execute::{NoConverge, execute};
 
-/// Plans the whole-cluster restart of `cluster` (the inventory's only Galera cluster when
-/// None), presents it as `mode` says, runs it, and prints how each member came back.
+/// Plans the whole-cluster restart of `cluster` (the inventory's only synchronous cluster
+/// when None), presents it as `mode` says, runs it, and prints how each member came back.
 ///
-/// Errors: [`Error::Usage`] when the inventory has no Galera cluster or several and none
+/// Errors: [`Error::Usage`] when the inventory has no synchronous cluster or several and none
 /// is named; the plan's ([`crate::runbooks::cluster_restart::plan`]); [`Error::Stale`];
 /// [`Error::Cancelled`]; a failed step's error.
 pub fn run(
     opts: &Options,
     cluster: Option<&str>,
     from: Option<&str>,
+    force_quorum: bool,
     mode: Mode,
     style: Style,
 ) -> Result<Exit, Error> {
@@ -44,12 +46,12 @@ pub fn run(
         (None, [one]) => one.clone(),
         (None, []) => {
             return Err(Error::Usage(
-                "the inventory has no Galera cluster (`replication: galera`)".into(),
+                "the inventory has no Galera cluster or replication group (`replication: galera` or `group`)".into(),
             ));
         }
         (None, _) => {
             return Err(Error::Usage(
-                "the inventory has several Galera clusters: pass --cluster NAME".into(),
+                "the inventory has several synchronous clusters: pass --cluster NAME".into(),
             ));
         }
     };
@@ -67,22 +69,31 @@ pub fn run(
     let rt = crate::engine::runtime()?;
     rt.block_on(async {
         // A member that does not answer is left out here; the plan refuses without it
-        // unless --from names the member to start from.
-        let mut conns = HashMap::new();
-        for name in &members {
-            if let Ok(c) = engine.connect(name, None).await {
-                conns.insert(name.clone(), Arc::new(c));
-            }
-        }
+        // unless --from names the member to start from. All at once: after a power loss
+        // or a lost quorum the members down each take the connect timeout.
+        let conns: HashMap<String, Arc<_>> = engine
+            .connect_all(&members)
+            .await
+            .into_iter()
+            .filter_map(|(name, c)| c.ok().map(|c| (name, Arc::new(c))))
+            .collect();
         let c = Cluster::over(&engine, &first, conns.clone(), events);
         let result = async {
-            let plan =
-                crate::runbooks::cluster_restart::plan(&engine, &cluster, from, &conns).await?;
+            let plan = crate::runbooks::cluster_restart::plan(
+                &engine,
+                &cluster,
+                from,
+                force_quorum,
+                &conns,
+            )
+            .await?;
             reporter.finish();
             if !decide(&plan, &mode, "Restart the cluster?")? {
                 return Ok(None);
             }
-            let out = execute(&c, &plan, None, &NoConverge, t0).await?;
+            // A group's steps hold the recovery password as a placeholder.
+            let secret = crate::runbooks::group_restart::secret(&engine, &cluster);
+            let out = execute(&c, &plan, secret.as_deref(), &NoConverge, t0).await?;
             Ok::<_, Error>(Some(out))
         }
         .await;
@@ -99,7 +110,7 @@ pub fn run(
             }
         }
         said.push_str(&format!(
-            "Restarted Galera cluster {cluster} in {} s.\n",
+            "Restarted cluster {cluster} in {} s.\n",
             t0.elapsed().as_secs()
         ));
         crate::report::print(&said);

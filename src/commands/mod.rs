@@ -3,7 +3,7 @@
 //! ([`Options`](crate::engine::Options), the output [`Style`](crate::report::Style) and
 //! its own plain arguments): the command line's types stop in `crate::cli`, which parses,
 //! resolves and calls these. Nothing below this layer knows the command line exists
-//! (README, "Architecture"; checked by `tests/architecture.rs`).
+//! (docs/src/layout.md, "Architecture"; checked by `tests/architecture.rs`).
 
 pub mod app_config;
 pub mod apply;
@@ -11,6 +11,7 @@ pub mod backup;
 pub mod cluster_restart;
 pub mod failover;
 pub mod graph;
+pub mod import;
 pub mod monitor;
 pub mod plan;
 pub mod rebuild;

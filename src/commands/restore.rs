@@ -17,8 +17,9 @@ use crate::runbooks::execute::{NoConverge, execute};
 /// it on HOST.
 ///
 /// Errors: as [`crate::runbooks::restore::plan`]; [`Error::Stale`]; [`Error::Cancelled`];
-/// [`Error::Refused`] when the script fails on the host (the primary then stays
-/// read-only).
+/// [`Error::Refused`] when the script fails on the host (the primary, or a Galera
+/// cluster's members, then stay read-only), or when a member of a Galera cluster cannot be
+/// reached (it could not be fenced).
 pub fn run(
     opts: &Options,
     host: &str,
@@ -29,21 +30,34 @@ pub fn run(
     let t0 = Instant::now();
     let engine = Engine::load(opts.clone())?;
     crate::runbooks::require_proven(engine.runbook_dialect(), "restore")?;
-    crate::runbooks::require_primary_topology(&engine.inv, [host], "restore")?;
-    engine
+    let h = engine
         .inv
         .host(host)
         .ok_or_else(|| Error::UnknownHost(host.into()))?;
+    // A Galera cluster is restored through any member (the runbook fences the others); a
+    // replication group is not restored yet.
+    let fenced = crate::runbooks::restore::fenced_members(&engine.inv, host);
+    if fenced.is_none() {
+        crate::runbooks::require_primary_topology(&engine.inv, [host], "restore")?;
+    }
+    let members = fenced.unwrap_or_default();
     let reporter = Arc::new(Reporter::new(style));
     let events: Arc<dyn EventSink> = reporter.clone();
     crate::engine::runtime()?.block_on(async {
         let conn = Arc::new(engine.connect(host, None).await?);
-        let c = Cluster::over(
-            &engine,
-            host,
-            HashMap::from([(host.to_string(), conn.clone())]),
-            events,
-        );
+        let mut conns = HashMap::from([(host.to_string(), conn.clone())]);
+        // Every other member at once; one not reached cannot be fenced, and could take
+        // writes while the reload runs: refused before anything changes.
+        for (m, c) in engine.connect_all(&members).await {
+            let c = c.map_err(|e| {
+                Error::Refused(format!(
+                    "restore refused: {m}, a member of Galera cluster {}, cannot be reached ({e}): it could not be fenced read-only and might take writes during the reload. Nothing was changed",
+                    h.cluster
+                ))
+            })?;
+            conns.insert(m, Arc::new(c));
+        }
+        let c = Cluster::over(&engine, host, conns, events);
         let result = async {
             let plan = crate::runbooks::restore::plan(&engine, &conn, host, to).await?;
             reporter.finish();
@@ -55,9 +69,16 @@ pub fn run(
                 .await
                 .map(Some)
                 .map_err(|e| {
-                    Error::Refused(format!(
-                        "restore on {host} did not end here; {host} stays read-only until it ends well: {e}"
-                    ))
+                    Error::Refused(if members.is_empty() {
+                        format!(
+                            "restore on {host} did not end here; {host} stays read-only until it ends well: {e}"
+                        )
+                    } else {
+                        format!(
+                            "restore on {host} did not end here; {host} and {} stay read-only until it ends well: {e}",
+                            members.join(", ")
+                        )
+                    })
                 })
         }
         .await;

@@ -2,7 +2,7 @@
 //!
 //! This module owns the path from bytes on disk to a typed, checked [`Inventory`]:
 //! [`schema`] is the YAML shape as written (every struct `deny_unknown_fields`, values that
-//! need a location kept as `Spanned`), [`load`] reads the file within a size budget and
+//! need a location kept as `Spanned`), [`load()`] reads the file within a size budget and
 //! parses it, and [`validate`] checks the rules that span several hosts (unique names and
 //! server ids, one primary per cluster, replica sources) and resolves it into the typed
 //! model below. Every problem found becomes a [`crate::diagnostics::Problem`] with a byte
@@ -36,9 +36,11 @@ pub enum Role {
     Proxy,
     /// Runs the failover monitor (`dbfleet monitor`, `crate::runbooks::monitor`).
     Monitor,
-    /// A node of a synchronous cluster (`replication: galera`, MariaDB Galera): every
-    /// member takes writes and certifies each transaction with the others (seed 000's
-    /// third method, "all nodes must acknowledge before commit"); there is no primary.
+    /// A node of a synchronous cluster (seed 000's third method, "all nodes must
+    /// acknowledge before commit"): `replication: galera` (MariaDB Galera: every member
+    /// takes writes and certifies each transaction with the others; no primary) or
+    /// `replication: group` (MySQL Group Replication, single-primary: the group elects
+    /// its primary itself, the others are read-only).
     Member,
 }
 
@@ -157,6 +159,17 @@ impl Host {
     pub fn is_database(&self) -> bool {
         self.roles.iter().any(|r| r.is_database())
     }
+    /// The host's `replication` var: `async` (the default), `galera` or `group`.
+    pub fn replication(&self) -> &str {
+        self.vars
+            .get("replication")
+            .and_then(|v| v.as_str())
+            .unwrap_or("async")
+    }
+    /// A member of a MySQL replication group (`replication: group`).
+    pub fn in_group(&self) -> bool {
+        self.replication() == "group"
+    }
 }
 
 /// Where a secret's value comes from. The value itself is never stored in the inventory.
@@ -252,8 +265,14 @@ pub struct Monitoring {
 pub struct ScrapeTarget {
     pub host: String,
     pub cluster: String,
-    /// `primary`, `replica`, or empty for a host that runs no database server.
+    /// `primary`, `replica`, `member` (of a Galera cluster or a replication group), or
+    /// empty for a host that runs no database server.
     pub role: String,
+    /// A synchronous cluster's member: `galera` or `group` (its `replication`); else empty.
+    pub replication: String,
+    /// A synchronous cluster's member: how many members its cluster declares, under which
+    /// the cluster-size alert fires.
+    pub members: Option<u64>,
     /// prometheus-node-exporter (every host).
     pub node: String,
     /// prometheus-mysqld-exporter (database hosts).
@@ -320,13 +339,14 @@ impl Inventory {
         }
     }
 
-    /// The database hosts of `cluster`, in inventory order.
-    /// The first `member` of Galera cluster `cluster` in inventory order: the one a new
-    /// cluster is founded from, where accounts are written, and the proxies' first writer.
+    /// The first `member` of synchronous cluster `cluster` in inventory order: the one a new
+    /// Galera cluster or replication group is founded from, where accounts are written, and
+    /// the proxies' first writer.
     pub fn first_member(&self, cluster: &str) -> Option<&Host> {
         self.cluster_databases(cluster)
             .find(|h| h.has(Role::Member))
     }
+    /// The database hosts of `cluster`, in inventory order.
     pub fn cluster_databases(&self, cluster: &str) -> impl Iterator<Item = &Host> {
         self.index
             .databases_by_cluster

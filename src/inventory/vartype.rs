@@ -164,6 +164,13 @@ fn is_ip(s: &str) -> bool {
     s.parse::<std::net::IpAddr>().is_ok()
 }
 
+/// An IP address or a DNS name (RFC 1123 labels): what the `address` type admits, and the
+/// only destinations `dbfleet import` hands to ssh (a value starting with `-` would be
+/// taken by ssh as an option).
+pub fn is_address(s: &str) -> bool {
+    is_ip(s) || is_dns_name(s)
+}
+
 /// A DNS name (RFC 1123 labels).
 fn is_dns_name(s: &str) -> bool {
     !s.is_empty()

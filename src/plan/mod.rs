@@ -68,6 +68,14 @@ pub struct Change {
     pub sensitive: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Display: what the change destroys, in words ([`crate::tasks::Resource::destroys`]);
+    /// None when nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroys: Option<String>,
+    /// Display: held back for a rolling restart or upgrade (`crate::runbooks::rolling`):
+    /// one server of its cluster at a time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rolling: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

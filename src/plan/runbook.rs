@@ -15,9 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::FORMAT_VERSION;
 
-/// Stands for a password in a step's statements; the executor replaces its quoted form
-/// with the quoted secret when it sends the statements (on stdin, never a command line).
-pub const SECRET_PLACEHOLDER: &str = "[secret: replication password]";
+pub use crate::secrets::SECRET_PLACEHOLDER;
 
 /// What the operator asked for: the verb and its options, enough to plan it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +38,10 @@ pub enum Runbook {
     ClusterRestart {
         cluster: String,
         from: Option<String>,
+        /// A lost quorum: re-form the primary component from the most advanced member
+        /// still running (`--force-quorum`), not a whole-cluster restart.
+        #[serde(default)]
+        force_quorum: bool,
     },
 }
 

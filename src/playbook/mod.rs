@@ -31,6 +31,11 @@ pub struct Playbook {
     /// Playbooks (by file stem) whose tasks must finish on a host before this one's start.
     #[serde(default)]
     pub after: Vec<Spanned<String>>,
+    /// Its writes replicate to the cluster's other servers (accounts, databases): in a
+    /// replication group, whose primary the group elects, every member holds its tasks and
+    /// only the primary writes (`crate::tasks::group::secondary_guard`).
+    #[serde(default)]
+    pub replicated: bool,
     pub tasks: Vec<TaskSpec>,
     #[serde(default)]
     pub handlers: Vec<TaskSpec>,
@@ -71,6 +76,7 @@ pub struct TaskSpec {
     pub replication: Option<ReplicationSpec>,
     pub primary: Option<PrimarySpec>,
     pub galera: Option<GaleraSpec>,
+    pub group: Option<GroupSpec>,
     /// A minijinja expression giving a list: the task is made once per element, as `item`
     /// (its `name` should then use `item` to stay unique).
     #[serde(rename = "loop")]
@@ -130,12 +136,27 @@ pub struct PrimarySpec {
 #[serde(deny_unknown_fields)]
 pub struct GaleraSpec {}
 
+/// `group`: this Group Replication member runs online in its group, started by a
+/// bootstrap (the first member of a new group) or a join (`crate::tasks::group`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// The recovery channel's account (a donor's replication account).
+    pub user: String,
+    /// Templated; normally `{{ secret("replication_password") }}`.
+    pub password: String,
+}
+
 /// `sql`: statements, run unless the `unless` query returns 1.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct SqlSpec {
     pub run: String,
     pub unless: String,
+    /// What running the statements removes, in words, for the plan's risk summary
+    /// ("destructive: …"); left out when they remove nothing.
+    #[serde(default)]
+    pub destroys: Option<String>,
 }
 
 fn any_host() -> String {
@@ -155,8 +176,10 @@ fn utf8mb4_collation() -> String {
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Need {
-    /// `source` (this replica's source), `primary` (the cluster's primary),
-    /// `role:NAME` (every host with that role) or `host:NAME`.
+    /// `source` (this replica's source), `primary` (the cluster's primary), `replicas`
+    /// (the cluster's replicas), `first_member` / `previous_member` (of a synchronous
+    /// cluster, in inventory order), `role:NAME` (every host with that role) or
+    /// `host:NAME`.
     pub on: String,
     pub task: String,
 }

@@ -88,7 +88,48 @@ pub fn render_plan(plan: &Plan, style: Style) -> String {
     }
     out.push_str(&summary_line(plan));
     out.push('\n');
+    if !plan.is_empty() {
+        out.push_str(&risk_line(plan));
+        out.push('\n');
+    }
     out
+}
+
+/// The plan's changes grouped by risk (issue 28): how many are live, which hosts restart
+/// in a rolling restart (one server of a cluster at a time), and each change that destroys
+/// something, or `none`: "Risk: 12 live changes; rolling restarts: db3, db2, db1 (one
+/// server of a cluster at a time); destructive: none."
+pub fn risk_line(plan: &Plan) -> String {
+    let mut live = 0;
+    let mut rolling: Vec<&str> = Vec::new();
+    let mut destructive: Vec<String> = Vec::new();
+    for h in &plan.hosts {
+        for c in &h.changes {
+            if let Some(d) = &c.destroys {
+                destructive.push(format!("{} {} ({d})", h.host, c.task));
+            } else if c.rolling {
+                if !rolling.contains(&h.host.as_str()) {
+                    rolling.push(&h.host);
+                }
+            } else {
+                live += 1;
+            }
+        }
+    }
+    let rolling = if rolling.is_empty() {
+        "none".to_string()
+    } else {
+        format!("{} (one server of a cluster at a time)", rolling.join(", "))
+    };
+    let destructive = if destructive.is_empty() {
+        "none".to_string()
+    } else {
+        destructive.join("; ")
+    };
+    format!(
+        "Risk: {}; rolling restarts: {rolling}; destructive: {destructive}.",
+        crate::diagnostics::plural(live, "live change")
+    )
 }
 
 /// "Plan: 3 to create, 1 to update, 0 to delete, 1 to run, on 2 of 5 hosts." or
@@ -307,7 +348,58 @@ mod tests {
             diff: None,
             sensitive: false,
             notes: vec![],
+            destroys: None,
+            rolling: false,
         }
+    }
+
+    /// A plan of `hosts` (name, changes) of lab.yml, not summarized.
+    fn plan_of(hosts: Vec<(&str, Vec<Change>)>) -> Plan {
+        Plan {
+            format_version: 1,
+            dbfleet_version: "0".into(),
+            inventory: "lab.yml".into(),
+            inventory_digest: String::new(),
+            limit: None,
+            tags: None,
+            hosts: hosts
+                .into_iter()
+                .map(|(host, changes)| HostPlan {
+                    host: host.into(),
+                    changes,
+                })
+                .collect(),
+            summary: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_risk_line_groups_live_rolling_and_destructive_changes() {
+        let mut restart = change("restart server", Action::Run, "restart mariadb");
+        restart.handler = true;
+        restart.rolling = true;
+        let mut hardening = change("hardening", Action::Run, "run SQL: hardening");
+        hardening.destroys = Some("the test database".into());
+        let plan = |db1: Vec<Change>| {
+            plan_of(vec![
+                ("db1", db1),
+                (
+                    "db2",
+                    vec![
+                        change("mysqld.cnf", Action::Update, "update"),
+                        restart.clone(),
+                    ],
+                ),
+            ])
+        };
+        assert_eq!(
+            risk_line(&plan(vec![change("a", Action::Create, "create /a")])),
+            "Risk: 2 live changes; rolling restarts: db2 (one server of a cluster at a time); destructive: none."
+        );
+        assert_eq!(
+            risk_line(&plan(vec![hardening])),
+            "Risk: 1 live change; rolling restarts: db2 (one server of a cluster at a time); destructive: db1 hardening (the test database)."
+        );
     }
 
     #[test]
@@ -332,30 +424,18 @@ mod tests {
         let mut restart = change("restart server", Action::Run, "restart mariadb");
         restart.handler = true;
         restart.notified_by = vec!["mysqld.cnf".into()];
-        let mut plan = Plan {
-            format_version: 1,
-            dbfleet_version: "0".into(),
-            inventory: "lab.yml".into(),
-            inventory_digest: String::new(),
-            limit: None,
-            tags: None,
-            hosts: vec![
-                HostPlan {
-                    host: "db1".into(),
-                    changes: vec![],
-                },
-                HostPlan {
-                    host: "db2".into(),
-                    changes: vec![
-                        cnf,
-                        secret,
-                        restart,
-                        change("base packages", Action::Create, "install cron"),
-                    ],
-                },
-            ],
-            summary: Default::default(),
-        };
+        let mut plan = plan_of(vec![
+            ("db1", vec![]),
+            (
+                "db2",
+                vec![
+                    cnf,
+                    secret,
+                    restart,
+                    change("base packages", Action::Create, "install cron"),
+                ],
+            ),
+        ]);
         plan.summarize();
         insta::assert_snapshot!(render_plan(
             &plan,

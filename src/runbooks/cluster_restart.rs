@@ -1,6 +1,7 @@
 //! Whole-cluster restart of a Galera cluster (`dbfleet cluster-restart`): after every
 //! member stopped or crashed (a power loss), start the cluster again from its most
-//! advanced member, then the others join it.
+//! advanced member, then the others join it. A replication group's is
+//! `super::group_restart`, which [`plan`] hands a group to.
 //!
 //! Which member starts it is the decision operators fear: bootstrap from a member that is
 //! behind the others and their newer writes are thrown away when they join it (an SST
@@ -30,10 +31,12 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::inventory::Role;
-use crate::plan::runbook::{Action, Runbook, RunbookPlan};
+use crate::plan::runbook::{Action, RunbookPlan};
 use crate::tasks::Resource;
 use crate::tasks::galera::{GaleraRes, Position, position};
 use crate::transport::SshHost;
+
+use super::members::{read_all, require_reachable, restart_plan};
 
 /// What a member was found in, at plan time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +146,7 @@ pub async fn plan(
     engine: &Engine,
     cluster: &str,
     from: Option<&str>,
+    force_quorum: bool,
     conns: &HashMap<String, Arc<SshHost>>,
 ) -> Result<RunbookPlan, Error> {
     let names: Vec<String> = engine
@@ -164,24 +168,20 @@ pub async fn plan(
             names.join(", ")
         )));
     }
-    let unreachable: Vec<&str> = names
-        .iter()
-        .filter(|n| !conns.contains_key(*n))
-        .map(String::as_str)
-        .collect();
-    if !unreachable.is_empty() && from.is_none() {
-        return Err(Error::Refused(format!(
-            "{} of cluster {cluster} cannot be reached: a member not seen may hold the newest writes, so dbfleet cannot tell which member is the most advanced. Bring it back, or name the member to start from with --from (what the others hold beyond it is lost); nothing was changed",
-            unreachable.join(", ")
-        )));
+    // A replication group reads and compares transactions, not seqnos.
+    if engine.inv.cluster_databases(cluster).any(|h| h.in_group()) {
+        return super::group_restart::plan(engine, cluster, &names, from, force_quorum, conns)
+            .await;
     }
-    let mut p = RunbookPlan::new(
-        Runbook::ClusterRestart {
-            cluster: cluster.to_string(),
-            from: from.map(str::to_string),
-        },
-        engine.opts.inventory.display().to_string(),
-        engine.inv.digest.clone(),
+    if force_quorum {
+        return force_quorum_plan(engine, cluster, &names, from, conns).await;
+    }
+    let unreachable = require_reachable(&format!("cluster {cluster}"), &names, from, conns)?;
+    let mut p = restart_plan(
+        engine,
+        cluster,
+        from,
+        false,
         format!("Whole-cluster restart of Galera cluster {cluster}:"),
     );
     let mut tasks = HashMap::new();
@@ -195,24 +195,21 @@ pub async fn plan(
     }
     // Every reached member at once, twice: first what it is (a member that still runs
     // refuses the restart before any member's position is recovered), then its position.
-    let read_all = |script: fn(&GaleraRes) -> String| {
-        futures::future::join_all(tasks.iter().map(|(name, g)| async move {
-            let o = conns[name]
-                .run(&script(g))
-                .await
-                .map_err(|e| Error::Refused(format!("{name}: {e}")))?;
-            Ok::<_, Error>((name.clone(), o.stdout))
-        }))
-    };
-    for read in read_all(GaleraRes::probe).await {
+    for read in read_all(&tasks, conns, GaleraRes::probe).await {
         let (name, out) = read?;
         let f = crate::sql::vertical(&out);
         let get = |k: &str| f.get(k).cloned().unwrap_or_default();
         if get("running") == "yes" && get("wsrep_on") == "1" {
+            let lost = get("cluster_status") != crate::sql::galera::PRIMARY_COMPONENT;
             return Err(Error::Refused(format!(
-                "{name} runs in cluster {cluster} ({} component of {}): this is not a whole-cluster stop; `dbfleet apply` joins the stopped members; nothing was changed",
+                "{name} runs in cluster {cluster} ({} component of {}): this is not a whole-cluster stop; {}; nothing was changed",
                 get("cluster_status"),
-                get("cluster_size")
+                get("cluster_size"),
+                if lost {
+                    "the cluster lost its quorum: if the members not running are down, --force-quorum re-forms the primary component from the most advanced member running"
+                } else {
+                    "`dbfleet apply` joins the stopped members"
+                }
             )));
         }
         if get("running") == "yes" {
@@ -222,7 +219,7 @@ pub async fn plan(
         }
     }
     let mut read: HashMap<String, String> = HashMap::new();
-    for r in read_all(GaleraRes::recovery_read_script).await {
+    for r in read_all(&tasks, conns, GaleraRes::recovery_read_script).await {
         let (name, out) = r?;
         read.insert(name, out);
     }
@@ -295,6 +292,141 @@ pub async fn plan(
     Ok(p)
 }
 
+/// The member to re-form the primary component from, of `running` (name, last committed
+/// seqno) in inventory order: `from` when named, else the highest seqno (of equals the first
+/// declared).
+///
+/// Errors: [`Error::Refused`] when no member runs, or `from` does not.
+pub fn choose_survivor(
+    cluster: &str,
+    running: &[(String, i64)],
+    from: Option<&str>,
+) -> Result<String, Error> {
+    if let Some(f) = from {
+        return running
+            .iter()
+            .find(|(n, _)| n == f)
+            .map(|(n, _)| n.clone())
+            .ok_or_else(|| {
+                Error::Refused(format!(
+                    "--from {f}: {f} does not run in cluster {cluster}; nothing was changed"
+                ))
+            });
+    }
+    let top = running.iter().map(|(_, c)| *c).max().ok_or_else(|| {
+        Error::Refused(format!(
+            "no member of cluster {cluster} runs: that is a whole-cluster stop, which `dbfleet cluster-restart` without --force-quorum recovers; nothing was changed"
+        ))
+    })?;
+    Ok(running
+        .iter()
+        .find(|(_, c)| *c == top)
+        .map(|(n, _)| n.clone())
+        .unwrap_or_default())
+}
+
+/// Plans a lost quorum's recovery (`--force-quorum`): the members still running are in a
+/// non-primary component (the others are down); the most advanced of them (highest
+/// `wsrep_last_committed`; of equals the first declared; or `from`) makes its component
+/// the primary component, and the others of its component go with it. The members down
+/// rejoin by `dbfleet apply` when they are back. A Galera component holds every write
+/// acknowledged by the primary component it came from (a write set is delivered to every
+/// member of the component before its commit returns), so no acknowledged write is lost
+/// when the members down really are down; the flag is the operator's word for that.
+///
+/// Errors: [`Error::Refused`] when a member reached is in the primary component (the
+/// quorum is not lost), no member runs in the cluster (a whole-cluster stop: no flag),
+/// or `from` does not run in it.
+async fn force_quorum_plan(
+    engine: &Engine,
+    cluster: &str,
+    names: &[String],
+    from: Option<&str>,
+    conns: &HashMap<String, Arc<SshHost>>,
+) -> Result<RunbookPlan, Error> {
+    let mut p = restart_plan(
+        engine,
+        cluster,
+        from,
+        true,
+        format!("Lost quorum of Galera cluster {cluster}: re-form the primary component:"),
+    );
+    let mut running: Vec<(String, i64, GaleraRes)> = Vec::new();
+    let mut down: Vec<String> = Vec::new();
+    for name in names {
+        let Some(conn) = conns.get(name) else {
+            down.push(format!("{name} (not reached)"));
+            continue;
+        };
+        let g = galera_of(engine, name).ok_or_else(|| {
+            Error::Refused(format!(
+                "{name} has no `galera member` task in the playbooks"
+            ))
+        })?;
+        let o = conn
+            .run(&g.probe())
+            .await
+            .map_err(|e| Error::Refused(format!("{name}: {e}")))?;
+        let f = crate::sql::vertical(&o.stdout);
+        let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+        if get("running") != "yes" || get("wsrep_on") != "1" {
+            down.push(format!("{name} (its server is stopped)"));
+            continue;
+        }
+        let status = get("cluster_status");
+        p.observe(
+            name,
+            "component",
+            format!("{status} of {}", get("cluster_size")),
+        );
+        if status == crate::sql::galera::PRIMARY_COMPONENT {
+            return Err(Error::Refused(format!(
+                "{name} is in the primary component of cluster {cluster} (size {}): the quorum is not lost; nothing was changed",
+                get("cluster_size")
+            )));
+        }
+        let committed: i64 = get("last_committed").parse().unwrap_or(-1);
+        running.push((name.clone(), committed, g));
+    }
+    let positions: Vec<(String, i64)> = running.iter().map(|(n, c, _)| (n.clone(), *c)).collect();
+    let name = choose_survivor(cluster, &positions, from)?;
+    let chosen = running
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .expect("the chosen member runs");
+    p.step(
+        &[&chosen.0],
+        format!(
+            "make {}'s component the primary component (last committed seqno {}, {}); refused if it is in a primary component by then",
+            chosen.0,
+            chosen.1,
+            if from.is_some() {
+                "named by --from"
+            } else {
+                "the most advanced member running"
+            }
+        ),
+        Action::Script {
+            script: chosen.2.force_quorum_script(),
+        },
+        true,
+    );
+    for (n, c, _) in running.iter().filter(|(n, _, _)| *n != chosen.0) {
+        if *c > chosen.1 {
+            p.notes.push(format!(
+                "{n} is ahead of {} (seqno {c} against {}): it leaves and rejoins by SST",
+                chosen.0, chosen.1
+            ));
+        }
+    }
+    p.notes.push(format!(
+        "you assert that {} {} down: a member running a primary component of its own would make two clusters that both take writes. They rejoin by `dbfleet apply` once back",
+        down.join(", "),
+        if down.len() == 1 { "is" } else { "are" }
+    ));
+    Ok(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,5 +495,20 @@ mod tests {
             let e = choose("c", &ms, Some(from)).unwrap_err().to_string();
             assert!(e.contains("was not reached or holds no data"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_lost_quorum_is_re_formed_from_the_most_advanced_member_running() {
+        let running = [("db1".to_string(), 40), ("db3".to_string(), 57)];
+        assert_eq!(choose_survivor("c", &running, None).unwrap(), "db3");
+        let equal = [("db2".to_string(), 57), ("db3".to_string(), 57)];
+        assert_eq!(choose_survivor("c", &equal, None).unwrap(), "db2");
+        assert_eq!(choose_survivor("c", &running, Some("db1")).unwrap(), "db1");
+        let e = choose_survivor("c", &running, Some("db2"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not run"), "{e}");
+        let e = choose_survivor("c", &[], None).unwrap_err().to_string();
+        assert!(e.contains("whole-cluster stop"), "{e}");
     }
 }

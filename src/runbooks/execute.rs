@@ -243,7 +243,8 @@ fn changes(a: &Action) -> bool {
     )
 }
 
-/// `statements` with the placeholder's quoted form replaced by the quoted `secret`.
+/// `statements` (or a script) with the placeholder's quoted form replaced by the quoted
+/// `secret`.
 fn fill(statements: &str, secret: Option<&str>) -> Result<String, String> {
     let token = quote(SECRET_PLACEHOLDER);
     if !statements.contains(&token) {
@@ -275,6 +276,7 @@ async fn run_step(
         // On every host at once (a failover's replicas stop together); the outputs in the
         // step's host order.
         Action::Script { script } => {
+            let script = fill(script, secret)?;
             let text = format!("bash <<'DBFLEET_STEP'\n{script}DBFLEET_STEP\n");
             let runs = step.hosts.iter().map(|h| {
                 let text = &text;
@@ -451,4 +453,30 @@ pub async fn run_rejoin(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scripts_placeholder_is_filled_with_the_quoted_secret() {
+        let g = crate::tasks::group::GroupRes {
+            cluster: "lab".into(),
+            group_name: "8b0c5a4e-1d2f-8a3b-9c4d-5e6f7a8b9c0d".into(),
+            first: true,
+            peers: vec![("db2".into(), "10.0.0.12".into())],
+            recovery_user: "dbfleet_repl".into(),
+            recovery_password: "pw'x".into(),
+            service: "mysql".into(),
+            pidfile: "/run/mysqld/mysqld.pid".into(),
+            client: "mysql".into(),
+        };
+        let want = crate::sql::group::recovery_credentials("dbfleet_repl", "pw'x");
+        let filled = fill(&g.for_plan().restart_bootstrap_script(), Some("pw'x")).unwrap();
+        assert!(filled.contains(&want), "{filled}");
+        assert!(!filled.contains(SECRET_PLACEHOLDER));
+        // Without the secret the step fails rather than send the placeholder.
+        assert!(fill(&g.for_plan().apply_script(), None).is_err());
+    }
 }

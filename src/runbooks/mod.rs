@@ -4,12 +4,16 @@
 //! replica; `switchover.rs` moves the primary on purpose; `failover.rs` replaces a dead
 //! one and brings it back (`rejoin`); `restore.rs` rewinds a cluster to a point in time
 //! from its backups; `rebuild.rs` brings lost hosts back from the inventory and backups; `topology.rs` holds what they share.
+//! `cluster_restart.rs` (Galera) and `group_restart.rs` (a replication group) restart a
+//! synchronous cluster or re-form its quorum; `members.rs` holds what those two share.
 
 pub mod cluster_restart;
 pub mod detached;
 pub mod execute;
 pub mod failover;
+pub mod group_restart;
 pub mod liveness;
+pub mod members;
 pub mod monitor;
 pub mod rebuild;
 pub mod replication;
@@ -57,10 +61,12 @@ pub fn require_proven(d: Dialect, verb: &str) -> Result<(), crate::error::Error>
     )))
 }
 
-/// Refuses a topology runbook (`verb`) on a Galera member among `hosts`: switchover,
-/// failover, rejoin, restore and rebuild move a primary and its replicas, and a Galera
-/// cluster has neither (a member that fell out rejoins by `dbfleet apply`, by IST or SST:
-/// `crate::tasks::galera`). Called before any host is contacted.
+/// Refuses a topology runbook (`verb`) on a member of a synchronous cluster among `hosts`:
+/// switchover, failover, rejoin, restore and rebuild move a primary and its replicas; a
+/// Galera cluster has neither, and a replication group elects its own primary (a member
+/// that fell out rejoins by `dbfleet apply`: `crate::tasks::galera`, `group`). Called
+/// before any host is contacted. A Galera cluster's restore does not call it: it goes
+/// through a member with the others fenced (`restore.rs`).
 ///
 /// Errors: [`crate::error::Error::Refused`] naming the member and its cluster.
 pub fn require_primary_topology<'h>(
@@ -72,10 +78,17 @@ pub fn require_primary_topology<'h>(
         if let Some(h) = inv.host(name)
             && h.has(crate::inventory::Role::Member)
         {
-            return Err(crate::error::Error::Refused(format!(
-                "{verb} refused: {name} is a member of Galera cluster {}, which has no primary to move; a member that fell out rejoins by `dbfleet apply` (IST or SST). Nothing was changed",
-                h.cluster
-            )));
+            return Err(crate::error::Error::Refused(if h.in_group() {
+                format!(
+                    "{verb} refused: {name} is a member of replication group {}, which elects its primary itself; a member that fell out rejoins by `dbfleet apply` (distributed recovery). Nothing was changed",
+                    h.cluster
+                )
+            } else {
+                format!(
+                    "{verb} refused: {name} is a member of Galera cluster {}, which has no primary to move; a member that fell out rejoins by `dbfleet apply` (IST or SST). Nothing was changed",
+                    h.cluster
+                )
+            }));
         }
     }
     Ok(())

@@ -282,7 +282,7 @@ pub fn adopt_record(opts: &Options) -> Result<Option<FailoverRecord>, Error> {
 /// Runs the monitor until an error that stops it (the inventory no longer loads). Emits an
 /// [`Event::Monitor`] for every new decision.
 ///
-/// Errors: [`Engine::load`]'s, [`cluster_of`]'s.
+/// Errors: [`Engine::load`]'s, `cluster_of`'s.
 pub async fn watch(opts: Options, s: Settings, events: Arc<dyn EventSink>) -> Result<(), Error> {
     loop {
         if let Some(r) = adopt_record(&opts)? {

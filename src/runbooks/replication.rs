@@ -105,9 +105,45 @@ pub async fn apply(
                 &sql(r, &point_at_source(r, "")),
             )
             .await?;
+            if source_restart_brings_tls(source, r).await? {
+                events.emit(crate::events::Event::Step {
+                    host: replica.name.clone(),
+                    text: format!(
+                        "repointed to {} by GTID over verified TLS; it connects once {} restarts on its new option file (this apply's rolling restart): its server does not serve the fleet's certificate yet",
+                        source.name, source.name
+                    ),
+                });
+                return Ok(());
+            }
         }
     }
     wait_caught_up(replica, source, r).await
+}
+
+/// Whether `source` does not serve the fleet's certificate yet but will after the restart
+/// its option file waits for: dbfleet's file names the certificate, the running server has
+/// another or none. A server that was not built by dbfleet (`dbfleet import`, issue 28)
+/// runs without it until the apply's rolling restart, which comes after the replication
+/// tasks; a replica repointed to verified TLS before then cannot connect, so waiting for
+/// it to catch up would only time out (seen on a hand-built lab: 300 s, then failed).
+///
+/// Errors: the source could not be read.
+async fn source_restart_brings_tls(source: &SshHost, r: &ReplicationRes) -> Result<bool, String> {
+    let d = r.dialect;
+    let out = run_script(
+        source,
+        "reading the source's certificate",
+        &format!(
+            "live=$({client} -N -B -e {query})
+             if [ \"$live\" != {cert} ] && grep -Eq '^ssl_cert[[:space:]]*=[[:space:]]*{cert}$' {cnf} 2>/dev/null; then echo pending; fi\n",
+            client = d.client(),
+            query = crate::escape::q(crate::sql::SERVER_CERT_QUERY),
+            cert = crate::sql::FLEET_SERVER_CERT,
+            cnf = d.cnf_path(),
+        ),
+    )
+    .await?;
+    Ok(out.trim() == "pending")
 }
 
 /// The name of a replica's seeding run on its host ([`crate::runbooks::detached`]; its folder is
@@ -359,7 +395,7 @@ fn fill_from_source_script(r: &ReplicationRes) -> String {
     )
 }
 
-/// The replica's side of [`fill_from_source_script`] (bash, pipefail: a broken stream must fail,
+/// The replica's side of `fill_from_source_script` (bash, pipefail: a broken stream must fail,
 /// not leave a partial copy looking whole). The source is its address as the inventory
 /// has it, which is how the pinned known_hosts names it (`[address]:port` off port 22).
 pub fn pull_script(r: &ReplicationRes) -> String {

@@ -12,6 +12,12 @@
 //! to the end, so no application write interleaves; a failure leaves it read-only, which
 //! is the safe state for a half-restored database.
 //!
+//! A Galera cluster (issue 27) is restored through any member: the reload replicates to
+//! the others as write sets (DDL in total order), and since every member takes writes,
+//! the others are fenced read-only before it and opened after it. It has no binlog
+//! archive (validate refuses one on a member), so it goes back to the newest logical
+//! backup and `--to` is refused.
+//!
 //! The plan (backup, binlog range, databases, steps) is printed first and approved like an
 //! apply. Everything is read from the backup server by the host itself
 //! (`/usr/local/lib/dbfleet/backup-restore`, `templates/backup-restore.sh.j2`): no data
@@ -31,6 +37,23 @@ use crate::transport::SshHost;
 
 pub(crate) use crate::tasks::RESTORE_WORK as WORK;
 pub(crate) const HELPER: &str = super::replication::RESTORE_HELPER;
+
+/// The members a restore through `host` fences read-only first and opens last: when
+/// `host` is a Galera member, the other members of its cluster (each takes writes; the
+/// reload replicates to them as write sets, DDL in total order), in inventory order; None
+/// when `host` is not a Galera member (a primary's replicas are read-only already).
+pub fn fenced_members(inv: &crate::inventory::Inventory, host: &str) -> Option<Vec<String>> {
+    let h = inv.host(host)?;
+    if !(h.has(crate::inventory::Role::Member) && h.replication() == "galera") {
+        return None;
+    }
+    Some(
+        inv.cluster_databases(&h.cluster)
+            .filter(|x| x.name != host)
+            .map(|x| x.name.clone())
+            .collect(),
+    )
+}
 
 /// Parses `--to`: RFC 3339 (`2026-11-21T14:05:00Z`, any offset) or `YYYY-MM-DD HH:MM:SS`
 /// taken as UTC.
@@ -112,12 +135,15 @@ pub async fn plan(
         .inv
         .host(host)
         .ok_or_else(|| Error::UnknownHost(host.into()))?;
-    if !h.has(crate::inventory::Role::Primary) {
+    let galera = fenced_members(&engine.inv, host).is_some();
+    if !h.has(crate::inventory::Role::Primary) && !galera {
         return Err(Error::Refused(format!(
             "{host} is not a primary: a restore rewinds a cluster through its primary (its replicas follow); a replica takes its data from its primary"
         )));
     }
     let d = engine.runbook_dialect();
+    let others_owned = fenced_members(&engine.inv, host).unwrap_or_default();
+    let others: Vec<&str> = others_owned.iter().map(String::as_str).collect();
     let to = to_text.map(parse_time).transpose()?;
     if let Some(t) = to
         && t > Utc::now()
@@ -133,7 +159,9 @@ pub async fn plan(
         .await
         .map_err(|e| Error::Refused(format!("reading {host}'s restore run: {e}")))?;
     if let Some((what, seen)) = described(&state) {
-        return Ok(attach_plan(engine, host, to_text, &request, &what, seen));
+        let mut p = attach_plan(engine, host, to_text, &request, &what, seen);
+        open_members(&mut p, d, &others);
+        return Ok(p);
     }
     let in_cluster = |j: &&Job| {
         engine
@@ -248,22 +276,26 @@ pub async fn plan(
             format!("{} taken {}", s.short_id, s.time),
         );
     }
-    for (h, f) in &free {
-        p.observe(
-            h,
-            "free space",
-            format!(
-                "{} MiB (the dump is {} MiB: twice it needed)",
-                f / 1_048_576,
-                dump_bytes / 1_048_576
-            ),
-        );
-    }
+    observe_room(&mut p, dump_bytes, &free);
     for h in &unchecked {
         p.notes.push(format!(
             "{h} did not answer: its free space was not checked (it replays the reload when it is back, twice the dump's {} MiB)",
             dump_bytes / 1_048_576
         ));
+    }
+    if !others.is_empty() {
+        p.step(
+            &others,
+            format!(
+                "read_only ON on {} (each member of Galera cluster {} takes writes: none may while {host} reloads)",
+                others.join(", "),
+                h.cluster
+            ),
+            Action::Sql {
+                statements: d.set_read_only(true),
+            },
+            true,
+        );
     }
     let mut summary = format!(
         "read_only ON on {host} (application writes stop until the end)\n\
@@ -284,11 +316,19 @@ pub async fn plan(
         )),
         None => summary.push_str("(no binlog archive: nothing after the dump is replayed)\n"),
     }
-    summary.push_str(&format!(
-        "every step is binary-logged: the replicas of {} follow as ordinary replication\n\
-         read_only OFF on {host} (a failure leaves it read-only)",
-        h.cluster
-    ));
+    summary.push_str(&if galera {
+        format!(
+            "every step replicates to the other members of Galera cluster {} (write sets; the DROP and CREATE DATABASE in total order)\n\
+             read_only OFF on {host} (a failure leaves it read-only)",
+            h.cluster
+        )
+    } else {
+        format!(
+            "every step is binary-logged: the replicas of {} follow as ordinary replication\n\
+             read_only OFF on {host} (a failure leaves it read-only)",
+            h.cluster
+        )
+    });
     summary.push_str(&format!(
         "\n(a detached run on {host}: a killed or cut-off dbfleet leaves it going, and this command started again attaches to it)"
     ));
@@ -307,7 +347,24 @@ pub async fn plan(
         },
         true,
     );
+    open_members(&mut p, d, &others);
     Ok(p)
+}
+
+/// The last step of a Galera cluster's restore: read_only OFF on the `others` members,
+/// fenced before the reload (none for a primary's restore).
+fn open_members(p: &mut RunbookPlan, d: Dialect, others: &[&str]) {
+    if others.is_empty() {
+        return;
+    }
+    p.step(
+        others,
+        format!("read_only OFF on {}", others.join(", ")),
+        Action::Sql {
+            statements: d.set_read_only(false),
+        },
+        true,
+    );
 }
 
 /// The size in bytes of the file `path` of snapshot `id` in repository `repo`, read by the
@@ -378,6 +435,30 @@ fn room(dump_bytes: u64, free: &[(String, u64)]) -> Result<(), Error> {
         need / 1_048_576,
         short.join(", ")
     )))
+}
+
+/// Records in `p` that each host of `free` (name, free bytes) has room for the reload of a
+/// dump of `dump_bytes`: the observation (what a saved plan is checked against before it
+/// runs) is the verdict and the bytes needed, the free figures are a note. Free space moves
+/// by the MiB on a live server (logs, temporary tables): a saved plan observed to the MiB
+/// was refused as stale by a 1 MiB drift (CI, `restore_to_a_point_in_time…`). A host that
+/// has lost the room by the time the plan runs refuses it anyway: apply plans again, and
+/// [`room`] refuses.
+fn observe_room(p: &mut RunbookPlan, dump_bytes: u64, free: &[(String, u64)]) {
+    let need = dump_bytes.saturating_mul(2);
+    for (h, f) in free {
+        p.observe(
+            h,
+            "free space",
+            format!(
+                "room for the reload: at least {} MiB free (twice the dump's {} MiB)",
+                need / 1_048_576,
+                dump_bytes / 1_048_576
+            ),
+        );
+        p.notes
+            .push(format!("{h} had {} MiB free when planned", f / 1_048_576));
+    }
 }
 
 /// An empty plan of the restore of `host` to `to_text` (as given), titled `title`.
@@ -677,6 +758,26 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_saved_restore_plan_is_not_stale_when_free_space_drifts_but_keeps_the_room() {
+        let plan = |free: u64| {
+            let mut p = RunbookPlan::new(
+                Runbook::Restore {
+                    host: "db1".into(),
+                    to: None,
+                },
+                "lab.yml".into(),
+                "digest".into(),
+                "Restore db1".into(),
+            );
+            observe_room(&mut p, 1 << 20, &[("db1".to_string(), free)]);
+            p
+        };
+        let saved = plan(71_158 << 20);
+        assert!(saved.stale_against(&plan(71_157 << 20)).is_empty());
+        assert!(saved.render().contains("db1 had 71158 MiB free"));
+    }
 
     fn snap(time: &str, id: &str) -> Snapshot {
         serde_json::from_value(serde_json::json!({"time": time, "short_id": id, "tags": []}))

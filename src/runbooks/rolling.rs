@@ -113,6 +113,13 @@ pub fn fold(engine: &Engine, plan: &mut Plan) {
                 .map(|c| (hp.host.clone(), c.task.clone()))
         })
         .collect();
+    for hp in &mut plan.hosts {
+        for c in &mut hp.changes {
+            if rolling.iter().any(|(h, t)| *h == hp.host && *t == c.task) {
+                c.rolling = true;
+            }
+        }
+    }
     // Hosts whose held-back changes include an upgrade (a task, not a handler).
     let upgrading: Vec<String> = plan
         .hosts
@@ -142,7 +149,16 @@ pub fn fold(engine: &Engine, plan: &mut Plan) {
             .collect();
         galera.reverse();
         let primary = primary_of(engine, &cluster);
-        let note = if !galera.is_empty() {
+        let group = galera
+            .first()
+            .and_then(|m| engine.inv.host(m))
+            .is_some_and(|h| h.in_group());
+        let note = if group {
+            format!(
+                "rolling restart of replication group {cluster}: {}; one member down at a time, only while the others are online with their majority, each online again before the next (a restarted primary: the group elects another)",
+                galera.join(", then ")
+            )
+        } else if !galera.is_empty() {
             format!(
                 "rolling restart of Galera cluster {cluster}: {}; one member down at a time, only while the others are synced, each synced again before the next",
                 galera.join(", then ")
@@ -379,16 +395,22 @@ async fn roll_galera(
     results
 }
 
-/// `local_state` and `cluster_status` of a Galera member (`crate::sql::galera`), "" when
-/// its server does not answer.
+/// A member's state line, "" when its server does not answer: a Galera member's
+/// `local_state` and `cluster_status` (`crate::sql::galera`), a group member's
+/// `MEMBER_STATE`, online and member counts (`crate::sql::group`).
 async fn galera_state(c: &Cluster<'_>, host: &str) -> String {
     let Ok(conn) = tr(c, host) else {
         return String::new();
     };
+    let query = if in_group(c, host) {
+        crate::sql::group::STATE_LINE
+    } else {
+        crate::sql::galera::STATE_LINE
+    };
     let cmd = format!(
         "{} -N -B -e {} 2>/dev/null || true\n",
         c.dialect.client(),
-        crate::tasks::q(crate::sql::galera::STATE_LINE)
+        crate::tasks::q(query)
     );
     conn.run(&cmd)
         .await
@@ -396,7 +418,20 @@ async fn galera_state(c: &Cluster<'_>, host: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `host` is a member of a replication group (`replication: group`), not of a Galera
+/// cluster.
+fn in_group(c: &Cluster<'_>, host: &str) -> bool {
+    c.engine.inv.host(host).is_some_and(|h| h.in_group())
+}
+
+/// A Galera member synced in the primary component, or a group member online in a group
+/// that holds its majority.
 fn is_synced(state: &str) -> bool {
+    let f: Vec<&str> = state.split('\t').collect();
+    if let [st, online, members] = f[..] {
+        let n = |s: &str| s.parse::<u32>().unwrap_or(0);
+        return st == crate::sql::group::ONLINE && 2 * n(online) > n(members);
+    }
     state
         == format!(
             "{}\t{}",
@@ -415,7 +450,7 @@ async fn restart_member(
         let st = galera_state(c, other).await;
         if !is_synced(&st) {
             return Err(format!(
-                "{other} is not synced in the primary component ({}): restarting {m} now could leave the cluster without a majority",
+                "{other} is not synced in the primary component (or online in its group) ({}): restarting {m} now could leave the cluster without a majority",
                 if st.is_empty() {
                     "no answer"
                 } else {
@@ -443,7 +478,9 @@ async fn restart_member(
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!("{m} is not synced again after its restart ({st})"));
+            return Err(format!(
+                "{m} is not synced (or online) again after its restart ({st})"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -282,7 +282,7 @@ pub async fn reader_maint(
     .await
 }
 
-/// Sends `cmds` to HAProxy's runtime API on `proxy` ([`runtime_api`]); with
+/// Sends `cmds` to HAProxy's runtime API on `proxy` (`runtime_api`); with
 /// `primary_address`, [`PROXY_PRIMARY_FILE`] names it first (replaced atomically), so the
 /// readers' check follows the new primary.
 ///

@@ -12,13 +12,22 @@ pub const SYNCED: &str = "4";
 pub const PRIMARY_COMPONENT: &str = "Primary";
 
 /// One row, `-E` output: `wsrep_on` (1 or 0), `local_state` (0-4), `local_state_comment`,
-/// `cluster_status`, `cluster_size`. On a server without wsrep the status variables are
-/// absent and their fields empty.
+/// `cluster_status`, `cluster_size`, `last_committed` (the seqno of the last write set this
+/// member committed: how far it has come, compared when a primary component is re-formed).
+/// On a server without wsrep the status variables are absent and their fields empty.
 pub const STATUS: &str = "SELECT @@GLOBAL.wsrep_on AS wsrep_on, \
+     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LAST_COMMITTED') AS last_committed, \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE') AS local_state, \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT') AS local_state_comment, \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATUS') AS cluster_status, \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE') AS cluster_size";
+
+/// Makes this member's non-primary component the primary component: after a lost quorum,
+/// on the most advanced member still running, once the others are known to be down
+/// (MariaDB KB "Galera Cluster Recovery": "pc.bootstrap"). The members of its component
+/// go with it; a member that was in fact running a primary component of its own would make
+/// a second one, which is why dbfleet asks for `--force-quorum`.
+pub const FORCE_PRIMARY: &str = "SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'";
 
 /// 1 when the running server has wsrep on (a Galera member), 0 when it runs alone (a
 /// server Debian's package started before dbfleet's option file was there).

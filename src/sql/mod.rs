@@ -20,7 +20,9 @@ macro_rules! mysql_gtid_executed {
 
 pub mod galera;
 pub mod grant;
+pub mod group;
 pub mod gtid;
+pub mod import;
 pub mod replica;
 pub mod settings;
 
@@ -718,6 +720,14 @@ impl Dialect {
         ]
     }
 }
+
+/// The certificate the server runs with (`@@GLOBAL.ssl_cert`, empty when none): read on a
+/// replication source to tell whether it serves the fleet's certificate yet.
+pub const SERVER_CERT_QUERY: &str = "SELECT IFNULL(@@GLOBAL.ssl_cert, '')";
+
+/// The server certificate dbfleet installs on every database host
+/// (`playbooks/database.yml`, "tls certificate") and names in its option file.
+pub const FLEET_SERVER_CERT: &str = "/etc/mysql/dbfleet-tls/server-cert.pem";
 
 /// The largest statement a replay of binary logs may need, in bytes: 1 GiB, the maximum
 /// of `max_allowed_packet` (MariaDB KB and MySQL manual, "max_allowed_packet"). A row

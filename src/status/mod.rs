@@ -68,6 +68,8 @@ pub struct HostStatus {
     pub seeding: Option<String>,
     /// A Galera member's state in its cluster; None for a primary or a replica.
     pub galera: Option<GaleraStatus>,
+    /// A Group Replication member's state in its group; None otherwise.
+    pub group: Option<GroupStatus>,
     /// Why this host is unhealthy; empty when healthy.
     pub problems: Vec<String>,
     /// The binary log history, to compare a replica's own entries with its primary's.
@@ -96,10 +98,33 @@ impl GaleraStatus {
     }
 }
 
+/// A Group Replication member as `status` reads it (`crate::sql::group::STATUS_REPORT`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct GroupStatus {
+    /// `MEMBER_STATE`: ONLINE, RECOVERING, OFFLINE, ERROR; NONE outside a group.
+    pub state: String,
+    /// `MEMBER_ROLE`: PRIMARY or SECONDARY; empty outside a group.
+    pub role: String,
+    /// Members this one reaches (online or recovering), and all it lists.
+    pub online: u32,
+    pub members: u32,
+    /// The address the group's primary reports; empty when it sees none.
+    pub primary: String,
+}
+
+impl GroupStatus {
+    /// Online in a group that holds its majority: the proxies route to it.
+    pub fn online(&self) -> bool {
+        self.state == crate::sql::group::ONLINE && 2 * self.online > self.members
+    }
+}
+
 /// The status script: one client call, vertical output, then the seeding run's state
 /// when the host has one (`seed_run: running|finished|lost`, `seed_bytes: N`) and the
 /// restore run's (`restore_run: …`, `restore_bytes: N`).
-pub fn script(d: Dialect, galera: bool) -> String {
+/// `member`: a member of a synchronous cluster, whose report follows the dialect (Galera's
+/// for MariaDB, Group Replication's for MySQL).
+pub fn script(d: Dialect, member: bool) -> String {
     let run = |key: &str, dir: &str, target: &str| {
         format!(
             "r={dir}; if [ -d $r ]; then if [ -f $r/rc ]; then echo '{key}_run: finished'; \
@@ -111,10 +136,10 @@ pub fn script(d: Dialect, galera: bool) -> String {
         "{} -E --force <<'DBFLEET_SQL'\n{}\n{}\nDBFLEET_SQL\n{}{}",
         d.client(),
         d.status_queries(),
-        if galera {
-            crate::sql::galera::STATUS_REPORT
-        } else {
-            ""
+        match (member, d) {
+            (false, _) => "",
+            (true, Dialect::MariaDb) => crate::sql::galera::STATUS_REPORT,
+            (true, _) => crate::sql::group::STATUS_REPORT,
         },
         run(
             "seed",
@@ -190,7 +215,11 @@ pub fn evaluate(inv: &Inventory, h: &Host, output: Result<&str, &str>, max_lag: 
         _ => "off".into(),
     };
     if h.has(Role::Member) {
-        galera_member(&mut s, &f);
+        if f.contains_key("group_state") {
+            group_member(&mut s, &f);
+        } else {
+            galera_member(&mut s, &f);
+        }
         return s;
     }
     let replica = d.replica_status(&f);
@@ -305,6 +334,36 @@ fn galera_member(s: &mut HostStatus, f: &BTreeMap<String, String>) {
             .push("read-only: every member takes writes".into());
     }
     s.galera = Some(g);
+}
+
+/// A Group Replication member's row: its state in the group from `f`; unhealthy when it is
+/// not online in a group holding its majority (a member in a minority takes no write; one
+/// recovering is out of the proxies), or when it is writable and not the group's primary.
+fn group_member(s: &mut HostStatus, f: &BTreeMap<String, String>) {
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    s.tls = get("have_ssl") == "YES";
+    let g = GroupStatus {
+        state: get("group_state"),
+        role: get("group_role"),
+        online: get("group_online").parse().unwrap_or(0),
+        members: get("group_members").parse().unwrap_or(0),
+        primary: get("group_primary"),
+    };
+    s.live = "member".into();
+    if g.state != crate::sql::group::ONLINE {
+        s.problems
+            .push(format!("not online in its group ({})", g.state));
+    } else if !g.online() {
+        s.problems.push(format!(
+            "in a minority: {} of {} members reached, the group lost its majority here",
+            g.online, g.members
+        ));
+    }
+    if s.read_only == Some(false) && g.role != "PRIMARY" {
+        s.problems
+            .push("writable, and not the group's primary".into());
+    }
+    s.group = Some(g);
 }
 
 /// Runs `script` on each of `hosts`, `forks` at a time, one connection each, closed after:

@@ -105,7 +105,11 @@ pub fn evaluate(h: &Host, output: Result<&str, &str>, rows: &[HostStatus]) -> Pr
         .iter()
         .any(|r| r.declared == "member" && p.writer.iter().any(|w| w.server == r.host))
     {
-        galera_routes(&mut p, rows);
+        if rows.iter().any(|r| r.group.is_some()) {
+            group_routes(&mut p, rows);
+        } else {
+            galera_routes(&mut p, rows);
+        }
         return p;
     }
     let up: Vec<&Routed> = p.writer.iter().filter(|r| r.up()).collect();
@@ -168,6 +172,46 @@ fn galera_routes(p: &mut ProxyStatus, rows: &[HostStatus]) {
     }
 }
 
+/// A replication group's proxy: exactly one server UP in the writer backend, the group's
+/// online primary; every server UP in the reader backend an online secondary.
+fn group_routes(p: &mut ProxyStatus, rows: &[HostStatus]) {
+    let group = |server: &str| {
+        rows.iter()
+            .find(|r| r.host == server)
+            .and_then(|r| r.group.as_ref())
+    };
+    let up: Vec<&str> = p
+        .writer
+        .iter()
+        .filter(|r| r.up())
+        .map(|r| r.server.as_str())
+        .collect();
+    match up[..] {
+        [] => p
+            .problems
+            .push("no writer: no member is UP in the writer backend".into()),
+        [w] => {
+            if !group(w).is_some_and(|g| g.online() && g.role == "PRIMARY") {
+                p.problems.push(format!(
+                    "the writer backend routes to {w}, which is not the group's online primary"
+                ));
+            }
+        }
+        _ => p.problems.push(format!(
+            "two writers: {} are UP in the writer backend",
+            up.join(", ")
+        )),
+    }
+    for r in p.reader.iter().filter(|r| r.up()) {
+        if !group(&r.server).is_some_and(|g| g.online() && g.role == "SECONDARY") {
+            p.problems.push(format!(
+                "the reader backend routes to {}, which is not an online secondary",
+                r.server
+            ));
+        }
+    }
+}
+
 /// Reads every proxy of `proxies` that runs HAProxy, `forks` at a time.
 pub async fn gather(
     inv: &Inventory,
@@ -215,5 +259,63 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r[1].state, "DOWN 1/2");
         assert!(parse("no stats here").is_err());
+    }
+
+    fn member(host: &str, state: &str, role: &str, online: u32) -> HostStatus {
+        HostStatus {
+            host: host.into(),
+            declared: "member".into(),
+            group: Some(crate::status::GroupStatus {
+                state: state.into(),
+                role: role.into(),
+                online,
+                members: 3,
+                primary: String::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn routed(list: &[(&str, &str)]) -> Vec<Routed> {
+        list.iter()
+            .map(|(s, st)| Routed {
+                server: s.to_string(),
+                state: st.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_proxy_routes_writes_to_the_online_primary_only() {
+        let rows = [
+            member("db1", "ONLINE", "PRIMARY", 3),
+            member("db2", "ONLINE", "SECONDARY", 3),
+            member("db3", "RECOVERING", "SECONDARY", 3),
+        ];
+        let mut p = ProxyStatus {
+            writer: routed(&[("db1", "UP"), ("db2", "DOWN"), ("db3", "DOWN")]),
+            reader: routed(&[("db1", "DOWN"), ("db2", "UP"), ("db3", "DOWN")]),
+            ..Default::default()
+        };
+        group_routes(&mut p, &rows);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        // Two writers, a secondary among them; a recovering member read from.
+        let mut p = ProxyStatus {
+            writer: routed(&[("db1", "UP"), ("db2", "UP")]),
+            reader: routed(&[("db3", "UP")]),
+            ..Default::default()
+        };
+        group_routes(&mut p, &rows);
+        assert_eq!(p.problems.len(), 2, "{:?}", p.problems);
+        assert!(p.problems[0].starts_with("two writers: db1, db2"));
+        assert!(p.problems[1].contains("db3, which is not an online secondary"));
+        // The primary of a minority (1 of 3 reached) is not a writer to route to.
+        let minority = [member("db1", "ONLINE", "PRIMARY", 1)];
+        let mut p = ProxyStatus {
+            writer: routed(&[("db1", "UP")]),
+            ..Default::default()
+        };
+        group_routes(&mut p, &minority);
+        assert!(p.problems[0].contains("not the group's online primary"));
     }
 }

@@ -137,6 +137,13 @@ fn line(inv: &Inventory, r: &HostStatus) -> String {
             }
             .into(),
         );
+    } else if let Some(g) = &r.group {
+        f.push(g.state.clone());
+        if !g.role.is_empty() {
+            f.push(g.role.to_lowercase());
+        }
+        f.push(format!("{} of {} reached", g.online, g.members));
+        f.push(if r.tls { "TLS" } else { "no TLS" }.into());
     } else if let Some(g) = &r.galera {
         f.push(g.state.clone());
         f.push(format!("size {}", g.cluster_size));

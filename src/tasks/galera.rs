@@ -17,8 +17,10 @@
 //!   probed (`crate::engine`), and each member with history and no running peer refuses
 //!   on its own, so a new cluster is only ever founded over members that hold nothing;
 //! - refuses when no member runs and this one holds cluster history: the whole cluster
-//!   stopped, and only the most advanced member may start it again (not built yet);
-//! - refuses a member in a non-primary component (the cluster lost its quorum).
+//!   stopped, and only the most advanced member may start it again
+//!   (`crate::runbooks::cluster_restart`);
+//! - refuses a member in a non-primary component (the cluster lost its quorum:
+//!   `dbfleet cluster-restart --force-quorum` recovers it).
 //!
 //! A server Debian's package started without wsrep (a fresh install) is stopped first: it
 //! holds only the package's system tables. The apply script decides again on the host by
@@ -74,7 +76,7 @@ fn refusal(r: &GaleraRes, f: &std::collections::BTreeMap<String, String>) -> Opt
         let status = get("cluster_status");
         if status != PRIMARY_COMPONENT {
             return Some(format!(
-                "member of cluster {} is in a {} component (size {}): the cluster lost its quorum, and dbfleet does not re-form a primary component yet; start the members that are down, or bootstrap the most advanced member by hand (SET GLOBAL wsrep_provider_options='pc.bootstrap=YES')",
+                "member of cluster {} is in a {} component (size {}): the cluster lost its quorum; start the members that are down, or, if they are down for good, `dbfleet cluster-restart --force-quorum` re-forms the primary component from the most advanced member running",
                 r.cluster,
                 if status.is_empty() {
                     "disconnected"
@@ -90,7 +92,7 @@ fn refusal(r: &GaleraRes, f: &std::collections::BTreeMap<String, String>) -> Opt
         return None;
     }
     Some(format!(
-        "no member of cluster {} runs, and this one holds its data (grastate.dat seqno {}): after a whole-cluster stop only the most advanced member may start the cluster again (its seqno, or `mariadbd --wsrep-recover`'s position), and dbfleet's whole-cluster restart is not built yet; nothing was changed",
+        "no member of cluster {} runs, and this one holds its data (grastate.dat seqno {}): after a whole-cluster stop only the most advanced member may start the cluster again (its seqno, or `mariadbd --wsrep-recover`'s position), and `dbfleet cluster-restart` finds it and starts the cluster from it; nothing was changed",
         r.cluster,
         get("grastate_seqno")
     ))
@@ -122,15 +124,13 @@ impl GaleraRes {
     /// addresses that accept a connection on port 4567, within a second each).
     fn functions(&self) -> String {
         format!(
-            "running() {{ [ -s {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; }}\n\
-             listening() {{ l=; for a in {peers}; do timeout 1 bash -c \"exec 3<>/dev/tcp/$a/{GCOMM_PORT}\" 2>/dev/null && l=\"$l $a\"; done; echo $l; }}\n\
+            "{shared}\
              galera_facts() {{\n\
              if running; then echo 'running: yes'; {client} -E -e {status} 2>/dev/null | sed 's/^ *//'; else echo 'running: no'; fi\n\
              if [ -f /var/lib/mysql/grastate.dat ]; then sed -n 's/^uuid: */grastate_uuid: /p; s/^seqno: */grastate_seqno: /p; s/^safe_to_bootstrap: */safe_to_bootstrap: /p' /var/lib/mysql/grastate.dat; fi\n\
              echo \"peers_listening: $(listening)\"\n\
              }}\n",
-            pid = q(&self.pidfile),
-            peers = self.addresses(),
+            shared = super::member_functions(&self.pidfile, &self.addresses(), GCOMM_PORT),
             client = self.client,
             status = q(STATUS),
         )
@@ -314,6 +314,36 @@ echo "bootstrapped Galera cluster {cluster} again from this member"
         )
     }
 
+    /// A lost quorum's recovery, on the member chosen to re-form the primary component
+    /// (`crate::runbooks::cluster_restart`, `--force-quorum`): refuses when the member is
+    /// not running in a non-primary component by then (nothing changed), makes its
+    /// component the primary component ([`crate::sql::galera::FORCE_PRIMARY`]), and waits
+    /// until synced.
+    pub fn force_quorum_script(&self) -> String {
+        format!(
+            r#"{prelude}if ! running || [ "$({client} -N -B -e {wsrep_on} 2>/dev/null)" != 1 ]; then
+  echo "the server does not run in cluster {cluster} by now: nothing was changed" >&2
+  exit 1
+fi
+if synced; then
+  echo "this member is synced in a primary component by now: the quorum is back; nothing was changed" >&2
+  exit 1
+fi
+case "$(state_line)" in
+  *"	{PRIMARY_COMPONENT}") echo "this member is in a primary component by now: nothing was changed" >&2; exit 1 ;;
+esac
+{client} -e {force}
+wait_synced
+echo "re-formed the primary component of cluster {cluster} from this member"
+"#,
+            prelude = self.prelude(),
+            client = self.client,
+            cluster = self.cluster,
+            wsrep_on = q(WSREP_ON),
+            force = q(crate::sql::galera::FORCE_PRIMARY),
+        )
+    }
+
     pub fn apply_script(&self) -> String {
         let svc = q(&self.service);
         let first = if self.first { "yes" } else { "no" };
@@ -340,7 +370,7 @@ elif [ $fresh = yes ]; then
   echo "no member of cluster {cluster} runs to join; nothing was changed" >&2
   exit 1
 else
-  echo "no member of cluster {cluster} runs, and this one holds its data: a whole-cluster restart must start from the most advanced member (not built yet); nothing was changed" >&2
+  echo "no member of cluster {cluster} runs, and this one holds its data: a whole-cluster restart must start from the most advanced member (dbfleet cluster-restart); nothing was changed" >&2
   exit 1
 fi
 if running; then

@@ -6,12 +6,13 @@
 //! `None` (matched) or an [`Assessment`] (create / update / delete / run, with a diff);
 //! [`Resource::apply_script`] is the sh script that makes it so, sent on stdin. One file per
 //! kind: `file.rs` (template, copy, absent), `directory.rs`, `package.rs`, `service.rs`,
-//! `sysctl.rs`, `command.rs`, `galera.rs` (a Galera member's start). [`resolve`] turns playbooks into per-host tasks.
+//! `sysctl.rs`, `command.rs`, `galera.rs` (a Galera member's start), `group.rs` (a Group Replication member's start). [`mod@resolve`] turns playbooks into per-host tasks.
 
 pub mod command;
 pub mod directory;
 pub mod file;
 pub mod galera;
+pub mod group;
 pub mod mysql;
 pub mod package;
 pub mod primary;
@@ -87,6 +88,7 @@ pub enum Kind {
     Replication,
     Primary,
     Galera,
+    Group,
 }
 
 impl Kind {
@@ -107,6 +109,7 @@ impl Kind {
             Kind::Replication => "replication",
             Kind::Primary => "primary",
             Kind::Galera => "galera",
+            Kind::Group => "group",
         }
     }
 }
@@ -136,6 +139,8 @@ pub enum Resource {
     Primary(primary::PrimaryRes),
     /// A Galera member: synced in its cluster's primary component (bootstrap or join).
     Galera(galera::GaleraRes),
+    /// A Group Replication member: online in its group (bootstrap or join).
+    Group(group::GroupRes),
 }
 
 impl Resource {
@@ -155,6 +160,7 @@ impl Resource {
             Resource::Replication(_) => Kind::Replication,
             Resource::Primary(_) => Kind::Primary,
             Resource::Galera(_) => Kind::Galera,
+            Resource::Group(_) => Kind::Group,
         }
     }
     /// What the resource is on the host: a path, package list, service name.
@@ -173,6 +179,7 @@ impl Resource {
             Resource::Replication(r) => format!("from {}", r.source_name),
             Resource::Primary(p) => format!("cluster {}", p.cluster),
             Resource::Galera(g) => format!("cluster {}", g.cluster),
+            Resource::Group(g) => format!("group {}", g.cluster),
         }
     }
     /// True when the desired state holds a secret (its content is never shown or saved).
@@ -180,7 +187,10 @@ impl Resource {
         // A user's state holds its password hash.
         // A user's state holds its password hash; replication's its source password.
         matches!(self, Resource::File(f) if f.sensitive)
-            || matches!(self, Resource::User(_) | Resource::Replication(_))
+            || matches!(
+                self,
+                Resource::User(_) | Resource::Replication(_) | Resource::Group(_)
+            )
     }
     /// The sh fragment printing the current state.
     pub fn probe(&self) -> String {
@@ -198,6 +208,7 @@ impl Resource {
             Resource::Replication(r) => r.probe(),
             Resource::Primary(p) => p.probe(),
             Resource::Galera(g) => g.probe(),
+            Resource::Group(g) => g.probe(),
         }
     }
     /// A probe that is SQL only: the dialect and its statements, run with `--force` so a
@@ -229,6 +240,30 @@ impl Resource {
             Resource::Replication(r) => r.assess(facts),
             Resource::Primary(p) => p.assess(facts),
             Resource::Galera(g) => g.assess(facts),
+            Resource::Group(g) => g.assess(facts),
+        }
+    }
+    /// What applying the change `a` (this resource's assessment of `facts`) destroys, in
+    /// words, when it destroys anything: a file or a package removed, what a `sql` task's
+    /// playbook says it removes (`destroys:`, the hardening's accounts and test database),
+    /// the databases a replica bootstrap would replace. None for every other change. The
+    /// plan's summary groups changes by it (issue 28: "destructive (none)").
+    pub fn destroys(&self, facts: &str, a: &Assessment) -> Option<String> {
+        match self {
+            Resource::Absent(f) if a.action == Action::Delete => {
+                Some(format!("deletes {}", f.path))
+            }
+            Resource::Packages(_) if a.action == Action::Delete => Some(a.summary.clone()),
+            Resource::Sql(q) => q.destroys.clone(),
+            Resource::Replication(r) => match r.mode(facts) {
+                Some(replication::Mode::Bootstrap { user_databases }) if user_databases > 0 => {
+                    Some(format!(
+                        "would replace the replica's {user_databases} database(s) by a copy of its source (apply refuses)"
+                    ))
+                }
+                _ => None,
+            },
+            _ => None,
         }
     }
     /// Canonical desired state (compared with the plan's `after` digest on apply).
@@ -247,6 +282,7 @@ impl Resource {
             Resource::Replication(r) => r.state(),
             Resource::Primary(p) => p.state(),
             Resource::Galera(g) => g.state(),
+            Resource::Group(g) => g.state(),
         }
     }
     /// The script that changes the resource. `guard` is the sha256 (or `absent`) the
@@ -267,6 +303,7 @@ impl Resource {
             // A switchover goes to its runbook (the executor decides); this makes it writable.
             Resource::Primary(p) => format!("{before_change}{}", p.apply_script()),
             Resource::Galera(g) => format!("{before_change}{}", g.apply_script()),
+            Resource::Group(g) => format!("{before_change}{}", g.apply_script()),
             // Never run as one script: the executor hands it to the runbook.
             Resource::Replication(_) => {
                 format!("{before_change}echo 'replication is applied by its runbook' >&2; exit 1\n")
@@ -364,6 +401,18 @@ pub fn locked(create: bool, body: &str) -> String {
 }
 
 pub use crate::escape::{option_file_value, q};
+
+/// Shell functions a synchronous cluster member's scripts share (`galera`, `group`):
+/// `running` (the server's pid in `pidfile` is alive) and `listening` (the addresses of
+/// `peers`, already quoted and space-separated, that accept a connection on `port` within a
+/// second each, printed on one line).
+pub fn member_functions(pidfile: &str, peers: &str, port: u16) -> String {
+    format!(
+        "running() {{ [ -s {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; }}\n\
+         listening() {{ l=; for a in {peers}; do timeout 1 bash -c \"exec 3<>/dev/tcp/$a/{port}\" 2>/dev/null && l=\"$l $a\"; done; echo $l; }}\n",
+        pid = q(pidfile),
+    )
+}
 
 /// Parses an octal mode string ("0644", "644", "0o600").
 pub fn parse_mode(s: &str) -> Option<u32> {

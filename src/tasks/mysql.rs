@@ -322,6 +322,8 @@ pub struct SqlRes {
     pub name: String,
     pub run: String,
     pub unless: String,
+    /// What running it removes, as the playbook says (`destroys:`); None when nothing.
+    pub destroys: Option<String>,
 }
 
 impl SqlRes {

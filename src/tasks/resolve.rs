@@ -42,6 +42,8 @@ pub struct Resolved {
     pub host: String,
     /// Playbook file stem.
     pub playbook: String,
+    /// Its playbook's writes replicate (`crate::playbook::Playbook::replicated`).
+    pub replicated: bool,
     pub name: String,
     pub tags: Vec<String>,
     /// Handler names this task notifies when it changes.
@@ -229,8 +231,14 @@ struct HostView<'a> {
     is_backup: bool,
     /// Runs the failover monitor (`monitor` role).
     is_monitor: bool,
-    /// A member of a Galera cluster (`member` role).
+    /// A member of a synchronous cluster (`member` role): Galera or Group Replication,
+    /// as `replication` says.
     is_member: bool,
+    /// The host's `replication` var: `async`, `galera` or `group`.
+    replication: &'a str,
+    /// The group's name (`group_replication_group_name`, a UUID) for a member of a
+    /// replication group ([`group_name`]); empty otherwise.
+    group_name: String,
     /// The first member of its Galera cluster in inventory order: the one a new cluster is
     /// bootstrapped from, and where accounts and databases are written (Galera replicates
     /// them to the others).
@@ -264,6 +272,12 @@ fn host_view<'a>(inv: &'a Inventory, h: &'a Host) -> HostView<'a> {
         is_backup: h.has(Role::Backup),
         is_monitor: h.has(Role::Monitor),
         is_member: h.has(Role::Member),
+        replication: h.replication(),
+        group_name: if h.has(Role::Member) {
+            group_name(&inv.name, &h.cluster)
+        } else {
+            String::new()
+        },
         is_first_member: inv
             .first_member(&h.cluster)
             .is_some_and(|o| o.name == h.name),
@@ -271,6 +285,43 @@ fn host_view<'a>(inv: &'a Inventory, h: &'a Host) -> HostView<'a> {
         candidate: h.candidate,
         ssh_port: h.ssh.port.unwrap_or(22),
     }
+}
+
+/// Where `host` stands in its synchronous cluster (Galera or a replication group): whether
+/// it is the first member in inventory order (the one a new cluster is founded from), and
+/// the other members as (name, address).
+fn member_of(inv: &Inventory, host: &Host) -> (bool, Vec<(String, String)>) {
+    let first = inv
+        .first_member(&host.cluster)
+        .is_some_and(|h| h.name == host.name);
+    let peers = inv
+        .cluster_databases(&host.cluster)
+        .filter(|h| h.has(Role::Member) && h.name != host.name)
+        .map(|h| (h.name.clone(), h.address.clone()))
+        .collect();
+    (first, peers)
+}
+
+/// The name of cluster `cluster`'s replication group in fleet `fleet`: a UUID derived from
+/// both names (SHA-256, laid out as an RFC 9562 version 8 UUID), so every member renders
+/// the same one and no two clusters of a fleet share it. MySQL requires a valid UUID
+/// (MySQL manual, `group_replication_group_name`); it also names the group's GTIDs.
+pub fn group_name(fleet: &str, cluster: &str) -> String {
+    let h = crate::tasks::file::sha256_hex(format!("dbfleet group {fleet}/{cluster}").as_bytes());
+    let mut b: Vec<char> = h[..32].chars().collect();
+    b[12] = '8';
+    // The variant: 10xx.
+    let v = u8::from_str_radix(&b[16].to_string(), 16).unwrap_or(0);
+    b[16] = char::from_digit(u32::from((v & 0x3) | 0x8), 16).unwrap_or('8');
+    let s: String = b.into_iter().collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &s[0..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..32]
+    )
 }
 
 /// `copy: {src: "@dbfleet"}` copies the running dbfleet executable (the failover
@@ -884,6 +935,24 @@ fn resolve_host<'a>(
                             .map(|o| o.name.clone())
                             .into_iter()
                             .collect(),
+                        // Galera members join one at a time, in inventory order: two
+                        // joiners at once may each ask the other for its state (a member's
+                        // preferred donors are the members declared after it, then the
+                        // ones before) and wait for ever (seen in the lab: a rejoin after a
+                        // lost quorum stayed "Joining: receiving State Transfer").
+                        "previous_member" => {
+                            let members: Vec<&crate::inventory::Host> = inv
+                                .cluster_databases(&h.cluster)
+                                .filter(|o| o.has(Role::Member))
+                                .collect();
+                            members
+                                .iter()
+                                .position(|o| o.name == h.name)
+                                .and_then(|i| i.checked_sub(1))
+                                .map(|i| members[i].name.clone())
+                                .into_iter()
+                                .collect()
+                        }
                         other => match other.split_once(':') {
                             Some(("role", r)) => {
                                 let role = Role::parse(r).ok_or_else(|| {
@@ -899,7 +968,7 @@ fn resolve_host<'a>(
                             _ => {
                                 return Err(ctxerr(
                                     format!(
-                                        "needs.on `{other}` is not source, primary, replicas, first_member, role:NAME or host:NAME"
+                                        "needs.on `{other}` is not source, primary, replicas, first_member, previous_member, role:NAME or host:NAME"
                                     ),
                                     None,
                                 ));
@@ -925,6 +994,7 @@ fn resolve_host<'a>(
                 host_tasks.push(Resolved {
                     host: h.name.clone(),
                     playbook: stem.clone(),
+                    replicated: pb.replicated,
                     name: task_name.clone(),
                     tags: spec.tags.clone(),
                     notify: spec.notify.clone(),
@@ -1045,6 +1115,7 @@ fn build<'s>(
         spec.replication.is_some(),
         spec.primary.is_some(),
         spec.galera.is_some(),
+        spec.group.is_some(),
         spec.package.is_some(),
         spec.template.is_some(),
         spec.copy.is_some(),
@@ -1055,7 +1126,7 @@ fn build<'s>(
         spec.command.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err("a task needs exactly one kind: package, template, copy, file, directory, service, sysctl, command, mysql_user, mysql_database, sql, replication, primary or galera".to_string().into());
+        return Err("a task needs exactly one kind: package, template, copy, file, directory, service, sysctl, command, mysql_user, mysql_database, sql, replication, primary, galera or group".to_string().into());
     }
     if let Some(u) = &spec.mysql_user {
         // The password is the one field that may hold a secret: it becomes a hash here.
@@ -1157,16 +1228,29 @@ fn build<'s>(
     }
     if spec.galera.is_some() {
         let host = this_host(ctx, inv)?;
+        let (first, peers) = member_of(inv, host);
         return Ok(Resource::Galera(super::galera::GaleraRes {
             cluster: host.cluster.clone(),
-            first: inv
-                .first_member(&host.cluster)
-                .is_some_and(|h| h.name == host.name),
-            peers: inv
-                .cluster_databases(&host.cluster)
-                .filter(|h| h.has(Role::Member) && h.name != host.name)
-                .map(|h| (h.name.clone(), h.address.clone()))
-                .collect(),
+            first,
+            peers,
+            service: dialect.service().to_string(),
+            pidfile: dialect.pidfile().to_string(),
+            client: dialect.client().to_string(),
+        }));
+    }
+    if let Some(g) = &spec.group {
+        let host = this_host(ctx, inv)?;
+        let (first, peers) = member_of(inv, host);
+        let password = cc
+            .render(&g.password, ctx)
+            .map_err(|e| BuildError::Task(format!("rendering password: {e:#}")))?;
+        return Ok(Resource::Group(super::group::GroupRes {
+            cluster: host.cluster.clone(),
+            group_name: group_name(&inv.name, &host.cluster),
+            first,
+            peers,
+            recovery_user: field(cc, ctx, "user", &g.user)?,
+            recovery_password: password,
             service: dialect.service().to_string(),
             pidfile: dialect.pidfile().to_string(),
             client: dialect.client().to_string(),
@@ -1178,6 +1262,7 @@ fn build<'s>(
             name: task_name.to_string(),
             run: field(cc, ctx, "sql", &q.run)?,
             unless: field(cc, ctx, "unless", &q.unless)?,
+            destroys: q.destroys.clone(),
         }));
     }
     if let Some(p) = &spec.package {

@@ -62,7 +62,7 @@ fn a_dynamic_setting_changes_live_under_write_load_without_a_restart_and_drift_i
     assert_all_present("db1", &acked);
     // No outage: a restart stops writes for seconds. The gap itself is a figure, printed
     // above (0.16–0.21 s here, the writer's own pace on a loaded machine; bench/ and
-    // README record it), not a timed assertion.
+    // docs/src/tests.md record it), not a timed assertion.
     assert!(
         gap < 1.0,
         "the longest gap between acknowledged inserts was {gap:.3} s"
@@ -91,50 +91,6 @@ fn a_dynamic_setting_changes_live_under_write_load_without_a_restart_and_drift_i
         assert_eq!(sql(h, "SELECT @@GLOBAL.max_connections"), "200", "{h}");
     }
     assert_empty_plan();
-}
-
-/// Starts, in every database container, a loop recording each 50 ms whether the server
-/// answers a ping: "EPOCH.NANOS up|down" lines in /root/ping.log, while /root/ping.run
-/// exists.
-fn start_ping_samplers() {
-    for h in DB_HOSTS {
-        on(h, "touch /root/ping.run; rm -f /root/ping.log");
-        docker(&[
-            "exec",
-            "-d",
-            &format!("lab-{h}"),
-            "sh",
-            "-c",
-            "while [ -e /root/ping.run ]; do \
-               if mariadb-admin ping >/dev/null 2>&1; then s=up; else s=down; fi; \
-               echo \"$(date +%s.%N) $s\"; sleep 0.05; done > /root/ping.log",
-        ]);
-    }
-}
-
-/// Stops the samplers; each host's intervals (first, last sample time) in which its server
-/// did not answer.
-fn stop_ping_samplers() -> BTreeMap<String, Vec<(f64, f64)>> {
-    let mut down = BTreeMap::new();
-    for h in DB_HOSTS {
-        on(h, "rm -f /root/ping.run; sleep 0.2");
-        let mut intervals: Vec<(f64, f64)> = Vec::new();
-        let mut open: Option<(f64, f64)> = None;
-        for line in on(h, "cat /root/ping.log").lines() {
-            let mut f = line.split(' ');
-            let (Some(Ok(t)), Some(s)) = (f.next().map(str::parse::<f64>), f.next()) else {
-                continue;
-            };
-            match (s, &mut open) {
-                ("down", Some(iv)) => iv.1 = t,
-                ("down", None) => open = Some((t, t)),
-                (_, _) => intervals.extend(open.take()),
-            }
-        }
-        intervals.extend(open);
-        down.insert(h.to_string(), intervals);
-    }
-    down
 }
 
 /// Starts reading through the proxy's reader port from backup1 as the application, a new
@@ -245,10 +201,10 @@ pub fn rolls_under_write_load(
     start_writer_in("lab-backup1", "172.29.77.31", &app_password(), from);
     start_reader();
     start_reader_sessions_sampler();
-    start_ping_samplers();
+    start_ping_samplers_in("lab", &DB_HOSTS);
     let a = dbfleet_with(inv, &["apply", "--auto-approve"], &[]);
     std::thread::sleep(Duration::from_millis(500));
-    let down = stop_ping_samplers();
+    let down = stop_ping_samplers_in("lab", &DB_HOSTS);
     let sessions = stop_reader_sessions_sampler();
     let (reads, failed_reads) = stop_reader();
     let acks = stop_writer_acks();

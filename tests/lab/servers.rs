@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::support::*;
 
 mod galera;
+mod group;
 
 /// One lab of the matrix: its name (container prefix), Debian release, subnet prefix,
 /// folder and the server version the inventory declares.
@@ -282,7 +283,7 @@ impl Server {
 /// value, no acknowledged insert lost, the primary back on db1; then the inventory's value
 /// again (rolled again). The longest gap between acknowledged inserts is printed; it is
 /// bounded at 1 s on MariaDB and 2 s on MySQL, whose switchover waits for a semi-sync
-/// replica to connect before the first write is acknowledged (README, "The same drill per
+/// replica to connect before the first write is acknowledged (docs/src/high-availability.md, "The same drill per
 /// server").
 /// The inventory at `inv` with a setting that needs a restart changed
 /// (`innodb_log_buffer_size: 32M`), written into `dir`.
@@ -601,8 +602,8 @@ fn primary_in(inv: &Path, s: &Server) -> String {
 
 #[test]
 fn mariadb_11_8_on_debian_13_applies_replicates_over_tls_and_fails_over_without_losing_a_write() {
-    // The two labs share two cores: this one takes its turn with the main lab's tests.
-    let _turn = lab();
+    // Beside the main lab's tests (one other lab at a time: see `support::Turn`).
+    let _turn = other_lab(MARIADB_11_8.name);
     let s = &MARIADB_11_8;
     // Apply from bare hosts, then nothing left to do.
     let (dir, inv) = s.converged();
@@ -636,7 +637,7 @@ fn mariadb_11_8_on_debian_13_applies_replicates_over_tls_and_fails_over_without_
 
 #[test]
 fn mariadb_11_8_on_debian_13_backs_up_verifies_restores_to_a_point_in_time_and_rebuilds() {
-    let _turn = lab();
+    let _turn = other_lab(MARIADB_11_8.name);
     let s = &MARIADB_11_8;
     let (_dir, inv) = s.converged();
     let run = |args: &[&str]| {
@@ -720,7 +721,7 @@ fn mariadb_11_8_on_debian_13_backs_up_verifies_restores_to_a_point_in_time_and_r
 #[test]
 fn mysql_on_debian_sid_seeds_by_clone_replicates_over_tls_backs_up_restores_and_fails_over_without_losing_a_write()
  {
-    let _turn = lab();
+    let _turn = other_lab(MYSQL.name);
     let s = &MYSQL;
     // Apply from bare hosts (the server started and supervised without systemd, replicas
     // seeded by CLONE), then nothing left to do.
@@ -1096,7 +1097,9 @@ fn mariadb_11_8_on_debian_13_seeds_and_rebuilds_a_1_gib_replica_host_to_host_not
     // the fleet's seeding key; db2 to backup1 and backup1 to db3 by restic over SFTP), so
     // what crosses the operator's link is control only, under 1 % of the data, and a
     // throttled run takes far less than the data alone would take over that link.
-    let _turn = lab();
+    // The machine alone: the throttled runs are timed against the unthrottled ones.
+    let mut turn = other_lab(MARIADB_11_8.name);
+    let _alone = turn.alone();
     let s = &MARIADB_11_8;
     let (_dir, inv) = s.converged();
     // 1 GiB: 16 transactions of 64 MiB of random bytes (RANDOM_BYTES, MariaDB 10.10+).
@@ -1236,4 +1239,38 @@ fn mariadb_11_8_on_debian_13_seeds_and_rebuilds_a_1_gib_replica_host_to_host_not
     db3_replicates();
     let p = dbfleet_with(&inv, &["plan", "--detailed-exitcode"], &[]);
     assert_eq!(p.code, 0, "re-plan after apply:\n{}", p.all());
+}
+
+/// `lab/fault.sh` on this lab.
+fn fault_in(s: &Server, args: &[&str]) {
+    let o = std::process::Command::new("bash")
+        .arg(repo().join("lab/fault.sh"))
+        .args(args)
+        .env("LAB_NAME", s.name)
+        .env("LAB_SUBNET", format!("{}.0/24", s.prefix))
+        .output()
+        .expect("lab/fault.sh");
+    assert!(
+        o.status.success(),
+        "lab/fault.sh {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Starts the killed containers of `hosts` (sshd only, as after a power loss) and waits
+/// for their sshd.
+fn start(s: &Server, hosts: &[&str]) {
+    for h in hosts {
+        s.docker("start", h);
+    }
+    for h in hosts {
+        let t0 = Instant::now();
+        while s.on(h, "pidof sshd || true").is_empty() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{h}'s sshd does not start"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const DB_HOSTS: [&str; 3] = ["db1", "db2", "db3"];
@@ -18,8 +18,161 @@ pub struct Lab {
     pub fresh: bool,
 }
 
-/// The shared lab, brought up once per test run.
-pub fn lab() -> MutexGuard<'static, Lab> {
+/// Which share of the machine a test holds: the main lab's, or the one the other labs
+/// (the server matrix, the package check) take in turns. Two labs at once: the machine has
+/// 2 cores; a lab's hosts mostly wait (on the network, on fsync, on timeouts), so two use
+/// them, and more would slow the timing checks. The main lab keeps its own share: its
+/// tests are the longest queue, and the run ends when it does.
+#[derive(Clone, Copy, PartialEq)]
+enum Share {
+    Main,
+    Other,
+}
+
+/// The machine's two shares (whether each is free), and how many tests wait to have the
+/// machine alone (they go first: a timing or saturation check must not wait behind a
+/// stream of new tests).
+struct Machine {
+    state: Mutex<MachineState>,
+    changed: Condvar,
+}
+
+struct MachineState {
+    main_free: bool,
+    other_free: bool,
+    alone_waiting: u32,
+}
+
+impl MachineState {
+    fn free(&mut self, share: Share) -> &mut bool {
+        match share {
+            Share::Main => &mut self.main_free,
+            Share::Other => &mut self.other_free,
+        }
+    }
+}
+
+fn machine() -> &'static Machine {
+    static M: OnceLock<Machine> = OnceLock::new();
+    M.get_or_init(|| Machine {
+        state: Mutex::new(MachineState {
+            main_free: true,
+            other_free: true,
+            alone_waiting: 0,
+        }),
+        changed: Condvar::new(),
+    })
+}
+
+impl Machine {
+    fn state(&self) -> MutexGuard<'_, MachineState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, share: Share) {
+        let mut st = self.state();
+        while !*st.free(share) || st.alone_waiting > 0 {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        *st.free(share) = false;
+    }
+
+    fn take_all(&self) {
+        let mut st = self.state();
+        st.alone_waiting += 1;
+        while !(st.main_free && st.other_free) {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.alone_waiting -= 1;
+        st.main_free = false;
+        st.other_free = false;
+    }
+
+    fn give(&self, shares: &[Share]) {
+        let mut st = self.state();
+        for s in shares {
+            *st.free(*s) = true;
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// A test's turn: its lab (held alone: tests of one lab take turns) and its share of the
+/// machine (or all of it while [`Turn::alone`] is held). Released on drop, the share first.
+pub struct Turn<T: 'static> {
+    share: Share,
+    alone: bool,
+    lab: Option<MutexGuard<'static, T>>,
+}
+
+impl<T> Turn<T> {
+    fn take(m: &'static Mutex<T>, share: Share) -> Self {
+        // The lab first, then the share: a test never holds a share while it waits for
+        // its lab, so the labs that can run do.
+        let lab = m.lock().unwrap_or_else(|e| e.into_inner());
+        machine().take(share);
+        Turn {
+            share,
+            alone: false,
+            lab: Some(lab),
+        }
+    }
+
+    /// The machine alone until the guard drops: for a check that times what it sees (a
+    /// throttled link against an unthrottled one) or saturates the CPUs (a stress-ng
+    /// drill), which another lab's test beside it would skew or be skewed by.
+    pub fn alone(&mut self) -> Alone<'_, T> {
+        // Give the share back before waiting for both: two tests that both want the
+        // machine alone would otherwise each hold the share the other waits for.
+        machine().give(&[self.share]);
+        machine().take_all();
+        self.alone = true;
+        Alone(self)
+    }
+
+    fn shares(&self) -> Vec<Share> {
+        if self.alone {
+            vec![Share::Main, Share::Other]
+        } else {
+            vec![self.share]
+        }
+    }
+}
+
+/// See [`Turn::alone`]: back to the test's own share on drop.
+pub struct Alone<'a, T: 'static>(&'a mut Turn<T>);
+
+impl<T> Drop for Alone<'_, T> {
+    fn drop(&mut self) {
+        machine().give(&[Share::Main, Share::Other]);
+        self.0.alone = false;
+        machine().take(self.0.share);
+    }
+}
+
+impl<T> Drop for Turn<T> {
+    fn drop(&mut self) {
+        machine().give(&self.shares());
+        self.lab.take();
+    }
+}
+
+impl<T> std::ops::Deref for Turn<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.lab.as_ref().expect("held until drop")
+    }
+}
+
+impl<T> std::ops::DerefMut for Turn<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.lab.as_mut().expect("held until drop")
+    }
+}
+
+/// The shared lab, brought up once per test run; its tests take turns, beside one test of
+/// another lab.
+pub fn lab() -> Turn<Lab> {
     static LAB: OnceLock<Mutex<Lab>> = OnceLock::new();
     let m = LAB.get_or_init(|| {
         let out = Command::new("bash")
@@ -34,8 +187,31 @@ pub fn lab() -> MutexGuard<'static, Lab> {
         );
         Mutex::new(Lab { fresh: true })
     });
-    // A failed test poisons the mutex; the next test converges the lab anyway.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    // A failed test poisons the mutex and may leave the fleet anywhere (a failover half
+    // done, monitors' topology): the next test starts from fresh database hosts, as the
+    // tests that change the topology end, instead of failing on what the failed one left
+    // (seen: one failed monitor drill, then five tests failed converging after it).
+    let mut turn = Turn::take(m, Share::Main);
+    // Read once the lock is held: the flag stays set until cleared.
+    if m.is_poisoned() {
+        m.clear_poison();
+        reset(&DB_HOSTS);
+        turn.fresh = true;
+    }
+    turn
+}
+
+/// The turn of a test on another lab than the main one (`name`: `LAB_NAME`): its tests take
+/// turns, and the other labs' tests take turns with them, beside the main lab's.
+pub fn other_lab(name: &'static str) -> Turn<()> {
+    static LABS: OnceLock<Mutex<BTreeMap<&'static str, &'static Mutex<()>>>> = OnceLock::new();
+    let m: &'static Mutex<()> = LABS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name)
+        .or_insert_with(|| Box::leak(Box::new(Mutex::new(()))));
+    Turn::take(m, Share::Other)
 }
 
 pub struct Out {
@@ -488,7 +664,7 @@ pub fn rows(host: &str) -> String {
 }
 
 /// The shared lab, converged: the start of every test that does not need a fresh lab.
-pub fn converged() -> MutexGuard<'static, Lab> {
+pub fn converged() -> Turn<Lab> {
     let mut lab = lab();
     converge(&mut lab);
     lab
@@ -703,4 +879,50 @@ impl Drop for Spawned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts, in each of `hosts` of lab `lab` (its `LAB_NAME`: containers `LAB-HOST`), a loop
+/// recording each 50 ms whether the server answers a ping: "EPOCH.NANOS up|down" lines in
+/// /root/ping.log, while /root/ping.run exists.
+pub fn start_ping_samplers_in(lab: &str, hosts: &[&str]) {
+    for h in hosts {
+        let c = format!("{lab}-{h}");
+        exec_in(&c, "touch /root/ping.run; rm -f /root/ping.log");
+        docker(&[
+            "exec",
+            "-d",
+            &c,
+            "sh",
+            "-c",
+            "while [ -e /root/ping.run ]; do \
+               if mariadb-admin ping >/dev/null 2>&1; then s=up; else s=down; fi; \
+               echo \"$(date +%s.%N) $s\"; sleep 0.05; done > /root/ping.log",
+        ]);
+    }
+}
+
+/// Stops the samplers of [`start_ping_samplers_in`]; each host's intervals (first, last
+/// sample time) in which its server did not answer.
+pub fn stop_ping_samplers_in(lab: &str, hosts: &[&str]) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let mut down = BTreeMap::new();
+    for h in hosts {
+        let c = format!("{lab}-{h}");
+        exec_in(&c, "rm -f /root/ping.run; sleep 0.2");
+        let mut intervals: Vec<(f64, f64)> = Vec::new();
+        let mut open: Option<(f64, f64)> = None;
+        for line in exec_in(&c, "cat /root/ping.log").lines() {
+            let mut f = line.split(' ');
+            let (Some(Ok(t)), Some(s)) = (f.next().map(str::parse::<f64>), f.next()) else {
+                continue;
+            };
+            match (s, &mut open) {
+                ("down", Some(iv)) => iv.1 = t,
+                ("down", None) => open = Some((t, t)),
+                (_, _) => intervals.extend(open.take()),
+            }
+        }
+        intervals.extend(open);
+        down.insert(h.to_string(), intervals);
+    }
+    down
 }

@@ -181,18 +181,32 @@ pub(super) fn check_backups(
                     .help("name a primary or replica (a replica spares the primary)"),
                 );
             }
-            Some(h) if h.has(Role::Member) => {
+            // A Galera member is backed up like a replica (physical with --galera-info, or
+            // logical); its binary logs are each member's own (wsrep writes them apart), so
+            // a point-in-time replay across members is not built.
+            Some(h) if h.has(Role::Member) && (h.in_group() || kind == JobKind::Binlog) => {
                 let sp = c.span(&j.host);
                 c.push(
                     Problem::at(
-                        format!(
-                            "`{}` is a Galera member: dbfleet does not back up a Galera cluster yet",
-                            h.name
-                        ),
+                        if h.in_group() {
+                            format!(
+                                "`{}` is a member of a replication group: dbfleet does not back up a replication group yet",
+                                h.name
+                            )
+                        } else {
+                            format!(
+                                "`{}` is a Galera member: dbfleet does not archive a Galera cluster's binary logs yet",
+                                h.name
+                            )
+                        },
                         sp,
-                        "a Galera member",
+                        "a synchronous cluster's member",
                     )
-                    .help("backups of a Galera member (mariadb-backup --galera-info), its restore and rebuild are not built yet (issue 27); back it up by hand meanwhile"),
+                    .help(if h.in_group() {
+                        "backups of a group member, their restore and rebuild are not built yet (issue 27); back it up by hand meanwhile"
+                    } else {
+                        "a Galera member takes `physical` (mariadb-backup --galera-info) and `logical` jobs; point-in-time recovery of a Galera cluster is not built yet (issue 27)"
+                    }),
                 );
             }
             Some(_) => {}

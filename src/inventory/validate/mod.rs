@@ -410,12 +410,12 @@ pub fn validate(
     }
     for (cluster, members) in &clusters {
         let roles_span = |n: &str| c.span(&span_of_host[n].value.roles);
-        if members.iter().any(|h| is_galera(h)) {
+        if members.iter().any(|h| synchronous(h).is_some()) {
             let spans: Vec<(String, (usize, usize))> = members
                 .iter()
                 .map(|h| (h.name.clone(), roles_span(&h.name)))
                 .collect();
-            check_galera(&mut c, cluster, members, &spans, flavor);
+            check_synchronous(&mut c, cluster, members, &spans, flavor);
             continue;
         }
         let primaries: Vec<&&Host> = members.iter().filter(|h| h.has(Role::Primary)).collect();
@@ -444,20 +444,26 @@ pub fn validate(
         }
     }
 
-    // A monitor serves a primary/replica cluster: a Galera cluster keeps its own quorum.
+    // A monitor serves a primary/replica cluster: a synchronous cluster keeps its own
+    // quorum (and a replication group elects its own primary).
     for h in hosts.iter().filter(|h| h.has(Role::Monitor)) {
-        if clusters
+        let kind = clusters
             .get(h.cluster.as_str())
-            .is_some_and(|m| m.iter().any(|x| is_galera(x)))
-        {
+            .and_then(|m| m.iter().find_map(|x| synchronous(x)));
+        if let Some(kind) = kind {
+            let what = if kind == "group" {
+                "replication group"
+            } else {
+                "Galera cluster"
+            };
             let s = c.span(&span_of_host[h.name.as_str()].value.roles);
             c.push(
                 Problem::at(
-                    format!("`monitor` `{}` serves Galera cluster `{}`", h.name, h.cluster),
+                    format!("`monitor` `{}` serves {what} `{}`", h.name, h.cluster),
                     s,
                     "no primary to fail over",
                 )
-                .help("the failover monitor fails over a primary; a Galera cluster keeps its own quorum: remove the role"),
+                .help(format!("the failover monitor fails over a primary; a {what} keeps its own quorum: remove the role")),
             );
         }
     }
@@ -568,18 +574,26 @@ fn is_host_name(n: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// The host's cluster declares `replication: galera`, or the host is a `member`.
-fn is_galera(h: &Host) -> bool {
-    h.has(Role::Member) || h.vars.get("replication").and_then(|v| v.as_str()) == Some("galera")
+/// The synchronous replication a host's cluster declares (`galera`, `group`), or `Some("")`
+/// for a `member` whose cluster declares neither; None for a primary/replica cluster.
+fn synchronous(h: &Host) -> Option<&str> {
+    match h.vars.get("replication").and_then(|v| v.as_str()) {
+        Some(k @ ("galera" | "group")) => Some(k),
+        _ if h.has(Role::Member) => Some(""),
+        _ => None,
+    }
 }
 
-/// The rules of a Galera cluster (`replication: galera`): MariaDB only, every database host
-/// a `member` with the same `replication`, no `semi_sync`, and an odd number of at least
-/// three members, so that one lost member (or a partition) leaves a majority that keeps the
-/// primary component (Galera's quorum: MariaDB KB "Galera Cluster: Quorum"; dbfleet builds
-/// no arbitrator yet, so two members or an even count cannot be made safe). `spans` holds
-/// each member's roles span, the place a fix goes.
-fn check_galera(
+/// The rules of a synchronous cluster, `replication: galera` (MariaDB Galera) or `group`
+/// (MySQL Group Replication, single-primary): its flavor's own kind only, every database
+/// host a `member` with the same `replication`, no `semi_sync`, and an odd number of at
+/// least three members, so that one lost member (or a partition) leaves a majority that
+/// keeps the primary component (MariaDB KB "Galera Cluster: Quorum"; MySQL manual 20.1.4.2
+/// "Failure Detection": a group needs a majority of its members to make progress; dbfleet
+/// builds no arbitrator yet, so two members or an even count cannot be made safe). A group
+/// holds at most nine members (MySQL manual 20.3.2 "Group Replication Limitations").
+/// `spans` holds each member's roles span, the place a fix goes.
+fn check_synchronous(
     c: &mut Checker,
     cluster: &str,
     members: &[&Host],
@@ -594,43 +608,73 @@ fn check_galera(
             .unwrap_or((0, 0))
     };
     let first = span(&members[0].name);
-    if flavor != Flavor::Mariadb {
+    // The kind the cluster declares; a member declaring neither is taken for its flavor's.
+    let declared = members
+        .iter()
+        .filter_map(|h| synchronous(h))
+        .find(|k| !k.is_empty());
+    let kind = declared.unwrap_or(if flavor == Flavor::Mariadb {
+        "galera"
+    } else {
+        "group"
+    });
+    let what = if kind == "galera" {
+        "Galera cluster"
+    } else {
+        "replication group"
+    };
+    if kind == "galera" && flavor != Flavor::Mariadb {
         c.push(
             Problem::at(
                 format!("cluster `{cluster}` is a Galera cluster on MySQL"),
                 first,
                 "Galera is MariaDB's",
             )
-            .help("Galera clusters need `flavor: mariadb`; MySQL's Group Replication is not built yet"),
+            .help("Galera clusters need `flavor: mariadb`; MySQL's synchronous clusters declare `replication: group` (Group Replication)"),
+        );
+    }
+    if kind == "group" && flavor != Flavor::Mysql {
+        c.push(
+            Problem::at(
+                format!("cluster `{cluster}` is a replication group on MariaDB"),
+                first,
+                "Group Replication is MySQL's",
+            )
+            .help("Group Replication needs `flavor: mysql`; MariaDB's synchronous clusters declare `replication: galera`"),
         );
     }
     for h in members {
-        let galera = h.vars.get("replication").and_then(|v| v.as_str()) == Some("galera");
         if h.has(Role::Primary) || h.has(Role::Replica) {
             let role = if h.has(Role::Primary) {
                 "primary"
             } else {
                 "replica"
             };
+            let why = if kind == "galera" {
+                "every database host of a Galera cluster is a `member` (each takes writes; the proxies send them to one)"
+            } else {
+                "every database host of a replication group is a `member` (the group elects its primary itself; the proxies follow it)"
+            };
             c.push(
                 Problem::at(
-                    format!("`{role}` `{}` in Galera cluster `{cluster}`", h.name),
+                    format!("`{role}` `{}` in {what} `{cluster}`", h.name),
                     span(&h.name),
-                    "no primary or replica in Galera",
+                    if kind == "galera" {
+                        "no primary or replica in Galera"
+                    } else {
+                        "the group elects its primary"
+                    },
                 )
-                .help(format!(
-                    "every database host of a Galera cluster is a `member` (each takes writes; the proxies send them to one): give `{}` `roles: [member]`",
-                    h.name
-                )),
+                .help(format!("{why}: give `{}` `roles: [member]`", h.name)),
             );
-        } else if !galera {
+        } else if synchronous(h) != Some(kind) {
             c.push(
                 Problem::at(
-                    format!("member `{}` is not declared `replication: galera`", h.name),
+                    format!("member `{}` is not declared `replication: {kind}`", h.name),
                     span(&h.name),
                     "a member of a synchronous cluster",
                 )
-                .help("set `replication: galera` in the fleet's vars (or on every host of the cluster)"),
+                .help(format!("set `replication: {kind}` in the fleet's vars (or on every host of the cluster)")),
             );
         }
         if h.vars.get("semi_sync").and_then(|v| v.as_bool()) == Some(true) {
@@ -638,11 +682,15 @@ fn check_galera(
                 Problem::at(
                     format!("member `{}` has `semi_sync: true`", h.name),
                     span(&h.name),
-                    "Galera replicates synchronously",
+                    if kind == "galera" {
+                        "Galera replicates synchronously"
+                    } else {
+                        "Group Replication replicates synchronously"
+                    },
                 )
-                .help(
-                    "semi-sync is for a primary and its replicas; remove it for a Galera cluster",
-                ),
+                .help(format!(
+                    "semi-sync is for a primary and its replicas; remove it for a {what}"
+                )),
             );
         }
     }
@@ -650,11 +698,20 @@ fn check_galera(
     if n < 3 || n.is_multiple_of(2) {
         c.push(
             Problem::at(
-                format!("Galera cluster `{cluster}` has {n} member{}", if n == 1 { "" } else { "s" }),
+                format!("{} `{cluster}` has {n} member{}", if kind == "galera" { "Galera cluster" } else { "replication group" }, if n == 1 { "" } else { "s" }),
                 first,
                 "no majority survives a lost member",
             )
-            .help("a Galera cluster needs an odd number of members, at least 3: with 2 (or any even number) a lost member or a partition in halves leaves no primary component; add a member (dbfleet declares no arbitrator yet)"),
+            .help(format!("a {what} needs an odd number of members, at least 3: with 2 (or any even number) a lost member or a partition in halves leaves no majority to take writes; add a member (dbfleet declares no arbitrator yet)")),
+        );
+    } else if kind == "group" && n > 9 {
+        c.push(
+            Problem::at(
+                format!("replication group `{cluster}` has {n} members"),
+                first,
+                "more than nine",
+            )
+            .help("a replication group holds at most nine members (MySQL manual, \"Group Replication Limitations\")"),
         );
     }
 }

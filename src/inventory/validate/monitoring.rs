@@ -80,7 +80,7 @@ pub(super) fn check_monitoring(
         }
         rules.extend(check_rule(c, rule));
     }
-    let targets = hosts.iter().map(target).collect();
+    let targets = hosts.iter().map(|h| target(h, hosts)).collect();
     let scrape_interval_s = scrape_interval_s?;
     Some(Monitoring {
         servers,
@@ -92,8 +92,9 @@ pub(super) fn check_monitoring(
     })
 }
 
-/// A host's endpoints, from its own port vars (`playbooks/defaults.yml`).
-fn target(h: &Host) -> ScrapeTarget {
+/// A host's endpoints, from its own port vars (`playbooks/defaults.yml`); `hosts` gives a
+/// synchronous cluster's size.
+fn target(h: &Host, hosts: &[Host]) -> ScrapeTarget {
     let port = |var: &str, default: u64| {
         let p = h.vars.get(var).and_then(|v| v.as_u64()).unwrap_or(default);
         if h.address.contains(':') {
@@ -111,9 +112,22 @@ fn target(h: &Host) -> ScrapeTarget {
             "primary".into()
         } else if h.has(Role::Replica) {
             "replica".into()
+        } else if h.has(Role::Member) {
+            "member".into()
         } else {
             String::new()
         },
+        replication: if h.has(Role::Member) {
+            h.replication().to_string()
+        } else {
+            String::new()
+        },
+        members: h.has(Role::Member).then(|| {
+            hosts
+                .iter()
+                .filter(|o| o.cluster == h.cluster && o.has(Role::Member))
+                .count() as u64
+        }),
         node: port("node_exporter_port", 9100),
         mysqld: h.is_database().then(|| port("mysqld_exporter_port", 9104)),
         haproxy: haproxy.then(|| port("haproxy_metrics_port", 8405)),

@@ -1,16 +1,21 @@
 //! Galera (issue 27): a lab of its own (`labg`, Debian 12's MariaDB 10.11 with Debian's
-//! galera-4), three members and two HAProxy proxies from `inventories/galera.yml`, one
-//! writer through the proxy throughout: provisioned from bare hosts; a member killed and
-//! rejoined by IST, one lost (a bare host) and rejoined by SST (must-show 1); a static
-//! setting rolled over the members (must-show 3); all three killed at once and started
-//! again from the most advanced by `cluster-restart`, which refuses with a member
-//! unreachable (must-show 2). No acknowledged insert lost; re-plans empty.
+//! galera-4), three members, two HAProxy proxies and a backup server from
+//! `inventories/galera.yml`, one writer through the proxy throughout: provisioned from
+//! bare hosts; physical and logical backups from members, verified by restoring; a member
+//! killed and rejoined by IST, one lost (a bare host) and rejoined by SST (must-show 1); a
+//! static setting rolled over the members (must-show 3); all three killed at once and
+//! started again from the most advanced by `cluster-restart`, which refuses with a member
+//! unreachable (must-show 2); two killed at once (a lost quorum), the survivor's component
+//! made primary by `cluster-restart --force-quorum`; the cluster restored from its logical
+//! backup through one member, the others fenced; the writer's member's CPUs saturated. No
+//! acknowledged insert lost; re-plans
+//! empty.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::super::support::*;
-use super::Server;
+use super::{Server, fault_in, start};
 
 const GALERA: Server = Server {
     name: "labg",
@@ -66,7 +71,7 @@ fn rejoin(s: &Server, inv: &Path, host: &str, how: &str) -> Out {
 #[test]
 fn galera_on_mariadb_10_11_provisions_rejoins_by_ist_and_sst_rolls_and_restarts_the_whole_cluster_losing_no_write()
  {
-    let _turn = lab();
+    let mut turn = other_lab(GALERA.name);
     let s = &GALERA;
     s.fresh();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -120,6 +125,42 @@ fn galera_on_mariadb_10_11_provisions_rejoins_by_ist_and_sst_rolls_and_restarts_
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-client >/dev/null",
     );
     s.start_writer(dir.path(), "db1", 0);
+
+    // Backups from members under the writer: a physical full and an incremental from db3
+    // (mariadb-backup --galera-info records the cluster position it holds), a logical dump
+    // from db2; `backup verify` restores each into a scratch server on backup1 and reads it.
+    for (job, mode) in [
+        ("app-physical", "full"),
+        ("app-physical", "incremental"),
+        ("app-logical", "run"),
+    ] {
+        let b = dbfleet_with(&inv, &["backup", "run", job, "--mode", mode], &[]);
+        assert_eq!(b.code, 0, "{job} {mode}: {}", b.all());
+    }
+    let galera_info = s.on(
+        "db3",
+        "grep -c 'Writing Galera info succeeded' /var/log/dbfleet/backup-app-physical.log",
+    );
+    assert_eq!(
+        galera_info.trim(),
+        "2",
+        "both physical backups hold the cluster position"
+    );
+    let v = dbfleet_with(&inv, &["backup", "verify"], &[]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    for job in ["app-physical ok: full", "app-logical ok:"] {
+        assert!(v.stdout.contains(job), "expected `{job}`:\n{}", v.all());
+    }
+    // The rows of app.seq in the dump, as verify read them back: the restore below must
+    // bring back exactly these.
+    let dumped: u64 = v
+        .stdout
+        .lines()
+        .find(|l| l.contains("app-logical ok: 1 tables, "))
+        .and_then(|l| l.split(" tables, ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row count in verify's line:\n{}", v.all()));
 
     // db3 killed (a power loss) while the writer writes, back after a few seconds: its
     // data folder is kept, so it rejoins by IST (a file of its own in the data folder
@@ -252,6 +293,33 @@ fn galera_on_mariadb_10_11_provisions_rejoins_by_ist_and_sst_rolls_and_restarts_
     std::thread::sleep(Duration::from_secs(10));
     fault_in(s, &["unpause", "db2"]);
     all_back();
+    // The writer's member, db1, with its CPUs saturated (stress-ng, 8 workers on the
+    // machine's 2 cores, 20 s): writes go on, and the cluster is whole after it.
+    let acked_before: u64 = s
+        .on("backup1", "wc -l < /root/writer.log")
+        .trim()
+        .parse()
+        .expect("count");
+    let alone = turn.alone();
+    fault_in(s, &["stress", "db1", "20", "8"]);
+    std::thread::sleep(Duration::from_secs(20));
+    let acked_after: u64 = s
+        .on("backup1", "wc -l < /root/writer.log")
+        .trim()
+        .parse()
+        .expect("count");
+    s.on("db1", "pkill stress-ng || true");
+    drop(alone);
+    eprintln!(
+        "labg: db1's CPUs saturated 20 s: {} inserts acknowledged meanwhile",
+        acked_after - acked_before
+    );
+    assert!(
+        acked_after > acked_before + 20,
+        "writes stalled with db1's CPUs saturated: {} in 20 s",
+        acked_after - acked_before
+    );
+    all_back();
 
     // All three killed at once under the writer (a power loss), then started: no member
     // runs, each holds the cluster's data, and only the most advanced may start it again
@@ -335,6 +403,98 @@ fn galera_on_mariadb_10_11_provisions_rejoins_by_ist_and_sst_rolls_and_restarts_
         longest_gap_ends(&acks)
     );
 
+    // A lost quorum under the writer: db2 and db3 killed at once, db1 alone is a
+    // non-primary component and takes no write. A plain `cluster-restart` refuses (two
+    // members cannot be reached); with --force-quorum (the operator's word that they are
+    // down) db1's component becomes the primary component and the writer goes on; db2 and
+    // db3 come back by apply. No acknowledged insert lost.
+    s.start_writer(dir.path(), "db1", 50_000_000);
+    docker(&["kill", &s.container("db2"), &s.container("db3")]);
+    s.eventually(
+        "db1",
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATUS'",
+        "non-Primary",
+    );
+    let r = dbfleet_with(&rolled, &["cluster-restart", "--auto-approve"], &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.flat().contains("cannot be reached"), "{}", r.all());
+    let r = dbfleet_with(
+        &rolled,
+        &["cluster-restart", "--force-quorum", "--auto-approve"],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("db1: re-formed the primary component of cluster galera from this member"),
+        "{}",
+        r.all()
+    );
+    s.eventually("db1", STATE, "Synced 1 Primary");
+    let acked_before = s.on("backup1", "wc -l < /root/writer.log");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_ne!(
+        s.on("backup1", "wc -l < /root/writer.log"),
+        acked_before,
+        "no insert acknowledged after the quorum was re-formed"
+    );
+    start(s, &["db2", "db3"]);
+    let a = dbfleet_with(&rolled, &["apply", "--auto-approve"], &[]);
+    assert_eq!(a.code, 0, "{}", a.all());
+    for h in MEMBERS {
+        s.eventually(h, STATE, "Synced 3 Primary");
+    }
+    let acks = stop_writer_acks_in(&s.container("backup1"));
+    let acked: Vec<u64> = acks.iter().map(|a| a.1).collect();
+    for h in MEMBERS {
+        s.assert_all_present(h, &acked);
+    }
+    let p = dbfleet_with(&rolled, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 0, "re-plan after the lost quorum:\n{}", p.all());
+    eprintln!(
+        "labg: lost quorum re-formed on db1: {} acknowledged inserts, none lost; longest gap between two {:.3} s ({})",
+        acked.len(),
+        longest_gap(&acks),
+        longest_gap_ends(&acks)
+    );
+
+    // Restored from the dump taken under the writer at the start: db2 and db3 fenced
+    // read-only first, the dump reloaded on db1 and replicated to them by Galera, then
+    // all three writable again. Every member holds the dump's rows and the same checksum.
+    // With db3 frozen it could not be fenced: refused, nothing changed.
+    s.docker("pause", "db3");
+    let r = dbfleet_with(
+        &rolled,
+        &["restore", "db1", "--auto-approve", "--connect-timeout", "3"],
+        &[],
+    );
+    s.docker("unpause", "db3");
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.flat()
+            .contains("db3, a member of Galera cluster galera, cannot be reached"),
+        "{}",
+        r.all()
+    );
+    for h in ["db1", "db2"] {
+        assert_eq!(s.sql(h, "SELECT @@read_only"), "0", "{h} was changed");
+    }
+    for h in MEMBERS {
+        s.eventually(h, STATE, "Synced 3 Primary");
+    }
+    let r = dbfleet_with(&rolled, &["restore", "db1", "--auto-approve"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.flat().contains("read_only ON on db2, db3"), "{}", r.all());
+    let sum = s.sql("db1", "CHECKSUM TABLE app.seq");
+    for h in MEMBERS {
+        s.eventually(h, "SELECT COUNT(*) FROM app.seq", &dumped.to_string());
+        assert_eq!(s.sql(h, "CHECKSUM TABLE app.seq"), sum, "{h}");
+        assert_eq!(s.sql(h, "SELECT @@read_only"), "0", "{h}");
+    }
+    let p = dbfleet_with(&rolled, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(p.code, 0, "re-plan after the restore:\n{}", p.all());
+    eprintln!("labg: restored from the logical backup: {dumped} rows on every member");
+
     // Stopped again; db3's data made the most advanced by hand (its grastate.dat) and db3
     // unreachable: the restart refuses and starts nothing. Reachable, db3 is chosen.
     docker(&[
@@ -370,40 +530,6 @@ fn galera_on_mariadb_10_11_provisions_rejoins_by_ist_and_sst_rolls_and_restarts_
     );
     let down = s.lab_sh(&["down"]);
     assert!(down.status.success());
-}
-
-/// `lab/fault.sh` on this lab.
-fn fault_in(s: &Server, args: &[&str]) {
-    let o = std::process::Command::new("bash")
-        .arg(repo().join("lab/fault.sh"))
-        .args(args)
-        .env("LAB_NAME", s.name)
-        .env("LAB_SUBNET", format!("{}.0/24", s.prefix))
-        .output()
-        .expect("lab/fault.sh");
-    assert!(
-        o.status.success(),
-        "lab/fault.sh {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// Starts the killed containers of `hosts` (sshd only, as after a power loss) and waits
-/// for their sshd.
-fn start(s: &Server, hosts: &[&str]) {
-    for h in hosts {
-        s.docker("start", h);
-    }
-    for h in hosts {
-        let t0 = Instant::now();
-        while s.on(h, "pidof sshd || true").is_empty() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "{h}'s sshd does not start"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
 }
 
 /// The sampler on the application host (backup1): every 100 ms, over one connection per

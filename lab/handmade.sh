@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# A fleet set up by hand the way seed 000 describes it, on a lab's bare hosts (issue 28's
+# `dbfleet import` test): MariaDB from Debian's packages, db1 the primary with a binary log,
+# db2 and db3 replicating from it by binary-log file and position as `repl` (no GTID, no
+# TLS), an application database and account with rows, a setting edited in
+# /etc/mysql/mariadb.conf.d/, HAProxy on proxy1 in front of db1, and the client on backup1
+# (the application's host). Nothing of dbfleet is on the hosts after it.
+#
+#   LAB_NAME=labim LAB_SUBNET=172.29.82.0/24 lab/handmade.sh
+#
+# The hosts must be up (lab/lab.sh up with the same LAB_NAME and LAB_SUBNET). Passwords
+# come from the environment (HANDMADE_REPL_PASSWORD, HANDMADE_APP_PASSWORD) and go to the
+# servers on stdin, never on a command line.
+set -euo pipefail
+L=${LAB_NAME:-lab}
+SUBNET=${LAB_SUBNET:-172.29.77.0/24}
+PREFIX=${SUBNET%.*}
+: "${HANDMADE_REPL_PASSWORD:?set HANDMADE_REPL_PASSWORD}" "${HANDMADE_APP_PASSWORD:?set HANDMADE_APP_PASSWORD}"
+
+on() { docker exec -i "$L-$1" sh -c "$2"; }
+
+for h in db1 db2 db3; do
+  id=${h#db}
+  # From the image's apt cache, as a host without network would.
+  on "$h" 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download mariadb-server mariadb-client > /tmp/handmade-apt.log 2>&1 || { cat /tmp/handmade-apt.log; exit 1; }'
+  # Seed 000, "Master Configuration" / "Slave Configuration": server-id, the binary log
+  # on the primary, relay log and read_only on the replicas; bind to every address.
+  if [ "$h" = db1 ]; then
+    role=$'log_bin = /var/log/mysql/mysql-bin.log\nbinlog_format = mixed\nexpire_logs_days = 7'
+  else
+    role=$'relay_log = /var/log/mysql/mysql-relay-bin\nread_only = 1'
+  fi
+  on "$h" "cat > /etc/mysql/mariadb.conf.d/60-replication.cnf" <<CNF
+[mysqld]
+server_id = $id
+bind_address = 0.0.0.0
+$role
+CNF
+  # The operator's own tuning, in a file of their own.
+  on "$h" "cat > /etc/mysql/mariadb.conf.d/70-tuning.cnf" <<'CNF'
+[mysqld]
+max_connections = 300
+table_open_cache = 3000
+CNF
+  # Debian 12's MariaDB logs to the journal and makes no /var/log/mysql: the binary and
+  # relay logs' folder is the operator's to make.
+  on "$h" 'install -d -o mysql -g adm -m 2750 /var/log/mysql && service mariadb start > /dev/null'
+done
+
+# HAProxy on proxy1 in front of the primary, configured by hand (seed 000's load balancing,
+# its simplest form): the application writes through it.
+on proxy1 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download haproxy > /tmp/handmade-apt.log 2>&1 || { cat /tmp/handmade-apt.log; exit 1; }'
+on proxy1 "cat > /etc/haproxy/haproxy.cfg" <<CFG
+global
+    daemon
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1m
+    timeout server 1m
+listen mysql-writer
+    bind *:3306
+    server db1 $PREFIX.11:3306 check
+CFG
+on proxy1 'service haproxy restart > /dev/null'
+
+# The application's host (backup1 here) has the client it writes with.
+on backup1 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download mariadb-client > /tmp/handmade-apt.log 2>&1 || { cat /tmp/handmade-apt.log; exit 1; }'
+
+# The primary: the replication account, the application's database and account, rows.
+on db1 'mariadb' <<SQL
+CREATE USER 'repl'@'%' IDENTIFIED BY '$HANDMADE_REPL_PASSWORD';
+GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';
+CREATE DATABASE app;
+CREATE USER 'app'@'%' IDENTIFIED BY '$HANDMADE_APP_PASSWORD';
+GRANT SELECT, INSERT, UPDATE, DELETE ON app.* TO 'app'@'%';
+CREATE TABLE app.seq (n BIGINT PRIMARY KEY, at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+INSERT INTO app.seq (n) VALUES (1), (2), (3);
+SQL
+
+# The replicas from the primary's first binary log, at its start (seed 000, "Setting up
+# replication": CHANGE MASTER TO with MASTER_LOG_FILE and MASTER_LOG_POS).
+first=$(on db1 "mariadb -N -e 'SHOW BINARY LOGS' | head -1 | cut -f1")
+for h in db2 db3; do
+  on "$h" 'mariadb' <<SQL
+CHANGE MASTER TO MASTER_HOST='$PREFIX.11', MASTER_USER='repl', MASTER_PASSWORD='$HANDMADE_REPL_PASSWORD', MASTER_LOG_FILE='$first', MASTER_LOG_POS=4;
+START SLAVE;
+SQL
+done
+for h in db2 db3; do
+  for _ in $(seq 1 60); do
+    [ "$(on "$h" "mariadb -N -e 'SELECT COUNT(*) FROM app.seq'" 2>/dev/null)" = 3 ] && break
+    sleep 1
+  done
+  [ "$(on "$h" "mariadb -N -e 'SELECT COUNT(*) FROM app.seq'")" = 3 ] || { on "$h" "mariadb -e 'SHOW SLAVE STATUS\\G'"; exit 1; }
+done
+echo "handmade: db1 -> db2, db3 by file and position; app.seq has 3 rows on each" >&2
