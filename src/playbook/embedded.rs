@@ -197,6 +197,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/proxy-primary.j2"),
     ),
     (
+        "haproxy-routes.sh.j2",
+        include_str!("../../templates/haproxy-routes.sh.j2"),
+    ),
+    (
         "proxysql-admin.sql.j2",
         include_str!("../../templates/proxysql-admin.sql.j2"),
     ),

@@ -12,7 +12,10 @@
 //! the monitors: no home-made consensus. A monitor killed, or cut off, loses its sessions
 //! (their `wait_timeout` is [`LOCK_IDLE_S`] seconds and the monitor speaks every tick), so
 //! its locks are released and another monitor can take the majority; until then nobody
-//! acts, which is safe.
+//! acts, which is safe. The locks are asked for in inventory order, each only while this
+//! monitor holds every earlier server's lock that answers ([`may_take`]): two monitors
+//! cannot split them one each and then hand them to each other forever (stop 38's drill saw
+//! both stand by for a minute: each gave its minority back and took the other's).
 //!
 //! The primary's lock session is also its health check: when it does not answer for
 //! `monitor_failures` ticks in a row, the active monitor runs the failover, whose own checks
@@ -152,7 +155,11 @@ async fn hold(
     report: Report,
     mut release: watch::Receiver<u64>,
 ) {
-    let Report { tx, answered } = report;
+    let Report {
+        tx,
+        answered,
+        before,
+    } = report;
     let answer = interval.max(Duration::from_millis(900));
     loop {
         let conn = match SshHost::connect(&host, policy, Duration::from_secs(1)).await {
@@ -195,7 +202,7 @@ async fn hold(
                 let pause = rand::random_range(1..=4u32);
                 tokio::time::sleep(interval * pause).await;
             }
-            let ask = if holding {
+            let ask = if holding || !may_take(&before) {
                 named_lock::held(&lock)
             } else {
                 named_lock::take(&lock)
@@ -237,6 +244,18 @@ async fn hold(
             return;
         }
     }
+}
+
+/// Whether a lock session may ask for its server's lock, from what the sessions of the
+/// servers before it in inventory order see (`before`): each holds its lock or its server
+/// does not answer. Not while one is still unknown (its session is connecting). Two
+/// monitors that start together, or restart together after a failover, then race for the
+/// first answering server's lock only, and its winner takes the rest: resource ordering,
+/// as deadlock avoidance orders locks.
+fn may_take(before: &[watch::Receiver<Seen>]) -> bool {
+    before
+        .iter()
+        .all(|rx| matches!(*rx.borrow(), Seen::Held | Seen::Down(_) | Seen::NoServer(_)))
 }
 
 /// Applies the newest record in the monitor's home to its copy of the inventory once (the
@@ -311,10 +330,14 @@ pub async fn watch(opts: Options, s: Settings, events: Arc<dyn EventSink>) -> Re
         let mut seen: HashMap<String, watch::Receiver<Seen>> = HashMap::new();
         let mut tasks = Vec::new();
         let mut last_answer = None;
+        // The servers before each one in inventory order (the same on every monitor).
+        let mut before: Vec<watch::Receiver<Seen>> = Vec::new();
         for h in &members {
             let (tx, rx) = watch::channel(Seen::Unknown);
             let (answered, answers) = watch::channel(Instant::now());
-            seen.insert(h.name.clone(), rx);
+            seen.insert(h.name.clone(), rx.clone());
+            let earlier = before.clone();
+            before.push(rx);
             if h.name == primary {
                 last_answer = Some(answers);
             }
@@ -324,7 +347,11 @@ pub async fn watch(opts: Options, s: Settings, events: Arc<dyn EventSink>) -> Re
                 d.client(),
                 lock.clone(),
                 s.interval,
-                Report { tx, answered },
+                Report {
+                    tx,
+                    answered,
+                    before: earlier,
+                },
                 released.clone(),
             )));
         }
@@ -350,10 +377,12 @@ fn lookahead() -> Duration {
 }
 
 /// Where one lock session reports: what it sees of its server, and the instant of the
-/// server's last answer.
+/// server's last answer; and what it reads: what the sessions of the servers before it in
+/// inventory order see ([`may_take`]).
 struct Report {
     tx: watch::Sender<Seen>,
     answered: watch::Sender<Instant>,
+    before: Vec<watch::Receiver<Seen>>,
 }
 
 /// What the lock sessions report: each server's last answer, and when the primary last
@@ -886,6 +915,99 @@ pub async fn require_adopted(engine: &Engine) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two monitors, three servers (`up`: which answer), each server's lock given to the
+    /// first monitor whose session asks for it while it is free (`GET_LOCK(name, 0)`), the
+    /// sessions asking in the order `turns` gives (monitor, server). Returns how many locks
+    /// each monitor holds.
+    fn race(turns: &[(usize, usize)], up: [bool; 3], ordered: bool) -> [usize; 2] {
+        let mut owner: [Option<usize>; 3] = [None; 3];
+        for &(m, srv) in turns {
+            if owner[srv].is_some() || !up[srv] {
+                continue;
+            }
+            let before: Vec<watch::Receiver<Seen>> = (0..srv)
+                .map(|i| {
+                    watch::channel(match owner[i] {
+                        _ if !up[i] => Seen::Down("killed".into()),
+                        Some(o) if o == m => Seen::Held,
+                        _ => Seen::Up,
+                    })
+                    .1
+                })
+                .collect();
+            if !ordered || may_take(&before) {
+                owner[srv] = Some(m);
+            }
+        }
+        let mut held = [0; 2];
+        for o in owner.into_iter().flatten() {
+            held[o] += 1;
+        }
+        held
+    }
+
+    /// Stop 38's drill: db1 killed, the monitors restarted their sessions together after
+    /// the failover; each took one of the two answering servers' locks, neither had a
+    /// majority, each gave its minority back and the other's sessions took it: standby,
+    /// both, for a minute. Asking in inventory order, whoever wins the first answering
+    /// server wins the rest: every interleaving ends with all the locks on one monitor.
+    #[test]
+    fn monitors_asking_in_order_never_split_the_locks() {
+        let db1_down = [false, true, true];
+        assert_eq!(
+            race(&[(0, 1), (1, 2), (1, 1), (0, 2)], db1_down, false),
+            [1, 1]
+        );
+        assert_eq!(
+            race(&[(0, 1), (1, 2), (1, 1), (0, 2)], db1_down, true),
+            [2, 0]
+        );
+        for up in [[true; 3], db1_down, [true, false, true]] {
+            let turns: Vec<(usize, usize)> = (0..2)
+                .flat_map(|m| (0..3).map(move |srv| (m, srv)))
+                .collect();
+            let mut order: Vec<usize> = (0..turns.len()).collect();
+            let mut checked = 0;
+            let answering = up.iter().filter(|u| **u).count();
+            permute(&mut order, 0, &mut |o| {
+                // Every session asks again each tick, in the same order: as many ticks
+                // as servers let the winner's later sessions ask behind its earlier ones.
+                let once: Vec<(usize, usize)> = o.iter().map(|&i| turns[i]).collect();
+                let ticks: Vec<(usize, usize)> = (0..3).flat_map(|_| once.clone()).collect();
+                let held = race(&ticks, up, true);
+                assert!(
+                    held == [answering, 0] || held == [0, answering],
+                    "{up:?} {once:?} → {held:?}"
+                );
+                checked += 1;
+            });
+            assert_eq!(checked, 720);
+        }
+    }
+
+    fn permute(v: &mut Vec<usize>, k: usize, f: &mut impl FnMut(&[usize])) {
+        if k == v.len() {
+            f(v);
+            return;
+        }
+        for i in k..v.len() {
+            v.swap(k, i);
+            permute(v, k + 1, f);
+            v.swap(k, i);
+        }
+    }
+
+    #[test]
+    fn a_lock_is_asked_for_only_behind_held_or_silent_servers() {
+        let rx = |s: Seen| watch::channel(s).1;
+        assert!(may_take(&[]));
+        assert!(may_take(&[rx(Seen::Held), rx(Seen::Down("no SSH".into()))]));
+        assert!(may_take(&[rx(Seen::NoServer("no answer".into()))]));
+        // Another monitor holds an earlier one, or it is not known yet: wait.
+        assert!(!may_take(&[rx(Seen::Held), rx(Seen::Up)]));
+        assert!(!may_take(&[rx(Seen::Unknown)]));
+    }
 
     fn opts(inventory: PathBuf) -> Options {
         Options {

@@ -143,7 +143,29 @@ pub fn evaluate(h: &Host, output: Result<&str, &str>, rows: &[HostStatus]) -> Pr
             ));
         }
     }
+    replicas_left_out(&mut p, rows);
     p
+}
+
+/// A replica that replicates, read-only, left in maintenance among the readers by a
+/// runtime command or a reload (stop 38's CI run saw one): its reads go elsewhere and
+/// nothing else said so. Runbooks take a replica out for seconds only (a restart, a
+/// promotion); `dbfleet apply` puts it back (the `haproxy routes` task).
+fn replicas_left_out(p: &mut ProxyStatus, rows: &[HostStatus]) {
+    for r in p.reader.iter().filter(|r| r.state.starts_with("MAINT")) {
+        if rows.iter().any(|s| {
+            s.host == r.server
+                && s.declared == "replica"
+                && s.read_only == Some(true)
+                && s.io_running.as_deref() == Some("Yes")
+                && s.sql_running.as_deref() == Some("Yes")
+        }) {
+            p.problems.push(format!(
+                "{} replicates but is out of the reader backend (MAINT): `dbfleet apply` puts it back",
+                r.server
+            ));
+        }
+    }
 }
 
 /// A Galera cluster's proxy: every server UP in either backend must be a member synced in
@@ -259,6 +281,61 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r[1].state, "DOWN 1/2");
         assert!(parse("no stats here").is_err());
+    }
+
+    fn replica(host: &str, running: &str) -> HostStatus {
+        HostStatus {
+            host: host.into(),
+            declared: "replica".into(),
+            live: "replica".into(),
+            read_only: Some(true),
+            io_running: Some(running.into()),
+            sql_running: Some(running.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Stop 38's CI run: db2 replicated, read-only, and was in MAINT among the readers of
+    /// both proxies; `status` called them ok.
+    #[test]
+    fn a_replicating_replica_out_of_the_readers_is_a_problem_a_stopped_one_is_not() {
+        let primary = HostStatus {
+            host: "db1".into(),
+            declared: "primary".into(),
+            live: "primary".into(),
+            read_only: Some(false),
+            ..Default::default()
+        };
+        let stat = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
+            writer,db1,0,0,0,1,,12,0,0,,0,,0,0,0,0,UP,1\n\
+            writer,db2,0,0,0,1,,12,0,0,,0,,0,0,0,0,DOWN,1\n\
+            reader,db2,0,0,0,1,,5,0,0,,0,,0,0,0,0,MAINT,1\n\
+            reader,db3,0,0,0,1,,5,0,0,,0,,0,0,0,0,UP,1\n";
+        let (writer, reader) = parse(stat).expect("show stat");
+        let routes = ProxyStatus {
+            writer,
+            reader,
+            ..Default::default()
+        };
+        let rows = [
+            primary.clone(),
+            replica("db2", "Yes"),
+            replica("db3", "Yes"),
+        ];
+        let mut p = routes.clone();
+        replicas_left_out(&mut p, &rows);
+        assert_eq!(
+            p.problems,
+            [
+                "db2 replicates but is out of the reader backend (MAINT): `dbfleet apply` puts it back"
+            ]
+        );
+        // A replica that does not replicate (a fenced old primary before its rejoin, a
+        // restart under way) stays out: the check would keep it DOWN anyway.
+        let rows = [primary, replica("db2", "No"), replica("db3", "Yes")];
+        let mut p = routes;
+        replicas_left_out(&mut p, &rows);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
     }
 
     fn member(host: &str, state: &str, role: &str, online: u32) -> HostStatus {

@@ -725,3 +725,108 @@ fn the_active_proxy_killed_hands_the_virtual_ip_over_and_writes_resume_within_5_
     assert_all_present("db1", &acked);
     assert_eq!(vip_holder(), standby, "the address stays on {standby}");
 }
+
+/// Each server of `proxy`'s writer and reader backends as "backend/server" → HAProxy's
+/// status of it (`show stat`: UP, DOWN, MAINT, `UP 1/2`…).
+fn routes(proxy: &str) -> BTreeMap<String, String> {
+    on(
+        proxy,
+        "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock",
+    )
+    .lines()
+    .filter_map(|l| {
+        let f: Vec<&str> = l.split(',').collect();
+        (f.len() > 17 && (f[0] == "writer" || f[0] == "reader") && f[1].starts_with("db"))
+            .then(|| (format!("{}/{}", f[0], f[1]), f[17].to_string()))
+    })
+    .collect()
+}
+
+/// Routes as lab.yml declares them: db1 the only writer, db2 and db3 the readers, every
+/// other server in maintenance (`disabled` in haproxy.cfg).
+fn assert_declared_routes(proxy: &str, when: &str) {
+    let want: BTreeMap<String, String> = [
+        ("reader/db1", "MAINT"),
+        ("reader/db2", "UP"),
+        ("reader/db3", "UP"),
+        ("writer/db1", "UP"),
+        ("writer/db2", "MAINT"),
+        ("writer/db3", "MAINT"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    // A server put back among the readers is UP after `rise 2` checks.
+    let t0 = std::time::Instant::now();
+    loop {
+        let have = routes(proxy);
+        if have == want {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{proxy} {when}: routes {have:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The CI failure of stop 38: after a run of runtime commands and reloads, both proxies
+/// had db2 (a healthy replica) out of the readers and enabled among the writers, and
+/// neither `plan` nor `status` said so. Runtime admin states that differ from haproxy.cfg
+/// are drift: the plan shows it, apply puts it back, and a reload or restart of HAProxy
+/// (which loads the saved states) ends as the configuration declares.
+#[test]
+fn proxy_routes_that_drift_at_runtime_or_across_a_reload_are_planned_and_put_back() {
+    let mut lab = converged();
+    for p in ["proxy1", "proxy2"] {
+        assert_declared_routes(p, "converged");
+    }
+    // proxy1: drifted at runtime, as a switchover's commands leave it half-done.
+    // proxy2: the same, saved to the state file, then HAProxy restarted: the new process
+    // loads the drift.
+    let drift = "set server writer/db2 state ready; set server reader/db2 state maint; set server reader/db3 state maint";
+    for p in ["proxy1", "proxy2"] {
+        on(
+            p,
+            &format!(
+                "echo '{drift}' | socat stdio unix-connect:/run/haproxy/admin.sock; \
+                 echo 'show servers state' | socat stdio unix-connect:/run/haproxy/admin.sock > /var/lib/haproxy/dbfleet-server-state"
+            ),
+        );
+    }
+    on("proxy2", "service haproxy restart >/dev/null 2>&1");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        routes("proxy2")["reader/db2"],
+        "MAINT",
+        "{:?}",
+        routes("proxy2")
+    );
+    let (code, plan) = plan_json(&[]);
+    assert_eq!(code, 0, "{plan}");
+    let changed = changed_tasks(&plan);
+    for p in ["proxy1", "proxy2"] {
+        assert!(
+            changed
+                .get(p)
+                .is_some_and(|t| t.iter().any(|n| n == "haproxy routes")),
+            "{p}: {changed:?}"
+        );
+    }
+    converge(&mut lab);
+    for p in ["proxy1", "proxy2"] {
+        assert_declared_routes(p, "after apply");
+    }
+    // The reload path: haproxy.cfg edited by hand and a reader taken out; apply writes the
+    // file back, reloads, and the new process routes as declared.
+    on(
+        "proxy1",
+        "echo '# hand edit' >> /etc/haproxy/haproxy.cfg; \
+         echo 'set server reader/db3 state maint' | socat stdio unix-connect:/run/haproxy/admin.sock",
+    );
+    converge(&mut lab);
+    assert_declared_routes("proxy1", "after the reload");
+    let s = status_when_healthy(None);
+    assert_eq!(s.code, 0, "{}", s.all());
+}

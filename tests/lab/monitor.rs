@@ -175,10 +175,10 @@ fn monitored(dir: &Path, name: &str, timeout: &str) -> std::path::PathBuf {
 fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exactly_one_monitor_acts()
  {
     let mut lab = converged();
-    // The machine alone: its checks are timed (the failover, the rejoin within 60 s). Beside
-    // another lab (this stop's last run) the monitors logged "db1 answers [standby, 0 of 3
-    // locks]" and "1 of 3" for 60 s and never rejoined db1 (under investigation: two
-    // monitors splitting the locks in step).
+    // The machine alone: its checks are timed (the failover, the rejoin within 60 s). Stop
+    // 38's run saw both monitors stand by for 60 s and never rejoin db1: they split the
+    // locks and handed them to each other; they now ask in inventory order
+    // (`runbooks::monitor::may_take`), and the rejoin below needs an active monitor.
     let alone = lab.alone();
     let _cleanup = Monitors;
     let dir = tempfile::tempdir().expect("tempdir");
