@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # A fleet set up by hand the way seed 000 describes it, on a lab's bare hosts (issue 28's
-# `dbfleet import` test): MariaDB from Debian's packages, db1 the primary with a binary log,
-# db2 and db3 replicating from it by binary-log file and position as `repl` (no GTID, no
-# TLS), an application database and account with rows, a setting edited in
-# /etc/mysql/mariadb.conf.d/, HAProxy on proxy1 in front of db1, and the client on backup1
-# (the application's host). Nothing of dbfleet is on the hosts after it.
+# `dbfleet import` test): MariaDB from Debian's packages (or MySQL, LAB_SERVER=mysql, on
+# the MySQL image), db1 the primary with a binary log, db2 and db3 replicating from it by
+# binary-log file and position as `repl` (no GTID: MySQL's gtid_mode stays OFF; no TLS), an
+# application database and account with rows, a setting edited in /etc/mysql/*.conf.d/,
+# HAProxy on proxy1 in front of db1, and the client on backup1 (the application's host).
+# Nothing of dbfleet is on the hosts after it.
 #
 #   LAB_NAME=labim LAB_SUBNET=172.29.82.0/24 lab/handmade.sh
+#   LAB_NAME=labimy LAB_SUBNET=172.29.83.0/24 LAB_SERVER=mysql lab/handmade.sh
 #
 # The hosts must be up (lab/lab.sh up with the same LAB_NAME and LAB_SUBNET). Passwords
 # come from the environment (HANDMADE_REPL_PASSWORD, HANDMADE_APP_PASSWORD) and go to the
@@ -19,32 +21,54 @@ PREFIX=${SUBNET%.*}
 
 on() { docker exec -i "$L-$1" sh -c "$2"; }
 
+if [ "${LAB_SERVER:-mariadb}" = mysql ]; then
+  # Debian's MySQL: its own package names, folder, service and client. A `repl` account
+  # of caching_sha2_password needs the source's RSA key over a connection without TLS.
+  server_pkgs="mysql-server mysql-client" client_pkg=mysql-client confd=/etc/mysql/mysql.conf.d
+  service=mysql client=mysql
+  replica_stmt() {
+    printf "CHANGE REPLICATION SOURCE TO SOURCE_HOST='%s', SOURCE_USER='repl', SOURCE_PASSWORD='%s', SOURCE_LOG_FILE='%s', SOURCE_LOG_POS=4, GET_SOURCE_PUBLIC_KEY=1;\nSTART REPLICA;\n" "$1" "$2" "$3"
+  }
+  status_stmt='SHOW REPLICA STATUS\G'
+  # expire_logs_days is gone from MySQL 8.4.
+  expire='binlog_expire_logs_seconds = 604800'
+else
+  server_pkgs="mariadb-server mariadb-client" client_pkg=mariadb-client confd=/etc/mysql/mariadb.conf.d
+  service=mariadb client=mariadb
+  replica_stmt() {
+    printf "CHANGE MASTER TO MASTER_HOST='%s', MASTER_USER='repl', MASTER_PASSWORD='%s', MASTER_LOG_FILE='%s', MASTER_LOG_POS=4;\nSTART SLAVE;\n" "$1" "$2" "$3"
+  }
+  status_stmt='SHOW SLAVE STATUS\G'
+  expire='expire_logs_days = 7'
+fi
+
 for h in db1 db2 db3; do
   id=${h#db}
   # From the image's apt cache, as a host without network would.
-  on "$h" 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download mariadb-server mariadb-client > /tmp/handmade-apt.log 2>&1 || { cat /tmp/handmade-apt.log; exit 1; }'
+  on "$h" "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download $server_pkgs > /tmp/handmade-apt.log 2>&1 || { cat /tmp/handmade-apt.log; exit 1; }"
   # Seed 000, "Master Configuration" / "Slave Configuration": server-id, the binary log
   # on the primary, relay log and read_only on the replicas; bind to every address.
   if [ "$h" = db1 ]; then
-    role=$'log_bin = /var/log/mysql/mysql-bin.log\nbinlog_format = mixed\nexpire_logs_days = 7'
+    role=$'log_bin = /var/log/mysql/mysql-bin.log\nbinlog_format = mixed\n'"$expire"
   else
     role=$'relay_log = /var/log/mysql/mysql-relay-bin\nread_only = 1'
   fi
-  on "$h" "cat > /etc/mysql/mariadb.conf.d/60-replication.cnf" <<CNF
+  on "$h" "cat > $confd/60-replication.cnf" <<CNF
 [mysqld]
 server_id = $id
 bind_address = 0.0.0.0
 $role
 CNF
   # The operator's own tuning, in a file of their own.
-  on "$h" "cat > /etc/mysql/mariadb.conf.d/70-tuning.cnf" <<'CNF'
+  on "$h" "cat > $confd/70-tuning.cnf" <<'CNF'
 [mysqld]
 max_connections = 300
 table_open_cache = 3000
 CNF
   # Debian 12's MariaDB logs to the journal and makes no /var/log/mysql: the binary and
-  # relay logs' folder is the operator's to make.
-  on "$h" 'install -d -o mysql -g adm -m 2750 /var/log/mysql && service mariadb start > /dev/null'
+  # relay logs' folder is the operator's to make. Started (again, if the package started
+  # it) on these files.
+  on "$h" "install -d -o mysql -g adm -m 2750 /var/log/mysql && service $service restart > /dev/null"
 done
 
 # HAProxy on proxy1 in front of the primary, configured by hand (seed 000's load balancing,
@@ -65,10 +89,10 @@ CFG
 on proxy1 'service haproxy restart > /dev/null'
 
 # The application's host (backup1 here) has the client it writes with.
-on backup1 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download mariadb-client > /tmp/handmade-apt.log 2>&1 || { cat /tmp/handmade-apt.log; exit 1; }'
+on backup1 "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-download $client_pkg > /tmp/handmade-apt.log 2>&1 || { cat /tmp/handmade-apt.log; exit 1; }"
 
 # The primary: the replication account, the application's database and account, rows.
-on db1 'mariadb' <<SQL
+on db1 "$client" <<SQL
 CREATE USER 'repl'@'%' IDENTIFIED BY '$HANDMADE_REPL_PASSWORD';
 GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';
 CREATE DATABASE app;
@@ -80,18 +104,15 @@ SQL
 
 # The replicas from the primary's first binary log, at its start (seed 000, "Setting up
 # replication": CHANGE MASTER TO with MASTER_LOG_FILE and MASTER_LOG_POS).
-first=$(on db1 "mariadb -N -e 'SHOW BINARY LOGS' | head -1 | cut -f1")
+first=$(on db1 "$client -N -e 'SHOW BINARY LOGS' | head -1 | cut -f1")
 for h in db2 db3; do
-  on "$h" 'mariadb' <<SQL
-CHANGE MASTER TO MASTER_HOST='$PREFIX.11', MASTER_USER='repl', MASTER_PASSWORD='$HANDMADE_REPL_PASSWORD', MASTER_LOG_FILE='$first', MASTER_LOG_POS=4;
-START SLAVE;
-SQL
+  replica_stmt "$PREFIX.11" "$HANDMADE_REPL_PASSWORD" "$first" | on "$h" "$client"
 done
 for h in db2 db3; do
   for _ in $(seq 1 60); do
-    [ "$(on "$h" "mariadb -N -e 'SELECT COUNT(*) FROM app.seq'" 2>/dev/null)" = 3 ] && break
+    [ "$(on "$h" "$client -N -e 'SELECT COUNT(*) FROM app.seq'" 2>/dev/null)" = 3 ] && break
     sleep 1
   done
-  [ "$(on "$h" "mariadb -N -e 'SELECT COUNT(*) FROM app.seq'")" = 3 ] || { on "$h" "mariadb -e 'SHOW SLAVE STATUS\\G'"; exit 1; }
+  [ "$(on "$h" "$client -N -e 'SELECT COUNT(*) FROM app.seq'")" = 3 ] || { on "$h" "$client -e '$status_stmt'"; exit 1; }
 done
 echo "handmade: db1 -> db2, db3 by file and position; app.seq has 3 rows on each" >&2

@@ -565,12 +565,33 @@ async fn primary(
     events: &Arc<dyn EventSink>,
 ) -> Result<(), String> {
     use crate::tasks::primary::Mode;
-    let facts = conn
-        .run(&p.probe())
-        .await
-        .map_err(|e| format!("reading {host}: {e}"))?
-        .stdout;
+    let read = || async {
+        conn.run(&p.probe())
+            .await
+            .map(|o| o.stdout)
+            .map_err(|e| format!("reading {host}: {e}"))
+    };
+    let mut facts = read().await?;
+    if let Some(Mode::EnableGtid { .. }) = p.mode(&facts) {
+        // First, on the whole cluster; then whatever else the task has to do.
+        let cluster = crate::runbooks::Cluster::new(
+            engine,
+            host,
+            probe.conns.clone(),
+            events.clone(),
+            None,
+        )
+        .await;
+        let warn = std::time::Duration::from_secs(p.gtid_warn_s);
+        let r = crate::runbooks::gtid_online::enable(&cluster, host, warn).await;
+        cluster.close().await;
+        r?;
+        facts = read().await?;
+    }
     match p.mode(&facts) {
+        Some(Mode::EnableGtid { from }) => Err(format!(
+            "{host}'s gtid_mode is still {from} after GTIDs were turned on"
+        )),
         None => Ok(()),
         Some(Mode::Foreign(a)) => Err(format!("{host} replicates from {a}, outside its cluster")),
         Some(Mode::Restoring) => Err(format!(

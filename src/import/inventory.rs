@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::{Server, Topology, is_system_account};
 use crate::inventory::Defaults;
+use crate::sql::Flavor;
 use crate::sql::import::{ImportKind, STRUCTURAL_SETTINGS};
 
 /// What the operator told import beyond the servers.
@@ -503,6 +504,20 @@ pub fn write(t: &Topology, opts: &Options, defaults: &Defaults) -> String {
             "hardening".into(),
             json!(false),
             "keeps what the notes above list; true removes it".into(),
+        ));
+    }
+    // MySQL by file and position: the first apply turns GTIDs on, live
+    // (`crate::runbooks::gtid_online`), before anything restarts.
+    let off: Vec<String> = t
+        .servers
+        .iter()
+        .filter(|s| s.flavor == Flavor::Mysql && !s.gtid_mode.eq_ignore_ascii_case("ON"))
+        .map(|s| format!("{} ({})", s.hostname, s.gtid_mode))
+        .collect();
+    if !off.is_empty() {
+        notes.push(format!(
+            "gtid_mode is not ON on {}: the first apply turns GTIDs on live, every server one step at a time (MySQL manual, \"Enabling GTID Transactions Online\"), after watching the error logs for gtid_consistency_warn_seconds (30 s) for statements GTIDs cannot carry, which stop it",
+            comment(&off.join(", "))
         ));
     }
     for (addr, why) in &t.unreachable {

@@ -176,20 +176,6 @@ fn link(
             "the servers replicating with {from} mix MariaDB and MySQL: a fleet is one flavor. Nothing was changed"
         )));
     }
-    // MySQL without GTID: dbfleet's option file turns gtid_mode ON, which a running
-    // server refuses to start with under position-based replicas; the online procedure is
-    // not built (MySQL manual, "Enabling GTID Transactions Online").
-    let off: Vec<String> = servers
-        .iter()
-        .filter(|s| s.flavor == Flavor::Mysql && !s.gtid_mode.eq_ignore_ascii_case("ON"))
-        .map(|s| format!("{} (gtid_mode {})", s.hostname, s.gtid_mode))
-        .collect();
-    if !off.is_empty() {
-        return Err(Error::Refused(format!(
-            "MySQL without GTID on {}: dbfleet replicates by GTID, and turning it on under running replicas is MySQL's online procedure, which dbfleet does not run yet (MySQL manual, \"Enabling GTID Transactions Online\"). Turn GTID on by that procedure, then import again. Nothing was changed",
-            off.join(", ")
-        )));
-    }
     let mut sources = Vec::new();
     for s in &servers {
         let Some(st) = &s.source else {

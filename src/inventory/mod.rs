@@ -142,6 +142,9 @@ pub struct Host {
 /// script's alert threshold (seed 000).
 pub const DEFAULT_MAX_REPLICA_LAG_S: u64 = 300;
 
+/// `gtid_consistency_warn_seconds`' default (`playbooks/defaults.yml`).
+pub const DEFAULT_GTID_CONSISTENCY_WARN_S: u64 = 30;
+
 impl Host {
     /// The replication lag this host tolerates, in seconds (`max_replica_lag_seconds`):
     /// `status` calls a replica over it unhealthy, and a switchover refuses a candidate
@@ -151,6 +154,16 @@ impl Host {
             .get("max_replica_lag_seconds")
             .and_then(|v| v.as_u64())
             .unwrap_or(DEFAULT_MAX_REPLICA_LAG_S)
+    }
+
+    /// MySQL: how long `enforce_gtid_consistency` stays WARN, watched, before GTIDs are
+    /// turned on in a running cluster, in seconds (`gtid_consistency_warn_seconds`; the
+    /// manual's "allow your normal workload to run for a while").
+    pub fn gtid_consistency_warn_s(&self) -> u64 {
+        self.vars
+            .get("gtid_consistency_warn_seconds")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(DEFAULT_GTID_CONSISTENCY_WARN_S)
     }
 
     pub fn has(&self, role: Role) -> bool {

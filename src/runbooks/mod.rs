@@ -12,6 +12,7 @@ pub mod detached;
 pub mod execute;
 pub mod failover;
 pub mod group_restart;
+pub mod gtid_online;
 pub mod liveness;
 pub mod members;
 pub mod monitor;

@@ -22,6 +22,7 @@ pub mod galera;
 pub mod grant;
 pub mod group;
 pub mod gtid;
+pub mod gtid_online;
 pub mod import;
 pub mod replica;
 pub mod settings;

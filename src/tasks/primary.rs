@@ -20,6 +20,9 @@ pub struct PrimaryRes {
     pub cluster: String,
     /// Every database host of the cluster but this one: (name, address).
     pub peers: Vec<(String, String)>,
+    /// MySQL: seconds `enforce_gtid_consistency` stays WARN, watched, before GTIDs are
+    /// turned on live (`gtid_consistency_warn_seconds`).
+    pub gtid_warn_s: u64,
 }
 
 /// What the apply does.
@@ -35,6 +38,10 @@ pub enum Mode {
     /// [`super::RESTORE_RUN`]): made writable by the restore's own last step, never by a
     /// plan (application writes would interleave with the reload).
     Restoring,
+    /// MySQL with `gtid_mode` not ON (a fleet built by hand, replicating by file and
+    /// position): GTIDs are turned on in the whole cluster first, live
+    /// (`crate::runbooks::gtid_online`), then the rest of this task.
+    EnableGtid { from: String },
 }
 
 impl PrimaryRes {
@@ -50,9 +57,14 @@ impl PrimaryRes {
     /// and replication status, one client call.
     pub fn probe(&self) -> String {
         format!(
-            "{}{} -E --force 2>/dev/null <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up, @@GLOBAL.read_only AS read_only;\n{}\n{} AS logged;\n{};\nDBFLEET_SQL\ntrue",
+            "{}{} -E --force 2>/dev/null <<'DBFLEET_SQL'\nSELECT 'dbfleet-up' AS up, @@GLOBAL.read_only AS read_only{};\n{}\n{} AS logged;\n{};\nDBFLEET_SQL\ntrue",
             restoring_probe(),
             self.dialect.client(),
+            if self.dialect == Dialect::MariaDb {
+                ""
+            } else {
+                ", @@GLOBAL.gtid_mode AS gtid_mode"
+            },
             self.dialect.semi_sync_primary_status(),
             self.dialect.current_position().trim_end_matches(';'),
             self.dialect.show_replica_status()
@@ -65,6 +77,12 @@ impl PrimaryRes {
         let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
         if get("up") != "dbfleet-up" {
             return Some(Mode::MakeWritable);
+        }
+        let gtid_mode = get("gtid_mode");
+        if !gtid_mode.is_empty() && !gtid_mode.eq_ignore_ascii_case("ON") {
+            return Some(Mode::EnableGtid {
+                from: gtid_mode.to_string(),
+            });
         }
         let source = self
             .dialect
@@ -134,6 +152,19 @@ impl PrimaryRes {
                 Action::Run,
                 format!("switchover: promote this host, demote {from}"),
                 Vec::new(),
+            ),
+            // The runbook's steps are its own (`crate::runbooks::gtid_online`); it runs
+            // first, then whatever else this task has to do.
+            Mode::EnableGtid { from } => (
+                Action::Run,
+                format!(
+                    "GTIDs on, live, in cluster {}: gtid_mode {from} → ON on every server, one step at a time (MySQL manual, \"Enabling GTID Transactions Online\"): no restart, no copy",
+                    self.cluster
+                ),
+                vec![format!(
+                    "enforce_gtid_consistency is WARN for {} s first: a statement GTIDs cannot carry in that window refuses the change and sets it back",
+                    self.gtid_warn_s
+                )],
             ),
             Mode::Restoring => {
                 return Err(format!(
@@ -237,6 +268,7 @@ mod tests {
             semi_sync,
             cluster: "c".into(),
             peers: Vec::new(),
+            gtid_warn_s: 30,
         };
         let o = sb.run("sh", &r.apply_script());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -258,6 +290,41 @@ mod tests {
         assert!(fed.contains("rpl_semi_sync_master_enabled = OFF"), "{fed}");
     }
 
+    /// Issue 28, must-show 2: a hand-built MySQL primary, writable, replicating from
+    /// nobody, with gtid_mode OFF: GTIDs go on first. MariaDB's probe reads no gtid_mode.
+    #[test]
+    fn a_mysql_primary_without_gtids_turns_them_on_first() {
+        let r = PrimaryRes {
+            dialect: Dialect::MySql84,
+            semi_sync: false,
+            cluster: "c".into(),
+            peers: Vec::new(),
+            gtid_warn_s: 30,
+        };
+        assert!(r.probe().contains("@@GLOBAL.gtid_mode AS gtid_mode"));
+        let facts = |mode: &str| {
+            format!("*** 1. row ***\nup: dbfleet-up\nread_only: 0\ngtid_mode: {mode}\n")
+        };
+        assert_eq!(
+            r.mode(&facts("OFF")),
+            Some(Mode::EnableGtid { from: "OFF".into() })
+        );
+        assert_eq!(
+            r.mode(&facts("ON_PERMISSIVE")),
+            Some(Mode::EnableGtid {
+                from: "ON_PERMISSIVE".into()
+            })
+        );
+        assert_eq!(r.mode(&facts("ON")), None);
+        let a = r.assess(&facts("OFF")).expect("assess").expect("a change");
+        assert!(a.summary.starts_with("GTIDs on, live, in cluster c"), "{}", a.summary);
+        let maria = PrimaryRes {
+            dialect: Dialect::MariaDb,
+            ..r
+        };
+        assert!(!maria.probe().contains("gtid_mode"));
+    }
+
     #[test]
     fn a_primary_under_a_restore_run_is_never_made_writable() {
         let r = PrimaryRes {
@@ -265,6 +332,7 @@ mod tests {
             semi_sync: false,
             cluster: "c".into(),
             peers: Vec::new(),
+            gtid_warn_s: 30,
         };
         let facts = |run: bool, ro: u8| {
             format!(

@@ -1224,6 +1224,7 @@ fn build<'s>(
                 .filter(|h| h.name != host.name)
                 .map(|h| (h.name.clone(), h.address.clone()))
                 .collect(),
+            gtid_warn_s: host.gtid_consistency_warn_s(),
         }));
     }
     if spec.galera.is_some() {

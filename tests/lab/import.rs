@@ -8,29 +8,75 @@
 //! converts the fleet (GTID, verified TLS, dbfleet's accounts and proxy configuration, one
 //! server down at a time) while the application inserts through the proxy, losing no
 //! acknowledged insert; the re-plan is empty and every row is on every server.
+//!
+//! The same on the MySQL image (must-show 2, its own lab `labimy`): Debian's MySQL with
+//! `gtid_mode` OFF, replicating by file and position; the first apply turns GTIDs on live
+//! (MySQL's online procedure, `runbooks::gtid_online`) before the replicas move to
+//! auto-position and anything restarts.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use super::support::*;
 
-const NAME: &str = "labim";
-const PREFIX: &str = "172.29.82";
 const HOSTS: [&str; 3] = ["db1", "db2", "db3"];
 
-fn dir() -> PathBuf {
-    repo().join(format!(".{NAME}"))
+/// A lab of hand-built hosts (`lab/handmade.sh`).
+struct Handmade {
+    name: &'static str,
+    /// The lab's /24 (a subnet of its own: `every_lab_has_a_subnet_of_its_own`).
+    prefix: &'static str,
+    /// `LAB_SUITE` and `LAB_SERVER` of lab/lab.sh.
+    suite: &'static str,
+    server: &'static str,
 }
 
-fn container(h: &str) -> String {
-    format!("{NAME}-{h}")
-}
+const MARIADB: Handmade = Handmade {
+    name: "labim",
+    prefix: "172.29.82",
+    suite: "bookworm",
+    server: "mariadb",
+};
 
-fn sql_on(h: &str, q: &str) -> String {
-    exec_in(
-        &container(h),
-        &format!("mariadb -N -B -e {}", shell_quote(q)),
-    )
+const MYSQL: Handmade = Handmade {
+    name: "labimy",
+    prefix: "172.29.83",
+    suite: "sid",
+    server: "mysql",
+};
+
+impl Handmade {
+    fn dir(&self) -> PathBuf {
+        repo().join(format!(".{}", self.name))
+    }
+
+    fn container(&self, h: &str) -> String {
+        format!("{}-{h}", self.name)
+    }
+
+    fn client(&self) -> &'static str {
+        if self.server == "mysql" {
+            "mysql"
+        } else {
+            "mariadb"
+        }
+    }
+
+    fn sql_on(&self, h: &str, q: &str) -> String {
+        exec_in(
+            &self.container(h),
+            &format!("{} -N -B -e {}", self.client(), shell_quote(q)),
+        )
+    }
+
+    fn replica_status(&self, h: &str) -> String {
+        let show = if self.server == "mysql" {
+            "SHOW REPLICA STATUS\\G"
+        } else {
+            "SHOW SLAVE STATUS\\G"
+        };
+        exec_in(&self.container(h), &format!("{} -e '{show}'", self.client()))
+    }
 }
 
 fn shell_quote(s: &str) -> String {
@@ -39,14 +85,28 @@ fn shell_quote(s: &str) -> String {
 
 #[test]
 fn import_of_a_hand_built_fleet_validates_plans_no_reseed_and_converts_it_live_losing_no_write() {
-    let _turn = other_lab(NAME);
+    import_converts(&MARIADB);
+}
+
+/// Must-show 2: MySQL with GTIDs off, turned on live by the first apply.
+#[test]
+fn import_of_a_hand_built_mysql_fleet_turns_gtids_on_live_and_converts_it_losing_no_write() {
+    import_converts(&MYSQL);
+}
+
+fn import_converts(m: &Handmade) {
+    let _turn = other_lab(m.name);
+    let (name, prefix) = (m.name, m.prefix);
+    let mysql = m.server == "mysql";
     let lab = |args: &[&str]| {
         let o = Command::new("bash")
             .arg(repo().join("lab/lab.sh"))
             .args(args)
-            .env("LAB_NAME", NAME)
-            .env("LAB_SUBNET", format!("{PREFIX}.0/24"))
-            .env("LAB_DIR", dir())
+            .env("LAB_NAME", name)
+            .env("LAB_SUBNET", format!("{prefix}.0/24"))
+            .env("LAB_DIR", m.dir())
+            .env("LAB_SUITE", m.suite)
+            .env("LAB_SERVER", m.server)
             .output()
             .expect("run lab/lab.sh");
         assert!(
@@ -60,8 +120,9 @@ fn import_of_a_hand_built_fleet_validates_plans_no_reseed_and_converts_it_live_l
     let app_password = format!("a{}", rand_u64());
     let made = Command::new("bash")
         .arg(repo().join("lab/handmade.sh"))
-        .env("LAB_NAME", NAME)
-        .env("LAB_SUBNET", format!("{PREFIX}.0/24"))
+        .env("LAB_NAME", name)
+        .env("LAB_SUBNET", format!("{prefix}.0/24"))
+        .env("LAB_SERVER", m.server)
         .env("HANDMADE_REPL_PASSWORD", &repl_password)
         .env("HANDMADE_APP_PASSWORD", &app_password)
         .output()
@@ -73,20 +134,30 @@ fn import_of_a_hand_built_fleet_validates_plans_no_reseed_and_converts_it_live_l
         String::from_utf8_lossy(&made.stderr)
     );
     for h in ["db2", "db3"] {
-        let st = exec_in(&container(h), "mariadb -e 'SHOW SLAVE STATUS\\G'");
-        assert!(st.contains("Using_Gtid: No"), "{h} by position:\n{st}");
+        let st = m.replica_status(h);
+        let by_position = if mysql {
+            "Auto_Position: 0"
+        } else {
+            "Using_Gtid: No"
+        };
+        assert!(st.contains(by_position), "{h} by position:\n{st}");
+    }
+    if mysql {
+        for h in HOSTS {
+            assert_eq!(m.sql_on(h, "SELECT @@GLOBAL.gtid_mode"), "OFF", "{h}");
+        }
     }
 
     // Import from the primary: the whole topology, written as an inventory.
     let work = tempfile::tempdir().expect("tempdir");
     let inv = work.path().join("shop.yml");
-    let ssh_config = dir().join("ssh_config");
+    let ssh_config = m.dir().join("ssh_config");
     let o = dbfleet_with(
         &inv,
         &[
             "import",
             "--from",
-            &format!("{PREFIX}.11"),
+            &format!("{prefix}.11"),
             "--name",
             "shop",
             "--ssh-user",
@@ -94,7 +165,7 @@ fn import_of_a_hand_built_fleet_validates_plans_no_reseed_and_converts_it_live_l
             "--ssh-config",
             &ssh_config.display().to_string(),
             "--proxy",
-            &format!("{PREFIX}.31"),
+            &format!("{prefix}.31"),
         ],
         &[],
     );
@@ -116,6 +187,9 @@ fn import_of_a_hand_built_fleet_validates_plans_no_reseed_and_converts_it_live_l
         assert!(text.contains(want), "expected `{want}` in:\n{text}");
     }
     assert_eq!(text.matches("roles: [replica]").count(), 2, "{text}");
+    if mysql {
+        assert!(text.contains("gtid_mode is not ON on"), "{text}");
+    }
     std::fs::write(&inv, &text).expect("write the inventory");
 
     // The operator adds only the secret: the application's password.
@@ -137,6 +211,9 @@ fn import_of_a_hand_built_fleet_validates_plans_no_reseed_and_converts_it_live_l
         p.stdout
     );
     assert!(plan.contains("0 to delete"), "{}", p.stdout);
+    if mysql {
+        assert!(plan.contains("GTIDs on, live, in cluster"), "{}", p.stdout);
+    }
     // The plan's risk line: the restarts roll, nothing is destroyed.
     assert!(plan.contains("destructive: none."), "{}", p.stdout);
     let rolling = plan
@@ -163,27 +240,27 @@ fn import_of_a_hand_built_fleet_validates_plans_no_reseed_and_converts_it_live_l
     // The apply, while the application inserts through the proxy (HAProxy, configured by
     // hand; dbfleet's from this apply on).
     exec_in_with_input(
-        &container("backup1"),
+        &m.container("backup1"),
         "umask 077; cat > /root/app.cnf",
         &format!("[client]\nuser=app\npassword={app_password}\n"),
     );
     exec_in_with_input(
-        &container("backup1"),
+        &m.container("backup1"),
         "cat > /root/writer.sh; chmod +x /root/writer.sh; touch /root/writer.run",
         WRITER,
     );
     start_in_background(
-        &container("backup1"),
-        &format!("/root/writer.sh 1000000 {PREFIX}.31 2>/dev/null"),
+        &m.container("backup1"),
+        &format!("/root/writer.sh 1000000 {prefix}.31 2>/dev/null"),
         "/root/writer.log",
         20,
         "the writer",
     );
-    start_ping_samplers_in(NAME, &HOSTS);
+    start_ping_samplers_in(name, &HOSTS);
     let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &env);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let down = stop_ping_samplers_in(NAME, &HOSTS);
-    let acks = stop_writer_acks_in(&container("backup1"));
+    let down = stop_ping_samplers_in(name, &HOSTS);
+    let acks = stop_writer_acks_in(&m.container("backup1"));
     assert_eq!(a.code, 0, "apply:\n{}", a.all());
     let acked: Vec<u64> = acks.iter().map(|a| a.1).collect();
     assert!(acked.len() > 20, "{} acknowledged inserts", acked.len());
@@ -207,24 +284,40 @@ fn import_of_a_hand_built_fleet_validates_plans_no_reseed_and_converts_it_live_l
     assert_eq!(p.code, 0, "re-plan after the first apply:\n{}", p.all());
 
     // Converted: GTID and verified TLS, and every row on every server.
-    for h in ["db2", "db3"] {
-        let st = exec_in(&container(h), "mariadb -e 'SHOW SLAVE STATUS\\G'");
-        for want in [
+    let converted = if mysql {
+        [
+            "Auto_Position: 1",
+            "Source_SSL_Verify_Server_Cert: Yes",
+            "Replica_IO_Running: Yes",
+            "Replica_SQL_Running: Yes",
+        ]
+    } else {
+        [
             "Using_Gtid: Slave_Pos",
             "Master_SSL_Verify_Server_Cert: Yes",
             "Slave_IO_Running: Yes",
             "Slave_SQL_Running: Yes",
-        ] {
+        ]
+    };
+    for h in ["db2", "db3"] {
+        let st = m.replica_status(h);
+        for want in converted {
             assert!(st.contains(want), "{h}: expected {want}:\n{st}");
         }
     }
-    let want: u64 = sql_on("db1", "SELECT COUNT(*) FROM app.seq")
+    if mysql {
+        for h in HOSTS {
+            assert_eq!(m.sql_on(h, "SELECT @@GLOBAL.gtid_mode"), "ON", "{h}");
+        }
+    }
+    let want: u64 = m
+        .sql_on("db1", "SELECT COUNT(*) FROM app.seq")
         .parse()
         .expect("count");
     for h in HOSTS {
         for n in [1u64, 2, 3] {
             assert_eq!(
-                sql_on(h, &format!("SELECT COUNT(*) FROM app.seq WHERE n = {n}")),
+                m.sql_on(h, &format!("SELECT COUNT(*) FROM app.seq WHERE n = {n}")),
                 "1",
                 "{h}: row {n} written before the import"
             );
@@ -232,7 +325,8 @@ fn import_of_a_hand_built_fleet_validates_plans_no_reseed_and_converts_it_live_l
         let mut missing = Vec::new();
         for chunk in acked.chunks(500) {
             let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
-            let found: u64 = sql_on(
+            let found: u64 = m
+                .sql_on(
                 h,
                 &format!(
                     "SELECT COUNT(*) FROM app.seq WHERE n IN ({})",
@@ -249,19 +343,20 @@ fn import_of_a_hand_built_fleet_validates_plans_no_reseed_and_converts_it_live_l
             missing.is_empty(),
             "{h}: acknowledged inserts lost near {missing:?}"
         );
-        eventually_count(h, want);
+        eventually_count(m, h, want);
     }
     eprintln!(
-        "labim: imported and converted; {} acknowledged inserts during the apply, none lost; down intervals {down:?}",
+        "{name}: imported and converted; {} acknowledged inserts during the apply, none lost; down intervals {down:?}",
         acked.len()
     );
 }
 
 /// Waits up to 30 s until `host` holds at least `n` rows of app.seq.
-fn eventually_count(host: &str, n: u64) {
+fn eventually_count(m: &Handmade, host: &str, n: u64) {
     let t0 = std::time::Instant::now();
     loop {
-        let have: u64 = sql_on(host, "SELECT COUNT(*) FROM app.seq")
+        let have: u64 = m
+            .sql_on(host, "SELECT COUNT(*) FROM app.seq")
             .parse()
             .unwrap_or(0);
         if have >= n {

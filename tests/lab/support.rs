@@ -895,7 +895,7 @@ pub fn start_ping_samplers_in(lab: &str, hosts: &[&str]) {
             "sh",
             "-c",
             "while [ -e /root/ping.run ]; do \
-               if mariadb-admin ping >/dev/null 2>&1; then s=up; else s=down; fi; \
+               if \"$(command -v mariadb-admin || command -v mysqladmin)\" ping >/dev/null 2>&1; then s=up; else s=down; fi; \
                echo \"$(date +%s.%N) $s\"; sleep 0.05; done > /root/ping.log",
         ]);
     }
