@@ -25,21 +25,28 @@ if [ "${LAB_SERVER:-mariadb}" = mysql ]; then
   # Debian's MySQL: its own package names, folder, service and client. A `repl` account
   # of caching_sha2_password needs the source's RSA key over a connection without TLS.
   server_pkgs="mysql-server mysql-client" client_pkg=mysql-client confd=/etc/mysql/mysql.conf.d
-  service=mysql client=mysql
+  client=mysql
   replica_stmt() {
     printf "CHANGE REPLICATION SOURCE TO SOURCE_HOST='%s', SOURCE_USER='repl', SOURCE_PASSWORD='%s', SOURCE_LOG_FILE='%s', SOURCE_LOG_POS=4, GET_SOURCE_PUBLIC_KEY=1;\nSTART REPLICA;\n" "$1" "$2" "$3"
   }
   status_stmt='SHOW REPLICA STATUS\G'
   # expire_logs_days is gone from MySQL 8.4.
   expire='binlog_expire_logs_seconds = 604800'
+  # Debian's MySQL ships a systemd unit only, and these hosts run no systemd: started as
+  # an operator would there, under mysqld_safe, waited for until it answers.
+  start_server="install -d -m 0755 -o mysql -g mysql /run/mysqld
+    (setsid mysqld_safe --pid-file=/run/mysqld/mysqld.pid </dev/null >/dev/null 2>&1 &)
+    for i in \$(seq 1 120); do mysqladmin ping >/dev/null 2>&1 && exit 0; sleep 0.5; done
+    tail -20 /var/log/mysql/error.log; exit 1"
 else
   server_pkgs="mariadb-server mariadb-client" client_pkg=mariadb-client confd=/etc/mysql/mariadb.conf.d
-  service=mariadb client=mariadb
+  client=mariadb
   replica_stmt() {
     printf "CHANGE MASTER TO MASTER_HOST='%s', MASTER_USER='repl', MASTER_PASSWORD='%s', MASTER_LOG_FILE='%s', MASTER_LOG_POS=4;\nSTART SLAVE;\n" "$1" "$2" "$3"
   }
   status_stmt='SHOW SLAVE STATUS\G'
   expire='expire_logs_days = 7'
+  start_server="service mariadb restart > /dev/null"
 fi
 
 for h in db1 db2 db3; do
@@ -68,7 +75,7 @@ CNF
   # Debian 12's MariaDB logs to the journal and makes no /var/log/mysql: the binary and
   # relay logs' folder is the operator's to make. Started (again, if the package started
   # it) on these files.
-  on "$h" "install -d -o mysql -g adm -m 2750 /var/log/mysql && service $service restart > /dev/null"
+  on "$h" "install -d -o mysql -g adm -m 2750 /var/log/mysql && $start_server"
 done
 
 # HAProxy on proxy1 in front of the primary, configured by hand (seed 000's load balancing,

@@ -16,9 +16,21 @@ use crate::runbooks::Cluster;
 use crate::runbooks::execute::{Converge, execute};
 use crate::runbooks::rebuild::binlog_stamp;
 
-/// Plans and applies the inventory on `limit` (the apply of `dbfleet apply --limit`).
+/// Plans and applies the inventory on `limit` and the fleet's proxies (the apply of
+/// `dbfleet apply --limit`). The proxies come along for their routes: a rebuild cut off
+/// mid-way and attached to again (issue 26) can leave the replica out of the readers,
+/// where a roll took it, and only the proxies' `haproxy routes` task puts it back (seen in
+/// the lab: db3 rebuilt, replicating, and in maintenance among the readers).
 async fn converge(mut opts: Options, limit: &[String], style: Style) -> Result<(), Error> {
     opts.limit = Some(limit.iter().cloned().collect());
+    let proxies: Vec<String> = Engine::load(opts.clone())?
+        .inv
+        .hosts
+        .iter()
+        .filter(|h| h.has(crate::inventory::Role::Proxy))
+        .map(|h| h.name.clone())
+        .collect();
+    opts.limit = Some(limit.iter().cloned().chain(proxies).collect());
     let engine = Engine::load(opts)?;
     let reporter = Arc::new(Reporter::new(style));
     let events: Arc<dyn EventSink> = reporter.clone();
