@@ -29,9 +29,14 @@ if [ "${LAB_SERVER:-mariadb}" = mysql ]; then
   replica_stmt() {
     printf "CHANGE REPLICATION SOURCE TO SOURCE_HOST='%s', SOURCE_USER='repl', SOURCE_PASSWORD='%s', SOURCE_LOG_FILE='%s', SOURCE_LOG_POS=4, GET_SOURCE_PUBLIC_KEY=1;\nSTART REPLICA;\n" "$1" "$2" "$3"
   }
-  status_stmt='SHOW REPLICA STATUS\G'
-  # expire_logs_days is gone from MySQL 8.4.
-  expire='binlog_expire_logs_seconds = 604800'
+  status_stmt='SHOW REPLICA STATUS'
+  # expire_logs_days is gone from MySQL 8.4. GTIDs off, as a fleet set up before MySQL 9
+  # (where gtid_mode became ON by default) runs: its option files say so.
+  expire=$'binlog_expire_logs_seconds = 604800'
+  gtid=$'gtid_mode = OFF\nenforce_gtid_consistency = OFF'
+  # After Debian's mysqld.cnf (bind-address = 127.0.0.1), which the folder's name order
+  # would otherwise let win.
+  rep_cnf=replication.cnf tune_cnf=tuning.cnf
   # Debian's MySQL ships a systemd unit only, and these hosts run no systemd: started as
   # an operator would there, under mysqld_safe, waited for until it answers.
   start_server="install -d -m 0755 -o mysql -g mysql /run/mysqld
@@ -44,8 +49,10 @@ else
   replica_stmt() {
     printf "CHANGE MASTER TO MASTER_HOST='%s', MASTER_USER='repl', MASTER_PASSWORD='%s', MASTER_LOG_FILE='%s', MASTER_LOG_POS=4;\nSTART SLAVE;\n" "$1" "$2" "$3"
   }
-  status_stmt='SHOW SLAVE STATUS\G'
+  status_stmt='SHOW SLAVE STATUS'
   expire='expire_logs_days = 7'
+  gtid=''
+  rep_cnf=60-replication.cnf tune_cnf=70-tuning.cnf
   start_server="service mariadb restart > /dev/null"
 fi
 
@@ -60,14 +67,15 @@ for h in db1 db2 db3; do
   else
     role=$'relay_log = /var/log/mysql/mysql-relay-bin\nread_only = 1'
   fi
-  on "$h" "cat > $confd/60-replication.cnf" <<CNF
+  on "$h" "cat > $confd/$rep_cnf" <<CNF
 [mysqld]
 server_id = $id
 bind_address = 0.0.0.0
 $role
+$gtid
 CNF
   # The operator's own tuning, in a file of their own.
-  on "$h" "cat > $confd/70-tuning.cnf" <<'CNF'
+  on "$h" "cat > $confd/$tune_cnf" <<'CNF'
 [mysqld]
 max_connections = 300
 table_open_cache = 3000
@@ -120,6 +128,6 @@ for h in db2 db3; do
     [ "$(on "$h" "$client -N -e 'SELECT COUNT(*) FROM app.seq'" 2>/dev/null)" = 3 ] && break
     sleep 1
   done
-  [ "$(on "$h" "$client -N -e 'SELECT COUNT(*) FROM app.seq'")" = 3 ] || { on "$h" "$client -e '$status_stmt'"; exit 1; }
+  [ "$(on "$h" "$client -N -e 'SELECT COUNT(*) FROM app.seq'")" = 3 ] || { on "$h" "$client -E -e '$status_stmt'"; exit 1; }
 done
 echo "handmade: db1 -> db2, db3 by file and position; app.seq has 3 rows on each" >&2

@@ -574,14 +574,9 @@ async fn primary(
     let mut facts = read().await?;
     if let Some(Mode::EnableGtid { .. }) = p.mode(&facts) {
         // First, on the whole cluster; then whatever else the task has to do.
-        let cluster = crate::runbooks::Cluster::new(
-            engine,
-            host,
-            probe.conns.clone(),
-            events.clone(),
-            None,
-        )
-        .await;
+        let cluster =
+            crate::runbooks::Cluster::new(engine, host, probe.conns.clone(), events.clone(), None)
+                .await;
         let warn = std::time::Duration::from_secs(p.gtid_warn_s);
         let r = crate::runbooks::gtid_online::enable(&cluster, host, warn).await;
         cluster.close().await;

@@ -614,7 +614,11 @@ pub fn write(t: &Topology, opts: &Options, defaults: &Defaults) -> String {
         let _ = writeln!(y, "databases:");
         for (d, cs, co) in dbs {
             let _ = writeln!(y, "  - name: {}", yaml_str(d));
-            if *cs != primary.charset || *co != primary.collation {
+            // Against dbfleet's default (what a database without them declares), not the
+            // server's: MySQL's utf8mb4_0900_ai_ci left out became an ALTER DATABASE in the
+            // first plan.
+            if cs != crate::inventory::DEFAULT_CHARSET || co != crate::inventory::DEFAULT_COLLATION
+            {
                 let _ = writeln!(y, "    charset: {}", yaml_str(cs));
                 let _ = writeln!(y, "    collation: {}", yaml_str(co));
             }

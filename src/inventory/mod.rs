@@ -142,6 +142,10 @@ pub struct Host {
 /// script's alert threshold (seed 000).
 pub const DEFAULT_MAX_REPLICA_LAG_S: u64 = 300;
 
+/// A declared database's character set and collation when the inventory names none.
+pub const DEFAULT_CHARSET: &str = "utf8mb4";
+pub const DEFAULT_COLLATION: &str = "utf8mb4_unicode_ci";
+
 /// `gtid_consistency_warn_seconds`' default (`playbooks/defaults.yml`).
 pub const DEFAULT_GTID_CONSISTENCY_WARN_S: u64 = 30;
 

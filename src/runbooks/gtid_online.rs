@@ -50,8 +50,12 @@ pub struct GtidFacts {
 pub fn parse_facts(host: &str, out: &str) -> Result<GtidFacts, String> {
     let f = vertical(out);
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
-    let mode = GtidMode::parse(get("gtid_mode"))
-        .ok_or_else(|| format!("{host}: gtid_mode {:?} is not one MySQL knows", get("gtid_mode")))?;
+    let mode = GtidMode::parse(get("gtid_mode")).ok_or_else(|| {
+        format!(
+            "{host}: gtid_mode {:?} is not one MySQL knows",
+            get("gtid_mode")
+        )
+    })?;
     Ok(GtidFacts {
         mode,
         enforce: get("enforce_gtid_consistency").to_ascii_uppercase(),
@@ -136,8 +140,17 @@ pub async fn enable(c: &Cluster<'_>, primary: &str, warn_window: Duration) -> Re
     if !off.is_empty() {
         let mut since = Vec::new();
         for h in &off {
-            let out = sql(conn(h)?.as_ref(), d, "enforce_gtid_consistency WARN", &gtid_online::set_enforce(Enforce::Warn)).await?;
-            let t: f64 = out.trim().parse().map_err(|_| format!("{h}: no clock in {out:?}"))?;
+            let out = sql(
+                conn(h)?.as_ref(),
+                d,
+                "enforce_gtid_consistency WARN",
+                &gtid_online::set_enforce(Enforce::Warn),
+            )
+            .await?;
+            let t: f64 = out
+                .trim()
+                .parse()
+                .map_err(|_| format!("{h}: no clock in {out:?}"))?;
             since.push((*h, t));
         }
         c.step(
@@ -151,8 +164,17 @@ pub async fn enable(c: &Cluster<'_>, primary: &str, warn_window: Duration) -> Re
         tokio::time::sleep(warn_window).await;
         let mut found = Vec::new();
         for (h, t) in &since {
-            let out = sql(conn(h)?.as_ref(), d, "reading the error log", &gtid_online::unsafe_statements_since(*t)).await?;
-            let (n, first) = out.trim_end_matches('\n').split_once('\t').unwrap_or((out.trim(), ""));
+            let out = sql(
+                conn(h)?.as_ref(),
+                d,
+                "reading the error log",
+                &gtid_online::unsafe_statements_since(*t),
+            )
+            .await?;
+            let (n, first) = out
+                .trim_end_matches('\n')
+                .split_once('\t')
+                .unwrap_or((out.trim(), ""));
             let n: u64 = n.trim().parse().unwrap_or(0);
             if n > 0 {
                 found.push(format!("{h}: {n} (first: {})", first.trim()));
@@ -160,7 +182,13 @@ pub async fn enable(c: &Cluster<'_>, primary: &str, warn_window: Duration) -> Re
         }
         if !found.is_empty() {
             for h in &off {
-                let _ = sql(conn(h)?.as_ref(), d, "enforce_gtid_consistency OFF", &gtid_online::set_enforce(Enforce::Off)).await;
+                let _ = sql(
+                    conn(h)?.as_ref(),
+                    d,
+                    "enforce_gtid_consistency OFF",
+                    &gtid_online::set_enforce(Enforce::Off),
+                )
+                .await;
             }
             return Err(format!(
                 "statements that GTIDs cannot carry ran in the {} s window ({}): with enforce_gtid_consistency ON they would fail. Change them (MySQL manual, \"Restrictions on Replication with GTIDs\"), then apply again; enforce_gtid_consistency is back to OFF and nothing else changed",
@@ -173,26 +201,53 @@ pub async fn enable(c: &Cluster<'_>, primary: &str, warn_window: Duration) -> Re
     // 2. ON everywhere.
     for (h, f) in &facts {
         if f.enforce != "ON" {
-            sql(conn(h)?.as_ref(), d, "enforce_gtid_consistency ON", &gtid_online::set_enforce(Enforce::On)).await?;
+            sql(
+                conn(h)?.as_ref(),
+                d,
+                "enforce_gtid_consistency ON",
+                &gtid_online::set_enforce(Enforce::On),
+            )
+            .await?;
         }
     }
-    c.step(primary, "enforce_gtid_consistency ON on every server".into());
+    c.step(
+        primary,
+        "enforce_gtid_consistency ON on every server".into(),
+    );
 
     // 3. The permissive modes, each on every server before the next.
     for mode in [GtidMode::OffPermissive, GtidMode::OnPermissive] {
         for (h, f) in &facts {
             if f.mode < mode {
-                sql(conn(h)?.as_ref(), d, "setting gtid_mode", &gtid_online::set_mode(mode)).await?;
+                sql(
+                    conn(h)?.as_ref(),
+                    d,
+                    "setting gtid_mode",
+                    &gtid_online::set_mode(mode),
+                )
+                .await?;
             }
         }
-        c.step(primary, format!("gtid_mode {} on every server", mode.as_str()));
+        c.step(
+            primary,
+            format!("gtid_mode {} on every server", mode.as_str()),
+        );
     }
 
     // 4. No anonymous transaction running, and every replica caught up by file and position.
     let t0 = Instant::now();
     for (h, _) in &facts {
         loop {
-            let f = parse_facts(h, &sql_vertical(conn(h)?.as_ref(), c, "reading gtid_mode", gtid_online::FACTS).await?)?;
+            let f = parse_facts(
+                h,
+                &sql_vertical(
+                    conn(h)?.as_ref(),
+                    c,
+                    "reading gtid_mode",
+                    gtid_online::FACTS,
+                )
+                .await?,
+            )?;
             if f.ongoing_anonymous == 0 {
                 break;
             }
@@ -205,21 +260,45 @@ pub async fn enable(c: &Cluster<'_>, primary: &str, warn_window: Duration) -> Re
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    let status = sql(conn(primary)?.as_ref(), d, "reading the binary log position", gtid_online::binlog_file_position(d)).await?;
+    let status = sql(
+        conn(primary)?.as_ref(),
+        d,
+        "reading the binary log position",
+        gtid_online::binlog_file_position(d),
+    )
+    .await?;
     let mut cols = status.lines().next().unwrap_or("").split('\t');
     let file = cols.next().unwrap_or("").trim().to_string();
     let position: u64 = cols
         .next()
         .and_then(|p| p.trim().parse().ok())
-        .ok_or_else(|| format!("{primary} has no binary log position ({status:?}): is its binary log on?"))?;
+        .ok_or_else(|| {
+            format!("{primary} has no binary log position ({status:?}): is its binary log on?")
+        })?;
     if !gtid_online::is_binlog_name(&file) {
-        return Err(format!("{primary}'s binary log file {file:?} is not a file name"));
+        return Err(format!(
+            "{primary}'s binary log file {file:?} is not a file name"
+        ));
     }
     for r in &replicas {
-        let waited = sql(conn(r)?.as_ref(), d, "waiting for the primary's position", &gtid_online::wait_for_file_position(&file, position, WAIT_S)).await?;
+        let waited = sql(
+            conn(r)?.as_ref(),
+            d,
+            "waiting for the primary's position",
+            &gtid_online::wait_for_file_position(&file, position, WAIT_S),
+        )
+        .await?;
         match waited.trim() {
-            "NULL" => return Err(format!("{r} does not apply (its SQL thread is stopped): start its replication, then apply again; the servers stay in ON_PERMISSIVE (safe both ways)")),
-            "-1" => return Err(format!("{r} did not reach {primary}'s {file}:{position} within {WAIT_S} s; the servers stay in ON_PERMISSIVE (safe both ways)")),
+            "NULL" => {
+                return Err(format!(
+                    "{r} does not apply (its SQL thread is stopped): start its replication, then apply again; the servers stay in ON_PERMISSIVE (safe both ways)"
+                ));
+            }
+            "-1" => {
+                return Err(format!(
+                    "{r} did not reach {primary}'s {file}:{position} within {WAIT_S} s; the servers stay in ON_PERMISSIVE (safe both ways)"
+                ));
+            }
             _ => {}
         }
     }
@@ -228,19 +307,45 @@ pub async fn enable(c: &Cluster<'_>, primary: &str, warn_window: Duration) -> Re
     // 5. ON, replicas first.
     let order: Vec<&str> = replicas.iter().copied().chain([primary]).collect();
     for h in &order {
-        sql(conn(h)?.as_ref(), d, "setting gtid_mode", &gtid_online::set_mode(GtidMode::On)).await?;
+        sql(
+            conn(h)?.as_ref(),
+            d,
+            "setting gtid_mode",
+            &gtid_online::set_mode(GtidMode::On),
+        )
+        .await?;
     }
     c.step(primary, "gtid_mode ON on every server".into());
 
     // 6. A binary log without anonymous transactions on every server, applied by every replica.
     for h in &order {
-        sql(conn(h)?.as_ref(), d, "starting a new binary log", gtid_online::FLUSH_BINARY_LOGS).await?;
+        sql(
+            conn(h)?.as_ref(),
+            d,
+            "starting a new binary log",
+            gtid_online::FLUSH_BINARY_LOGS,
+        )
+        .await?;
     }
-    let executed = sql(conn(primary)?.as_ref(), d, "reading gtid_executed", d.current_position()).await?;
+    let executed = sql(
+        conn(primary)?.as_ref(),
+        d,
+        "reading gtid_executed",
+        d.current_position(),
+    )
+    .await?;
     for r in &replicas {
-        let waited = sql(conn(r)?.as_ref(), d, "waiting for the primary's GTIDs", &d.wait_for_position(executed.trim(), WAIT_S)).await?;
+        let waited = sql(
+            conn(r)?.as_ref(),
+            d,
+            "waiting for the primary's GTIDs",
+            &d.wait_for_position(executed.trim(), WAIT_S),
+        )
+        .await?;
         if waited.trim() != "0" {
-            return Err(format!("{r} did not apply {primary}'s GTIDs within {WAIT_S} s"));
+            return Err(format!(
+                "{r} did not apply {primary}'s GTIDs within {WAIT_S} s"
+            ));
         }
     }
     c.step(primary, "GTIDs on: every server logs them, every replica applied the primary's; replicas move to auto-position next".into());

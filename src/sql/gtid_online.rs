@@ -131,12 +131,18 @@ mod tests {
 
     #[test]
     fn modes_parse_and_order_as_the_server_steps_through_them() {
-        assert_eq!(GtidMode::parse("off_permissive"), Some(GtidMode::OffPermissive));
+        assert_eq!(
+            GtidMode::parse("off_permissive"),
+            Some(GtidMode::OffPermissive)
+        );
         assert_eq!(GtidMode::parse("ON\n"), Some(GtidMode::On));
         assert_eq!(GtidMode::parse("MAYBE"), None);
         assert!(GtidMode::Off < GtidMode::OffPermissive);
         assert!(GtidMode::OnPermissive < GtidMode::On);
-        assert_eq!(set_mode(GtidMode::OnPermissive), "SET @@GLOBAL.GTID_MODE = ON_PERMISSIVE;");
+        assert_eq!(
+            set_mode(GtidMode::OnPermissive),
+            "SET @@GLOBAL.GTID_MODE = ON_PERMISSIVE;"
+        );
     }
 
     #[test]

@@ -307,12 +307,16 @@ impl Dialect {
     /// keywords only: MASTER_* / MASTER_USE_GTID=slave_pos on MariaDB, SOURCE_* /
     /// SOURCE_AUTO_POSITION=1 on MySQL 8.0.23+.
     pub fn change_source(self, s: &SourceSpec) -> String {
+        // MySQL 8.4 gives up on a source after SOURCE_RETRY_COUNT attempts, 10 by default
+        // (8.0: 86400): at one a second, a source restarting in place for longer than that
+        // left its replica's IO thread stopped (seen on the import lab's first apply).
+        // MySQL 8.0's day is restored; MariaDB's master_retry_count is 100000 already.
         let (statement, k, gtid) = match self {
             Dialect::MariaDb => ("CHANGE MASTER TO", "MASTER", "MASTER_USE_GTID=slave_pos"),
             _ => (
                 "CHANGE REPLICATION SOURCE TO",
                 "SOURCE",
-                "SOURCE_AUTO_POSITION=1",
+                "SOURCE_AUTO_POSITION=1, SOURCE_RETRY_COUNT=86400",
             ),
         };
         format!(
@@ -568,6 +572,17 @@ impl Dialect {
         match self {
             Dialect::MariaDb => format!("SET GLOBAL rpl_semi_sync_master_enabled = {v};"),
             _ => format!("SET GLOBAL rpl_semi_sync_source_enabled = {v};"),
+        }
+    }
+
+    /// One row: 1 when the primary side of semi-sync can be set (MariaDB: always; MySQL:
+    /// its plugin is loaded, which dbfleet's option file does at the next start).
+    pub fn semi_sync_primary_loaded(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "SELECT 1",
+            _ => {
+                "SELECT COUNT(*) FROM performance_schema.global_variables WHERE VARIABLE_NAME = 'rpl_semi_sync_source_enabled'"
+            }
         }
     }
 

@@ -219,7 +219,18 @@ impl PrimaryRes {
             )
         );
         if !self.semi_sync {
-            return format!("set -eu\n{interlock}{}", sql(false));
+            if self.dialect == Dialect::MariaDb {
+                return format!("set -eu\n{interlock}{}", sql(false));
+            }
+            // MySQL has the variable only once its plugin is loaded, at the restart on
+            // dbfleet's option file: before it (a hand-built server's first apply, issue
+            // 28), semi-sync is off anyway and only read_only changes.
+            return format!(
+                "set -eu\n{interlock}if {client} -N -e {} | grep -q 1; then\n{}else\n{client} -e {}\nfi\n",
+                q(self.dialect.semi_sync_primary_loaded()),
+                sql(false),
+                q(&self.dialect.set_read_only(false))
+            );
         }
         format!(
             "set -eu\n{interlock}logged=$({client} -N -e {})\nif [ -n \"$logged\" ]; then\n{}else\n{}echo 'semi-sync primary side: switched on once the replicas replicate (this server has logged nothing yet)'\nfi\n",
@@ -317,7 +328,11 @@ mod tests {
         );
         assert_eq!(r.mode(&facts("ON")), None);
         let a = r.assess(&facts("OFF")).expect("assess").expect("a change");
-        assert!(a.summary.starts_with("GTIDs on, live, in cluster c"), "{}", a.summary);
+        assert!(
+            a.summary.starts_with("GTIDs on, live, in cluster c"),
+            "{}",
+            a.summary
+        );
         let maria = PrimaryRes {
             dialect: Dialect::MariaDb,
             ..r

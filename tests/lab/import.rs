@@ -75,7 +75,10 @@ impl Handmade {
         } else {
             "SHOW SLAVE STATUS\\G"
         };
-        exec_in(&self.container(h), &format!("{} -e '{show}'", self.client()))
+        exec_in(
+            &self.container(h),
+            &format!("{} -e '{show}'", self.client()),
+        )
     }
 }
 
@@ -327,14 +330,14 @@ fn import_converts(m: &Handmade) {
             let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
             let found: u64 = m
                 .sql_on(
-                h,
-                &format!(
-                    "SELECT COUNT(*) FROM app.seq WHERE n IN ({})",
-                    list.join(",")
-                ),
-            )
-            .parse()
-            .expect("count");
+                    h,
+                    &format!(
+                        "SELECT COUNT(*) FROM app.seq WHERE n IN ({})",
+                        list.join(",")
+                    ),
+                )
+                .parse()
+                .expect("count");
             if found != chunk.len() as u64 {
                 missing.push(chunk[0]);
             }

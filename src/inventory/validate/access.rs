@@ -37,12 +37,16 @@ pub(super) fn check_databases(
         }
         out.push(crate::inventory::Database {
             name: name.value.clone(),
-            charset: d.value.charset.clone().unwrap_or_else(|| "utf8mb4".into()),
+            charset: d
+                .value
+                .charset
+                .clone()
+                .unwrap_or_else(|| crate::inventory::DEFAULT_CHARSET.into()),
             collation: d
                 .value
                 .collation
                 .clone()
-                .unwrap_or_else(|| "utf8mb4_unicode_ci".into()),
+                .unwrap_or_else(|| crate::inventory::DEFAULT_COLLATION.into()),
         });
     }
     out
