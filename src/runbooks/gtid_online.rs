@@ -27,7 +27,7 @@
 use std::time::{Duration, Instant};
 
 use super::Cluster;
-use super::topology::sql;
+use super::topology::{sql, sql_as};
 use crate::sql::gtid_online::{self, Enforce, GtidMode};
 use crate::sql::vertical;
 
@@ -74,34 +74,17 @@ pub async fn read(c: &Cluster<'_>) -> Result<Vec<(String, GtidFacts)>, String> {
             .conns
             .get(m)
             .ok_or_else(|| format!("{m} does not answer over SSH: GTIDs are turned on on every server of the cluster at once, or not at all"))?;
-        let text = sql_vertical(conn.as_ref(), c, "reading gtid_mode", gtid_online::FACTS).await?;
+        let text = sql_as(
+            conn.as_ref(),
+            c.dialect,
+            "reading gtid_mode",
+            gtid_online::FACTS,
+            "-E",
+        )
+        .await?;
         out.push((m.clone(), parse_facts(m, &text)?));
     }
     Ok(out)
-}
-
-async fn sql_vertical(
-    host: &dyn crate::transport::Transport,
-    c: &Cluster<'_>,
-    what: &str,
-    statements: &str,
-) -> Result<String, String> {
-    let script = format!(
-        "{} -E <<'DBFLEET_SQL'\n{statements}\nDBFLEET_SQL\n",
-        c.dialect.client()
-    );
-    let o = host
-        .run(&script)
-        .await
-        .map_err(|e| format!("{what} on {}: {e}", host.name()))?;
-    if o.code != 0 {
-        return Err(format!(
-            "{what} on {} failed: {}",
-            host.name(),
-            o.stderr.trim().lines().last().unwrap_or("")
-        ));
-    }
-    Ok(o.stdout)
 }
 
 /// Runs the procedure on `primary`'s cluster (see the module's text). `warn_window`: how
@@ -238,16 +221,15 @@ pub async fn enable(c: &Cluster<'_>, primary: &str, warn_window: Duration) -> Re
     let t0 = Instant::now();
     for (h, _) in &facts {
         loop {
-            let f = parse_facts(
-                h,
-                &sql_vertical(
-                    conn(h)?.as_ref(),
-                    c,
-                    "reading gtid_mode",
-                    gtid_online::FACTS,
-                )
-                .await?,
-            )?;
+            let out = sql_as(
+                conn(h)?.as_ref(),
+                d,
+                "reading gtid_mode",
+                gtid_online::FACTS,
+                "-E",
+            )
+            .await?;
+            let f = parse_facts(h, &out)?;
             if f.ongoing_anonymous == 0 {
                 break;
             }

@@ -121,8 +121,22 @@ pub async fn sql(
     what: &str,
     statements: &str,
 ) -> Result<String, String> {
+    sql_as(host, d, what, statements, "-N -B").await
+}
+
+/// [`sql`] with the client's output options `format` (`-N -B`: tab-separated rows;
+/// `-E`: `name: value` lines, read by [`crate::sql::vertical`]).
+///
+/// Errors: as [`sql`]'s.
+pub async fn sql_as(
+    host: &(impl Transport + ?Sized),
+    d: Dialect,
+    what: &str,
+    statements: &str,
+    format: &str,
+) -> Result<String, String> {
     let script = format!(
-        "{} -N -B <<'DBFLEET_SQL'\n{statements}\nDBFLEET_SQL\n",
+        "{} {format} <<'DBFLEET_SQL'\n{statements}\nDBFLEET_SQL\n",
         d.client()
     );
     let o = host
