@@ -70,14 +70,15 @@ impl Handmade {
     }
 
     fn replica_status(&self, h: &str) -> String {
+        // Vertical output by option: MySQL 9.7's client refuses `\G` in `-e`.
         let show = if self.server == "mysql" {
-            "SHOW REPLICA STATUS\\G"
+            "SHOW REPLICA STATUS"
         } else {
-            "SHOW SLAVE STATUS\\G"
+            "SHOW SLAVE STATUS"
         };
         exec_in(
             &self.container(h),
-            &format!("{} -e '{show}'", self.client()),
+            &format!("{} -E -e '{show}'", self.client()),
         )
     }
 }
