@@ -232,7 +232,7 @@ fn import_converts(m: &Handmade) {
         );
     }
     eprintln!(
-        "labim: the first plan: {}",
+        "{name}: the first plan: {}",
         p.stdout
             .lines()
             .filter(|l| l.starts_with("Plan: ") || l.starts_with("Risk: "))
