@@ -1243,17 +1243,12 @@ fn mariadb_11_8_on_debian_13_seeds_and_rebuilds_a_1_gib_replica_host_to_host_not
 
 /// `lab/fault.sh` on this lab.
 fn fault_in(s: &Server, args: &[&str]) {
-    let o = std::process::Command::new("bash")
-        .arg(repo().join("lab/fault.sh"))
-        .args(args)
-        .env("LAB_NAME", s.name)
-        .env("LAB_SUBNET", format!("{}.0/24", s.prefix))
-        .output()
-        .expect("lab/fault.sh");
-    assert!(
-        o.status.success(),
-        "lab/fault.sh {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
+    fault_with(
+        &[
+            ("LAB_NAME", s.name.to_string()),
+            ("LAB_SUBNET", format!("{}.0/24", s.prefix)),
+        ],
+        args,
     );
 }
 

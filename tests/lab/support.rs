@@ -610,9 +610,15 @@ pub fn stop_writer_acks() -> Vec<(f64, u64, u32)> {
 
 /// lab/fault.sh with `args` (the fault-injection harness).
 pub fn fault(args: &[&str]) {
+    fault_with(&[], args);
+}
+
+/// lab/fault.sh with `args` and `env` (another lab's `LAB_NAME` and `LAB_SUBNET`).
+pub fn fault_with(env: &[(&str, String)], args: &[&str]) {
     let o = bounded(EXEC_LIMIT_S, "bash")
         .arg(repo().join("lab/fault.sh"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("lab/fault.sh");
     assert!(
