@@ -21,16 +21,13 @@ use crate::runbooks::rebuild::binlog_stamp;
 /// mid-way and attached to again (issue 26) can leave the replica out of the readers,
 /// where a roll took it, and only the proxies' `haproxy routes` task puts it back (seen in
 /// the lab: db3 rebuilt, replicating, and in maintenance among the readers).
-async fn converge(mut opts: Options, limit: &[String], style: Style) -> Result<(), Error> {
-    opts.limit = Some(limit.iter().cloned().collect());
-    let proxies: Vec<String> = Engine::load(opts.clone())?
-        .inv
-        .hosts
-        .iter()
-        .filter(|h| h.has(crate::inventory::Role::Proxy))
-        .map(|h| h.name.clone())
-        .collect();
-    opts.limit = Some(limit.iter().cloned().chain(proxies).collect());
+async fn converge(
+    mut opts: Options,
+    limit: &[String],
+    proxies: &[String],
+    style: Style,
+) -> Result<(), Error> {
+    opts.limit = Some(limit.iter().chain(proxies).cloned().collect());
     let engine = Engine::load(opts)?;
     let reporter = Arc::new(Reporter::new(style));
     let events: Arc<dyn EventSink> = reporter.clone();
@@ -52,6 +49,8 @@ async fn converge(mut opts: Options, limit: &[String], style: Style) -> Result<(
 struct Apply {
     opts: Options,
     style: Style,
+    /// The fleet's proxies, converged with the rebuilt hosts ([`converge`]).
+    proxies: Vec<String>,
 }
 
 impl Converge for Apply {
@@ -62,7 +61,7 @@ impl Converge for Apply {
     ) -> BoxFuture<'a, Result<(), Error>> {
         let mut opts = self.opts.clone();
         opts.seed_from_backup = seed_from_backup;
-        Box::pin(converge(opts, hosts, self.style))
+        Box::pin(converge(opts, hosts, &self.proxies, self.style))
     }
 }
 
@@ -99,6 +98,13 @@ pub fn run(opts: &Options, hosts: &[String], mode: Mode, style: Style) -> Result
         let apply = Apply {
             opts: opts.clone(),
             style,
+            proxies: engine
+                .inv
+                .hosts
+                .iter()
+                .filter(|h| h.has(crate::inventory::Role::Proxy))
+                .map(|h| h.name.clone())
+                .collect(),
         };
         let result = async {
             let rp = crate::runbooks::rebuild::plan(&engine, hosts, &conns).await?;
