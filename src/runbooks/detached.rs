@@ -142,20 +142,7 @@ impl<'a> Run<'a> {
         } else {
             String::new()
         };
-        let script = format!(
-            "{renew}d={d}\n\
-             if [ ! -d \"$d\" ]; then echo state=none; exit 0; fi\n\
-             if [ -f \"$d/rc\" ]; then echo state=finished; echo \"rc=$(cat \"$d/rc\")\"\n\
-             elif flock -n \"$d/lock\" true 2>/dev/null; then echo state=lost\n\
-             else echo state=running; fi\n\
-             echo \"now=$(date +%s)\"; echo \"started=$(cat \"$d/started\" 2>/dev/null)\"\n\
-             echo \"lease=$(cat \"$d/lease\" 2>/dev/null)\"\n\
-             echo \"bytes=$(du -sb {t} 2>/dev/null | cut -f1)\"\n\
-             for f in \"$d\"/kept-*; do [ -f \"$f\" ] && echo \"kept=${{f##*/kept-}} $(head -n 1 \"$f\")\"; done\n\
-             [ -f \"$d/err\" ] && tail -n 4 \"$d/err\" | cut -c1-300 | sed 's/^/err=/'\n\
-             true\n",
-            t = q(self.target),
-        );
+        let script = state_script(&d, &q(self.target), &renew);
         let out = tokio::time::timeout(READ_TIMEOUT, self.host.run(&script))
             .await
             .map_err(|_| {
@@ -350,6 +337,30 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The shell script that reads a run's state (`d`, `target`: quoted paths; `renew`: the
+/// lines that renew the lease, or none), for [`parse_state`].
+///
+/// The lock is read before `rc`, never after: the wrapper writes `rc` while it still holds
+/// the lock, so once the lock is free `rc` is final. Read the other way round, a run that
+/// ended between the two reads (no `rc` yet, then a free lock) looked lost: seen in CI, a
+/// seed copy that had finished was undone as "its supervisor died".
+fn state_script(d: &str, target: &str, renew: &str) -> String {
+    format!(
+        "{renew}d={d}\n\
+         if [ ! -d \"$d\" ]; then echo state=none; exit 0; fi\n\
+         if flock -n \"$d/lock\" true 2>/dev/null; then\n\
+           if [ -f \"$d/rc\" ]; then echo state=finished; echo \"rc=$(cat \"$d/rc\")\"; else echo state=lost; fi\n\
+         elif [ -f \"$d/rc\" ]; then echo state=finished; echo \"rc=$(cat \"$d/rc\")\"\n\
+         else echo state=running; fi\n\
+         echo \"now=$(date +%s)\"; echo \"started=$(cat \"$d/started\" 2>/dev/null)\"\n\
+         echo \"lease=$(cat \"$d/lease\" 2>/dev/null)\"\n\
+         echo \"bytes=$(du -sb {target} 2>/dev/null | cut -f1)\"\n\
+         for f in \"$d\"/kept-*; do [ -f \"$f\" ] && echo \"kept=${{f##*/kept-}} $(head -n 1 \"$f\")\"; done\n\
+         [ -f \"$d/err\" ] && tail -n 4 \"$d/err\" | cut -c1-300 | sed 's/^/err=/'\n\
+         true\n"
+    )
+}
+
 /// Parses [`Run::state`]'s output.
 fn parse_state(out: &str) -> State {
     let mut state = "";
@@ -462,6 +473,42 @@ mod tests {
             "512 MiB of 1024 MiB (50 %), 50.0 MB/s, about 10 s left"
         );
         assert_eq!(describe(3 * 1_048_576, None, 0), "3 MiB");
+    }
+
+    /// The CI failure: the run's wrapper wrote `rc` and let its lock go between the state
+    /// script's reads. A `flock` shim ends the run (writes `rc`) just before the lock is
+    /// read, which is that interleaving on every run: the state must be finished, not lost.
+    #[test]
+    fn a_run_that_ends_while_its_state_is_read_is_finished_never_lost() {
+        let tmp = std::env::temp_dir().join(format!("dbfleet-state-{}", std::process::id()));
+        let run = tmp.join("run");
+        let bin = tmp.join("bin");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        let real = std::process::Command::new("sh")
+            .args(["-c", "command -v flock"])
+            .output()
+            .unwrap();
+        let real = String::from_utf8(real.stdout).unwrap();
+        let shim = format!(
+            "#!/bin/sh\necho 0 > {}/rc\nexec {} \"$@\"\n",
+            run.display(),
+            real.trim()
+        );
+        std::fs::write(bin.join("flock"), shim).unwrap();
+        std::process::Command::new("chmod")
+            .args(["+x", bin.join("flock").to_str().unwrap()])
+            .status()
+            .unwrap();
+        let script = state_script(&q(run.to_str().unwrap()), &q(run.to_str().unwrap()), "");
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&tmp);
+        let state = parse_state(&String::from_utf8_lossy(&out.stdout));
+        assert!(matches!(state, State::Finished { rc: 0, .. }), "{state:?}");
     }
 
     #[tokio::test]

@@ -103,10 +103,22 @@ pub struct Turn<T: 'static> {
     share: Share,
     alone: bool,
     lab: Option<MutexGuard<'static, T>>,
+    /// When the test asked for its turn and got it, and how long it held the machine
+    /// alone: written to [`TIMES`] on drop, so a run says where its time went.
+    asked: Instant,
+    got: Instant,
+    alone_since: Option<Instant>,
+    alone_s: f64,
 }
+
+/// Where each lab test's turn is logged when it ends (`.ci/run` prints it): the test, how
+/// long it waited for its lab and share, how long it held them, and how much of that it
+/// held the machine alone, in seconds.
+pub const TIMES: &str = "target/lab-times.txt";
 
 impl<T> Turn<T> {
     fn take(m: &'static Mutex<T>, share: Share) -> Self {
+        let asked = Instant::now();
         // The lab first, then the share: a test never holds a share while it waits for
         // its lab, so the labs that can run do.
         let lab = m.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,6 +127,10 @@ impl<T> Turn<T> {
             share,
             alone: false,
             lab: Some(lab),
+            asked,
+            got: Instant::now(),
+            alone_since: None,
+            alone_s: 0.0,
         }
     }
 
@@ -127,6 +143,7 @@ impl<T> Turn<T> {
         machine().give(&[self.share]);
         machine().take_all();
         self.alone = true;
+        self.alone_since = Some(Instant::now());
         Alone(self)
     }
 
@@ -146,6 +163,9 @@ impl<T> Drop for Alone<'_, T> {
     fn drop(&mut self) {
         machine().give(&[Share::Main, Share::Other]);
         self.0.alone = false;
+        if let Some(t) = self.0.alone_since.take() {
+            self.0.alone_s += t.elapsed().as_secs_f64();
+        }
         machine().take(self.0.share);
     }
 }
@@ -154,6 +174,26 @@ impl<T> Drop for Turn<T> {
     fn drop(&mut self) {
         machine().give(&self.shares());
         self.lab.take();
+        let line = format!(
+            "{}\twaited {:.0} s\theld {:.0} s\talone {:.0} s{}\n",
+            std::thread::current().name().unwrap_or("?"),
+            self.got.duration_since(self.asked).as_secs_f64(),
+            self.got.elapsed().as_secs_f64(),
+            self.alone_s + self.alone_since.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            if std::thread::panicking() {
+                "\tFAILED"
+            } else {
+                ""
+            },
+        );
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(repo().join(TIMES))
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
     }
 }
 
