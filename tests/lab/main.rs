@@ -6,10 +6,10 @@
 //! each main-lab test takes whichever is free, and the tests of one instance take turns
 //! (a mutex). Each starts from a converged fleet (`converge`) except the fresh-lab test,
 //! which recreates the hosts when they are not new. The server matrix (`servers`), Galera,
-//! Group Replication, import and the package check run in labs of their own, one at a
-//! time beside them (`support::Turn`: three labs share the machine's 2 cores; a timed or
-//! CPU-saturating check has the machine alone). Checks read the hosts through `docker
-//! exec`, not through dbfleet.
+//! Group Replication, import and the package check run in labs of their own. Three tests
+//! run at once, whatever their labs (`support::Turn`, `SLOTS`, on the machine's 2 cores);
+//! a timed or CPU-saturating check has the machine alone. Checks read the hosts through
+//! `docker exec`, not through dbfleet.
 //!
 //! One test binary, one file per area; `support.rs` holds what they share.
 

@@ -20,20 +20,13 @@ pub struct Lab {
     up: bool,
 }
 
-/// Which share of the machine a test holds: one per instance of the main lab ([`MAIN_LABS`]),
-/// and one the other labs (the server matrix, Galera, import, the package check) take in
-/// turns. Three labs at once on 2 cores: a lab's hosts mostly wait (on the network, on
-/// fsync, on timeouts), and the checks that time what they see take the machine alone
-/// ([`Turn::alone`]). The main lab's tests are the longest queue (the run ends when it
-/// does): two instances of it halve it. CI's run before that split took 4,780 s.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Share {
-    Main,
-    Second,
-    Other,
-}
-
-const SHARES: [Share; 3] = [Share::Main, Share::Second, Share::Other];
+/// How many lab tests run at once, whatever their labs: 3 on this machine's 2 cores. A lab's
+/// hosts mostly wait (on the network, on fsync, on timeouts), and the checks that time what
+/// they see take the machine alone ([`Turn::alone`]). CI's run with two (the main lab, and
+/// one slot the other labs took in turns) took 4,780 s: the other labs' queue was as long
+/// as the main lab's. Now the main lab has two instances ([`MAIN_LABS`]) and every test
+/// takes whichever slot frees first.
+const SLOTS: u32 = 3;
 
 /// One instance of the main lab: inventories/lab.yml's six hosts under a name of their own
 /// (containers NAME-HOST, `LAB_NAME` of lab/lab.sh), a subnet and a folder. Each main-lab
@@ -43,7 +36,6 @@ pub struct MainLab {
     pub name: &'static str,
     /// The subnet's first three octets: the hosts are PREFIX.11 (db1) … as lab.yml says.
     pub prefix: &'static str,
-    share: Share,
 }
 
 /// The main lab's instances: `lab` is inventories/lab.yml as written (the README's demo);
@@ -52,12 +44,10 @@ pub const MAIN_LABS: [MainLab; 2] = [
     MainLab {
         name: "lab",
         prefix: "172.29.77",
-        share: Share::Main,
     },
     MainLab {
         name: "labb",
         prefix: "172.29.84",
-        share: Share::Second,
     },
 ];
 
@@ -154,31 +144,24 @@ pub fn addr(last: u8) -> String {
     format!("{}.{last}", main_lab().prefix)
 }
 
-/// The machine's two shares (whether each is free), and how many tests wait to have the
-/// machine alone (they go first: a timing or saturation check must not wait behind a
-/// stream of new tests).
+/// The machine's free slots ([`SLOTS`]), and how many tests wait to have the machine
+/// alone (they go first: a timing or saturation check must not wait behind a stream of new
+/// tests).
 struct Machine {
     state: Mutex<MachineState>,
     changed: Condvar,
 }
 
 struct MachineState {
-    /// Whether each of [`SHARES`] is free.
-    free: [bool; 3],
+    free: u32,
     alone_waiting: u32,
-}
-
-impl MachineState {
-    fn free(&mut self, share: Share) -> &mut bool {
-        &mut self.free[share as usize]
-    }
 }
 
 fn machine() -> &'static Machine {
     static M: OnceLock<Machine> = OnceLock::new();
     M.get_or_init(|| Machine {
         state: Mutex::new(MachineState {
-            free: [true; 3],
+            free: SLOTS,
             alone_waiting: 0,
         }),
         changed: Condvar::new(),
@@ -190,38 +173,36 @@ impl Machine {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take(&self, share: Share) {
+    fn take(&self) {
         let mut st = self.state();
-        while !*st.free(share) || st.alone_waiting > 0 {
+        while st.free == 0 || st.alone_waiting > 0 {
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        *st.free(share) = false;
+        st.free -= 1;
     }
 
     fn take_all(&self) {
         let mut st = self.state();
         st.alone_waiting += 1;
-        while !st.free.iter().all(|f| *f) {
+        while st.free < SLOTS {
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         st.alone_waiting -= 1;
-        st.free = [false; 3];
+        st.free = 0;
     }
 
-    fn give(&self, shares: &[Share]) {
+    fn give(&self, slots: u32) {
         let mut st = self.state();
-        for s in shares {
-            *st.free(*s) = true;
-        }
+        st.free += slots;
         self.changed.notify_all();
     }
 }
 
-/// A test's turn: its lab (held alone: tests of one lab take turns) and its share of the
-/// machine (or all of it while [`Turn::alone`] is held). Released on drop, the share first.
+/// A test's turn: its lab (held alone: tests of one lab take turns) and a slot of the
+/// machine (or all of them while [`Turn::alone`] is held). Released on drop, the slot first.
 pub struct Turn<T: 'static> {
-    share: Share,
-    alone: bool,
+    /// Slots held: 1, or [`SLOTS`] while alone.
+    slots: u32,
     lab: Option<MutexGuard<'static, T>>,
     /// When the test asked for its turn and got it, and how long it held the machine
     /// alone: written to [`TIMES`] on drop, so a run says where its time went.
@@ -232,26 +213,25 @@ pub struct Turn<T: 'static> {
 }
 
 /// Where each lab test's turn is logged when it ends (`.ci/run` prints it): the test, how
-/// long it waited for its lab and share, how long it held them, and how much of that it
+/// long it waited for its lab and a slot, how long it held them, and how much of that it
 /// held the machine alone, in seconds.
 pub const TIMES: &str = "target/lab-times.txt";
 
 impl<T> Turn<T> {
-    fn take(m: &'static Mutex<T>, share: Share) -> Self {
+    fn take(m: &'static Mutex<T>) -> Self {
         let asked = Instant::now();
-        // The lab first, then the share: a test never holds a share while it waits for
-        // its lab, so the labs that can run do.
+        // The lab first, then the slot: a test never holds a slot while it waits for its
+        // lab, so the labs that can run do.
         let lab = m.lock().unwrap_or_else(|e| e.into_inner());
-        Turn::held(lab, share, asked)
+        Turn::held(lab, asked)
     }
 
     /// The turn of a test that holds its lab already (asked for at `asked`): waits for
-    /// its share.
-    fn held(lab: MutexGuard<'static, T>, share: Share, asked: Instant) -> Self {
-        machine().take(share);
+    /// a slot.
+    fn held(lab: MutexGuard<'static, T>, asked: Instant) -> Self {
+        machine().take();
         Turn {
-            share,
-            alone: false,
+            slots: 1,
             lab: Some(lab),
             asked,
             got: Instant::now(),
@@ -264,41 +244,35 @@ impl<T> Turn<T> {
     /// throttled link against an unthrottled one) or saturates the CPUs (a stress-ng
     /// drill), which another lab's test beside it would skew or be skewed by.
     pub fn alone(&mut self) -> Alone<'_, T> {
-        // Give the share back before waiting for both: two tests that both want the
-        // machine alone would otherwise each hold the share the other waits for.
-        machine().give(&[self.share]);
+        // Give the slot back before waiting for all: two tests that both want the machine
+        // alone would otherwise each hold a slot the other waits for.
+        machine().give(self.slots);
+        self.slots = 0;
         machine().take_all();
-        self.alone = true;
+        self.slots = SLOTS;
         self.alone_since = Some(Instant::now());
         Alone(self)
     }
-
-    fn shares(&self) -> Vec<Share> {
-        if self.alone {
-            SHARES.to_vec()
-        } else {
-            vec![self.share]
-        }
-    }
 }
 
-/// See [`Turn::alone`]: back to the test's own share on drop.
+/// See [`Turn::alone`]: back to one slot on drop.
 pub struct Alone<'a, T: 'static>(&'a mut Turn<T>);
 
 impl<T> Drop for Alone<'_, T> {
     fn drop(&mut self) {
-        machine().give(&SHARES);
-        self.0.alone = false;
+        machine().give(self.0.slots);
+        self.0.slots = 0;
         if let Some(t) = self.0.alone_since.take() {
             self.0.alone_s += t.elapsed().as_secs_f64();
         }
-        machine().take(self.0.share);
+        machine().take();
+        self.0.slots = 1;
     }
 }
 
 impl<T> Drop for Turn<T> {
     fn drop(&mut self) {
-        machine().give(&self.shares());
+        machine().give(self.slots);
         self.lab.take();
         let line = format!(
             "{}\twaited {:.0} s\theld {:.0} s\talone {:.0} s{}\n",
@@ -361,7 +335,7 @@ pub fn lab() -> Turn<Lab> {
                 Err(std::sync::TryLockError::Poisoned(p)) => (p.into_inner(), true),
             };
             CURRENT.with(|c| c.set(i));
-            let mut turn = Turn::held(guard, def.share, asked);
+            let mut turn = Turn::held(guard, asked);
             if !turn.up {
                 def.up();
                 turn.up = true;
@@ -388,7 +362,7 @@ pub fn other_lab(name: &'static str) -> Turn<()> {
         .unwrap_or_else(|e| e.into_inner())
         .entry(name)
         .or_insert_with(|| Box::leak(Box::new(Mutex::new(()))));
-    Turn::take(m, Share::Other)
+    Turn::take(m)
 }
 
 pub struct Out {
