@@ -6,7 +6,7 @@
 //! each main-lab test takes whichever is free, and the tests of one instance take turns
 //! (a mutex). Each starts from a converged fleet (`converge`) except the fresh-lab test,
 //! which recreates the hosts when they are not new. The server matrix (`servers`), Galera,
-//! Group Replication, import and the package check run in labs of their own. Three tests
+//! Group Replication, import and the package check run in labs of their own. Two tests
 //! run at once, whatever their labs (`support::Turn`, `SLOTS`, on the machine's 2 cores);
 //! a timed or CPU-saturating check has the machine alone. Checks read the hosts through
 //! `docker exec`, not through dbfleet.
