@@ -96,24 +96,13 @@ impl MainLab {
     }
 
     fn lab_sh(&self, args: &[&str]) -> std::process::Output {
-        Command::new("bash")
-            .arg(repo().join("lab/lab.sh"))
-            .args(args)
-            .envs(self.env())
-            .output()
-            .expect("run lab/lab.sh")
+        lab_sh_with(&self.env(), args)
     }
 
     /// Brings the hosts up (fresh) and, for an instance other than `lab`, writes its
     /// inventory: lab.yml with its addresses and ssh_config.
     fn up(&self) {
-        let out = self.lab_sh(&["up"]);
-        assert!(
-            out.status.success(),
-            "lab/lab.sh up ({}) failed: the lab tests need Docker and debootstrap and never skip.\n{}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        lab_up_with(&self.env());
         if self.name != "lab" {
             let text =
                 std::fs::read_to_string(repo().join("inventories/lab.yml")).expect("lab.yml");
@@ -128,6 +117,28 @@ impl MainLab {
             std::fs::write(self.inventory(), text).expect("write the inventory");
         }
     }
+}
+
+/// lab/lab.sh with `args` for the lab `env` names (`LAB_NAME`, `LAB_SUBNET`, `LAB_DIR`, and
+/// `LAB_SUITE`, `LAB_SERVER` for another Debian release or server).
+pub fn lab_sh_with(env: &[(&'static str, String)], args: &[&str]) -> std::process::Output {
+    Command::new("bash")
+        .arg(repo().join("lab/lab.sh"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run lab/lab.sh")
+}
+
+/// `lab/lab.sh up` for the lab `env` names: fresh hosts (bare Debian with sshd). Fails
+/// saying what the lab tests need, never skips.
+pub fn lab_up_with(env: &[(&'static str, String)]) {
+    let out = lab_sh_with(env, &["up"]);
+    assert!(
+        out.status.success(),
+        "lab/lab.sh up ({env:?}) failed: the lab tests need Docker and debootstrap and never skip.\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The container of `host` in the calling test's main-lab instance (`lab-db1`, `labb-db1`).
