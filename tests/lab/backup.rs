@@ -53,7 +53,6 @@ fn offsite_storage() -> Vec<(String, String)> {
     let o = bounded("1800", "bash")
         .arg(repo().join("lab/lab.sh"))
         .arg("offsite")
-        .envs(main_lab().env())
         .output()
         .expect("lab/lab.sh offsite");
     assert!(
@@ -61,7 +60,7 @@ fn offsite_storage() -> Vec<(String, String)> {
         "lab/lab.sh offsite failed:\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    std::fs::read_to_string(main_lab().dir().join("offsite.env"))
+    std::fs::read_to_string(repo().join(".lab/offsite.env"))
         .expect("offsite.env")
         .lines()
         .filter_map(|l| l.split_once('='))
@@ -294,7 +293,7 @@ fn backup_jobs_run_from_cron_files_to_the_backup_server_prune_to_retention_and_l
 
     // Must-show 8: no secret in any cron file, script, log or output.
     let store: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(main_lab().store().join("secrets.json")).expect("secrets"),
+        &std::fs::read(repo().join("inventories/.dbfleet/secrets.json")).expect("secrets"),
     )
     .expect("json");
     let mut seen = String::new();
@@ -468,7 +467,7 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
     let mut holder = Command::new("docker")
         .args([
             "exec",
-            &container("db1"),
+            "lab-db1",
             "mariadb",
             "-N",
             "-e",
@@ -675,9 +674,7 @@ fn offsite_copy_to_s3_keeps_its_retention_verifies_and_restores_a_rebuilt_backup
             ),
             (
                 "  server: backup1\n",
-                &here(
-                    "  server: backup1\n  offsite:\n    repository: s3:http://172.29.77.41:3900/dbfleet-offsite/lab\n    access_key_id: s3_access_key\n    secret_access_key: s3_secret_key\n    schedule: \"30 3 * * *\"\n    retention: { days: 10 }\n",
-                ),
+                "  server: backup1\n  offsite:\n    repository: s3:http://172.29.77.41:3900/dbfleet-offsite/lab\n    access_key_id: s3_access_key\n    secret_access_key: s3_secret_key\n    schedule: \"30 3 * * *\"\n    retention: { days: 10 }\n",
             ),
         ],
     );
@@ -1036,7 +1033,7 @@ fn a_killed_or_cut_off_seed_goes_on_on_the_replica_and_the_same_command_attaches
     eventually("db2", "CHECKSUM TABLE app.bulk", &sum);
     let b = dbfleet(&["backup", "run", "app-physical", "--mode", "full"]);
     assert_eq!(b.code, 0, "{}", b.all());
-    let slow = Slowed::new(&["db1", "backup1"], &addr(13), 5);
+    let slow = Slowed::new(&["db1", "backup1"], "172.29.77.13", 5);
     let progress = |o: &Out| o.stdout.contains("MiB of ") && o.stdout.contains("MB/s");
 
     // 1. rebuild db3 killed mid-copy; the copy goes on; the plan does not call db3 done.
@@ -1109,7 +1106,7 @@ fn a_killed_or_cut_off_seed_goes_on_on_the_replica_and_the_same_command_attaches
     reset(&["db3"]);
     let running = Spawned::new(&["apply", "--auto-approve"]);
     copying(16 << 20, "apply before the cut");
-    let cut = Cut::new(&bridge_of(main_lab().name));
+    let cut = Cut::new(&bridge_of("lab"));
     let grew = goes_on(30, "the operator cut off");
     drop(cut);
     eprintln!("operator cut off 30 s: db3's copy grew {grew} bytes meanwhile");

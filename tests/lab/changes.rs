@@ -43,7 +43,7 @@ fn a_dynamic_setting_changes_live_under_write_load_without_a_restart_and_drift_i
     assert_eq!(changed_tasks(&plan), want, "{}", p.stdout);
 
     // Applied while the application inserts through the proxy's writer port.
-    start_writer_in(&container("backup1"), &addr(31), &app_password(), 7_000_000);
+    start_writer_in("lab-backup1", "172.29.77.31", &app_password(), 7_000_000);
     let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
     std::thread::sleep(Duration::from_millis(500));
     let acks = stop_writer_acks();
@@ -97,27 +97,25 @@ fn a_dynamic_setting_changes_live_under_write_load_without_a_restart_and_drift_i
 /// connection each 50 ms: "ok SERVER_ID" or "fail" lines in /root/reader.log.
 fn start_reader() {
     exec_in(
-        &container("backup1"),
+        "lab-backup1",
         "touch /root/reader.run; rm -f /root/reader.log",
     );
     docker(&[
         "exec",
         "-d",
-        &container("backup1"),
+        "lab-backup1",
         "sh",
         "-c",
-        &here(
-            "while [ -e /root/reader.run ]; do \
+        "while [ -e /root/reader.run ]; do \
            if sid=$(mariadb --defaults-extra-file=/root/app.cnf -h 172.29.77.31 -P 3307 -N --connect-timeout=2 \
                -e 'SELECT @@server_id' 2>/dev/null) && [ -n \"$sid\" ]; then echo \"ok $sid\"; else echo fail; fi; \
            sleep 0.05; done > /root/reader.log",
-        ),
     ]);
 }
 
 fn stop_reader() -> (usize, usize) {
-    exec_in(&container("backup1"), "rm -f /root/reader.run; sleep 2.5");
-    let log = exec_in(&container("backup1"), "cat /root/reader.log");
+    exec_in("lab-backup1", "rm -f /root/reader.run; sleep 2.5");
+    let log = exec_in("lab-backup1", "cat /root/reader.log");
     (
         log.lines().filter(|l| l.starts_with("ok ")).count(),
         log.lines().filter(|l| *l == "fail").count(),
@@ -127,14 +125,11 @@ fn stop_reader() -> (usize, usize) {
 /// Starts sampling, each 100 ms on proxy1, how many sessions HAProxy's reader backend has
 /// given each server so far (`show stat`, stot): "EPOCH.NANOS SERVER STOT" lines.
 fn start_reader_sessions_sampler() {
-    exec_in(
-        &container("proxy1"),
-        "touch /root/stat.run; rm -f /root/stat.log",
-    );
+    exec_in("lab-proxy1", "touch /root/stat.run; rm -f /root/stat.log");
     docker(&[
         "exec",
         "-d",
-        &container("proxy1"),
+        "lab-proxy1",
         "sh",
         "-c",
         "while [ -e /root/stat.run ]; do t=$(date +%s.%N);            echo 'show stat' | socat -t 2 stdio unix-connect:/run/haproxy/admin.sock            | awk -F, -v t=\"$t\" '$1 == \"reader\" && $2 ~ /^db/ {print t, $2, $8}';            sleep 0.1; done > /root/stat.log",
@@ -143,9 +138,9 @@ fn start_reader_sessions_sampler() {
 
 /// Stops the sampler; server → [(time, sessions so far)].
 fn stop_reader_sessions_sampler() -> BTreeMap<String, Vec<(f64, u64)>> {
-    exec_in(&container("proxy1"), "rm -f /root/stat.run; sleep 0.3");
+    exec_in("lab-proxy1", "rm -f /root/stat.run; sleep 0.3");
     let mut m: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
-    for l in exec_in(&container("proxy1"), "cat /root/stat.log").lines() {
+    for l in exec_in("lab-proxy1", "cat /root/stat.log").lines() {
         let f: Vec<&str> = l.split(' ').collect();
         if let [t, server, stot] = f[..]
             && let (Ok(t), Ok(stot)) = (t.parse(), stot.parse())
@@ -203,13 +198,13 @@ pub fn rolls_under_write_load(
     let p = dbfleet_with(inv, &["plan"], &[]);
     assert_eq!(p.code, 0, "{}", p.all());
     assert!(p.stdout.contains(note), "{}", p.stdout);
-    start_writer_in(&container("backup1"), &addr(31), &app_password(), from);
+    start_writer_in("lab-backup1", "172.29.77.31", &app_password(), from);
     start_reader();
     start_reader_sessions_sampler();
-    start_ping_samplers_in(main_lab().name, &DB_HOSTS);
+    start_ping_samplers_in("lab", &DB_HOSTS);
     let a = dbfleet_with(inv, &["apply", "--auto-approve"], &[]);
     std::thread::sleep(Duration::from_millis(500));
-    let down = stop_ping_samplers_in(main_lab().name, &DB_HOSTS);
+    let down = stop_ping_samplers_in("lab", &DB_HOSTS);
     let sessions = stop_reader_sessions_sampler();
     let (reads, failed_reads) = stop_reader();
     let acks = stop_writer_acks();
@@ -291,7 +286,7 @@ pub fn rolls_under_write_load(
     // The primary is where the inventory says, and nothing is left to do.
     assert_eq!(sql("db1", "SELECT @@read_only"), "0");
     for h in ["db2", "db3"] {
-        assert_eq!(slave_status(h)["Master_Host"], addr(11), "{h}");
+        assert_eq!(slave_status(h)["Master_Host"], "172.29.77.11", "{h}");
     }
     let p = dbfleet_with(inv, &["plan", "--detailed-exitcode"], &[]);
     assert_eq!(p.code, 0, "re-plan after apply:\n{}", p.all());

@@ -13,7 +13,7 @@ fn start_writer(primary: &str, from: u64) {
         primary,
         "CREATE TABLE IF NOT EXISTS app.seq (n BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
     );
-    start_writer_in(&container("backup1"), &addr(31), &app_password(), from);
+    start_writer_in("lab-backup1", "172.29.77.31", &app_password(), from);
 }
 
 /// Stops the writer; returns the acknowledged numbers and the longest gap between two
@@ -29,10 +29,10 @@ fn stop_writer() -> (Vec<u64>, f64) {
 fn reader_answers(n: usize) -> Vec<(u32, bool)> {
     on(
         "backup1",
-        &here(&format!(
+        &format!(
             "for i in $(seq 1 {n}); do mariadb --defaults-extra-file=/root/app.cnf -h 172.29.77.31 -P 3307 -N --connect-timeout=2 \
              -e 'SELECT @@server_id, @@read_only' 2>/dev/null; done; true"
-        )),
+        ),
     )
     .lines()
     .filter_map(|l| {
@@ -215,7 +215,7 @@ fn switchover_under_write_load_keeps_every_acknowledged_insert_and_refuses_unrea
     assert!(acked.len() > 20);
     assert_eq!(proxy_writers(), vec!["db2".to_string()]);
     for h in ["db1", "db3"] {
-        assert_eq!(slave_status(h)["Master_Host"], addr(12), "{h}");
+        assert_eq!(slave_status(h)["Master_Host"], "172.29.77.12", "{h}");
         assert_eq!(sql(h, "SELECT @@GLOBAL.read_only"), "1", "{h}");
     }
     assert_eq!(sql("db2", "SELECT @@GLOBAL.read_only"), "0");
@@ -223,9 +223,7 @@ fn switchover_under_write_load_keeps_every_acknowledged_insert_and_refuses_unrea
     // The inventory says so now, its comments kept; a re-plan is empty.
     let after = std::fs::read_to_string(&inv).expect("inventory");
     assert!(
-        after.contains(&here(
-            "  db2:\n    address: 172.29.77.12\n    roles: [primary]"
-        )),
+        after.contains("  db2:\n    address: 172.29.77.12\n    roles: [primary]"),
         "{after}"
     );
     assert!(
@@ -277,7 +275,7 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
 
     // Must-show 3: kill the primary under write load, then fail over.
     start_writer("db1", 2_000_000);
-    docker(&["kill", &container("db1")]);
+    docker(&["kill", "lab-db1"]);
     let f = dbfleet_with(&inv, &["failover", "--auto-approve"], &[]);
     std::thread::sleep(Duration::from_secs(1));
     let (acked, gap) = stop_writer();
@@ -287,15 +285,17 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
         acked.len()
     );
     let text = std::fs::read_to_string(&inv).expect("inventory");
-    let new = if text.contains(&here(
-        "  db2:\n    address: 172.29.77.12\n    roles: [primary]",
-    )) {
+    let new = if text.contains("  db2:\n    address: 172.29.77.12\n    roles: [primary]") {
         "db2"
     } else {
         "db3"
     };
     let other = if new == "db2" { "db3" } else { "db2" };
-    let new_addr = if new == "db2" { addr(12) } else { addr(13) };
+    let new_addr = if new == "db2" {
+        "172.29.77.12"
+    } else {
+        "172.29.77.13"
+    };
     assert!(
         f.stdout.contains(&format!("{new} is the primary")),
         "{}",
@@ -317,7 +317,7 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
     );
 
     // Must-show 5a: the killed host comes back and rejoins as a replica of the new primary.
-    docker(&["start", &container("db1")]);
+    docker(&["start", "lab-db1"]);
     std::thread::sleep(Duration::from_secs(2));
     let d = dbfleet_with(&inv, &["rejoin", "db1", "--dry-run"], &[]);
     assert_eq!(d.code, 0, "{}", d.all());
@@ -353,7 +353,7 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
         "SET GLOBAL rpl_semi_sync_master_enabled = 0; CREATE TABLE app.extra (id INT PRIMARY KEY)",
     );
     let extra_gtid = sql(new, "SELECT @@GLOBAL.gtid_binlog_pos");
-    docker(&["kill", &container(new)]);
+    docker(&["kill", &format!("lab-{new}")]);
     let r = dbfleet_with(
         &inv,
         &["failover", "--force", "--to", other, "--auto-approve"],
@@ -427,7 +427,7 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("db1 is the primary"), "{}", r.all());
     assert_eq!(sql("db1", "SELECT @@GLOBAL.read_only"), "0");
-    docker(&["start", &container(new)]);
+    docker(&["start", &format!("lab-{new}")]);
     std::thread::sleep(Duration::from_secs(2));
     let r = dbfleet_with(&inv, &["rejoin", new, "--auto-approve"], &[]);
     assert_eq!(r.code, 1, "{}", r.all());
@@ -542,13 +542,12 @@ fn partitioned_primary_still_reached_by_the_proxy_loses_no_acknowledged_write_an
         f.all()
     );
     let text = std::fs::read_to_string(&inv).expect("inventory");
-    let (new, other, new_id) = if text.contains(&here(
-        "  db2:\n    address: 172.29.77.12\n    roles: [primary]",
-    )) {
-        ("db2", "db3", 2)
-    } else {
-        ("db3", "db2", 3)
-    };
+    let (new, other, new_id) =
+        if text.contains("  db2:\n    address: 172.29.77.12\n    roles: [primary]") {
+            ("db2", "db3", 2)
+        } else {
+            ("db3", "db2", 3)
+        };
     let acked: Vec<u64> = acks.iter().map(|a| a.1).collect();
     assert!(
         acks.iter().any(|a| a.2 == new_id),
@@ -654,16 +653,15 @@ fn proxy_checks_keep_healthy_servers_up_on_a_saturated_proxy_host() {
 /// advert intervals after it starts).
 fn vip_holder() -> String {
     let t0 = std::time::Instant::now();
-    let vip = vip();
     loop {
         let holders: Vec<&str> = ["proxy1", "proxy2"]
             .into_iter()
-            .filter(|p| on(p, "ip -o -4 addr show dev eth0").contains(&format!(" {vip}/")))
+            .filter(|p| on(p, "ip -o -4 addr show dev eth0").contains(&format!(" {VIP}/")))
             .collect();
         match holders[..] {
             [one] => return one.to_string(),
             _ if t0.elapsed() > Duration::from_secs(20) => {
-                panic!("the virtual IP {vip} is on {holders:?}, not on one proxy")
+                panic!("the virtual IP {VIP} is on {holders:?}, not on one proxy")
             }
             _ => std::thread::sleep(Duration::from_millis(250)),
         }
@@ -686,16 +684,16 @@ fn the_active_proxy_killed_hands_the_virtual_ip_over_and_writes_resume_within_5_
         "db1",
         "CREATE TABLE IF NOT EXISTS app.seq (n BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
     );
-    start_writer_in(&container("backup1"), &vip(), &app_password(), 10_000_000);
+    start_writer_in("lab-backup1", VIP, &app_password(), 10_000_000);
     std::thread::sleep(Duration::from_secs(2));
     // From the kill command to its return: an insert acknowledged before it returned may
     // have gone through the proxy before it died; one after it went through the other.
     let killed = now_s();
-    docker(&["kill", &container(&active)]);
+    docker(&["kill", &format!("lab-{active}")]);
     let dead = now_s();
     std::thread::sleep(Duration::from_secs(10));
     let acks = stop_writer_acks();
-    let moved = on(standby, "ip -o -4 addr show dev eth0").contains(&format!(" {}/", vip()));
+    let moved = on(standby, "ip -o -4 addr show dev eth0").contains(&format!(" {VIP}/"));
     let before = acks.iter().filter(|a| a.0 < killed).count();
     let resumed = acks.iter().find(|a| a.0 > dead).map(|a| a.0 - killed);
     eprintln!(
@@ -705,7 +703,7 @@ fn the_active_proxy_killed_hands_the_virtual_ip_over_and_writes_resume_within_5_
     );
     // Back: the killed proxy restarted (once its sshd runs) and converged; the address
     // stays where it went (nopreempt), and the re-plan is empty.
-    docker(&["start", &container(&active)]);
+    docker(&["start", &format!("lab-{active}")]);
     let t0 = std::time::Instant::now();
     while on(&active, "pidof sshd || true").is_empty() {
         assert!(

@@ -2,14 +2,12 @@
 //! no systemd) started by `lab/lab.sh up`. These tests never skip: without Docker or
 //! debootstrap they fail, saying so.
 //!
-//! The main lab runs as two instances (`lab`, `labb`: the same inventory on two subnets);
-//! each main-lab test takes whichever is free, and the tests of one instance take turns
-//! (a mutex). Each starts from a converged fleet (`converge`) except the fresh-lab test,
-//! which recreates the hosts when they are not new. The server matrix (`servers`), Galera,
-//! Group Replication, import and the package check run in labs of their own. Two tests
-//! run at once, whatever their labs (`support::Turn`, `SLOTS`, on the machine's 2 cores);
-//! a timed or CPU-saturating check has the machine alone. Checks read the hosts through
-//! `docker exec`, not through dbfleet.
+//! The main lab's tests take turns (a mutex); each starts from a converged fleet
+//! (`converge`) except the fresh-lab test, which recreates the hosts when they are not new.
+//! The server matrix (`servers`) and the package check (`package`) run in labs of their
+//! own, one at a time beside the main lab's tests (`support::Turn`: two labs share the
+//! machine's 2 cores; a timed or CPU-saturating check has the machine alone). Checks read
+//! the hosts through `docker exec`, not through dbfleet.
 //!
 //! One test binary, one file per area; `support.rs` holds what they share.
 
@@ -32,6 +30,7 @@ mod support;
 #[test]
 fn every_lab_has_a_subnet_of_its_own() {
     let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+    seen.insert("172.29.77".into(), "lab (lab/lab.sh's default)".into());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab");
     let mut files = vec![];
     for d in [dir.clone(), dir.join("servers")] {

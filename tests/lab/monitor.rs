@@ -18,7 +18,7 @@ impl Drop for Monitors {
             let _ = std::process::Command::new("docker")
                 .args([
                     "exec",
-                    &container(p),
+                    &format!("lab-{p}"),
                     "sh",
                     "-c",
                     "[ -x /etc/init.d/dbfleet-monitor ] && /etc/init.d/dbfleet-monitor stop; rm -rf /etc/init.d/dbfleet-monitor /etc/dbfleet/monitor /usr/local/bin/dbfleet /var/lib/dbfleet/monitor.json /var/log/dbfleet-monitor.log",
@@ -96,7 +96,7 @@ fn writable() -> Vec<String> {
             std::process::Command::new("docker")
                 .args([
                     "exec",
-                    &container(h),
+                    &format!("lab-{h}"),
                     "mariadb",
                     "-N",
                     "-B",
@@ -118,10 +118,10 @@ fn primary_of(inv: &Path) -> String {
     DB_HOSTS
         .iter()
         .find(|h| {
-            text.contains(&here(&format!(
+            text.contains(&format!(
                 "  {h}:\n    address: 172.29.77.1{}\n    roles: [primary]",
                 &h[2..]
-            )))
+            ))
         })
         .expect("a primary in the inventory")
         .to_string()
@@ -140,12 +140,12 @@ fn monitored(dir: &Path, name: &str, timeout: &str) -> std::path::PathBuf {
         &[
             ("    max_connections: 200", semi.as_str()),
             (
-                &here("    address: 172.29.77.31\n    roles: [proxy]"),
-                &here("    address: 172.29.77.31\n    roles: [proxy, monitor]"),
+                "    address: 172.29.77.31\n    roles: [proxy]",
+                "    address: 172.29.77.31\n    roles: [proxy, monitor]",
             ),
             (
-                &here("    address: 172.29.77.32\n    roles: [proxy]"),
-                &here("    address: 172.29.77.32\n    roles: [proxy, monitor]"),
+                "    address: 172.29.77.32\n    roles: [proxy]",
+                "    address: 172.29.77.32\n    roles: [proxy, monitor]",
             ),
         ],
     );
@@ -200,10 +200,10 @@ fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exact
         "db1",
         "CREATE TABLE IF NOT EXISTS app.seq (n BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
     );
-    start_writer_in(&container("backup1"), &vip(), &app_password(), 20_000_000);
+    start_writer_in("lab-backup1", VIP, &app_password(), 20_000_000);
     std::thread::sleep(Duration::from_secs(1));
     let killed = now_s();
-    docker(&["kill", &container("db1")]);
+    docker(&["kill", "lab-db1"]);
     let t0 = Instant::now();
     while log_lines("failed over:").is_empty() {
         assert!(
@@ -266,7 +266,7 @@ fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exact
 
     // Round 2: db1 back, rejoined by the monitor, converged; then the new primary and, as
     // soon as it starts failing over, the active monitor are killed.
-    docker(&["start", &container("db1")]);
+    docker(&["start", "lab-db1"]);
     let t0 = Instant::now();
     while on("db1", "pidof sshd || true").is_empty() {
         assert!(
@@ -286,10 +286,7 @@ fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exact
     }
     let st = slave_status("db1");
     assert_eq!(st["Slave_SQL_Running"], "Yes", "{st:?}");
-    assert_eq!(
-        st["Master_Host"],
-        addr(10 + new[2..].parse::<u8>().expect("dbN"))
-    );
+    assert_eq!(st["Master_Host"], format!("172.29.77.1{}", &new[2..]));
     assert_all_present("db1", &acked);
     let r = dbfleet_with(&inv, &["rejoin", "db1", "--auto-approve"], &[]);
     assert!(
@@ -308,7 +305,7 @@ fn the_failover_monitor_fails_a_killed_primary_over_with_nobody_typing_and_exact
     );
     let acting = active_monitor();
     let before = log_lines("failing over").len();
-    docker(&["kill", &container(&new)]);
+    docker(&["kill", &format!("lab-{new}")]);
     let t0 = Instant::now();
     while log_lines("failing over").len() == before {
         assert!(
@@ -367,10 +364,9 @@ fn reader_port_answers(n: usize) -> Vec<(u32, bool)> {
     (0..n)
         .filter_map(|_| {
             let out = exec_in(
-                &container("backup1"),
+                "lab-backup1",
                 &format!(
-                    "mariadb --defaults-extra-file=/root/app.cnf -h {} -P 3307 -N -B --connect-timeout=2 -e 'SELECT @@server_id, @@read_only' 2>/dev/null || true",
-                    vip()
+                    "mariadb --defaults-extra-file=/root/app.cnf -h {VIP} -P 3307 -N -B --connect-timeout=2 -e 'SELECT @@server_id, @@read_only' 2>/dev/null || true"
                 ),
             );
             let mut f = out.split_whitespace();
@@ -398,7 +394,7 @@ fn hang_drill(
     let acted_before = log_lines("failed over:").len();
     let rejoined_before = log_lines(&format!("rejoined {old}")).len();
     let refused_before = log_lines(&format!("rejoin of {old} refused")).len();
-    start_writer_in(&container("backup1"), &vip(), &app_password(), from);
+    start_writer_in("lab-backup1", VIP, &app_password(), from);
     std::thread::sleep(Duration::from_secs(1));
     let frozen = now_s();
     freeze();
@@ -553,11 +549,11 @@ fn a_hung_primary_is_failed_over_by_the_monitor_and_a_short_stall_is_not() {
     );
 
     // 1. A 6 s stall is not a death.
-    start_writer_in(&container("backup1"), &vip(), &app_password(), 30_000_000);
+    start_writer_in("lab-backup1", VIP, &app_password(), 30_000_000);
     std::thread::sleep(Duration::from_secs(1));
-    docker(&["pause", &container("db1")]);
+    docker(&["pause", "lab-db1"]);
     std::thread::sleep(Duration::from_secs(6));
-    docker(&["unpause", &container("db1")]);
+    docker(&["unpause", "lab-db1"]);
     std::thread::sleep(Duration::from_secs(12));
     let acks = stop_writer_acks();
     assert!(
@@ -579,8 +575,8 @@ fn a_hung_primary_is_failed_over_by_the_monitor_and_a_short_stall_is_not() {
         &inv,
         "db1",
         "docker pause 30 s",
-        &|| docker(&["pause", &container("db1")]),
-        &|| docker(&["unpause", &container("db1")]),
+        &|| docker(&["pause", "lab-db1"]),
+        &|| docker(&["unpause", "lab-db1"]),
         31_000_000,
     );
 

@@ -8,21 +8,17 @@ use std::time::{Duration, Instant};
 
 use super::support::*;
 
-/// backup1's Prometheus (inventories/lab.yml `monitoring.servers`, `prometheus_port`), on
-/// the calling test's main-lab instance.
-fn prometheus() -> String {
-    format!("{}:9090", addr(21))
-}
+/// backup1's Prometheus (inventories/lab.yml `monitoring.servers`, `prometheus_port`).
+const PROMETHEUS: &str = "172.29.77.21:9090";
 /// The lab's `scrape_interval` and `evaluation_interval`, seconds.
 const INTERVAL_S: f64 = 5.0;
 
 /// The JSON body of `GET path` on Prometheus (HTTP/1.0, no client library needed).
 fn api(path: &str) -> serde_json::Value {
-    let at = prometheus();
-    let mut s = std::net::TcpStream::connect(&at).expect("connect to Prometheus");
+    let mut s = std::net::TcpStream::connect(PROMETHEUS).expect("connect to Prometheus");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {at}\r\n\r\n").expect("request");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {PROMETHEUS}\r\n\r\n").expect("request");
     let mut body = String::new();
     s.read_to_string(&mut body).expect("response");
     let json = body.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");

@@ -283,9 +283,7 @@ fn sigkill_mid_apply_leaves_no_partial_file_and_next_apply_converges() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dbfleet"))
             .current_dir(repo())
             .env("NO_COLOR", "1")
-            .arg("-i")
-            .arg(main_lab().inventory())
-            .args(["apply", "--auto-approve"])
+            .args(["-i", "inventories/lab.yml", "apply", "--auto-approve"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -368,7 +366,7 @@ fn a_daemon_dying_right_after_its_start_is_started_again() {
         .args([
             "exec",
             "-d",
-            &container("db2"),
+            "lab-db2",
             "sh",
             "-c",
             &format!(
@@ -497,7 +495,7 @@ fn monitoring_cron_job_logs_and_writes_metrics_and_a_stopped_replica_is_restarte
     let check = Command::new("docker")
         .args([
             "exec",
-            &container("db3"),
+            "lab-db3",
             "/usr/local/lib/dbfleet/replication-check",
         ])
         .status()

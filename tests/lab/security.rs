@@ -9,12 +9,7 @@ use super::support::*;
 /// inventory does not know.
 fn outsider(ip: &str) -> Vec<String> {
     let out = Command::new("docker")
-        .args([
-            "inspect",
-            &container("db1"),
-            "--format",
-            "{{.Config.Image}}",
-        ])
+        .args(["inspect", "lab-db1", "--format", "{{.Config.Image}}"])
         .output()
         .expect("inspect");
     let image = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -22,7 +17,7 @@ fn outsider(ip: &str) -> Vec<String> {
         "run",
         "--rm",
         "--network",
-        &format!("dbfleet-{}", main_lab().name),
+        "dbfleet-lab",
         "--ip",
         ip,
         &image,
@@ -65,7 +60,7 @@ fn canary_secret_appears_in_no_output_plan_file_or_remote_ps() {
             Command::new("docker")
                 .args([
                     "exec",
-                    &container(h),
+                    &format!("lab-{h}"),
                     "sh",
                     "-c",
                     "while [ ! -e /tmp/stop-ps ]; do ps -eww -o args; sleep 0.02; done",
@@ -171,7 +166,8 @@ fn canary_secret_appears_in_no_output_plan_file_or_remote_ps() {
 #[test]
 fn app_user_cannot_write_on_a_replica_and_hardening_holds() {
     let _lab = converged();
-    let store = std::fs::read_to_string(main_lab().store().join("secrets.json")).expect("store");
+    let store =
+        std::fs::read_to_string(repo().join("inventories/.dbfleet/secrets.json")).expect("store");
     let secrets: serde_json::Value = serde_json::from_str(&store).expect("json");
     let pw = secrets["app_password"]
         .as_str()
@@ -187,7 +183,7 @@ fn app_user_cannot_write_on_a_replica_and_hardening_holds() {
                 "exec",
                 "-e",
                 &format!("MYSQL_PWD={pw}"),
-                &container(host),
+                &format!("lab-{host}"),
                 "mariadb",
                 "-h",
                 addr,
@@ -200,14 +196,14 @@ fn app_user_cannot_write_on_a_replica_and_hardening_holds() {
             .output()
             .expect("docker exec")
     };
-    let on_replica = as_app("db2", &addr(12), "INSERT INTO app.w VALUES (1)");
+    let on_replica = as_app("db2", "172.29.77.12", "INSERT INTO app.w VALUES (1)");
     assert!(
         !on_replica.status.success(),
         "the app user wrote on a read-only replica"
     );
     let err = String::from_utf8_lossy(&on_replica.stderr);
     assert!(err.contains("read-only"), "{err}");
-    let on_primary = as_app("db1", &addr(11), "REPLACE INTO app.w VALUES (1)");
+    let on_primary = as_app("db1", "172.29.77.11", "REPLACE INTO app.w VALUES (1)");
     assert!(
         on_primary.status.success(),
         "{}",
@@ -253,17 +249,17 @@ fn app_user_cannot_write_on_a_replica_and_hardening_holds() {
 #[test]
 fn firewall_admits_fleet_peers_to_the_database_port_and_nobody_else() {
     let mut lab = converged();
-    let outsider = outsider(&addr(99));
+    let outsider = outsider("172.29.77.99");
     assert!(
-        !can_connect(&outsider, &addr(11), 3306),
+        !can_connect(&outsider, "172.29.77.11", 3306),
         "3306 on db1 is closed to a host outside the inventory"
     );
     assert!(
-        !can_connect(&outsider, &addr(11), 22),
+        !can_connect(&outsider, "172.29.77.11", 22),
         "so is SSH (admin network only)"
     );
     assert!(
-        can_connect(&["exec", &container("db2")], &addr(11), 3306),
+        can_connect(&["exec", "lab-db2"], "172.29.77.11", 3306),
         "db2, a fleet peer, reaches db1's 3306"
     );
     assert_eq!(slave_status("db2")["Slave_IO_Running"], "Yes");
@@ -274,7 +270,7 @@ fn firewall_admits_fleet_peers_to_the_database_port_and_nobody_else() {
         dir.path(),
         "lockout.yml",
         &[(
-            &here("admin_networks: [172.29.77.1/32]"),
+            "admin_networks: [172.29.77.1/32]",
             "admin_networks: [10.0.0.0/8]",
         )],
     );
@@ -289,7 +285,7 @@ fn firewall_admits_fleet_peers_to_the_database_port_and_nobody_else() {
             .join(" ")
     };
     assert!(
-        words(&p.stderr).contains(&here("the firewall would cut off your own SSH session to backup1 (this session comes from 172.29.77.1)")),
+        words(&p.stderr).contains("the firewall would cut off your own SSH session to backup1 (this session comes from 172.29.77.1)"),
         "{}",
         p.all()
     );
@@ -303,7 +299,7 @@ fn firewall_admits_fleet_peers_to_the_database_port_and_nobody_else() {
         BTreeMap::from([("db3".to_string(), vec!["firewall loaded".to_string()])])
     );
     converge(&mut lab);
-    assert!(!can_connect(&outsider, &addr(13), 3306));
+    assert!(!can_connect(&outsider, "172.29.77.13", 3306));
 }
 
 #[test]
@@ -315,8 +311,8 @@ fn ufw_backend_loads_checked_rules_and_converges() {
         dir.path(),
         "ufw.yml",
         &[(
-            &here("admin_networks: [172.29.77.1/32]"),
-            &here("backend: ufw\n  admin_networks: [172.29.77.1/32]"),
+            "admin_networks: [172.29.77.1/32]",
+            "backend: ufw\n  admin_networks: [172.29.77.1/32]",
         )],
     );
     on("backup1", "nft delete table inet dbfleet");
@@ -337,12 +333,12 @@ fn ufw_backend_loads_checked_rules_and_converges() {
     assert!(
         status
             .lines()
-            .any(|l| l.starts_with("22/tcp") && l.contains("ALLOW") && l.contains(&addr(1))),
+            .any(|l| l.starts_with("22/tcp") && l.contains("ALLOW") && l.contains("172.29.77.1")),
         "{status}"
     );
-    let outsider = outsider(&addr(98));
+    let outsider = outsider("172.29.77.98");
     assert!(
-        !can_connect(&outsider, &addr(21), 22),
+        !can_connect(&outsider, "172.29.77.21", 22),
         "ufw keeps a host outside the inventory off SSH"
     );
     // Converged: the next plan with ufw is empty.

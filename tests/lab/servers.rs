@@ -53,24 +53,28 @@ impl Server {
         repo().join(format!(".{}", self.name))
     }
 
-    /// What lab/lab.sh takes for this lab.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("LAB_NAME", self.name.to_string()),
-            ("LAB_SUITE", self.suite.to_string()),
-            ("LAB_SERVER", self.server.to_string()),
-            ("LAB_SUBNET", format!("{}.0/24", self.prefix)),
-            ("LAB_DIR", self.dir().display().to_string()),
-        ]
-    }
-
     fn lab_sh(&self, args: &[&str]) -> std::process::Output {
-        lab_sh_with(&self.env(), args)
+        Command::new("bash")
+            .arg(repo().join("lab/lab.sh"))
+            .args(args)
+            .env("LAB_NAME", self.name)
+            .env("LAB_SUITE", self.suite)
+            .env("LAB_SERVER", self.server)
+            .env("LAB_SUBNET", format!("{}.0/24", self.prefix))
+            .env("LAB_DIR", self.dir())
+            .output()
+            .expect("run lab/lab.sh")
     }
 
     /// Fresh hosts: bare Debian with sshd, recreated (each test starts from bare hosts).
     fn fresh(&self) {
-        lab_up_with(&self.env());
+        let out = self.lab_sh(&["up"]);
+        assert!(
+            out.status.success(),
+            "lab/lab.sh up ({}) failed: the lab tests need Docker and debootstrap and never skip.\n{}",
+            self.suite,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Fresh hosts converged to this lab's inventory, written into a new folder (kept alive

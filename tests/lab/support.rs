@@ -16,165 +16,48 @@ pub fn repo() -> &'static Path {
 pub struct Lab {
     /// No apply has run since the hosts were created.
     pub fresh: bool,
-    /// Its hosts were brought up in this run.
-    up: bool,
 }
 
-/// How many lab tests run at once, whatever their labs: 2 on this machine's 2 cores. A lab's
-/// hosts mostly wait (on the network, on fsync, on timeouts), and the checks that time what
-/// they see take the machine alone ([`Turn::alone`]). Three at once was tried: tests took
-/// up to twice as long, and the import, Galera and interrupted-seed tests failed in that
-/// run (the import passed again on its own; the others' output was not kept). CI's last run gave one slot to the main lab and one to
-/// the other labs in turns (4,780 s): each queue idled while the other ran long. Now the
-/// main lab has two instances ([`MAIN_LABS`]) and every test takes whichever slot frees
-/// first.
-const SLOTS: u32 = 2;
-
-/// One instance of the main lab: inventories/lab.yml's six hosts under a name of their own
-/// (containers NAME-HOST, `LAB_NAME` of lab/lab.sh), a subnet and a folder. Each main-lab
-/// test runs on whichever instance is free ([`lab`]); its helpers ([`on`], [`dbfleet`],
-/// [`fault`]…) reach the instance the test's thread holds ([`main_lab`]).
-pub struct MainLab {
-    pub name: &'static str,
-    /// The subnet's first three octets: the hosts are PREFIX.11 (db1) … as lab.yml says.
-    pub prefix: &'static str,
+/// Which share of the machine a test holds: the main lab's, or the one the other labs
+/// (the server matrix, the package check) take in turns. Two labs at once: the machine has
+/// 2 cores; a lab's hosts mostly wait (on the network, on fsync, on timeouts), so two use
+/// them, and more would slow the timing checks. The main lab keeps its own share: its
+/// tests are the longest queue, and the run ends when it does.
+#[derive(Clone, Copy, PartialEq)]
+enum Share {
+    Main,
+    Other,
 }
 
-/// The main lab's instances: `lab` is inventories/lab.yml as written (the README's demo);
-/// `labb` the same fleet on another subnet, its inventory written into `.labb/`.
-pub const MAIN_LABS: [MainLab; 2] = [
-    MainLab {
-        name: "lab",
-        prefix: "172.29.77",
-    },
-    MainLab {
-        name: "labb",
-        prefix: "172.29.84",
-    },
-];
-
-thread_local! {
-    /// The main-lab instance this test thread holds (index into [`MAIN_LABS`]).
-    static CURRENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// The main-lab instance of the calling test (the one its [`lab`] turn holds).
-pub fn main_lab() -> &'static MainLab {
-    &MAIN_LABS[CURRENT.with(|c| c.get())]
-}
-
-impl MainLab {
-    /// Its folder on this machine: key pair, ssh_config, and for `labb` its inventory.
-    pub fn dir(&self) -> PathBuf {
-        repo().join(format!(".{}", self.name))
-    }
-
-    /// Its inventory: lab.yml itself for `lab`, an address-edited copy for the others.
-    pub fn inventory(&self) -> PathBuf {
-        if self.name == "lab" {
-            repo().join("inventories/lab.yml")
-        } else {
-            self.dir().join("lab.yml")
-        }
-    }
-
-    /// Its secrets store (next to its inventory): generated secrets, TLS material.
-    pub fn store(&self) -> PathBuf {
-        self.inventory()
-            .parent()
-            .expect("inventory folder")
-            .join(".dbfleet")
-    }
-
-    /// The environment lab/lab.sh and lab/fault.sh take for this instance.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("LAB_NAME", self.name.to_string()),
-            ("LAB_SUBNET", format!("{}.0/24", self.prefix)),
-            ("LAB_DIR", self.dir().display().to_string()),
-        ]
-    }
-
-    fn lab_sh(&self, args: &[&str]) -> std::process::Output {
-        lab_sh_with(&self.env(), args)
-    }
-
-    /// Brings the hosts up (fresh) and, for an instance other than `lab`, writes its
-    /// inventory: lab.yml with its addresses and ssh_config.
-    fn up(&self) {
-        lab_up_with(&self.env());
-        if self.name != "lab" {
-            let text =
-                std::fs::read_to_string(repo().join("inventories/lab.yml")).expect("lab.yml");
-            let ssh = format!("config: {}/ssh_config", self.dir().display());
-            assert!(
-                text.contains("config: ../.lab/ssh_config"),
-                "lab.yml's ssh config"
-            );
-            let text = text
-                .replace("config: ../.lab/ssh_config", &ssh)
-                .replace("172.29.77.", &format!("{}.", self.prefix));
-            std::fs::write(self.inventory(), text).expect("write the inventory");
-        }
-    }
-}
-
-/// lab/lab.sh with `args` for the lab `env` names (`LAB_NAME`, `LAB_SUBNET`, `LAB_DIR`, and
-/// `LAB_SUITE`, `LAB_SERVER` for another Debian release or server).
-pub fn lab_sh_with(env: &[(&'static str, String)], args: &[&str]) -> std::process::Output {
-    Command::new("bash")
-        .arg(repo().join("lab/lab.sh"))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("run lab/lab.sh")
-}
-
-/// `lab/lab.sh up` for the lab `env` names: fresh hosts (bare Debian with sshd). Fails
-/// saying what the lab tests need, never skips.
-pub fn lab_up_with(env: &[(&'static str, String)]) {
-    let out = lab_sh_with(env, &["up"]);
-    assert!(
-        out.status.success(),
-        "lab/lab.sh up ({env:?}) failed: the lab tests need Docker and debootstrap and never skip.\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The container of `host` in the calling test's main-lab instance (`lab-db1`, `labb-db1`).
-pub fn container(host: &str) -> String {
-    format!("{}-{host}", main_lab().name)
-}
-
-/// `text` with lab.yml's addresses (172.29.77.N) moved to the calling test's main-lab
-/// instance: the checks read as lab.yml does and hold on either instance.
-pub fn here(text: &str) -> String {
-    text.replace("172.29.77.", &format!("{}.", main_lab().prefix))
-}
-
-/// The address ending in `last` on the calling test's main-lab instance (`addr(11)`: db1).
-pub fn addr(last: u8) -> String {
-    format!("{}.{last}", main_lab().prefix)
-}
-
-/// The machine's free slots ([`SLOTS`]), and how many tests wait to have the machine
-/// alone (they go first: a timing or saturation check must not wait behind a stream of new
-/// tests).
+/// The machine's two shares (whether each is free), and how many tests wait to have the
+/// machine alone (they go first: a timing or saturation check must not wait behind a
+/// stream of new tests).
 struct Machine {
     state: Mutex<MachineState>,
     changed: Condvar,
 }
 
 struct MachineState {
-    free: u32,
+    main_free: bool,
+    other_free: bool,
     alone_waiting: u32,
+}
+
+impl MachineState {
+    fn free(&mut self, share: Share) -> &mut bool {
+        match share {
+            Share::Main => &mut self.main_free,
+            Share::Other => &mut self.other_free,
+        }
+    }
 }
 
 fn machine() -> &'static Machine {
     static M: OnceLock<Machine> = OnceLock::new();
     M.get_or_init(|| Machine {
         state: Mutex::new(MachineState {
-            free: SLOTS,
+            main_free: true,
+            other_free: true,
             alone_waiting: 0,
         }),
         changed: Condvar::new(),
@@ -186,36 +69,39 @@ impl Machine {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take(&self) {
+    fn take(&self, share: Share) {
         let mut st = self.state();
-        while st.free == 0 || st.alone_waiting > 0 {
+        while !*st.free(share) || st.alone_waiting > 0 {
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        st.free -= 1;
+        *st.free(share) = false;
     }
 
     fn take_all(&self) {
         let mut st = self.state();
         st.alone_waiting += 1;
-        while st.free < SLOTS {
+        while !(st.main_free && st.other_free) {
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         st.alone_waiting -= 1;
-        st.free = 0;
+        st.main_free = false;
+        st.other_free = false;
     }
 
-    fn give(&self, slots: u32) {
+    fn give(&self, shares: &[Share]) {
         let mut st = self.state();
-        st.free += slots;
+        for s in shares {
+            *st.free(*s) = true;
+        }
         self.changed.notify_all();
     }
 }
 
-/// A test's turn: its lab (held alone: tests of one lab take turns) and a slot of the
-/// machine (or all of them while [`Turn::alone`] is held). Released on drop, the slot first.
+/// A test's turn: its lab (held alone: tests of one lab take turns) and its share of the
+/// machine (or all of it while [`Turn::alone`] is held). Released on drop, the share first.
 pub struct Turn<T: 'static> {
-    /// Slots held: 1, or [`SLOTS`] while alone.
-    slots: u32,
+    share: Share,
+    alone: bool,
     lab: Option<MutexGuard<'static, T>>,
     /// When the test asked for its turn and got it, and how long it held the machine
     /// alone: written to [`TIMES`] on drop, so a run says where its time went.
@@ -226,25 +112,20 @@ pub struct Turn<T: 'static> {
 }
 
 /// Where each lab test's turn is logged when it ends (`.ci/run` prints it): the test, how
-/// long it waited for its lab and a slot, how long it held them, and how much of that it
+/// long it waited for its lab and share, how long it held them, and how much of that it
 /// held the machine alone, in seconds.
 pub const TIMES: &str = "target/lab-times.txt";
 
 impl<T> Turn<T> {
-    fn take(m: &'static Mutex<T>) -> Self {
+    fn take(m: &'static Mutex<T>, share: Share) -> Self {
         let asked = Instant::now();
-        // The lab first, then the slot: a test never holds a slot while it waits for its
-        // lab, so the labs that can run do.
+        // The lab first, then the share: a test never holds a share while it waits for
+        // its lab, so the labs that can run do.
         let lab = m.lock().unwrap_or_else(|e| e.into_inner());
-        Turn::held(lab, asked)
-    }
-
-    /// The turn of a test that holds its lab already (asked for at `asked`): waits for
-    /// a slot.
-    fn held(lab: MutexGuard<'static, T>, asked: Instant) -> Self {
-        machine().take();
+        machine().take(share);
         Turn {
-            slots: 1,
+            share,
+            alone: false,
             lab: Some(lab),
             asked,
             got: Instant::now(),
@@ -257,27 +138,38 @@ impl<T> Turn<T> {
     /// throttled link against an unthrottled one) or saturates the CPUs (a stress-ng
     /// drill), which another lab's test beside it would skew or be skewed by.
     pub fn alone(&mut self) -> Alone<'_, T> {
-        // Give the slot back before waiting for all: two tests that both want the machine
-        // alone would otherwise each hold a slot the other waits for.
-        machine().give(self.slots);
-        self.slots = 0;
+        // Give the share back before waiting for both: two tests that both want the
+        // machine alone would otherwise each hold the share the other waits for.
+        machine().give(&[self.share]);
         machine().take_all();
-        self.slots = SLOTS;
+        self.alone = true;
         self.alone_since = Some(Instant::now());
         Alone(self)
     }
+
+    fn shares(&self) -> Vec<Share> {
+        if self.alone {
+            vec![Share::Main, Share::Other]
+        } else {
+            vec![self.share]
+        }
+    }
 }
 
-/// See [`Turn::alone`]: back to one slot on drop.
+/// See [`Turn::alone`]: back to the test's own share on drop.
 pub struct Alone<'a, T: 'static>(&'a mut Turn<T>);
 
 impl<T> Drop for Alone<'_, T> {
     fn drop(&mut self) {
-        // Keep one slot: given back and taken again, it went to a waiting test, and this
-        // one, holding its lab, waited a whole test for it (seen: a Galera test's 20 s
-        // alone, then 881 s waiting behind the MySQL test that took its share).
-        machine().give(self.0.slots - 1);
-        self.0.slots = 1;
+        // Keep its own share: given back and taken again, it went to a waiting test, and
+        // this one, holding its lab, waited a whole test for it (seen: a Galera test's
+        // alone section, then 881 s waiting behind the MySQL test that took its share).
+        let others: Vec<Share> = [Share::Main, Share::Other]
+            .into_iter()
+            .filter(|s| *s != self.0.share)
+            .collect();
+        machine().give(&others);
+        self.0.alone = false;
         if let Some(t) = self.0.alone_since.take() {
             self.0.alone_s += t.elapsed().as_secs_f64();
         }
@@ -286,7 +178,7 @@ impl<T> Drop for Alone<'_, T> {
 
 impl<T> Drop for Turn<T> {
     fn drop(&mut self) {
-        machine().give(self.slots);
+        machine().give(&self.shares());
         self.lab.take();
         let line = format!(
             "{}\twaited {:.0} s\theld {:.0} s\talone {:.0} s{}\n",
@@ -324,46 +216,35 @@ impl<T> std::ops::DerefMut for Turn<T> {
     }
 }
 
-/// A turn on the main lab: on whichever of its instances ([`MAIN_LABS`]) is free first,
-/// brought up on its first turn; the test's helpers reach that instance from then on. The
-/// instances' tests run side by side, beside one test of another lab.
+/// The shared lab, brought up once per test run; its tests take turns, beside one test of
+/// another lab.
 pub fn lab() -> Turn<Lab> {
-    static LABS: [OnceLock<Mutex<Lab>>; 2] = [OnceLock::new(), OnceLock::new()];
-    let asked = Instant::now();
-    loop {
-        for (i, def) in MAIN_LABS.iter().enumerate() {
-            let m: &'static Mutex<Lab> = LABS[i].get_or_init(|| {
-                Mutex::new(Lab {
-                    fresh: true,
-                    up: false,
-                })
-            });
-            // A failed test poisons the mutex and may leave the fleet anywhere (a
-            // failover half done, monitors' topology): the next test starts from fresh
-            // database hosts, as the tests that change the topology end, instead of
-            // failing on what the failed one left (seen: one failed monitor drill, then
-            // five tests failed converging after it).
-            let (guard, poisoned) = match m.try_lock() {
-                Ok(g) => (g, false),
-                Err(std::sync::TryLockError::WouldBlock) => continue,
-                Err(std::sync::TryLockError::Poisoned(p)) => (p.into_inner(), true),
-            };
-            CURRENT.with(|c| c.set(i));
-            let mut turn = Turn::held(guard, asked);
-            if !turn.up {
-                def.up();
-                turn.up = true;
-                turn.fresh = true;
-            }
-            if poisoned {
-                m.clear_poison();
-                reset(&DB_HOSTS);
-                turn.fresh = true;
-            }
-            return turn;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    static LAB: OnceLock<Mutex<Lab>> = OnceLock::new();
+    let m = LAB.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo().join("lab/lab.sh"))
+            .arg("up")
+            .output()
+            .expect("run lab/lab.sh");
+        assert!(
+            out.status.success(),
+            "lab/lab.sh up failed: the lab tests need Docker and debootstrap and never skip.\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mutex::new(Lab { fresh: true })
+    });
+    // A failed test poisons the mutex and may leave the fleet anywhere (a failover half
+    // done, monitors' topology): the next test starts from fresh database hosts, as the
+    // tests that change the topology end, instead of failing on what the failed one left
+    // (seen: one failed monitor drill, then five tests failed converging after it).
+    let mut turn = Turn::take(m, Share::Main);
+    // Read once the lock is held: the flag stays set until cleared.
+    if m.is_poisoned() {
+        m.clear_poison();
+        reset(&DB_HOSTS);
+        turn.fresh = true;
     }
+    turn
 }
 
 /// The turn of a test on another lab than the main one (`name`: `LAB_NAME`): its tests take
@@ -376,7 +257,7 @@ pub fn other_lab(name: &'static str) -> Turn<()> {
         .unwrap_or_else(|e| e.into_inner())
         .entry(name)
         .or_insert_with(|| Box::leak(Box::new(Mutex::new(()))));
-    Turn::take(m)
+    Turn::take(m, Share::Other)
 }
 
 pub struct Out {
@@ -461,14 +342,13 @@ pub fn assert_refused(o: &Out, phrase: &str) {
     assert!(o.flat().contains(phrase), "`{phrase}` in:\n{}", o.all());
 }
 
-/// dbfleet with `args` on the calling test's main-lab instance's inventory.
 pub fn dbfleet(args: &[&str]) -> Out {
-    dbfleet_with(&main_lab().inventory(), args, &[])
+    dbfleet_with(&repo().join("inventories/lab.yml"), args, &[])
 }
 
-/// Runs `sh -c cmd` in a main-lab host's container (not through dbfleet).
+/// Runs `sh -c cmd` in a lab host's container (not through dbfleet).
 pub fn on(host: &str, cmd: &str) -> String {
-    exec_in(&container(host), cmd)
+    exec_in(&format!("lab-{host}"), cmd)
 }
 
 /// Runs `sh -c cmd` in `container`, a host of any lab (`lab-db1`, `lab13-db1`), bounded;
@@ -583,21 +463,20 @@ pub fn changed_tasks(plan: &serde_json::Value) -> BTreeMap<String, Vec<String>> 
 /// (a change to lab.yml cannot silently leave a test on the plain inventory), and the
 /// ssh_config path is made absolute since the copy lives elsewhere.
 pub fn lab_variant(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
-    let lab = main_lab();
-    let mut text = std::fs::read_to_string(lab.inventory()).expect("lab.yml");
-    let ssh_config = format!("config: {}/ssh_config", lab.dir().display());
-    let relative = "config: ../.lab/ssh_config";
-    if text.contains(relative) {
-        text = text.replacen(relative, &ssh_config, 1);
-    }
-    for (from, to) in edits {
+    let mut text = std::fs::read_to_string(repo().join("inventories/lab.yml")).expect("lab.yml");
+    let ssh_config = format!("config: {}", repo().join(".lab/ssh_config").display());
+    for (from, to) in edits
+        .iter()
+        .copied()
+        .chain([("config: ../.lab/ssh_config", ssh_config.as_str())])
+    {
         assert!(text.contains(from), "lab.yml no longer contains `{from}`");
         text = text.replacen(from, to, 1);
     }
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");
     // The same secrets and TLS material as lab.yml: a variant changes what it says only.
-    let store = lab.store();
+    let store = repo().join("inventories/.dbfleet");
     if store.exists() && !dir.join(".dbfleet").exists() {
         let ok = Command::new("cp")
             .arg("-a")
@@ -637,8 +516,11 @@ pub fn slave_status(host: &str) -> BTreeMap<String, String> {
 pub fn eventually(host: &str, query: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got = try_exec_in(&container(host), &format!("mariadb -N -B -e \"{query}\""))
-            .unwrap_or_else(|e| e);
+        let got = try_exec_in(
+            &format!("lab-{host}"),
+            &format!("mariadb -N -B -e \"{query}\""),
+        )
+        .unwrap_or_else(|e| e);
         if got == want {
             return;
         }
@@ -653,7 +535,7 @@ pub fn eventually(host: &str, query: &str, want: &str) {
 /// The lab's application password, from lab.yml's secrets store.
 pub fn app_password() -> String {
     let store: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(main_lab().store().join("secrets.json")).expect("secrets store"),
+        &std::fs::read(repo().join("inventories/.dbfleet/secrets.json")).expect("secrets store"),
     )
     .expect("json");
     store["app_password"]
@@ -769,13 +651,12 @@ pub fn longest_gap_ends(acks: &[(f64, u64, u32)]) -> String {
 /// Stops the writer; returns each acknowledged insert as (epoch seconds, number, the
 /// server_id that acknowledged it), in order.
 pub fn stop_writer_acks() -> Vec<(f64, u64, u32)> {
-    stop_writer_acks_in(&container("backup1"))
+    stop_writer_acks_in("lab-backup1")
 }
 
-/// lab/fault.sh with `args` (the fault-injection harness) on the calling test's main-lab
-/// instance.
+/// lab/fault.sh with `args` (the fault-injection harness).
 pub fn fault(args: &[&str]) {
-    fault_with(&main_lab().env(), args);
+    fault_with(&[], args);
 }
 
 /// lab/fault.sh with `args` and `env` (another lab's `LAB_NAME` and `LAB_SUBNET`).
@@ -817,11 +698,13 @@ pub fn docker(args: &[&str]) {
     );
 }
 
-/// Recreates `hosts` of the calling test's main-lab instance fresh (same addresses).
 pub fn reset(hosts: &[&str]) {
-    let mut args = vec!["reset"];
-    args.extend_from_slice(hosts);
-    let o = main_lab().lab_sh(&args);
+    let o = Command::new("bash")
+        .arg(repo().join("lab/lab.sh"))
+        .arg("reset")
+        .args(hosts)
+        .output()
+        .expect("reset");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -868,11 +751,8 @@ pub fn status_when_healthy(inventory: Option<&Path>) -> Out {
     }
 }
 
-/// The proxies' virtual IP of the calling test's main-lab instance (inventories/lab.yml
-/// `proxy_vip`, keepalived).
-pub fn vip() -> String {
-    addr(30)
-}
+/// The lab's proxies' virtual IP (inventories/lab.yml `proxy_vip`, keepalived).
+pub const VIP: &str = "172.29.77.30";
 
 /// Seconds since the Unix epoch, as the writer's acknowledgements are stamped.
 pub fn now_s() -> f64 {
@@ -905,14 +785,14 @@ pub fn bridge_of(lab: &str) -> String {
 /// drops every packet it sends to or receives from the lab's bridge `dev` (the hosts keep
 /// talking to each other: their traffic is forwarded, never this machine's input or
 /// output). Lifted when dropped.
-pub struct Cut(String);
+pub struct Cut;
+
+const CUT_TABLE: &str = "dbfleet_lab_cut";
 
 impl Cut {
     pub fn new(dev: &str) -> Cut {
-        // A table per bridge: two labs' tests may cut their own links at once.
-        let table = Cut::table(dev);
         let rules = format!(
-            "table inet {table} {{\n chain i {{ type filter hook input priority -20; iifname \"{dev}\" drop; }}\n chain o {{ type filter hook output priority -20; oifname \"{dev}\" drop; }}\n}}\n"
+            "table inet {CUT_TABLE} {{\n chain i {{ type filter hook input priority -20; iifname \"{dev}\" drop; }}\n chain o {{ type filter hook output priority -20; oifname \"{dev}\" drop; }}\n}}\n"
         );
         let mut c = Command::new("nft")
             .args(["-f", "-"])
@@ -934,18 +814,14 @@ impl Cut {
             "nft: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        Cut(table)
-    }
-
-    fn table(dev: &str) -> String {
-        format!("dbfleet_cut_{}", dev.replace('-', "_"))
+        Cut
     }
 }
 
 impl Drop for Cut {
     fn drop(&mut self) {
         let _ = Command::new("nft")
-            .args(["delete", "table", "inet", &self.0])
+            .args(["delete", "table", "inet", CUT_TABLE])
             .output();
     }
 }
@@ -967,7 +843,7 @@ impl Slowed {
                 ),
             );
         }
-        Slowed(from.iter().map(|h| container(h)).collect())
+        Slowed(from.iter().map(|h| h.to_string()).collect())
     }
 }
 
@@ -975,7 +851,15 @@ impl Drop for Slowed {
     fn drop(&mut self) {
         for h in &self.0 {
             let _ = Command::new("docker")
-                .args(["exec", h, "nft", "delete", "table", "inet", "labslow"])
+                .args([
+                    "exec",
+                    &format!("lab-{h}"),
+                    "nft",
+                    "delete",
+                    "table",
+                    "inet",
+                    "labslow",
+                ])
                 .output();
         }
     }
@@ -997,7 +881,7 @@ impl Spawned {
             .current_dir(repo())
             .env("NO_COLOR", "1")
             .arg("-i")
-            .arg(main_lab().inventory())
+            .arg(repo().join("inventories/lab.yml"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(out.reopen().expect("reopen"))
