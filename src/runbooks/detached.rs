@@ -348,10 +348,8 @@ fn state_script(d: &str, target: &str, renew: &str) -> String {
     format!(
         "{renew}d={d}\n\
          if [ ! -d \"$d\" ]; then echo state=none; exit 0; fi\n\
-         if flock -n \"$d/lock\" true 2>/dev/null; then\n\
-           if [ -f \"$d/rc\" ]; then echo state=finished; echo \"rc=$(cat \"$d/rc\")\"; else echo state=lost; fi\n\
-         elif [ -f \"$d/rc\" ]; then echo state=finished; echo \"rc=$(cat \"$d/rc\")\"\n\
-         else echo state=running; fi\n\
+         if flock -n \"$d/lock\" true 2>/dev/null; then s=lost; else s=running; fi\n\
+         if [ -f \"$d/rc\" ]; then echo state=finished; echo \"rc=$(cat \"$d/rc\")\"; else echo state=$s; fi\n\
          echo \"now=$(date +%s)\"; echo \"started=$(cat \"$d/started\" 2>/dev/null)\"\n\
          echo \"lease=$(cat \"$d/lease\" 2>/dev/null)\"\n\
          echo \"bytes=$(du -sb {target} 2>/dev/null | cut -f1)\"\n\
@@ -480,33 +478,29 @@ mod tests {
     /// read, which is that interleaving on every run: the state must be finished, not lost.
     #[test]
     fn a_run_that_ends_while_its_state_is_read_is_finished_never_lost() {
-        let tmp = std::env::temp_dir().join(format!("dbfleet-state-{}", std::process::id()));
-        let run = tmp.join("run");
-        let bin = tmp.join("bin");
-        std::fs::create_dir_all(&run).unwrap();
-        std::fs::create_dir_all(&bin).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (run, bin) = (tmp.path().join("run"), tmp.path().join("bin"));
+        std::fs::create_dir_all(&run).expect("run folder");
+        std::fs::create_dir_all(&bin).expect("bin folder");
         let real = std::process::Command::new("sh")
             .args(["-c", "command -v flock"])
             .output()
-            .unwrap();
-        let real = String::from_utf8(real.stdout).unwrap();
+            .expect("sh");
         let shim = format!(
             "#!/bin/sh\necho 0 > {}/rc\nexec {} \"$@\"\n",
             run.display(),
-            real.trim()
+            String::from_utf8_lossy(&real.stdout).trim()
         );
-        std::fs::write(bin.join("flock"), shim).unwrap();
-        std::process::Command::new("chmod")
-            .args(["+x", bin.join("flock").to_str().unwrap()])
-            .status()
-            .unwrap();
-        let script = state_script(&q(run.to_str().unwrap()), &q(run.to_str().unwrap()), "");
+        let flock = bin.join("flock");
+        std::fs::write(&flock, shim).expect("shim");
+        std::fs::set_permissions(&flock, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let dir = q(&run.display().to_string());
         let out = std::process::Command::new("bash")
-            .args(["-c", &script])
+            .args(["-c", &state_script(&dir, &dir, "")])
             .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
             .output()
-            .unwrap();
-        let _ = std::fs::remove_dir_all(&tmp);
+            .expect("bash");
         let state = parse_state(&String::from_utf8_lossy(&out.stdout));
         assert!(matches!(state, State::Finished { rc: 0, .. }), "{state:?}");
     }

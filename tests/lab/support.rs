@@ -101,10 +101,10 @@ impl Machine {
 /// machine (or all of it while [`Turn::alone`] is held). Released on drop, the share first.
 pub struct Turn<T: 'static> {
     share: Share,
-    alone: bool,
     lab: Option<MutexGuard<'static, T>>,
-    /// When the test asked for its turn and got it, and how long it held the machine
-    /// alone: written to [`TIMES`] on drop, so a run says where its time went.
+    /// When the test asked for its turn and got it, since when it holds the machine alone
+    /// (`Some` exactly while it does), and how long it held it alone before: written to
+    /// [`TIMES`] on drop, so a run says where its time went.
     asked: Instant,
     got: Instant,
     alone_since: Option<Instant>,
@@ -125,7 +125,6 @@ impl<T> Turn<T> {
         machine().take(share);
         Turn {
             share,
-            alone: false,
             lab: Some(lab),
             asked,
             got: Instant::now(),
@@ -142,13 +141,12 @@ impl<T> Turn<T> {
         // machine alone would otherwise each hold the share the other waits for.
         machine().give(&[self.share]);
         machine().take_all();
-        self.alone = true;
         self.alone_since = Some(Instant::now());
         Alone(self)
     }
 
     fn shares(&self) -> Vec<Share> {
-        if self.alone {
+        if self.alone_since.is_some() {
             vec![Share::Main, Share::Other]
         } else {
             vec![self.share]
@@ -169,7 +167,6 @@ impl<T> Drop for Alone<'_, T> {
             .filter(|s| *s != self.0.share)
             .collect();
         machine().give(&others);
-        self.0.alone = false;
         if let Some(t) = self.0.alone_since.take() {
             self.0.alone_s += t.elapsed().as_secs_f64();
         }
