@@ -537,6 +537,7 @@ fn restore_to_a_point_in_time_brings_back_a_dropped_table_with_every_row_before_
 }
 
 #[test]
+#[ignore = "long drill, run by bench/drills.sh, not by CI (docs/src/tests.md)"]
 fn rebuild_brings_back_a_lost_replica_then_a_lost_cluster_from_backups_alone() {
     let _lab = converged();
     // Seed 003's week: a full backup, an incremental, a differential (the changes since
@@ -658,6 +659,7 @@ fn rebuild_brings_back_a_lost_replica_then_a_lost_cluster_from_backups_alone() {
 }
 
 #[test]
+#[ignore = "long drill, run by bench/drills.sh, not by CI (docs/src/tests.md)"]
 fn offsite_copy_to_s3_keeps_its_retention_verifies_and_restores_a_rebuilt_backup_server() {
     let mut lab = converged();
     let env = offsite_storage();

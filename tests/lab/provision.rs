@@ -36,6 +36,7 @@ fn offered_versions() -> Vec<String> {
 /// A fresh lab converged to the oldest server version its sources offer (pinned by
 /// `server_version`), then rolled to the newest under write load (issue 16, must-show 3).
 #[test]
+#[ignore = "long drill, run by bench/drills.sh, not by CI (docs/src/tests.md)"]
 fn fresh_lab_converges_on_a_pinned_point_release_then_rolls_to_the_next_under_write_load() {
     let mut lab = lab();
     if !lab.fresh {

@@ -41,6 +41,15 @@ struct MachineState {
     main_free: bool,
     other_free: bool,
     alone_waiting: u32,
+    /// Main-lab tests that asked for their turn and have not ended, and whether one ever
+    /// did: once the main lab's queue is done (`main_seen` and none pending), the other
+    /// labs' tests take its share too, two at a time. Every test thread starts at once
+    /// (`RUST_TEST_THREADS` in .cargo/config.toml is above the number of lab tests), so
+    /// after the first main-lab turn a count of zero means the main queue is empty, not
+    /// that a test has yet to ask. Seen at CI: the main queue ended and the server matrix
+    /// ran one test at a time on a half-idle machine.
+    main_pending: u32,
+    main_seen: bool,
 }
 
 impl MachineState {
@@ -59,6 +68,8 @@ fn machine() -> &'static Machine {
             main_free: true,
             other_free: true,
             alone_waiting: 0,
+            main_pending: 0,
+            main_seen: false,
         }),
         changed: Condvar::new(),
     })
@@ -69,12 +80,37 @@ impl Machine {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take(&self, share: Share) {
+    /// Takes `share`, or for another lab's test the main lab's share once the main queue
+    /// is done; returns the share taken.
+    fn take(&self, share: Share) -> Share {
         let mut st = self.state();
-        while !*st.free(share) || st.alone_waiting > 0 {
+        loop {
+            if st.alone_waiting == 0 {
+                if *st.free(share) {
+                    *st.free(share) = false;
+                    return share;
+                }
+                if share == Share::Other && st.main_free && st.main_seen && st.main_pending == 0 {
+                    st.main_free = false;
+                    return Share::Main;
+                }
+            }
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        *st.free(share) = false;
+    }
+
+    fn main_asked(&self) {
+        self.state().main_pending += 1;
+    }
+
+    fn main_got(&self) {
+        self.state().main_seen = true;
+    }
+
+    fn main_ended(&self) {
+        let mut st = self.state();
+        st.main_pending -= 1;
+        self.changed.notify_all();
     }
 
     fn take_all(&self) {
@@ -101,6 +137,8 @@ impl Machine {
 /// machine (or all of it while [`Turn::alone`] is held). Released on drop, the share first.
 pub struct Turn<T: 'static> {
     share: Share,
+    /// A turn of the main lab (counted in `main_pending` until it ends).
+    main_lab: bool,
     lab: Option<MutexGuard<'static, T>>,
     /// When the test asked for its turn and got it, since when it holds the machine alone
     /// (`Some` exactly while it does), and how long it held it alone before: written to
@@ -118,13 +156,19 @@ pub const TIMES: &str = "target/lab-times.txt";
 
 impl<T> Turn<T> {
     fn take(m: &'static Mutex<T>, share: Share) -> Self {
+        hook_panics();
         let asked = Instant::now();
         // The lab first, then the share: a test never holds a share while it waits for
         // its lab, so the labs that can run do.
         let lab = m.lock().unwrap_or_else(|e| e.into_inner());
-        machine().take(share);
+        let main_lab = share == Share::Main;
+        let share = machine().take(share);
+        if main_lab {
+            machine().main_got();
+        }
         Turn {
             share,
+            main_lab,
             lab: Some(lab),
             asked,
             got: Instant::now(),
@@ -177,16 +221,25 @@ impl<T> Drop for Turn<T> {
     fn drop(&mut self) {
         machine().give(&self.shares());
         self.lab.take();
+        if self.main_lab {
+            machine().main_ended();
+        }
+        let name = std::thread::current().name().unwrap_or("?").to_string();
         let line = format!(
             "{}\twaited {:.0} s\theld {:.0} s\talone {:.0} s{}\n",
-            std::thread::current().name().unwrap_or("?"),
+            name,
             self.got.duration_since(self.asked).as_secs_f64(),
             self.got.elapsed().as_secs_f64(),
             self.alone_s + self.alone_since.map_or(0.0, |t| t.elapsed().as_secs_f64()),
             if std::thread::panicking() {
-                "\tFAILED"
+                let why = panics()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&name)
+                    .unwrap_or_default();
+                format!("\tFAILED: {why}")
             } else {
-                ""
+                String::new()
             },
         );
         use std::io::Write;
@@ -213,9 +266,55 @@ impl<T> std::ops::DerefMut for Turn<T> {
     }
 }
 
+/// Each failing lab test's panic message (its first 1,500 characters, on one line), by
+/// test thread, for its line in [`TIMES`]: CI keeps only the tail of a run's output, where
+/// that table is printed, and the captured output of the failures was cut off (seen: four
+/// failures and not one reason).
+fn panics() -> &'static Mutex<BTreeMap<String, String>> {
+    static P: OnceLock<Mutex<BTreeMap<String, String>>> = OnceLock::new();
+    P.get_or_init(Default::default)
+}
+
+fn hook_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let p = info.payload();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}: ", l.file(), l.line()))
+                .unwrap_or_default();
+            let one_line: String = format!("{at}{msg}")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(1500)
+                .collect();
+            if let Some(name) = std::thread::current().name() {
+                panics()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(name.to_string())
+                    .or_insert(one_line);
+            }
+            default(info);
+        }));
+    });
+}
+
 /// The shared lab, brought up once per test run; its tests take turns, beside one test of
 /// another lab.
 pub fn lab() -> Turn<Lab> {
+    hook_panics();
+    // Counted before the lab comes up, so no other lab's test takes this share meanwhile.
+    machine().main_asked();
     static LAB: OnceLock<Mutex<Lab>> = OnceLock::new();
     let m = LAB.get_or_init(|| {
         let out = Command::new("bash")
