@@ -10,7 +10,7 @@
 //! restore, disaster rebuild (a lost replica by CLONE, a lost cluster from a dump and the
 //! archived binary logs), semi-sync, and switchover, failover and rejoin under write load.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -313,8 +313,10 @@ fn rolling_restart_under_load(s: &Server, dir: &Path, inv: &Path) {
     let hosts = ["db1", "db2", "db3"];
     let before = s.pids(&hosts);
     s.start_writer(dir, "db1", 5_000_000);
+    start_ping_samplers_in(s.name, &hosts);
     let a = dbfleet_with(&variant, &["apply", "--auto-approve"], &[]);
     std::thread::sleep(Duration::from_millis(500));
+    let down = stop_ping_samplers_in(s.name, &hosts);
     let acks = stop_writer_acks_in(&s.container("backup1"));
     assert_eq!(a.code, 0, "{}", a.all());
     assert!(
@@ -336,12 +338,20 @@ fn rolling_restart_under_load(s: &Server, dir: &Path, inv: &Path) {
     for h in hosts {
         s.assert_all_present(h, &acked);
     }
-    let bound = if s.server == "mysql" { 2.0 } else { 1.0 };
-    assert!(
-        gap <= bound,
-        "{}: the longest gap between acknowledged inserts was {gap:.3} s",
-        s.name
-    );
+    // Never two down; writes went on, by another server, while each one was down. The gap
+    // is a figure, printed above: a 1 s bound on it (2 s on MySQL) failed this test beside
+    // another lab's, where the writer's own pace varies by most of a second.
+    assert_never_two_down(&down);
+    let server_id: BTreeMap<String, u32> = hosts
+        .iter()
+        .map(|h| {
+            (
+                h.to_string(),
+                s.sql(h, "SELECT @@server_id").parse().expect("server_id"),
+            )
+        })
+        .collect();
+    assert_writes_went_on_while_each_was_down(&down, &acks, &server_id, &a.all());
     assert_eq!(s.sql("db1", "SELECT @@read_only"), "0");
     let p = dbfleet_with(&variant, &["plan", "--detailed-exitcode"], &[]);
     assert_eq!(p.code, 0, "re-plan after apply:\n{}", p.all());

@@ -1029,6 +1029,53 @@ impl Drop for Spawned {
     }
 }
 
+/// A rolling restart's writes went on while each server was down: inside every down
+/// interval of `down` ([`stop_ping_samplers_in`]) longer than a second (a restart's), at
+/// least one insert of `acks` (the writer's: time, sequence number, acknowledging
+/// `server_id`) was acknowledged, and by another server than the one down (`server_id`:
+/// host → its id). A primary restarted in place, or two servers at once, leaves the writer
+/// waiting the whole interval. Not a timed bound: the writer starts one client process per
+/// insert, and on a loaded 2-core machine its pace varies by most of a second (a 1 s bound
+/// on the longest gap failed the 11.8 matrix test beside another lab). `context` is printed
+/// on failure (the apply's output).
+pub fn assert_writes_went_on_while_each_was_down(
+    down: &BTreeMap<String, Vec<(f64, f64)>>,
+    acks: &[(f64, u64, u32)],
+    server_id: &BTreeMap<String, u32>,
+    context: &str,
+) {
+    for (h, intervals) in down {
+        for &(from, to) in intervals.iter().filter(|iv| iv.1 - iv.0 > 1.0) {
+            let during: Vec<u32> = acks
+                .iter()
+                .filter(|a| a.0 > from && a.0 < to)
+                .map(|a| a.2)
+                .collect();
+            assert!(
+                !during.is_empty() && !during.contains(&server_id[h.as_str()]),
+                "while {h} was down ({from:.3}–{to:.3}) the inserts acknowledged came from server_ids {during:?}; longest gap {}:\n{context}",
+                longest_gap_ends(acks),
+            );
+        }
+    }
+}
+
+/// No two of `down`'s servers ([`stop_ping_samplers_in`]) were down at once.
+pub fn assert_never_two_down(down: &BTreeMap<String, Vec<(f64, f64)>>) {
+    let all: Vec<(&str, (f64, f64))> = down
+        .iter()
+        .flat_map(|(h, ivs)| ivs.iter().map(move |iv| (h.as_str(), *iv)))
+        .collect();
+    for (i, (h1, a)) in all.iter().enumerate() {
+        for (h2, b) in &all[i + 1..] {
+            assert!(
+                h1 == h2 || a.1 < b.0 || b.1 < a.0,
+                "{h1} and {h2} were down at once: {a:?} and {b:?}"
+            );
+        }
+    }
+}
+
 /// Starts, in each of `hosts` of lab `lab` (its `LAB_NAME`: containers `LAB-HOST`), a loop
 /// recording each 50 ms whether the server answers a ping: "EPOCH.NANOS up|down" lines in
 /// /root/ping.log, while /root/ping.run exists.
