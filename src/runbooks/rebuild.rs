@@ -102,6 +102,8 @@ async fn restore_logical(
         (logical, &dump),
         logs.as_ref().map(|(b, s)| (*b, s)),
         None,
+        // A lost cluster's primary reloads alone, before any member joins it.
+        false,
     );
     if logs.is_some() {
         script.push_str(&format!(

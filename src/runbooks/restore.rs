@@ -215,19 +215,37 @@ pub async fn plan(
         match engine.connect(&r.name, None).await {
             Ok(c) => {
                 let f = free_bytes(&c).await;
+                let st = if galera {
+                    galera_state(&c, d).await
+                } else {
+                    String::new()
+                };
                 c.close().await;
-                (r.name.clone(), Some(f))
+                (r.name.clone(), Some((f, st)))
             }
             // A replica that is down replays the reload when it is back: its room is its
-            // own apply's concern then, and the plan says it was not checked.
+            // own apply's concern then, and the plan says it was not checked. (A Galera
+            // member not reached is refused by the command before the plan: it could not
+            // be fenced.)
             Err(_) => (r.name.clone(), None),
         }
     });
+    let mut states = Vec::new();
+    if galera {
+        states.push((host.to_string(), galera_state(conn, d).await));
+    }
     for (name, f) in futures::future::join_all(reads).await {
         match f {
-            Some(f) => free.push((name, f?)),
+            Some((f, st)) => {
+                free.push((name.clone(), f?));
+                states.push((name, st));
+            }
+            None if galera => states.push((name, String::new())),
             None => unchecked.push(name),
         }
+    }
+    if galera {
+        members_synced(&h.cluster, &states)?;
     }
     room(dump_bytes, &free)?;
     let logs = match binlog {
@@ -343,6 +361,7 @@ pub async fn plan(
                 (logical, &dump),
                 logs.as_ref().map(|(b, s)| (*b, s)),
                 to,
+                galera,
             )),
         },
         true,
@@ -400,6 +419,20 @@ fn size_in_listing(listing: &str, path: &str) -> Option<u64> {
 /// folder's and dbfleet's state folder's (`df`).
 ///
 /// Errors: [`Error::Refused`] when the host gives no figure.
+/// A Galera member's `crate::sql::galera::STATE_LINE` (local state and component status,
+/// tab between), "" when its server does not answer.
+async fn galera_state(conn: &SshHost, d: Dialect) -> String {
+    let cmd = format!(
+        "{} -N -B -e {} 2>/dev/null || true\n",
+        d.client(),
+        q(crate::sql::galera::STATE_LINE)
+    );
+    conn.run(&cmd)
+        .await
+        .map(|o| o.stdout.trim().to_string())
+        .unwrap_or_default()
+}
+
 async fn free_bytes(conn: &SshHost) -> Result<u64, Error> {
     let o = conn
         .run("df -B1 --output=avail /var/lib/mysql /var/lib/dbfleet 2>/dev/null | tail -n +2; true\n")
@@ -555,6 +588,7 @@ pub fn script(
     dump: (&Job, &Snapshot),
     binlogs: Option<(&Job, &Snapshot)>,
     to: Option<DateTime<Utc>>,
+    galera: bool,
 ) -> String {
     let client = d.client();
     let (job, snap) = dump;
@@ -567,6 +601,9 @@ pub fn script(
         id = q(&snap.short_id),
         path = q(&format!("/{}.sql", job.name)),
     );
+    if galera {
+        s.push_str(&galera_ready_wait(client, GALERA_READY_WAIT_S));
+    }
     for db in &job.databases {
         s.push_str(&format!(
             "{client} -e {}\n",
@@ -619,6 +656,68 @@ pub fn script(
         q(d.current_position())
     ));
     s
+}
+
+/// How long a Galera member's restore waits, before it drops anything, for the member to
+/// be synced in the primary component again, in seconds. A member that has just seen
+/// another come back (a paused or cut-off member rejoining the view) is briefly not ready,
+/// and refuses every statement with ERROR 1047 "WSREP has not yet prepared node for
+/// application use" (MariaDB KB "wsrep_ready"); seen in the lab test: the DROP DATABASE
+/// failed that way seconds after every member read Synced, and the cluster stayed
+/// read-only. A view change settles within seconds (`evs.inactive_timeout` 15 s by
+/// default); a member still not ready after this long is a fault for the operator.
+pub const GALERA_READY_WAIT_S: u32 = 60;
+
+/// Shell that waits until this Galera member is synced in the primary component
+/// (`crate::sql::galera::STATE_LINE` reads `SYNCED` and `PRIMARY_COMPONENT`), polling each
+/// second, and fails after `limit_s` seconds naming the state it last read: nothing has
+/// been dropped then (the step before only set read_only). `client`: the server's command
+/// line client.
+fn galera_ready_wait(client: &str, limit_s: u32) -> String {
+    use crate::sql::galera::{PRIMARY_COMPONENT, STATE_LINE, SYNCED};
+    format!(
+        "want=$(printf '%s\\t%s' {SYNCED} {PRIMARY_COMPONENT})\n\
+         t0=$(date +%s)\n\
+         until [ \"$(state=$({client} -N -B -e {line} 2>/dev/null || true); printf '%s' \"$state\")\" = \"$want\" ]; do\n  \
+           if [ $(( $(date +%s) - t0 )) -ge {limit_s} ]; then\n    \
+             echo \"this member is not synced in the primary component after {limit_s} s (state: $({client} -N -B -e {line} 2>/dev/null | tr '\\t' ' ')); nothing was dropped\" >&2\n    \
+             exit 1\n  \
+           fi\n  \
+           sleep 1\n\
+         done\n",
+        line = q(STATE_LINE),
+    )
+}
+
+/// Refuses a Galera cluster's restore when a member is not synced in the primary
+/// component (`states`: each member and its `crate::sql::galera::STATE_LINE`, tab
+/// between, "" when its server did not answer): the reload replicates to every member as
+/// write sets, and a member joining, donating or outside the primary component would fail
+/// it half-way or miss it. Read when the plan is made, before anything changes.
+///
+/// Errors: [`Error::Refused`] naming each such member and its state, "nothing was changed".
+fn members_synced(cluster: &str, states: &[(String, String)]) -> Result<(), Error> {
+    use crate::sql::galera::{PRIMARY_COMPONENT, SYNCED};
+    let want = format!("{SYNCED}\t{PRIMARY_COMPONENT}");
+    let bad: Vec<String> = states
+        .iter()
+        .filter(|(_, st)| st.trim() != want)
+        .map(|(h, st)| {
+            let st = st.trim().replace('\t', " ");
+            if st.is_empty() {
+                format!("{h} (its server did not answer)")
+            } else {
+                format!("{h} (local state, component: {st})")
+            }
+        })
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "restore refused: not every member of Galera cluster {cluster} is synced in the primary component: {}. The reload replicates to every member; wait until `dbfleet status` shows each one Synced in a Primary component. Nothing was changed",
+        bad.join(", ")
+    )))
 }
 
 /// Shell that sets `pos` to the dump's GTID position, or fails naming why. MariaDB:
@@ -777,6 +876,94 @@ mod tests {
         let saved = plan(71_158 << 20);
         assert!(saved.stale_against(&plan(71_157 << 20)).is_empty());
         assert!(saved.render().contains("db1 had 71158 MiB free"));
+    }
+
+    /// Runs [`galera_ready_wait`] (bound `limit_s`) under bash with a scripted `mariadb` on
+    /// PATH that answers `states` in turn (the last one from then on) and counts its calls.
+    /// Returns (status, stderr, calls).
+    fn ready_wait(states: &[&str], limit_s: u32) -> (i32, String, usize) {
+        let sb = crate::tasks::sandbox::Sandbox::new(
+            "mariadb",
+            "n=$(cat \"$FAKE_DIR/n\" 2>/dev/null || echo 0); echo $((n + 1)) > \"$FAKE_DIR/n\"\n\
+             line=$(sed -n \"$((n + 1))p\" \"$FAKE_DIR/states\"); [ -n \"$line\" ] || line=$(tail -n 1 \"$FAKE_DIR/states\")\n\
+             printf '%s\\n' \"$line\" | tr '|' '\\t'\n",
+        );
+        std::fs::write(sb.path("states"), states.join("\n") + "\n").expect("states");
+        let o = sb.run(
+            "bash",
+            &format!(
+                "set -euo pipefail\n{}echo dropped\n",
+                galera_ready_wait("mariadb", limit_s)
+            ),
+        );
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let code = o.status.code().unwrap_or(-1);
+        assert_eq!(code == 0, out.contains("dropped"), "{out}");
+        (
+            code,
+            String::from_utf8_lossy(&o.stderr).into(),
+            sb.read("n").trim().parse().unwrap_or(0),
+        )
+    }
+
+    #[test]
+    fn a_galera_member_briefly_not_ready_is_waited_for_before_anything_is_dropped() {
+        // The lab test's failure: every member read Synced, then the reload's DROP met
+        // ERROR 1047 on a member settling a view change. It waits and goes on.
+        let (code, err, calls) = ready_wait(&["1|Non-Primary", "2|Primary", "4|Primary"], 30);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn a_galera_member_never_ready_fails_the_restore_before_anything_is_dropped() {
+        let (code, err, _) = ready_wait(&["4|Non-Primary"], 2);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains("not synced in the primary component after 2 s (state: 4 Non-Primary)")
+                && err.contains("nothing was dropped"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_galera_restore_waits_for_its_member_before_the_first_drop_and_a_primarys_does_not() {
+        use crate::backup::{Job, JobKind};
+        let mut job = Job::fixture("app-logical", JobKind::Logical, None);
+        job.databases = vec!["app".into()];
+        let snap = snap("2026-12-06T10:00:00Z", "4cba5192");
+        let galera = script(Dialect::MariaDb, (&job, &snap), None, None, true);
+        let wait = galera.find("until [").expect("a wait");
+        let drop = galera.find("DROP DATABASE").expect("a drop");
+        assert!(wait < drop, "{galera}");
+        let primary = script(Dialect::MariaDb, (&job, &snap), None, None, false);
+        assert!(!primary.contains("until ["), "{primary}");
+    }
+
+    #[test]
+    fn a_galera_restore_is_refused_when_a_member_is_not_synced_in_the_primary_component() {
+        let st = |h: &str, s: &str| (h.to_string(), s.to_string());
+        assert!(
+            members_synced(
+                "galera",
+                &[st("db1", "4\tPrimary"), st("db2", "4\tPrimary\n")]
+            )
+            .is_ok()
+        );
+        let e = members_synced(
+            "galera",
+            &[
+                st("db1", "4\tPrimary"),
+                st("db2", "2\tPrimary"),
+                st("db3", ""),
+            ],
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(e.contains("db2 (local state, component: 2 Primary)"), "{e}");
+        assert!(e.contains("db3 (its server did not answer)"), "{e}");
+        assert!(!e.contains("db1"), "{e}");
+        assert!(e.contains("Nothing was changed"), "{e}");
     }
 
     fn snap(time: &str, id: &str) -> Snapshot {
