@@ -329,7 +329,36 @@ fn failover_after_a_killed_primary_loses_no_acknowledged_insert_then_rejoin_and_
         d.all()
     );
     let r = dbfleet_with(&inv, &["rejoin", "db1", "--auto-approve"], &[]);
-    assert_eq!(r.code, 0, "{}", r.all());
+    if r.code != 0 && r.stderr.contains("never saw") {
+        // The killed primary kept a transaction no replica received, and rejoin refused
+        // it (the behaviour under test: it never rejoins with it, and changed nothing past
+        // fencing). MariaDB writes a transaction to its binary log before semi-sync waits
+        // for a replica; killed in that wait, or with semi-sync fallen back to async (this
+        // test's 5 s timeout, passed on a loaded machine), it keeps what no replica has.
+        // Seen at this stop beside another lab: db1 kept 0-1-184. Those rows were never
+        // acknowledged (checked here); db1 is then replaced by a bare host and seeded from
+        // the new primary by `apply`, as the refusal tells the operator.
+        let ids = |h: &str| -> std::collections::BTreeSet<u64> {
+            sql(h, "SELECT n FROM app.seq")
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect()
+        };
+        let extra: Vec<u64> = ids("db1").difference(&ids(new)).copied().collect();
+        assert!(
+            extra.iter().all(|n| !acked.contains(n)),
+            "db1's errant rows {extra:?} must be unacknowledged ones:\n{}",
+            r.all()
+        );
+        eprintln!(
+            "rejoin refused db1's errant transaction (rows {extra:?}, never acknowledged); db1 rebuilt"
+        );
+        reset(&["db1"]);
+        let a = dbfleet_with(&inv, &["apply", "--auto-approve"], &[]);
+        assert_eq!(a.code, 0, "{}", a.all());
+    } else {
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
     let st = slave_status("db1");
     assert_eq!(st["Slave_SQL_Running"], "Yes");
     assert_eq!(st["Master_Host"], new_addr);
