@@ -79,3 +79,22 @@ pub(super) async fn read_all<T>(
     }))
     .await
 }
+
+/// One line a synchronous cluster's member prints for `query` (a `STATE_LINE` of
+/// `crate::sql::galera` or `crate::sql::group`: its fields tab-separated), trimmed; ""
+/// when its server does not answer or the host cannot be run on. Read by the rolling
+/// restart between members and by a Galera restore's plan.
+pub(crate) async fn state_line(
+    conn: &dyn crate::transport::Transport,
+    client: &str,
+    query: &str,
+) -> String {
+    let cmd = format!(
+        "{client} -N -B -e {} 2>/dev/null || true\n",
+        crate::tasks::q(query)
+    );
+    conn.run(&cmd)
+        .await
+        .map(|o| o.stdout.trim().to_string())
+        .unwrap_or_default()
+}

@@ -30,6 +30,7 @@ use crate::backup::snapshot::Snapshot;
 use crate::error::Error;
 use crate::plan::runbook::{Action, DetachedRun, Runbook, RunbookPlan};
 use crate::runbooks::detached::{Run, Seen, State};
+use crate::sql::galera::STATE_LINE as GALERA_STATE;
 use crate::sql::{Dialect, REPLAY_PACKET_BYTES};
 use crate::tasks::RESTORE_RUN;
 use crate::tasks::q;
@@ -216,7 +217,7 @@ pub async fn plan(
             Ok(c) => {
                 let f = free_bytes(&c).await;
                 let st = if galera {
-                    galera_state(&c, d).await
+                    super::members::state_line(&c, d.client(), GALERA_STATE).await
                 } else {
                     String::new()
                 };
@@ -232,7 +233,8 @@ pub async fn plan(
     });
     let mut states = Vec::new();
     if galera {
-        states.push((host.to_string(), galera_state(conn, d).await));
+        let st = super::members::state_line(conn, d.client(), GALERA_STATE).await;
+        states.push((host.to_string(), st));
     }
     for (name, f) in futures::future::join_all(reads).await {
         match f {
@@ -419,20 +421,6 @@ fn size_in_listing(listing: &str, path: &str) -> Option<u64> {
 /// folder's and dbfleet's state folder's (`df`).
 ///
 /// Errors: [`Error::Refused`] when the host gives no figure.
-/// A Galera member's `crate::sql::galera::STATE_LINE` (local state and component status,
-/// tab between), "" when its server does not answer.
-async fn galera_state(conn: &SshHost, d: Dialect) -> String {
-    let cmd = format!(
-        "{} -N -B -e {} 2>/dev/null || true\n",
-        d.client(),
-        q(crate::sql::galera::STATE_LINE)
-    );
-    conn.run(&cmd)
-        .await
-        .map(|o| o.stdout.trim().to_string())
-        .unwrap_or_default()
-}
-
 async fn free_bytes(conn: &SshHost) -> Result<u64, Error> {
     let o = conn
         .run("df -B1 --output=avail /var/lib/mysql /var/lib/dbfleet 2>/dev/null | tail -n +2; true\n")
@@ -678,7 +666,7 @@ fn galera_ready_wait(client: &str, limit_s: u32) -> String {
     format!(
         "want=$(printf '%s\\t%s' {SYNCED} {PRIMARY_COMPONENT})\n\
          t0=$(date +%s)\n\
-         until [ \"$(state=$({client} -N -B -e {line} 2>/dev/null || true); printf '%s' \"$state\")\" = \"$want\" ]; do\n  \
+         until [ \"$({client} -N -B -e {line} 2>/dev/null || true)\" = \"$want\" ]; do\n  \
            if [ $(( $(date +%s) - t0 )) -ge {limit_s} ]; then\n    \
              echo \"this member is not synced in the primary component after {limit_s} s (state: $({client} -N -B -e {line} 2>/dev/null | tr '\\t' ' ')); nothing was dropped\" >&2\n    \
              exit 1\n  \

@@ -407,15 +407,7 @@ async fn galera_state(c: &Cluster<'_>, host: &str) -> String {
     } else {
         crate::sql::galera::STATE_LINE
     };
-    let cmd = format!(
-        "{} -N -B -e {} 2>/dev/null || true\n",
-        c.dialect.client(),
-        crate::tasks::q(query)
-    );
-    conn.run(&cmd)
-        .await
-        .map(|o| o.stdout.trim().to_string())
-        .unwrap_or_default()
+    super::members::state_line(conn, c.dialect.client(), query).await
 }
 
 /// `host` is a member of a replication group (`replication: group`), not of a Galera
