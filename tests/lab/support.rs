@@ -46,8 +46,9 @@ struct MachineState {
     /// labs' tests take its share too, two at a time. Every test thread starts at once
     /// (`RUST_TEST_THREADS` in .cargo/config.toml is above the number of lab tests), so
     /// after the first main-lab turn a count of zero means the main queue is empty, not
-    /// that a test has yet to ask. Without it (a `cargo test` run of stop 41), the main
-    /// queue ended at 3,158 s and Group Replication ran alone on one share to 3,451 s.
+    /// that a test has yet to ask. Why: CI's turn table (stop 40's run) had about 4,000 s
+    /// of other labs' tests beside the main lab's 3,300 s (drills left out): past the main
+    /// queue they would run one at a time on a half-idle machine.
     main_pending: u32,
     main_seen: bool,
     /// Tests of the [`LONGEST_FIRST`] labs waiting for a share: the other labs' tests let
